@@ -1,0 +1,24 @@
+# syntax=docker/dockerfile:1
+# Build stage: install ATTN and its dependencies into a virtual environment.
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+RUN python -m venv /opt/attn
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY handlers ./handlers
+COPY dal ./dal
+COPY services ./services
+RUN /opt/attn/bin/pip install --upgrade pip && /opt/attn/bin/pip install .
+
+# Runtime stage: the virtual environment only, run as an unprivileged user.
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 --home-dir /app attn
+COPY --from=build /opt/attn /opt/attn
+ENV PATH=/opt/attn/bin:$PATH PYTHONUNBUFFERED=1
+WORKDIR /app
+USER attn
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4).status == 200 else 1)"
+CMD ["python", "-m", "bot"]

@@ -1,0 +1,40 @@
+# ATTN — the two commands: `make demo` and `make test`. See README.md.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+RUN := .run
+
+.PHONY: install test lint demo bench services stop-services clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,servers]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+services: $(STAMP)
+	@mkdir -p $(RUN)
+	$(PY) scripts/services.py ensure --state-dir $(RUN) > $(RUN)/services.env
+
+stop-services:
+	-$(PY) scripts/services.py stop --state-dir $(RUN)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check bot handlers dal services tests bench scripts
+	$(VENV)/bin/mypy
+
+test: lint services
+	set -a; . ./$(RUN)/services.env; set +a; $(PY) -m pytest
+
+demo: services
+	set -a; . ./$(RUN)/services.env; set +a; $(PY) scripts/demo.py
+
+bench: services
+	set -a; . ./$(RUN)/services.env; set +a; $(PY) -m bench
+
+clean: stop-services
+	rm -rf $(VENV) $(RUN)

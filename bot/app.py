@@ -1,0 +1,202 @@
+"""The composition root: builds every object from settings and wires them together.
+
+Nothing else in the project knows how the pieces connect. Application-wide objects reach
+handlers and startup/shutdown hooks as Dispatcher keyword arguments (workflow data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import DefaultKeyBuilder
+from aiogram.fsm.storage.redis import RedisStorage
+from aiogram.types import BotCommand, BotCommandScopeDefault
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from bot.config import Settings
+from bot.fsm import CodeAwareFSMMiddleware
+from bot.i18n import COMMANDS, t
+from bot.middlewares import UserContextMiddleware
+from bot.notifier import BotNotifier
+from bot.outgoing import OutgoingMiddleware
+from bot.scheduler import build_scheduler
+from bot.secrets import Sealer
+from bot.status import StatusBoard
+from dal.postgres import AsyncPostgresClient
+from dal.redis_client import RedisClient
+from handlers import build_router
+from services.accounts import AccountService
+from services.aksis import AksisClient, build_aksis_client
+from services.attendance import AttendanceService
+from services.reports import ReportService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    settings: Settings
+    pg: AsyncPostgresClient
+    redis: RedisClient
+    bot: Bot
+    dispatcher: Dispatcher
+    notifier: BotNotifier
+    board: StatusBoard
+    scheduler: AsyncIOScheduler
+    accounts: AccountService
+    attendance: AttendanceService
+    reports: ReportService
+
+
+def build_bot(settings: Settings, *, session: AiohttpSession | None = None) -> Bot:
+    if settings.bot_token is None:
+        raise ValueError("BOT_TOKEN is required")
+    session = session or AiohttpSession(
+        api=TelegramAPIServer.from_base(settings.telegram_api_url.rstrip("/"))
+    )
+    return Bot(
+        token=settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+
+
+def build_storage(settings: Settings) -> RedisStorage:
+    # RedisStorage.close() closes its own pool at shutdown, so it gets its own client rather
+    # than the application's (TELEGRAM.md). A blocking pool waits for a free connection under
+    # a burst instead of raising MaxConnectionsError (DESIGN.md). Conversation data expires
+    # after 15 minutes idle.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_max_connections, timeout=10
+    )
+    return RedisStorage(
+        redis=Redis(connection_pool=pool),
+        key_builder=DefaultKeyBuilder(prefix="fsm"),
+        state_ttl=timedelta(minutes=15),
+        data_ttl=timedelta(minutes=15),
+    )
+
+
+async def register_commands(bot: Bot) -> None:
+    """The command menu in English (default) and Turkish (`language_code="tr"`)."""
+    for lang in ("en", "tr"):
+        await bot.set_my_commands(
+            [BotCommand(command=c, description=t(f"cmd.{c}", lang)) for c in COMMANDS],
+            scope=BotCommandScopeDefault(),
+            language_code=None if lang == "en" else lang,
+        )
+
+
+async def _record_undeliverable(chat_id: int | str | None, method: str, description: str) -> None:
+    log.warning("telegram refused %s to chat %s for good: %s", method, chat_id, description)
+
+
+@contextlib.asynccontextmanager
+async def build_app(
+    settings: Settings,
+    *,
+    aksis: AksisClient | None = None,
+    bot: Bot | None = None,
+) -> AsyncIterator[App]:
+    """Open the pools, build services and the Dispatcher; close everything on exit."""
+    pg = await AsyncPostgresClient.connect(settings.database_url)
+    redis = RedisClient.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
+    try:
+        await redis.ping()
+        bot = bot or build_bot(settings)
+        bot.session.middleware(
+            OutgoingMiddleware(
+                global_rate=settings.telegram_global_rate,
+                per_chat_rate=settings.telegram_per_chat_rate,
+                on_undeliverable=_record_undeliverable,
+            )
+        )
+        notifier = BotNotifier(bot)
+        tz = settings.tz
+        secret = settings.secret_key.get_secret_value()
+        accounts = AccountService(
+            pg=pg,
+            redis=redis,
+            aksis=aksis or build_aksis_client(settings),
+            notifier=notifier,
+            throttle_key=secret.encode(),
+            student_ttl_days=settings.student_session_ttl_days,
+            teacher_ttl_days=settings.teacher_session_ttl_days,
+        )
+        attendance = AttendanceService(
+            pg=pg,
+            redis=redis,
+            notifier=notifier,
+            tz=tz,
+            early_margin=timedelta(minutes=settings.lesson_early_margin_minutes),
+            late_after=timedelta(minutes=settings.late_after_minutes),
+            default_duration=timedelta(minutes=settings.default_session_minutes),
+        )
+        reports = ReportService(pg=pg, tz=tz)
+        board = StatusBoard(bot=bot, attendance=attendance)
+        storage = build_storage(settings)
+        dispatcher = Dispatcher(
+            storage=storage,
+            events_isolation=storage.create_isolation(),
+            disable_fsm=True,
+            settings=settings,
+            accounts=accounts,
+            attendance=attendance,
+            reports=reports,
+            board=board,
+            notifier=notifier,
+            sealer=Sealer(secret),
+        )
+        # aiogram's FSM middleware with the per-user lock skipped for a plain check-in code
+        # (the hot path); every other update is isolated as usual (bot/fsm.py).
+        dispatcher.fsm = CodeAwareFSMMiddleware(
+            storage=storage, events_isolation=dispatcher.fsm.events_isolation
+        )
+        dispatcher.update.outer_middleware(dispatcher.fsm)
+        context = UserContextMiddleware(accounts)
+        dispatcher.message.outer_middleware(context)
+        dispatcher.callback_query.outer_middleware(context)
+        dispatcher.include_router(build_router())
+        scheduler = build_scheduler(
+            settings=settings, pg=pg, redis=redis, notifier=notifier, attendance=attendance
+        )
+        app = App(
+            settings=settings,
+            pg=pg,
+            redis=redis,
+            bot=bot,
+            dispatcher=dispatcher,
+            notifier=notifier,
+            board=board,
+            scheduler=scheduler,
+            accounts=accounts,
+            attendance=attendance,
+            reports=reports,
+        )
+
+        async def on_startup() -> None:
+            await register_commands(app.bot)
+            app.board.start()
+            app.scheduler.start()
+
+        async def on_shutdown() -> None:
+            app.scheduler.shutdown(wait=False)
+            await app.board.stop()
+            await app.notifier.drain()
+
+        dispatcher.startup.register(on_startup)
+        dispatcher.shutdown.register(on_shutdown)
+        yield app
+    finally:
+        await redis.close()
+        await pg.close()

@@ -1,0 +1,455 @@
+"""Every user-facing string, in English and Turkish.
+
+The language follows the user's Telegram `language_code`: Turkish for `tr*`, English otherwise.
+Placeholders are `str.format` fields; values are HTML-escaped by `t()` because replies use HTML.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Final
+
+SUPPORTED: Final = ("en", "tr")
+
+_MESSAGES: Final[dict[str, tuple[str, str]]] = {
+    # --- general -------------------------------------------------------------------------
+    "role.student": ("Student", "Öğrenci"),
+    "role.teacher": ("Teacher", "Öğretim elemanı"),
+    "start.unlinked": (
+        "Welcome to ATTN, the attendance bot.\n"
+        "Link your Aksis account with /login to take part in attendance.",
+        "ATTN yoklama botuna hoş geldiniz.\n"
+        "Yoklamaya katılmak için Aksis hesabınızı /login ile bağlayın.",
+    ),
+    "start.linked": (
+        "Hello {name} ({role}). Send /help to see what you can do.",
+        "Merhaba {name} ({role}). Neler yapabileceğinizi görmek için /help yazın.",
+    ),
+    "help.unlinked": (
+        "<b>ATTN</b> takes class attendance.\n"
+        "/login — link your Aksis account (your password is never stored)\n"
+        "/cancel — leave the current step\n/help — this message",
+        "<b>ATTN</b> derslerde yoklama alır.\n"
+        "/login — Aksis hesabınızı bağlayın (şifreniz saklanmaz)\n"
+        "/cancel — bulunduğunuz adımdan çıkın\n/help — bu mesaj",
+    ),
+    "help.student": (
+        "<b>ATTN for students</b>\n"
+        "Send the six-digit code your teacher shows in class to check in.\n"
+        "/my_attendance — your attendance\n/reminders — turn reminders on or off\n"
+        "/me — your linked account\n/logout — unlink this Telegram account\n"
+        "/cancel — leave the current step",
+        "<b>Öğrenciler için ATTN</b>\n"
+        "Yoklamaya katılmak için derste gösterilen altı haneli kodu gönderin.\n"
+        "/my_attendance — devam durumunuz\n/reminders — hatırlatmaları açın/kapatın\n"
+        "/me — bağlı hesabınız\n/logout — bu Telegram hesabının bağlantısını kaldırın\n"
+        "/cancel — bulunduğunuz adımdan çıkın",
+    ),
+    "help.teacher": (
+        "<b>ATTN for teachers</b>\n"
+        "/start_session — open attendance for the lesson on now "
+        "(or /start_session LESSON NAME)\n"
+        "/attendees — who is in; accept, reject or add students\n"
+        "/end_session — close attendance now\n"
+        "/history — past sessions, corrections and CSV export\n"
+        "/reminders — turn lesson reminders on or off\n"
+        "/me — your linked account\n/logout — unlink this Telegram account",
+        "<b>Öğretim elemanları için ATTN</b>\n"
+        "/start_session — şu anki ders için yoklamayı açın "
+        "(veya /start_session DERS ADI)\n"
+        "/attendees — katılanlar; öğrenci onaylayın, reddedin veya ekleyin\n"
+        "/end_session — yoklamayı şimdi kapatın\n"
+        "/history — geçmiş yoklamalar, düzeltmeler ve CSV dışa aktarma\n"
+        "/reminders — ders hatırlatmalarını açın/kapatın\n"
+        "/me — bağlı hesabınız\n/logout — bu Telegram hesabının bağlantısını kaldırın",
+    ),
+    "cancel.done": ("Cancelled.", "İptal edildi."),
+    "cancel.nothing": ("There is nothing to cancel.", "İptal edilecek bir işlem yok."),
+    "error.generic": (
+        "Sorry, something went wrong on our side. Please try again. (error id {error_id})",
+        "Üzgünüz, bizim tarafımızda bir hata oluştu. Lütfen tekrar deneyin. (hata kodu {error_id})",
+    ),
+    "error.unavailable": (
+        "The attendance service is briefly unavailable. Please try again in a minute.",
+        "Yoklama hizmeti kısa süreliğine kullanılamıyor. Lütfen bir dakika sonra tekrar deneyin.",
+    ),
+    "text.unknown": (
+        "I did not understand that. Send the six-digit code from class, or /help.",
+        "Bunu anlayamadım. Dersteki altı haneli kodu gönderin veya /help yazın.",
+    ),
+    "text.non_text": (
+        "I can only read text messages. Send the six-digit code, or /help.",
+        "Yalnızca metin mesajlarını okuyabilirim. Altı haneli kodu gönderin veya /help yazın.",
+    ),
+    "text.private_only": (
+        "Please talk to me in a private chat.",
+        "Lütfen benimle özel sohbetten yazışın.",
+    ),
+    "text.too_long": (
+        "That message is too long. Send the six-digit code, or /help.",
+        "Bu mesaj çok uzun. Altı haneli kodu gönderin veya /help yazın.",
+    ),
+    "auth.not_linked": (
+        "Link your Aksis account first: /login",
+        "Önce Aksis hesabınızı bağlayın: /login",
+    ),
+    "auth.teachers_only": (
+        "Only teachers can do that.",
+        "Bunu yalnızca öğretim elemanları yapabilir.",
+    ),
+    "auth.not_yours": (
+        "That is not your session.",
+        "Bu yoklama size ait değil.",
+    ),
+    # --- login ---------------------------------------------------------------------------
+    "login.ask_username": (
+        "Send your Aksis user name (school number or T.C. identity number).\n/cancel to stop.",
+        "Aksis kullanıcı adınızı gönderin (öğrenci numarası veya T.C. kimlik numarası).\n"
+        "Vazgeçmek için /cancel.",
+    ),
+    "login.ask_password": (
+        "Now send your Aksis password. I delete the message as soon as I read it and never "
+        "store it.\n/cancel to stop.",
+        "Şimdi Aksis şifrenizi gönderin. Mesajı okur okumaz silerim ve şifrenizi asla "
+        "saklamam.\nVazgeçmek için /cancel.",
+    ),
+    "login.bad_username": (
+        "That does not look like a user name. Send your school number or T.C. identity "
+        "number, or /cancel.",
+        "Bu bir kullanıcı adına benzemiyor. Öğrenci numaranızı veya T.C. kimlik numaranızı "
+        "gönderin ya da /cancel yazın.",
+    ),
+    "login.text_only": (
+        "Please send it as a text message, or /cancel.",
+        "Lütfen metin mesajı olarak gönderin ya da /cancel yazın.",
+    ),
+    "login.delete_failed": (
+        "⚠️ I could not delete your password message. Please delete it yourself now.",
+        "⚠️ Şifrenizin bulunduğu mesajı silemedim. Lütfen hemen kendiniz silin.",
+    ),
+    "login.checking": ("Signing in to Aksis…", "Aksis'e giriş yapılıyor…"),
+    "login.ok": (
+        "✅ Linked: <b>{name}</b> ({role}), number {number}.\n{lessons} lessons found in your "
+        "schedule. Send /help to see what you can do.",
+        "✅ Bağlandı: <b>{name}</b> ({role}), numara {number}.\nProgramınızda {lessons} ders "
+        "bulundu. Neler yapabileceğinizi görmek için /help yazın.",
+    ),
+    "login.wrong": (
+        "❌ Aksis did not accept that user name and password. Try again with /login.",
+        "❌ Aksis bu kullanıcı adı ve şifreyi kabul etmedi. /login ile tekrar deneyin.",
+    ),
+    "login.portal_down": (
+        "Aksis is not answering right now. Please try /login again in a few minutes.",
+        "Aksis şu anda yanıt vermiyor. Lütfen birkaç dakika sonra /login ile tekrar deneyin.",
+    ),
+    "login.portal_changed": (
+        "Aksis answered in a way I do not recognise, so I could not sign you in. The team has "
+        "been told; please try again later.",
+        "Aksis tanımadığım bir yanıt verdi, bu yüzden giriş yapamadım. Ekip bilgilendirildi; "
+        "lütfen daha sonra tekrar deneyin.",
+    ),
+    "login.throttled": (
+        "Too many login attempts. Please wait {minutes} min and try again.",
+        "Çok fazla giriş denemesi. Lütfen {minutes} dk bekleyip tekrar deneyin.",
+    ),
+    "login.moved": (
+        "Your Aksis account {number} was linked to another Telegram account, so this one has "
+        "been unlinked. If that was not you, /login again and change your Aksis password.",
+        "{number} numaralı Aksis hesabınız başka bir Telegram hesabına bağlandı, bu hesabın "
+        "bağlantısı kaldırıldı. Bunu siz yapmadıysanız yeniden /login yapın ve Aksis "
+        "şifrenizi değiştirin.",
+    ),
+    "logout.ok": (
+        "This Telegram account is no longer linked. /login to link again.",
+        "Bu Telegram hesabının bağlantısı kaldırıldı. Yeniden bağlamak için /login.",
+    ),
+    "me.info": (
+        "<b>{name}</b>\nRole: {role}\nNumber: {number}\nReminders: {reminders}",
+        "<b>{name}</b>\nRol: {role}\nNumara: {number}\nHatırlatmalar: {reminders}",
+    ),
+    "on": ("on", "açık"),
+    "off": ("off", "kapalı"),
+    "reminders.now": (
+        "Reminders are now {state}.",
+        "Hatırlatmalar artık {state}.",
+    ),
+    # --- teacher sessions ----------------------------------------------------------------
+    "session.status": (
+        "📋 <b>{lesson}</b>\nCheck-in code: <code>{code}</code>\n{time_left}\n"
+        "Checked in: <b>{present}</b>{pending}\n\nStudents send the code to this bot, or "
+        "open: {link}",
+        "📋 <b>{lesson}</b>\nYoklama kodu: <code>{code}</code>\n{time_left}\n"
+        "Katılan: <b>{present}</b>{pending}\n\nÖğrenciler kodu bu bota gönderir veya şu "
+        "bağlantıyı açar: {link}",
+    ),
+    "session.pending_part": (" · awaiting review: {pending}", " · onay bekleyen: {pending}"),
+    "session.time_left": (
+        "Closes at {end} ({minutes} min left)",
+        "{end} saatinde kapanır ({minutes} dk kaldı)",
+    ),
+    "session.closed_at": ("Closed at {end}", "{end} saatinde kapandı"),
+    "session.already_open": (
+        "You already have an open session for <b>{lesson}</b> (code <code>{code}</code>). "
+        "End it with /end_session first.",
+        "<b>{lesson}</b> için zaten açık bir yoklamanız var (kod <code>{code}</code>). "
+        "Önce /end_session ile kapatın.",
+    ),
+    "session.choose": (
+        "No lesson of yours is on right now. Pick one of today's lessons, or send "
+        "/start_session LESSON NAME.",
+        "Şu anda dersiniz görünmüyor. Bugünkü derslerinizden birini seçin veya "
+        "/start_session DERS ADI gönderin.",
+    ),
+    "session.no_lessons": (
+        "I found no lessons of yours today. Send /start_session LESSON NAME to open "
+        "attendance anyway.",
+        "Bugün size ait ders bulamadım. Yine de yoklama açmak için /start_session DERS ADI "
+        "gönderin.",
+    ),
+    "session.bad_name": (
+        "Lesson names are 2 to 100 characters. Try /start_session LESSON NAME.",
+        "Ders adı 2 ile 100 karakter arasında olmalı. /start_session DERS ADI deneyin.",
+    ),
+    "session.choice_expired": (
+        "That lesson is no longer in today's list. Send /start_session again.",
+        "Bu ders artık bugünkü listede değil. /start_session komutunu tekrar gönderin.",
+    ),
+    "session.none_open": (
+        "You have no open session. Start one with /start_session.",
+        "Açık bir yoklamanız yok. /start_session ile başlatın.",
+    ),
+    "session.ended": (
+        "🔒 Attendance for <b>{lesson}</b> is closed: {present} checked in{pending}. "
+        "The sheet is saved within a minute; /history shows it.",
+        "🔒 <b>{lesson}</b> yoklaması kapandı: {present} katılım{pending}. "
+        "Liste bir dakika içinde kaydedilir; /history ile görebilirsiniz.",
+    ),
+    "button.end": ("🔒 End session", "🔒 Yoklamayı bitir"),
+    "button.attendees": ("👥 Attendees", "👥 Katılanlar"),
+    "button.accept": ("✅ {number}", "✅ {number}"),
+    "button.reject": ("❌ {number}", "❌ {number}"),
+    "button.add": ("➕ Add student", "➕ Öğrenci ekle"),
+    "button.prev": ("◀️", "◀️"),
+    "button.next": ("▶️", "▶️"),
+    "button.start_attendance": ("▶️ Start attendance", "▶️ Yoklamayı başlat"),
+    "attendees.header": (
+        "👥 <b>{lesson}</b> — {total} records (page {page}/{pages})",
+        "👥 <b>{lesson}</b> — {total} kayıt (sayfa {page}/{pages})",
+    ),
+    "attendees.empty": (
+        "👥 <b>{lesson}</b> — nobody has checked in yet.",
+        "👥 <b>{lesson}</b> — henüz kimse katılmadı.",
+    ),
+    "attendees.line": (
+        "{icon} {name} · {number} · {time}{note}",
+        "{icon} {name} · {number} · {time}{note}",
+    ),
+    "note.late": (" · late", " · geç"),
+    "note.pending": (" · not in schedule, awaiting review", " · programda yok, onay bekliyor"),
+    "note.rejected": (" · rejected", " · reddedildi"),
+    "note.added": (" · added by teacher", " · öğretim elemanı ekledi"),
+    "review.accepted": ("✅ {name} ({number}) accepted.", "✅ {name} ({number}) onaylandı."),
+    "review.rejected": ("❌ {name} ({number}) rejected.", "❌ {name} ({number}) reddedildi."),
+    "review.ask_reason": (
+        "Why are you rejecting {name} ({number})? Send a short reason, or - for none. "
+        "/cancel to keep the record.",
+        "{name} ({number}) neden reddediliyor? Kısa bir gerekçe gönderin veya gerekçesiz için "
+        "- yazın. Kaydı korumak için /cancel.",
+    ),
+    "review.no_record": (
+        "There is no record for {number} in this session.",
+        "Bu yoklamada {number} için kayıt yok.",
+    ),
+    "review.session_gone": (
+        "That session is closed and saved; use /history to correct it.",
+        "Bu yoklama kapandı ve kaydedildi; düzeltmek için /history kullanın.",
+    ),
+    "add.ask_number": (
+        "Send the school number of the student to add, or /cancel.",
+        "Eklenecek öğrencinin numarasını gönderin ya da /cancel yazın.",
+    ),
+    "add.bad_number": (
+        "A school number is 3 to 20 letters or digits. Send it again, or /cancel.",
+        "Öğrenci numarası 3 ile 20 arası harf veya rakamdır. Tekrar gönderin ya da /cancel.",
+    ),
+    "add.ok": (
+        "➕ {number} ({name}) added as present.",
+        "➕ {number} ({name}) katıldı olarak eklendi.",
+    ),
+    "add.already": ("{number} is already on the list.", "{number} zaten listede."),
+    "student.checked_in_by_teacher": (
+        "Your teacher marked you present for {lesson}.",
+        "Öğretim elemanınız sizi {lesson} dersinde katıldı olarak işaretledi.",
+    ),
+    "student.rejected": (
+        "Your check-in for {lesson} was rejected by the teacher.{reason}",
+        "{lesson} dersi için yoklama kaydınız öğretim elemanı tarafından reddedildi.{reason}",
+    ),
+    "student.accepted": (
+        "Your check-in for {lesson} was accepted.",
+        "{lesson} dersi için yoklama kaydınız onaylandı.",
+    ),
+    # --- check-in ------------------------------------------------------------------------
+    "checkin.ok": (
+        "✅ You are checked in to <b>{lesson}</b> at {time}.",
+        "✅ <b>{lesson}</b> dersine {time} itibarıyla katıldınız.",
+    ),
+    "checkin.ok_late": (
+        "✅ You are checked in to <b>{lesson}</b> at {time} (late).",
+        "✅ <b>{lesson}</b> dersine {time} itibarıyla katıldınız (geç).",
+    ),
+    "checkin.pending": (
+        "🕓 Recorded for <b>{lesson}</b> at {time}, but this lesson is not in your Aksis "
+        "schedule, so your teacher will review it.",
+        "🕓 <b>{lesson}</b> için {time} itibarıyla kaydedildi, ancak bu ders Aksis "
+        "programınızda yok; öğretim elemanınız inceleyecek.",
+    ),
+    "checkin.duplicate": (
+        "You are already checked in to <b>{lesson}</b> (recorded at {time}).",
+        "<b>{lesson}</b> dersine zaten katıldınız ({time} itibarıyla kaydedildi).",
+    ),
+    "checkin.ended": (
+        "Attendance for <b>{lesson}</b> has already closed.",
+        "<b>{lesson}</b> için yoklama kapandı.",
+    ),
+    "checkin.wrong": (
+        "That code does not match an open attendance. Check the code shown in class.",
+        "Bu kod açık bir yoklamaya ait değil. Derste gösterilen kodu kontrol edin.",
+    ),
+    "checkin.throttled": (
+        "Too many wrong codes. Please wait {seconds} s before trying again.",
+        "Çok fazla hatalı kod. Tekrar denemeden önce lütfen {seconds} sn bekleyin.",
+    ),
+    "checkin.teacher": (
+        "Teachers do not check in. Use /start_session to open attendance.",
+        "Öğretim elemanları yoklamaya katılmaz. Yoklama açmak için /start_session.",
+    ),
+    # --- reminders and results -----------------------------------------------------------
+    "remind.teacher": (
+        "⏰ <b>{lesson}</b> starts at {start}. Tap to open attendance.",
+        "⏰ <b>{lesson}</b> {start} saatinde başlıyor. Yoklamayı açmak için dokunun.",
+    ),
+    "remind.open": (
+        "📣 Attendance is open for <b>{lesson}</b>. Send the code shown in class.",
+        "📣 <b>{lesson}</b> için yoklama açık. Derste gösterilen kodu gönderin.",
+    ),
+    "remind.closing": (
+        "⏳ Attendance for <b>{lesson}</b> closes at {end} and you have not checked in yet.",
+        "⏳ <b>{lesson}</b> yoklaması {end} saatinde kapanıyor ve henüz katılmadınız.",
+    ),
+    "final.teacher": (
+        "📊 <b>{lesson}</b> ({date}) saved: {present} present, {late} late, {absent} absent"
+        "{others}.",
+        "📊 <b>{lesson}</b> ({date}) kaydedildi: {present} katıldı, {late} geç, {absent} "
+        "katılmadı{others}.",
+    ),
+    "final.others": (", {pending} not accepted", ", {pending} onaylanmadı"),
+    # The summary when some check-ins were left pending or rejected (services cannot render
+    # "final.others" into "final.teacher", so the finalizer picks this key instead).
+    "final.teacher_pending": (
+        "📊 <b>{lesson}</b> ({date}) saved: {present} present, {late} late, {absent} absent,"
+        " {pending} not accepted.",
+        "📊 <b>{lesson}</b> ({date}) kaydedildi: {present} katıldı, {late} geç, {absent} "
+        "katılmadı, {pending} onaylanmadı.",
+    ),
+    "final.present": (
+        "📊 {lesson} ({date}): you were marked present.",
+        "📊 {lesson} ({date}): katıldı olarak kaydedildiniz.",
+    ),
+    "final.late": (
+        "📊 {lesson} ({date}): you were marked present (late).",
+        "📊 {lesson} ({date}): katıldı (geç) olarak kaydedildiniz.",
+    ),
+    "final.absent": (
+        "📊 {lesson} ({date}): you were marked absent.",
+        "📊 {lesson} ({date}): katılmadı olarak kaydedildiniz.",
+    ),
+    "final.not_accepted": (
+        "📊 {lesson} ({date}): your check-in was not accepted.",
+        "📊 {lesson} ({date}): yoklama kaydınız kabul edilmedi.",
+    ),
+    # --- history -------------------------------------------------------------------------
+    "history.empty": ("No saved sessions yet.", "Henüz kaydedilmiş yoklama yok."),
+    "history.header": ("🗂 Your recent sessions:", "🗂 Son yoklamalarınız:"),
+    "history.line": (
+        "{date} · {lesson} · {present}/{total}",
+        "{date} · {lesson} · {present}/{total}",
+    ),
+    "history.detail": (
+        "🗂 <b>{lesson}</b> — {date}\n{present} present, {late} late, {absent} not attended.\n"
+        "Tap a student to switch present ↔ absent; CSV exports the sheet.",
+        "🗂 <b>{lesson}</b> — {date}\n{present} katıldı, {late} geç, {absent} katılmadı.\n"
+        "Katıldı ↔ katılmadı arasında geçiş için öğrenciye dokunun; CSV listeyi dışa aktarır.",
+    ),
+    "history.corrected": (
+        "✏️ {number} is now {state}.",
+        "✏️ {number} artık {state}.",
+    ),
+    "state.present": ("present", "katıldı"),
+    "state.absent": ("absent", "katılmadı"),
+    "button.csv": ("⬇️ CSV", "⬇️ CSV"),
+    "button.back": ("↩️ Back", "↩️ Geri"),
+    "history.not_found": ("That session no longer exists.", "Bu yoklama artık mevcut değil."),
+    "my.empty": ("No saved attendance yet.", "Henüz kaydedilmiş yoklamanız yok."),
+    "my.header": (
+        "🗂 Your attendance ({attended}/{total} attended):",
+        "🗂 Devam durumunuz ({attended}/{total} katılım):",
+    ),
+    "my.line": ("{icon} {date} · {lesson}{note}", "{icon} {date} · {lesson}{note}"),
+    # --- command menu --------------------------------------------------------------------
+    "cmd.start": ("Start", "Başlat"),
+    "cmd.help": ("What I can do", "Neler yapabilirim"),
+    "cmd.login": ("Link your Aksis account", "Aksis hesabınızı bağlayın"),
+    "cmd.logout": ("Unlink this account", "Bu hesabın bağlantısını kaldırın"),
+    "cmd.me": ("Your linked account", "Bağlı hesabınız"),
+    "cmd.cancel": ("Leave the current step", "Bulunduğunuz adımdan çıkın"),
+    "cmd.start_session": ("Open attendance (teachers)", "Yoklama açın (öğretim elemanları)"),
+    "cmd.end_session": ("Close attendance (teachers)", "Yoklamayı kapatın (öğretim elemanları)"),
+    "cmd.attendees": ("Who is in (teachers)", "Katılanlar (öğretim elemanları)"),
+    "cmd.history": ("Past sessions (teachers)", "Geçmiş yoklamalar (öğretim elemanları)"),
+    "cmd.my_attendance": ("Your attendance (students)", "Devam durumunuz (öğrenciler)"),
+    "cmd.reminders": ("Reminders on/off", "Hatırlatmalar açık/kapalı"),
+}
+
+COMMANDS: Final = (
+    "start",
+    "help",
+    "login",
+    "start_session",
+    "end_session",
+    "attendees",
+    "history",
+    "my_attendance",
+    "reminders",
+    "me",
+    "logout",
+    "cancel",
+)
+
+
+def pick_language(language_code: str | None) -> str:
+    """`tr` for Turkish Telegram clients, `en` for everyone else."""
+    if language_code and language_code.lower().startswith("tr"):
+        return "tr"
+    return "en"
+
+
+def t(key: str, lang: str, /, **values: object) -> str:
+    """The message `key` in `lang`, with `values` HTML-escaped and filled in."""
+    en, tr = _MESSAGES[key]
+    template = tr if lang == "tr" else en
+    if not values:
+        return template
+    return template.format(
+        **{k: (v if isinstance(v, Raw) else escape(str(v), quote=False)) for k, v in values.items()}
+    )
+
+
+class Raw(str):
+    """A value already rendered as HTML (another `t()` result); `t()` does not escape it."""
+
+    __slots__ = ()
+
+
+def keys() -> frozenset[str]:
+    return frozenset(_MESSAGES)

@@ -1,0 +1,34 @@
+"""The per-update context: the user's language and their linked account."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, User
+
+from bot.i18n import pick_language
+from services.accounts import AccountService
+
+
+class UserContextMiddleware(BaseMiddleware):
+    """Puts `lang` (from the Telegram client's language) and `user` (the linked account or
+    None) into the handler data. One Redis read on the common path."""
+
+    def __init__(self, accounts: AccountService) -> None:
+        self._accounts = accounts
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        sender: User | None = data.get("event_from_user")
+        data["lang"] = pick_language(sender.language_code if sender else None)
+        if sender is None or sender.is_bot:
+            data["user"] = None
+        else:
+            data["user"] = await self._accounts.current_user(telegram_id=sender.id)
+        return await handler(event, data)

@@ -1,0 +1,309 @@
+"""The one outgoing path to the Bot API: pacing, retries and undeliverable chats.
+
+`OutgoingMiddleware` is an aiogram session request middleware, so every call made through the
+bot (handler replies, edits, reminders, finalization summaries) goes through it:
+
+    outgoing = OutgoingMiddleware(on_undeliverable=record_blocked_chat)
+    bot.session.middleware(outgoing)
+
+Telegram's limits (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this):
+about 30 messages per second overall, about 1 per second to one chat (short bursts pass) and
+about 20 per minute to one group; edits count too. Beyond them the API answers 429 with
+`retry_after` and aiogram raises `TelegramRetryAfter` without retrying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+    TelegramNetworkError,
+    TelegramNotFound,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.methods.base import TelegramType
+
+if TYPE_CHECKING:
+    from aiogram import Bot
+    from aiogram.methods import Response, TelegramMethod
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ChatId = int | str
+OnUndeliverable = Callable[[ChatId, str, str], Awaitable[None]]
+"""`on_undeliverable(chat_id, method_name, description)`."""
+
+# Methods that put a message into a chat or change one: the ones Telegram rate-limits.
+PACED_METHODS = frozenset(
+    {
+        "sendMessage",
+        "editMessageText",
+        "editMessageCaption",
+        "editMessageMedia",
+        "editMessageReplyMarkup",
+        "editMessageLiveLocation",
+        "stopMessageLiveLocation",
+        "sendDocument",
+        "sendPhoto",
+        "sendAudio",
+        "sendVideo",
+        "sendVideoNote",
+        "sendVoice",
+        "sendAnimation",
+        "sendSticker",
+        "sendMediaGroup",
+        "sendLocation",
+        "sendVenue",
+        "sendContact",
+        "sendPoll",
+        "sendDice",
+        "sendInvoice",
+        "sendPaidMedia",
+        "copyMessage",
+        "copyMessages",
+        "forwardMessage",
+        "forwardMessages",
+    }
+)
+
+# Descriptions of 400/404 answers that mean "this chat cannot receive messages" (403 always does).
+_UNDELIVERABLE_MARKERS = (
+    "chat not found",
+    "user not found",
+    "user is deactivated",
+    "bot was blocked",
+    "bot was kicked",
+    "bot can't initiate conversation",
+    "bot can't send messages to bots",
+    "peer_id_invalid",
+    "have no rights to send",
+    "not enough rights to send",
+    "chat_write_forbidden",
+)
+
+
+def is_undeliverable(exc: BaseException) -> bool:
+    """True for errors that retrying cannot fix: the chat blocked, left or never existed."""
+    if isinstance(exc, TelegramForbiddenError):
+        return True
+    if isinstance(exc, TelegramBadRequest | TelegramNotFound):
+        description = exc.message.lower()
+        return any(marker in description for marker in _UNDELIVERABLE_MARKERS)
+    return False
+
+
+async def deliver(call: Awaitable[T]) -> T | None:
+    """Await a Bot API call; None when the chat is undeliverable (for background jobs).
+
+    The middleware has already reported the chat through `on_undeliverable`; every other
+    error propagates.
+    """
+    try:
+        return await call
+    except TelegramAPIError as exc:
+        if is_undeliverable(exc):
+            return None
+        raise
+
+
+@dataclass
+class OutgoingStats:
+    sent: int = 0  # successful paced (message) calls
+    retried_429: int = 0
+    retried_network: int = 0
+    failed_permanent: int = 0
+    # Summed over calls (concurrent waits add up): limiter queues, 429 pauses, backoff.
+    waited_seconds: float = 0.0
+
+
+class RateLimiter:
+    """`rate` acquisitions per second sustained, up to `burst` back to back.
+
+    Generic cell rate algorithm: `_tat` is when the limiter would be fully rested. Waiters
+    queue on an asyncio.Lock, which wakes them in arrival order; the holder sleeps exactly
+    until its slot, so there is no polling and a pause applies to everyone still queued.
+    """
+
+    def __init__(self, rate: float, burst: int = 1) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self._interval = 1.0 / rate
+        self._tolerance = (burst - 1) * self._interval
+        self._tat = 0.0
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    def pause(self, seconds: float) -> None:
+        """Let nothing through for `seconds` from now."""
+        until = asyncio.get_running_loop().time() + seconds
+        self._paused_until = max(self._paused_until, until)
+
+    def is_idle(self, now: float) -> bool:
+        return not self._lock.locked() and self._tat <= now and self._paused_until <= now
+
+    async def acquire(self, then: RateLimiter | None = None) -> None:
+        """Wait for a slot; with `then`, also take a slot of that limiter before counting ours.
+
+        Holding our slot while waiting for `then` makes our spacing measure actual send times.
+        """
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            while True:
+                now = loop.time()
+                ready_at = max(self._tat - self._tolerance, self._paused_until)
+                if ready_at <= now:
+                    break
+                await asyncio.sleep(ready_at - now)  # re-checked: a pause may have moved it
+            if then is not None:
+                await then.acquire()
+            self._tat = max(self._tat, loop.time()) + self._interval
+
+
+class OutgoingMiddleware(BaseRequestMiddleware):
+    """Paces, retries and reports every Bot API call of the session it is registered on."""
+
+    def __init__(
+        self,
+        *,
+        global_rate: float = 30.0,
+        global_burst: int = 5,
+        per_chat_rate: float = 1.0,
+        per_chat_burst: int = 3,
+        group_rate: float = 20.0 / 60.0,
+        group_burst: int = 3,
+        max_retries: int = 5,
+        max_retry_after: float = 60.0,
+        backoff_base: float = 0.5,
+        backoff_max: float = 8.0,
+        on_undeliverable: OnUndeliverable | None = None,
+    ) -> None:
+        self.stats = OutgoingStats()
+        self._global = RateLimiter(global_rate, global_burst)
+        self._per_chat = (per_chat_rate, per_chat_burst)
+        self._per_group = (group_rate, group_burst)
+        self._chats: dict[ChatId, RateLimiter] = {}
+        self._prune_at = 1024
+        self._max_retries = max_retries
+        self._max_retry_after = max_retry_after
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._on_undeliverable = on_undeliverable
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        name = method.__api_method__
+        if name == "getUpdates":
+            # The dispatcher's polling loop has its own backoff, and a long poll must not
+            # be held behind message pacing.
+            return await make_request(bot, method)
+        paced = name in PACED_METHODS
+        chat_id = getattr(method, "chat_id", None)
+        if not isinstance(chat_id, int | str):
+            chat_id = None
+        retries = 0
+        while True:
+            if paced:
+                await self._pace(chat_id)
+            try:
+                response = await make_request(bot, method)
+            except TelegramRetryAfter as exc:
+                if retries >= self._max_retries or exc.retry_after > self._max_retry_after:
+                    self._pause(paced, chat_id, exc.retry_after)
+                    raise
+                retries += 1
+                self.stats.retried_429 += 1
+                logger.warning(
+                    "%s to chat %s hit flood control; retrying in %s s",
+                    name,
+                    chat_id,
+                    exc.retry_after,
+                )
+                if paced:
+                    # Pause the shared limiter so the rest of a burst waits too instead of
+                    # collecting 429s of its own; _pace() then waits out the pause.
+                    self._pause(paced, chat_id, exc.retry_after)
+                else:
+                    await self._sleep(exc.retry_after)
+            except (TelegramServerError, TelegramNetworkError) as exc:
+                # A timed-out send may have reached Telegram: retrying risks a duplicate
+                # message, which beats a lost reply for this bot's use.
+                if isinstance(exc, TelegramEntityTooLarge) or retries >= self._max_retries:
+                    raise
+                delay = min(self._backoff_max, self._backoff_base * 2**retries)
+                retries += 1
+                self.stats.retried_network += 1
+                logger.warning("%s failed (%s); retrying in %.1f s", name, exc, delay)
+                await self._sleep(delay)
+            except TelegramAPIError as exc:
+                if is_undeliverable(exc):
+                    await self._report_undeliverable(chat_id, name, exc.message)
+                raise
+            else:
+                if paced:
+                    self.stats.sent += 1
+                return response
+
+    async def _pace(self, chat_id: ChatId | None) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if chat_id is None:  # inline-message edits have no chat to pace
+            await self._global.acquire()
+        else:
+            await self._chat_limiter(chat_id).acquire(then=self._global)
+        self.stats.waited_seconds += loop.time() - started
+
+    def _pause(self, paced: bool, chat_id: ChatId | None, seconds: float) -> None:
+        if not paced:
+            return
+        self._global.pause(seconds)
+        if chat_id is not None:
+            self._chat_limiter(chat_id).pause(seconds)
+
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.stats.waited_seconds += seconds
+
+    def _chat_limiter(self, chat_id: ChatId) -> RateLimiter:
+        limiter = self._chats.get(chat_id)
+        if limiter is None:
+            if len(self._chats) >= self._prune_at:
+                now = asyncio.get_running_loop().time()
+                self._chats = {k: v for k, v in self._chats.items() if not v.is_idle(now)}
+                self._prune_at = max(1024, 2 * len(self._chats))
+            is_group = isinstance(chat_id, str) or chat_id < 0
+            rate, burst = self._per_group if is_group else self._per_chat
+            limiter = RateLimiter(rate, burst)
+            self._chats[chat_id] = limiter
+        return limiter
+
+    async def _report_undeliverable(
+        self, chat_id: ChatId | None, method_name: str, description: str
+    ) -> None:
+        self.stats.failed_permanent += 1
+        logger.info("chat %s is undeliverable (%s): %s", chat_id, method_name, description)
+        if self._on_undeliverable is None or chat_id is None:
+            return
+        try:
+            await self._on_undeliverable(chat_id, method_name, description)
+        except Exception:
+            # The caller still gets the original Telegram error; the report failure is logged.
+            logger.exception("on_undeliverable callback failed for chat %s", chat_id)

@@ -1,0 +1,242 @@
+"""APScheduler wiring: finalize, purge and reminder jobs, one replica per tick.
+
+`build_scheduler()` returns an AsyncIOScheduler that is not started; the composition root
+(bot/app.py) starts it at dispatcher startup and shuts it down at shutdown.
+
+Every tick first takes a Redis lock named after its job (`locks:job:<name>`, SET NX EX, this
+replica's id as the owner) and releases it when done, compare-and-delete, so only its owner
+can. A replica that finds the lock taken skips the tick: with several bot replicas behind a
+webhook load balancer, each tick runs on one of them. The lock has a short expiry
+(JOB_LOCK_SECONDS) that a heartbeat pushes back while the tick runs, so it outlasts the job's
+worst case however slow, yet a replica that dies holding it (kill -9) holds the job up for at
+most that long. Should a tick outlive its lock all the same, the jobs are idempotent: sessions
+are claimed one by one and written with insert-if-new, and reminders carry dedupe markers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final, TypeVar
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.config import Settings
+from dal.errors import RedisUnavailable
+from dal.postgres import AsyncPostgresClient
+from dal.redis_client import RedisClient
+from handlers.login import LoginForm
+from services.attendance import AttendanceService
+from services.finalize import Finalizer, FinalizeReport, OutageLog
+from services.notify import Notifier
+from services.purge import Purger, PurgeReport
+from services.reminders import ReminderReport, ReminderService
+
+__all__ = ["JOB_IDS", "LockTimes", "ScheduledJobs", "build_scheduler", "replica_id"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+JOB_IDS: Final = ("finalize", "purge", "reminders")
+# Reminders are due to the minute (lead and closing times are whole minutes): a 30 s tick
+# delivers each within half a minute of its time.
+REMINDER_INTERVAL_SECONDS: Final = 30
+# How long after its end a session is left alone, for check-ins judged by a replica whose clock
+# is a little behind (services/finalize.py).
+SETTLE_SECONDS: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class LockTimes:
+    """Expiry of each job's lock, in seconds, renewed by a heartbeat while the tick runs."""
+
+    finalize: int
+    purge: int
+    reminders: int
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> LockTimes:
+        seconds = settings.job_lock_seconds
+        return cls(finalize=seconds, purge=seconds, reminders=seconds)
+
+
+def replica_id() -> str:
+    """Who this process is, for lock owners and claims: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class ScheduledJobs:
+    """The three jobs, each tick behind its Redis lock. Returns None for a skipped tick."""
+
+    def __init__(
+        self,
+        *,
+        redis: RedisClient,
+        finalizer: Finalizer,
+        purger: Purger,
+        reminders: ReminderService,
+        owner: str,
+        locks: LockTimes,
+    ) -> None:
+        self._redis = redis
+        self._finalizer = finalizer
+        self._purger = purger
+        self._reminders = reminders
+        self._owner = owner
+        self._locks = locks
+        self._redis_outage = OutageLog("Redis (scheduled jobs)", log)
+
+    @property
+    def owner(self) -> str:
+        return self._owner
+
+    async def finalize(self) -> FinalizeReport | None:
+        return await self._guarded("finalize", self._locks.finalize, self._finalizer.run_once)
+
+    async def purge(self) -> PurgeReport | None:
+        return await self._guarded("purge", self._locks.purge, self._purger.run_once)
+
+    async def reminders(self) -> ReminderReport | None:
+        return await self._guarded("reminders", self._locks.reminders, self._reminders.run_once)
+
+    async def _guarded(
+        self, name: str, ttl_seconds: int, run: Callable[[], Awaitable[T]]
+    ) -> T | None:
+        lock = f"job:{name}"
+        try:
+            acquired = await self._redis.acquire_lock(
+                name=lock, owner=self._owner, ttl_seconds=ttl_seconds
+            )
+        except RedisUnavailable as exc:
+            self._redis_outage.failed(exc)
+            return None
+        if not acquired:
+            log.debug("%s tick skipped: another replica holds its lock", name)
+            return None
+        heartbeat = asyncio.create_task(self._keep_lock(lock, ttl_seconds))
+        try:
+            result = await run()
+        except RedisUnavailable as exc:
+            self._redis_outage.failed(exc)
+            return None
+        except Exception:
+            # Logged here rather than by APScheduler so that the lock is released first and
+            # the next tick tries again.
+            log.exception("%s tick failed", name)
+            return None
+        finally:
+            heartbeat.cancel()
+            try:
+                await self._redis.release_lock(name=lock, owner=self._owner)
+            except RedisUnavailable:
+                log.debug("%s lock left to expire", name)
+        self._redis_outage.succeeded()
+        return result
+
+    async def _keep_lock(self, lock: str, ttl_seconds: int) -> None:
+        """Renew the lock every third of its expiry while the tick runs."""
+        while True:
+            await asyncio.sleep(max(1.0, ttl_seconds / 3))
+            try:
+                held = await self._redis.extend_lock(
+                    name=lock, owner=self._owner, ttl_seconds=ttl_seconds
+                )
+            except RedisUnavailable:
+                continue  # the lock may lapse; the jobs are idempotent
+            if not held:
+                log.warning("%s lost its lock mid-tick; the jobs are idempotent", lock)
+                return
+
+
+def build_scheduler(
+    *,
+    settings: Settings,
+    pg: AsyncPostgresClient,
+    redis: RedisClient,
+    notifier: Notifier,
+    attendance: AttendanceService,
+    clock: Callable[[], datetime] | None = None,
+) -> AsyncIOScheduler:
+    """A scheduler (not started) with the finalize, purge and reminders jobs.
+
+    `clock` gives the jobs' notion of now (tests move it); by default the attendance
+    service's, so that sessions and the jobs that end them agree on the time.
+    """
+    now = clock or attendance.now
+    tz = attendance.tz
+    owner = replica_id()
+    jobs = ScheduledJobs(
+        redis=redis,
+        finalizer=Finalizer(
+            pg=pg,
+            redis=redis,
+            notifier=notifier,
+            tz=tz,
+            late_after=timedelta(minutes=settings.late_after_minutes),
+            owner=owner,
+            claim_ttl_seconds=settings.finalize_claim_seconds,
+            settle_seconds=SETTLE_SECONDS,
+            clock=now,
+        ),
+        purger=Purger(
+            pg=pg,
+            redis=redis,
+            # An unlinked account may be half-way through /login; any other state it has is
+            # a leftover (of a logout, or of a link moved to another account).
+            keep_fsm_states=[s.state for s in LoginForm.__states__ if s.state],
+        ),
+        reminders=ReminderService(
+            pg=pg,
+            redis=redis,
+            notifier=notifier,
+            tz=tz,
+            lead=timedelta(minutes=settings.reminder_lead_minutes),
+            closing=timedelta(minutes=settings.closing_reminder_minutes),
+            clock=now,
+        ),
+        owner=owner,
+        locks=LockTimes.for_settings(settings),
+    )
+    # coalesce=True: ticks missed while the loop was busy or the process suspended collapse
+    #   into one run; each job catches up on everything due anyway, so a burst of catch-up
+    #   runs would only repeat the same work.
+    # max_instances=1: a slow tick is never overlapped by the next one in this process (the
+    #   Redis lock does the same across processes).
+    # misfire_grace_time=one interval: a tick late by less than its interval still runs; a
+    #   later one is dropped, since the next regular tick is due by then anyway.
+    scheduler = AsyncIOScheduler(timezone=tz)
+    started = datetime.now(UTC)
+    intervals = {
+        "finalize": settings.finalize_interval_seconds,
+        "purge": settings.purge_interval_seconds,
+        "reminders": REMINDER_INTERVAL_SECONDS,
+    }
+    functions: dict[str, Callable[[], Awaitable[object]]] = {
+        "finalize": jobs.finalize,
+        "purge": jobs.purge,
+        "reminders": jobs.reminders,
+    }
+    for job_id in JOB_IDS:
+        interval = intervals[job_id]
+        scheduler.add_job(
+            functions[job_id],
+            IntervalTrigger(seconds=interval, timezone=tz),
+            id=job_id,
+            name=f"attn:{job_id}",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=interval,
+            # Finalize and reminders also run right at start-up: sessions that ended while no
+            # replica was up are moved without waiting a full interval.
+            next_run_time=started if job_id != "purge" else started + timedelta(seconds=interval),
+            replace_existing=True,
+        )
+    return scheduler

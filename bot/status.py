@@ -1,0 +1,141 @@
+"""The teacher's live session message: lesson, code, time left and a count, edited in place.
+
+Check-ins mark a session dirty; one background loop edits each dirty message at most once every
+`min_interval` seconds (Telegram counts edits against the per-chat limit), and refreshes the
+time left once a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from uuid import UUID
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+
+from dal.models import AttendanceRedis
+from handlers.render import session_keyboard, session_status
+from services.attendance import AttendanceService
+
+log = logging.getLogger(__name__)
+
+
+class StatusBoard:
+    def __init__(
+        self,
+        *,
+        bot: Bot,
+        attendance: AttendanceService,
+        min_interval: float = 3.0,
+        tick: float = 1.0,
+        clock_refresh: float = 60.0,
+    ) -> None:
+        self._bot = bot
+        self._attendance = attendance
+        self._min_interval = min_interval
+        self._tick = tick
+        self._clock_refresh = clock_refresh
+        self._dirty: set[UUID] = set()
+        self._last_edit: dict[UUID, float] = {}
+        self._langs: dict[UUID, str] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def _username(self) -> str:
+        me = await self._bot.me()
+        return me.username or "bot"
+
+    async def post(self, attendance: AttendanceRedis, *, chat_id: int, lang: str) -> None:
+        """Send the status message of a newly opened session and remember where it is."""
+        roster = await self._attendance.status(attendance_id=attendance.attendance_id)
+        if roster is None:
+            return
+        message = await self._bot.send_message(
+            chat_id,
+            session_status(
+                roster,
+                lang=lang,
+                tz=self._attendance.tz,
+                now=self._attendance.now(),
+                bot_username=await self._username(),
+            ),
+            reply_markup=session_keyboard(attendance, lang),
+        )
+        await self._attendance.set_status_message(
+            attendance=attendance, chat_id=chat_id, message_id=message.message_id
+        )
+        self._langs[attendance.attendance_id] = lang
+        self._last_edit[attendance.attendance_id] = time.monotonic()
+
+    def touch(self, attendance_id: UUID) -> None:
+        self._dirty.add(attendance_id)
+
+    async def refresh(self, attendance_id: UUID) -> None:
+        """Edit the status message now (after the session ends, say)."""
+        self._dirty.discard(attendance_id)
+        roster = await self._attendance.status(attendance_id=attendance_id)
+        if roster is None:
+            self._forget(attendance_id)
+            return
+        session = roster.attendance
+        if session.status_chat_id is None or session.status_message_id is None:
+            return
+        lang = self._langs.get(attendance_id, "en")
+        now = self._attendance.now()
+        ended = session.end_time is not None and session.end_time <= now
+        try:
+            await self._bot.edit_message_text(
+                text=session_status(
+                    roster,
+                    lang=lang,
+                    tz=self._attendance.tz,
+                    now=now,
+                    bot_username=await self._username(),
+                ),
+                chat_id=session.status_chat_id,
+                message_id=session.status_message_id,
+                reply_markup=None if ended else session_keyboard(session, lang),
+            )
+        except TelegramBadRequest as exc:
+            if "not modified" not in str(exc):
+                log.info("status message of %s not edited: %s", attendance_id, exc)
+        except TelegramAPIError as exc:
+            log.info("status message of %s not edited: %s", attendance_id, exc)
+        self._last_edit[attendance_id] = time.monotonic()
+        if ended:
+            self._forget(attendance_id)
+
+    def _forget(self, attendance_id: UUID) -> None:
+        self._last_edit.pop(attendance_id, None)
+        self._langs.pop(attendance_id, None)
+        self._dirty.discard(attendance_id)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._tick)
+            now = time.monotonic()
+            due = [
+                aid
+                for aid, last in list(self._last_edit.items())
+                if (aid in self._dirty and now - last >= self._min_interval)
+                or now - last >= self._clock_refresh
+            ]
+            due += [aid for aid in self._dirty if aid not in self._last_edit]
+            for aid in due:
+                try:
+                    await self.refresh(aid)
+                except Exception:
+                    log.exception("status refresh of %s failed", aid)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="status-board")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,97 @@
+"""Domain errors raised by the data access layer.
+
+Callers above `dal/` catch these instead of driver exceptions (asyncpg, redis), so that a
+service never needs to know which database answered.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = [
+    "Conflict",
+    "DalError",
+    "DatabaseUnavailable",
+    "NotFound",
+    "RedisUnavailable",
+    "mask_url",
+]
+
+_MASK = "***"
+_SECRET_QUERY_KEYS = frozenset({"password", "pass", "passwd", "sslpassword"})
+
+
+def mask_url(url: str) -> str:
+    """`url` with any password (in the authority or the query string) replaced by ***.
+
+    `dal/` cannot import `bot.config`, so this is its own copy of the helper; it is kept for
+    messages and logs, never for connecting.
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:{_MASK}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(key.lower() in _SECRET_QUERY_KEYS for key, _ in pairs):
+            query = urlencode(
+                [(k, _MASK if k.lower() in _SECRET_QUERY_KEYS else v) for k, v in pairs],
+                safe="*",
+            )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+class DalError(Exception):
+    """Base class of every data access error."""
+
+
+class NotFound(DalError):
+    """The row asked for does not exist (or is soft-deleted)."""
+
+
+class Conflict(DalError):
+    """The write collides with an existing row (unique key)."""
+
+
+class DatabaseUnavailable(DalError):
+    """PostgreSQL cannot be reached; the message names the masked URL and the reason."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = mask_url(url) if url is not None else None
+
+    @classmethod
+    def unreachable(cls, url: str, reason: object) -> DatabaseUnavailable:
+        """The standard one-line message: `PostgreSQL unreachable at <masked url>: <reason>`."""
+        masked = mask_url(url)
+        return cls(f"PostgreSQL unreachable at {masked}: {_one_line(reason, url)}", url=url)
+
+
+class RedisUnavailable(DalError):
+    """Redis cannot be reached (or refused the command for lack of connections)."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = mask_url(url) if url is not None else None
+
+    @classmethod
+    def unreachable(cls, url: str, reason: object) -> RedisUnavailable:
+        """The standard one-line message: `Redis unreachable at <masked url>: <reason>`."""
+        masked = mask_url(url)
+        return cls(f"Redis unreachable at {masked}: {_one_line(reason, url)}", url=url)
+
+
+def _one_line(reason: object, url: str) -> str:
+    """The reason on one line, with the URL's password scrubbed should a driver echo it."""
+    text = " ".join(str(reason).split()) or type(reason).__name__
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    if password:
+        text = text.replace(url, mask_url(url)).replace(password, _MASK)
+    return text

@@ -1,0 +1,821 @@
+"""Live data in Redis: linked users, open attendance sessions, check-ins, throttles and locks.
+
+Key layout (namespaces `users:*`, `attendances:*`, `attendance_records:*` come from the seed):
+
+    users:<telegram_id>                  UserSessionRedis JSON, TTL by role
+    attendances:{<id>}                   AttendanceRedis JSON
+    attendance_records:{<id>}            hash student_number -> record JSON without attendance_id
+    attendances:{<id>}:enrolled          set of enrolled student numbers (written at open)
+    attendances:{<id>}:claim             finalization claim (owner token, with expiry)
+    attendances:code:<6 digits>          attendance id; unique among sessions not yet finalized
+    attendances:teacher:<school_number>  id of the teacher's open session
+    attendances:due                      zset: id scored by end epoch seconds (planned end while
+                                         open, actual end once ended); ended means score <= now
+    throttle:<kind>:<subject>            counters with expiry
+    once:<kind>:<...>                    dedupe markers
+    locks:<name>                         job locks (one replica per scheduler tick)
+
+Keys of one session share the `{<id>}` hash tag. The code, teacher and due keys are global
+indexes, so the scripts that join them to a session (open, check-in, delete) compute the session
+keys inside Lua: fine on a single Redis server (this project's deployment), not on Cluster.
+
+Multi-step changes are Lua scripts registered once (`register_script` runs EVALSHA and loads the
+script on NOSCRIPT). Session JSON is never re-encoded inside Lua: cjson would round Telegram ids
+(%.14g), so field updates are read-modify-write in Python with a compare-and-set script.
+Requires Redis >= 7.0 (`EXPIRE ... NX`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Final, Self
+from uuid import UUID
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from dal.errors import Conflict, NotFound, RedisUnavailable
+from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, Role, UserSessionRedis
+
+__all__ = [
+    "AttendanceAlreadyOpen",
+    "AttendanceEnded",
+    "CheckInResult",
+    "CheckInStatus",
+    "RedisClient",
+    "session_ttl_seconds",
+]
+
+logger = logging.getLogger(__name__)
+
+DUE_KEY: Final = "attendances:due"
+_DAY: Final = 86_400
+_PLACEHOLDER_ID: Final = UUID(int=0)
+
+
+# --- keys --------------------------------------------------------------------------------
+
+
+def user_key(telegram_id: int) -> str:
+    return f"users:{telegram_id}"
+
+
+def attendance_key(attendance_id: UUID | str) -> str:
+    return f"attendances:{{{attendance_id}}}"
+
+
+def records_key(attendance_id: UUID | str) -> str:
+    return f"attendance_records:{{{attendance_id}}}"
+
+
+def enrolled_key(attendance_id: UUID | str) -> str:
+    return f"attendances:{{{attendance_id}}}:enrolled"
+
+
+def claim_key(attendance_id: UUID | str) -> str:
+    return f"attendances:{{{attendance_id}}}:claim"
+
+
+def code_key(code: str) -> str:
+    return f"attendances:code:{code}"
+
+
+def teacher_key(teacher_school_number: str) -> str:
+    return f"attendances:teacher:{teacher_school_number}"
+
+
+def lock_key(name: str) -> str:
+    return f"locks:{name}"
+
+
+# --- Lua ---------------------------------------------------------------------------------
+# Scripts read session keys whose names they build from an id they looked up (undeclared keys):
+# allowed on a single server, which is what the module docstring promises and nothing more.
+
+_OPEN_LUA: Final = """
+-- KEYS: 1 teacher key, 2 code key, 3 session key, 4 enrolled key, 5 due index
+-- ARGV: 1 id, 2 session JSON, 3 due score, 4 now (epoch s), 5.. enrolled student numbers
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then
+  local score = redis.call('ZSCORE', KEYS[5], current)
+  if score and tonumber(score) > tonumber(ARGV[4])
+     and redis.call('EXISTS', 'attendances:{' .. current .. '}') == 1 then
+    return {'OPEN', current}
+  end
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  return {'EXISTS'}
+end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX') then
+  return {'CODE_TAKEN'}
+end
+redis.call('SET', KEYS[3], ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[4])
+for i = 5, #ARGV, 1000 do
+  redis.call('SADD', KEYS[4], unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
+return {'OK'}
+"""
+
+_CHECK_IN_LUA: Final = """
+-- KEYS: 1 throttle key, 2 code key, 3 due index
+-- ARGV: 1 student number, 2 now (epoch s), 3 throttle limit, 4 throttle window (s),
+--       5 present record JSON, 6 pending record JSON, 7.. the student's course codes
+local count = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if count >= tonumber(ARGV[3]) then
+  local ttl = redis.call('TTL', KEYS[1])
+  if ttl < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[4])
+    ttl = tonumber(ARGV[4])
+  end
+  return {'THROTTLED', ttl}
+end
+local id = redis.call('GET', KEYS[2])
+if not id then
+  redis.call('INCR', KEYS[1])
+  redis.call('EXPIRE', KEYS[1], ARGV[4], 'NX')
+  return {'WRONG_CODE'}
+end
+local session = redis.call('GET', 'attendances:{' .. id .. '}')
+if not session then
+  return {'WRONG_CODE'}
+end
+local score = redis.call('ZSCORE', KEYS[3], id)
+if (not score) or tonumber(score) <= tonumber(ARGV[2]) then
+  return {'ENDED', id, session}
+end
+local records = 'attendance_records:{' .. id .. '}'
+local existing = redis.call('HGET', records, ARGV[1])
+if existing then
+  return {'DUPLICATE', id, session, existing}
+end
+-- Enrolled: named in the enrolled set, or '*' there (the lesson has no known enrolment), or
+-- the session's lesson code among the student's courses (ARGV[7..]).
+local enrolled = 'attendances:{' .. id .. '}:enrolled'
+local member = redis.call('SISMEMBER', enrolled, ARGV[1]) == 1
+  or redis.call('SISMEMBER', enrolled, '*') == 1
+if not member and #ARGV > 6 then
+  local lesson = cjson.decode(session)['lesson_code']
+  if type(lesson) == 'string' then
+    for i = 7, #ARGV do
+      if ARGV[i] == lesson then
+        member = true
+        break
+      end
+    end
+  end
+end
+if member then
+  redis.call('HSET', records, ARGV[1], ARGV[5])
+  return {'OK_PRESENT', id, session}
+end
+redis.call('HSET', records, ARGV[1], ARGV[6])
+return {'OK_PENDING', id, session}
+"""
+
+_UPDATE_SESSION_LUA: Final = """
+-- Compare-and-set of the session JSON plus its index entries.
+-- KEYS: 1 session key, 2 due index, 3 teacher key
+-- ARGV: 1 expected JSON, 2 new JSON, 3 id, 4 new due score or '', 5 '1' to clear the teacher
+--       key when it points at this id, 6 now (epoch s): refuse unless still open at now, or ''
+-- Returns 1 done, 0 session missing, -1 changed meanwhile (retry), -2 not open
+local current = redis.call('GET', KEYS[1])
+if not current then
+  return 0
+end
+if current ~= ARGV[1] then
+  return -1
+end
+if ARGV[6] ~= '' then
+  local score = redis.call('ZSCORE', KEYS[2], ARGV[3])
+  if (not score) or tonumber(score) <= tonumber(ARGV[6]) then
+    return -2
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+if ARGV[4] ~= '' then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+end
+if ARGV[5] == '1' and redis.call('GET', KEYS[3]) == ARGV[3] then
+  redis.call('DEL', KEYS[3])
+end
+return 1
+"""
+
+_GET_OPEN_LUA: Final = """
+-- KEYS: 1 teacher key, 2 due index. Returns {id, session JSON or '', due score or ''} or nil.
+local id = redis.call('GET', KEYS[1])
+if not id then
+  return false
+end
+local session = redis.call('GET', 'attendances:{' .. id .. '}')
+local score = redis.call('ZSCORE', KEYS[2], id)
+return {id, session or '', score or ''}
+"""
+
+_WRITE_RECORD_LUA: Final = """
+-- KEYS: 1 session key, 2 records hash. ARGV: 1 student number, 2 record JSON, 3 'nx' or 'set'
+-- Returns -1 when the session is gone, else 1 written / 0 already there (nx).
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
+end
+if ARGV[3] == 'nx' then
+  return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+_DELETE_SESSION_LUA: Final = """
+-- KEYS: 1 session, 2 records, 3 enrolled, 4 claim, 5 due index. ARGV: 1 id
+-- The code and teacher keys are global indexes: removed only while they still point here.
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  local ok, session = pcall(cjson.decode, raw)
+  if ok and type(session) == 'table' then
+    if type(session.code) == 'string' then
+      local ck = 'attendances:code:' .. session.code
+      if redis.call('GET', ck) == ARGV[1] then
+        redis.call('DEL', ck)
+      end
+    end
+    if type(session.teacher_school_number) == 'string' then
+      local tk = 'attendances:teacher:' .. session.teacher_school_number
+      if redis.call('GET', tk) == ARGV[1] then
+        redis.call('DEL', tk)
+      end
+    end
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[5], ARGV[1])
+return 1
+"""
+
+_COMPARE_DELETE_LUA: Final = """
+-- KEYS: 1 key. ARGV: 1 expected owner. Deletes only the owner's key.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+_COMPARE_EXPIRE_LUA: Final = """
+-- Extend a lock or claim only while `owner` (ARGV[1]) still holds it. ARGV[2]: seconds.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+# --- public types ------------------------------------------------------------------------
+
+
+class AttendanceAlreadyOpen(Conflict):
+    """The teacher already has an open session; `attendance_id` names it."""
+
+    def __init__(self, attendance_id: UUID) -> None:
+        super().__init__(f"teacher already has open attendance {attendance_id}")
+        self.attendance_id = attendance_id
+
+
+class AttendanceEnded(Conflict):
+    """The session has ended (or its planned end has passed); it can no longer be changed so."""
+
+    def __init__(self, attendance_id: UUID) -> None:
+        super().__init__(f"attendance {attendance_id} has ended")
+        self.attendance_id = attendance_id
+
+
+class CheckInStatus(StrEnum):
+    OK_PRESENT = "OK_PRESENT"  # enrolled: recorded as present
+    OK_PENDING = "OK_PENDING"  # not in the student's schedule: recorded for the teacher's review
+    DUPLICATE = "DUPLICATE"  # already checked in; `record` is the first record
+    ENDED = "ENDED"  # the code belongs to a session that has ended
+    WRONG_CODE = "WRONG_CODE"  # no live session has this code (counts toward the throttle)
+    THROTTLED = "THROTTLED"  # too many wrong codes; `retry_after` seconds to wait
+
+
+@dataclass(frozen=True, slots=True)
+class CheckInResult:
+    status: CheckInStatus
+    attendance: AttendanceRedis | None = None
+    record: AttendanceRecordRedis | None = None  # the record stored, or the existing one
+    retry_after: int | None = None  # seconds, for THROTTLED
+
+
+def session_ttl_seconds(role: Role, *, student_days: int, teacher_days: int) -> int:
+    """How long a linked user's Redis session lives, by role (settings give the days)."""
+    days = teacher_days if role is Role.TEACHER else student_days
+    return days * _DAY
+
+
+def generate_code() -> str:
+    """A six-digit check-in code from the system CSPRNG (leading zeros allowed)."""
+    return f"{secrets.randbelow(1_000_000):06d}"
+
+
+# --- client ------------------------------------------------------------------------------
+
+
+class _TranslateErrors:
+    """Turns driver connection errors into `RedisUnavailable` (a plain `with`: no await cost)."""
+
+    __slots__ = ("_url",)
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, RedisConnectionError | RedisTimeoutError):
+            raise RedisUnavailable.unreachable(self._url, exc) from exc
+
+
+def _epoch(moment: datetime) -> str:
+    if moment.utcoffset() is None:
+        raise ValueError("naive datetime: every time must be timezone-aware")
+    return repr(moment.timestamp())
+
+
+def _text(value: bytes | str) -> str:
+    """The pool decodes responses; this only narrows redis-py's `bytes | str` for mypy."""
+    return value if isinstance(value, str) else value.decode()
+
+
+def _parse_record(attendance_id: UUID, raw: bytes | str) -> AttendanceRecordRedis:
+    data = json.loads(raw)
+    data["attendance_id"] = attendance_id
+    return AttendanceRecordRedis.model_validate(data)
+
+
+def _record_json(record: AttendanceRecordRedis) -> str:
+    return record.model_dump_json(exclude={"attendance_id"})
+
+
+class RedisClient:
+    """Async Redis access for ATTN over one `BlockingConnectionPool` (decoded responses)."""
+
+    def __init__(self, redis: aioredis.Redis, *, url: str = "redis://") -> None:
+        self._redis = redis
+        self._url = url
+        self._errors = _TranslateErrors(url)
+        self._open_script = redis.register_script(_OPEN_LUA)
+        self._check_in_script = redis.register_script(_CHECK_IN_LUA)
+        self._update_session_script = redis.register_script(_UPDATE_SESSION_LUA)
+        self._get_open_script = redis.register_script(_GET_OPEN_LUA)
+        self._write_record_script = redis.register_script(_WRITE_RECORD_LUA)
+        self._delete_session_script = redis.register_script(_DELETE_SESSION_LUA)
+        self._compare_delete_script = redis.register_script(_COMPARE_DELETE_LUA)
+        self._compare_expire_script = redis.register_script(_COMPARE_EXPIRE_LUA)
+
+    @classmethod
+    def from_url(cls, url: str, *, max_connections: int = 64, timeout: float = 5.0) -> RedisClient:
+        """A client whose pool waits up to `timeout` s for a free connection under bursts.
+
+        redis-py's default asyncio pool raises MaxConnectionsError instead of waiting.
+        """
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            decode_responses=True,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+        )
+        # from_pool: the client owns the pool, so close() also disconnects it.
+        return cls(aioredis.Redis.from_pool(pool), url=url)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The underlying client (for the composition root, e.g. aiogram's RedisStorage)."""
+        return self._redis
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def ping(self) -> None:
+        """Raise `RedisUnavailable` (naming the masked URL) unless Redis answers."""
+        try:
+            await self._redis.ping()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise RedisUnavailable.unreachable(self._url, exc) from exc
+
+    # --- user sessions ---------------------------------------------------------------------
+
+    async def save_user_session(self, *, session: UserSessionRedis, ttl_seconds: int) -> None:
+        with self._errors:
+            await self._redis.set(
+                user_key(session.telegram_id), session.model_dump_json(), ex=ttl_seconds
+            )
+
+    async def get_user_session(self, *, telegram_id: int) -> UserSessionRedis | None:
+        with self._errors:
+            raw = await self._redis.get(user_key(telegram_id))
+        return None if raw is None else UserSessionRedis.model_validate_json(raw)
+
+    async def delete_user_session(self, *, telegram_id: int) -> None:
+        with self._errors:
+            await self._redis.delete(user_key(telegram_id))
+
+    # --- attendance sessions ---------------------------------------------------------------
+
+    async def open_attendance(
+        self,
+        *,
+        attendance: AttendanceRedis,
+        enrolled: Iterable[str],
+        code_factory: Callable[[], str] | None = None,
+        max_tries: int = 20,
+        now: datetime | None = None,
+    ) -> AttendanceRedis:
+        """Store a new session under a fresh unique code; return it with that code.
+
+        The incoming `attendance.code` is replaced. Raises `AttendanceAlreadyOpen` when the
+        teacher has a session that has not ended, `Conflict` when the id is taken or no free
+        code was found in `max_tries` attempts.
+        """
+        factory = code_factory or generate_code
+        moment = _epoch(now or datetime.now(UTC))
+        attendance_id = str(attendance.attendance_id)
+        keys = [
+            teacher_key(attendance.teacher_school_number),
+            "",  # code key, per attempt
+            attendance_key(attendance_id),
+            enrolled_key(attendance_id),
+            DUE_KEY,
+        ]
+        members = list(dict.fromkeys(enrolled))
+        due_score = _epoch(attendance.planned_end_time)
+        for _ in range(max_tries):
+            code = factory()
+            candidate = attendance.model_copy(update={"code": code})
+            keys[1] = code_key(code)
+            args = [attendance_id, candidate.model_dump_json(), due_score, moment, *members]
+            with self._errors:
+                reply: list[str] = await self._open_script(keys=keys, args=args)
+            outcome = reply[0]
+            if outcome == "OK":
+                return candidate
+            if outcome == "OPEN":
+                raise AttendanceAlreadyOpen(UUID(reply[1]))
+            if outcome == "EXISTS":
+                raise Conflict(f"attendance {attendance_id} already exists")
+            logger.debug("check-in code collision, drawing another")
+        raise Conflict(f"no free check-in code after {max_tries} attempts")
+
+    async def get_attendance(self, *, attendance_id: UUID) -> AttendanceRedis | None:
+        with self._errors:
+            raw = await self._redis.get(attendance_key(attendance_id))
+        return None if raw is None else AttendanceRedis.model_validate_json(raw)
+
+    async def get_open_attendance(
+        self, *, teacher_school_number: str, now: datetime | None = None
+    ) -> AttendanceRedis | None:
+        """The teacher's session that has not ended (at `now`, default: the current time)."""
+        moment = float(_epoch(now or datetime.now(UTC)))
+        with self._errors:
+            reply: list[str] | None = await self._get_open_script(
+                keys=[teacher_key(teacher_school_number), DUE_KEY]
+            )
+        if not reply or not reply[1] or not reply[2] or float(reply[2]) <= moment:
+            return None
+        attendance = AttendanceRedis.model_validate_json(reply[1])
+        return attendance if attendance.end_time is None else None
+
+    async def get_attendance_id_by_code(self, *, code: str) -> UUID | None:
+        with self._errors:
+            raw = await self._redis.get(code_key(code))
+        return None if raw is None else UUID(_text(raw))
+
+    async def finish_attendance(
+        self, *, attendance_id: UUID, end_time: datetime
+    ) -> AttendanceRedis:
+        """End the session at `end_time`: nothing is deleted (finalization does that).
+
+        The due score moves to `end_time` and the teacher's open-session pointer is cleared.
+        Finishing an already finished session changes nothing and returns it. Raises
+        `NotFound` when the session is gone.
+        """
+        due_score = _epoch(end_time)
+
+        def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
+            if current.end_time is not None:
+                return None
+            return current.model_copy(update={"end_time": end_time}), due_score
+
+        return await self._update_attendance(attendance_id, mutate, clear_teacher=True)
+
+    async def set_status_message(
+        self, *, attendance_id: UUID, chat_id: int, message_id: int
+    ) -> AttendanceRedis:
+        """Remember the teacher's live status message. Raises `NotFound` if the session is gone."""
+
+        def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
+            update = {"status_chat_id": chat_id, "status_message_id": message_id}
+            return current.model_copy(update=update), ""
+
+        return await self._update_attendance(attendance_id, mutate)
+
+    async def extend_attendance(
+        self, *, attendance_id: UUID, planned_end_time: datetime, now: datetime | None = None
+    ) -> AttendanceRedis:
+        """Move an open session's planned end. `NotFound` if gone, `AttendanceEnded` if ended."""
+        due_score = _epoch(planned_end_time)
+        moment = _epoch(now or datetime.now(UTC))
+
+        def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
+            if current.end_time is not None:
+                raise AttendanceEnded(attendance_id)
+            return current.model_copy(update={"planned_end_time": planned_end_time}), due_score
+
+        return await self._update_attendance(attendance_id, mutate, open_at=moment)
+
+    async def _update_attendance(
+        self,
+        attendance_id: UUID,
+        mutate: Callable[[AttendanceRedis], tuple[AttendanceRedis, str] | None],
+        *,
+        clear_teacher: bool = False,
+        open_at: str = "",
+        max_tries: int = 10,
+    ) -> AttendanceRedis:
+        """Read, change in Python, compare-and-set in Lua; retry if someone wrote meanwhile.
+
+        `mutate` returns the new session and its new due score ('' keeps it), or None for
+        "nothing to change".
+        """
+        key = attendance_key(attendance_id)
+        for _ in range(max_tries):
+            with self._errors:
+                raw = await self._redis.get(key)
+            if raw is None:
+                raise NotFound(f"attendance {attendance_id} not found in Redis")
+            current = AttendanceRedis.model_validate_json(raw)
+            change = mutate(current)
+            if change is None:
+                return current
+            updated, due_score = change
+            keys = [key, DUE_KEY, teacher_key(current.teacher_school_number)]
+            args = [
+                raw,
+                updated.model_dump_json(),
+                str(attendance_id),
+                due_score,
+                "1" if clear_teacher else "0",
+                open_at,
+            ]
+            with self._errors:
+                done: int = await self._update_session_script(keys=keys, args=args)
+            if done == 1:
+                return updated
+            if done == 0:
+                raise NotFound(f"attendance {attendance_id} not found in Redis")
+            if done == -2:
+                raise AttendanceEnded(attendance_id)
+        raise Conflict(f"attendance {attendance_id} kept changing; update abandoned")
+
+    async def get_enrolled(self, *, attendance_id: UUID) -> set[str]:
+        with self._errors:
+            members = await self._redis.smembers(enrolled_key(attendance_id))
+        return {_text(member) for member in members}
+
+    # --- records ---------------------------------------------------------------------------
+
+    async def add_attendance_record(self, *, record: AttendanceRecordRedis) -> bool:
+        """Store the record unless the student has one; False if already there.
+
+        Raises `NotFound` when the session is gone (a record written then would never reach
+        PostgreSQL).
+        """
+        return await self._write_record(record, mode="nx")
+
+    async def update_attendance_record(self, *, record: AttendanceRecordRedis) -> None:
+        """Replace (or add) the student's record. Raises `NotFound` when the session is gone."""
+        await self._write_record(record, mode="set")
+
+    async def _write_record(self, record: AttendanceRecordRedis, *, mode: str) -> bool:
+        keys = [attendance_key(record.attendance_id), records_key(record.attendance_id)]
+        args = [record.student_number, _record_json(record), mode]
+        with self._errors:
+            written: int = await self._write_record_script(keys=keys, args=args)
+        if written < 0:
+            raise NotFound(f"attendance {record.attendance_id} not found in Redis")
+        return written == 1
+
+    async def get_attendance_record(
+        self, *, attendance_id: UUID, student_number: str
+    ) -> AttendanceRecordRedis | None:
+        with self._errors:
+            raw = await self._redis.hget(records_key(attendance_id), student_number)
+        return None if raw is None else _parse_record(attendance_id, raw)
+
+    async def get_attendance_records(self, *, attendance_id: UUID) -> list[AttendanceRecordRedis]:
+        """Every record of the session, earliest check-in first."""
+        with self._errors:
+            raw = await self._redis.hgetall(records_key(attendance_id))
+        records = [_parse_record(attendance_id, value) for value in raw.values()]
+        records.sort(key=lambda r: (r.attendance_time, r.student_number))
+        return records
+
+    async def count_attendance_records(self, *, attendance_id: UUID) -> int:
+        with self._errors:
+            count: int = await self._redis.hlen(records_key(attendance_id))
+        return count
+
+    # --- check-in (hot path: one round trip) -----------------------------------------------
+
+    async def check_in(
+        self,
+        *,
+        code: str,
+        student_number: str,
+        student_full_name: str,
+        telegram_id: int | None,
+        now: datetime,
+        throttle_key: str,
+        throttle_limit: int = 5,
+        throttle_window: int = 60,
+        courses: Sequence[str] = (),
+    ) -> CheckInResult:
+        """Record a student's check-in by code, atomically, in one Lua call.
+
+        Order: throttled (no lookup) -> unknown code (counts a failure) -> session gone ->
+        ended (due score <= now) -> duplicate (returns the first record) -> enrolled (present)
+        or not (pending review, NOT_IN_SCHEDULE). The student counts as enrolled when the
+        session's enrolled set names them, when it holds `*` (no known enrolment), or when the
+        session's lesson code is one of `courses` (the student's cached schedule).
+        """
+        present = AttendanceRecordRedis(
+            attendance_id=_PLACEHOLDER_ID,
+            student_number=student_number,
+            student_full_name=student_full_name,
+            telegram_id=telegram_id,
+            is_attended=True,
+            attendance_time=now,
+        )
+        pending = present.model_copy(
+            update={"is_attended": False, "fail_reason": FailReason.NOT_IN_SCHEDULE.value}
+        )
+        keys = [throttle_key, code_key(code), DUE_KEY]
+        args = [
+            student_number,
+            _epoch(now),
+            str(throttle_limit),
+            str(throttle_window),
+            _record_json(present),
+            _record_json(pending),
+            *courses,
+        ]
+        with self._errors:
+            reply: list[Any] = await self._check_in_script(keys=keys, args=args)
+        status = CheckInStatus(reply[0])
+        if status is CheckInStatus.WRONG_CODE:
+            return CheckInResult(status=status)
+        if status is CheckInStatus.THROTTLED:
+            return CheckInResult(status=status, retry_after=int(reply[1]))
+        attendance_id = UUID(reply[1])
+        attendance = AttendanceRedis.model_validate_json(reply[2])
+        record: AttendanceRecordRedis | None
+        if status is CheckInStatus.OK_PRESENT:
+            record = present
+        elif status is CheckInStatus.OK_PENDING:
+            record = pending
+        elif status is CheckInStatus.DUPLICATE:
+            return CheckInResult(
+                status=status, attendance=attendance, record=_parse_record(attendance_id, reply[3])
+            )
+        else:  # ENDED
+            return CheckInResult(status=status, attendance=attendance)
+        record.attendance_id = attendance_id
+        return CheckInResult(status=status, attendance=attendance, record=record)
+
+    # --- finalization support --------------------------------------------------------------
+
+    async def get_due_attendance_ids(self, *, now: datetime, limit: int = 100) -> list[UUID]:
+        """Ids of sessions that have ended by `now`, earliest end first."""
+        with self._errors:
+            members = await self._redis.zrangebyscore(
+                DUE_KEY, "-inf", _epoch(now), start=0, num=limit
+            )
+        return [UUID(str(member)) for member in members]
+
+    async def claim_attendance(self, *, attendance_id: UUID, owner: str, ttl_seconds: int) -> bool:
+        """Claim the session for finalization; False if someone else holds the claim."""
+        with self._errors:
+            claimed = await self._redis.set(
+                claim_key(attendance_id), owner, nx=True, ex=ttl_seconds
+            )
+        return bool(claimed)
+
+    async def release_claim(self, *, attendance_id: UUID, owner: str) -> bool:
+        """Drop the claim if `owner` still holds it; True when it was dropped."""
+        return await self._compare_delete(claim_key(attendance_id), owner)
+
+    async def delete_attendance_keys(self, *, attendance_id: UUID) -> None:
+        """Remove every key of the session atomically (after it reached PostgreSQL).
+
+        The code and teacher keys are removed only while they still point at this session.
+        """
+        keys = [
+            attendance_key(attendance_id),
+            records_key(attendance_id),
+            enrolled_key(attendance_id),
+            claim_key(attendance_id),
+            DUE_KEY,
+        ]
+        with self._errors:
+            await self._delete_session_script(keys=keys, args=[str(attendance_id)])
+
+    # --- throttles and dedupe --------------------------------------------------------------
+
+    async def hit_counter(self, *, key: str, window_seconds: int) -> int:
+        """Count one hit; the window starts at the first hit. Returns the count so far."""
+        with self._errors:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, window_seconds, nx=True)
+                count, _ = await pipe.execute()
+        return int(count)
+
+    async def get_counter(self, *, key: str) -> tuple[int, int]:
+        """(count, seconds until the window resets); (0, 0) when there is no counter."""
+        with self._errors:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(key)
+                pipe.ttl(key)
+                raw, ttl = await pipe.execute()
+        if raw is None:
+            return 0, 0
+        return int(raw), max(int(ttl), 0)
+
+    async def reset_counter(self, *, key: str) -> None:
+        with self._errors:
+            await self._redis.delete(key)
+
+    async def mark_once(self, *, key: str, ttl_seconds: int) -> bool:
+        """True the first time `key` is marked within `ttl_seconds`, False afterwards."""
+        with self._errors:
+            marked = await self._redis.set(key, "1", nx=True, ex=ttl_seconds)
+        return bool(marked)
+
+    # --- job locks -------------------------------------------------------------------------
+
+    async def acquire_lock(self, *, name: str, owner: str, ttl_seconds: int) -> bool:
+        with self._errors:
+            acquired = await self._redis.set(lock_key(name), owner, nx=True, ex=ttl_seconds)
+        return bool(acquired)
+
+    async def extend_lock(self, *, name: str, owner: str, ttl_seconds: int) -> bool:
+        """Push the lock's expiry to `ttl_seconds` from now if `owner` still holds it."""
+        with self._errors:
+            extended: int = await self._compare_expire_script(
+                keys=[lock_key(name)], args=[owner, ttl_seconds]
+            )
+        return extended == 1
+
+    async def release_lock(self, *, name: str, owner: str) -> bool:
+        """Release the lock if `owner` holds it; True when it was released."""
+        return await self._compare_delete(lock_key(name), owner)
+
+    async def _compare_delete(self, key: str, owner: str) -> bool:
+        with self._errors:
+            deleted: int = await self._compare_delete_script(keys=[key], args=[owner])
+        return deleted == 1
+
+    # --- purge support ---------------------------------------------------------------------
+
+    async def scan_keys(self, *, match: str, count: int = 500) -> AsyncIterator[str]:
+        """Keys matching `match`, by SCAN (never KEYS); a key may be yielded more than once."""
+        with self._errors:
+            async for key in self._redis.scan_iter(match=match, count=count):
+                yield key

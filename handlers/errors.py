@@ -1,0 +1,99 @@
+"""One error router: expected refusals get their message, anything else an apology with an id.
+
+A user never sees a traceback; the log has it, under the same error id the user was given.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import ExceptionTypeFilter
+from aiogram.types import ErrorEvent
+
+from bot.i18n import pick_language, t
+from dal.errors import DatabaseUnavailable, RedisUnavailable
+from services.errors import (
+    AlreadyOnList,
+    InvalidInput,
+    NotLinked,
+    NotOwner,
+    NotTeacher,
+    RecordNotFound,
+    SessionClosed,
+    SessionGone,
+)
+
+router = Router(name="errors")
+log = logging.getLogger(__name__)
+
+
+async def _tell(event: ErrorEvent, bot: Bot, key: str, **values: object) -> None:
+    update = event.update
+    query, message = update.callback_query, update.message
+    source = query or message
+    user = source.from_user if source is not None else None
+    lang = pick_language(user.language_code if user else None)
+    text = t(key, lang, **values)
+    try:
+        if query is not None:
+            await query.answer(text[:200], show_alert=True)
+        elif message is not None:
+            await bot.send_message(message.chat.id, text)
+    except TelegramAPIError:
+        log.warning("could not deliver an error reply for update %s", update.update_id)
+
+
+_REFUSALS: dict[type[Exception], str] = {
+    NotLinked: "auth.not_linked",
+    NotTeacher: "auth.teachers_only",
+    NotOwner: "auth.not_yours",
+    SessionGone: "review.session_gone",
+    SessionClosed: "review.session_gone",
+}
+
+
+@router.error(ExceptionTypeFilter(*_REFUSALS))
+async def refused(event: ErrorEvent, bot: Bot) -> None:
+    key = next(k for cls, k in _REFUSALS.items() if isinstance(event.exception, cls))
+    await _tell(event, bot, key)
+
+
+@router.error(ExceptionTypeFilter(InvalidInput))
+async def invalid(event: ErrorEvent, bot: Bot) -> None:
+    assert isinstance(event.exception, InvalidInput)
+    await _tell(event, bot, event.exception.key)
+
+
+@router.error(ExceptionTypeFilter(RecordNotFound))
+async def no_record(event: ErrorEvent, bot: Bot) -> None:
+    assert isinstance(event.exception, RecordNotFound)
+    await _tell(event, bot, "review.no_record", number=event.exception.student_number)
+
+
+@router.error(ExceptionTypeFilter(AlreadyOnList))
+async def already(event: ErrorEvent, bot: Bot) -> None:
+    assert isinstance(event.exception, AlreadyOnList)
+    await _tell(event, bot, "add.already", number=event.exception.student_number)
+
+
+@router.error(ExceptionTypeFilter(DatabaseUnavailable, RedisUnavailable, ConnectionError))
+async def unavailable(event: ErrorEvent, bot: Bot) -> None:
+    log.error(
+        "storage unavailable while handling update %s: %s", event.update.update_id, event.exception
+    )
+    await _tell(event, bot, "error.unavailable")
+
+
+@router.error()
+async def unexpected(event: ErrorEvent, bot: Bot) -> None:
+    error_id = secrets.token_hex(4)
+    log.error(
+        "error %s while handling update %s",
+        error_id,
+        event.update.update_id,
+        exc_info=event.exception,
+    )
+    await _tell(event, bot, "error.generic", error_id=error_id)

@@ -1,0 +1,158 @@
+"""/login and /logout: the Aksis sign-in conversation.
+
+The user name and the password messages are deleted as soon as they are read. The password only
+ever lives in the local variables of one call; the user name waits between the two steps in the
+FSM data, encrypted (bot.secrets.Sealer), and is dropped when the password arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import Command, CommandObject
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import Message
+
+from bot.i18n import COMMANDS, t
+from bot.secrets import Sealer
+from services.accounts import AccountService
+from services.aksis import InvalidCredentials, PortalChanged, PortalUnavailable
+from services.errors import LoginThrottled
+
+router = Router(name="login")
+log = logging.getLogger(__name__)
+
+USERNAME_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._-@")
+
+
+class LoginForm(StatesGroup):
+    username = State()
+    password = State()
+
+
+def _valid_username(text: str) -> bool:
+    return 3 <= len(text) <= 64 and set(text) <= USERNAME_CHARS
+
+
+async def _forget(bot: Bot, message: Message, lang: str) -> None:
+    """Delete a message that carried a credential; if Telegram refuses, ask the user to."""
+    try:
+        await bot.delete_message(chat_id=message.chat.id, message_id=message.message_id)
+    except TelegramAPIError:
+        log.warning("could not delete a credential message in chat %s", message.chat.id)
+        await message.answer(t("login.delete_failed", lang))
+
+
+def _minutes(seconds: int) -> int:
+    return max(1, (seconds + 59) // 60)
+
+
+@router.message(Command("login"))
+async def login_start(
+    message: Message,
+    command: CommandObject,
+    state: FSMContext,
+    lang: str,
+    bot: Bot,
+    accounts: AccountService,
+    sealer: Sealer,
+) -> None:
+    await state.clear()
+    assert message.from_user is not None
+    wait = await accounts.login_retry_after(telegram_id=message.from_user.id)
+    if wait:
+        await message.answer(t("login.throttled", lang, minutes=_minutes(wait)))
+        return
+    username = (command.args or "").strip()
+    if not username:
+        await state.set_state(LoginForm.username)
+        await message.answer(t("login.ask_username", lang))
+        return
+    await _forget(bot, message, lang)
+    if not _valid_username(username):
+        await state.set_state(LoginForm.username)
+        await message.answer(t("login.bad_username", lang))
+        return
+    await state.set_state(LoginForm.password)
+    await state.set_data({"u": sealer.seal(username)})
+    await message.answer(t("login.ask_password", lang))
+
+
+@router.message(LoginForm.username, F.text, ~Command(*COMMANDS))
+async def login_username(
+    message: Message, state: FSMContext, lang: str, bot: Bot, sealer: Sealer
+) -> None:
+    username = (message.text or "").strip()
+    await _forget(bot, message, lang)
+    if not _valid_username(username):
+        await message.answer(t("login.bad_username", lang))
+        return
+    await state.set_state(LoginForm.password)
+    await state.set_data({"u": sealer.seal(username)})
+    await message.answer(t("login.ask_password", lang))
+
+
+@router.message(LoginForm.password, F.text, ~Command(*COMMANDS))
+async def login_password(
+    message: Message,
+    state: FSMContext,
+    lang: str,
+    bot: Bot,
+    accounts: AccountService,
+    sealer: Sealer,
+) -> None:
+    password = message.text or ""
+    await _forget(bot, message, lang)
+    sealed = (await state.get_data()).get("u")
+    await state.clear()
+    username = sealer.unseal(sealed) if isinstance(sealed, str) else None
+    if username is None:
+        await message.answer(t("login.ask_username", lang))
+        await state.set_state(LoginForm.username)
+        return
+    assert message.from_user is not None
+    progress = await message.answer(t("login.checking", lang))
+    try:
+        outcome = await accounts.login(
+            telegram_id=message.from_user.id,
+            language=lang,
+            username=username,
+            password=password,
+        )
+    except LoginThrottled as exc:
+        text = t("login.throttled", lang, minutes=_minutes(exc.retry_after))
+    except InvalidCredentials:
+        text = t("login.wrong", lang)
+    except PortalUnavailable:
+        text = t("login.portal_down", lang)
+    except PortalChanged:
+        log.error("Aksis pages did not look as expected during a login")
+        text = t("login.portal_changed", lang)
+    else:
+        session = outcome.session
+        text = t(
+            "login.ok",
+            lang,
+            name=session.full_name,
+            role=t(f"role.{session.role}", lang),
+            number=session.school_number,
+            lessons=outcome.lessons,
+        )
+    await progress.edit_text(text)
+
+
+@router.message(LoginForm.username, ~F.text)
+@router.message(LoginForm.password, ~F.text)
+async def login_not_text(message: Message, lang: str) -> None:
+    await message.answer(t("login.text_only", lang))
+
+
+@router.message(Command("logout"))
+async def logout(message: Message, state: FSMContext, lang: str, accounts: AccountService) -> None:
+    await state.clear()
+    assert message.from_user is not None
+    unlinked = await accounts.logout(telegram_id=message.from_user.id)
+    await message.answer(t("logout.ok" if unlinked else "auth.not_linked", lang))

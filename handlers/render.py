@@ -1,0 +1,162 @@
+"""Turning service results into message text and keyboards (no decisions here)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.i18n import Raw, t
+from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, RecordSource
+from handlers.callbacks import AttendeesPage, Review, SessionAction
+from services.attendance import AttendanceService, Roster
+from services.lesson_finder import Lesson
+
+PAGE_SIZE = 20
+
+
+def hhmm(moment: datetime, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).strftime("%H:%M")
+
+
+def deep_link(bot_username: str, code: str) -> str:
+    return f"https://t.me/{bot_username}?start=ci_{code}"
+
+
+def session_status(
+    roster: Roster, *, lang: str, tz: ZoneInfo, now: datetime, bot_username: str
+) -> str:
+    attendance = roster.attendance
+    ended = attendance.end_time is not None and attendance.end_time <= now
+    if ended and attendance.end_time is not None:
+        time_left = t("session.closed_at", lang, end=hhmm(attendance.end_time, tz))
+    else:
+        end = attendance.planned_end_time
+        minutes = max(0, math.ceil((end - now).total_seconds() / 60))
+        time_left = t("session.time_left", lang, end=hhmm(end, tz), minutes=minutes)
+    pending = (
+        Raw(t("session.pending_part", lang, pending=roster.tally.pending))
+        if roster.tally.pending
+        else Raw("")
+    )
+    return t(
+        "session.status",
+        lang,
+        lesson=attendance.lesson_name,
+        code=attendance.code,
+        time_left=Raw(time_left),
+        present=roster.tally.present,
+        pending=pending,
+        link=deep_link(bot_username, attendance.code),
+    )
+
+
+def session_keyboard(attendance: AttendanceRedis, lang: str) -> InlineKeyboardMarkup:
+    aid = attendance.attendance_id.hex
+    builder = InlineKeyboardBuilder()
+    builder.button(
+        text=t("button.attendees", lang), callback_data=SessionAction(action="list", aid=aid)
+    )
+    builder.button(text=t("button.end", lang), callback_data=SessionAction(action="end", aid=aid))
+    return builder.as_markup()
+
+
+def lesson_label(lesson: Lesson, tz: ZoneInfo) -> str:
+    return f"{hhmm(lesson.start, tz)}–{hhmm(lesson.end, tz)} {lesson.title}"[:60]
+
+
+def record_line(
+    service: AttendanceService,
+    attendance: AttendanceRedis,
+    record: AttendanceRecordRedis,
+    *,
+    lang: str,
+    tz: ZoneInfo,
+) -> str:
+    if record.is_attended:
+        icon = "✅"
+        if record.source is RecordSource.TEACHER:
+            note = t("note.added", lang)
+        elif service.is_late(attendance, record):
+            note = t("note.late", lang)
+        else:
+            note = ""
+    elif record.fail_reason == FailReason.NOT_IN_SCHEDULE:
+        icon, note = "🕓", t("note.pending", lang)
+    else:
+        icon, note = "❌", t("note.rejected", lang)
+    return t(
+        "attendees.line",
+        lang,
+        icon=icon,
+        name=record.student_full_name,
+        number=record.student_number,
+        time=hhmm(record.attendance_time, tz),
+        note=Raw(note),
+    )
+
+
+def attendees_page(
+    service: AttendanceService, roster: Roster, page: int, *, lang: str, tz: ZoneInfo
+) -> tuple[str, InlineKeyboardMarkup]:
+    attendance = roster.attendance
+    aid = attendance.attendance_id.hex
+    records = roster.records
+    pages = max(1, math.ceil(len(records) / PAGE_SIZE))
+    page = min(max(page, 0), pages - 1)
+    chunk = records[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    builder = InlineKeyboardBuilder()
+    if not records:
+        text = t("attendees.empty", lang, lesson=attendance.lesson_name)
+    else:
+        lines = [
+            t(
+                "attendees.header",
+                lang,
+                lesson=attendance.lesson_name,
+                total=len(records),
+                page=page + 1,
+                pages=pages,
+            )
+        ]
+        lines += [record_line(service, attendance, r, lang=lang, tz=tz) for r in chunk]
+        text = "\n".join(lines)
+        for record in chunk:
+            if record.is_attended:
+                builder.button(
+                    text=t("button.reject", lang, number=record.student_number),
+                    callback_data=Review(action="r", aid=aid, sn=record.student_number),
+                )
+            else:
+                builder.button(
+                    text=t("button.accept", lang, number=record.student_number),
+                    callback_data=Review(action="a", aid=aid, sn=record.student_number),
+                )
+        builder.adjust(3)
+    nav: list[InlineKeyboardButton] = []
+    if page > 0:
+        nav.append(
+            InlineKeyboardButton(
+                text=t("button.prev", lang),
+                callback_data=AttendeesPage(aid=aid, page=page - 1).pack(),
+            )
+        )
+    if page < pages - 1:
+        nav.append(
+            InlineKeyboardButton(
+                text=t("button.next", lang),
+                callback_data=AttendeesPage(aid=aid, page=page + 1).pack(),
+            )
+        )
+    if nav:
+        builder.row(*nav)
+    builder.row(
+        InlineKeyboardButton(
+            text=t("button.add", lang),
+            callback_data=SessionAction(action="add", aid=aid).pack(),
+        )
+    )
+    return text, builder.as_markup()

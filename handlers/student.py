@@ -1,0 +1,102 @@
+"""Students: check in by sending the code; see their own attendance."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.types import Message
+
+from bot.i18n import Raw, t
+from bot.status import StatusBoard
+from dal.models import Role, UserSessionRedis
+from dal.redis_client import CheckInStatus
+from handlers.guards import require_user
+from handlers.render import hhmm
+from services.attendance import AttendanceService
+from services.reports import ReportService
+
+router = Router(name="student")
+
+
+async def reply_check_in(
+    message: Message,
+    student: UserSessionRedis,
+    code: str,
+    *,
+    lang: str,
+    attendance: AttendanceService,
+    board: StatusBoard | None = None,
+) -> None:
+    if student.role is not Role.STUDENT:
+        await message.answer(t("checkin.teacher", lang))
+        return
+    result = await attendance.check_in(student=student, code=code)
+    session, record, tz = result.attendance, result.record, attendance.tz
+    lesson = session.lesson_name if session else ""
+    status = result.status
+    if status is CheckInStatus.OK_PRESENT and session and record:
+        key = "checkin.ok_late" if attendance.is_late(session, record) else "checkin.ok"
+        text = t(key, lang, lesson=lesson, time=hhmm(record.attendance_time, tz))
+    elif status is CheckInStatus.OK_PENDING and record:
+        text = t("checkin.pending", lang, lesson=lesson, time=hhmm(record.attendance_time, tz))
+    elif status is CheckInStatus.DUPLICATE and record:
+        text = t("checkin.duplicate", lang, lesson=lesson, time=hhmm(record.attendance_time, tz))
+    elif status is CheckInStatus.ENDED:
+        text = t("checkin.ended", lang, lesson=lesson)
+    elif status is CheckInStatus.THROTTLED:
+        text = t("checkin.throttled", lang, seconds=result.retry_after or 60)
+    else:
+        text = t("checkin.wrong", lang)
+    if (
+        board is not None
+        and session is not None
+        and status
+        in (
+            CheckInStatus.OK_PRESENT,
+            CheckInStatus.OK_PENDING,
+        )
+    ):
+        board.touch(session.attendance_id)
+    await message.answer(text)
+
+
+@router.message(F.text.regexp(r"^\s*\d{6}\s*$"))
+async def code_message(
+    message: Message,
+    user: UserSessionRedis | None,
+    lang: str,
+    attendance: AttendanceService,
+    board: StatusBoard,
+) -> None:
+    student = require_user(user)
+    code = (message.text or "").strip()
+    await reply_check_in(message, student, code, lang=lang, attendance=attendance, board=board)
+
+
+@router.message(Command("my_attendance"))
+async def my_attendance(
+    message: Message, user: UserSessionRedis | None, lang: str, reports: ReportService
+) -> None:
+    student = require_user(user)
+    rows = await reports.student_history(student=student)
+    if not rows:
+        await message.answer(t("my.empty", lang))
+        return
+    attended = sum(1 for r in rows if r.is_attended)
+    lines = [t("my.header", lang, attended=attended, total=len(rows))]
+    for row in rows:
+        if row.is_attended:
+            icon, note = "✅", t("note.late", lang) if row.is_late else ""
+        else:
+            icon, note = "❌", ""
+        lines.append(
+            t(
+                "my.line",
+                lang,
+                icon=icon,
+                date=row.start_time.astimezone(reports.tz).strftime("%d.%m %H:%M"),
+                lesson=row.lesson_name,
+                note=Raw(note),
+            )
+        )
+    await message.answer("\n".join(lines))

@@ -1,0 +1,208 @@
+"""Linking a Telegram account to an Aksis account, and finding who a chat belongs to."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from dal.models import Role, ScheduleEntry, User, UserSessionRedis
+from dal.postgres import AsyncPostgresClient
+from dal.redis_client import RedisClient, session_ttl_seconds
+from services.aksis import AksisClient, InvalidCredentials
+from services.errors import LoginThrottled
+from services.lesson_finder import Lesson
+from services.notify import Notice, Notifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginOutcome:
+    session: UserSessionRedis
+    lessons: int
+    previous_telegram_id: int | None
+
+
+def lesson_to_entry(school_number: str, lesson: Lesson) -> ScheduleEntry:
+    """A portal lesson as a cached schedule row. `teacher_key` holds every teacher's key."""
+    return ScheduleEntry(
+        school_number=school_number,
+        start_time=lesson.start,
+        end_time=lesson.end,
+        course_code=lesson.course_code,
+        course_name=lesson.course_name,
+        teachers=lesson.teachers,
+        teacher_key="|".join(lesson.teacher_keys),
+    )
+
+
+class AccountService:
+    def __init__(
+        self,
+        *,
+        pg: AsyncPostgresClient,
+        redis: RedisClient,
+        aksis: AksisClient,
+        notifier: Notifier,
+        throttle_key: bytes,
+        student_ttl_days: int,
+        teacher_ttl_days: int,
+        max_failures: int = 5,
+        failure_window_seconds: int = 15 * 60,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pg = pg
+        self._redis = redis
+        self._aksis = aksis
+        self._notifier = notifier
+        self._throttle_key = throttle_key
+        self._student_days = student_ttl_days
+        self._teacher_days = teacher_ttl_days
+        self._max_failures = max_failures
+        self._window = failure_window_seconds
+        self._clock = clock
+
+    # --- throttling ----------------------------------------------------------------------
+
+    def _throttle_keys(self, telegram_id: int, username: str | None) -> list[str]:
+        keys = [f"throttle:login:tg:{telegram_id}"]
+        if username:
+            # The user name is as sensitive as the password: only a keyed digest reaches Redis.
+            digest = hmac.new(
+                self._throttle_key, username.strip().casefold().encode(), hashlib.sha256
+            ).hexdigest()[:24]
+            keys.append(f"throttle:login:user:{digest}")
+        return keys
+
+    async def login_retry_after(self, *, telegram_id: int, username: str | None = None) -> int:
+        """Seconds until this account (and this portal user name) may try again; 0 if now."""
+        wait = 0
+        for key in self._throttle_keys(telegram_id, username):
+            count, ttl = await self._redis.get_counter(key=key)
+            if count >= self._max_failures:
+                wait = max(wait, max(ttl, 1))
+        return wait
+
+    # --- login / logout ------------------------------------------------------------------
+
+    async def login(
+        self, *, telegram_id: int, language: str, username: str, password: str
+    ) -> LoginOutcome:
+        """Sign in through Aksis and link this Telegram account to the portal identity.
+
+        Raises LoginThrottled, or the Aksis client's errors (InvalidCredentials,
+        PortalUnavailable, PortalChanged). The password is only passed on, never kept.
+        """
+        wait = await self.login_retry_after(telegram_id=telegram_id, username=username)
+        if wait:
+            raise LoginThrottled(wait)
+        try:
+            result = await self._aksis.login(username, password)
+        except InvalidCredentials:
+            for key in self._throttle_keys(telegram_id, username):
+                await self._redis.hit_counter(key=key, window_seconds=self._window)
+            raise
+        identity = result.identity
+        user = User(
+            user_school_number=identity.school_number,
+            user_full_name=identity.full_name,
+            role=identity.role,
+        )
+        previous = await self._pg.link_telegram(
+            user=user, telegram_id=telegram_id, language=language
+        )
+        await self._pg.replace_schedule(
+            school_number=user.user_school_number,
+            entries=[lesson_to_entry(user.user_school_number, x) for x in result.lessons],
+        )
+        linked = await self._pg.get_linked_user(telegram_id=telegram_id)
+        session = UserSessionRedis(
+            telegram_id=telegram_id,
+            school_number=user.user_school_number,
+            full_name=user.user_full_name,
+            role=user.role,
+            language=language,
+            reminders_enabled=linked.reminders_enabled if linked else True,
+            logged_in_at=self._clock(),
+            courses=sorted({x.course_code for x in result.lessons if x.course_code}),
+        )
+        await self._redis.save_user_session(session=session, ttl_seconds=self._ttl(user.role))
+        for key in self._throttle_keys(telegram_id, None):
+            await self._redis.reset_counter(key=key)
+        if previous is not None and previous != telegram_id:
+            await self._redis.delete_user_session(telegram_id=previous)
+            await self._notifier.notify(
+                [
+                    Notice(
+                        telegram_id=previous,
+                        language=language,
+                        key="login.moved",
+                        values={"number": user.user_school_number},
+                    )
+                ]
+            )
+        log.info("linked telegram account to %s (%s)", user.user_school_number, user.role)
+        return LoginOutcome(
+            session=session, lessons=len(result.lessons), previous_telegram_id=previous
+        )
+
+    async def logout(self, *, telegram_id: int) -> bool:
+        unlinked = await self._pg.unlink_telegram(telegram_id=telegram_id)
+        await self._redis.delete_user_session(telegram_id=telegram_id)
+        return unlinked is not None
+
+    # --- who is this chat ----------------------------------------------------------------
+
+    def _ttl(self, role: Role) -> int:
+        return session_ttl_seconds(
+            role, student_days=self._student_days, teacher_days=self._teacher_days
+        )
+
+    async def current_user(self, *, telegram_id: int) -> UserSessionRedis | None:
+        """The linked account of this chat: Redis first, PostgreSQL when the cache is cold.
+
+        A link older than the role's session lifetime has expired: the user logs in again.
+        """
+        session = await self._redis.get_user_session(telegram_id=telegram_id)
+        if session is not None:
+            return session
+        linked = await self._pg.get_linked_user(telegram_id=telegram_id)
+        if linked is None or linked.linked_at is None:
+            return None
+        ttl = self._ttl(linked.role)
+        remaining = linked.linked_at + timedelta(seconds=ttl) - self._clock()
+        if remaining.total_seconds() <= 0:
+            return None
+        session = UserSessionRedis(
+            telegram_id=telegram_id,
+            school_number=linked.school_number,
+            full_name=linked.full_name,
+            role=linked.role,
+            language=linked.language,
+            reminders_enabled=linked.reminders_enabled,
+            logged_in_at=linked.linked_at,
+            courses=await self._courses(linked.school_number),
+        )
+        await self._redis.save_user_session(
+            session=session, ttl_seconds=max(1, int(remaining.total_seconds()))
+        )
+        return session
+
+    async def _courses(self, school_number: str) -> list[str]:
+        now = self._clock()
+        entries = await self._pg.get_schedule(
+            school_number=school_number,
+            start=now - timedelta(days=366),
+            end=now + timedelta(days=366),
+        )
+        return sorted({e.course_code for e in entries if e.course_code})
+
+    async def set_reminders(self, *, user: UserSessionRedis, enabled: bool) -> UserSessionRedis:
+        await self._pg.set_reminders(school_number=user.school_number, enabled=enabled)
+        updated = user.model_copy(update={"reminders_enabled": enabled})
+        await self._redis.save_user_session(session=updated, ttl_seconds=self._ttl(user.role))
+        return updated

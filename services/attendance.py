@@ -1,0 +1,484 @@
+"""Live attendance: teachers open, watch, correct and end sessions; students check in."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from dal.models import (
+    AttendanceRecordRedis,
+    AttendanceRedis,
+    FailReason,
+    RecordSource,
+    Role,
+    ScheduleEntry,
+    UserSessionRedis,
+)
+from dal.postgres import AsyncPostgresClient
+from dal.redis_client import AttendanceAlreadyOpen, CheckInResult, RedisClient
+from services.errors import (
+    AlreadyOnList,
+    InvalidInput,
+    NotOwner,
+    NotTeacher,
+    RecordNotFound,
+    SessionClosed,
+    SessionGone,
+)
+from services.lesson_finder import Lesson, current_lesson
+from services.notify import Notice, Notifier
+from services.text import person_key, turkish_casefold
+
+log = logging.getLogger(__name__)
+
+# Enrolment marker for a session whose lesson is in no schedule (opened by a typed name):
+# everyone who sends the code counts as present, since nobody's enrolment is known. For a
+# scheduled lesson the check-in script also accepts students whose cached schedule holds the
+# lesson's code, so a student who links after the session opened is not sent to review.
+EVERYONE = "*"
+SCHOOL_NUMBER = re.compile(r"^[A-Za-z0-9]{3,20}$")
+CODE = re.compile(r"^\d{6}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    attendance: AttendanceRedis
+    enrolled: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlreadyOpen:
+    attendance: AttendanceRedis
+
+
+@dataclass(frozen=True, slots=True)
+class ChooseLesson:
+    lessons: list[Lesson]
+
+
+@dataclass(frozen=True, slots=True)
+class NoLessons:
+    pass
+
+
+StartOutcome = Started | AlreadyOpen | ChooseLesson | NoLessons
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    present: int
+    late: int
+    pending: int
+    rejected: int
+
+    @property
+    def total(self) -> int:
+        return self.present + self.pending + self.rejected
+
+
+@dataclass(frozen=True, slots=True)
+class Roster:
+    attendance: AttendanceRedis
+    records: list[AttendanceRecordRedis]
+    tally: Tally
+
+
+def entry_to_lesson(entry: ScheduleEntry) -> Lesson:
+    return Lesson(
+        start=entry.start_time,
+        end=entry.end_time,
+        course_code=entry.course_code,
+        course_name=entry.course_name,
+        teachers=entry.teachers,
+        teacher_keys=tuple(k for k in entry.teacher_key.split("|") if k),
+    )
+
+
+class AttendanceService:
+    def __init__(
+        self,
+        *,
+        pg: AsyncPostgresClient,
+        redis: RedisClient,
+        notifier: Notifier,
+        tz: ZoneInfo,
+        early_margin: timedelta,
+        late_after: timedelta,
+        default_duration: timedelta,
+        wrong_code_limit: int = 5,
+        wrong_code_window_seconds: int = 60,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pg = pg
+        self._redis = redis
+        self._notifier = notifier
+        self._tz = tz
+        self._early_margin = early_margin
+        self._late_after = late_after
+        self._default_duration = default_duration
+        self._wrong_limit = wrong_code_limit
+        self._wrong_window = wrong_code_window_seconds
+        self._clock = clock
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self._tz
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    # --- lesson finding ------------------------------------------------------------------
+
+    async def lessons_today(self, *, teacher: UserSessionRedis) -> list[Lesson]:
+        """Today's lessons of a teacher: their own portal schedule, or else the lessons whose
+        teacher field names them in the schedules of linked students."""
+        _require_teacher(teacher)
+        local_day = self._clock().astimezone(self._tz).date()
+        start = datetime.combine(local_day, time(0), self._tz)
+        end = start + timedelta(days=1)
+        entries = await self._pg.get_schedule(
+            school_number=teacher.school_number, start=start, end=end
+        )
+        if not entries:
+            entries = await self._pg.find_lessons_by_teacher_key(
+                teacher_key=person_key(teacher.full_name), start=start, end=end
+            )
+        lessons = {(e.course_code, e.start_time): entry_to_lesson(e) for e in entries}
+        return sorted(lessons.values(), key=lambda lesson: (lesson.start, lesson.course_code))
+
+    # --- opening -------------------------------------------------------------------------
+
+    async def start_session(
+        self, *, teacher: UserSessionRedis, chat_id: int, lesson_name: str | None = None
+    ) -> StartOutcome:
+        _require_teacher(teacher)
+        existing = await self.open_session(teacher=teacher)
+        if existing is not None:
+            return AlreadyOpen(existing)
+        lessons = await self.lessons_today(teacher=teacher)
+        now = self._clock()
+        if lesson_name is not None:
+            name = " ".join(lesson_name.split())
+            if not 2 <= len(name) <= 100:
+                raise InvalidInput("session.bad_name")
+            lesson = _match_lesson(lessons, name, now) or self._ad_hoc_lesson(name, now)
+        else:
+            found = current_lesson(lessons, now, early_margin=self._early_margin)
+            if found is None:
+                return ChooseLesson(lessons) if lessons else NoLessons()
+            lesson = found
+        return await self._open(teacher=teacher, chat_id=chat_id, lesson=lesson)
+
+    async def start_chosen(
+        self, *, teacher: UserSessionRedis, chat_id: int, course_code: str, start_epoch: int
+    ) -> StartOutcome:
+        """Open the lesson a teacher picked from today's list (or a reminder's button)."""
+        _require_teacher(teacher)
+        existing = await self.open_session(teacher=teacher)
+        if existing is not None:
+            return AlreadyOpen(existing)
+        for lesson in await self.lessons_today(teacher=teacher):
+            if lesson.course_code == course_code and int(lesson.start.timestamp()) == start_epoch:
+                return await self._open(teacher=teacher, chat_id=chat_id, lesson=lesson)
+        raise InvalidInput("session.choice_expired")
+
+    def _ad_hoc_lesson(self, name: str, now: datetime) -> Lesson:
+        return Lesson(
+            start=now,
+            end=now + self._default_duration,
+            course_code="",
+            course_name=name,
+            teachers="",
+            teacher_keys=(),
+        )
+
+    async def _open(
+        self, *, teacher: UserSessionRedis, chat_id: int, lesson: Lesson
+    ) -> StartOutcome:
+        now = self._clock()
+        if lesson.course_code:
+            enrolled = await self._pg.get_enrolled_students(course_code=lesson.course_code)
+        else:
+            enrolled = []
+        planned_end = max(lesson.end, now + timedelta(minutes=5))
+        draft = AttendanceRedis(
+            attendance_id=uuid.uuid4(),
+            teacher_school_number=teacher.school_number,
+            teacher_full_name=teacher.full_name,
+            teacher_telegram_id=teacher.telegram_id,
+            lesson_name=lesson.title if lesson.course_code else lesson.course_name,
+            lesson_code=lesson.course_code or None,
+            code="000000",
+            start_time=now,
+            planned_end_time=planned_end,
+            status_chat_id=chat_id,
+        )
+        try:
+            attendance = await self._redis.open_attendance(
+                attendance=draft, enrolled=enrolled if lesson.course_code else [EVERYONE]
+            )
+        except AttendanceAlreadyOpen:
+            existing = await self._redis.get_open_attendance(
+                teacher_school_number=teacher.school_number, now=self._clock()
+            )
+            if existing is None:
+                raise
+            return AlreadyOpen(existing)
+        log.info(
+            "session %s opened for %s with %d enrolled",
+            attendance.attendance_id,
+            attendance.lesson_code or "an unscheduled lesson",
+            len(enrolled),
+        )
+        await self._announce_open(attendance, enrolled)
+        return Started(attendance, len(enrolled))
+
+    async def _announce_open(self, attendance: AttendanceRedis, enrolled: Sequence[str]) -> None:
+        if not enrolled:
+            return
+        contacts = await self._pg.get_contacts(school_numbers=list(enrolled))
+        notices = [
+            Notice(
+                telegram_id=c.telegram_id,
+                language=c.language,
+                key="remind.open",
+                values={"lesson": attendance.lesson_name},
+            )
+            for c in contacts
+            if c.reminders_enabled and c.telegram_id is not None
+        ]
+        if notices:
+            self._notifier.notify_later(notices)
+
+    # --- the teacher's session -----------------------------------------------------------
+
+    async def open_session(self, *, teacher: UserSessionRedis) -> AttendanceRedis | None:
+        _require_teacher(teacher)
+        return await self._redis.get_open_attendance(
+            teacher_school_number=teacher.school_number, now=self._clock()
+        )
+
+    async def owned_session(
+        self, *, teacher: UserSessionRedis, attendance_id: UUID
+    ) -> AttendanceRedis:
+        """The live session `attendance_id`, checked to belong to this teacher."""
+        _require_teacher(teacher)
+        attendance = await self._redis.get_attendance(attendance_id=attendance_id)
+        if attendance is None:
+            raise SessionGone
+        if attendance.teacher_school_number != teacher.school_number:
+            raise NotOwner
+        return attendance
+
+    async def set_status_message(
+        self, *, attendance: AttendanceRedis, chat_id: int, message_id: int
+    ) -> None:
+        await self._redis.set_status_message(
+            attendance_id=attendance.attendance_id, chat_id=chat_id, message_id=message_id
+        )
+
+    async def end_session(
+        self, *, teacher: UserSessionRedis, attendance_id: UUID | None = None
+    ) -> Roster | None:
+        """End the teacher's open session now (or the one named); None if there is none."""
+        if attendance_id is None:
+            attendance = await self.open_session(teacher=teacher)
+            if attendance is None:
+                return None
+        else:
+            attendance = await self.owned_session(teacher=teacher, attendance_id=attendance_id)
+        if attendance.end_time is None or attendance.end_time > self._clock():
+            attendance = await self._redis.finish_attendance(
+                attendance_id=attendance.attendance_id, end_time=self._clock()
+            )
+        return await self._roster(attendance)
+
+    async def roster(
+        self, *, teacher: UserSessionRedis, attendance_id: UUID | None = None
+    ) -> Roster | None:
+        if attendance_id is None:
+            attendance = await self.open_session(teacher=teacher)
+            if attendance is None:
+                return None
+        else:
+            attendance = await self.owned_session(teacher=teacher, attendance_id=attendance_id)
+        return await self._roster(attendance)
+
+    async def status(self, *, attendance_id: UUID) -> Roster | None:
+        """The live figures of a session, for the teacher's status message."""
+        attendance = await self._redis.get_attendance(attendance_id=attendance_id)
+        return None if attendance is None else await self._roster(attendance)
+
+    async def _roster(self, attendance: AttendanceRedis) -> Roster:
+        records = await self._redis.get_attendance_records(attendance_id=attendance.attendance_id)
+        return Roster(attendance, records, self.tally(attendance, records))
+
+    def is_late(self, attendance: AttendanceRedis, record: AttendanceRecordRedis) -> bool:
+        return (
+            record.source is RecordSource.CODE
+            and record.attendance_time > attendance.start_time + self._late_after
+        )
+
+    def tally(self, attendance: AttendanceRedis, records: Sequence[AttendanceRecordRedis]) -> Tally:
+        present = late = pending = rejected = 0
+        for record in records:
+            if record.is_attended:
+                present += 1
+                late += self.is_late(attendance, record)
+            elif record.fail_reason == FailReason.NOT_IN_SCHEDULE:
+                pending += 1
+            else:
+                rejected += 1
+        return Tally(present=present, late=late, pending=pending, rejected=rejected)
+
+    # --- corrections during the session --------------------------------------------------
+
+    async def _live_session(
+        self, *, teacher: UserSessionRedis, attendance_id: UUID
+    ) -> AttendanceRedis:
+        """The teacher's session, still open: changes after the end go through /history, so
+        that none can land between finalization reading the records and removing them."""
+        attendance = await self.owned_session(teacher=teacher, attendance_id=attendance_id)
+        end = attendance.end_time or attendance.planned_end_time
+        if end <= self._clock():
+            raise SessionClosed
+        return attendance
+
+    async def review(
+        self,
+        *,
+        teacher: UserSessionRedis,
+        attendance_id: UUID,
+        student_number: str,
+        accept: bool,
+        reason: str | None = None,
+    ) -> AttendanceRecordRedis:
+        attendance = await self._live_session(teacher=teacher, attendance_id=attendance_id)
+        record = await self._redis.get_attendance_record(
+            attendance_id=attendance_id, student_number=student_number
+        )
+        if record is None:
+            raise RecordNotFound(student_number)
+        if accept:
+            fail_reason = None
+        else:
+            note = " ".join((reason or "").split())[:200]
+            fail_reason = f"{FailReason.REJECTED}: {note}" if note else str(FailReason.REJECTED)
+        updated = record.model_copy(update={"is_attended": accept, "fail_reason": fail_reason})
+        await self._redis.update_attendance_record(record=updated)
+        if record.telegram_id is not None:
+            key = "student.accepted" if accept else "student.rejected"
+            values: dict[str, object] = {"lesson": attendance.lesson_name}
+            if not accept:
+                values["reason"] = f" ({reason.strip()})" if reason and reason.strip() else ""
+            language = await self._language_of(record.telegram_id)
+            self._notifier.notify_later(
+                [Notice(telegram_id=record.telegram_id, language=language, key=key, values=values)]
+            )
+        return updated
+
+    async def add_student(
+        self, *, teacher: UserSessionRedis, attendance_id: UUID, student_number: str
+    ) -> AttendanceRecordRedis:
+        number = student_number.strip()
+        if not SCHOOL_NUMBER.fullmatch(number):
+            raise InvalidInput("add.bad_number")
+        attendance = await self._live_session(teacher=teacher, attendance_id=attendance_id)
+        existing = await self._redis.get_attendance_record(
+            attendance_id=attendance_id, student_number=number
+        )
+        if existing is not None:
+            if existing.is_attended:
+                raise AlreadyOnList(number)
+            return await self.review(
+                teacher=teacher, attendance_id=attendance_id, student_number=number, accept=True
+            )
+        known = await self._pg.get_users(school_numbers=[number])
+        contacts = await self._pg.get_contacts(school_numbers=[number])
+        contact = contacts[0] if contacts else None
+        record = AttendanceRecordRedis(
+            attendance_id=attendance_id,
+            student_number=number,
+            student_full_name=known[0].user_full_name if known else number,
+            telegram_id=contact.telegram_id if contact else None,
+            is_attended=True,
+            attendance_time=self._clock(),
+            source=RecordSource.TEACHER,
+        )
+        if not await self._redis.add_attendance_record(record=record):
+            raise AlreadyOnList(number)
+        if contact is not None and contact.telegram_id is not None:
+            self._notifier.notify_later(
+                [
+                    Notice(
+                        telegram_id=contact.telegram_id,
+                        language=contact.language,
+                        key="student.checked_in_by_teacher",
+                        values={"lesson": attendance.lesson_name},
+                    )
+                ]
+            )
+        return record
+
+    async def _language_of(self, telegram_id: int) -> str:
+        session = await self._redis.get_user_session(telegram_id=telegram_id)
+        return session.language if session else "en"
+
+    # --- students ------------------------------------------------------------------------
+
+    async def check_in(self, *, student: UserSessionRedis, code: str) -> CheckInResult:
+        """Record a check-in with the code a student sent: one atomic Redis script."""
+        if student.role is not Role.STUDENT:
+            raise NotTeacher  # handlers tell a teacher that teachers do not check in
+        return await self._redis.check_in(
+            code=code,
+            student_number=student.school_number,
+            student_full_name=student.full_name,
+            telegram_id=student.telegram_id,
+            now=self._clock(),
+            throttle_key=f"throttle:checkin:{student.telegram_id}",
+            throttle_limit=self._wrong_limit,
+            throttle_window=self._wrong_window,
+            courses=student.courses,
+        )
+
+
+def _require_teacher(user: UserSessionRedis) -> None:
+    if user.role is not Role.TEACHER:
+        raise NotTeacher
+
+
+def _match_lesson(lessons: Sequence[Lesson], name: str, now: datetime) -> Lesson | None:
+    """Today's lesson whose code or name contains `name`, preferring one on now or next."""
+    wanted = turkish_casefold(name)
+    matches = [
+        lesson
+        for lesson in lessons
+        if wanted in turkish_casefold(lesson.course_code)
+        or wanted in turkish_casefold(lesson.course_name)
+        or wanted == turkish_casefold(lesson.title)
+    ]
+    if not matches:
+        return None
+    running = [m for m in matches if m.start <= now < m.end]
+    upcoming = [m for m in matches if m.start > now]
+    return (running or upcoming or matches)[0]
+
+
+__all__ = [
+    "EVERYONE",
+    "AlreadyOpen",
+    "AttendanceService",
+    "ChooseLesson",
+    "NoLessons",
+    "Roster",
+    "StartOutcome",
+    "Started",
+    "Tally",
+]

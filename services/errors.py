@@ -1,0 +1,61 @@
+"""Errors a use case raises for the bot layer to turn into a clear reply."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+
+class ServiceError(Exception):
+    """Base of the errors that services report to handlers."""
+
+
+class NotLinked(ServiceError):
+    """The Telegram account is not linked to an Aksis account."""
+
+
+class NotTeacher(ServiceError):
+    """A teacher-only action was asked for by someone else."""
+
+
+class NotOwner(ServiceError):
+    """The session belongs to another teacher."""
+
+
+class SessionGone(ServiceError):
+    """The session is no longer live (finalized, or never existed)."""
+
+
+class SessionClosed(ServiceError):
+    """The session has ended; corrections now go through the saved sheet (/history)."""
+
+
+class RecordNotFound(ServiceError):
+    def __init__(self, student_number: str) -> None:
+        super().__init__(student_number)
+        self.student_number = student_number
+
+
+class AlreadyOnList(ServiceError):
+    def __init__(self, student_number: str) -> None:
+        super().__init__(student_number)
+        self.student_number = student_number
+
+
+class InvalidInput(ServiceError):
+    """Input that fails validation; `key` names the message to show."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class LoginThrottled(ServiceError):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class SessionAlreadyOpen(ServiceError):
+    def __init__(self, attendance_id: UUID) -> None:
+        super().__init__(attendance_id)
+        self.attendance_id = attendance_id

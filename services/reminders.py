@@ -1,0 +1,192 @@
+"""Reminders: a teacher's lesson is about to start; a session is about to close.
+
+- Teacher reminder: `lead` before each lesson in a teacher's own cached schedule, the linked
+  teacher gets `remind.teacher` with a one-tap "start attendance" button (unless attendance for
+  that lesson is already open).
+- Closing reminder: `closing` before an open session's planned end, each enrolled student who
+  has not checked in and has a linked account gets `remind.closing`, once per session.
+- (The "attendance is open" message goes out when a session opens:
+  `AttendanceService._announce_open`.)
+
+Every reminder respects `users.reminders_enabled` (the /reminders switch) and is sent at most
+once: a `once:remind:*` marker (SET NX with an expiry) is set before the notices are queued,
+so a second replica, a rerun or an overlapping tick finds it and stays quiet. A tick that
+runs late still sends what is due, as long as the lesson has not started or the session has
+not closed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from dal.models import Role, ScheduleEntry
+from dal.postgres import AsyncPostgresClient
+from dal.redis_client import RedisClient
+from services.attendance import EVERYONE, entry_to_lesson
+from services.notify import Button, Notice, Notifier
+
+__all__ = [
+    "ReminderReport",
+    "ReminderService",
+    "closing_dedupe_key",
+    "teacher_dedupe_key",
+]
+
+log = logging.getLogger(__name__)
+
+_TIME_FORMAT: Final = "%H:%M"
+# PostgreSQL keeps microseconds: the window [now, now + lead + 1 µs) includes a lesson that
+# starts exactly `lead` from now.
+_TICK: Final = timedelta(microseconds=1)
+
+
+def teacher_dedupe_key(school_number: str, course_code: str, start: datetime) -> str:
+    return f"once:remind:teacher:{school_number}:{course_code}:{int(start.timestamp())}"
+
+
+def closing_dedupe_key(attendance_id: UUID) -> str:
+    return f"once:remind:closing:{attendance_id}"
+
+
+@dataclass(slots=True)
+class ReminderReport:
+    teacher: int = 0  # teacher reminders queued
+    closing: int = 0  # closing reminders queued (one per student)
+
+
+class ReminderService:
+    """Sends due reminders; `run_once()` is one scheduler tick."""
+
+    def __init__(
+        self,
+        *,
+        pg: AsyncPostgresClient,
+        redis: RedisClient,
+        notifier: Notifier,
+        tz: ZoneInfo,
+        lead: timedelta,
+        closing: timedelta,
+        dedupe_ttl_seconds: int = 2 * 86_400,
+        max_sessions: int = 1_000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._pg = pg
+        self._redis = redis
+        self._notifier = notifier
+        self._tz = tz
+        self._lead = lead
+        self._closing = closing
+        self._dedupe_ttl = dedupe_ttl_seconds
+        self._max_sessions = max_sessions
+        self._clock = clock
+
+    async def run_once(self) -> ReminderReport:
+        now = self._clock()
+        report = ReminderReport(
+            teacher=await self.remind_teachers(now=now),
+            closing=await self.remind_closing(now=now),
+        )
+        if report.teacher or report.closing:
+            log.info("reminders queued: %d teacher, %d closing", report.teacher, report.closing)
+        return report
+
+    async def remind_teachers(self, *, now: datetime) -> int:
+        """Remind teachers of lessons starting within `lead` from `now` (not yet started)."""
+        entries = await self._pg.get_teacher_lessons_starting(
+            start=now, end=now + self._lead + _TICK
+        )
+        if not entries:
+            return 0
+        unique: dict[tuple[str, str, datetime], ScheduleEntry] = {}
+        for entry in entries:
+            unique.setdefault((entry.school_number, entry.course_code, entry.start_time), entry)
+        contacts = {
+            c.school_number: c
+            for c in await self._pg.get_contacts(
+                school_numbers=sorted({e.school_number for e in unique.values()})
+            )
+        }
+        notices: list[Notice] = []
+        for entry in unique.values():
+            contact = contacts.get(entry.school_number)
+            if contact is None or contact.role is not Role.TEACHER or not contact.reminders_enabled:
+                continue
+            open_session = await self._redis.get_open_attendance(
+                teacher_school_number=entry.school_number, now=now
+            )
+            if open_session is not None and open_session.lesson_code == entry.course_code:
+                continue  # already taking attendance for this lesson
+            key = teacher_dedupe_key(entry.school_number, entry.course_code, entry.start_time)
+            if not await self._redis.mark_once(key=key, ttl_seconds=self._dedupe_ttl):
+                continue
+            notices.append(
+                Notice(
+                    telegram_id=contact.telegram_id,
+                    language=contact.language,
+                    key="remind.teacher",
+                    values={
+                        "lesson": entry_to_lesson(entry).title,
+                        "start": entry.start_time.astimezone(self._tz).strftime(_TIME_FORMAT),
+                    },
+                    buttons=(
+                        Button(
+                            "button.start_attendance",
+                            "start_lesson",
+                            (entry.course_code, int(entry.start_time.timestamp())),
+                        ),
+                    ),
+                )
+            )
+        if notices:
+            # Queued, not awaited: the paced sending path may take a while under load, and the
+            # markers are already set, so the tick has nothing left to wait for.
+            self._notifier.notify_later(notices)
+        return len(notices)
+
+    async def remind_closing(self, *, now: datetime) -> int:
+        """Remind enrolled, not-yet-checked-in students of sessions closing within `closing`."""
+        horizon = now + self._closing
+        ids = await self._redis.get_due_attendance_ids(now=horizon, limit=self._max_sessions)
+        sent = 0
+        for attendance_id in ids:
+            attendance = await self._redis.get_attendance(attendance_id=attendance_id)
+            if attendance is None or attendance.end_time is not None:
+                continue  # gone, or ended by the teacher
+            if not now < attendance.planned_end_time <= horizon:
+                continue  # already closed (awaiting finalization), or not yet due
+            enrolled = await self._redis.get_enrolled(attendance_id=attendance_id)
+            enrolled.discard(EVERYONE)
+            if not enrolled:
+                continue
+            records = await self._redis.get_attendance_records(attendance_id=attendance_id)
+            missing = enrolled - {r.student_number for r in records}
+            if not missing:
+                continue
+            contacts = await self._pg.get_contacts(school_numbers=sorted(missing))
+            recipients = [c for c in contacts if c.role is Role.STUDENT and c.reminders_enabled]
+            if not recipients:
+                continue
+            if not await self._redis.mark_once(
+                key=closing_dedupe_key(attendance_id), ttl_seconds=self._dedupe_ttl
+            ):
+                continue
+            end = attendance.planned_end_time.astimezone(self._tz).strftime(_TIME_FORMAT)
+            self._notifier.notify_later(
+                [
+                    Notice(
+                        telegram_id=c.telegram_id,
+                        language=c.language,
+                        key="remind.closing",
+                        values={"lesson": attendance.lesson_name, "end": end},
+                    )
+                    for c in recipients
+                ]
+            )
+            sent += len(recipients)
+        return sent

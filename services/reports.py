@@ -1,0 +1,145 @@
+"""Saved attendance: a teacher's history, corrections and CSV export; a student's record."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from dal.errors import NotFound
+from dal.models import Attendance, AttendanceRecord, Role, UserSessionRedis
+from dal.postgres import AsyncPostgresClient, StudentAttendanceRow
+from services.errors import NotOwner, NotTeacher, RecordNotFound, SessionGone
+
+MARKED_ABSENT = "MARKED_ABSENT"  # fail_reason when a teacher corrects a record to absent
+
+
+@dataclass(frozen=True, slots=True)
+class SheetRow:
+    student_number: str
+    full_name: str
+    record: AttendanceRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Sheet:
+    attendance: Attendance
+    rows: list[SheetRow]
+
+    @property
+    def present(self) -> int:
+        return sum(1 for r in self.rows if r.record.is_attended)
+
+    @property
+    def late(self) -> int:
+        return sum(1 for r in self.rows if r.record.is_attended and r.record.is_late)
+
+    @property
+    def absent(self) -> int:
+        return len(self.rows) - self.present
+
+
+def status_word(record: AttendanceRecord) -> str:
+    if record.is_attended:
+        return "late" if record.is_late else "present"
+    return "absent" if record.fail_reason in (None, "ABSENT", MARKED_ABSENT) else "not accepted"
+
+
+class ReportService:
+    def __init__(self, *, pg: AsyncPostgresClient, tz: ZoneInfo) -> None:
+        self._pg = pg
+        self._tz = tz
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self._tz
+
+    async def history(
+        self, *, teacher: UserSessionRedis, limit: int = 8, offset: int = 0
+    ) -> list[Sheet]:
+        _require_teacher(teacher)
+        attendances = await self._pg.get_attendances(
+            teacher_school_number=teacher.school_number, limit=limit, offset=offset
+        )
+        return [await self._sheet(a) for a in attendances]
+
+    async def sheet(self, *, teacher: UserSessionRedis, attendance_id: UUID) -> Sheet:
+        return await self._sheet(await self._owned(teacher, attendance_id))
+
+    async def toggle(
+        self, *, teacher: UserSessionRedis, attendance_id: UUID, student_number: str
+    ) -> AttendanceRecord:
+        """Switch a saved record between present and absent (a historical correction)."""
+        await self._owned(teacher, attendance_id)
+        records = await self._pg.get_attendance_records(attendance_id=attendance_id)
+        current = next((r for r in records if r.student_number == student_number), None)
+        if current is None:
+            raise RecordNotFound(student_number)
+        attended = not current.is_attended
+        return await self._pg.set_record_attended(
+            attendance_id=attendance_id,
+            student_number=student_number,
+            is_attended=attended,
+            fail_reason=None if attended else MARKED_ABSENT,
+        )
+
+    async def export_csv(
+        self, *, teacher: UserSessionRedis, attendance_id: UUID
+    ) -> tuple[str, bytes]:
+        sheet = await self.sheet(teacher=teacher, attendance_id=attendance_id)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(
+            ["student_number", "full_name", "status", "check_in_time", "reason", "source"]
+        )
+        for row in sheet.rows:
+            record = row.record
+            when = record.attendance_time
+            writer.writerow(
+                [
+                    row.student_number,
+                    row.full_name,
+                    status_word(record),
+                    when.astimezone(self._tz).strftime("%Y-%m-%d %H:%M:%S") if when else "",
+                    record.fail_reason or "",
+                    record.source,
+                ]
+            )
+        start = sheet.attendance.start_time.astimezone(self._tz)
+        code = sheet.attendance.lesson_code or "lesson"
+        name = f"attendance-{code}-{start:%Y%m%d-%H%M}.csv"
+        # A byte-order mark lets spreadsheet programs read the Turkish letters as UTF-8.
+        return name, ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+    async def student_history(
+        self, *, student: UserSessionRedis, limit: int = 20
+    ) -> list[StudentAttendanceRow]:
+        return await self._pg.get_student_history(student_number=student.school_number, limit=limit)
+
+    async def _owned(self, teacher: UserSessionRedis, attendance_id: UUID) -> Attendance:
+        _require_teacher(teacher)
+        try:
+            attendance = await self._pg.get_attendance_by_id(attendance_id=attendance_id)
+        except NotFound:
+            raise SessionGone from None
+        if attendance.teacher_school_number != teacher.school_number:
+            raise NotOwner
+        return attendance
+
+    async def _sheet(self, attendance: Attendance) -> Sheet:
+        records = await self._pg.get_attendance_records(attendance_id=attendance.attendance_id)
+        users = await self._pg.get_users(school_numbers=[r.student_number for r in records])
+        names = {u.user_school_number: u.user_full_name for u in users}
+        rows = [
+            SheetRow(r.student_number, names.get(r.student_number, r.student_number), r)
+            for r in records
+        ]
+        rows.sort(key=lambda row: (row.full_name, row.student_number))
+        return Sheet(attendance, rows)
+
+
+def _require_teacher(user: UserSessionRedis) -> None:
+    if user.role is not Role.TEACHER:
+        raise NotTeacher

@@ -1,0 +1,67 @@
+"""Shared test fixtures: a throwaway PostgreSQL database and a private Redis keyspace.
+
+The servers are the ones at DATABASE_URL / REDIS_URL (the Makefile's `scripts/services.py`
+starts embedded ones when nothing answers there). Each test run creates its own database and
+drops it at the end; Redis tests use the database number ATTN_TEST_REDIS_DB (15 unless told)
+and flush it before each test that asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+ADMIN_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+BASE_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+TEST_REDIS_DB = int(os.environ.get("ATTN_TEST_REDIS_DB", "15"))
+
+
+def _with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _with_redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+@pytest.fixture(scope="session")
+async def pg_dsn() -> AsyncIterator[str]:
+    """DSN of a fresh, empty database that lives for the whole test run."""
+    name = f"attn_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_with_database(ADMIN_DSN, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _with_database(ADMIN_DSN, name)
+    admin = await asyncpg.connect(_with_database(ADMIN_DSN, "postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the Redis database reserved for tests."""
+    return _with_redis_db(BASE_REDIS_URL, TEST_REDIS_DB)
+
+
+@pytest.fixture
+async def redis_raw(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """A plain Redis connection to the flushed test keyspace."""
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.flushdb()
+        await client.aclose()

@@ -1,0 +1,303 @@
+"""Shared helpers for the background-job tests (finalize, purge, reminders, scheduler).
+
+Fixtures, registered under the names `pg_client` and `redis_client` (import the functions into
+a test module: `from tests.support import pg_client_fixture, redis_client_fixture  # noqa:
+F401`; the function names differ from the fixture names so that ruff's F811 does not flag
+every test that takes them):
+
+- `pg_client`: an `AsyncPostgresClient` on the run's database, tables truncated per test;
+- `redis_client`: a `RedisClient` on the flushed test Redis database (ATTN_TEST_REDIS_DB).
+
+Plus a `RecordingNotifier` (a `services.notify.Notifier` that keeps every notice), a `Clock`
+the tests move by hand, a `TcpProxy` that can cut PostgreSQL off for real, and seeding
+helpers that go through the real clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis.asyncio as aioredis
+
+from dal.models import AttendanceRecordRedis, AttendanceRedis, RecordSource, Role, User
+from dal.postgres import AsyncPostgresClient
+from dal.redis_client import RedisClient, records_key
+from services.notify import Notice
+
+IST = ZoneInfo("Europe/Istanbul")
+
+
+# --- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture(name="pg_client")
+async def pg_client_fixture(pg_dsn: str) -> AsyncIterator[AsyncPostgresClient]:
+    client = await AsyncPostgresClient.connect(pg_dsn, max_size=8)
+    await client.pool.execute(
+        "TRUNCATE users, attendances, attendance_records, schedule_entries CASCADE"
+    )
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture(name="redis_client")
+async def redis_client_fixture(
+    redis_url: str, redis_raw: aioredis.Redis
+) -> AsyncIterator[RedisClient]:
+    """`redis_raw` flushes the test database before and after the test."""
+    client = RedisClient.from_url(redis_url, max_connections=32)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+# --- fakes --------------------------------------------------------------------------------
+
+
+@dataclass
+class RecordingNotifier:
+    """A Notifier that delivers nothing and remembers everything it was asked to send."""
+
+    sent: list[Notice] = field(default_factory=list)
+    later_calls: int = 0
+    now_calls: int = 0
+
+    async def notify(self, notices: Sequence[Notice]) -> int:
+        self.now_calls += 1
+        self.sent.extend(notices)
+        return len(notices)
+
+    def notify_later(self, notices: Sequence[Notice]) -> None:
+        self.later_calls += 1
+        self.sent.extend(notices)
+
+    def keys(self, key: str) -> list[Notice]:
+        return [n for n in self.sent if n.key == key]
+
+    def to(self, telegram_id: int) -> list[Notice]:
+        return [n for n in self.sent if n.telegram_id == telegram_id]
+
+    def clear(self) -> None:
+        self.sent.clear()
+
+
+class Clock:
+    """A clock the test moves: `clock()` is now; `clock.at(t)` / `clock.advance(...)`."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def at(self, moment: datetime) -> None:
+        self.now = moment
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+class TcpProxy:
+    """A TCP relay to a real server that the test can cut (refuse and drop) and restore."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer)),
+            asyncio.create_task(self._pump(up_reader, writer)),
+        ]
+        self._tasks.update(pumps)
+        for pump in pumps:
+            pump.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def cut(self) -> None:
+        """Stop listening and drop every relayed connection (the server "goes away")."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def restore(self) -> None:
+        await self.start()
+
+    async def close(self) -> None:
+        await self.cut()
+
+
+def dsn_via(dsn: str, port: int) -> str:
+    """`dsn` with its host and port replaced by 127.0.0.1:`port`."""
+    parts = urlsplit(dsn)
+    userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    return urlunsplit(parts._replace(netloc=f"{userinfo}127.0.0.1:{port}"))
+
+
+@contextlib.asynccontextmanager
+async def pg_behind_proxy(dsn: str) -> AsyncIterator[tuple[AsyncPostgresClient, TcpProxy]]:
+    parts = urlsplit(dsn)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    client = await AsyncPostgresClient.connect(
+        dsn_via(dsn, proxy.port), max_size=4, migrate=False, connect_timeout=3
+    )
+    try:
+        yield client, proxy
+    finally:
+        await proxy.cut()
+        with contextlib.suppress(Exception):
+            client.pool.terminate()
+        await proxy.close()
+
+
+# --- seeding ------------------------------------------------------------------------------
+
+
+def teacher_user(number: str = "T0001", name: str = "Ayşe Öğretmen") -> User:
+    return User(user_school_number=number, user_full_name=name, role=Role.TEACHER)
+
+
+def student_user(number: str, name: str | None = None) -> User:
+    return User(
+        user_school_number=number, user_full_name=name or f"Öğrenci {number}", role=Role.STUDENT
+    )
+
+
+async def link(
+    pg: AsyncPostgresClient,
+    user: User,
+    telegram_id: int,
+    *,
+    reminders: bool = True,
+    language: str = "en",
+) -> None:
+    await pg.link_telegram(user=user, telegram_id=telegram_id, language=language)
+    if not reminders:
+        await pg.set_reminders(school_number=user.user_school_number, enabled=False)
+
+
+async def open_session(
+    redis: RedisClient,
+    *,
+    teacher: User,
+    start: datetime,
+    end: datetime,
+    enrolled: Iterable[str],
+    lesson_name: str = "FIZ101 - Fizik I",
+    lesson_code: str | None = "FIZ101",
+    teacher_telegram_id: int | None = None,
+) -> AttendanceRedis:
+    """A live session opened through the real script, as of `start`."""
+    draft = AttendanceRedis(
+        attendance_id=uuid.uuid4(),
+        teacher_school_number=teacher.user_school_number,
+        teacher_full_name=teacher.user_full_name,
+        teacher_telegram_id=teacher_telegram_id,
+        lesson_name=lesson_name,
+        lesson_code=lesson_code,
+        code="000000",
+        start_time=start,
+        planned_end_time=end,
+    )
+    return await redis.open_attendance(attendance=draft, enrolled=list(enrolled), now=start)
+
+
+def record(
+    attendance: AttendanceRedis,
+    number: str,
+    *,
+    minutes: float = 2,
+    name: str | None = None,
+    is_attended: bool = True,
+    fail_reason: str | None = None,
+    source: RecordSource = RecordSource.CODE,
+    telegram_id: int | None = None,
+) -> AttendanceRecordRedis:
+    return AttendanceRecordRedis(
+        attendance_id=attendance.attendance_id,
+        student_number=number,
+        student_full_name=name or f"Öğrenci {number}",
+        telegram_id=telegram_id,
+        is_attended=is_attended,
+        attendance_time=attendance.start_time + timedelta(minutes=minutes),
+        fail_reason=fail_reason,
+        source=source,
+    )
+
+
+async def put_records(redis: RedisClient, records: Sequence[AttendanceRecordRedis]) -> None:
+    """Store records in bulk, in the client's own encoding (one pipeline)."""
+    async with redis.redis.pipeline(transaction=False) as pipe:
+        for rec in records:
+            pipe.hset(
+                records_key(rec.attendance_id),
+                rec.student_number,
+                rec.model_dump_json(exclude={"attendance_id"}),
+            )
+        await pipe.execute()
+
+
+async def session_keys(raw: aioredis.Redis, attendance: AttendanceRedis) -> list[str]:
+    """Every Redis key (and index entry) that still refers to the session."""
+    aid = attendance.attendance_id
+    found = [
+        key
+        for key in (
+            f"attendances:{{{aid}}}",
+            f"attendance_records:{{{aid}}}",
+            f"attendances:{{{aid}}}:enrolled",
+            f"attendances:{{{aid}}}:claim",
+        )
+        if await raw.exists(key)
+    ]
+    if await raw.get(f"attendances:code:{attendance.code}") == str(aid):
+        found.append("code index")
+    if await raw.get(f"attendances:teacher:{attendance.teacher_school_number}") == str(aid):
+        found.append("teacher index")
+    if await raw.zscore("attendances:due", str(aid)) is not None:
+        found.append("due index")
+    return found

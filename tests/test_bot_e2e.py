@@ -1,0 +1,289 @@
+"""The bot end to end: the real Dispatcher and aiogram `Bot` HTTP session against the local Bot
+API server, the live Aksis client against the local portal, real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from dal.models import FailReason, RecordSource, Role, User
+from tests.fakes.aksis_server import FakeAksis, portal_lesson
+from tests.harness import PASSWORD, Running, reply, running_bot
+
+TEACHER_NAME = "Doç. Dr. ELİF KARTAL"
+STUDENTS = [
+    ("student1", "AYŞE YILDIZ", "2024001"),
+    ("student2", "İSMAİL IŞIK", "2024002"),
+    ("student3", "ÇAĞRI ÖZGÜR", "2024003"),
+]
+
+
+def _lesson(now: datetime) -> object:
+    return portal_lesson(now - timedelta(minutes=5), minutes=60, hocalar=TEACHER_NAME)
+
+
+@pytest.fixture
+async def portal() -> AsyncIterator[FakeAksis]:
+    async with FakeAksis() as fake:
+        now = datetime.now(UTC)
+        fake.add_teacher("teacher1", PASSWORD, TEACHER_NAME, lessons=[_lesson(now)])
+        for username, name, number in STUDENTS:
+            fake.add_student(username, PASSWORD, name, number, lessons=[_lesson(now)])
+        # Enrolled in another lesson only: a check-in to ELİF KARTAL's lesson needs review.
+        fake.add_student(
+            "student4",
+            PASSWORD,
+            "DENİZ AK",
+            "2024004",
+            lessons=[portal_lesson(now, code="MATH101", name="CALCULUS", hocalar="Dr. X Y")],
+        )
+        yield fake
+
+
+@pytest.fixture
+async def bot(pg_dsn: str, redis_url: str, portal: FakeAksis) -> AsyncIterator[Running]:
+    async with running_bot(pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal) as running:
+        yield running
+
+
+def _text(message: dict[str, object]) -> str:
+    return str(message.get("text") or "")
+
+
+async def test_a_class_from_login_to_end_session(
+    bot: Running, pg_dsn: str, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    teacher = bot.user(100, "Elif", "tr")
+    students = [bot.user(200 + i, name.split()[0]) for i, (_, name, _) in enumerate(STUDENTS)]
+
+    answer = await bot.login(teacher, "teacher1")
+    assert "ELİF KARTAL" in _text(answer) and "Öğretim elemanı" in _text(answer)
+    for user, (username, name, number) in zip(students, STUDENTS, strict=True):
+        answer = await bot.login(user, username)
+        assert name in _text(answer) and number in _text(answer) and "Student" in _text(answer)
+
+    # The password message (the third message each user sent) was deleted.
+    for user in [teacher, *students]:
+        deleted = bot.telegram.deleted_message_ids(user.id)
+        assert len(deleted) == 2, deleted  # the user name and the password messages
+
+    code = await bot.start_session(teacher)
+    assert len(code) == 6 and code.isdigit()
+
+    a, b, c = students
+    for student in students:  # enrolled, linked students hear that attendance is open
+        assert "Attendance is open" in _text(await student.next_message())
+    await a.send(code)
+    assert "checked in" in _text(await a.next_message())
+    await b.send(code)
+    assert "checked in" in _text(await b.next_message())
+    wrong = "000000" if code != "000000" else "111111"
+    await c.send(wrong)
+    assert "does not match" in _text(await c.next_message())
+    await a.send(code)
+    assert "already checked in" in _text(await a.next_message())
+
+    teacher.mark_read()
+    await teacher.send("/attendees")
+    listing = await teacher.next_message()
+    assert "AYŞE YILDIZ" in _text(listing) and "İSMAİL IŞIK" in _text(listing)
+    assert "ÇAĞRI ÖZGÜR" not in _text(listing)
+
+    # Reject B with a reason, add C by school number.
+    await teacher.click_button("❌ 2024002", listing)
+    assert "neden" in _text(await teacher.next_message())
+    await teacher.send("left early")
+    assert "reddedildi" in _text(await teacher.next_message())
+    await teacher.click_button("➕ Öğrenci ekle", listing)
+    await teacher.next_message()
+    await teacher.send("2024003")
+    assert "2024003" in _text(await teacher.next_message())
+
+    await teacher.send("/end_session")
+    ended = await teacher.next_message()
+    assert "kapandı" in _text(ended)
+
+    session = await bot.app.attendance.roster(
+        teacher=await _session_of(bot, teacher.id), attendance_id=await _only_session_id(bot)
+    )
+    assert session is not None
+    assert session.attendance.end_time is not None
+    by_number = {r.student_number: r for r in session.records}
+    assert set(by_number) == {"2024001", "2024002", "2024003"}
+    assert by_number["2024001"].is_attended and by_number["2024001"].source is RecordSource.CODE
+    assert not by_number["2024002"].is_attended
+    assert by_number["2024002"].fail_reason == f"{FailReason.REJECTED}: left early"
+    assert by_number["2024003"].is_attended and by_number["2024003"].source is RecordSource.TEACHER
+
+    # The password is nowhere: not in the logs, the Redis keyspace or any PostgreSQL table.
+    assert PASSWORD not in caplog.text
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async for key in client.scan_iter(count=500):
+            dump = await client.dump(key)
+            assert dump is None or PASSWORD.encode() not in dump, key
+    finally:
+        await client.aclose()
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        for table in ("users", "schedule_entries", "attendances", "attendance_records"):
+            rows = await conn.fetch(f"SELECT * FROM {table}")
+            assert all(PASSWORD not in str(dict(r)) for r in rows), table
+    finally:
+        await conn.close()
+
+
+async def _session_of(bot: Running, telegram_id: int):  # type: ignore[no-untyped-def]
+    user = await bot.app.accounts.current_user(telegram_id=telegram_id)
+    assert user is not None
+    return user
+
+
+async def _only_session_id(bot: Running) -> UUID:
+    ids = await bot.app.redis.get_due_attendance_ids(now=datetime.now(UTC) + timedelta(days=1))
+    assert len(ids) == 1
+    return ids[0]
+
+
+async def test_a_student_cannot_act_as_a_teacher(bot: Running) -> None:
+    teacher = bot.user(100, "Elif")
+    student = bot.user(201, "Ayşe")
+    intruder = bot.user(202, "İsmail")
+    await bot.login(teacher, "teacher1")
+    await bot.login(student, "student1")
+    await bot.login(intruder, "student2")
+    code = await bot.start_session(teacher)
+    await student.send(code)
+    await reply(student)
+    aid = (await _only_session_id(bot)).hex
+
+    await intruder.send("/start_session")
+    assert "Only teachers" in _text(await reply(intruder))
+    await intruder.send("/end_session")
+    assert "Only teachers" in _text(await reply(intruder))
+
+    # Forged buttons: reject the student, end the session, open another teacher's history.
+    status = teacher.messages[-1]
+    for data in (f"rv:r:{aid}:2024001", f"sa:end:{aid}", f"ho:{aid}:0", "rv:a:zz:1"):
+        query = await intruder.click(status, data)
+        answer = await intruder.callback_answer(query)
+        assert answer.get("show_alert"), data
+
+    roster = await bot.app.attendance.status(attendance_id=UUID(hex=aid))
+    assert roster is not None and roster.attendance.end_time is None
+    assert [r.is_attended for r in roster.records] == [True]
+
+
+async def test_a_pending_check_in_and_a_deep_link(bot: Running) -> None:
+    teacher = bot.user(100, "Elif")
+    outsider = bot.user(204, "Deniz")
+    await bot.login(teacher, "teacher1")
+    await bot.login(outsider, "student4")
+    code = await bot.start_session(teacher)
+    await outsider.send(f"/start ci_{code}")
+    text = _text(await reply(outsider))
+    assert "not in your Aksis schedule" in text
+    roster = await bot.app.attendance.status(attendance_id=await _only_session_id(bot))
+    assert roster is not None
+    assert roster.records[0].fail_reason == FailReason.NOT_IN_SCHEDULE
+
+
+async def test_wrong_codes_are_throttled_without_a_lookup(bot: Running) -> None:
+    teacher = bot.user(100, "Elif")
+    student = bot.user(201, "Ayşe")
+    await bot.login(teacher, "teacher1")
+    await bot.login(student, "student1")
+    code = await bot.start_session(teacher)
+    wrong = [f"{(int(code) + i) % 1_000_000:06d}" for i in range(1, 6)]
+    for guess in wrong:
+        await student.send(guess)
+        assert "does not match" in _text(await reply(student))
+    await student.send(code)  # the sixth try within a minute, even with the right code
+    assert "Too many wrong codes" in _text(await reply(student))
+    roster = await bot.app.attendance.status(attendance_id=await _only_session_id(bot))
+    assert roster is not None and roster.records == []
+
+
+async def test_failed_logins_are_throttled_with_the_wait_time(bot: Running) -> None:
+    user = bot.user(300, "Mallory")
+    for _ in range(5):
+        answer = await bot.login(user, "student1", password="wrong")
+        assert "did not accept" in _text(answer)
+    user.mark_read()
+    await user.send("/login")
+    assert "wait" in _text(await user.next_message())
+    sign_ons = len(bot.aksis.requests_to("/Account/LogOn", "POST"))
+    assert sign_ons == 5
+
+
+async def test_second_account_takes_over_the_link(bot: Running) -> None:
+    first = bot.user(201, "Ayşe")
+    second = bot.user(211, "Ayşe (new phone)")
+    await bot.login(first, "student1")
+    await bot.login(second, "student1")
+    notice = await first.next_message()
+    assert "linked to another Telegram account" in _text(notice)
+    await first.send("/me")
+    assert "/login" in _text(await first.next_message())
+    await second.send("/me")
+    assert "2024001" in _text(await second.next_message())
+
+
+async def test_burst_of_300_check_ins_with_429s(bot: Running) -> None:
+    teacher = bot.user(100, "Elif")
+    await bot.login(teacher, "teacher1")
+    code = await bot.start_session(teacher)
+    students = [bot.user(10_000 + i, f"S{i}") for i in range(300)]
+    pg = bot.app.pg
+    now = datetime.now(UTC)
+    for i, user in enumerate(students):
+        await pg.link_telegram(
+            user=User(
+                user_school_number=f"9{i:06d}", user_full_name=f"ÖĞRENCİ {i}", role=Role.STUDENT
+            ),
+            telegram_id=user.id,
+            language="en",
+        )
+    del now
+    bot.telegram.fail_next("sendMessage", 40, retry_after=1)
+    await asyncio.gather(*(u.send(code) for u in students))
+    for user in students:
+        text = _text(await reply(user, timeout=60))
+        assert "checked in" in text or "not in your Aksis schedule" in text
+    roster = await bot.app.attendance.status(attendance_id=await _only_session_id(bot))
+    assert roster is not None
+    assert len(roster.records) == 300
+    assert len({r.student_number for r in roster.records}) == 300
+
+
+async def test_odd_updates_get_an_answer_or_are_ignored(bot: Running) -> None:
+    user = bot.user(400, "Odd")
+    await user.send("x" * 3000)
+    assert "too long" in _text(await user.next_message())
+    await user.send("hello")
+    assert "did not understand" in _text(await user.next_message())
+    await bot.telegram.deliver_update(
+        {
+            "message": {
+                "message_id": 77,
+                "from": user.as_user(),
+                "chat": {"id": user.id, "type": "private", "first_name": "Odd"},
+                "date": 0,
+                "photo": [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}],
+            }
+        }
+    )
+    assert "only read text" in _text(await user.next_message())
+    sent = await user.send("123456")
+    await user.edit(sent, "654321")
+    assert "Link your Aksis account" in _text(await user.next_message())
+    await asyncio.sleep(0.3)
+    assert len(user.unread) == 0  # the edit was ignored

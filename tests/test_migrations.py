@@ -1,0 +1,222 @@
+"""Schema migrations against a real, empty PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from dal.migrations import MIGRATIONS_LOCK_KEY, Migration, apply_migrations, load_migrations
+
+
+def _with_database(dsn: str, database: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))
+
+
+@pytest.fixture
+async def empty_dsn(pg_dsn: str) -> AsyncIterator[str]:
+    """A brand-new database of our own (the run's `pg_dsn` one is already migrated)."""
+    name = f"attn_mig_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        yield _with_database(pg_dsn, name)
+    finally:
+        admin = await asyncpg.connect(pg_dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def conn(empty_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(empty_dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def _columns(conn: asyncpg.Connection, table: str) -> dict[str, tuple[str, bool]]:
+    rows = await conn.fetch(
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns"
+        " WHERE table_schema = 'public' AND table_name = $1",
+        table,
+    )
+    return {r["column_name"]: (r["data_type"], r["is_nullable"] == "YES") for r in rows}
+
+
+def test_migration_files_ship_as_numbered_package_data() -> None:
+    migrations = load_migrations()
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    assert migrations[0].name == "initial"
+    assert "CREATE TABLE users" in migrations[0].sql
+
+
+async def test_fresh_database_gets_the_seed_tables_and_columns(conn: asyncpg.Connection) -> None:
+    version = await apply_migrations(conn)
+
+    assert version == load_migrations()[-1].version
+    users = await _columns(conn, "users")
+    assert users["user_school_number"] == ("text", False)
+    assert users["user_full_name"] == ("text", False)
+    assert users["role"] == ("text", False)
+    assert users["telegram_id"] == ("bigint", True)
+    assert users["language"] == ("text", False)
+    assert users["reminders_enabled"] == ("boolean", False)
+    assert users["linked_at"] == ("timestamp with time zone", True)
+    attendances = await _columns(conn, "attendances")
+    assert {
+        "attendance_id",
+        "teacher_school_number",
+        "lesson_name",
+        "lesson_code",
+        "start_time",
+        "end_time",
+        "security_option",
+        "is_deleted",
+        "deletion_reason",
+        "deletion_time",
+    } == set(attendances)
+    assert attendances["attendance_id"] == ("uuid", False)
+    assert attendances["start_time"] == ("timestamp with time zone", False)
+    records = await _columns(conn, "attendance_records")
+    assert {
+        "attendance_id",
+        "student_number",
+        "is_attended",
+        "attendance_time",
+        "fail_reason",
+        "is_late",
+        "source",
+        "is_deleted",
+        "deletion_reason",
+        "deletion_time",
+    } == set(records)
+    assert records["is_attended"] == ("boolean", False)
+    schedule = await _columns(conn, "schedule_entries")
+    assert set(schedule) == {
+        "school_number",
+        "start_time",
+        "end_time",
+        "course_code",
+        "course_name",
+        "teachers",
+        "teacher_key",
+    }
+    pk = await conn.fetchval(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'attendance_records'::regclass AND contype = 'p'"
+    )
+    assert pk == "PRIMARY KEY (attendance_id, student_number)"
+    indexes = {
+        r["indexdef"]
+        for r in await conn.fetch("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public'")
+    }
+    assert any(
+        "(teacher_school_number, start_time DESC) WHERE (NOT is_deleted)" in i for i in indexes
+    )
+    assert any("(student_number) WHERE (NOT is_deleted)" in i for i in indexes)
+    assert any("schedule_entries USING btree (teacher_key, start_time)" in i for i in indexes)
+
+
+async def test_schema_rejects_bad_rows(conn: asyncpg.Connection) -> None:
+    await apply_migrations(conn)
+    with pytest.raises(asyncpg.CheckViolationError):
+        await conn.execute(
+            "INSERT INTO users (user_school_number, user_full_name, role)"
+            " VALUES ('1', 'A', 'admin')"
+        )
+    await conn.execute(
+        "INSERT INTO users (user_school_number, user_full_name, role, telegram_id)"
+        " VALUES ('1', 'A', 'student', 42)"
+    )
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await conn.execute(
+            "INSERT INTO users (user_school_number, user_full_name, role, telegram_id)"
+            " VALUES ('2', 'B', 'student', 42)"
+        )
+    with pytest.raises(asyncpg.ForeignKeyViolationError):
+        await conn.execute(
+            "INSERT INTO attendances (attendance_id, teacher_school_number, lesson_name,"
+            " start_time) VALUES (gen_random_uuid(), 'nobody', 'X', now())"
+        )
+
+
+async def test_reapplying_applies_nothing(conn: asyncpg.Connection) -> None:
+    first = await apply_migrations(conn)
+    ledger = await conn.fetch("SELECT version, name, applied_at FROM schema_migrations")
+
+    second = await apply_migrations(conn)
+
+    assert second == first
+    assert await conn.fetch("SELECT version, name, applied_at FROM schema_migrations") == ledger
+    assert len(ledger) == len(load_migrations())
+
+
+async def test_two_replicas_applying_at_once_do_not_race(empty_dsn: str) -> None:
+    a = await asyncpg.connect(empty_dsn)
+    b = await asyncpg.connect(empty_dsn)
+    try:
+        versions = await asyncio.gather(apply_migrations(a), apply_migrations(b))
+        rows = await a.fetch("SELECT version FROM schema_migrations ORDER BY version")
+    finally:
+        await a.close()
+        await b.close()
+
+    expected = load_migrations()[-1].version
+    assert versions == [expected, expected]
+    assert [r["version"] for r in rows] == [m.version for m in load_migrations()]
+
+
+async def test_apply_accepts_a_pool(empty_dsn: str) -> None:
+    pool = await asyncpg.create_pool(empty_dsn, min_size=1, max_size=2)
+    try:
+        assert await apply_migrations(pool) == load_migrations()[-1].version
+    finally:
+        await pool.close()
+
+
+async def test_failing_migration_leaves_no_trace_and_releases_the_lock(
+    conn: asyncpg.Connection, empty_dsn: str
+) -> None:
+    good = Migration(version=1, name="good", sql="CREATE TABLE kept (x int);")
+    bad = Migration(version=2, name="bad", sql="CREATE TABLE half_done (x int); SELECT 1 / 0;")
+
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await apply_migrations(conn, migrations=[bad, good])
+
+    assert await conn.fetchval("SELECT to_regclass('kept') IS NOT NULL")
+    assert await conn.fetchval("SELECT to_regclass('half_done') IS NULL")
+    assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == 1
+    other = await asyncpg.connect(empty_dsn)
+    try:
+        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATIONS_LOCK_KEY)
+    finally:
+        await other.close()
+    # Fixed file, next start: only the missing one runs.
+    fixed = Migration(version=2, name="fixed", sql="CREATE TABLE half_done (x int);")
+    assert await apply_migrations(conn, migrations=[good, fixed]) == 2
+
+
+async def test_refuses_to_run_inside_a_callers_transaction(conn: asyncpg.Connection) -> None:
+    async with conn.transaction():
+        with pytest.raises(RuntimeError, match="outside any transaction"):
+            await apply_migrations(conn)
+
+
+async def test_duplicate_versions_are_rejected_before_touching_the_database(
+    conn: asyncpg.Connection,
+) -> None:
+    twins = [Migration(1, "a", "CREATE TABLE a (x int)"), Migration(1, "b", "SELECT 1")]
+    with pytest.raises(ValueError, match="share version"):
+        await apply_migrations(conn, migrations=twins)
+    assert await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL")

@@ -1,0 +1,652 @@
+"""RedisClient against a real Redis (the test db of ATTN_TEST_REDIS_DB), fixed clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+import pytest
+import redis.asyncio as aioredis
+
+from dal.errors import Conflict, NotFound, RedisUnavailable
+from dal.models import (
+    AttendanceRecordRedis,
+    AttendanceRedis,
+    RecordSource,
+    Role,
+    UserSessionRedis,
+)
+from dal.redis_client import (
+    DUE_KEY,
+    AttendanceAlreadyOpen,
+    AttendanceEnded,
+    CheckInResult,
+    CheckInStatus,
+    RedisClient,
+    attendance_key,
+    claim_key,
+    code_key,
+    enrolled_key,
+    records_key,
+    session_ttl_seconds,
+    teacher_key,
+)
+
+NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+TURKISH = "İlkay Şükrü Ağaoğlu Işıl"
+
+
+@pytest.fixture
+async def client(redis_url: str, redis_raw: aioredis.Redis) -> AsyncIterator[RedisClient]:
+    async with RedisClient.from_url(redis_url, max_connections=16) as c:
+        yield c
+
+
+def make_attendance(
+    *, teacher: str = "T001", start: datetime = NOW, minutes: int = 50
+) -> AttendanceRedis:
+    return AttendanceRedis(
+        attendance_id=uuid4(),
+        teacher_school_number=teacher,
+        teacher_full_name="Doç. Dr. Gökçe Öztürk",
+        teacher_telegram_id=5_000_000_001,
+        lesson_name="Bilgisayar Ağları",
+        lesson_code="BIL301",
+        code="000000",
+        start_time=start,
+        planned_end_time=start + timedelta(minutes=minutes),
+    )
+
+
+def codes(*values: str) -> Callable[[], str]:
+    it = iter(values)
+    return lambda: next(it)
+
+
+async def open_session(
+    client: RedisClient,
+    *,
+    teacher: str = "T001",
+    enrolled: tuple[str, ...] = ("S1", "S2"),
+    code: str | None = None,
+    start: datetime = NOW,
+    minutes: int = 50,
+) -> AttendanceRedis:
+    return await client.open_attendance(
+        attendance=make_attendance(teacher=teacher, start=start, minutes=minutes),
+        enrolled=enrolled,
+        code_factory=codes(code) if code else None,
+        now=start,
+    )
+
+
+async def check_in(
+    client: RedisClient,
+    code: str,
+    student: str,
+    *,
+    now: datetime = NOW + timedelta(minutes=1),
+    throttle_key: str | None = None,
+) -> CheckInResult:
+    return await client.check_in(
+        code=code,
+        student_number=student,
+        student_full_name=TURKISH,
+        telegram_id=7_000_000_000 + len(student),
+        now=now,
+        throttle_key=throttle_key or f"throttle:checkin:{student}",
+    )
+
+
+# --- connection ----------------------------------------------------------------------------
+
+
+async def test_ping_answers_on_a_live_server(client: RedisClient) -> None:
+    await client.ping()
+    assert await client.redis.ping()
+
+
+async def test_unreachable_redis_raises_redis_unavailable_with_masked_url() -> None:
+    url = "redis://attn:s3cret-pw@127.0.0.1:1/0"
+    async with RedisClient.from_url(url, timeout=1.0) as dead:
+        with pytest.raises(RedisUnavailable) as ping_error:
+            await dead.ping()
+        with pytest.raises(RedisUnavailable) as call_error:
+            await dead.get_user_session(telegram_id=1)
+    for error in (ping_error.value, call_error.value):
+        assert "s3cret-pw" not in str(error)
+        assert "attn:***@127.0.0.1:1" in str(error)
+
+
+# --- user sessions -------------------------------------------------------------------------
+
+
+def test_session_ttl_depends_on_role() -> None:
+    assert session_ttl_seconds(Role.STUDENT, student_days=120, teacher_days=30) == 120 * 86_400
+    assert session_ttl_seconds(Role.TEACHER, student_days=120, teacher_days=30) == 30 * 86_400
+
+
+async def test_user_session_round_trips_turkish_names_with_ttl(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    session = UserSessionRedis(
+        telegram_id=6_123_456_789_012,
+        school_number="1306190001",
+        full_name=TURKISH,
+        role=Role.STUDENT,
+        language="tr",
+        logged_in_at=NOW,
+    )
+    await client.save_user_session(session=session, ttl_seconds=120 * 86_400)
+
+    assert await client.get_user_session(telegram_id=session.telegram_id) == session
+    ttl = await redis_raw.ttl(f"users:{session.telegram_id}")
+    assert 120 * 86_400 - 5 <= ttl <= 120 * 86_400
+
+    await client.delete_user_session(telegram_id=session.telegram_id)
+    assert await client.get_user_session(telegram_id=session.telegram_id) is None
+
+
+# --- opening, reading, finishing -------------------------------------------------------------
+
+
+async def test_open_attendance_writes_every_key(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    opened = await open_session(client, enrolled=("S1", "S2", "S2"))
+    aid = opened.attendance_id
+
+    assert re.fullmatch(r"\d{6}", opened.code)
+    assert await client.get_attendance(attendance_id=aid) == opened
+    assert await client.get_attendance_id_by_code(code=opened.code) == aid
+    assert await client.get_enrolled(attendance_id=aid) == {"S1", "S2"}
+    assert await redis_raw.get(teacher_key("T001")) == str(aid)
+    assert await redis_raw.zscore(DUE_KEY, str(aid)) == opened.planned_end_time.timestamp()
+    assert await client.get_open_attendance(teacher_school_number="T001", now=NOW) == opened
+    stored = await client.get_attendance(attendance_id=aid)
+    assert stored is not None
+    assert stored.teacher_full_name == "Doç. Dr. Gökçe Öztürk"
+
+
+async def test_large_enrolment_is_stored_whole(client: RedisClient) -> None:
+    students = tuple(f"2025{n:06d}" for n in range(2500))  # more than one SADD batch
+    opened = await open_session(client, enrolled=students)
+    assert await client.get_enrolled(attendance_id=opened.attendance_id) == set(students)
+
+
+async def test_unknown_keys_read_as_none(client: RedisClient) -> None:
+    assert await client.get_attendance(attendance_id=uuid4()) is None
+    assert await client.get_attendance_id_by_code(code="123456") is None
+    assert await client.get_open_attendance(teacher_school_number="T404", now=NOW) is None
+    assert await client.get_enrolled(attendance_id=uuid4()) == set()
+
+
+async def test_teacher_cannot_open_a_second_session(client: RedisClient) -> None:
+    first = await open_session(client)
+    with pytest.raises(AttendanceAlreadyOpen) as error:
+        await open_session(client)
+    assert error.value.attendance_id == first.attendance_id
+    assert isinstance(error.value, Conflict)
+    # the refused attempt reserved nothing
+    assert await client.get_attendance(attendance_id=first.attendance_id) == first
+
+
+async def test_teacher_can_open_again_after_finishing_or_after_the_planned_end(
+    client: RedisClient,
+) -> None:
+    first = await open_session(client)
+    await client.finish_attendance(attendance_id=first.attendance_id, end_time=NOW)
+    second = await open_session(client, start=NOW + timedelta(minutes=1))
+    # the second one is never finished: its planned end passes and it no longer blocks
+    third = await open_session(client, start=NOW + timedelta(hours=2))
+    assert len({first.code, second.code, third.code}) == 3
+    later = NOW + timedelta(hours=2, minutes=1)
+    assert await client.get_open_attendance(teacher_school_number="T001", now=later) == third
+
+
+async def test_concurrent_opens_with_colliding_codes_get_different_codes(
+    client: RedisClient,
+) -> None:
+    factory = codes("111111", "111111", "222222", "333333")
+    a, b = await asyncio.gather(
+        client.open_attendance(
+            attendance=make_attendance(teacher="TA"), enrolled=["S1"], code_factory=factory, now=NOW
+        ),
+        client.open_attendance(
+            attendance=make_attendance(teacher="TB"), enrolled=["S1"], code_factory=factory, now=NOW
+        ),
+    )
+    assert {a.code, b.code} == {"111111", "222222"}
+    assert await client.get_attendance_id_by_code(code=a.code) == a.attendance_id
+    assert await client.get_attendance_id_by_code(code=b.code) == b.attendance_id
+
+
+async def test_concurrent_opens_by_one_teacher_open_exactly_one(client: RedisClient) -> None:
+    results = await asyncio.gather(
+        *(open_session(client) for _ in range(5)), return_exceptions=True
+    )
+    opened = [r for r in results if isinstance(r, AttendanceRedis)]
+    refused = [r for r in results if isinstance(r, AttendanceAlreadyOpen)]
+    assert len(opened) == 1
+    assert len(refused) == 4
+    assert all(r.attendance_id == opened[0].attendance_id for r in refused)
+
+
+async def test_open_gives_up_when_every_code_is_taken(client: RedisClient) -> None:
+    await open_session(client, teacher="TA", code="424242")
+    with pytest.raises(Conflict, match="no free check-in code"):
+        await client.open_attendance(
+            attendance=make_attendance(teacher="TB"),
+            enrolled=[],
+            code_factory=lambda: "424242",
+            max_tries=3,
+            now=NOW,
+        )
+    assert await client.get_open_attendance(teacher_school_number="TB", now=NOW) is None
+
+
+async def test_finish_sets_end_time_and_deletes_nothing(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    opened = await open_session(client)
+    aid = opened.attendance_id
+    assert (await check_in(client, opened.code, "S1")).status is CheckInStatus.OK_PRESENT
+    end = NOW + timedelta(minutes=20)
+
+    finished = await client.finish_attendance(attendance_id=aid, end_time=end)
+
+    assert finished.end_time == end
+    assert await client.get_attendance(attendance_id=aid) == finished
+    assert await redis_raw.zscore(DUE_KEY, str(aid)) == end.timestamp()
+    assert await redis_raw.exists(teacher_key("T001")) == 0
+    assert await client.get_open_attendance(teacher_school_number="T001", now=NOW) is None
+    assert await client.count_attendance_records(attendance_id=aid) == 1
+    assert await client.get_attendance_id_by_code(code=opened.code) == aid
+    assert await client.get_enrolled(attendance_id=aid) == {"S1", "S2"}
+    # finishing twice keeps the first end time
+    again = await client.finish_attendance(attendance_id=aid, end_time=end + timedelta(hours=1))
+    assert again.end_time == end
+
+
+async def test_finish_leaves_a_teacher_key_that_points_elsewhere(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    opened = await open_session(client)
+    await redis_raw.set(teacher_key("T001"), "other")
+    await client.finish_attendance(attendance_id=opened.attendance_id, end_time=NOW)
+    assert await redis_raw.get(teacher_key("T001")) == "other"
+
+
+async def test_changing_a_gone_session_raises_not_found(client: RedisClient) -> None:
+    gone = uuid4()
+    with pytest.raises(NotFound):
+        await client.finish_attendance(attendance_id=gone, end_time=NOW)
+    with pytest.raises(NotFound):
+        await client.set_status_message(attendance_id=gone, chat_id=1, message_id=2)
+    with pytest.raises(NotFound):
+        await client.extend_attendance(attendance_id=gone, planned_end_time=NOW, now=NOW)
+
+
+async def test_status_message_is_remembered_with_large_chat_ids(client: RedisClient) -> None:
+    opened = await open_session(client)
+    chat_id = -1_002_345_678_901_234  # beyond cjson's 14 significant digits
+    await client.set_status_message(
+        attendance_id=opened.attendance_id, chat_id=chat_id, message_id=77
+    )
+    stored = await client.get_attendance(attendance_id=opened.attendance_id)
+    assert stored is not None
+    assert (stored.status_chat_id, stored.status_message_id) == (chat_id, 77)
+    assert stored.code == opened.code
+
+
+async def test_extend_moves_the_planned_end_of_an_open_session_only(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    opened = await open_session(client)
+    aid = opened.attendance_id
+    new_end = NOW + timedelta(minutes=90)
+    extended = await client.extend_attendance(
+        attendance_id=aid, planned_end_time=new_end, now=NOW + timedelta(minutes=40)
+    )
+    assert extended.planned_end_time == new_end
+    assert await redis_raw.zscore(DUE_KEY, str(aid)) == new_end.timestamp()
+
+    with pytest.raises(AttendanceEnded):  # its (new) planned end has passed
+        await client.extend_attendance(
+            attendance_id=aid, planned_end_time=new_end, now=new_end + timedelta(seconds=1)
+        )
+    await client.finish_attendance(attendance_id=aid, end_time=NOW + timedelta(minutes=45))
+    with pytest.raises(AttendanceEnded):
+        await client.extend_attendance(attendance_id=aid, planned_end_time=new_end, now=NOW)
+
+
+# --- records -------------------------------------------------------------------------------
+
+
+def make_record(
+    aid: UUID, student: str, minute: int, *, attended: bool = True
+) -> AttendanceRecordRedis:
+    return AttendanceRecordRedis(
+        attendance_id=aid,
+        student_number=student,
+        student_full_name=TURKISH,
+        is_attended=attended,
+        attendance_time=NOW + timedelta(minutes=minute),
+        source=RecordSource.TEACHER,
+    )
+
+
+async def test_records_add_get_list_update_count(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    aid = (await open_session(client)).attendance_id
+    late, early = make_record(aid, "S2", 9), make_record(aid, "S1", 3)
+
+    assert await client.add_attendance_record(record=late) is True
+    assert await client.add_attendance_record(record=early) is True
+    assert await client.add_attendance_record(record=make_record(aid, "S1", 30)) is False
+
+    assert await client.get_attendance_record(attendance_id=aid, student_number="S1") == early
+    assert await client.get_attendance_record(attendance_id=aid, student_number="S9") is None
+    assert await client.get_attendance_records(attendance_id=aid) == [early, late]
+    assert await client.count_attendance_records(attendance_id=aid) == 2
+    raw = await redis_raw.hget(records_key(aid), "S1")
+    assert raw is not None
+    stored = json.loads(raw)
+    assert "attendance_id" not in stored
+    assert stored["student_full_name"] == TURKISH
+
+    rejected = early.model_copy(update={"is_attended": False, "fail_reason": "REJECTED: kopya"})
+    await client.update_attendance_record(record=rejected)
+    assert await client.get_attendance_record(attendance_id=aid, student_number="S1") == rejected
+
+
+async def test_record_writes_to_a_gone_session_raise_not_found(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    gone = uuid4()
+    with pytest.raises(NotFound):
+        await client.add_attendance_record(record=make_record(gone, "S1", 1))
+    with pytest.raises(NotFound):
+        await client.update_attendance_record(record=make_record(gone, "S1", 1))
+    assert await redis_raw.exists(records_key(gone)) == 0
+
+
+# --- check-in --------------------------------------------------------------------------------
+
+
+async def test_enrolled_student_is_recorded_present(client: RedisClient) -> None:
+    opened = await open_session(client)
+    moment = NOW + timedelta(minutes=2)
+    result = await client.check_in(
+        code=opened.code,
+        student_number="S1",
+        student_full_name=TURKISH,
+        telegram_id=8_100_200_300,
+        now=moment,
+        throttle_key="throttle:checkin:8100200300",
+    )
+    assert result.status is CheckInStatus.OK_PRESENT
+    assert result.attendance == opened
+    assert result.record is not None
+    assert result.record.attendance_id == opened.attendance_id
+    assert result.record.is_attended is True
+    assert result.record.fail_reason is None
+    assert result.record.attendance_time == moment
+    stored = await client.get_attendance_record(
+        attendance_id=opened.attendance_id, student_number="S1"
+    )
+    assert stored == result.record
+    assert stored is not None
+    assert stored.student_full_name == TURKISH
+
+
+async def test_student_not_in_schedule_is_recorded_pending(client: RedisClient) -> None:
+    opened = await open_session(client)
+    result = await client.check_in(
+        code=opened.code,
+        student_number="S99",
+        student_full_name="Ömer Çağrı",
+        telegram_id=None,
+        now=NOW + timedelta(minutes=2),
+        throttle_key="throttle:checkin:x",
+    )
+    assert result.status is CheckInStatus.OK_PENDING
+    assert result.record is not None
+    assert (result.record.is_attended, result.record.fail_reason) == (False, "NOT_IN_SCHEDULE")
+    stored = await client.get_attendance_record(
+        attendance_id=opened.attendance_id, student_number="S99"
+    )
+    assert stored == result.record
+
+
+async def test_second_check_in_is_duplicate_with_the_first_time(client: RedisClient) -> None:
+    opened = await open_session(client)
+    first = await client.check_in(
+        code=opened.code,
+        student_number="S1",
+        student_full_name=TURKISH,
+        telegram_id=1,
+        now=NOW + timedelta(minutes=1),
+        throttle_key="throttle:checkin:1",
+    )
+    again = await client.check_in(
+        code=opened.code,
+        student_number="S1",
+        student_full_name=TURKISH,
+        telegram_id=1,
+        now=NOW + timedelta(minutes=7),
+        throttle_key="throttle:checkin:1",
+    )
+    assert again.status is CheckInStatus.DUPLICATE
+    assert again.record == first.record
+    assert again.record is not None
+    assert again.record.attendance_time == NOW + timedelta(minutes=1)
+    assert await client.count_attendance_records(attendance_id=opened.attendance_id) == 1
+
+
+async def test_check_in_after_finish_or_after_planned_end_is_ended(client: RedisClient) -> None:
+    finished = await open_session(client, teacher="TA")
+    await client.finish_attendance(
+        attendance_id=finished.attendance_id, end_time=NOW + timedelta(minutes=5)
+    )
+    expired = await open_session(client, teacher="TB", minutes=30)
+
+    r1 = await check_in(client, finished.code, "S1", now=NOW + timedelta(minutes=6))
+    r2 = await check_in(client, expired.code, "S1", now=NOW + timedelta(minutes=30))
+    ok = await check_in(client, expired.code, "S2", now=NOW + timedelta(minutes=29))
+
+    assert r1.status is CheckInStatus.ENDED
+    assert r1.attendance is not None
+    assert r1.attendance.attendance_id == finished.attendance_id
+    assert r2.status is CheckInStatus.ENDED
+    assert ok.status is CheckInStatus.OK_PRESENT
+    assert await client.count_attendance_records(attendance_id=finished.attendance_id) == 0
+
+
+async def test_wrong_codes_count_and_the_sixth_is_throttled_without_lookup(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    key = "throttle:checkin:42"
+    for attempt in range(1, 6):
+        result = await check_in(client, "999999", "S1", throttle_key=key)
+        assert result.status is CheckInStatus.WRONG_CODE
+        count, ttl = await client.get_counter(key=key)
+        assert count == attempt
+        assert 0 < ttl <= 60
+
+    # the code now exists: a throttled user still cannot reach it
+    opened = await open_session(client, code="999999")
+    throttled = await check_in(client, opened.code, "S1", throttle_key=key)
+    assert throttled.status is CheckInStatus.THROTTLED
+    assert throttled.retry_after is not None
+    assert 0 < throttled.retry_after <= 60
+    assert await client.count_attendance_records(attendance_id=opened.attendance_id) == 0
+    assert (await client.get_counter(key=key))[0] == 5  # throttled tries do not extend it
+
+    await client.reset_counter(key=key)
+    result = await check_in(client, opened.code, "S1", throttle_key=key)
+    assert result.status is CheckInStatus.OK_PRESENT
+
+
+async def test_stale_code_of_a_deleted_session_is_wrong_code(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    opened = await open_session(client)
+    await redis_raw.delete(attendance_key(opened.attendance_id))
+    result = await check_in(client, opened.code, "S1")
+    assert result.status is CheckInStatus.WRONG_CODE
+
+
+async def test_burst_of_300_concurrent_check_ins_through_16_connections(
+    client: RedisClient,
+) -> None:
+    students = [f"2025{n:06d}" for n in range(300)]
+    opened = await open_session(client, enrolled=tuple(students[:200]))
+    results = await asyncio.gather(
+        *(check_in(client, opened.code, s, throttle_key=f"throttle:checkin:{s}") for s in students)
+    )
+    statuses = [r.status for r in results]
+    assert statuses.count(CheckInStatus.OK_PRESENT) == 200
+    assert statuses.count(CheckInStatus.OK_PENDING) == 100
+    assert await client.count_attendance_records(attendance_id=opened.attendance_id) == 300
+    records = await client.get_attendance_records(attendance_id=opened.attendance_id)
+    assert {r.student_number for r in records} == set(students)
+
+
+# --- finalization support ------------------------------------------------------------------
+
+
+async def test_due_ids_are_those_ended_by_now_earliest_first(client: RedisClient) -> None:
+    late = await open_session(client, teacher="TA", minutes=60)
+    early = await open_session(client, teacher="TB", minutes=20)
+    middle = await open_session(client, teacher="TC", minutes=50)
+    await client.finish_attendance(
+        attendance_id=middle.attendance_id, end_time=NOW + timedelta(minutes=40)
+    )
+
+    at = NOW + timedelta(minutes=45)
+    assert await client.get_due_attendance_ids(now=at) == [
+        early.attendance_id,
+        middle.attendance_id,
+    ]
+    assert await client.get_due_attendance_ids(now=at, limit=1) == [early.attendance_id]
+    assert await client.get_due_attendance_ids(now=NOW + timedelta(hours=1)) == [
+        early.attendance_id,
+        middle.attendance_id,
+        late.attendance_id,
+    ]
+    assert await client.get_due_attendance_ids(now=NOW) == []
+
+
+async def test_claims_are_exclusive_expire_and_release_only_for_their_owner(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    aid = (await open_session(client)).attendance_id
+    assert await client.claim_attendance(attendance_id=aid, owner="replica-a", ttl_seconds=120)
+    assert not await client.claim_attendance(attendance_id=aid, owner="replica-b", ttl_seconds=120)
+    assert 0 < await redis_raw.ttl(claim_key(aid)) <= 120
+
+    assert await client.release_claim(attendance_id=aid, owner="replica-b") is False
+    assert await redis_raw.get(claim_key(aid)) == "replica-a"
+    assert await client.release_claim(attendance_id=aid, owner="replica-a") is True
+    assert await client.claim_attendance(attendance_id=aid, owner="replica-b", ttl_seconds=120)
+
+
+async def test_delete_attendance_keys_removes_the_session_and_spares_others(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    doomed = await open_session(client, teacher="TA")
+    kept = await open_session(client, teacher="TB")
+    for session in (doomed, kept):
+        await check_in(client, session.code, "S1")
+        await client.claim_attendance(
+            attendance_id=session.attendance_id, owner="o", ttl_seconds=60
+        )
+    kept_keys = {key async for key in redis_raw.scan_iter()}
+    doomed_id = str(doomed.attendance_id)
+    doomed_keys = {
+        attendance_key(doomed_id),
+        records_key(doomed_id),
+        enrolled_key(doomed_id),
+        claim_key(doomed_id),
+        code_key(doomed.code),
+        teacher_key("TA"),
+    }
+    assert doomed_keys <= kept_keys
+
+    await client.delete_attendance_keys(attendance_id=doomed.attendance_id)
+
+    remaining = {key async for key in redis_raw.scan_iter()}
+    assert remaining == kept_keys - doomed_keys
+    assert await redis_raw.zrange(DUE_KEY, 0, -1) == [str(kept.attendance_id)]
+    assert await client.get_attendance(attendance_id=kept.attendance_id) == kept
+    assert await client.count_attendance_records(attendance_id=kept.attendance_id) == 1
+    # and the freed code is a wrong code now
+    result = await check_in(client, doomed.code, "S2")
+    assert result.status is CheckInStatus.WRONG_CODE
+
+
+async def test_delete_keeps_code_and_teacher_keys_reused_by_a_newer_session(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    old = await open_session(client, teacher="TA")
+    await redis_raw.set(code_key(old.code), "newer")
+    await redis_raw.set(teacher_key("TA"), "newer")
+    await client.delete_attendance_keys(attendance_id=old.attendance_id)
+    assert await redis_raw.get(code_key(old.code)) == "newer"
+    assert await redis_raw.get(teacher_key("TA")) == "newer"
+    assert await redis_raw.exists(attendance_key(old.attendance_id)) == 0
+
+
+# --- throttles, dedupe, locks, scan --------------------------------------------------------
+
+
+async def test_counter_window_starts_at_first_hit(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    key = "throttle:login:123"
+    assert await client.get_counter(key=key) == (0, 0)
+    assert await client.hit_counter(key=key, window_seconds=300) == 1
+    await redis_raw.expire(key, 100)  # time passes: a later hit must not restart the window
+    assert await client.hit_counter(key=key, window_seconds=300) == 2
+    count, ttl = await client.get_counter(key=key)
+    assert count == 2
+    assert 0 < ttl <= 100
+    await client.reset_counter(key=key)
+    assert await client.get_counter(key=key) == (0, 0)
+
+
+async def test_mark_once_is_true_only_the_first_time(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    key = "once:reminder:S1:2025-03-10T09:00"
+    assert await client.mark_once(key=key, ttl_seconds=3600) is True
+    assert await client.mark_once(key=key, ttl_seconds=3600) is False
+    assert 3590 <= await redis_raw.ttl(key) <= 3600
+
+
+async def test_job_lock_is_exclusive_and_owner_only(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    assert await client.acquire_lock(name="finalize", owner="a", ttl_seconds=30) is True
+    assert await client.acquire_lock(name="finalize", owner="b", ttl_seconds=30) is False
+    assert 0 < await redis_raw.ttl("locks:finalize") <= 30
+    assert await client.release_lock(name="finalize", owner="b") is False
+    assert await client.acquire_lock(name="finalize", owner="b", ttl_seconds=30) is False
+    assert await client.release_lock(name="finalize", owner="a") is True
+    assert await client.acquire_lock(name="finalize", owner="b", ttl_seconds=30) is True
+
+
+async def test_scan_keys_finds_every_match_without_others(
+    client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    for n in range(1200):
+        await redis_raw.set(f"users:{n}", "{}")
+    await redis_raw.set("throttle:checkin:1", "1")
+    found = [key async for key in client.scan_keys(match="users:*", count=100)]
+    assert set(found) == {f"users:{n}" for n in range(1200)}

@@ -1,0 +1,249 @@
+"""Reminders with a controllable clock: who hears what, when, and only once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from dal.models import ScheduleEntry, User, UserSessionRedis
+from dal.postgres import AsyncPostgresClient
+from dal.redis_client import CheckInStatus, RedisClient
+from services.attendance import AttendanceService, Started
+from services.notify import Button
+from services.reminders import ReminderService
+from tests.support import (  # noqa: F401
+    IST,
+    Clock,
+    RecordingNotifier,
+    link,
+    open_session,
+    pg_client_fixture,
+    redis_client_fixture,
+    student_user,
+    teacher_user,
+)
+
+LESSON = datetime(2025, 3, 10, 10, 0, tzinfo=IST)
+LEAD = timedelta(minutes=10)
+CLOSING = timedelta(minutes=5)
+TEACHER = teacher_user("T0001", "Ayşe Öğretmen")
+
+
+def entry(number: str, code: str = "FIZ101", start: datetime = LESSON) -> ScheduleEntry:
+    return ScheduleEntry(
+        school_number=number,
+        start_time=start,
+        end_time=start + timedelta(minutes=50),
+        course_code=code,
+        course_name="Fizik I" if code == "FIZ101" else "Matematik",
+        teachers="Dr. Ayşe Öğretmen",
+        teacher_key="ayse ogretmen",
+    )
+
+
+def reminders(
+    pg: AsyncPostgresClient, redis: RedisClient, clock: Clock, notifier: RecordingNotifier
+) -> ReminderService:
+    return ReminderService(
+        pg=pg, redis=redis, notifier=notifier, tz=IST, lead=LEAD, closing=CLOSING, clock=clock
+    )
+
+
+def attendance_service(
+    pg: AsyncPostgresClient, redis: RedisClient, clock: Clock, notifier: RecordingNotifier
+) -> AttendanceService:
+    return AttendanceService(
+        pg=pg,
+        redis=redis,
+        notifier=notifier,
+        tz=IST,
+        early_margin=timedelta(minutes=10),
+        late_after=timedelta(minutes=15),
+        default_duration=timedelta(minutes=50),
+        clock=clock,
+    )
+
+
+def session_of(user: User, telegram_id: int) -> UserSessionRedis:
+    return UserSessionRedis(
+        telegram_id=telegram_id,
+        school_number=user.user_school_number,
+        full_name=user.user_full_name,
+        role=user.role,
+        logged_in_at=LESSON - timedelta(days=1),
+    )
+
+
+async def seed_class(pg: AsyncPostgresClient) -> dict[str, User]:
+    """FIZ101 at 10:00 taught by T0001. Enrolled: S1 (linked), S2 (linked, opted out), S3 (not
+    linked), S4 and S6 (linked). S5 is linked but takes another course."""
+    students = {n: student_user(n) for n in ["S1", "S2", "S3", "S4", "S5", "S6"]}
+    await pg.add_users(users=[TEACHER, *students.values()])
+    await pg.replace_schedule(school_number="T0001", entries=[entry("T0001")])
+    for number in ["S1", "S2", "S3", "S4", "S6"]:
+        await pg.replace_schedule(school_number=number, entries=[entry(number)])
+    await pg.replace_schedule(school_number="S5", entries=[entry("S5", code="MAT101")])
+    await link(pg, TEACHER, 100)
+    await link(pg, students["S1"], 201)
+    await link(pg, students["S2"], 202, reminders=False)
+    await link(pg, students["S4"], 204, language="tr")
+    await link(pg, students["S5"], 205)
+    await link(pg, students["S6"], 206)
+    return students
+
+
+async def test_teacher_reminder_fires_once_at_the_lead_time_with_a_start_button(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    await seed_class(pg_client)
+    later = teacher_user("T0004", "Can Hoca")
+    await pg_client.add_users(users=[later])
+    await pg_client.replace_schedule(
+        school_number="T0004",
+        entries=[entry("T0004", code="MAT101", start=LESSON + timedelta(minutes=30))],
+    )
+    await link(pg_client, later, 400, language="tr")
+    notifier = RecordingNotifier()
+    clock = Clock(LESSON - LEAD - timedelta(seconds=1))
+    job = reminders(pg_client, redis_client, clock, notifier)
+
+    assert (await job.run_once()).teacher == 0
+    clock.at(LESSON - LEAD)
+    assert (await job.run_once()).teacher == 1
+    (notice,) = notifier.sent
+    assert (notice.telegram_id, notice.key, notice.language) == (100, "remind.teacher", "en")
+    assert notice.values == {"lesson": "FIZ101 - Fizik I", "start": "10:00"}
+    assert notice.buttons == (
+        Button("button.start_attendance", "start_lesson", ("FIZ101", int(LESSON.timestamp()))),
+    )
+    for moment in (LESSON - LEAD + timedelta(seconds=30), LESSON - timedelta(minutes=1), LESSON):
+        clock.at(moment)
+        assert (await job.run_once()).teacher == 0
+    clock.at(LESSON + timedelta(minutes=20))
+    assert (await job.run_once()).teacher == 1
+    assert [(n.telegram_id, n.values["start"]) for n in notifier.sent[1:]] == [(400, "10:30")]
+
+
+async def test_teacher_reminder_respects_opt_out_link_and_an_already_open_session(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    opted_out, unlinked, busy = (
+        teacher_user("T0002", "Bir Hoca"),
+        teacher_user("T0003", "İki Hoca"),
+        teacher_user("T0005", "Üç Hoca"),
+    )
+    await pg_client.add_users(users=[opted_out, unlinked, busy])
+    for teacher in (opted_out, unlinked, busy):
+        number = teacher.user_school_number
+        await pg_client.replace_schedule(school_number=number, entries=[entry(number)])
+    await link(pg_client, opted_out, 302, reminders=False)
+    await link(pg_client, busy, 305)
+    # T0005 opened attendance for the lesson early, before the reminder was due.
+    await open_session(
+        redis_client,
+        teacher=busy,
+        start=LESSON - LEAD - timedelta(minutes=1),
+        end=LESSON + timedelta(minutes=50),
+        enrolled=["S1"],
+    )
+    notifier = RecordingNotifier()
+
+    report = await reminders(pg_client, redis_client, Clock(LESSON - LEAD), notifier).run_once()
+
+    assert report.teacher == 0
+    assert notifier.sent == []
+
+
+async def test_open_reminder_reaches_the_enrolled_linked_students_who_did_not_opt_out(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    await seed_class(pg_client)
+    notifier = RecordingNotifier()
+    service = attendance_service(
+        pg_client, redis_client, Clock(LESSON + timedelta(minutes=2)), notifier
+    )
+
+    outcome = await service.start_session(teacher=session_of(TEACHER, 100), chat_id=100)
+
+    assert isinstance(outcome, Started)
+    assert outcome.enrolled == 5
+    assert sorted((n.telegram_id, n.key, n.language) for n in notifier.sent) == [
+        (201, "remind.open", "en"),
+        (204, "remind.open", "tr"),
+        (206, "remind.open", "en"),
+    ]
+    assert {n.values["lesson"] for n in notifier.sent} == {"FIZ101 - Fizik I"}
+
+
+async def test_closing_reminder_reaches_enrolled_students_not_checked_in_once(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    students = await seed_class(pg_client)
+    clock = Clock(LESSON + timedelta(minutes=2))
+    opened = RecordingNotifier()
+    service = attendance_service(pg_client, redis_client, clock, opened)
+    outcome = await service.start_session(teacher=session_of(TEACHER, 100), chat_id=100)
+    assert isinstance(outcome, Started)
+    code = outcome.attendance.code
+    clock.advance(minutes=1)
+    result = await service.check_in(student=session_of(students["S1"], 201), code=code)
+    assert result.status is CheckInStatus.OK_PRESENT
+    result = await service.check_in(student=session_of(students["S5"], 205), code=code)
+    assert result.status is CheckInStatus.OK_PENDING  # not enrolled: never reminded anyway
+    notifier = RecordingNotifier()
+    job = reminders(pg_client, redis_client, clock, notifier)
+    end = outcome.attendance.planned_end_time
+    assert end == LESSON + timedelta(minutes=50)
+
+    clock.at(end - CLOSING - timedelta(seconds=1))
+    assert (await job.run_once()).closing == 0
+    clock.at(end - CLOSING)
+    assert (await job.run_once()).closing == 2
+    assert sorted((n.telegram_id, n.key, n.language) for n in notifier.sent) == [
+        (204, "remind.closing", "tr"),
+        (206, "remind.closing", "en"),
+    ]
+    assert notifier.sent[0].values == {"lesson": "FIZ101 - Fizik I", "end": "10:50"}
+    clock.at(end - timedelta(minutes=1))
+    assert (await job.run_once()).closing == 0
+    assert len(notifier.sent) == 2
+
+
+async def test_no_closing_reminder_for_a_session_the_teacher_already_ended(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    await seed_class(pg_client)
+    clock = Clock(LESSON + timedelta(minutes=2))
+    service = attendance_service(pg_client, redis_client, clock, RecordingNotifier())
+    outcome = await service.start_session(teacher=session_of(TEACHER, 100), chat_id=100)
+    assert isinstance(outcome, Started)
+    clock.at(LESSON + timedelta(minutes=30))
+    # By id: `open_session()` (no id) asks Redis with the real time, not the service clock.
+    roster = await service.end_session(
+        teacher=session_of(TEACHER, 100), attendance_id=outcome.attendance.attendance_id
+    )
+    assert roster is not None and roster.attendance.end_time == clock()
+    notifier = RecordingNotifier()
+
+    clock.at(outcome.attendance.planned_end_time - CLOSING)
+    report = await reminders(pg_client, redis_client, clock, notifier).run_once()
+
+    assert report.closing == 0
+    assert notifier.sent == []
+
+
+async def test_closing_reminder_skips_a_session_without_known_enrolment(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    await seed_class(pg_client)
+    clock = Clock(LESSON + timedelta(minutes=2))
+    service = attendance_service(pg_client, redis_client, clock, RecordingNotifier())
+    outcome = await service.start_session(
+        teacher=session_of(TEACHER, 100), chat_id=100, lesson_name="Özel seminer"
+    )
+    assert isinstance(outcome, Started)
+    assert outcome.enrolled == 0
+    notifier = RecordingNotifier()
+    clock.at(outcome.attendance.planned_end_time - CLOSING)
+
+    assert (await reminders(pg_client, redis_client, clock, notifier).run_once()).closing == 0
+    assert notifier.sent == []

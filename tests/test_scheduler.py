@@ -1,0 +1,231 @@
+"""The scheduler wiring: job options, one replica per tick, and a real scheduler run."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis.asyncio as aioredis
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.config import Settings
+from bot.scheduler import JOB_IDS, ScheduledJobs, build_scheduler
+from dal.models import AttendanceRedis
+from dal.postgres import AsyncPostgresClient
+from dal.redis_client import RedisClient
+from services.attendance import AttendanceService
+from services.finalize import FinalizeReport
+from tests.support import (  # noqa: F401
+    Clock,
+    RecordingNotifier,
+    open_session,
+    pg_client_fixture,
+    put_records,
+    record,
+    redis_client_fixture,
+    session_keys,
+    student_user,
+    teacher_user,
+)
+
+NOW = datetime.now(UTC)
+
+
+def settings(**overrides: object) -> Settings:
+    return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+
+
+def make_scheduler(
+    pg: AsyncPostgresClient,
+    redis: RedisClient,
+    notifier: RecordingNotifier,
+    *,
+    clock: Clock | None = None,
+    **overrides: object,
+) -> AsyncIOScheduler:
+    config = settings(**overrides)
+    attendance = AttendanceService(
+        pg=pg,
+        redis=redis,
+        notifier=notifier,
+        tz=config.tz,
+        early_margin=timedelta(minutes=10),
+        late_after=timedelta(minutes=config.late_after_minutes),
+        default_duration=timedelta(minutes=50),
+    )
+    # Exactly the keyword arguments bot/app.py passes (plus the optional clock).
+    if clock is None:
+        return build_scheduler(
+            settings=config, pg=pg, redis=redis, notifier=notifier, attendance=attendance
+        )
+    return build_scheduler(
+        settings=config,
+        pg=pg,
+        redis=redis,
+        notifier=notifier,
+        attendance=attendance,
+        clock=clock,
+    )
+
+
+def jobs_of(scheduler: AsyncIOScheduler) -> ScheduledJobs:
+    owner = scheduler.get_job("finalize").func.__self__
+    assert isinstance(owner, ScheduledJobs)
+    return owner
+
+
+async def ended_sessions(
+    pg: AsyncPostgresClient, redis: RedisClient, count: int
+) -> list[AttendanceRedis]:
+    sessions: list[AttendanceRedis] = []
+    for n in range(count):
+        teacher = teacher_user(f"T{n:03d}", f"Hoca {n}")
+        await pg.add_users(users=[teacher, student_user("S1"), student_user("S2")])
+        attendance = await open_session(
+            redis,
+            teacher=teacher,
+            start=NOW - timedelta(hours=1),
+            end=NOW - timedelta(minutes=1),
+            enrolled=["S1", "S2"],
+        )
+        await put_records(redis, [record(attendance, "S1")])
+        sessions.append(attendance)
+    return sessions
+
+
+async def test_build_scheduler_returns_an_unstarted_scheduler_with_three_deliberate_jobs(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    scheduler = make_scheduler(
+        pg_client,
+        redis_client,
+        RecordingNotifier(),
+        finalize_interval_seconds=7,
+        purge_interval_seconds=11,
+    )
+
+    assert not scheduler.running
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    assert sorted(jobs) == sorted(JOB_IDS)
+    intervals = {"finalize": 7, "purge": 11, "reminders": 30}
+    for job_id, job in jobs.items():
+        assert isinstance(job.trigger, IntervalTrigger)
+        assert job.trigger.interval == timedelta(seconds=intervals[job_id])
+        assert (job.coalesce, job.max_instances) == (True, 1)
+        assert job.misfire_grace_time == intervals[job_id]
+
+
+async def test_two_replicas_ticking_at_the_same_time_finalize_each_session_once(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    sessions = await ended_sessions(pg_client, redis_client, 12)
+    notifier = RecordingNotifier()
+    first = jobs_of(make_scheduler(pg_client, redis_client, notifier))
+    second = jobs_of(make_scheduler(pg_client, redis_client, notifier))
+    assert first.owner != second.owner
+
+    reports = await asyncio.gather(first.finalize(), second.finalize())
+
+    ran = [r for r in reports if r is not None]
+    assert len(ran) == 1  # the other replica found the lock taken
+    assert isinstance(ran[0], FinalizeReport) and ran[0].finalized == 12
+    assert await pg_client.pool.fetchval("SELECT count(*) FROM attendances") == 12
+    assert await pg_client.pool.fetchval("SELECT count(*) FROM attendance_records") == 24
+    for attendance in sessions:
+        assert await session_keys(redis_raw, attendance) == []
+    assert await redis_raw.exists("locks:job:finalize") == 0  # released by its owner
+
+    again = await asyncio.gather(first.finalize(), second.finalize())
+    assert sum(r.finalized for r in again if r is not None) == 0
+    assert await pg_client.pool.fetchval("SELECT count(*) FROM attendance_records") == 24
+
+
+async def test_a_tick_skips_while_another_replica_holds_the_lock_and_leaves_it_alone(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    (attendance,) = await ended_sessions(pg_client, redis_client, 1)
+    jobs = jobs_of(make_scheduler(pg_client, redis_client, RecordingNotifier()))
+    assert await redis_client.acquire_lock(name="job:finalize", owner="other", ttl_seconds=60)
+
+    assert await jobs.finalize() is None
+
+    assert await redis_raw.get("locks:job:finalize") == "other"
+    assert len(await session_keys(redis_raw, attendance)) == 6
+
+
+async def test_a_failing_tick_is_logged_and_releases_its_lock(
+    pg_client: AsyncPostgresClient,
+    redis_client: RedisClient,
+    redis_raw: aioredis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    jobs = jobs_of(make_scheduler(pg_client, redis_client, RecordingNotifier()))
+
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(jobs._purger, "run_once", broken)
+
+    assert await jobs.purge() is None
+    assert await redis_raw.exists("locks:job:purge") == 0
+    assert any("purge tick failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_redis_outage_skips_ticks_and_is_logged_once(
+    pg_client: AsyncPostgresClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = RedisClient.from_url("redis://127.0.0.1:1/0", timeout=1)
+    try:
+        jobs = jobs_of(make_scheduler(pg_client, dead, RecordingNotifier()))
+        caplog.set_level(logging.DEBUG, logger="bot.scheduler")
+        for _ in range(3):
+            assert await jobs.finalize() is None
+            assert await jobs.reminders() is None
+    finally:
+        await dead.close()
+    warnings = [
+        r for r in caplog.records if r.name == "bot.scheduler" and r.levelno >= logging.WARNING
+    ]
+    assert len(warnings) == 1
+    assert "Redis" in warnings[0].getMessage()
+
+
+async def test_started_scheduler_finalizes_an_ended_session_and_shuts_down(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    (attendance,) = await ended_sessions(pg_client, redis_client, 1)
+    scheduler = make_scheduler(
+        pg_client, redis_client, RecordingNotifier(), finalize_interval_seconds=1
+    )
+
+    scheduler.start()
+    try:
+        for _ in range(50):
+            if not await session_keys(redis_raw, attendance):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        scheduler.shutdown(wait=False)
+
+    assert await session_keys(redis_raw, attendance) == []
+    stored = await pg_client.get_attendance_records(attendance_id=attendance.attendance_id)
+    assert [(r.student_number, r.fail_reason) for r in stored] == [("S1", None), ("S2", "ABSENT")]
+
+
+async def test_the_jobs_follow_the_injected_clock(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    (attendance,) = await ended_sessions(pg_client, redis_client, 1)
+    clock = Clock(NOW - timedelta(minutes=2))  # before the session's end
+    jobs = jobs_of(make_scheduler(pg_client, redis_client, RecordingNotifier(), clock=clock))
+
+    report = await jobs.finalize()
+    assert report is not None and report.finalized == 0
+    clock.at(NOW)
+    report = await jobs.finalize()
+    assert report is not None and report.finalized == 1
+    assert await session_keys(redis_raw, attendance) == []
