@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -97,8 +97,18 @@ async def register_commands(bot: Bot) -> None:
         )
 
 
-async def _record_undeliverable(chat_id: int | str | None, method: str, description: str) -> None:
-    log.warning("telegram refused %s to chat %s for good: %s", method, chat_id, description)
+def _undeliverable_recorder(
+    pg: AsyncPostgresClient,
+) -> Callable[[int | str, str, str], Awaitable[None]]:
+    async def record(chat_id: int | str, method: str, description: str) -> None:
+        log.warning("telegram refused %s to chat %s for good: %s", method, chat_id, description)
+        if isinstance(chat_id, int) and chat_id > 0:
+            try:
+                await pg.mark_undeliverable(telegram_id=chat_id, reason=description)
+            except Exception:  # recording must never break the sending path
+                log.exception("could not record chat %s as undeliverable", chat_id)
+
+    return record
 
 
 @contextlib.asynccontextmanager
@@ -118,7 +128,7 @@ async def build_app(
             OutgoingMiddleware(
                 global_rate=settings.telegram_global_rate,
                 per_chat_rate=settings.telegram_per_chat_rate,
-                on_undeliverable=_record_undeliverable,
+                on_undeliverable=_undeliverable_recorder(pg),
             )
         )
         notifier = BotNotifier(bot)

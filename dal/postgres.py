@@ -306,6 +306,7 @@ class AsyncPostgresClient:
             )
             await conn.execute(
                 "UPDATE users SET telegram_id = $2, language = $3, linked_at = now(),"
+                " undeliverable_at = NULL, undeliverable_reason = NULL,"
                 " updated_at = now() WHERE user_school_number = $1",
                 school_number,
                 telegram_id,
@@ -332,16 +333,30 @@ class AsyncPostgresClient:
         return None if row is None else LinkedUser.model_validate(dict(row))
 
     async def get_contacts(self, *, school_numbers: Sequence[str]) -> list[LinkedUser]:
-        """The linked users among `school_numbers` (unlinked ones are left out)."""
+        """The reachable linked users among `school_numbers`: unlinked accounts and those
+        Telegram refused to deliver to (see `mark_undeliverable`) are left out."""
         if not school_numbers:
             return []
         rows = await self._pool.fetch(
             f"SELECT {_LINKED_COLUMNS} FROM users"
             " WHERE user_school_number = ANY($1::text[]) AND telegram_id IS NOT NULL"
+            " AND undeliverable_at IS NULL"
             " ORDER BY user_school_number",
             list(school_numbers),
         )
         return [LinkedUser.model_validate(dict(row)) for row in rows]
+
+    async def mark_undeliverable(self, *, telegram_id: int, reason: str) -> bool:
+        """Record that Telegram refused for good to deliver to this account; True if linked.
+
+        Cleared when the account links again (`link_telegram`)."""
+        status = await self._pool.execute(
+            "UPDATE users SET undeliverable_at = now(), undeliverable_reason = $2,"
+            " updated_at = now() WHERE telegram_id = $1",
+            telegram_id,
+            reason[:500],
+        )
+        return _row_count(status) > 0
 
     async def set_reminders(self, *, school_number: str, enabled: bool) -> None:
         status = await self._pool.execute(

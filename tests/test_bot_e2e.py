@@ -287,3 +287,25 @@ async def test_odd_updates_get_an_answer_or_are_ignored(bot: Running) -> None:
     assert "Link your Aksis account" in _text(await user.next_message())
     await asyncio.sleep(0.3)
     assert len(user.unread) == 0  # the edit was ignored
+
+
+async def test_a_blocked_chat_is_recorded_and_skipped(bot: Running) -> None:
+    teacher = bot.user(100, "Elif")
+    blocker = bot.user(201, "Ayşe")
+    await bot.login(teacher, "teacher1")
+    await bot.login(blocker, "student1")
+    bot.telegram.forbid_chat(blocker.id)
+    await bot.start_session(teacher)
+    pg = bot.app.pg
+
+    async def skipped() -> bool:
+        return await pg.get_contacts(school_numbers=["2024001"]) == []
+
+    for _ in range(50):
+        if await skipped():
+            break
+        await asyncio.sleep(0.1)
+    assert await skipped()
+    bot.telegram.allow_chat(blocker.id)
+    await bot.login(blocker, "student1")  # linking again makes the account reachable
+    assert [c.telegram_id for c in await pg.get_contacts(school_numbers=["2024001"])] == [201]
