@@ -89,6 +89,11 @@ class Roster:
     tally: Tally
 
 
+def is_late(record: AttendanceRecordRedis, start_time: datetime, late_after: timedelta) -> bool:
+    """A check-in by code after `start_time + late_after`; a teacher's addition never is."""
+    return record.source is RecordSource.CODE and record.attendance_time > start_time + late_after
+
+
 def entry_to_lesson(entry: ScheduleEntry) -> Lesson:
     return Lesson(
         start=entry.start_time,
@@ -320,10 +325,7 @@ class AttendanceService:
         return Roster(attendance, records, self.tally(attendance, records))
 
     def is_late(self, attendance: AttendanceRedis, record: AttendanceRecordRedis) -> bool:
-        return (
-            record.source is RecordSource.CODE
-            and record.attendance_time > attendance.start_time + self._late_after
-        )
+        return is_late(record, attendance.start_time, self._late_after)
 
     def tally(self, attendance: AttendanceRedis, records: Sequence[AttendanceRecordRedis]) -> Tally:
         present = late = pending = rejected = 0

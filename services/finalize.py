@@ -47,7 +47,7 @@ from dal.models import (
 )
 from dal.postgres import AsyncPostgresClient, LinkedUser
 from dal.redis_client import RedisClient
-from services.attendance import EVERYONE
+from services.attendance import EVERYONE, is_late
 from services.notify import Notice, Notifier
 
 __all__ = [
@@ -150,7 +150,6 @@ def build_sheet(
     demote anyone. Unchanged users are left out: no row locks for nothing.
     """
     attendance_id = attendance.attendance_id
-    late_limit = attendance.start_time + late_after
     rows: list[AttendanceRecord] = []
     users: dict[str, User] = {}
     present = late = absent = not_accepted = 0
@@ -165,12 +164,12 @@ def build_sheet(
         ):
             users[number] = User(user_school_number=number, user_full_name=name, role=Role.STUDENT)
         if record.is_attended:
-            is_late = record.source is RecordSource.CODE and record.attendance_time > late_limit
-            late += is_late
-            present += not is_late
+            late_one = is_late(record, attendance.start_time, late_after)
+            late += late_one
+            present += not late_one
             fail_reason = None
         else:
-            is_late = False
+            late_one = False
             not_accepted += 1
             fail_reason = record.fail_reason
         rows.append(
@@ -180,7 +179,7 @@ def build_sheet(
                 is_attended=record.is_attended,
                 attendance_time=record.attendance_time,
                 fail_reason=fail_reason,
-                is_late=is_late,
+                is_late=late_one,
                 source=record.source,
             )
         )

@@ -91,6 +91,15 @@ async def test_a_class_from_login_to_end_session(
     await a.send(code)
     assert "already checked in" in _text(await a.next_message())
 
+    # The teacher's status message is edited in place with the live count.
+    status_id = next(m["message_id"] for m in teacher.messages if code in _text(m))
+
+    def counted() -> bool:
+        status = next(m for m in teacher.messages if m["message_id"] == status_id)
+        return "Katılan: <b>2</b>" in _text(status)
+
+    await teacher.wait_until(counted, timeout=10, what="the live count")
+
     teacher.mark_read()
     await teacher.send("/attendees")
     listing = await teacher.next_message()
