@@ -6,6 +6,7 @@ handlers and startup/shutdown hooks as Dispatcher keyword arguments (workflow da
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -41,6 +42,8 @@ from services.attendance import AttendanceService
 from services.reports import ReportService
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 20.0
 
 
 @dataclass
@@ -201,11 +204,18 @@ async def build_app(
 
         async def on_shutdown() -> None:
             app.scheduler.shutdown(wait=False)
+            # Polling has stopped taking updates; let the handlers already running finish
+            # (aiogram keeps their tasks but does not wait for them) before the stores close.
+            in_flight = set(getattr(app.dispatcher, "_handle_update_tasks", ()))
+            if in_flight:
+                await asyncio.wait(in_flight, timeout=SHUTDOWN_GRACE_SECONDS)
             await app.board.stop()
-            await app.notifier.drain()
+            await app.notifier.drain(SHUTDOWN_GRACE_SECONDS)
 
         dispatcher.startup.register(on_startup)
         dispatcher.shutdown.register(on_shutdown)
+        # Run before the hook aiogram registered first, which closes the FSM storage.
+        dispatcher.shutdown.handlers.insert(0, dispatcher.shutdown.handlers.pop())
         yield app
     finally:
         await redis.close()

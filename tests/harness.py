@@ -49,6 +49,15 @@ class Running:
     telegram: FakeTelegram
     aksis: FakeAksis
     settings: Settings
+    polling: asyncio.Task[None]
+
+    async def shut_down(self) -> None:
+        """Stop as `python -m bot` does on SIGTERM: polling ends, shutdown hooks run, and the
+        stores close right after."""
+        await self.app.dispatcher.stop_polling()
+        await asyncio.wait_for(asyncio.shield(self.polling), 30)
+        await self.app.redis.close()
+        await self.app.pg.close()
 
     def user(self, user_id: int, name: str = "User", lang: str = "en") -> FakeUser:
         return self.telegram.user(user_id, name, lang)
@@ -126,7 +135,9 @@ async def running_bot(
             )
         )
         try:
-            yield Running(app=app, telegram=telegram, aksis=portal, settings=settings)
+            yield Running(
+                app=app, telegram=telegram, aksis=portal, settings=settings, polling=polling
+            )
         finally:
             with contextlib.suppress(RuntimeError):
                 await app.dispatcher.stop_polling()

@@ -318,3 +318,17 @@ async def test_a_blocked_chat_is_recorded_and_skipped(bot: Running) -> None:
     bot.telegram.allow_chat(blocker.id)
     await bot.login(blocker, "student1")  # linking again makes the account reachable
     assert [c.telegram_id for c in await pg.get_contacts(school_numbers=["2024001"])] == [201]
+
+
+async def test_shutdown_lets_a_running_handler_finish(bot: Running) -> None:
+    user = bot.user(201, "Ayşe")
+    user.mark_read()
+    await user.send("/login")
+    await user.next_message()
+    await user.send("student1")
+    await user.next_message()
+    bot.aksis.delay_seconds = 0.3  # each portal page: the login takes over a second
+    await user.send(PASSWORD)
+    assert "Signing in" in _text(await user.next_message())
+    await bot.shut_down()  # as on SIGTERM, mid-login
+    assert "Linked" in _text(user.messages[-1])
