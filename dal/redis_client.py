@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -39,6 +39,7 @@ from typing import Any, Final, Self
 from uuid import UUID
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -278,6 +279,73 @@ end
 return 0
 """
 
+# Purge scripts: each check runs in the same call as its delete, so a key rewritten (or a
+# session opened) between the SCAN that found it and the delete is left alone.
+
+_DROP_SESSION_ORPHANS_LUA: Final = """
+-- KEYS: per-session keys. ARGV: the session id of each key, in the same order.
+-- Deletes the keys whose session key is gone; returns how many were deleted.
+local removed = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', 'attendances:{' .. ARGV[i] .. '}') == 0 then
+    removed = removed + redis.call('DEL', key)
+  end
+end
+return removed
+"""
+
+_DROP_DANGLING_POINTERS_LUA: Final = """
+-- KEYS: pointer keys whose value is a session id (code index, teacher's open session).
+-- Deletes the pointers whose session key is gone; returns how many were deleted.
+local removed = 0
+for _, key in ipairs(KEYS) do
+  local id = redis.call('GET', key)
+  if id and redis.call('EXISTS', 'attendances:{' .. id .. '}') == 0 then
+    removed = removed + redis.call('DEL', key)
+  end
+end
+return removed
+"""
+
+_DROP_DUE_ORPHANS_LUA: Final = """
+-- KEYS: 1 due index. ARGV: session ids. Removes the members whose session key is gone.
+local removed = 0
+for _, id in ipairs(ARGV) do
+  if redis.call('EXISTS', 'attendances:{' .. id .. '}') == 0 then
+    removed = removed + redis.call('ZREM', KEYS[1], id)
+  end
+end
+return removed
+"""
+
+_DROP_KEYS_WITHOUT_EXPIRY_LUA: Final = """
+-- KEYS: keys that must carry an expiry. Deletes those that have none (TTL -1).
+local removed = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('TTL', key) == -1 then
+    removed = removed + redis.call('DEL', key)
+  end
+end
+return removed
+"""
+
+_DROP_FSM_KEYS_LUA: Final = """
+-- KEYS: pairs (state key, data key). ARGV: states to keep while they still have an expiry.
+-- Deletes both keys of every other pair; returns the number of keys deleted.
+local keep = {}
+for _, state in ipairs(ARGV) do
+  keep[state] = true
+end
+local removed = 0
+for i = 1, #KEYS, 2 do
+  local state = redis.call('GET', KEYS[i])
+  if not (state and keep[state] and redis.call('TTL', KEYS[i]) > 0) then
+    removed = removed + redis.call('DEL', KEYS[i], KEYS[i + 1])
+  end
+end
+return removed
+"""
+
 
 # --- public types ------------------------------------------------------------------------
 
@@ -361,6 +429,20 @@ def _text(value: bytes | str) -> str:
     return value if isinstance(value, str) else value.decode()
 
 
+async def _batched(items: AsyncIterator[str], size: int) -> AsyncIterator[list[str]]:
+    """`items` in lists of up to `size` (the last one may be shorter; none is empty)."""
+    if size < 1:
+        raise ValueError(f"batch size must be at least 1, got {size}")
+    chunk: list[str] = []
+    async for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def _parse_record(attendance_id: UUID, raw: bytes | str) -> AttendanceRecordRedis:
     data = json.loads(raw)
     data["attendance_id"] = attendance_id
@@ -386,6 +468,11 @@ class RedisClient:
         self._delete_session_script = redis.register_script(_DELETE_SESSION_LUA)
         self._compare_delete_script = redis.register_script(_COMPARE_DELETE_LUA)
         self._compare_expire_script = redis.register_script(_COMPARE_EXPIRE_LUA)
+        self._drop_session_orphans_script = redis.register_script(_DROP_SESSION_ORPHANS_LUA)
+        self._drop_dangling_pointers_script = redis.register_script(_DROP_DANGLING_POINTERS_LUA)
+        self._drop_due_orphans_script = redis.register_script(_DROP_DUE_ORPHANS_LUA)
+        self._drop_keys_without_expiry_script = redis.register_script(_DROP_KEYS_WITHOUT_EXPIRY_LUA)
+        self._drop_fsm_keys_script = redis.register_script(_DROP_FSM_KEYS_LUA)
 
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 64, timeout: float = 5.0) -> RedisClient:
@@ -819,3 +906,76 @@ class RedisClient:
         with self._errors:
             async for key in self._redis.scan_iter(match=match, count=count):
                 yield key
+
+    async def scan_key_batches(
+        self, *, match: str, batch: int = 500
+    ) -> AsyncGenerator[list[str], None]:
+        """Keys matching `match` in lists of up to `batch`, by SCAN (a key may repeat).
+
+        Close it (`contextlib.aclosing`) when leaving the loop early.
+        """
+        async for chunk in _batched(self.scan_keys(match=match, count=batch), batch):
+            yield chunk
+
+    async def scan_due_id_batches(self, *, batch: int = 500) -> AsyncGenerator[list[str], None]:
+        """Members (session ids) of the due index in lists of up to `batch`, by ZSCAN."""
+        async for chunk in _batched(self._scan_due_ids(count=batch), batch):
+            yield chunk
+
+    async def _scan_due_ids(self, *, count: int) -> AsyncIterator[str]:
+        with self._errors:
+            async for member, _score in self._redis.zscan_iter(DUE_KEY, count=count):
+                yield _text(member)
+
+    async def drop_session_orphans(self, *, keys: Sequence[str], session_ids: Sequence[str]) -> int:
+        """Delete the per-session keys whose session key `attendances:{id}` is gone.
+
+        `keys[i]` belongs to the session `session_ids[i]`. Returns the number of keys deleted.
+        """
+        if len(keys) != len(session_ids):
+            raise ValueError(f"{len(keys)} keys but {len(session_ids)} session ids")
+        if not keys:
+            return 0
+        return await self._count_removed(self._drop_session_orphans_script, keys, session_ids)
+
+    async def drop_dangling_pointers(self, *, keys: Sequence[str]) -> int:
+        """Delete the pointer keys (code index, teacher's open session) whose session is gone.
+
+        Returns the number of keys deleted; a missing key counts as nothing.
+        """
+        if not keys:
+            return 0
+        return await self._count_removed(self._drop_dangling_pointers_script, keys)
+
+    async def drop_due_orphans(self, *, ids: Sequence[str]) -> int:
+        """Remove from the due index the `ids` whose session key is gone; returns how many."""
+        if not ids:
+            return 0
+        return await self._count_removed(self._drop_due_orphans_script, [DUE_KEY], ids)
+
+    async def drop_keys_without_expiry(self, *, keys: Sequence[str]) -> int:
+        """Delete those of `keys` that exist without an expiry; returns how many."""
+        if not keys:
+            return 0
+        return await self._count_removed(self._drop_keys_without_expiry_script, keys)
+
+    async def drop_fsm_keys(
+        self, *, pairs: Sequence[tuple[str, str]], keep_states: Sequence[str] = ()
+    ) -> int:
+        """Delete both keys of each FSM (state key, data key) pair, with one exception.
+
+        A pair is kept while its state is one of `keep_states` and the state key still has an
+        expiry (a conversation in progress). Returns the number of keys deleted.
+        """
+        keys = [key for pair in pairs for key in pair]
+        if not keys:
+            return 0
+        return await self._count_removed(self._drop_fsm_keys_script, keys, keep_states)
+
+    async def _count_removed(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[str] = ()
+    ) -> int:
+        """Run a purge script; it returns how many keys (or members) it removed."""
+        with self._errors:
+            removed = await script(keys=list(keys), args=list(args))
+        return int(removed)
