@@ -64,6 +64,8 @@ def main() -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # APScheduler logs two INFO lines per job run; the jobs log what they do themselves.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         asyncio.run(run(settings))
     except (DatabaseUnavailable, RedisUnavailable) as exc:

@@ -8,6 +8,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 
 from bot.i18n import t
+from bot.status import StatusBoard
 from dal.models import Role, UserSessionRedis
 from handlers.guards import require_user
 from handlers.student import reply_check_in
@@ -32,13 +33,14 @@ async def start_check_in(
     user: UserSessionRedis | None,
     lang: str,
     attendance: AttendanceService,
+    board: StatusBoard,
     state: FSMContext,
 ) -> None:
     """`https://t.me/<bot>?start=ci_<code>` checks in like sending the code."""
     await state.clear()
     student = require_user(user)
     code = (command.args or "")[3:]
-    await reply_check_in(message, student, code, lang=lang, attendance=attendance)
+    await reply_check_in(message, student, code, lang=lang, attendance=attendance, board=board)
 
 
 @router.message(CommandStart())
