@@ -66,6 +66,8 @@ def main() -> int:
     )
     # APScheduler logs two INFO lines per job run; the jobs log what they do themselves.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # aiogram logs a line per handled update: noise at a few hundred check-ins a second.
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     try:
         asyncio.run(run(settings))
     except (DatabaseUnavailable, RedisUnavailable) as exc:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import Router
+from aiogram.filters import StateFilter
+
+from handlers.filters import check_in_code, private_chat, private_query
 
 
 def _adopt(parent: Router, *children: Router) -> None:
@@ -17,14 +20,22 @@ def _adopt(parent: Router, *children: Router) -> None:
 
 
 def build_router() -> Router:
-    """The root router: private chats only; conversations before commands before catch-alls."""
+    """The root router.
+
+    The check-in code, the hot path, is the first handler of the root router, so an update
+    reaches it without descending through nested routers (each level copies the handler data
+    and wraps the middlewares again). It applies only outside a conversation: a six-digit
+    password typed during /login has a state set and goes to the login router.
+    Then private chats: conversations before commands before catch-alls; then group chats.
+    """
     from handlers import common, errors, groups, login, student, teacher
 
     root = Router(name="attn")
-    _adopt(root, errors.router, groups.router)
+    root.message.register(student.code_message, private_chat, StateFilter(None), check_in_code)
     private = Router(name="private")
-    private.message.filter(F.chat.type == "private")
-    private.callback_query.filter(F.message.chat.type == "private")
-    _adopt(private, login.router, teacher.router, student.router, common.router)
+    private.message.filter(private_chat)
+    private.callback_query.filter(private_query)
+    _adopt(private, student.router, login.router, teacher.router, common.router)
     root.include_router(private)
+    _adopt(root, groups.router, errors.router)
     return root

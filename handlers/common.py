@@ -10,14 +10,13 @@ from aiogram.types import Message
 from bot.i18n import t
 from bot.status import StatusBoard
 from dal.models import Role, UserSessionRedis
+from handlers.filters import has_text, too_long
 from handlers.guards import require_user
 from handlers.student import reply_check_in
 from services.accounts import AccountService
 from services.attendance import AttendanceService
 
 router = Router(name="common")
-
-MAX_TEXT = 1000
 
 
 def _help_key(user: UserSessionRedis | None) -> str:
@@ -93,12 +92,12 @@ async def reminders(
     )
 
 
-@router.message(F.text.len() > MAX_TEXT)
-async def too_long(message: Message, lang: str) -> None:
+@router.message(too_long)
+async def text_too_long(message: Message, lang: str) -> None:
     await message.answer(t("text.too_long", lang))
 
 
-@router.message(F.text)
+@router.message(has_text)
 async def unknown_text(message: Message, lang: str) -> None:
     await message.answer(t("text.unknown", lang))
 

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 
-from aiogram import Bot, F, Router
+from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 
 from bot.i18n import COMMANDS, t
 from bot.secrets import Sealer
+from handlers.filters import has_text, no_text
 from services.accounts import AccountService
 from services.aksis import InvalidCredentials, PortalChanged, PortalUnavailable
 from services.errors import LoginThrottled
@@ -81,7 +82,7 @@ async def login_start(
     await message.answer(t("login.ask_password", lang))
 
 
-@router.message(LoginForm.username, F.text, ~Command(*COMMANDS))
+@router.message(StateFilter(LoginForm.username), has_text, ~Command(*COMMANDS))
 async def login_username(
     message: Message, state: FSMContext, lang: str, bot: Bot, sealer: Sealer
 ) -> None:
@@ -95,7 +96,7 @@ async def login_username(
     await message.answer(t("login.ask_password", lang))
 
 
-@router.message(LoginForm.password, F.text, ~Command(*COMMANDS))
+@router.message(StateFilter(LoginForm.password), has_text, ~Command(*COMMANDS))
 async def login_password(
     message: Message,
     state: FSMContext,
@@ -144,8 +145,7 @@ async def login_password(
     await progress.edit_text(text)
 
 
-@router.message(LoginForm.username, ~F.text)
-@router.message(LoginForm.password, ~F.text)
+@router.message(StateFilter(LoginForm.username, LoginForm.password), no_text)
 async def login_not_text(message: Message, lang: str) -> None:
     await message.answer(t("login.text_only", lang))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
@@ -60,7 +60,6 @@ async def reply_check_in(
     await message.answer(text)
 
 
-@router.message(F.text.regexp(r"^\s*\d{6}\s*$"))
 async def code_message(
     message: Message,
     user: UserSessionRedis | None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiogram import F, Router
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, Message
@@ -23,6 +23,7 @@ from handlers.callbacks import (
     SessionAction,
     parse_aid,
 )
+from handlers.filters import has_text
 from handlers.guards import require_user
 from handlers.render import attendees_page, lesson_label
 from services.attendance import (
@@ -319,7 +320,7 @@ async def reject_ask(
         )
 
 
-@router.message(RejectForm.reason, F.text, ~Command(*COMMANDS))
+@router.message(StateFilter(RejectForm.reason), has_text, ~Command(*COMMANDS))
 async def reject_reason(
     message: Message,
     user: UserSessionRedis | None,
@@ -348,7 +349,7 @@ async def reject_reason(
     )
 
 
-@router.message(AddForm.number, F.text, ~Command(*COMMANDS))
+@router.message(StateFilter(AddForm.number), has_text, ~Command(*COMMANDS))
 async def add_number(
     message: Message,
     user: UserSessionRedis | None,

@@ -1,0 +1,130 @@
+"""`python -m bench` (`make bench`): every ATTN benchmark, one table, and JSON results.
+
+Sections: check-in throughput on one core against the aiogram floor and check-in latency
+(bench/checkin.py), reply delivery under the 30 messages/s limit (bench/delivery.py),
+finalization from Redis to PostgreSQL (bench/finalize.py), and the RSS of one bot process
+(bench/memory.py). Servers: DATABASE_URL (a throwaway database is created on its server and
+dropped) and REDIS_URL (database 8, flushed). The table goes to stdout; the figures, with
+each run's details, to bench/results/latest.json.
+
+    python -m bench [--quick] [--skip delivery,memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import checkin, delivery, memory
+from bench.common import Row, database_url, flush_redis, print_table, redis_url, throwaway_database
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+SECTIONS = ("checkin", "delivery", "finalize", "memory")
+FINALIZE_SESSIONS = 100
+FINALIZE_RECORDS = 300
+
+
+async def _finalize(dsn: str) -> list[Row]:
+    """Records per second of `Finalizer.run_once()` over 100 ended sessions x 300 records, with
+    the finalizer's default concurrency, using bench/finalize.py's seeding and timing."""
+    from bench import finalize as fin
+    from dal.postgres import AsyncPostgresClient
+    from dal.redis_client import RedisClient
+
+    url = redis_url()
+    await flush_redis(url)
+    redis = RedisClient.from_url(url)
+    pg = await AsyncPostgresClient.connect(dsn, max_size=8)
+    try:
+        await fin._once(pg, redis, sessions=2, per_session=FINALIZE_RECORDS, concurrency=4)
+        elapsed, report = await fin._once(
+            pg, redis, sessions=FINALIZE_SESSIONS, per_session=FINALIZE_RECORDS, concurrency=4
+        )
+    finally:
+        await pg.close()
+        await redis.close()
+    total = FINALIZE_SESSIONS * FINALIZE_RECORDS
+    rate = total / elapsed
+    detail = {
+        "sessions": FINALIZE_SESSIONS,
+        "records": total,
+        "seconds": elapsed,
+        "concurrency": 4,
+        "redis_read_seconds": report.redis_read_seconds,
+        "build_seconds": report.build_seconds,
+        "postgres_seconds": report.postgres_seconds,
+        "cleanup_seconds": report.cleanup_seconds,
+    }
+    name = f"{FINALIZE_SESSIONS} sessions x {FINALIZE_RECORDS} records"
+    return [
+        Row(
+            "finalization (Redis -> PostgreSQL)",
+            name,
+            rate,
+            "records/s",
+            ">= 50,000",
+            rate >= 50_000,
+            detail,
+        )
+    ]
+
+
+async def _run(sections: set[str], quick: bool) -> list[Row]:
+    rows: list[Row] = []
+    async with throwaway_database(database_url()) as dsn:
+        if "checkin" in sections:
+            n = 1500 if quick else 3000
+            rows += await asyncio.to_thread(checkin.run, dsn, n=n, repeat=3, concurrency=100)
+        if "delivery" in sections:
+            rows += delivery.rows(await delivery.measure(dsn, 500))
+        if "finalize" in sections:
+            rows += await _finalize(dsn)
+        if "memory" in sections:
+            rows += await asyncio.to_thread(memory.run, dsn)
+        await flush_redis(redis_url())
+    return rows
+
+
+def _write(rows: list[Row], seconds: float) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, Any] = {
+        "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "cpu_cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "seconds": round(seconds, 1),
+        "all_targets_met": all(r.met is not False for r in rows),
+        "rows": [r.as_dict() for r in rows],
+    }
+    RESULTS.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--skip", default="", help=f"comma-separated sections of {SECTIONS}")
+    parser.add_argument("--quick", action="store_true", help="smaller check-in runs")
+    args = parser.parse_args()
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = skip - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    began = time.perf_counter()
+    rows = asyncio.run(_run(set(SECTIONS) - skip, args.quick))
+    elapsed = time.perf_counter() - began
+    print_table(rows)
+    _write(rows, elapsed)
+    missed = [f"{r.section}: {r.name}" for r in rows if r.met is False]
+    sys.stdout.write(
+        f"\n{len(rows)} figures in {elapsed:.0f} s; {len(missed)} targets missed; JSON: {RESULTS}\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
