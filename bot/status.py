@@ -82,7 +82,9 @@ class StatusBoard:
         session = roster.attendance
         if session.status_chat_id is None or session.status_message_id is None:
             return
-        lang = self._langs.get(attendance_id, "en")
+        lang = self._langs.get(attendance_id) or await self._attendance.language_of(
+            session.teacher_telegram_id
+        )
         now = self._attendance.now()
         ended = session.end_time is not None and session.end_time <= now
         try:

@@ -379,7 +379,7 @@ class AttendanceService:
             values: dict[str, object] = {"lesson": attendance.lesson_name}
             if not accept:
                 values["reason"] = f" ({reason.strip()})" if reason and reason.strip() else ""
-            language = await self._language_of(record.telegram_id)
+            language = await self.language_of(record.telegram_id)
             self._notifier.notify_later(
                 [Notice(telegram_id=record.telegram_id, language=language, key=key, values=values)]
             )
@@ -428,7 +428,10 @@ class AttendanceService:
             )
         return record
 
-    async def _language_of(self, telegram_id: int) -> str:
+    async def language_of(self, telegram_id: int | None) -> str:
+        """The reply language of a linked account; English when unknown."""
+        if telegram_id is None:
+            return "en"
         session = await self._redis.get_user_session(telegram_id=telegram_id)
         return session.language if session else "en"
 

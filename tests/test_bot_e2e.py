@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from bot.status import StatusBoard
 from dal.models import FailReason, RecordSource, Role, User
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, Running, reply, running_bot
@@ -332,3 +333,17 @@ async def test_shutdown_lets_a_running_handler_finish(bot: Running) -> None:
     assert "Signing in" in _text(await user.next_message())
     await bot.shut_down()  # as on SIGTERM, mid-login
     assert "Linked" in _text(user.messages[-1])
+
+
+async def test_another_replica_edits_the_status_in_the_teachers_language(bot: Running) -> None:
+    teacher = bot.user(100, "Elif", "tr")
+    student = bot.user(201, "Ayşe")
+    await bot.login(teacher, "teacher1")
+    await bot.login(student, "student1")
+    code = await bot.start_session(teacher)
+    await student.send(code)
+    await reply(student)
+    other_replica = StatusBoard(bot=bot.app.bot, attendance=bot.app.attendance)
+    await other_replica.refresh(await _only_session_id(bot))
+    status = next(m for m in teacher.messages if code in _text(m))
+    assert "Katılan: <b>1</b>" in _text(status)
