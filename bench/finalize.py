@@ -5,8 +5,9 @@
 Seeds `--sessions` ended sessions of `--records` rows each (per session: 90 % of the enrolled
 students checked in, a quarter of them late; the other enrolled are absent and written by the
 finalizer; 20 students are pending review) and times `Finalizer.run_once()` on them, with one
-session at a time (the time split between the Redis reads and the PostgreSQL write is then
-exact) and with the default concurrency of 4. The median (best) of `--repeat` runs is shown.
+batch at a time (the time split between the Redis reads and the PostgreSQL write is then
+exact) and with the default concurrency of 4. Sessions go in the finalizer's batches (one
+transaction each). The median (best) of `--repeat` runs is shown.
 
 PostgreSQL: a throwaway database (created, then dropped) on the server of DATABASE_URL
 (default postgresql://postgres@127.0.0.1:5432/postgres). Redis: database `--redis-db` of the
@@ -198,8 +199,11 @@ async def run(dsn: str, redis_url: str, sessions: int, per_session: int, repeat:
                         f" ({report.redis_read_seconds / spent:.0%}),"
                         f" building rows {report.build_seconds:.2f} s"
                         f" ({report.build_seconds / spent:.0%}),"
-                        f" PostgreSQL (users read, write, contacts) {report.postgres_seconds:.2f} s"
-                        f" ({report.postgres_seconds / spent:.0%}),"
+                        f" PostgreSQL {report.postgres_seconds:.2f} s"
+                        f" ({report.postgres_seconds / spent:.0%}:"
+                        f" users read {report.users_read_seconds:.2f},"
+                        f" write {report.write_seconds:.2f} in {report.batches} transactions,"
+                        f" contacts read {report.contacts_read_seconds:.2f}),"
                         f" Redis cleanup {report.cleanup_seconds:.2f} s"
                         f" ({report.cleanup_seconds / spent:.0%})"
                     )

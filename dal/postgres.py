@@ -150,6 +150,26 @@ ON CONFLICT (attendance_id) DO NOTHING
 RETURNING attendance_id
 """
 
+_INSERT_ATTENDANCES_IF_NEW = (
+    _INSERT_ATTENDANCES
+    + """
+ON CONFLICT (attendance_id) DO NOTHING
+RETURNING attendance_id
+"""
+)
+
+# Many sessions' records in one statement: ten typed arrays, decoded by unnest server-side
+# (one round trip, a statement asyncpg prepares once per connection, and no staging table to
+# create and drop: its catalog churn cost more than the COPY saved at these sizes).
+_INSERT_RECORDS_IF_NEW = f"""
+INSERT INTO attendance_records ({_RECORD_COLUMNS})
+SELECT {_RECORD_COLUMNS} FROM unnest(
+    $1::uuid[], $2::text[], $3::boolean[], $4::timestamptz[], $5::text[], $6::boolean[],
+    $7::text[], $8::boolean[], $9::text[], $10::timestamptz[]
+) AS r ({_RECORD_COLUMNS})
+ON CONFLICT (attendance_id, student_number) DO NOTHING
+"""
+
 _RECORDS_STAGING = "attn_records_staging"
 
 _INSERT_RECORD_ROW = f"""
@@ -688,6 +708,43 @@ class AsyncPostgresClient:
                     await _copy_records(conn, records)
         return new_id is not None
 
+    async def persist_sessions(
+        self,
+        *,
+        users: Sequence[User],
+        attendances: Sequence[Attendance],
+        records: Sequence[AttendanceRecord],
+    ) -> set[UUID]:
+        """Store several finished sessions in ONE transaction: the users of all of them
+        first, then the attendances, then their records (what `persist_session` does for
+        one, in three statements however many sessions there are).
+
+        Idempotent like `persist_session`: returns the ids of the attendances that were new
+        (the others were stored already: a re-run) and never duplicates a record. All or
+        none: any failure rolls back every session of the batch (NotFound when a record
+        names a student missing from `users` and the table), so that the caller can retry
+        them one by one to isolate a bad one. A user listed twice keeps the last entry.
+        """
+        ids = [attendance.attendance_id for attendance in attendances]
+        given = set(ids)
+        if len(given) != len(ids):
+            raise ValueError("an attendance is given twice")
+        for record in records:
+            if record.attendance_id not in given:
+                raise ValueError(f"record of attendance {record.attendance_id} given without it")
+        if not attendances:
+            return set()
+        async with self._transaction() as conn:
+            with _translated_integrity_errors():
+                if users:
+                    await _upsert_users(conn, users)
+                new = await conn.fetch(
+                    _INSERT_ATTENDANCES_IF_NEW, *_attendance_columns(attendances)
+                )
+                if records:
+                    await conn.execute(_INSERT_RECORDS_IF_NEW, *_record_columns(records))
+        return {row["attendance_id"] for row in new}
+
     # --- background jobs (issue 5: finalize, purge, reminders) ---------------------------
     # Added by the scheduler work; kept apart from the methods above.
 
@@ -782,6 +839,21 @@ def _attendance_row(attendance: Attendance) -> tuple[Any, ...]:
         attendance.deletion_reason,
         attendance.deletion_time,
     )
+
+
+def _record_columns(records: Sequence[AttendanceRecord]) -> list[list[Any]]:
+    return [
+        [r.attendance_id for r in records],
+        [r.student_number for r in records],
+        [r.is_attended for r in records],
+        [r.attendance_time for r in records],
+        [r.fail_reason for r in records],
+        [r.is_late for r in records],
+        [r.source.value for r in records],
+        [r.is_deleted for r in records],
+        [r.deletion_reason for r in records],
+        [r.deletion_time for r in records],
+    ]
 
 
 def _attendance_columns(attendances: Sequence[Attendance]) -> list[list[Any]]:

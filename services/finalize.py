@@ -8,7 +8,11 @@ planned end) the finalizer
 3. builds the sheet: every Redis record plus an ABSENT record for each enrolled student who
    never checked in;
 4. writes users, the attendance and every record in ONE PostgreSQL transaction
-   (`persist_session`, idempotent: the attendance and each record are inserted only if new);
+   (idempotent: the attendance and each record are inserted only if new). Sessions go in
+   batches: a batch's users are looked up in one query and the whole batch is stored in one
+   transaction (`persist_sessions`, each session wholly inside it); a batch PostgreSQL
+   refuses is stored again one session per transaction (`persist_session`), so that a bad
+   session holds back no other;
 5. tells the teacher and the students (once: a dedupe marker per session);
 6. only then removes the session's Redis keys (one atomic script).
 
@@ -227,7 +231,8 @@ def build_sheet(
 
 @dataclass(slots=True)
 class FinalizeReport:
-    """What one tick did, and where its time went (summed over sessions)."""
+    """What one tick did, and where its time went (wall time of each phase, summed over the
+    batches; with several batches in flight the sums overlap)."""
 
     finalized: int = 0  # sessions written to PostgreSQL and removed from Redis
     records: int = 0  # rows of those sheets, absent ones included
@@ -237,15 +242,74 @@ class FinalizeReport:
     failed: int = 0  # could not be finalized for a reason of their own; kept in Redis
     orphans: int = 0  # due entries whose session key was gone (cleaned up)
     notified: int = 0  # notices handed to the notifier
+    batches: int = 0  # PostgreSQL transactions that stored sessions (one-by-one retries too)
     redis_read_seconds: float = 0.0
     build_seconds: float = 0.0
-    postgres_seconds: float = 0.0
+    postgres_seconds: float = 0.0  # the three below
+    users_read_seconds: float = 0.0
+    write_seconds: float = 0.0
+    contacts_read_seconds: float = 0.0
     cleanup_seconds: float = 0.0
     failures: list[UUID] = field(default_factory=list)
 
+    @property
+    def settled(self) -> int:
+        """Sessions this tick is done with, one way or another (postponed ones aside)."""
+        return self.finalized + self.skipped + self.failed + self.orphans
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """An ended session as read from Redis."""
+
+    attendance: AttendanceRedis
+    records: list[AttendanceRecordRedis]
+    enrolled: set[str]
+
+    @property
+    def attendance_id(self) -> UUID:
+        return self.attendance.attendance_id
+
+    def numbers(self) -> set[str]:
+        """Every school number the sheet may name: the users to look up."""
+        numbers = {r.student_number for r in self.records} | self.enrolled
+        numbers.discard(EVERYONE)
+        numbers.add(self.attendance.teacher_school_number)
+        return numbers
+
+
+# Sessions read from Redis at once within a batch: enough to hide the round trips, few enough
+# to leave the shared connection pool to check-ins.
+_READS_IN_FLIGHT: Final = 4
+
+
+def _batch_users(sheets: Sequence[Sheet]) -> list[User]:
+    """The users of several sheets for one upsert: students first, teachers last.
+
+    One upsert keeps the last entry of a school number, so a teacher of one session whose
+    number another session's record names (before the teacher's first session was ever
+    stored) stays a teacher, as when the sessions are stored one after the other.
+    """
+    teachers = {sheet.attendance.teacher_school_number for sheet in sheets}
+    students = [
+        user
+        for sheet in sheets
+        for user in sheet.users
+        if user.role is not Role.TEACHER and user.user_school_number not in teachers
+    ]
+    return [*students, *(sheet.users[-1] for sheet in sheets)]
+
 
 class Finalizer:
-    """Moves ended sessions to PostgreSQL; `run_once()` is one scheduler tick."""
+    """Moves ended sessions to PostgreSQL; `run_once()` is one scheduler tick.
+
+    Sessions go in batches of up to `batch_sessions`: claimed and read from Redis together,
+    their users looked up in one query, stored in ONE transaction (each session wholly
+    inside it), their contacts read in one query, then notified and removed from Redis one
+    by one. A batch that PostgreSQL refuses for a reason other than an outage is stored again
+    one session per transaction, so that a bad session holds back no other. Up to
+    `concurrency` batches are in flight.
+    """
 
     def __init__(
         self,
@@ -260,6 +324,7 @@ class Finalizer:
         dedupe_ttl_seconds: int = 7 * 86_400,
         max_sessions_per_tick: int = 1_000,
         concurrency: int = 4,
+        batch_sessions: int = 10,
         settle_seconds: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -273,6 +338,7 @@ class Finalizer:
         self._dedupe_ttl = dedupe_ttl_seconds
         self._max_sessions = max_sessions_per_tick
         self._concurrency = max(1, concurrency)
+        self._batch = max(1, batch_sessions)
         self._clock = clock
         # A session is taken a few seconds after its end, not at once: a check-in is judged
         # by the clock of the replica that receives it, and one whose clock runs a little
@@ -286,7 +352,7 @@ class Finalizer:
         """Finalize every session that ended `settle_seconds` ago or earlier (up to
         `max_sessions_per_tick`).
 
-        Raises `RedisUnavailable` when Redis fails (after the sessions in flight are done);
+        Raises `RedisUnavailable` when Redis fails (after the batches in flight are done);
         a PostgreSQL outage ends the tick quietly, with Redis left as it was.
         """
         report = FinalizeReport()
@@ -309,28 +375,31 @@ class Finalizer:
         unexpected: list[Exception] = []
         limit = asyncio.Semaphore(self._concurrency)
 
-        async def one(attendance_id: UUID) -> None:
+        async def one(batch: list[UUID]) -> None:
             async with limit:
                 if stop.is_set():
-                    report.postponed += 1
+                    report.postponed += len(batch)
                     return
+                settled = report.settled
                 try:
-                    await self.finalize_session(attendance_id=attendance_id, report=report)
+                    await self._finalize_batch(batch, report)
                 except DatabaseUnavailable as exc:
                     stop.set()
                     pg_error.append(exc)
-                    report.postponed += 1
+                    report.postponed += len(batch) - (report.settled - settled)
                 except RedisUnavailable as exc:
                     stop.set()
                     redis_error.append(exc)
-                    report.postponed += 1
+                    report.postponed += len(batch) - (report.settled - settled)
                 except Exception as exc:
-                    # A bug or a fault: stop claiming, let the sessions in flight finish, then
-                    # raise it (the scheduler logs it). This session's keys are still in Redis.
+                    # A bug or a fault: stop claiming, let the batches in flight finish, then
+                    # raise it (the scheduler logs it). The keys of the sessions it hit are
+                    # still in Redis.
                     stop.set()
                     unexpected.append(exc)
 
-        await asyncio.gather(*(one(attendance_id) for attendance_id in ids))
+        batches = [ids[i : i + self._batch] for i in range(0, len(ids), self._batch)]
+        await asyncio.gather(*(one(batch) for batch in batches))
         if pg_error:
             self._pg_outage.failed(pg_error[0])
         else:
@@ -341,11 +410,12 @@ class Finalizer:
             raise unexpected[0]
         if report.finalized or report.failed:
             log.info(
-                "finalized %d session(s), %d record(s) (%d absent); %d skipped, %d failed,"
-                " %d postponed",
+                "finalized %d session(s), %d record(s) (%d absent) in %d transaction(s);"
+                " %d skipped, %d failed, %d postponed",
                 report.finalized,
                 report.records,
                 report.absent,
+                report.batches,
                 report.skipped,
                 report.failed,
                 report.postponed,
@@ -358,32 +428,49 @@ class Finalizer:
         `DatabaseUnavailable` and `RedisUnavailable` propagate with Redis untouched; any other
         failure is logged (once per session) and counted, and the session stays in Redis.
         """
-        token = f"{self._owner}:{uuid.uuid4().hex}"
-        if not await self._redis.claim_attendance(
-            attendance_id=attendance_id, owner=token, ttl_seconds=self._claim_ttl
-        ):
-            report.skipped += 1
-            return
-        try:
-            await self._finalize_claimed(attendance_id, report)
-        except (DatabaseUnavailable, RedisUnavailable):
-            raise
-        except (DalError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-            report.failed += 1
-            report.failures.append(attendance_id)
-            if attendance_id not in self._reported_failures:
-                self._reported_failures.add(attendance_id)
-                log.error(
-                    "session %s cannot be finalized; it stays in Redis: %s", attendance_id, exc
-                )
-        finally:
-            try:
-                await self._redis.release_claim(attendance_id=attendance_id, owner=token)
-            except RedisUnavailable:
-                log.debug("claim of %s left to expire", attendance_id)
+        await self._finalize_batch([attendance_id], report)
 
-    async def _finalize_claimed(self, attendance_id: UUID, report: FinalizeReport) -> None:
-        began = time.perf_counter()
+    async def _finalize_batch(self, ids: Sequence[UUID], report: FinalizeReport) -> None:
+        """Claim, write and clean up these sessions; those claimed elsewhere are skipped."""
+        tokens = {attendance_id: f"{self._owner}:{uuid.uuid4().hex}" for attendance_id in ids}
+        outcomes = await asyncio.gather(
+            *(
+                self._redis.claim_attendance(
+                    attendance_id=attendance_id, owner=token, ttl_seconds=self._claim_ttl
+                )
+                for attendance_id, token in tokens.items()
+            ),
+            return_exceptions=True,
+        )
+        claimed = [i for i, won in zip(ids, outcomes, strict=True) if won is True]
+        report.skipped += sum(1 for won in outcomes if won is False)
+        try:
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            if claimed:
+                await self._finalize_claimed(claimed, report)
+        finally:
+            await self._release(claimed, tokens)
+
+    async def _release(self, claimed: Sequence[UUID], tokens: Mapping[UUID, str]) -> None:
+        outcomes = await asyncio.gather(
+            *(self._redis.release_claim(attendance_id=i, owner=tokens[i]) for i in claimed),
+            return_exceptions=True,
+        )
+        for attendance_id, outcome in zip(claimed, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.debug("claim of %s left to expire: %s", attendance_id, outcome)
+
+    def _fail(self, attendance_id: UUID, exc: BaseException, report: FinalizeReport) -> None:
+        report.failed += 1
+        report.failures.append(attendance_id)
+        if attendance_id not in self._reported_failures:
+            self._reported_failures.add(attendance_id)
+            log.error("session %s cannot be finalized; it stays in Redis: %s", attendance_id, exc)
+
+    async def _read(self, attendance_id: UUID, report: FinalizeReport) -> _Loaded | None:
+        """The session from Redis; None when it was debris (removed here)."""
         attendance = await self._redis.get_attendance(attendance_id=attendance_id)
         if attendance is None:
             # Sessions are created and removed by atomic scripts, so a due entry without its
@@ -394,42 +481,166 @@ class Finalizer:
             report.orphans += 1
             if lost:
                 log.error("session %s vanished from Redis; %d records dropped", attendance_id, lost)
-            return
+            return None
         records = await self._redis.get_attendance_records(attendance_id=attendance_id)
         enrolled = await self._redis.get_enrolled(attendance_id=attendance_id)
-        read = time.perf_counter()
-        report.redis_read_seconds += read - began
+        return _Loaded(attendance=attendance, records=records, enrolled=enrolled)
 
-        numbers = {r.student_number for r in records} | enrolled
-        numbers.discard(EVERYONE)
-        numbers.add(attendance.teacher_school_number)
-        with self._pg.outage_as_unavailable():
-            known = await self._pg.get_users(school_numbers=sorted(numbers))
-            built = time.perf_counter()
-            sheet = build_sheet(
-                attendance=attendance,
-                records=records,
-                enrolled=enrolled,
-                known_users={user.user_school_number: user for user in known},
+    async def _read_all(self, ids: Sequence[UUID], report: FinalizeReport) -> list[_Loaded]:
+        """The sessions that can be written; a corrupt one is counted as failed and left."""
+        slots = asyncio.Semaphore(_READS_IN_FLIGHT)
+
+        async def read(attendance_id: UUID) -> _Loaded | None:
+            async with slots:
+                return await self._read(attendance_id, report)
+
+        outcomes = await asyncio.gather(*(read(i) for i in ids), return_exceptions=True)
+        loaded: list[_Loaded] = []
+        for outcome in outcomes:
+            if isinstance(outcome, RedisUnavailable):
+                raise outcome
+        for attendance_id, outcome in zip(ids, outcomes, strict=True):
+            if isinstance(outcome, (DalError, ValueError)):  # ValidationError is a ValueError
+                self._fail(attendance_id, outcome, report)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            elif outcome is not None:
+                loaded.append(outcome)
+        return loaded
+
+    def _build(
+        self, loaded: _Loaded, known: Mapping[str, User], report: FinalizeReport
+    ) -> Sheet | None:
+        try:
+            return build_sheet(
+                attendance=loaded.attendance,
+                records=loaded.records,
+                enrolled=loaded.enrolled,
+                known_users=known,
                 late_after=self._late_after,
             )
-            build_time = time.perf_counter() - built
-            report.build_seconds += build_time
-            await self._pg.persist_session(
-                users=sheet.users, attendance=sheet.attendance, records=sheet.records
-            )
-            contacts = await self._pg.get_contacts(school_numbers=sorted(numbers))
-        written = time.perf_counter()
-        report.postgres_seconds += written - read - build_time
+        except ValueError as exc:
+            self._fail(loaded.attendance_id, exc, report)
+            return None
 
+    async def _finalize_claimed(self, ids: Sequence[UUID], report: FinalizeReport) -> None:
+        began = time.perf_counter()
+        loaded = await self._read_all(ids, report)
+        read = time.perf_counter()
+        report.redis_read_seconds += read - began
+        if not loaded:
+            return
+
+        numbers: set[str] = set()
+        for session in loaded:
+            numbers |= session.numbers()
+        deferred: Exception | None = None
+        with self._pg.outage_as_unavailable():
+            known_list = await self._pg.get_users(school_numbers=sorted(numbers))
+        looked_up = time.perf_counter()
+        known = {user.user_school_number: user for user in known_list}
+        sheets = [s for s in (self._build(x, known, report) for x in loaded) if s is not None]
+        built = time.perf_counter()
+        try:
+            if sheets:
+                with self._pg.outage_as_unavailable():
+                    await self._pg.persist_sessions(
+                        users=_batch_users(sheets),
+                        attendances=[sheet.attendance for sheet in sheets],
+                        records=[record for sheet in sheets for record in sheet.records],
+                    )
+                report.batches += 1
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            if len(sheets) > 1:
+                log.warning(
+                    "a batch of %d sessions was refused (%s); storing them one by one",
+                    len(sheets),
+                    exc,
+                )
+                ids_built = {sheet.attendance.attendance_id for sheet in sheets}
+                retry = [x for x in loaded if x.attendance_id in ids_built]
+                sheets, deferred = await self._persist_one_by_one(retry, report)
+            elif isinstance(exc, (DalError, ValueError)):
+                self._fail(sheets[0].attendance.attendance_id, exc, report)
+                sheets = []
+            else:
+                raise
+        written = time.perf_counter()
+        contacts: list[LinkedUser] = []
+        if sheets:
+            contact_numbers: set[str] = set()
+            for sheet in sheets:
+                contact_numbers.update(r.student_number for r in sheet.records)
+                contact_numbers.add(sheet.attendance.teacher_school_number)
+            with self._pg.outage_as_unavailable():
+                contacts = await self._pg.get_contacts(school_numbers=sorted(contact_numbers))
+        read_contacts = time.perf_counter()
+        report.users_read_seconds += looked_up - read
+        report.build_seconds += built - looked_up
+        report.write_seconds += written - built
+        report.contacts_read_seconds += read_contacts - written
+        report.postgres_seconds += (looked_up - read) + (read_contacts - built)
+
+        by_number = {contact.school_number: contact for contact in contacts}
+        outcomes = await asyncio.gather(
+            *(self._notify_and_remove(sheet, by_number, report) for sheet in sheets),
+            return_exceptions=True,
+        )
+        report.cleanup_seconds += time.perf_counter() - read_contacts
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        if deferred is not None:
+            raise deferred
+
+    async def _persist_one_by_one(
+        self, loaded: Sequence[_Loaded], report: FinalizeReport
+    ) -> tuple[list[Sheet], Exception | None]:
+        """Each session in its own transaction, as if it were alone: its users read again,
+        its sheet built again. Returns the stored sheets and the first unexpected error
+        (raised by the caller once the stored sessions are cleaned up)."""
+        stored: list[Sheet] = []
+        unexpected: Exception | None = None
+        for session in loaded:
+            try:
+                with self._pg.outage_as_unavailable():
+                    known = await self._pg.get_users(school_numbers=sorted(session.numbers()))
+                    sheet = build_sheet(
+                        attendance=session.attendance,
+                        records=session.records,
+                        enrolled=session.enrolled,
+                        known_users={user.user_school_number: user for user in known},
+                        late_after=self._late_after,
+                    )
+                    await self._pg.persist_session(
+                        users=sheet.users, attendance=sheet.attendance, records=sheet.records
+                    )
+            except DatabaseUnavailable:
+                raise
+            except (DalError, ValueError) as exc:
+                self._fail(session.attendance_id, exc, report)
+                continue
+            except Exception as exc:
+                if unexpected is None:
+                    unexpected = exc
+                continue
+            report.batches += 1
+            stored.append(sheet)
+        return stored, unexpected
+
+    async def _notify_and_remove(
+        self, sheet: Sheet, contacts: Mapping[str, LinkedUser], report: FinalizeReport
+    ) -> None:
+        """After the commit: the messages (once), then the session's Redis keys."""
         report.notified += await self._notify(sheet, contacts)
-        await self._redis.delete_attendance_keys(attendance_id=attendance_id)
-        report.cleanup_seconds += time.perf_counter() - written
+        await self._redis.delete_attendance_keys(attendance_id=sheet.attendance.attendance_id)
         report.finalized += 1
         report.records += len(sheet.records)
         report.absent += sheet.counts.absent
 
-    async def _notify(self, sheet: Sheet, contacts: Sequence[LinkedUser]) -> int:
+    async def _notify(self, sheet: Sheet, contacts: Mapping[str, LinkedUser]) -> int:
         """Queue the teacher's summary and the students' results, once per session.
 
         `notify_later`, not an awaited `notify`: the notifier paces messages under Telegram's
@@ -442,7 +653,7 @@ class Finalizer:
             key=final_dedupe_key(attendance.attendance_id), ttl_seconds=self._dedupe_ttl
         ):
             return 0
-        by_number = {c.school_number: c for c in contacts}
+        by_number = contacts
         when = attendance.start_time.astimezone(self._tz).strftime(DATE_FORMAT)
         lesson = attendance.lesson_name
         notices: list[Notice] = []

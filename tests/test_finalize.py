@@ -47,6 +47,7 @@ def finalizer(
     *,
     owner: str = "replica-a",
     concurrency: int = 4,
+    batch_sessions: int = 10,
 ) -> Finalizer:
     return Finalizer(
         pg=pg,
@@ -57,6 +58,7 @@ def finalizer(
         owner=owner,
         claim_ttl_seconds=60,
         concurrency=concurrency,
+        batch_sessions=batch_sessions,
         clock=clock,
     )
 
@@ -560,6 +562,110 @@ async def test_a_corrupt_session_stays_in_redis_is_logged_once_and_others_go_thr
     assert await session_keys(redis_raw, fine) == []
     assert len(await session_keys(redis_raw, broken)) == 6
     assert len([r for r in caplog.records if r.levelno == logging.ERROR]) == 1
+
+
+async def test_sessions_are_stored_in_batches_of_whole_sessions(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+) -> None:
+    teachers = [teacher_user(f"T{n:03d}", f"Hoca {n}") for n in range(25)]
+    await pg_client.add_users(users=teachers)
+    sessions = [await mixed_session(pg_client, redis_client, teacher=t) for t in teachers]
+    clock = Clock(PLANNED_END + timedelta(minutes=1))
+    job = finalizer(pg_client, redis_client, clock, concurrency=2, batch_sessions=10)
+
+    report = await job.run_once()
+
+    assert (report.finalized, report.records, report.absent, report.batches) == (25, 175, 50, 3)
+    assert await count_rows(pg_client) == (25, 175)
+    for attendance in sessions:
+        assert await session_keys(redis_raw, attendance) == []
+    assert (await job.run_once()).finalized == 0
+
+
+async def test_a_session_postgres_refuses_is_isolated_from_the_rest_of_its_batch(
+    pg_client: AsyncPostgresClient,
+    redis_client: RedisClient,
+    redis_raw: aioredis.Redis,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A real refusal by the server, for one session only (as a foreign key would).
+    await pg_client.pool.execute(
+        """
+        CREATE FUNCTION attn_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'refused for the test' USING ERRCODE = 'foreign_key_violation';
+        END $$;
+        CREATE TRIGGER attn_test_refuse BEFORE INSERT ON attendances
+        FOR EACH ROW WHEN (NEW.lesson_name = 'Bozuk') EXECUTE FUNCTION attn_test_refuse();
+        """
+    )
+    try:
+        teachers = [teacher_user(f"T{n:03d}", f"Hoca {n}") for n in range(3)]
+        await pg_client.add_users(users=[*teachers, student_user("S1"), student_user("S2")])
+        sessions = []
+        for n, teacher in enumerate(teachers):
+            attendance = await open_session(
+                redis_client,
+                teacher=teacher,
+                start=START,
+                end=PLANNED_END,
+                enrolled=["S1", "S2"],
+                lesson_name="Bozuk" if n == 1 else "Fizik",
+            )
+            await put_records(redis_client, [record(attendance, "S1")])
+            sessions.append(attendance)
+        good, bad = [sessions[0], sessions[2]], sessions[1]
+        job = finalizer(pg_client, redis_client, Clock(PLANNED_END + timedelta(minutes=1)))
+        caplog.set_level(logging.ERROR, logger="services.finalize")
+
+        first = await job.run_once()
+        second = await job.run_once()
+
+        assert (first.finalized, first.failed, first.failures) == (2, 1, [bad.attendance_id])
+        assert first.batches == 2  # the refused batch, retried one session per transaction
+        assert (second.finalized, second.failed) == (0, 1)
+        assert await count_rows(pg_client) == (2, 4)
+        for attendance in good:
+            assert await session_keys(redis_raw, attendance) == []
+            assert set(await pg_records(pg_client, attendance.attendance_id)) == {"S1", "S2"}
+        assert len(await session_keys(redis_raw, bad)) == 6
+        errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1 and str(bad.attendance_id) in errors[0].getMessage()
+    finally:
+        await pg_client.pool.execute(
+            "DROP TRIGGER attn_test_refuse ON attendances; DROP FUNCTION attn_test_refuse()"
+        )
+
+
+async def test_a_teacher_named_in_another_session_of_the_batch_stays_a_teacher(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    # Neither teacher is in PostgreSQL yet (their first sessions); the second one added the
+    # first by number to their sheet. Stored one after the other, the first teacher's row
+    # would exist before the second sheet is built; stored in one batch, it must win too.
+    newcomer = teacher_user("T0100", "Yeni Hoca")
+    other = teacher_user("T0200", "Diğer Hoca")
+    first = await open_session(
+        redis_client, teacher=newcomer, start=START, end=PLANNED_END, enrolled=[]
+    )
+    second = await open_session(
+        redis_client, teacher=other, start=START, end=PLANNED_END, enrolled=[]
+    )
+    await put_records(
+        redis_client, [record(second, "T0100", name="T0100", source=RecordSource.TEACHER)]
+    )
+
+    report = await finalizer(
+        pg_client, redis_client, Clock(PLANNED_END + timedelta(minutes=1))
+    ).run_once()
+
+    assert (report.finalized, report.batches) == (2, 1)
+    users = {
+        u.user_school_number: (u.user_full_name, u.role.value) for u in await pg_client.get_users()
+    }
+    assert users == {"T0100": ("Yeni Hoca", "teacher"), "T0200": ("Diğer Hoca", "teacher")}
+    assert set(await pg_records(pg_client, second.attendance_id)) == {"T0100"}
+    assert first.attendance_id != second.attendance_id
 
 
 def test_build_sheet_counts_and_never_lists_the_everyone_marker() -> None:

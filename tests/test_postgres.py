@@ -724,6 +724,84 @@ async def test_concurrent_persists_of_one_session_store_it_once(pg: AsyncPostgre
     assert await count(pg, "attendance_records") == 30
 
 
+async def test_persist_sessions_stores_a_batch_once_and_reports_the_new_ones(
+    pg: AsyncPostgresClient,
+) -> None:
+    users, first, first_records = _finished_session(30)
+    second = attendance(start=T0 + timedelta(hours=2), name="Kimya")
+    second_records = [present(second, u.user_school_number, minutes=20) for u in users[1:]]
+    # The first session was stored on its own before (a crash after its commit).
+    assert await pg.persist_session(users=users, attendance=first, records=first_records)
+
+    new = await pg.persist_sessions(
+        users=users,
+        attendances=[first, second],
+        records=[*first_records, *second_records],
+    )
+    again = await pg.persist_sessions(
+        users=users,
+        attendances=[first, second],
+        records=[*first_records, *second_records],
+    )
+
+    assert (new, again) == ({second.attendance_id}, set())
+    assert await count(pg, "attendances") == 2
+    assert await count(pg, "attendance_records") == 60
+    assert await pg.get_attendance_records(attendance_id=second.attendance_id) == second_records
+    assert await pg.get_attendance_records(attendance_id=first.attendance_id) == first_records
+
+
+async def test_persist_sessions_is_all_or_none(pg: AsyncPostgresClient) -> None:
+    users, good, good_records = _finished_session(5)
+    bad = attendance(start=T0 + timedelta(hours=2))
+    bad_records = [present(bad, "not-in-users")]
+
+    with pytest.raises(NotFound, match="not-in-users"):
+        await pg.persist_sessions(
+            users=users, attendances=[good, bad], records=[*good_records, *bad_records]
+        )
+
+    assert await count(pg, "users") == 0
+    assert await count(pg, "attendances") == 0
+    assert await count(pg, "attendance_records") == 0
+
+
+async def test_persist_sessions_refuses_stray_records_and_repeated_sessions(
+    pg: AsyncPostgresClient,
+) -> None:
+    users, att, records = _finished_session(1)
+    stray = present(attendance(), users[1].user_school_number)
+    with pytest.raises(ValueError, match="given without it"):
+        await pg.persist_sessions(users=users, attendances=[att], records=[*records, stray])
+    with pytest.raises(ValueError, match="given twice"):
+        await pg.persist_sessions(users=users, attendances=[att, att], records=records)
+    assert await pg.persist_sessions(users=users, attendances=[], records=[]) == set()
+    assert await count(pg, "users") == 0
+
+
+async def test_concurrent_batches_sharing_sessions_store_each_once(
+    pg: AsyncPostgresClient,
+) -> None:
+    users, _, _ = _finished_session(50)
+    sessions = [attendance(start=T0 + timedelta(hours=h)) for h in range(6)]
+    rows = {
+        a.attendance_id: [present(a, u.user_school_number) for u in users[1:]] for a in sessions
+    }
+
+    def batch(chosen: list[Attendance]) -> list[AttendanceRecord]:
+        return [r for a in chosen for r in rows[a.attendance_id]]
+
+    results: Sequence[set[uuid.UUID]] = await asyncio.gather(
+        pg.persist_sessions(users=users, attendances=sessions[:4], records=batch(sessions[:4])),
+        pg.persist_sessions(users=users, attendances=sessions[2:], records=batch(sessions[2:])),
+        pg.persist_sessions(users=users, attendances=sessions, records=batch(sessions)),
+    )
+
+    stored = [i for new in results for i in new]
+    assert sorted(stored) == sorted(a.attendance_id for a in sessions)  # each new exactly once
+    assert await count(pg, "attendance_records") == 6 * 50
+
+
 async def test_translated_errors_keep_driver_cause(pg: AsyncPostgresClient) -> None:
     await pg.add_users(users=[TEACHER])
     att = attendance()
