@@ -6,7 +6,13 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, Message
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+)
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import COMMANDS, Raw, t
@@ -34,7 +40,7 @@ from services.attendance import (
     StartOutcome,
 )
 from services.errors import AlreadyOnList, RecordNotFound, SessionGone
-from services.reports import ReportService, Sheet, status_word
+from services.reports import ReportService, Sheet
 
 router = Router(name="teacher")
 
@@ -383,7 +389,9 @@ async def add_number(
 # --- history, corrections, export ---------------------------------------------------------
 
 
-def _sheet_view(sheet: Sheet, page: int, lang: str, reports: ReportService) -> tuple[str, object]:
+def _sheet_view(
+    sheet: Sheet, page: int, lang: str, reports: ReportService
+) -> tuple[str, InlineKeyboardMarkup]:
     attendance = sheet.attendance
     aid = attendance.attendance_id.hex
     date = attendance.start_time.astimezone(reports.tz).strftime("%d.%m.%Y %H:%M")
@@ -521,7 +529,7 @@ async def history_open(
     message = _message_of(query)
     if message is not None:
         text, keyboard = _sheet_view(sheet, callback_data.page, lang, reports)
-        await message.edit_text(text, reply_markup=keyboard)  # type: ignore[arg-type]
+        await message.edit_text(text, reply_markup=keyboard)
 
 
 @router.callback_query(HistoryToggle.filter())
@@ -545,7 +553,7 @@ async def history_toggle(
     message = _message_of(query)
     if message is not None:
         text, keyboard = _sheet_view(sheet, callback_data.page, lang, reports)
-        await message.edit_text(text, reply_markup=keyboard)  # type: ignore[arg-type]
+        await message.edit_text(text, reply_markup=keyboard)
 
 
 @router.callback_query(HistoryCsv.filter())
@@ -564,6 +572,3 @@ async def history_csv(
     message = _message_of(query)
     if message is not None:
         await message.answer_document(BufferedInputFile(data, filename=name))
-
-
-__all__ = ["router", "status_word"]

@@ -8,7 +8,6 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -17,7 +16,7 @@ import redis.asyncio as aioredis
 from bot.app import App, build_app
 from bot.config import Settings, load_settings
 from services.aksis import AksisClient
-from tests.fakes.aksis_server import FakeAksis, portal_lesson
+from tests.fakes.aksis_server import FakeAksis
 from tests.fakes.telegram_server import FakeTelegram, FakeUser
 
 TABLES = ("attendance_records", "attendances", "schedule_entries", "users")
@@ -98,10 +97,6 @@ async def reply(user: FakeUser, timeout: float = 10.0) -> dict[str, Any]:
         message = await user.next_message(timeout=timeout)
         if not str(message.get("text") or "").startswith("📣"):
             return message
-
-
-def teacher_lesson(now: datetime, *, minutes_ago: int = 5, length: int = 50, **kw: Any) -> Any:
-    return portal_lesson(now - timedelta(minutes=minutes_ago), minutes=length, **kw)
 
 
 @contextlib.asynccontextmanager

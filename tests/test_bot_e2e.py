@@ -347,3 +347,62 @@ async def test_another_replica_edits_the_status_in_the_teachers_language(bot: Ru
     await other_replica.refresh(await _only_session_id(bot))
     status = next(m for m in teacher.messages if code in _text(m))
     assert "Katılan: <b>1</b>" in _text(status)
+
+
+async def test_history_correction_and_csv_after_finalization(
+    pg_dsn: str, redis_url: str, portal: FakeAksis
+) -> None:
+    async with running_bot(
+        pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal, finalize_interval_seconds=1
+    ) as bot:
+        teacher = bot.user(100, "Elif")
+        present, absent = bot.user(201, "Ayşe"), bot.user(202, "İsmail")
+        await bot.login(teacher, "teacher1")
+        await bot.login(present, "student1")
+        await bot.login(absent, "student2")
+        code = await bot.start_session(teacher)
+        await present.send(code)
+        await reply(present)
+        await teacher.send("/end_session")
+        await teacher.next_message()
+        for _ in range(150):  # finalization waits a few seconds after the end, then runs
+            saved = await bot.app.pg.get_attendances(teacher_school_number=_teacher_id(bot))
+            if saved:
+                break
+            await asyncio.sleep(0.1)
+        assert len(saved) == 1
+
+        teacher.mark_read()
+        await teacher.send("/history")
+        listing = await teacher.next_message()
+        while "🗂" not in _text(listing):  # the finalization summary may arrive in between
+            listing = await teacher.next_message()
+        assert "1/2" in _text(teacher.inline_buttons(listing)[0])  # 1 of 2 enrolled present
+        await teacher.click(listing, teacher.inline_buttons(listing)[0]["callback_data"])
+        await teacher.wait_until(lambda: "2024002" in str(teacher.messages[-1]), what="sheet")
+        sheet = teacher.messages[-1]
+        absent_button = next(b for b in teacher.inline_buttons(sheet) if "2024002" in b["text"])
+        assert absent_button["text"].startswith("❌")
+        query = await teacher.click(sheet, absent_button["callback_data"])
+        assert "2024002" in (await teacher.callback_answer(query)).get("text", "")
+        records = await bot.app.pg.get_attendance_records(attendance_id=saved[0].attendance_id)
+        assert [r.is_attended for r in records] == [True, True]
+
+        await teacher.click_button("⬇️ CSV", teacher.messages[-1])
+        await teacher.wait_until(lambda: "document" in teacher.messages[-1], what="the CSV")
+        csv_text = bot.telegram.document_of(teacher.messages[-1]).content.decode("utf-8-sig")
+        assert "2024001" in csv_text and "2024002" in csv_text and "AYŞE YILDIZ" in csv_text
+        assert csv_text.count("present") == 2
+
+        absent.mark_read()
+        await absent.send("/my_attendance")
+        mine = _text(await reply(absent))
+        while "🗂" not in mine:  # skip the finalization result if it comes late
+            mine = _text(await reply(absent))
+        assert "1/1" in mine and "YBSB1008" in mine  # the correction reached the student's view
+
+
+def _teacher_id(bot: Running) -> str:
+    from services.aksis import staff_identifier
+
+    return staff_identifier("teacher1", bot.settings.staff_id_key.get_secret_value())
