@@ -168,6 +168,7 @@ async def build_app(
             early_margin=timedelta(minutes=settings.lesson_early_margin_minutes),
             late_after=timedelta(minutes=settings.late_after_minutes),
             default_duration=timedelta(minutes=settings.default_session_minutes),
+            user_loader=lambda telegram_id: accounts.current_user(telegram_id=telegram_id),
         )
         reports = ReportService(pg=pg, tz=tz)
         board = StatusBoard(bot=bot, attendance=attendance)
@@ -190,10 +191,7 @@ async def build_app(
             storage=storage, events_isolation=dispatcher.fsm.events_isolation
         )
         dispatcher.update.outer_middleware(dispatcher.fsm)
-        context = UserContextMiddleware(accounts)
-        dispatcher.message.outer_middleware(context)
-        dispatcher.callback_query.outer_middleware(context)
-        dispatcher.include_router(build_router())
+        dispatcher.include_router(build_router(UserContextMiddleware(accounts)))
         scheduler = build_scheduler(
             settings=settings, pg=pg, redis=redis, notifier=notifier, attendance=attendance
         )

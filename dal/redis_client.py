@@ -44,7 +44,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dal.errors import Conflict, NotFound, RedisUnavailable
-from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, Role, UserSessionRedis
+from dal.models import AttendanceRecordRedis, AttendanceRedis, Role, UserSessionRedis
 
 __all__ = [
     "AttendanceAlreadyOpen",
@@ -59,7 +59,6 @@ logger = logging.getLogger(__name__)
 
 DUE_KEY: Final = "attendances:due"
 _DAY: Final = 86_400
-_PLACEHOLDER_ID: Final = UUID(int=0)
 
 
 # --- keys --------------------------------------------------------------------------------
@@ -129,22 +128,31 @@ return {'OK'}
 """
 
 _CHECK_IN_LUA: Final = """
--- KEYS: 1 throttle key, 2 code key, 3 due index
--- ARGV: 1 student number, 2 now (epoch s), 3 throttle limit, 4 throttle window (s),
---       5 present record JSON, 6 pending record JSON, 7.. the student's course codes
+-- KEYS: 1 throttle key, 2 code key, 3 due index, 4 the sender's user session (users:<id>)
+-- ARGV: 1 now (epoch s), 2 throttle limit, 3 throttle window (s), 4 now (ISO 8601),
+--       5 the sender's Telegram id
+local user = redis.call('GET', KEYS[4])
+if not user then
+  return {'NOT_LINKED'}
+end
+local u = cjson.decode(user)
+if u['role'] ~= 'student' then
+  return {'NOT_STUDENT'}
+end
+local number = u['school_number']
 local count = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if count >= tonumber(ARGV[3]) then
+if count >= tonumber(ARGV[2]) then
   local ttl = redis.call('TTL', KEYS[1])
   if ttl < 0 then
-    redis.call('EXPIRE', KEYS[1], ARGV[4])
-    ttl = tonumber(ARGV[4])
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+    ttl = tonumber(ARGV[3])
   end
   return {'THROTTLED', ttl}
 end
 local id = redis.call('GET', KEYS[2])
 if not id then
   redis.call('INCR', KEYS[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[4], 'NX')
+  redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX')
   return {'WRONG_CODE'}
 end
 local session = redis.call('GET', 'attendances:{' .. id .. '}')
@@ -152,36 +160,41 @@ if not session then
   return {'WRONG_CODE'}
 end
 local score = redis.call('ZSCORE', KEYS[3], id)
-if (not score) or tonumber(score) <= tonumber(ARGV[2]) then
+if (not score) or tonumber(score) <= tonumber(ARGV[1]) then
   return {'ENDED', id, session}
 end
 local records = 'attendance_records:{' .. id .. '}'
-local existing = redis.call('HGET', records, ARGV[1])
+local existing = redis.call('HGET', records, number)
 if existing then
   return {'DUPLICATE', id, session, existing}
 end
 -- Enrolled: named in the enrolled set, or '*' there (the lesson has no known enrolment), or
--- the session's lesson code among the student's courses (ARGV[7..]).
+-- the session's lesson code among the student's cached courses.
 local enrolled = 'attendances:{' .. id .. '}:enrolled'
-local member = redis.call('SISMEMBER', enrolled, ARGV[1]) == 1
+local member = redis.call('SISMEMBER', enrolled, number) == 1
   or redis.call('SISMEMBER', enrolled, '*') == 1
-if not member and #ARGV > 6 then
+if not member and type(u['courses']) == 'table' then
   local lesson = cjson.decode(session)['lesson_code']
-  if type(lesson) == 'string' then
-    for i = 7, #ARGV do
-      if ARGV[i] == lesson then
-        member = true
-        break
-      end
+  for _, course in ipairs(u['courses']) do
+    if course == lesson then
+      member = true
+      break
     end
   end
 end
+-- The record is written as text, not re-encoded by cjson, which would round a Telegram id of
+-- more than 14 digits.
+local head = '{"student_number":' .. cjson.encode(number)
+  .. ',"student_full_name":' .. cjson.encode(u['full_name'])
+  .. ',"telegram_id":' .. ARGV[5] .. ',"attendance_time":"' .. ARGV[4] .. '","source":"code",'
+local record, status
 if member then
-  redis.call('HSET', records, ARGV[1], ARGV[5])
-  return {'OK_PRESENT', id, session}
+  record, status = head .. '"is_attended":true,"fail_reason":null}', 'OK_PRESENT'
+else
+  record, status = head .. '"is_attended":false,"fail_reason":"NOT_IN_SCHEDULE"}', 'OK_PENDING'
 end
-redis.call('HSET', records, ARGV[1], ARGV[6])
-return {'OK_PENDING', id, session}
+redis.call('HSET', records, number, record)
+return {status, id, session, record}
 """
 
 _UPDATE_SESSION_LUA: Final = """
@@ -373,6 +386,8 @@ class CheckInStatus(StrEnum):
     ENDED = "ENDED"  # the code belongs to a session that has ended
     WRONG_CODE = "WRONG_CODE"  # no live session has this code (counts toward the throttle)
     THROTTLED = "THROTTLED"  # too many wrong codes; `retry_after` seconds to wait
+    NOT_LINKED = "NOT_LINKED"  # no user session in Redis for this Telegram account
+    NOT_STUDENT = "NOT_STUDENT"  # the account is a teacher's
 
 
 @dataclass(frozen=True, slots=True)
@@ -744,66 +759,47 @@ class RedisClient:
     async def check_in(
         self,
         *,
+        telegram_id: int,
         code: str,
-        student_number: str,
-        student_full_name: str,
-        telegram_id: int | None,
         now: datetime,
         throttle_key: str,
         throttle_limit: int = 5,
         throttle_window: int = 60,
-        courses: Sequence[str] = (),
     ) -> CheckInResult:
-        """Record a student's check-in by code, atomically, in one Lua call.
+        """Record the check-in of the student linked to `telegram_id`, in one Lua call.
 
-        Order: throttled (no lookup) -> unknown code (counts a failure) -> session gone ->
-        ended (due score <= now) -> duplicate (returns the first record) -> enrolled (present)
-        or not (pending review, NOT_IN_SCHEDULE). The student counts as enrolled when the
-        session's enrolled set names them, when it holds `*` (no known enrolment), or when the
-        session's lesson code is one of `courses` (the student's cached schedule).
+        Order: not linked (no user session in Redis) -> not a student -> throttled (no
+        lookup) -> unknown code (counts a failure) -> session gone -> ended (due score <= now)
+        -> duplicate (returns the first record) -> enrolled (present) or not (pending review,
+        NOT_IN_SCHEDULE). The student counts as enrolled when the session's enrolled set names
+        them, when it holds `*` (no known enrolment), or when the session's lesson code is
+        among the courses of their user session (their cached schedule).
         """
-        present = AttendanceRecordRedis(
-            attendance_id=_PLACEHOLDER_ID,
-            student_number=student_number,
-            student_full_name=student_full_name,
-            telegram_id=telegram_id,
-            is_attended=True,
-            attendance_time=now,
-        )
-        pending = present.model_copy(
-            update={"is_attended": False, "fail_reason": FailReason.NOT_IN_SCHEDULE.value}
-        )
-        keys = [throttle_key, code_key(code), DUE_KEY]
+        if now.tzinfo is None:
+            raise ValueError("now must be timezone-aware")
+        keys = [throttle_key, code_key(code), DUE_KEY, user_key(telegram_id)]
         args = [
-            student_number,
             _epoch(now),
             str(throttle_limit),
             str(throttle_window),
-            _record_json(present),
-            _record_json(pending),
-            *courses,
+            now.isoformat(),
+            str(int(telegram_id)),
         ]
         with self._errors:
             reply: list[Any] = await self._check_in_script(keys=keys, args=args)
         status = CheckInStatus(reply[0])
-        if status is CheckInStatus.WRONG_CODE:
+        if status in (
+            CheckInStatus.WRONG_CODE,
+            CheckInStatus.NOT_LINKED,
+            CheckInStatus.NOT_STUDENT,
+        ):
             return CheckInResult(status=status)
         if status is CheckInStatus.THROTTLED:
             return CheckInResult(status=status, retry_after=int(reply[1]))
-        attendance_id = UUID(reply[1])
         attendance = AttendanceRedis.model_validate_json(reply[2])
-        record: AttendanceRecordRedis | None
-        if status is CheckInStatus.OK_PRESENT:
-            record = present
-        elif status is CheckInStatus.OK_PENDING:
-            record = pending
-        elif status is CheckInStatus.DUPLICATE:
-            return CheckInResult(
-                status=status, attendance=attendance, record=_parse_record(attendance_id, reply[3])
-            )
-        else:  # ENDED
+        if status is CheckInStatus.ENDED:
             return CheckInResult(status=status, attendance=attendance)
-        record.attendance_id = attendance_id
+        record = _parse_record(UUID(reply[1]), reply[3])
         return CheckInResult(status=status, attendance=attendance, record=record)
 
     # --- finalization support --------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiogram import Router
+from aiogram import BaseMiddleware, Router
 from aiogram.filters import StateFilter
 
 from handlers.filters import check_in_code, private_chat, private_query
@@ -19,7 +19,7 @@ def _adopt(parent: Router, *children: Router) -> None:
         parent.include_router(child)
 
 
-def build_router() -> Router:
+def build_router(user_context: BaseMiddleware) -> Router:
     """The root router.
 
     The check-in code, the hot path, is the first handler of the root router, so an update
@@ -27,6 +27,8 @@ def build_router() -> Router:
     and wraps the middlewares again). It applies only outside a conversation: a six-digit
     password typed during /login has a state set and goes to the login router.
     Then private chats: conversations before commands before catch-alls; then group chats.
+    `user_context` (the linked account and language) runs for those routers only: the
+    check-in handler gets both from its one Redis script.
     """
     from handlers import common, errors, groups, login, student, teacher
 
@@ -35,6 +37,9 @@ def build_router() -> Router:
     private = Router(name="private")
     private.message.filter(private_chat)
     private.callback_query.filter(private_query)
+    private.message.outer_middleware(user_context)
+    private.callback_query.outer_middleware(user_context)
+    groups.router.message.outer_middleware(user_context)
     _adopt(private, student.router, login.router, teacher.router, common.router)
     root.include_router(private)
     _adopt(root, groups.router, errors.router)

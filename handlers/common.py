@@ -37,9 +37,9 @@ async def start_check_in(
 ) -> None:
     """`https://t.me/<bot>?start=ci_<code>` checks in like sending the code."""
     await state.clear()
-    student = require_user(user)
+    require_user(user)
     code = (command.args or "")[3:]
-    await reply_check_in(message, student, code, lang=lang, attendance=attendance, board=board)
+    await reply_check_in(message, code, lang=lang, attendance=attendance, board=board)
 
 
 @router.message(CommandStart())

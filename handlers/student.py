@@ -6,9 +6,9 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
-from bot.i18n import Raw, t
+from bot.i18n import Raw, pick_language, t
 from bot.status import StatusBoard
-from dal.models import Role, UserSessionRedis
+from dal.models import UserSessionRedis
 from dal.redis_client import CheckInStatus
 from handlers.guards import require_user
 from handlers.render import hhmm
@@ -20,17 +20,14 @@ router = Router(name="student")
 
 async def reply_check_in(
     message: Message,
-    student: UserSessionRedis,
     code: str,
     *,
     lang: str,
     attendance: AttendanceService,
     board: StatusBoard | None = None,
 ) -> None:
-    if student.role is not Role.STUDENT:
-        await message.answer(t("checkin.teacher", lang))
-        return
-    result = await attendance.check_in(student=student, code=code)
+    assert message.from_user is not None
+    result = await attendance.check_in(telegram_id=message.from_user.id, code=code)
     session, record, tz = result.attendance, result.record, attendance.tz
     lesson = session.lesson_name if session else ""
     status = result.status
@@ -45,6 +42,10 @@ async def reply_check_in(
         text = t("checkin.ended", lang, lesson=lesson)
     elif status is CheckInStatus.THROTTLED:
         text = t("checkin.throttled", lang, seconds=result.retry_after or 60)
+    elif status is CheckInStatus.NOT_LINKED:
+        text = t("auth.not_linked", lang)
+    elif status is CheckInStatus.NOT_STUDENT:
+        text = t("checkin.teacher", lang)
     else:
         text = t("checkin.wrong", lang)
     if (
@@ -60,16 +61,13 @@ async def reply_check_in(
     await message.answer(text)
 
 
-async def code_message(
-    message: Message,
-    user: UserSessionRedis | None,
-    lang: str,
-    attendance: AttendanceService,
-    board: StatusBoard,
-) -> None:
-    student = require_user(user)
+async def code_message(message: Message, attendance: AttendanceService, board: StatusBoard) -> None:
+    """A six-digit code outside any conversation: the hot path. Registered first on the root
+    router (handlers.build_router) and reached without the user-context middleware: the
+    check-in script reads the sender's linked account itself."""
+    lang = pick_language(message.from_user.language_code if message.from_user else None)
     code = (message.text or "").strip()
-    await reply_check_in(message, student, code, lang=lang, attendance=attendance, board=board)
+    await reply_check_in(message, code, lang=lang, attendance=attendance, board=board)
 
 
 @router.message(Command("my_attendance"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from uuid import UUID
@@ -21,7 +21,7 @@ from dal.models import (
     UserSessionRedis,
 )
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import AttendanceAlreadyOpen, CheckInResult, RedisClient
+from dal.redis_client import AttendanceAlreadyOpen, CheckInResult, CheckInStatus, RedisClient
 from services.errors import (
     AlreadyOnList,
     InvalidInput,
@@ -119,10 +119,12 @@ class AttendanceService:
         wrong_code_limit: int = 5,
         wrong_code_window_seconds: int = 60,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        user_loader: Callable[[int], Awaitable[UserSessionRedis | None]] | None = None,
     ) -> None:
         self._pg = pg
         self._redis = redis
         self._notifier = notifier
+        self._user_loader = user_loader
         self._tz = tz
         self._early_margin = early_margin
         self._late_after = late_after
@@ -437,20 +439,29 @@ class AttendanceService:
 
     # --- students ------------------------------------------------------------------------
 
-    async def check_in(self, *, student: UserSessionRedis, code: str) -> CheckInResult:
-        """Record a check-in with the code a student sent: one atomic Redis script."""
-        if student.role is not Role.STUDENT:
-            raise NotTeacher  # handlers tell a teacher that teachers do not check in
+    async def check_in(self, *, telegram_id: int, code: str) -> CheckInResult:
+        """Record a check-in with the code a student sent: one atomic Redis script that also
+        reads the sender's linked account. When that account's Redis session has expired but
+        the link still holds in PostgreSQL, `user_loader` re-caches it and the script runs
+        once more."""
+        result = await self._check_in(telegram_id, code)
+        loader = self._user_loader
+        if (
+            result.status is CheckInStatus.NOT_LINKED
+            and loader is not None
+            and await loader(telegram_id) is not None
+        ):
+            result = await self._check_in(telegram_id, code)
+        return result
+
+    async def _check_in(self, telegram_id: int, code: str) -> CheckInResult:
         return await self._redis.check_in(
+            telegram_id=telegram_id,
             code=code,
-            student_number=student.school_number,
-            student_full_name=student.full_name,
-            telegram_id=student.telegram_id,
             now=self._clock(),
-            throttle_key=f"throttle:checkin:{student.telegram_id}",
+            throttle_key=f"throttle:checkin:{telegram_id}",
             throttle_limit=self._wrong_limit,
             throttle_window=self._wrong_window,
-            courses=student.courses,
         )
 
 

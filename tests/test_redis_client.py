@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import zlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
@@ -91,12 +92,26 @@ async def check_in(
     *,
     now: datetime = NOW + timedelta(minutes=1),
     throttle_key: str | None = None,
+    name: str = TURKISH,
+    telegram_id: int | None = None,
+    courses: tuple[str, ...] = (),
 ) -> CheckInResult:
+    """Link `student` (a user session in Redis, as a login leaves it), then check in."""
+    tid = telegram_id if telegram_id is not None else zlib.crc32(student.encode()) + 1
+    await client.save_user_session(
+        session=UserSessionRedis(
+            telegram_id=tid,
+            school_number=student,
+            full_name=name,
+            role=Role.STUDENT,
+            logged_in_at=NOW,
+            courses=list(courses),
+        ),
+        ttl_seconds=3600,
+    )
     return await client.check_in(
+        telegram_id=tid,
         code=code,
-        student_number=student,
-        student_full_name=TURKISH,
-        telegram_id=7_000_000_000 + len(student),
         now=now,
         throttle_key=throttle_key or f"throttle:checkin:{student}",
     )
@@ -382,10 +397,10 @@ async def test_record_writes_to_a_gone_session_raise_not_found(
 async def test_enrolled_student_is_recorded_present(client: RedisClient) -> None:
     opened = await open_session(client)
     moment = NOW + timedelta(minutes=2)
-    result = await client.check_in(
-        code=opened.code,
-        student_number="S1",
-        student_full_name=TURKISH,
+    result = await check_in(
+        client,
+        opened.code,
+        "S1",
         telegram_id=8_100_200_300,
         now=moment,
         throttle_key="throttle:checkin:8100200300",
@@ -407,11 +422,11 @@ async def test_enrolled_student_is_recorded_present(client: RedisClient) -> None
 
 async def test_student_not_in_schedule_is_recorded_pending(client: RedisClient) -> None:
     opened = await open_session(client)
-    result = await client.check_in(
-        code=opened.code,
-        student_number="S99",
-        student_full_name="Ömer Çağrı",
-        telegram_id=None,
+    result = await check_in(
+        client,
+        opened.code,
+        "S99",
+        name="Ömer Çağrı",
         now=NOW + timedelta(minutes=2),
         throttle_key="throttle:checkin:x",
     )
@@ -426,18 +441,18 @@ async def test_student_not_in_schedule_is_recorded_pending(client: RedisClient) 
 
 async def test_second_check_in_is_duplicate_with_the_first_time(client: RedisClient) -> None:
     opened = await open_session(client)
-    first = await client.check_in(
-        code=opened.code,
-        student_number="S1",
-        student_full_name=TURKISH,
+    first = await check_in(
+        client,
+        opened.code,
+        "S1",
         telegram_id=1,
         now=NOW + timedelta(minutes=1),
         throttle_key="throttle:checkin:1",
     )
-    again = await client.check_in(
-        code=opened.code,
-        student_number="S1",
-        student_full_name=TURKISH,
+    again = await check_in(
+        client,
+        opened.code,
+        "S1",
         telegram_id=1,
         now=NOW + timedelta(minutes=7),
         throttle_key="throttle:checkin:1",
@@ -775,3 +790,58 @@ async def test_purge_methods_raise_redis_unavailable_when_redis_is_down(
         outcome = getattr(dead, method)(**kwargs)
         with pytest.raises(RedisUnavailable):
             await (anext(outcome) if hasattr(outcome, "__anext__") else outcome)
+
+
+# --- check-in reads the linked account --------------------------------------------------
+
+
+async def test_check_in_of_an_unlinked_account_changes_nothing(client: RedisClient) -> None:
+    opened = await open_session(client)
+    result = await client.check_in(
+        telegram_id=42, code=opened.code, now=NOW + timedelta(minutes=1), throttle_key="t:42"
+    )
+    assert result.status is CheckInStatus.NOT_LINKED
+    assert await client.get_attendance_records(attendance_id=opened.attendance_id) == []
+    assert (await client.get_counter(key="t:42"))[0] == 0  # not counted as a wrong code
+
+
+async def test_a_teacher_cannot_check_in(client: RedisClient) -> None:
+    opened = await open_session(client)
+    await client.save_user_session(
+        session=UserSessionRedis(
+            telegram_id=43,
+            school_number="T1",
+            full_name="Hoca",
+            role=Role.TEACHER,
+            logged_in_at=NOW,
+        ),
+        ttl_seconds=60,
+    )
+    result = await client.check_in(
+        telegram_id=43, code=opened.code, now=NOW + timedelta(minutes=1), throttle_key="t:43"
+    )
+    assert result.status is CheckInStatus.NOT_STUDENT
+    assert await client.get_attendance_records(attendance_id=opened.attendance_id) == []
+
+
+async def test_the_lesson_code_in_the_students_courses_counts_as_enrolled(
+    client: RedisClient,
+) -> None:
+    opened = await open_session(client)  # enrolled set: S1, S2
+    assert opened.lesson_code
+    result = await check_in(client, opened.code, "S77", courses=("X1", opened.lesson_code))
+    assert result.status is CheckInStatus.OK_PRESENT
+    other = await check_in(client, opened.code, "S78", courses=("X1",))
+    assert other.status is CheckInStatus.OK_PENDING
+
+
+async def test_the_record_keeps_a_long_telegram_id_and_odd_names(client: RedisClient) -> None:
+    opened = await open_session(client)
+    name = 'Ayşe "Ş/ğ" \\ İnce'
+    result = await check_in(client, opened.code, "S1", name=name, telegram_id=4_503_599_627_370_495)
+    assert result.record is not None
+    stored = await client.get_attendance_record(
+        attendance_id=opened.attendance_id, student_number="S1"
+    )
+    assert stored == result.record
+    assert (stored.telegram_id, stored.student_full_name) == (4_503_599_627_370_495, name)

@@ -185,9 +185,13 @@ async def test_closing_reminder_reaches_enrolled_students_not_checked_in_once(
     assert isinstance(outcome, Started)
     code = outcome.attendance.code
     clock.advance(minutes=1)
-    result = await service.check_in(student=session_of(students["S1"], 201), code=code)
+    for number, telegram_id in (("S1", 201), ("S5", 205)):
+        await redis_client.save_user_session(
+            session=session_of(students[number], telegram_id), ttl_seconds=3600
+        )
+    result = await service.check_in(telegram_id=201, code=code)
     assert result.status is CheckInStatus.OK_PRESENT
-    result = await service.check_in(student=session_of(students["S5"], 205), code=code)
+    result = await service.check_in(telegram_id=205, code=code)
     assert result.status is CheckInStatus.OK_PENDING  # not enrolled: never reminded anyway
     notifier = RecordingNotifier()
     job = reminders(pg_client, redis_client, clock, notifier)
