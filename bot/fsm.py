@@ -8,7 +8,6 @@ code-like password typed during /login goes to the login conversation, under the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -16,14 +15,12 @@ from aiogram import Bot
 from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import TelegramObject, Update
 
-_CODE = re.compile(r"\s*\d{6}\s*")
+from handlers.filters import is_code
 
 
 def _is_plain_code(event: TelegramObject) -> bool:
-    if not isinstance(event, Update) or event.message is None:
-        return False
-    text = event.message.text
-    return text is not None and _CODE.fullmatch(text) is not None
+    # The same test as the check-in handler's filter, so the two can never disagree.
+    return isinstance(event, Update) and event.message is not None and is_code(event.message.text)
 
 
 class CodeAwareFSMMiddleware(FSMContextMiddleware):

@@ -27,9 +27,13 @@ async def private_query(query: CallbackQuery) -> bool:
     return query.message is not None and query.message.chat.type == "private"
 
 
+def is_code(text: str | None) -> bool:
+    """Exactly a six-digit check-in code (surrounding spaces allowed)."""
+    return text is not None and _CODE.fullmatch(text) is not None
+
+
 async def check_in_code(message: Message) -> bool:
-    """A message that is exactly a six-digit code (surrounding spaces allowed)."""
-    return message.text is not None and _CODE.fullmatch(message.text) is not None
+    return is_code(message.text)
 
 
 async def has_text(message: Message) -> bool:

@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 # lesson's code, so a student who links after the session opened is not sent to review.
 EVERYONE = "*"
 SCHOOL_NUMBER = re.compile(r"^[A-Za-z0-9]{3,20}$")
-CODE = re.compile(r"^\d{6}$")
 
 
 @dataclass(frozen=True, slots=True)
