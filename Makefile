@@ -4,8 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 RUN := .run
+# Servers started from the wheels whatever is configured: the fresh-machine path, and the oldest
+# Redis (6.2) and newest PostgreSQL the project supports.
+EMBEDDED := $(RUN)/embedded
 
-.PHONY: install test lint demo bench services stop-services clean
+.PHONY: install test test-embedded lint demo bench services stop-services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,14 +24,23 @@ services: $(STAMP)
 	$(PY) scripts/services.py ensure --state-dir $(RUN) > $(RUN)/services.env
 
 stop-services:
+	-$(PY) scripts/services.py stop --state-dir $(EMBEDDED)
 	-$(PY) scripts/services.py stop --state-dir $(RUN)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bot handlers dal services tests bench scripts
 	$(VENV)/bin/mypy
 
+# The whole suite against the configured servers (or embedded ones when none answer), then every
+# test that reaches PostgreSQL or Redis (marker `stores`) again against the embedded servers.
 test: lint services
 	set -a; . ./$(RUN)/services.env; set +a; $(PY) -m pytest
+	$(MAKE) --no-print-directory test-embedded
+
+test-embedded: $(STAMP)
+	@mkdir -p $(EMBEDDED)
+	$(PY) scripts/services.py ensure --embedded --state-dir $(EMBEDDED) > $(RUN)/embedded.env
+	set -a; . ./$(RUN)/embedded.env; set +a; $(PY) -m pytest -m stores
 
 demo: services
 	set -a; . ./$(RUN)/services.env; set +a; $(PY) scripts/demo.py

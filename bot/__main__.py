@@ -13,7 +13,7 @@ from aiohttp import web
 from bot.app import build_app
 from bot.config import ConfigError, Settings, load_settings
 from bot.web import build_web
-from dal.errors import DatabaseUnavailable, RedisUnavailable
+from dal.errors import DatabaseUnavailable, RedisUnavailable, UnsupportedServer
 
 log = logging.getLogger("bot")
 
@@ -70,7 +70,7 @@ def main() -> int:
     logging.getLogger("aiogram.event").setLevel(logging.WARNING)
     try:
         asyncio.run(run(settings))
-    except (DatabaseUnavailable, RedisUnavailable) as exc:
+    except (DatabaseUnavailable, RedisUnavailable, UnsupportedServer) as exc:
         sys.stderr.write(f"attn: {exc}\n")
         return 1
     except KeyboardInterrupt:

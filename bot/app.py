@@ -136,10 +136,16 @@ async def build_app(
     bot: Bot | None = None,
 ) -> AsyncIterator[App]:
     """Open the pools, build services and the Dispatcher; close everything on exit."""
-    pg = await AsyncPostgresClient.connect(settings.database_url)
+    # Both servers are checked (reachable, supported version) before the schema migrates.
     redis = RedisClient.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
     try:
         await redis.ping()
+        await redis.require_supported_version()
+        pg = await AsyncPostgresClient.connect(settings.database_url)
+    except BaseException:
+        await redis.close()
+        raise
+    try:
         bot = bot or build_bot(settings)
         bot.session.middleware(
             OutgoingMiddleware(

@@ -14,6 +14,7 @@ __all__ = [
     "DatabaseUnavailable",
     "NotFound",
     "RedisUnavailable",
+    "UnsupportedServer",
     "mask_url",
 ]
 
@@ -83,6 +84,22 @@ class RedisUnavailable(DalError):
         """The standard one-line message: `Redis unreachable at <masked url>: <reason>`."""
         masked = mask_url(url)
         return cls(f"Redis unreachable at {masked}: {_one_line(reason, url)}", url=url)
+
+
+class UnsupportedServer(DalError):
+    """The server answers but is older than the oldest version this project supports.
+
+    The message is one line naming the server, the masked URL, the version found and the
+    oldest supported one.
+    """
+
+    def __init__(self, *, server: str, url: str, found: str, oldest: str) -> None:
+        super().__init__(
+            f"{server} at {mask_url(url)} is version {found}; ATTN needs {server} {oldest}"
+            " or newer (see README, Supported servers)"
+        )
+        self.found = found
+        self.oldest = oldest
 
 
 def _one_line(reason: object, url: str) -> str:

@@ -21,7 +21,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
-from dal.errors import Conflict, DatabaseUnavailable, NotFound, mask_url
+from dal.errors import Conflict, DatabaseUnavailable, NotFound, UnsupportedServer, mask_url
 from dal.migrations import apply_migrations
 from dal.models import Attendance, AttendanceRecord, Role, ScheduleEntry, User
 
@@ -40,6 +40,9 @@ RecordMethod: TypeAlias = Literal["copy", "executemany"]
 # 10k rows: copy ~96k rows/s vs executemany ~61k; 100k rows: ~82k vs ~59k. Per-row FK checks
 # and the primary key bound both. Below ~100 rows executemany wins by under a millisecond.
 DEFAULT_RECORD_METHOD: Final[RecordMethod] = "copy"
+# Oldest PostgreSQL major version the project supports: CI runs against the machine's 15 and the
+# embedded 18.
+MIN_POSTGRES_MAJOR: Final = 15
 
 _Conn: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
@@ -218,6 +221,7 @@ class AsyncPostgresClient:
             raise DatabaseUnavailable.unreachable(dsn, exc) from None
         client = cls(pool, masked_dsn=masked)
         try:
+            await client._require_supported_version(dsn)
             if migrate:
                 version = await apply_migrations(pool)
                 logger.info("PostgreSQL at %s, schema version %d", masked, version)
@@ -227,6 +231,19 @@ class AsyncPostgresClient:
             await pool.close()
             raise
         return client
+
+    async def _require_supported_version(self, dsn: str) -> None:
+        """Raise `UnsupportedServer` when the server is older than MIN_POSTGRES_MAJOR."""
+        try:
+            async with asyncio.timeout(_PING_TIMEOUT_SECONDS), self._pool.acquire() as conn:
+                major = conn.get_server_version().major
+                shown = str(getattr(conn.get_settings(), "server_version", major)).split(" ")[0]
+        except _UNAVAILABLE_ERRORS as exc:
+            raise DatabaseUnavailable.unreachable(self._masked_dsn, exc) from None
+        if major < MIN_POSTGRES_MAJOR:
+            raise UnsupportedServer(
+                server="PostgreSQL", url=dsn, found=shown, oldest=str(MIN_POSTGRES_MAJOR)
+            )
 
     async def close(self) -> None:
         await self._pool.close()

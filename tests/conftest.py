@@ -32,6 +32,21 @@ def _with_redis_db(url: str, db: int) -> str:
     return urlunsplit(parts._replace(path=f"/{db}"))
 
 
+STORE_FIXTURES = frozenset({"pg_dsn", "redis_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that reaches PostgreSQL or Redis `stores`.
+
+    `make test` runs the whole suite against the configured servers, then the `stores` tests once
+    more against servers started from the wheels (the oldest versions the project supports), so
+    a fresh machine's path and a newer-only command are both caught.
+    """
+    for item in items:
+        if STORE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stores)
+
+
 @pytest.fixture(scope="session")
 async def pg_dsn() -> AsyncIterator[str]:
     """DSN of a fresh, empty database that lives for the whole test run."""

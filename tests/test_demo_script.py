@@ -26,6 +26,9 @@ ADMIN_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432
 BASE_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 TEST_REDIS_DB = int(os.environ.get("ATTN_TEST_REDIS_DB", "15"))
 
+# The demo reaches the servers through DATABASE_URL / REDIS_URL, not the fixtures.
+pytestmark = pytest.mark.stores
+
 SHEET_ROW = re.compile(
     r"^\s+(\d+)\s+(\d{8})\s+(.+?)\s+(present|late|absent|pending|rejected)\s+(.+)$", re.M
 )

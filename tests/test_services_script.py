@@ -6,6 +6,7 @@ they are given point at closed ports) and always stop them again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -22,10 +23,14 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from tests.fakes.old_servers import OldRedisServer
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "services.py"
 CLOSED_PG = "postgresql://postgres@127.0.0.1:1/postgres"
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 ENV_LINE = re.compile(r"^(DATABASE_URL|REDIS_URL)=\S+$")
 SHOW_SOURCED = 'set -a; . "$1"; set +a; printf "%s\\n%s\\n" "$DATABASE_URL" "$REDIS_URL"'
 
@@ -37,10 +42,11 @@ def _services(
     database_url: str = CLOSED_PG,
     redis_url: str = CLOSED_REDIS,
     extra_env: dict[str, str] | None = None,
+    options: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, **(extra_env or {})}
     return subprocess.run(
-        [sys.executable, str(SCRIPT), command, "--state-dir", str(state_dir)],
+        [sys.executable, str(SCRIPT), command, "--state-dir", str(state_dir), *options],
         env=env, capture_output=True, text=True, timeout=90, check=False,
     )
 
@@ -153,6 +159,46 @@ async def test_ensure_starts_embedded_servers_reuses_them_and_stop_stops_them(
     finally:
         await conn.close()
     assert await _redis_pid(redis_url) != redis_pid
+
+
+async def test_a_configured_redis_older_than_supported_is_replaced_by_the_embedded_one(
+    state_dir: Path, tmp_path: Path
+) -> None:
+    """Redis 6.0 answers at REDIS_URL: `ensure` says why and hands out an embedded 6.2 instead."""
+    async with OldRedisServer(version="6.0.16") as old:
+        old_url = f"redis://127.0.0.1:{old.port}/0"
+        result = await asyncio.to_thread(
+            _services, "ensure", state_dir,
+            database_url=os.environ.get("DATABASE_URL", DEFAULT_PG), redis_url=old_url,
+        )
+    assert result.returncode == 0, result.stderr
+    assert "version 6.0.16 is older than 6.2" in result.stderr
+    _, redis_url = _sourced(result.stdout, tmp_path)
+    assert redis_url != old_url
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        version = (await client.info("server"))["redis_version"]
+    finally:
+        await client.aclose()
+    assert tuple(int(part) for part in str(version).split(".")[:2]) >= (6, 2)
+
+
+@pytest.mark.slow
+async def test_embedded_flag_ignores_reachable_servers(state_dir: Path, tmp_path: Path) -> None:
+    """What `make test` uses to run the store tests once more on a fresh machine's servers."""
+    machine_pg = os.environ.get("DATABASE_URL", DEFAULT_PG)
+    machine_redis = os.environ.get("REDIS_URL", DEFAULT_REDIS)
+    result = _services(
+        "ensure", state_dir, database_url=machine_pg, redis_url=machine_redis,
+        options=("--embedded",),
+    )
+    assert result.returncode == 0, result.stderr
+    _assert_only_env_lines(result.stdout)
+    database_url, redis_url = _sourced(result.stdout, tmp_path)
+    assert urlsplit(database_url).port != urlsplit(machine_pg).port
+    assert urlsplit(redis_url).port != urlsplit(machine_redis).port
+    await _pg_facts(database_url)
+    await _redis_pid(redis_url)
 
 
 @pytest.mark.slow

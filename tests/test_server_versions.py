@@ -1,0 +1,96 @@
+"""Supported server versions: `python -m bot` refuses an older PostgreSQL or Redis in one line.
+
+README "Supported servers": PostgreSQL 15 or newer, Redis 6.2 or newer. The old servers are a
+real PostgreSQL behind a proxy that rewrites its reported version, and a small RESP server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from dal.postgres import AsyncPostgresClient
+from dal.redis_client import RedisClient
+from tests.fakes.old_servers import OldPostgresProxy, OldRedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def _run_bot(tmp_path: Path, **env: str) -> tuple[int, str]:
+    base = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot",
+        cwd=tmp_path,  # no .env there
+        env={**base, "PYTHONPATH": str(ROOT), "BOT_TOKEN": "1:x", "AKSIS_MODE": "demo", **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, stderr.decode()
+
+
+def _with_port(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{port}"
+    return parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host).geturl()
+
+
+async def test_bot_refuses_postgres_older_than_15(
+    tmp_path: Path, pg_dsn: str, redis_url: str
+) -> None:
+    upstream = urlsplit(pg_dsn)
+    async with OldPostgresProxy(
+        upstream_host=upstream.hostname or "127.0.0.1",
+        upstream_port=upstream.port or 5432,
+        version="14.9 (Debian 14.9-1)",
+    ) as proxy:
+        status, stderr = await _run_bot(
+            tmp_path, DATABASE_URL=_with_port(pg_dsn, proxy.port), REDIS_URL=redis_url
+        )
+    assert status == 1
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "PostgreSQL" in lines[0] and "14.9" in lines[0] and "15 or newer" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("version", "shown"), [("6.0.16", "6.0.16"), ("5.0.7", "older than 6.0")]
+)
+async def test_bot_refuses_redis_older_than_6_2(
+    tmp_path: Path, pg_dsn: str, version: str, shown: str
+) -> None:
+    async with OldRedisServer(version=version) as old:
+        status, stderr = await _run_bot(
+            tmp_path, DATABASE_URL=pg_dsn, REDIS_URL=f"redis://127.0.0.1:{old.port}/0"
+        )
+    assert status == 1
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "Redis" in lines[0] and shown in lines[0] and "6.2 or newer" in lines[0]
+
+
+async def test_the_servers_under_test_are_supported(pg_dsn: str, redis_url: str) -> None:
+    """The version check passes on the servers this run uses (machine's or embedded)."""
+    pg = await AsyncPostgresClient.connect(pg_dsn, migrate=False)
+    await pg.close()
+    async with RedisClient.from_url(redis_url) as redis:
+        version = await redis.require_supported_version()
+    assert tuple(int(p) for p in version.split(".")[:2]) >= (6, 2)
+
+
+@pytest.mark.parametrize("version", ["6.2.0", "7.0.15", "7.4.2", "8.0.1"])
+async def test_supported_redis_versions_pass(version: str) -> None:
+    async with (
+        OldRedisServer(version=version) as server,
+        RedisClient.from_url(f"redis://127.0.0.1:{server.port}/0") as redis,
+    ):
+        assert await redis.require_supported_version() == version
