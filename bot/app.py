@@ -150,7 +150,7 @@ async def build_app(
         )
         notifier = BotNotifier(bot)
         tz = settings.tz
-        secret = settings.secret_key.get_secret_value()
+        secret = settings.key("secret_key")
         accounts = AccountService(
             pg=pg,
             redis=redis,
