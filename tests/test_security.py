@@ -12,12 +12,19 @@ import io
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from dal.models import Attendance, AttendanceRecord, Role, UserSessionRedis
 from dal.postgres import AsyncPostgresClient
+from dal.redis_client import CheckInStatus, RedisClient
+from services.attendance import NOTE_MAX_CHARS, AttendanceService
 from services.csv_export import safe_cell
 from services.reports import ReportService
+from services.text import code_digits
 from tests.support import (
     IST,
+    RecordingNotifier,
+    open_session,
     pg_client_fixture,  # noqa: F401
     redis_client_fixture,  # noqa: F401
     student_user,
@@ -36,6 +43,25 @@ def _session(user_number: str, role: Role, telegram_id: int = 1) -> UserSessionR
         role=role,
         logged_in_at=NOW,
     )
+
+
+def _attendance(
+    pg: AsyncPostgresClient, redis: RedisClient, notifier: RecordingNotifier | None = None
+) -> AttendanceService:
+    return AttendanceService(
+        pg=pg,
+        redis=redis,
+        notifier=notifier or RecordingNotifier(),
+        tz=IST,
+        early_margin=timedelta(minutes=10),
+        late_after=timedelta(minutes=15),
+        default_duration=timedelta(minutes=50),
+    )
+
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+PERSIAN = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 
 
 # --- 6. exports are safe to open ----------------------------------------------------------
@@ -100,3 +126,83 @@ def test_safe_cell_leaves_ordinary_values_alone() -> None:
     assert safe_cell("present") == "present"
     assert safe_cell("a=b") == "a=b"
     assert safe_cell("=") == "'="
+
+
+# --- 5. input normalisation ----------------------------------------------------------------
+
+
+def test_code_digits_reads_any_scripts_decimal_digits() -> None:
+    assert code_digits("١٢٣٤٥٦") == "123456"
+    assert code_digits(" ۱۲۳۴۵۶ ") == "123456"
+    assert code_digits("１２３４５６") == "123456"
+    assert code_digits("12345٦") == "123456"
+    for not_a_code in ("12345", "1234567", "12 345", "¹²³⁴⁵⁶", "abcdef", "", None):
+        assert code_digits(not_a_code) is None, not_a_code
+
+
+@pytest.mark.parametrize("digits", [ARABIC_INDIC, PERSIAN, FULL_WIDTH])
+async def test_a_code_in_other_digits_checks_in(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient, digits: dict[int, str]
+) -> None:
+    session = await open_session(
+        redis_client,
+        teacher=teacher_user(),
+        start=NOW - timedelta(minutes=1),
+        end=NOW + timedelta(minutes=50),
+        enrolled=["2024001"],
+    )
+    student = _session("2024001", Role.STUDENT, telegram_id=501)
+    await redis_client.save_user_session(session=student, ttl_seconds=3600)
+    service = _attendance(pg_client, redis_client)
+
+    result = await service.check_in(telegram_id=501, code=session.code.translate(digits))
+
+    assert result.status is CheckInStatus.OK_PRESENT
+    assert result.record is not None and result.record.student_number == "2024001"
+
+
+async def test_text_that_cannot_be_a_code_is_not_counted_as_a_wrong_code(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    await redis_client.save_user_session(
+        session=_session("2024001", Role.STUDENT, telegram_id=501), ttl_seconds=3600
+    )
+    service = _attendance(pg_client, redis_client)
+    for _ in range(10):
+        result = await service.check_in(telegram_id=501, code="¹²³⁴⁵⁶")
+        assert result.status is CheckInStatus.WRONG_CODE
+    assert await redis_client.get_counter(key="throttle:checkin:501") == (0, 0)
+
+
+async def test_a_long_rejection_note_is_capped_once_where_it_is_stored(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    teacher = teacher_user()
+    session = await open_session(
+        redis_client,
+        teacher=teacher,
+        start=NOW - timedelta(minutes=1),
+        end=NOW + timedelta(minutes=50),
+        enrolled=["2024001"],
+    )
+    await redis_client.save_user_session(
+        session=_session("2024001", Role.STUDENT, telegram_id=501), ttl_seconds=3600
+    )
+    notifier = RecordingNotifier()
+    service = _attendance(pg_client, redis_client, notifier)
+    await service.check_in(telegram_id=501, code=session.code)
+
+    typed = "<&>" * 1365  # 4,095 characters, each an HTML entity once escaped
+    stored = await service.review(
+        teacher=_session(teacher.user_school_number, Role.TEACHER, telegram_id=9),
+        attendance_id=session.attendance_id,
+        student_number="2024001",
+        accept=False,
+        reason=typed,
+    )
+
+    assert stored.fail_reason is not None
+    note = stored.fail_reason.split(": ", 1)[1]
+    assert len(note) == NOTE_MAX_CHARS and note.endswith("…")
+    (notice,) = notifier.keys("student.rejected")
+    assert notice.values["reason"] == f" ({note})"  # what is stored is what the student sees
