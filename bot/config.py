@@ -149,8 +149,12 @@ class Settings(BaseSettings):
                 continue
             raw = value.get_secret_value() if value is not None else ""
             if raw in DEVELOPMENT_KEYS or len(raw) < MIN_KEY_LENGTH:
-                problem = "is a public development value" if raw in DEVELOPMENT_KEYS else (
-                    "is missing" if not raw else f"is shorter than {MIN_KEY_LENGTH} characters"
+                problem = (
+                    "is a public development value"
+                    if raw in DEVELOPMENT_KEYS
+                    else (
+                        "is missing" if not raw else f"is shorter than {MIN_KEY_LENGTH} characters"
+                    )
                 )
                 raise _NamedSettingError(
                     name.upper(),

@@ -12,6 +12,9 @@ Key layout (namespaces `users:*`, `attendances:*`, `attendance_records:*` come f
     attendances:due                      zset: id scored by end epoch seconds (planned end while
                                          open, actual end once ended); ended means score <= now
     throttle:<kind>:<subject>            counters with expiry
+    login:prompt:<telegram_id>           the bot asked this account for a credential (with
+                                         expiry): plain text from it may be one
+    users:undeliverable                  set of Telegram ids Telegram refused to deliver to
     once:<kind>:<...>                    dedupe markers
     locks:<name>                         job locks (one replica per scheduler tick)
 
@@ -96,6 +99,13 @@ def teacher_key(teacher_school_number: str) -> str:
 
 def lock_key(name: str) -> str:
     return f"locks:{name}"
+
+
+def login_prompt_key(telegram_id: int) -> str:
+    return f"login:prompt:{telegram_id}"
+
+
+UNDELIVERABLE_KEY: Final = "users:undeliverable"
 
 
 # --- Lua ---------------------------------------------------------------------------------
@@ -882,6 +892,36 @@ class RedisClient:
         with self._errors:
             marked = await self._redis.set(key, "1", nx=True, ex=ttl_seconds)
         return bool(marked)
+
+    # --- credential prompts ----------------------------------------------------------------
+
+    async def set_login_prompt(self, *, telegram_id: int, step: str, ttl_seconds: int) -> None:
+        """Remember that the bot asked this account for a credential (`step`)."""
+        with self._errors:
+            await self._redis.set(login_prompt_key(telegram_id), step, ex=ttl_seconds)
+
+    async def get_login_prompt(self, *, telegram_id: int) -> str | None:
+        with self._errors:
+            raw = await self._redis.get(login_prompt_key(telegram_id))
+        return None if raw is None else _text(raw)
+
+    async def clear_login_prompt(self, *, telegram_id: int) -> None:
+        with self._errors:
+            await self._redis.delete(login_prompt_key(telegram_id))
+
+    # --- deliverability ----------------------------------------------------------------------
+
+    async def add_undeliverable(self, *, telegram_ids: Sequence[int]) -> None:
+        if not telegram_ids:
+            return
+        with self._errors:
+            await self._redis.sadd(UNDELIVERABLE_KEY, *(str(int(x)) for x in telegram_ids))
+
+    async def remove_undeliverable(self, *, telegram_id: int) -> bool:
+        """Drop the account from the undeliverable set; True when it was there."""
+        with self._errors:
+            removed = await self._redis.srem(UNDELIVERABLE_KEY, str(int(telegram_id)))
+        return bool(removed)
 
     # --- job locks -------------------------------------------------------------------------
 

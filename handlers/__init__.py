@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import BaseMiddleware, Router
 from aiogram.filters import StateFilter
 
-from handlers.filters import check_in_code, private_chat, private_query
+from handlers.filters import check_in_code, has_text, private_chat, private_query
 
 
 def _adopt(parent: Router, *children: Router) -> None:
@@ -22,7 +22,8 @@ def _adopt(parent: Router, *children: Router) -> None:
 def build_router(user_context: BaseMiddleware) -> Router:
     """The root router.
 
-    The check-in code, the hot path, is the first handler of the root router, so an update
+    The check-in code, the hot path, is the first handler of the root router after the late
+    credential (reached only when the bot last asked the sender for one), so an update
     reaches it without descending through nested routers (each level copies the handler data
     and wraps the middlewares again). It applies only outside a conversation: a six-digit
     password typed during /login has a state set and goes to the login router.
@@ -33,14 +34,24 @@ def build_router(user_context: BaseMiddleware) -> Router:
     from handlers import common, errors, groups, login, student, teacher
 
     root = Router(name="attn")
+    # Plain text from someone the bot last asked for a credential is deleted, not read as a
+    # code (a six-digit password typed after the login step expired).
+    root.message.register(
+        login.late_credential, private_chat, StateFilter(None), has_text, login.expects_credential
+    )
     root.message.register(student.code_message, private_chat, StateFilter(None), check_in_code)
     private = Router(name="private")
     private.message.filter(private_chat)
     private.callback_query.filter(private_query)
     private.message.outer_middleware(user_context)
     private.callback_query.outer_middleware(user_context)
-    groups.router.message.outer_middleware(user_context)
     _adopt(private, student.router, login.router, teacher.router, common.router)
     root.include_router(private)
-    _adopt(root, groups.router, errors.router)
+    # The context middleware goes on a router made here, not on the module-level one, which
+    # would keep the middleware (and the stores) of every earlier build.
+    group = Router(name="group")
+    group.message.outer_middleware(user_context)
+    _adopt(group, groups.router)
+    root.include_router(group)
+    _adopt(root, errors.router)
     return root

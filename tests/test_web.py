@@ -99,9 +99,9 @@ async def test_health_says_down_without_internal_detail(
                     body = await response.text()
                 assert json.loads(body) == {"status": "down", "postgres": "down", "redis": "ok"}
                 assert "Error" not in body and "127.0.0.1" not in body
-                assert any(
-                    "postgres is down" in r.getMessage() for r in caplog.records
-                ), caplog.text
+                assert any("postgres is down" in r.getMessage() for r in caplog.records), (
+                    caplog.text
+                )
             finally:
                 await runner.cleanup()
                 await app.bot.session.close()
