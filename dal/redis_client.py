@@ -143,17 +143,11 @@ _CHECK_IN_LUA: Final = """
 -- KEYS: 1 throttle key, 2 code key, 3 due index, 4 the sender's user session (users:<id>)
 -- ARGV: 1 now (epoch s), 2 throttle limit, 3 throttle window (s), 4 now (ISO 8601),
 --       5 the sender's Telegram id
-local user = redis.call('GET', KEYS[4])
-if not user then
-  return {'NOT_LINKED'}
-end
-local u = cjson.decode(user)
-if u['role'] ~= 'student' then
-  return {'NOT_STUDENT'}
-end
-local number = u['school_number']
-local count = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if count >= tonumber(ARGV[2]) then
+local function throttled()
+  local count = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+  if count < tonumber(ARGV[2]) then
+    return nil
+  end
   local ttl = redis.call('TTL', KEYS[1])
   if ttl < 0 then
     redis.call('EXPIRE', KEYS[1], ARGV[3])
@@ -161,12 +155,35 @@ if count >= tonumber(ARGV[2]) then
   end
   return {'THROTTLED', ttl}
 end
-local id = redis.call('GET', KEYS[2])
-if not id then
-  -- The window starts at the first wrong code (EXPIRE ... NX without Redis 7's NX).
+local function count_failure()
+  -- The window starts at the first failure (EXPIRE ... NX without Redis 7's NX).
   if redis.call('INCR', KEYS[1]) == 1 or redis.call('TTL', KEYS[1]) < 0 then
     redis.call('EXPIRE', KEYS[1], ARGV[3])
   end
+end
+local user = redis.call('GET', KEYS[4])
+if not user then
+  -- A code from an account with no user session counts like a wrong code, and once throttled
+  -- is refused here, before the caller looks the account up in PostgreSQL.
+  local refused = throttled()
+  if refused then
+    return refused
+  end
+  count_failure()
+  return {'NOT_LINKED'}
+end
+local u = cjson.decode(user)
+if u['role'] ~= 'student' then
+  return {'NOT_STUDENT'}
+end
+local number = u['school_number']
+local refused = throttled()
+if refused then
+  return refused
+end
+local id = redis.call('GET', KEYS[2])
+if not id then
+  count_failure()
   return {'WRONG_CODE'}
 end
 local session = redis.call('GET', 'attendances:{' .. id .. '}')
@@ -793,12 +810,13 @@ class RedisClient:
     ) -> CheckInResult:
         """Record the check-in of the student linked to `telegram_id`, in one Lua call.
 
-        Order: not linked (no user session in Redis) -> not a student -> throttled (no
-        lookup) -> unknown code (counts a failure) -> session gone -> ended (due score <= now)
-        -> duplicate (returns the first record) -> enrolled (present) or not (pending review,
-        NOT_IN_SCHEDULE). The student counts as enrolled when the session's enrolled set names
-        them, when it holds `*` (no known enrolment), or when the session's lesson code is
-        among the courses of their user session (their cached schedule).
+        Order: not linked (no user session in Redis: throttled like a wrong code, counts a
+        failure) -> not a student -> throttled (no lookup) -> unknown code (counts a failure)
+        -> session gone -> ended (due score <= now) -> duplicate (returns the first record)
+        -> enrolled (present) or not (pending review, NOT_IN_SCHEDULE). The student counts as
+        enrolled when the session's enrolled set names them, when it holds `*` (no known
+        enrolment), or when the session's lesson code is among the courses of their user
+        session (their cached schedule).
         """
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")

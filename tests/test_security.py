@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,14 +18,21 @@ import pytest
 from dal.models import Attendance, AttendanceRecord, Role, UserSessionRedis
 from dal.postgres import AsyncPostgresClient
 from dal.redis_client import CheckInStatus, RedisClient
+from services.accounts import AccountService
+from services.aksis import AksisClient, InvalidCredentials
 from services.attendance import NOTE_MAX_CHARS, AttendanceService
 from services.csv_export import safe_cell
+from services.demo_aksis import DemoAksisClient
+from services.errors import LoginThrottled, PortalBusy
 from services.reports import ReportService
 from services.text import code_digits
+from tests.fakes.aksis_server import FakeAksis
 from tests.support import (
     IST,
     RecordingNotifier,
+    link,
     open_session,
+    pg_behind_proxy,
     pg_client_fixture,  # noqa: F401
     redis_client_fixture,  # noqa: F401
     student_user,
@@ -45,9 +53,28 @@ def _session(user_number: str, role: Role, telegram_id: int = 1) -> UserSessionR
     )
 
 
+def _accounts(
+    pg: AsyncPostgresClient, redis: RedisClient, aksis: AksisClient | None = None, **limits: int
+) -> AccountService:
+    return AccountService(
+        pg=pg,
+        redis=redis,
+        aksis=aksis or DemoAksisClient(IST, staff_id_key="k" * 32),
+        notifier=RecordingNotifier(),
+        throttle_key=b"t" * 32,
+        student_ttl_days=120,
+        teacher_ttl_days=30,
+        **limits,
+    )
+
+
 def _attendance(
-    pg: AsyncPostgresClient, redis: RedisClient, notifier: RecordingNotifier | None = None
+    pg: AsyncPostgresClient,
+    redis: RedisClient,
+    notifier: RecordingNotifier | None = None,
+    accounts: AccountService | None = None,
 ) -> AttendanceService:
+    loader = accounts.current_user if accounts is not None else None
     return AttendanceService(
         pg=pg,
         redis=redis,
@@ -56,6 +83,7 @@ def _attendance(
         early_margin=timedelta(minutes=10),
         late_after=timedelta(minutes=15),
         default_duration=timedelta(minutes=50),
+        user_loader=(lambda telegram_id: loader(telegram_id=telegram_id)) if loader else None,
     )
 
 
@@ -206,3 +234,118 @@ async def test_a_long_rejection_note_is_capped_once_where_it_is_stored(
     assert len(note) == NOTE_MAX_CHARS and note.endswith("…")
     (notice,) = notifier.keys("student.rejected")
     assert notice.values["reason"] == f" ({note})"  # what is stored is what the student sees
+
+
+# --- 7. cheap abuse is throttled early -----------------------------------------------------
+
+
+async def test_codes_from_an_unlinked_account_cost_no_query_after_the_throttle(
+    pg_dsn: str, pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    """Every code from an account with no Redis session used to look the account up in
+    PostgreSQL. Now such codes count like wrong codes; once throttled, none reaches it."""
+    session = await open_session(
+        redis_client,
+        teacher=teacher_user(),
+        start=NOW - timedelta(minutes=1),
+        end=NOW + timedelta(minutes=50),
+        enrolled=["*"],
+    )
+    async with pg_behind_proxy(pg_dsn) as (pg, proxy):
+        attendance = _attendance(pg, redis_client, accounts=_accounts(pg, redis_client))
+        statuses = []
+        chunks_after_throttle = None
+        for _ in range(50):
+            result = await attendance.check_in(telegram_id=777, code=session.code)
+            statuses.append(result.status)
+            if result.status is CheckInStatus.THROTTLED and chunks_after_throttle is None:
+                chunks_after_throttle = proxy.chunks_up
+        assert statuses[:5] == [CheckInStatus.NOT_LINKED] * 5
+        assert statuses[5:] == [CheckInStatus.THROTTLED] * 45
+        assert chunks_after_throttle is not None and chunks_after_throttle > 0  # the counter works
+        assert proxy.chunks_up == chunks_after_throttle  # 45 codes, not one PostgreSQL query
+
+
+async def test_a_linked_student_with_a_cold_cache_still_checks_in(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    student = student_user("2024001")
+    await link(pg_client, student, 501)
+    session = await open_session(
+        redis_client,
+        teacher=teacher_user(),
+        start=NOW - timedelta(minutes=1),
+        end=NOW + timedelta(minutes=50),
+        enrolled=["2024001"],
+    )
+    attendance = _attendance(
+        pg_client, redis_client, accounts=_accounts(pg_client, redis_client)
+    )
+    result = await attendance.check_in(telegram_id=501, code=session.code)
+    assert result.status is CheckInStatus.OK_PRESENT
+
+
+@pytest.fixture
+async def portal() -> AsyncIterator[FakeAksis]:
+    async with FakeAksis() as fake:
+        for i in range(1, 6):
+            fake.add_student(f"student{i}", "right-password", f"ÖĞRENCİ {i}", f"202400{i}")
+        yield fake
+
+
+async def test_another_account_cannot_lock_the_owner_of_a_user_name_out(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient, portal: FakeAksis
+) -> None:
+    accounts = _accounts(pg_client, redis_client, portal.live_client())
+    attacker, owner = 300, 201
+    for _ in range(5):
+        with pytest.raises(InvalidCredentials):
+            await accounts.login(
+                telegram_id=attacker, language="en", username="student1", password="guess"
+            )
+    with pytest.raises(LoginThrottled):  # the attacker's account is paused ...
+        await accounts.login(
+            telegram_id=attacker, language="en", username="student1", password="guess"
+        )
+    # ... and the owner, from their own account, signs in.
+    outcome = await accounts.login(
+        telegram_id=owner, language="en", username="student1", password="right-password"
+    )
+    assert outcome.session.school_number == "2024001"
+
+
+async def test_a_user_name_has_its_own_higher_ceiling(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient, portal: FakeAksis
+) -> None:
+    """Many accounts guessing one user name are stopped at the user name's ceiling."""
+    accounts = _accounts(
+        pg_client, redis_client, portal.live_client(), max_failures_per_username=8
+    )
+    for attacker in range(300, 304):
+        for _ in range(2):
+            with pytest.raises(InvalidCredentials):
+                await accounts.login(
+                    telegram_id=attacker, language="en", username="student2", password="guess"
+                )
+    with pytest.raises(LoginThrottled):
+        await accounts.login(
+            telegram_id=399, language="en", username="student2", password="right-password"
+        )
+
+
+async def test_portal_sign_ons_are_capped_per_minute(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient, portal: FakeAksis
+) -> None:
+    accounts = _accounts(pg_client, redis_client, portal.live_client(), portal_logins_per_minute=3)
+    for i in range(1, 4):
+        await accounts.login(
+            telegram_id=200 + i, language="en", username=f"student{i}", password="right-password"
+        )
+    posts = len(portal.requests_to("/Account/LogOn", "POST"))
+    assert posts >= 3
+    with pytest.raises(PortalBusy) as busy:
+        await accounts.login(
+            telegram_id=204, language="en", username="student4", password="right-password"
+        )
+    assert 0 < busy.value.retry_after <= 60
+    assert len(portal.requests_to("/Account/LogOn", "POST")) == posts  # the portal was not asked
