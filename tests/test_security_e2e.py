@@ -172,3 +172,56 @@ async def test_login_with_user_name_in_a_group_is_deleted(bot: Running) -> None:
     await bot.telegram.deliver_update(update)
     await bot.telegram.wait_for_calls("deleteMessage", 1, timeout=10)
     assert bot.telegram.deleted_message_ids(-100500) == [7]
+
+
+# --- 4. deliverability recovers --------------------------------------------------------------
+
+
+async def test_a_user_who_unblocks_the_bot_gets_the_next_notice(bot: Running) -> None:
+    teacher, student = bot.user(100, "Elif"), bot.user(201, "Ayşe")
+    await bot.login(teacher, "teacher1")
+    await bot.login(student, "student1")
+    bot.telegram.forbid_chat(student.id)  # the student blocks the bot
+    await bot.start_session(teacher)
+    for _ in range(100):  # the announcement is refused for good: marked undeliverable
+        if not await bot.app.pg.get_contacts(school_numbers=["2024001"]):
+            break
+        await asyncio.sleep(0.05)
+    assert await bot.app.pg.get_contacts(school_numbers=["2024001"]) == []
+    await teacher.send("/end_session")
+    await teacher.next_message()
+
+    bot.telegram.allow_chat(student.id)  # unblocked; any update from them ...
+    student.mark_read()
+    await student.send("/help")
+    await student.next_message()
+    assert len(await bot.app.pg.get_contacts(school_numbers=["2024001"])) == 1
+
+    await bot.start_session(teacher)  # ... and the next notice reaches them
+    assert "Attendance is open" in _text(await student.next_message())
+
+
+# --- 5. input normalisation -----------------------------------------------------------------
+
+
+async def test_arabic_indic_code_checks_in_and_a_long_reason_reaches_the_student(
+    bot: Running,
+) -> None:
+    teacher, student = bot.user(100, "Elif"), bot.user(201, "Ayşe")
+    await bot.login(teacher, "teacher1")
+    await bot.login(student, "student1")
+    code = await bot.start_session(teacher)
+    await student.next_message()  # attendance is open
+    await student.send(code.translate(ARABIC_INDIC))  # e.g. ١٢٣٤٥٦
+    assert "checked in" in _text(await reply(student))
+
+    teacher.mark_read()
+    await teacher.send("/attendees")
+    listing = await teacher.next_message()
+    await teacher.click_button("❌ 2024001", listing)
+    await teacher.next_message()  # asks for the reason
+    await teacher.send("<b>&" * 1000)  # 4,000 characters, 12,000 once escaped
+    await teacher.next_message()  # rejected
+    notice = _text(await reply(student))
+    assert "rejected" in notice and "&lt;b&gt;&amp;" in notice
+    assert len(notice) <= 4096
