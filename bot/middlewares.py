@@ -41,7 +41,8 @@ class UserContextMiddleware(BaseMiddleware):
 class HeardFromMiddleware(BaseMiddleware):
     """Any update from a user shows that Telegram delivers to them again (they unblocked the
     bot): an account marked undeliverable becomes deliverable before the update is handled.
-    One Redis command per update; a failure here never stops the update."""
+    A check-in code comes with the mark already read (`undeliverable`, bot/fsm.py); any other
+    update costs one Redis command. A failure here never stops the update."""
 
     def __init__(self, accounts: AccountService) -> None:
         self._accounts = accounts
@@ -53,7 +54,7 @@ class HeardFromMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         sender: User | None = data.get("event_from_user")
-        if sender is not None and not sender.is_bot:
+        if sender is not None and not sender.is_bot and data.get("undeliverable") is not False:
             try:
                 await self._accounts.heard_from(telegram_id=sender.id)
             except Exception:  # handling the update matters more than this note

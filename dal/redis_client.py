@@ -14,7 +14,7 @@ Key layout (namespaces `users:*`, `attendances:*`, `attendance_records:*` come f
     throttle:<kind>:<subject>            counters with expiry
     login:prompt:<telegram_id>           the bot asked this account for a credential (with
                                          expiry): plain text from it may be one
-    users:undeliverable                  set of Telegram ids Telegram refused to deliver to
+    users:<telegram_id>:undeliverable    present while Telegram refuses to deliver to the account
     once:<kind>:<...>                    dedupe markers
     locks:<name>                         job locks (one replica per scheduler tick)
 
@@ -105,7 +105,8 @@ def login_prompt_key(telegram_id: int) -> str:
     return f"login:prompt:{telegram_id}"
 
 
-UNDELIVERABLE_KEY: Final = "users:undeliverable"
+def undeliverable_key(telegram_id: int) -> str:
+    return f"users:{telegram_id}:undeliverable"
 
 
 # --- Lua ---------------------------------------------------------------------------------
@@ -930,15 +931,17 @@ class RedisClient:
     # --- deliverability ----------------------------------------------------------------------
 
     async def add_undeliverable(self, *, telegram_ids: Sequence[int]) -> None:
+        """Mark the accounts undeliverable (one key each, so that the check-in path can read
+        the mark in the round trip it makes anyway: bot/fsm.py)."""
         if not telegram_ids:
             return
         with self._errors:
-            await self._redis.sadd(UNDELIVERABLE_KEY, *(str(int(x)) for x in telegram_ids))
+            await self._redis.mset({undeliverable_key(int(x)): "1" for x in telegram_ids})
 
     async def remove_undeliverable(self, *, telegram_id: int) -> bool:
-        """Drop the account from the undeliverable set; True when it was there."""
+        """Drop the account's undeliverable mark; True when there was one."""
         with self._errors:
-            removed = await self._redis.srem(UNDELIVERABLE_KEY, str(int(telegram_id)))
+            removed = await self._redis.delete(undeliverable_key(telegram_id))
         return bool(removed)
 
     # --- job locks -------------------------------------------------------------------------

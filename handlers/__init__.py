@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import BaseMiddleware, Router
 from aiogram.filters import StateFilter
 
-from handlers.filters import check_in_code, has_text, private_chat, private_query
+from handlers.filters import check_in_code, private_chat, private_query
 
 
 def _adopt(parent: Router, *children: Router) -> None:
@@ -22,8 +22,7 @@ def _adopt(parent: Router, *children: Router) -> None:
 def build_router(user_context: BaseMiddleware) -> Router:
     """The root router.
 
-    The check-in code, the hot path, is the first handler of the root router after the late
-    credential (reached only when the bot last asked the sender for one), so an update
+    The check-in code, the hot path, is the first handler of the root router, so an update
     reaches it without descending through nested routers (each level copies the handler data
     and wraps the middlewares again). It applies only outside a conversation: a six-digit
     password typed during /login has a state set and goes to the login router.
@@ -34,12 +33,11 @@ def build_router(user_context: BaseMiddleware) -> Router:
     from handlers import common, errors, groups, login, student, teacher
 
     root = Router(name="attn")
-    # Plain text from someone the bot last asked for a credential is deleted, not read as a
-    # code (a six-digit password typed after the login step expired).
-    root.message.register(
-        login.late_credential, private_chat, StateFilter(None), has_text, login.expects_credential
-    )
     root.message.register(student.code_message, private_chat, StateFilter(None), check_in_code)
+    # Plain text from someone the bot last asked for a credential is deleted, not read as a
+    # code (a six-digit password typed after the login step expired: `check_in_code` leaves
+    # it alone). One filter, so the check-in above pays nothing for it.
+    root.message.register(login.late_credential, login.expects_credential)
     private = Router(name="private")
     private.message.filter(private_chat)
     private.callback_query.filter(private_query)

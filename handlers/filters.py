@@ -32,8 +32,11 @@ def is_code(text: str | None) -> bool:
     return code_digits(text) is not None
 
 
-async def check_in_code(message: Message) -> bool:
-    return is_code(message.text)
+async def check_in_code(message: Message, login_prompt: object = None) -> bool:
+    """A check-in code, unless the bot last asked the sender for a credential (then it may
+    be a six-digit password: handlers.login.late_credential deletes it). `login_prompt` is
+    read with the conversation state by bot/fsm.py."""
+    return login_prompt is not True and is_code(message.text)
 
 
 async def has_text(message: Message) -> bool:

@@ -169,22 +169,27 @@ async def login_password(
 async def late_credential(message: Message, bot: Bot) -> None:
     """Plain text, outside any conversation, from an account the bot last asked for a
     credential: it may be the password typed after the login step expired, so it is deleted
-    (and never taken as a check-in code). Registered on the root router before the check-in
-    handler (handlers.build_router), with the `expects_credential` filter."""
+    (and never taken as a check-in code). Registered on the root router right after the
+    check-in handler (handlers.build_router), with the `expects_credential` filter."""
     lang = pick_language(message.from_user.language_code if message.from_user else None)
     await _forget(bot, message, lang)
     await message.answer(t("login.expired", lang))
 
 
 async def expects_credential(
-    message: Message, accounts: AccountService, login_prompt: object = None
+    message: Message,
+    accounts: AccountService,
+    raw_state: str | None = None,
+    login_prompt: object = None,
 ) -> bool:
-    """True when the bot's last question to the sender was for a credential. The FSM
-    middleware reads that along with the state for a plain code (bot/fsm.py, `login_prompt`:
-    True/False); any other text asks Redis here."""
+    """Plain text in a private chat, outside any conversation, from an account the bot last
+    asked for a credential. For a code the FSM middleware has read that along with the state
+    (bot/fsm.py, `login_prompt`: True/False); any other text asks Redis here."""
+    if message.chat.type != "private" or raw_state is not None or message.text is None:
+        return False
     if isinstance(login_prompt, bool):
         return login_prompt
-    if message.from_user is None or message.text is None or message.text.startswith("/"):
+    if message.from_user is None or message.text.startswith("/"):
         return False
     return await accounts.awaits_credential(telegram_id=message.from_user.id)
 

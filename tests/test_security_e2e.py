@@ -102,6 +102,11 @@ async def test_password_after_the_conversation_expired_is_deleted(
     # Commands still work, and a new /login starts afresh.
     answer = await bot.login(user, "student1")
     assert "Linked" in _text(answer)
+    # Once the password is answered, plain text is ordinary text again.
+    await user.send("hello")
+    assert "Login timed out" not in _text(await user.next_message())
+    await user.send("/logout")
+    assert "no longer linked" in _text(await user.next_message())
 
 
 async def test_password_after_the_login_step_expired_is_deleted(bot: Running) -> None:
