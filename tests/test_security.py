@@ -349,3 +349,23 @@ async def test_portal_sign_ons_are_capped_per_minute(
         )
     assert 0 < busy.value.retry_after <= 60
     assert len(portal.requests_to("/Account/LogOn", "POST")) == posts  # the portal was not asked
+
+
+# --- 4. deliverability recovers ------------------------------------------------------------
+
+
+async def test_marks_made_before_start_up_are_cleared_by_the_next_update(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    """A mark written to PostgreSQL only (by an older version, or before Redis was emptied)
+    is loaded at start-up, so the account's next update still clears it."""
+    await link(pg_client, student_user("2024001"), 501)
+    await pg_client.mark_undeliverable(telegram_id=501, reason="Forbidden: bot was blocked")
+    accounts = _accounts(pg_client, redis_client)
+    assert await pg_client.get_contacts(school_numbers=["2024001"]) == []
+    assert not await accounts.heard_from(telegram_id=501)  # Redis does not know it yet
+
+    assert await accounts.load_undeliverable() == 1
+    assert await accounts.heard_from(telegram_id=501)
+    assert len(await pg_client.get_contacts(school_numbers=["2024001"])) == 1
+    assert not await accounts.heard_from(telegram_id=501)  # once is enough
