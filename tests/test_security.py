@@ -2,7 +2,7 @@
 capped teacher text, cheap abuse throttled before PostgreSQL, login throttles that cannot lock a
 victim out, a global cap on portal sign-ons, and deliverability that recovers.
 
-The conversation paths (credentials deleted from the chat) are end to end in test_login_security.
+The conversation paths (credentials deleted from the chat) are end to end in test_security_e2e.
 """
 
 from __future__ import annotations
