@@ -293,7 +293,12 @@ def bench_bot() -> tuple[Bot, NullSession]:
 def project_settings(dsn: str, redis: str, **overrides: Any) -> Any:
     from bot.config import load_settings
 
-    values: dict[str, Any] = {"bot_token": FAKE_TOKEN, "database_url": dsn, "redis_url": redis}
+    values: dict[str, Any] = {
+        "bot_token": FAKE_TOKEN,
+        "database_url": dsn,
+        "redis_url": redis,
+        "aksis_mode": "demo",  # the portal is a stand-in; demo mode makes its own keys
+    }
     return load_settings(**{**values, **overrides})
 
 

@@ -29,7 +29,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from bot.config import Settings
 from bot.fsm import CodeAwareFSMMiddleware
 from bot.i18n import COMMANDS, t
-from bot.middlewares import UserContextMiddleware
+from bot.middlewares import HeardFromMiddleware, UserContextMiddleware
 from bot.notifier import BotNotifier
 from bot.outgoing import OutgoingMiddleware
 from bot.scheduler import build_scheduler
@@ -115,13 +115,13 @@ async def register_commands(bot: Bot) -> None:
 
 
 def _undeliverable_recorder(
-    pg: AsyncPostgresClient,
+    accounts: AccountService,
 ) -> Callable[[int | str, str, str], Awaitable[None]]:
     async def record(chat_id: int | str, method: str, description: str) -> None:
         log.warning("telegram refused %s to chat %s for good: %s", method, chat_id, description)
         if isinstance(chat_id, int) and chat_id > 0:
             try:
-                await pg.mark_undeliverable(telegram_id=chat_id, reason=description)
+                await accounts.mark_undeliverable(telegram_id=chat_id, reason=description)
             except Exception:  # recording must never break the sending path
                 log.exception("could not record chat %s as undeliverable", chat_id)
 
@@ -147,16 +147,9 @@ async def build_app(
         raise
     try:
         bot = bot or build_bot(settings)
-        bot.session.middleware(
-            OutgoingMiddleware(
-                global_rate=settings.telegram_global_rate,
-                per_chat_rate=settings.telegram_per_chat_rate,
-                on_undeliverable=_undeliverable_recorder(pg),
-            )
-        )
         notifier = BotNotifier(bot)
         tz = settings.tz
-        secret = settings.secret_key.get_secret_value()
+        secret = settings.key("secret_key")
         accounts = AccountService(
             pg=pg,
             redis=redis,
@@ -165,6 +158,17 @@ async def build_app(
             throttle_key=secret.encode(),
             student_ttl_days=settings.student_session_ttl_days,
             teacher_ttl_days=settings.teacher_session_ttl_days,
+            max_failures=settings.login_max_failures,
+            max_failures_per_username=settings.login_max_failures_per_username,
+            failure_window_seconds=settings.login_failure_window_seconds,
+            portal_logins_per_minute=settings.aksis_logins_per_minute,
+        )
+        bot.session.middleware(
+            OutgoingMiddleware(
+                global_rate=settings.telegram_global_rate,
+                per_chat_rate=settings.telegram_per_chat_rate,
+                on_undeliverable=_undeliverable_recorder(accounts),
+            )
         )
         attendance = AttendanceService(
             pg=pg,
@@ -197,6 +201,7 @@ async def build_app(
             storage=storage, events_isolation=dispatcher.fsm.events_isolation
         )
         dispatcher.update.outer_middleware(dispatcher.fsm)
+        dispatcher.update.outer_middleware(HeardFromMiddleware(accounts))
         dispatcher.include_router(build_router(UserContextMiddleware(accounts)))
         scheduler = build_scheduler(
             settings=settings, pg=pg, redis=redis, notifier=notifier, attendance=attendance
@@ -216,6 +221,7 @@ async def build_app(
         )
 
         async def on_startup() -> None:
+            await app.accounts.load_undeliverable()
             await register_commands(app.bot)
             app.board.start()
             app.scheduler.start()

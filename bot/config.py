@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+import secrets
+from typing import Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable in one line."""
+
+
+# The keys this project shipped as defaults before they became required in live mode: public,
+# so refused like a missing key.
+DEVELOPMENT_KEYS: frozenset[str] = frozenset(
+    {"attn-development-staff-key", "attn-development-secret-key"}
+)
+MIN_KEY_LENGTH = 32
+# Telegram's alphabet for the webhook secret token (1-256 characters); at least 32 here.
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{32,256}")
+KEY_RECIPE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+class _NamedSettingError(ValueError):
+    """A cross-field check that failed; `load_settings` reports it under `name`."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
 
 
 class Settings(BaseSettings):
@@ -31,11 +51,20 @@ class Settings(BaseSettings):
     aksis_schedule_url: str = "https://obs.istanbul.edu.tr/OgrenimBilgileri/DersProgramiYeni/Index"
     aksis_timeout_seconds: float = Field(default=15.0, gt=0)
     # Key for the keyed hash that identifies staff whose portal page shows no staff number
-    # (AKSIS.md section 4). Set it in production; changing it re-identifies every teacher.
-    staff_id_key: SecretStr = SecretStr("attn-development-staff-key")
+    # (AKSIS.md section 4). Required in live mode; changing it re-identifies every teacher.
+    staff_id_key: SecretStr | None = None
     # Key for short-lived encryption (the login user name between two steps) and for the
-    # digests that throttle logins. Set it in production.
-    secret_key: SecretStr = SecretStr("attn-development-secret-key")
+    # digests that throttle logins. Required in live mode.
+    secret_key: SecretStr | None = None
+    # Failed portal sign-ons before a pause: per Telegram account (and per user name tried from
+    # it), and per user name over all accounts (higher, so that one account cannot lock a
+    # victim out); the window starts at the first failure.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures_per_username: int = Field(default=20, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+    # Portal sign-ons per minute over every user and replica; beyond it a login is asked to
+    # wait (the portal is never hammered through this bot).
+    aksis_logins_per_minute: int = Field(default=60, ge=1)
 
     timezone: str = "Europe/Istanbul"
     finalize_interval_seconds: int = Field(default=60, ge=1)
@@ -63,7 +92,9 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     log_level: str = "INFO"
 
-    @field_validator("webhook_url", "webhook_secret", "bot_token", mode="before")
+    @field_validator(
+        "webhook_url", "webhook_secret", "bot_token", "staff_id_key", "secret_key", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -98,9 +129,50 @@ class Settings(BaseSettings):
             raise ValueError("must be an http(s):// URL")
         return value
 
+    @model_validator(mode="after")
+    def _safe_for_production(self) -> Self:
+        """Refuse a webhook anyone could post to, and the public development keys outside demo
+        mode. Demo mode without keys gets fresh ones for this run."""
+        if self.webhook_url is not None:
+            secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+            if not _WEBHOOK_SECRET.fullmatch(secret):
+                raise _NamedSettingError(
+                    "WEBHOOK_SECRET",
+                    "required when WEBHOOK_URL is set: 32 to 256 characters of A-Z a-z 0-9 _ -;"
+                    f" make one with {KEY_RECIPE}",
+                )
+        for name in ("staff_id_key", "secret_key"):
+            value: SecretStr | None = getattr(self, name)
+            if self.aksis_mode == "demo":
+                if value is None:
+                    setattr(self, name, SecretStr(secrets.token_urlsafe(32)))
+                continue
+            raw = value.get_secret_value() if value is not None else ""
+            if raw in DEVELOPMENT_KEYS or len(raw) < MIN_KEY_LENGTH:
+                problem = (
+                    "is a public development value"
+                    if raw in DEVELOPMENT_KEYS
+                    else (
+                        "is missing" if not raw else f"is shorter than {MIN_KEY_LENGTH} characters"
+                    )
+                )
+                raise _NamedSettingError(
+                    name.upper(),
+                    f"{problem}; AKSIS_MODE=live needs a private key of at least"
+                    f" {MIN_KEY_LENGTH} characters: make one with {KEY_RECIPE}",
+                )
+        return self
+
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    def key(self, name: Literal["staff_id_key", "secret_key"]) -> str:
+        """A key's value; always set once validation passed (demo mode generates them)."""
+        value: SecretStr | None = getattr(self, name)
+        if value is None:  # pragma: no cover - the validator fills or refuses it
+            raise ValueError(f"{name.upper()} is not set")
+        return value.get_secret_value()
 
 
 def load_settings(*, require_token: bool = False, **overrides: object) -> Settings:
@@ -109,6 +181,9 @@ def load_settings(*, require_token: bool = False, **overrides: object) -> Settin
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         error = exc.errors()[0]
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, _NamedSettingError):
+            raise ConfigError(str(cause)) from None
         name = str(error["loc"][0]).upper() if error["loc"] else "configuration"
         raise ConfigError(f"{name}: {error['msg']}") from None
     if require_token and (

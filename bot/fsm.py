@@ -4,6 +4,13 @@
 user's updates are handled one at a time. A six-digit code from a user who is in no conversation
 needs no lock: the check-in is one atomic Redis script. The state is still read first, so a
 code-like password typed during /login goes to the login conversation, under the lock.
+
+In the same round trip (one MGET) it reads whether the bot last asked this user for a
+credential (`dal.redis_client.login_prompt_key`): a six-digit password typed after the login
+step expired must be deleted, never taken as a check-in. The answer reaches the handlers' filters
+as `login_prompt` (handlers.login.expects_credential). And whether the user is marked
+undeliverable (`undeliverable`, for bot.middlewares.HeardFromMiddleware), so that the check-in
+path pays no extra round trip for either.
 """
 
 from __future__ import annotations
@@ -13,8 +20,10 @@ from typing import Any, cast
 
 from aiogram import Bot
 from aiogram.fsm.middleware import FSMContextMiddleware
+from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import TelegramObject, Update
 
+from dal.redis_client import login_prompt_key, undeliverable_key
 from handlers.filters import is_code
 
 
@@ -30,10 +39,16 @@ class CodeAwareFSMMiddleware(FSMContextMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        if _is_plain_code(event):
+        if _is_plain_code(event) and isinstance(self.storage, RedisStorage):
             context = self.resolve_event_context(cast(Bot, data["bot"]), data)
-            if context is not None:
-                raw_state = await context.get_state()
+            if context is not None and context.key.user_id is not None:
+                user_id = context.key.user_id
+                state_key = self.storage.key_builder.build(context.key, "state")
+                raw_state, prompt, blocked = await self.storage.redis.mget(
+                    state_key, login_prompt_key(user_id), undeliverable_key(user_id)
+                )
+                data["login_prompt"] = prompt is not None
+                data["undeliverable"] = blocked is not None
                 if raw_state is None:
                     data.update(fsm_storage=self.storage, state=context, raw_state=None)
                     return await handler(event, data)

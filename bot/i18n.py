@@ -81,6 +81,12 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "I can only read text messages. Send the six-digit code, or /help.",
         "Yalnızca metin mesajlarını okuyabilirim. Altı haneli kodu gönderin veya /help yazın.",
     ),
+    "text.private_only_deleted": (
+        "I work in private chats only: send me /login there. I deleted your message because "
+        "it may hold your user name.",
+        "Yalnızca özel sohbette çalışırım: /login komutunu bana oradan gönderin. Kullanıcı "
+        "adınızı içerebileceği için mesajınızı sildim.",
+    ),
     "text.private_only": (
         "Please talk to me in a private chat.",
         "Lütfen benimle özel sohbetten yazışın.",
@@ -147,6 +153,17 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "been told; please try again later.",
         "Aksis tanımadığım bir yanıt verdi, bu yüzden giriş yapamadım. Ekip bilgilendirildi; "
         "lütfen daha sonra tekrar deneyin.",
+    ),
+    "login.expired": (
+        "⌛ Login timed out, send /login again. I deleted your message in case it was your "
+        "password.",
+        "⌛ Giriş zaman aşımına uğradı, yeniden /login gönderin. Şifreniz olabileceği için "
+        "mesajınızı sildim.",
+    ),
+    "login.busy": (
+        "Many people are signing in right now. Please try /login again in {minutes} min.",
+        "Şu anda çok sayıda kişi giriş yapıyor. Lütfen {minutes} dk sonra /login ile tekrar "
+        "deneyin.",
     ),
     "login.throttled": (
         "Too many login attempts. Please wait {minutes} min and try again.",

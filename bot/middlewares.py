@@ -1,7 +1,9 @@
-"""The per-update context: the user's language and their linked account."""
+"""The per-update context: the user's language and their linked account; and the note that a
+user who blocked the bot once is reachable again."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,6 +12,8 @@ from aiogram.types import TelegramObject, User
 
 from bot.i18n import pick_language
 from services.accounts import AccountService
+
+log = logging.getLogger(__name__)
 
 
 class UserContextMiddleware(BaseMiddleware):
@@ -31,4 +35,28 @@ class UserContextMiddleware(BaseMiddleware):
             data["user"] = None
         else:
             data["user"] = await self._accounts.current_user(telegram_id=sender.id)
+        return await handler(event, data)
+
+
+class HeardFromMiddleware(BaseMiddleware):
+    """Any update from a user shows that Telegram delivers to them again (they unblocked the
+    bot): an account marked undeliverable becomes deliverable before the update is handled.
+    A check-in code comes with the mark already read (`undeliverable`, bot/fsm.py); any other
+    update costs one Redis command. A failure here never stops the update."""
+
+    def __init__(self, accounts: AccountService) -> None:
+        self._accounts = accounts
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        sender: User | None = data.get("event_from_user")
+        if sender is not None and not sender.is_bot and data.get("undeliverable") is not False:
+            try:
+                await self._accounts.heard_from(telegram_id=sender.id)
+            except Exception:  # handling the update matters more than this note
+                log.exception("could not clear the undeliverable mark of chat %s", sender.id)
         return await handler(event, data)

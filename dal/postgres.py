@@ -386,7 +386,8 @@ class AsyncPostgresClient:
     async def mark_undeliverable(self, *, telegram_id: int, reason: str) -> bool:
         """Record that Telegram refused for good to deliver to this account; True if linked.
 
-        Cleared when the account links again (`link_telegram`)."""
+        Cleared when the account links again (`link_telegram`) or is heard from
+        (`mark_deliverable`)."""
         status = await self._pool.execute(
             "UPDATE users SET undeliverable_at = now(), undeliverable_reason = $2,"
             " updated_at = now() WHERE telegram_id = $1",
@@ -394,6 +395,22 @@ class AsyncPostgresClient:
             reason[:500],
         )
         return _row_count(status) > 0
+
+    async def mark_deliverable(self, *, telegram_id: int) -> bool:
+        """Clear the undeliverable mark of this account (it was heard from again)."""
+        status = await self._pool.execute(
+            "UPDATE users SET undeliverable_at = NULL, undeliverable_reason = NULL,"
+            " updated_at = now() WHERE telegram_id = $1 AND undeliverable_at IS NOT NULL",
+            telegram_id,
+        )
+        return _row_count(status) > 0
+
+    async def get_undeliverable_telegram_ids(self) -> list[int]:
+        rows = await self._pool.fetch(
+            "SELECT telegram_id FROM users"
+            " WHERE undeliverable_at IS NOT NULL AND telegram_id IS NOT NULL"
+        )
+        return [int(row["telegram_id"]) for row in rows]
 
     async def set_reminders(self, *, school_number: str, enabled: bool) -> None:
         status = await self._pool.execute(

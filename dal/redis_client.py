@@ -12,6 +12,9 @@ Key layout (namespaces `users:*`, `attendances:*`, `attendance_records:*` come f
     attendances:due                      zset: id scored by end epoch seconds (planned end while
                                          open, actual end once ended); ended means score <= now
     throttle:<kind>:<subject>            counters with expiry
+    login:prompt:<telegram_id>           the bot asked this account for a credential (with
+                                         expiry): plain text from it may be one
+    users:<telegram_id>:undeliverable    present while Telegram refuses to deliver to the account
     once:<kind>:<...>                    dedupe markers
     locks:<name>                         job locks (one replica per scheduler tick)
 
@@ -101,6 +104,14 @@ def lock_key(name: str) -> str:
     return f"locks:{name}"
 
 
+def login_prompt_key(telegram_id: int) -> str:
+    return f"login:prompt:{telegram_id}"
+
+
+def undeliverable_key(telegram_id: int) -> str:
+    return f"users:{telegram_id}:undeliverable"
+
+
 # --- Lua ---------------------------------------------------------------------------------
 # Scripts read session keys whose names they build from an id they looked up (undeclared keys):
 # allowed on a single server, which is what the module docstring promises and nothing more.
@@ -136,17 +147,11 @@ _CHECK_IN_LUA: Final = """
 -- KEYS: 1 throttle key, 2 code key, 3 due index, 4 the sender's user session (users:<id>)
 -- ARGV: 1 now (epoch s), 2 throttle limit, 3 throttle window (s), 4 now (ISO 8601),
 --       5 the sender's Telegram id
-local user = redis.call('GET', KEYS[4])
-if not user then
-  return {'NOT_LINKED'}
-end
-local u = cjson.decode(user)
-if u['role'] ~= 'student' then
-  return {'NOT_STUDENT'}
-end
-local number = u['school_number']
-local count = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if count >= tonumber(ARGV[2]) then
+local function throttled()
+  local count = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+  if count < tonumber(ARGV[2]) then
+    return nil
+  end
   local ttl = redis.call('TTL', KEYS[1])
   if ttl < 0 then
     redis.call('EXPIRE', KEYS[1], ARGV[3])
@@ -154,12 +159,35 @@ if count >= tonumber(ARGV[2]) then
   end
   return {'THROTTLED', ttl}
 end
-local id = redis.call('GET', KEYS[2])
-if not id then
-  -- The window starts at the first wrong code (EXPIRE ... NX without Redis 7's NX).
+local function count_failure()
+  -- The window starts at the first failure (EXPIRE ... NX without Redis 7's NX).
   if redis.call('INCR', KEYS[1]) == 1 or redis.call('TTL', KEYS[1]) < 0 then
     redis.call('EXPIRE', KEYS[1], ARGV[3])
   end
+end
+local user = redis.call('GET', KEYS[4])
+if not user then
+  -- A code from an account with no user session counts like a wrong code, and once throttled
+  -- is refused here, before the caller looks the account up in PostgreSQL.
+  local refused = throttled()
+  if refused then
+    return refused
+  end
+  count_failure()
+  return {'NOT_LINKED'}
+end
+local u = cjson.decode(user)
+if u['role'] ~= 'student' then
+  return {'NOT_STUDENT'}
+end
+local number = u['school_number']
+local refused = throttled()
+if refused then
+  return refused
+end
+local id = redis.call('GET', KEYS[2])
+if not id then
+  count_failure()
   return {'WRONG_CODE'}
 end
 local session = redis.call('GET', 'attendances:{' .. id .. '}')
@@ -814,12 +842,13 @@ class RedisClient:
     ) -> CheckInResult:
         """Record the check-in of the student linked to `telegram_id`, in one Lua call.
 
-        Order: not linked (no user session in Redis) -> not a student -> throttled (no
-        lookup) -> unknown code (counts a failure) -> session gone -> ended (due score <= now)
-        -> duplicate (returns the first record) -> enrolled (present) or not (pending review,
-        NOT_IN_SCHEDULE). The student counts as enrolled when the session's enrolled set names
-        them, when it holds `*` (no known enrolment), or when the session's lesson code is
-        among the courses of their user session (their cached schedule).
+        Order: not linked (no user session in Redis: throttled like a wrong code, counts a
+        failure) -> not a student -> throttled (no lookup) -> unknown code (counts a failure)
+        -> session gone -> ended (due score <= now) -> duplicate (returns the first record)
+        -> enrolled (present) or not (pending review, NOT_IN_SCHEDULE). The student counts as
+        enrolled when the session's enrolled set names them, when it holds `*` (no known
+        enrolment), or when the session's lesson code is among the courses of their user
+        session (their cached schedule).
         """
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
@@ -913,6 +942,38 @@ class RedisClient:
         with self._errors:
             marked = await self._redis.set(key, "1", nx=True, ex=ttl_seconds)
         return bool(marked)
+
+    # --- credential prompts ----------------------------------------------------------------
+
+    async def set_login_prompt(self, *, telegram_id: int, step: str, ttl_seconds: int) -> None:
+        """Remember that the bot asked this account for a credential (`step`)."""
+        with self._errors:
+            await self._redis.set(login_prompt_key(telegram_id), step, ex=ttl_seconds)
+
+    async def get_login_prompt(self, *, telegram_id: int) -> str | None:
+        with self._errors:
+            raw = await self._redis.get(login_prompt_key(telegram_id))
+        return None if raw is None else _text(raw)
+
+    async def clear_login_prompt(self, *, telegram_id: int) -> None:
+        with self._errors:
+            await self._redis.delete(login_prompt_key(telegram_id))
+
+    # --- deliverability ----------------------------------------------------------------------
+
+    async def add_undeliverable(self, *, telegram_ids: Sequence[int]) -> None:
+        """Mark the accounts undeliverable (one key each, so that the check-in path can read
+        the mark in the round trip it makes anyway: bot/fsm.py)."""
+        if not telegram_ids:
+            return
+        with self._errors:
+            await self._redis.mset({undeliverable_key(int(x)): "1" for x in telegram_ids})
+
+    async def remove_undeliverable(self, *, telegram_id: int) -> bool:
+        """Drop the account's undeliverable mark; True when there was one."""
+        with self._errors:
+            removed = await self._redis.delete(undeliverable_key(telegram_id))
+        return bool(removed)
 
     # --- job locks -------------------------------------------------------------------------
 

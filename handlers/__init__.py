@@ -34,13 +34,22 @@ def build_router(user_context: BaseMiddleware) -> Router:
 
     root = Router(name="attn")
     root.message.register(student.code_message, private_chat, StateFilter(None), check_in_code)
+    # Plain text from someone the bot last asked for a credential is deleted, not read as a
+    # code (a six-digit password typed after the login step expired: `check_in_code` leaves
+    # it alone). One filter, so the check-in above pays nothing for it.
+    root.message.register(login.late_credential, login.expects_credential)
     private = Router(name="private")
     private.message.filter(private_chat)
     private.callback_query.filter(private_query)
     private.message.outer_middleware(user_context)
     private.callback_query.outer_middleware(user_context)
-    groups.router.message.outer_middleware(user_context)
     _adopt(private, student.router, login.router, teacher.router, common.router)
     root.include_router(private)
-    _adopt(root, groups.router, errors.router)
+    # The context middleware goes on a router made here, not on the module-level one, which
+    # would keep the middleware (and the stores) of every earlier build.
+    group = Router(name="group")
+    group.message.outer_middleware(user_context)
+    _adopt(group, groups.router)
+    root.include_router(group)
+    _adopt(root, errors.router)
     return root

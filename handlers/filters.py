@@ -7,11 +7,10 @@ are the same checks as `async def`, run in the event loop.
 
 from __future__ import annotations
 
-import re
-
 from aiogram.types import CallbackQuery, Message
 
-_CODE = re.compile(r"\s*\d{6}\s*")
+from services.text import code_digits
+
 MAX_TEXT = 1000
 
 
@@ -28,12 +27,16 @@ async def private_query(query: CallbackQuery) -> bool:
 
 
 def is_code(text: str | None) -> bool:
-    """Exactly a six-digit check-in code (surrounding spaces allowed)."""
-    return text is not None and _CODE.fullmatch(text) is not None
+    """Exactly a six-digit check-in code (surrounding spaces allowed; any script's decimal
+    digits, see `services.text.code_digits`)."""
+    return code_digits(text) is not None
 
 
-async def check_in_code(message: Message) -> bool:
-    return is_code(message.text)
+async def check_in_code(message: Message, login_prompt: object = None) -> bool:
+    """A check-in code, unless the bot last asked the sender for a credential (then it may
+    be a six-digit password: handlers.login.late_credential deletes it). `login_prompt` is
+    read with the conversation state by bot/fsm.py."""
+    return login_prompt is not True and is_code(message.text)
 
 
 async def has_text(message: Message) -> bool:

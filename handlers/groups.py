@@ -1,8 +1,16 @@
-"""Group chats: the bot works in private chats only; commands there get one pointer."""
+"""Group chats: the bot works in private chats only; commands there get one pointer.
+
+`/login USERNAME` typed in a group would leave a user name in front of the whole group: the
+bot deletes it (when the group lets it) before pointing to the private chat.
+"""
 
 from __future__ import annotations
 
-from aiogram import Router
+import logging
+
+from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
 from bot.i18n import t
@@ -10,6 +18,21 @@ from handlers.filters import command_text, group_chat
 
 router = Router(name="groups")
 router.message.filter(group_chat)
+log = logging.getLogger(__name__)
+
+
+@router.message(Command("login"))
+async def group_login(message: Message, command: CommandObject, lang: str, bot: Bot) -> None:
+    if not (command.args or "").strip():
+        await message.answer(t("text.private_only", lang))
+        return
+    key = "text.private_only_deleted"
+    try:
+        await bot.delete_message(chat_id=message.chat.id, message_id=message.message_id)
+    except TelegramAPIError:
+        log.warning("could not delete a /login with a user name in group %s", message.chat.id)
+        key = "login.delete_failed"
+    await message.answer(t(key, lang))
 
 
 @router.message(command_text)

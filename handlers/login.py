@@ -3,6 +3,12 @@
 The user name and the password messages are deleted as soon as they are read. The password only
 ever lives in the local variables of one call; the user name waits between the two steps in the
 FSM data, encrypted (bot.secrets.Sealer), and is dropped when the password arrives.
+
+Every message that may carry a credential is deleted, on every path: `/login USERNAME` even when
+the account is throttled; a password that arrives after its step expired; and any plain text
+(a six-digit password included, which must not become a check-in) from an account the bot last
+asked for a credential, for a short "login expired" window after the step
+(`AccountService.prompted_for_credential`).
 """
 
 from __future__ import annotations
@@ -16,12 +22,12 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import Message
 
-from bot.i18n import COMMANDS, t
+from bot.i18n import COMMANDS, pick_language, t
 from bot.secrets import Sealer
 from handlers.filters import has_text, no_text
 from services.accounts import AccountService
 from services.aksis import InvalidCredentials, PortalChanged, PortalUnavailable
-from services.errors import LoginThrottled
+from services.errors import LoginThrottled, PortalBusy
 
 router = Router(name="login")
 log = logging.getLogger(__name__)
@@ -51,6 +57,17 @@ def _minutes(seconds: int) -> int:
     return max(1, (seconds + 59) // 60)
 
 
+async def _ask(
+    message: Message, state: FSMContext, accounts: AccountService, step: State, text: str
+) -> None:
+    """Ask for a credential: the conversation state, the note that one is expected, the
+    question."""
+    assert message.from_user is not None
+    await state.set_state(step)
+    await accounts.prompted_for_credential(telegram_id=message.from_user.id, step=step.state or "")
+    await message.answer(text)
+
+
 @router.message(Command("login"))
 async def login_start(
     message: Message,
@@ -63,37 +80,39 @@ async def login_start(
 ) -> None:
     await state.clear()
     assert message.from_user is not None
+    username = (command.args or "").strip()
+    if username:  # the command itself carries a user name: gone before anything else
+        await _forget(bot, message, lang)
     wait = await accounts.login_retry_after(telegram_id=message.from_user.id)
     if wait:
         await message.answer(t("login.throttled", lang, minutes=_minutes(wait)))
         return
-    username = (command.args or "").strip()
     if not username:
-        await state.set_state(LoginForm.username)
-        await message.answer(t("login.ask_username", lang))
+        await _ask(message, state, accounts, LoginForm.username, t("login.ask_username", lang))
         return
-    await _forget(bot, message, lang)
     if not _valid_username(username):
-        await state.set_state(LoginForm.username)
-        await message.answer(t("login.bad_username", lang))
+        await _ask(message, state, accounts, LoginForm.username, t("login.bad_username", lang))
         return
-    await state.set_state(LoginForm.password)
     await state.set_data({"u": sealer.seal(username)})
-    await message.answer(t("login.ask_password", lang))
+    await _ask(message, state, accounts, LoginForm.password, t("login.ask_password", lang))
 
 
 @router.message(StateFilter(LoginForm.username), has_text, ~Command(*COMMANDS))
 async def login_username(
-    message: Message, state: FSMContext, lang: str, bot: Bot, sealer: Sealer
+    message: Message,
+    state: FSMContext,
+    lang: str,
+    bot: Bot,
+    accounts: AccountService,
+    sealer: Sealer,
 ) -> None:
     username = (message.text or "").strip()
     await _forget(bot, message, lang)
     if not _valid_username(username):
-        await message.answer(t("login.bad_username", lang))
+        await _ask(message, state, accounts, LoginForm.username, t("login.bad_username", lang))
         return
-    await state.set_state(LoginForm.password)
     await state.set_data({"u": sealer.seal(username)})
-    await message.answer(t("login.ask_password", lang))
+    await _ask(message, state, accounts, LoginForm.password, t("login.ask_password", lang))
 
 
 @router.message(StateFilter(LoginForm.password), has_text, ~Command(*COMMANDS))
@@ -110,11 +129,11 @@ async def login_password(
     sealed = (await state.get_data()).get("u")
     await state.clear()
     username = sealer.unseal(sealed) if isinstance(sealed, str) else None
-    if username is None:
-        await message.answer(t("login.ask_username", lang))
-        await state.set_state(LoginForm.username)
-        return
     assert message.from_user is not None
+    if username is None:  # the step expired: the "login expired" window goes on
+        await message.answer(t("login.expired", lang))
+        return
+    await accounts.credential_answered(telegram_id=message.from_user.id)
     progress = await message.answer(t("login.checking", lang))
     try:
         outcome = await accounts.login(
@@ -125,6 +144,8 @@ async def login_password(
         )
     except LoginThrottled as exc:
         text = t("login.throttled", lang, minutes=_minutes(exc.retry_after))
+    except PortalBusy as exc:
+        text = t("login.busy", lang, minutes=_minutes(exc.retry_after))
     except InvalidCredentials:
         text = t("login.wrong", lang)
     except PortalUnavailable:
@@ -143,6 +164,34 @@ async def login_password(
             lessons=outcome.lessons,
         )
     await progress.edit_text(text)
+
+
+async def late_credential(message: Message, bot: Bot) -> None:
+    """Plain text, outside any conversation, from an account the bot last asked for a
+    credential: it may be the password typed after the login step expired, so it is deleted
+    (and never taken as a check-in code). Registered on the root router right after the
+    check-in handler (handlers.build_router), with the `expects_credential` filter."""
+    lang = pick_language(message.from_user.language_code if message.from_user else None)
+    await _forget(bot, message, lang)
+    await message.answer(t("login.expired", lang))
+
+
+async def expects_credential(
+    message: Message,
+    accounts: AccountService,
+    raw_state: str | None = None,
+    login_prompt: object = None,
+) -> bool:
+    """Plain text in a private chat, outside any conversation, from an account the bot last
+    asked for a credential. For a code the FSM middleware has read that along with the state
+    (bot/fsm.py, `login_prompt`: True/False); any other text asks Redis here."""
+    if message.chat.type != "private" or raw_state is not None or message.text is None:
+        return False
+    if isinstance(login_prompt, bool):
+        return login_prompt
+    if message.from_user is None or message.text.startswith("/"):
+        return False
+    return await accounts.awaits_credential(telegram_id=message.from_user.id)
 
 
 @router.message(StateFilter(LoginForm.username, LoginForm.password), no_text)

@@ -13,11 +13,18 @@ from dal.models import Role, ScheduleEntry, User, UserSessionRedis
 from dal.postgres import AsyncPostgresClient
 from dal.redis_client import RedisClient, session_ttl_seconds
 from services.aksis import AksisClient, InvalidCredentials
-from services.errors import LoginThrottled
+from services.errors import LoginThrottled, PortalBusy
 from services.lesson_finder import Lesson
 from services.notify import Notice, Notifier
 
 log = logging.getLogger(__name__)
+
+# A login step (the user name, then the password) is answered within this long (the sealed
+# user name expires with it); for as long again afterwards, plain text from the account is
+# treated as a late credential: deleted, and answered "login timed out".
+LOGIN_STEP_SECONDS = 600
+LOGIN_EXPIRED_WINDOW_SECONDS = 600
+PORTAL_LOGINS_KEY = "throttle:portal:logins"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +59,9 @@ class AccountService:
         student_ttl_days: int,
         teacher_ttl_days: int,
         max_failures: int = 5,
+        max_failures_per_username: int = 20,
         failure_window_seconds: int = 15 * 60,
+        portal_logins_per_minute: int = 60,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pg = pg
@@ -63,29 +72,88 @@ class AccountService:
         self._student_days = student_ttl_days
         self._teacher_days = teacher_ttl_days
         self._max_failures = max_failures
+        self._max_per_username = max_failures_per_username
         self._window = failure_window_seconds
+        self._portal_per_minute = portal_logins_per_minute
         self._clock = clock
 
     # --- throttling ----------------------------------------------------------------------
 
-    def _throttle_keys(self, telegram_id: int, username: str | None) -> list[str]:
-        keys = [f"throttle:login:tg:{telegram_id}"]
+    def _throttle_keys(self, telegram_id: int, username: str | None) -> list[tuple[str, int]]:
+        """(counter key, ceiling) pairs: failures from this Telegram account, and failures
+        for this user name from any account. A user name's ceiling is higher than an
+        account's, so one account alone can never lock the user name's owner out; it takes
+        several accounts, and each of them is stopped at its own ceiling first."""
+        keys = [(f"throttle:login:tg:{telegram_id}", self._max_failures)]
         if username:
             # The user name is as sensitive as the password: only a keyed digest reaches Redis.
             digest = hmac.new(
                 self._throttle_key, username.strip().casefold().encode(), hashlib.sha256
             ).hexdigest()[:24]
-            keys.append(f"throttle:login:user:{digest}")
+            keys.append((f"throttle:login:user:{digest}", self._max_per_username))
         return keys
 
     async def login_retry_after(self, *, telegram_id: int, username: str | None = None) -> int:
         """Seconds until this account (and this portal user name) may try again; 0 if now."""
         wait = 0
-        for key in self._throttle_keys(telegram_id, username):
+        for key, ceiling in self._throttle_keys(telegram_id, username):
             count, ttl = await self._redis.get_counter(key=key)
-            if count >= self._max_failures:
+            if count >= ceiling:
                 wait = max(wait, max(ttl, 1))
         return wait
+
+    async def _portal_turn(self) -> None:
+        """Count one sign-on against the overall cap per minute (every replica shares the
+        counter); PortalBusy when this minute's sign-ons are used up."""
+        count = await self._redis.hit_counter(key=PORTAL_LOGINS_KEY, window_seconds=60)
+        if count > self._portal_per_minute:
+            _, ttl = await self._redis.get_counter(key=PORTAL_LOGINS_KEY)
+            log.warning("portal sign-on cap of %d a minute reached", self._portal_per_minute)
+            raise PortalBusy(max(ttl, 1))
+
+    # --- the credential prompts ----------------------------------------------------------
+
+    async def prompted_for_credential(self, *, telegram_id: int, step: str) -> None:
+        """The bot has just asked this account for its user name or password: until the
+        step has expired and the "login expired" window after it has passed, plain text
+        from the account may be a credential."""
+        await self._redis.set_login_prompt(
+            telegram_id=telegram_id,
+            step=step,
+            ttl_seconds=LOGIN_STEP_SECONDS + LOGIN_EXPIRED_WINDOW_SECONDS,
+        )
+
+    async def credential_answered(self, *, telegram_id: int) -> None:
+        await self._redis.clear_login_prompt(telegram_id=telegram_id)
+
+    async def awaits_credential(self, *, telegram_id: int) -> bool:
+        """True while the bot's last question to this account was for a credential."""
+        return await self._redis.get_login_prompt(telegram_id=telegram_id) is not None
+
+    # --- deliverability ------------------------------------------------------------------
+
+    async def mark_undeliverable(self, *, telegram_id: int, reason: str) -> None:
+        """Telegram refused for good to deliver to this account (it blocked the bot): notices
+        skip it until it is heard from again (`heard_from`)."""
+        await self._pg.mark_undeliverable(telegram_id=telegram_id, reason=reason)
+        await self._redis.add_undeliverable(telegram_ids=[telegram_id])
+
+    async def heard_from(self, *, telegram_id: int) -> bool:
+        """An update came from this account, so Telegram delivers to it again. One Redis
+        command; PostgreSQL is written only when the account was marked undeliverable.
+        True when it was."""
+        if not await self._redis.remove_undeliverable(telegram_id=telegram_id):
+            return False
+        await self._pg.mark_deliverable(telegram_id=telegram_id)
+        log.info("chat %s is deliverable again", telegram_id)
+        return True
+
+    async def load_undeliverable(self) -> int:
+        """Copy the undeliverable marks from PostgreSQL into Redis (at start-up: the set in
+        Redis is what `heard_from` checks). Returns how many there are."""
+        ids = await self._pg.get_undeliverable_telegram_ids()
+        await self._redis.add_undeliverable(telegram_ids=ids)
+        return len(ids)
 
     # --- login / logout ------------------------------------------------------------------
 
@@ -94,16 +162,18 @@ class AccountService:
     ) -> LoginOutcome:
         """Sign in through Aksis and link this Telegram account to the portal identity.
 
-        Raises LoginThrottled, or the Aksis client's errors (InvalidCredentials,
+        Raises LoginThrottled, PortalBusy (the overall cap on portal sign-ons), or the Aksis
+        client's errors (InvalidCredentials,
         PortalUnavailable, PortalChanged). The password is only passed on, never kept.
         """
         wait = await self.login_retry_after(telegram_id=telegram_id, username=username)
         if wait:
             raise LoginThrottled(wait)
+        await self._portal_turn()
         try:
             result = await self._aksis.login(username, password)
         except InvalidCredentials:
-            for key in self._throttle_keys(telegram_id, username):
+            for key, _ in self._throttle_keys(telegram_id, username):
                 await self._redis.hit_counter(key=key, window_seconds=self._window)
             raise
         identity = result.identity
@@ -131,7 +201,7 @@ class AccountService:
             courses=sorted({x.course_code for x in result.lessons if x.course_code}),
         )
         await self._redis.save_user_session(session=session, ttl_seconds=self._ttl(user.role))
-        for key in self._throttle_keys(telegram_id, None):
+        for key, _ in self._throttle_keys(telegram_id, None):
             await self._redis.reset_counter(key=key)
         if previous is not None and previous != telegram_id:
             await self._redis.delete_user_session(telegram_id=previous)

@@ -258,7 +258,7 @@ class LiveAksisClient:
             obs_url=settings.aksis_obs_url,
             schedule_url=settings.aksis_schedule_url,
             timeout_seconds=settings.aksis_timeout_seconds,
-            staff_id_key=settings.staff_id_key.get_secret_value(),
+            staff_id_key=settings.key("staff_id_key"),
             tz=settings.tz,
         )
 
@@ -371,5 +371,5 @@ def build_aksis_client(settings: Settings) -> AksisClient:
     if settings.aksis_mode == "demo":
         from services.demo_aksis import DemoAksisClient  # demo imports this module
 
-        return DemoAksisClient(settings.tz, staff_id_key=settings.staff_id_key.get_secret_value())
+        return DemoAksisClient(settings.tz, staff_id_key=settings.key("staff_id_key"))
     return LiveAksisClient.from_settings(settings)

@@ -33,7 +33,7 @@ from services.errors import (
 )
 from services.lesson_finder import Lesson, current_lesson
 from services.notify import Notice, Notifier
-from services.text import person_key, turkish_casefold
+from services.text import code_digits, person_key, turkish_casefold
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,19 @@ log = logging.getLogger(__name__)
 # lesson's code, so a student who links after the session opened is not sent to review.
 EVERYONE = "*"
 SCHOOL_NUMBER = re.compile(r"^[A-Za-z0-9]{3,20}$")
+# A teacher's note on a rejection, capped once where it is stored: the stored note is what the
+# student is shown, and 200 characters stay far under Telegram's 4,096 even when every one of
+# them becomes a five-character HTML entity.
+NOTE_MAX_CHARS = 200
+
+
+def clean_note(text: str | None) -> str:
+    """A teacher-typed note as stored and shown: whitespace collapsed, at most
+    NOTE_MAX_CHARS characters (an ellipsis marks a cut)."""
+    note = " ".join((text or "").split())
+    if len(note) > NOTE_MAX_CHARS:
+        note = note[: NOTE_MAX_CHARS - 1].rstrip() + "…"
+    return note
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,10 +381,10 @@ class AttendanceService:
         )
         if record is None:
             raise RecordNotFound(student_number)
+        note = "" if accept else clean_note(reason)
         if accept:
             fail_reason = None
         else:
-            note = " ".join((reason or "").split())[:200]
             fail_reason = f"{FailReason.REJECTED}: {note}" if note else str(FailReason.REJECTED)
         updated = record.model_copy(update={"is_attended": accept, "fail_reason": fail_reason})
         await self._redis.update_attendance_record(record=updated)
@@ -379,7 +392,7 @@ class AttendanceService:
             key = "student.accepted" if accept else "student.rejected"
             values: dict[str, object] = {"lesson": attendance.lesson_name}
             if not accept:
-                values["reason"] = f" ({reason.strip()})" if reason and reason.strip() else ""
+                values["reason"] = f" ({note})" if note else ""
             language = await self.language_of(record.telegram_id)
             self._notifier.notify_later(
                 [Notice(telegram_id=record.telegram_id, language=language, key=key, values=values)]
@@ -442,7 +455,12 @@ class AttendanceService:
         """Record a check-in with the code a student sent: one atomic Redis script that also
         reads the sender's linked account. When that account's Redis session has expired but
         the link still holds in PostgreSQL, `user_loader` re-caches it and the script runs
-        once more."""
+        once more. The code may be written in any script's decimal digits; text that cannot
+        be a code is refused without counting as a wrong code."""
+        digits = code_digits(code)
+        if digits is None:
+            return CheckInResult(status=CheckInStatus.WRONG_CODE)
+        code = digits
         result = await self._check_in(telegram_id, code)
         loader = self._user_loader
         if (

@@ -55,6 +55,14 @@ class LoginThrottled(ServiceError):
         self.retry_after = retry_after
 
 
+class PortalBusy(ServiceError):
+    """The bot's sign-ons to the portal reached their overall cap for this minute."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
 class SessionAlreadyOpen(ServiceError):
     def __init__(self, attendance_id: UUID) -> None:
         super().__init__(attendance_id)

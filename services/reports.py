@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -11,6 +9,7 @@ from zoneinfo import ZoneInfo
 from dal.errors import NotFound
 from dal.models import Attendance, AttendanceRecord, Role, UserSessionRedis
 from dal.postgres import AsyncPostgresClient, StudentAttendanceRow
+from services.csv_export import csv_document
 from services.errors import NotOwner, NotTeacher, RecordNotFound, SessionGone
 
 MARKED_ABSENT = "MARKED_ABSENT"  # fail_reason when a teacher corrects a record to absent
@@ -89,29 +88,26 @@ class ReportService:
         self, *, teacher: UserSessionRedis, attendance_id: UUID
     ) -> tuple[str, bytes]:
         sheet = await self.sheet(teacher=teacher, attendance_id=attendance_id)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(
-            ["student_number", "full_name", "status", "check_in_time", "reason", "source"]
-        )
-        for row in sheet.rows:
-            record = row.record
-            when = record.attendance_time
-            writer.writerow(
-                [
-                    row.student_number,
-                    row.full_name,
-                    status_word(record),
-                    when.astimezone(self._tz).strftime("%Y-%m-%d %H:%M:%S") if when else "",
-                    record.fail_reason or "",
-                    record.source,
-                ]
-            )
+        rows = [
+            [
+                row.student_number,
+                row.full_name,
+                status_word(row.record),
+                (
+                    row.record.attendance_time.astimezone(self._tz).strftime("%Y-%m-%d %H:%M:%S")
+                    if row.record.attendance_time
+                    else ""
+                ),
+                row.record.fail_reason or "",
+                row.record.source,
+            ]
+            for row in sheet.rows
+        ]
+        header = ["student_number", "full_name", "status", "check_in_time", "reason", "source"]
         start = sheet.attendance.start_time.astimezone(self._tz)
         code = sheet.attendance.lesson_code or "lesson"
         name = f"attendance-{code}-{start:%Y%m%d-%H%M}.csv"
-        # A byte-order mark lets spreadsheet programs read the Turkish letters as UTF-8.
-        return name, ("\ufeff" + buffer.getvalue()).encode("utf-8")
+        return name, csv_document(header, rows)
 
     async def student_history(
         self, *, student: UserSessionRedis, limit: int = 20

@@ -11,7 +11,16 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["person_key", "strip_titles", "teacher_keys", "turkish_casefold"]
+__all__ = [
+    "CODE_LENGTH",
+    "code_digits",
+    "person_key",
+    "strip_titles",
+    "teacher_keys",
+    "turkish_casefold",
+]
+
+CODE_LENGTH = 6
 
 # Title words, written without Turkish letters (see `_ascii_fold`), that may precede a name.
 # Compound titles are runs of these words: "Dr. Öğr. Üyesi", "Arş. Gör. Dr.", "Yrd. Doç. Dr.".
@@ -106,3 +115,20 @@ def teacher_keys(hocalar: str) -> list[str]:
         if key and key not in keys:
             keys.append(key)
     return keys
+
+
+def code_digits(text: str | None) -> str | None:
+    """The check-in code in `text` as six ASCII digits, or None when `text` cannot be one.
+
+    Phones with an Arabic, Persian or full-width keyboard type `١٢٣٤٥٦`, `۱۲۳۴۵۶` or `１２３４５６`:
+    any Unicode decimal digit counts as its value. Spaces around the code are ignored.
+    """
+    if text is None:
+        return None
+    stripped = text.strip()
+    if len(stripped) != CODE_LENGTH:
+        return None
+    try:
+        return "".join(str(unicodedata.decimal(c)) for c in stripped)
+    except ValueError:  # not a decimal digit
+        return None

@@ -109,7 +109,8 @@ class Clock:
 
 
 class TcpProxy:
-    """A TCP relay to a real server that the test can cut (refuse and drop) and restore."""
+    """A TCP relay to a real server that the test can cut (refuse and drop) and restore, and
+    that counts what the clients send (`chunks_up`: zero means not one query reached it)."""
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
@@ -117,6 +118,7 @@ class TcpProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
+        self.chunks_up = 0  # reads relayed from the clients to the server (each a request or more)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -132,16 +134,20 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
         pumps = [
-            asyncio.create_task(self._pump(reader, up_writer)),
+            asyncio.create_task(self._pump(reader, up_writer, upstream=True)),
             asyncio.create_task(self._pump(up_reader, writer)),
         ]
         self._tasks.update(pumps)
         for pump in pumps:
             pump.add_done_callback(self._tasks.discard)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool = False
+    ) -> None:
         try:
             while data := await reader.read(65536):
+                if upstream:
+                    self.chunks_up += 1
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.CancelledError):

@@ -29,10 +29,16 @@ from services.aksis import (
 from services.demo_aksis import DemoAksisClient
 from services.text import person_key
 from tests.fakes import FakeAksis, portal_lesson
-from tests.fakes.aksis_server import AUTH_COOKIE, LOGIN_PATH, PLANS_READ_PATH, TOKEN_COOKIE
+from tests.fakes.aksis_server import (
+    AUTH_COOKIE,
+    LOGIN_PATH,
+    PLANS_READ_PATH,
+    TEST_STAFF_ID_KEY,
+    TOKEN_COOKIE,
+)
 
 IST = ZoneInfo("Europe/Istanbul")
-KEY = "test-staff-key"
+KEY = TEST_STAFF_ID_KEY
 
 # National-ID-like user names: as sensitive as the passwords.
 TEACHER_USER, TEACHER_PASSWORD = "10987654321", "Öğretmen-Şifre-7"
@@ -181,7 +187,7 @@ async def test_malformed_schedule_entries_are_skipped_and_counted(
 
 
 async def test_settings_build_a_client_for_the_configured_portal(portal: FakeAksis) -> None:
-    settings = Settings(_env_file=None, staff_id_key=KEY, **portal.settings_overrides())
+    settings = Settings(_env_file=None, **portal.settings_overrides())
 
     aksis = build_aksis_client(settings)
 

@@ -405,4 +405,4 @@ async def test_history_correction_and_csv_after_finalization(
 def _teacher_id(bot: Running) -> str:
     from services.aksis import staff_identifier
 
-    return staff_identifier("teacher1", bot.settings.staff_id_key.get_secret_value())
+    return staff_identifier("teacher1", bot.settings.key("staff_id_key"))

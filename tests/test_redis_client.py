@@ -795,14 +795,31 @@ async def test_purge_methods_raise_redis_unavailable_when_redis_is_down(
 # --- check-in reads the linked account --------------------------------------------------
 
 
-async def test_check_in_of_an_unlinked_account_changes_nothing(client: RedisClient) -> None:
+async def test_check_in_of_an_unlinked_account_records_nothing_and_is_throttled(
+    client: RedisClient,
+) -> None:
+    """Codes from an account with no user session count like wrong codes (the caller looks
+    such an account up in PostgreSQL, so they must not be free)."""
     opened = await open_session(client)
+    for attempt in range(1, 4):
+        result = await client.check_in(
+            telegram_id=42,
+            code=opened.code,
+            now=NOW + timedelta(minutes=1),
+            throttle_key="t:42",
+            throttle_limit=3,
+        )
+        assert result.status is CheckInStatus.NOT_LINKED
+        assert (await client.get_counter(key="t:42"))[0] == attempt
     result = await client.check_in(
-        telegram_id=42, code=opened.code, now=NOW + timedelta(minutes=1), throttle_key="t:42"
+        telegram_id=42,
+        code=opened.code,
+        now=NOW + timedelta(minutes=1),
+        throttle_key="t:42",
+        throttle_limit=3,
     )
-    assert result.status is CheckInStatus.NOT_LINKED
+    assert result.status is CheckInStatus.THROTTLED and result.retry_after
     assert await client.get_attendance_records(attendance_id=opened.attendance_id) == []
-    assert (await client.get_counter(key="t:42"))[0] == 0  # not counted as a wrong code
 
 
 async def test_a_teacher_cannot_check_in(client: RedisClient) -> None:

@@ -35,7 +35,7 @@ NOW = datetime.now(UTC)
 
 
 def settings(**overrides: object) -> Settings:
-    return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **{"aksis_mode": "demo", **overrides})  # type: ignore[arg-type]
 
 
 def make_scheduler(

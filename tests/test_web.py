@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -14,8 +16,9 @@ from bot.config import load_settings
 from bot.web import build_web
 from tests.fakes.telegram_server import FakeTelegram
 from tests.harness import flush_redis, reset_database
+from tests.support import TcpProxy, dsn_via
 
-SECRET = "s3cret-webhook-token"
+SECRET = "s3cret-webhook-token-0123456789_abcdefgh"
 
 
 @pytest.fixture
@@ -63,7 +66,46 @@ async def test_health_reports_both_stores(served: tuple[str, FakeTelegram]) -> N
     base, _ = served
     async with aiohttp.ClientSession() as http, http.get(f"{base}/health") as response:
         assert response.status == 200
-        assert await response.json() == {"ok": True, "postgres": "ok", "redis": "ok"}
+        assert await response.json() == {"status": "ok", "postgres": "ok", "redis": "ok"}
+
+
+async def test_health_says_down_without_internal_detail(
+    pg_dsn: str, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store that stops answering: 503 and "down"; the exception only reaches the log."""
+    await reset_database(pg_dsn)
+    parts = urlsplit(pg_dsn)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await proxy.start()
+    async with FakeTelegram() as telegram:
+        settings = load_settings(
+            bot_token=telegram.token,
+            telegram_api_url=telegram.base_url,
+            database_url=dsn_via(pg_dsn, proxy.port),
+            redis_url=redis_url,
+            aksis_mode="demo",
+        )
+        async with build_app(settings) as app:
+            runner = web.AppRunner(build_web(app))
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            url = f"http://127.0.0.1:{runner.addresses[0][1]}/health"
+            try:
+                await proxy.cut()
+                app.pg.pool.terminate()  # the pool's idle connections went with the server
+                async with aiohttp.ClientSession() as http, http.get(url) as response:
+                    assert response.status == 503
+                    body = await response.text()
+                assert json.loads(body) == {"status": "down", "postgres": "down", "redis": "ok"}
+                assert "Error" not in body and "127.0.0.1" not in body
+                assert any("postgres is down" in r.getMessage() for r in caplog.records), (
+                    caplog.text
+                )
+            finally:
+                await runner.cleanup()
+                await app.bot.session.close()
+                await proxy.close()
 
 
 async def test_webhook_rejects_requests_without_the_secret(

@@ -57,6 +57,9 @@ SCHEDULE_PATH = "/obs/OgrenimBilgileri/DersProgramiYeni/Index"
 PLANS_READ_PATH = "/obs/OgrenimBilgileri/DersProgramiYeni/Plans_Read"
 ISTANBUL = ZoneInfo("Europe/Istanbul")
 REDACTED = "<redacted>"
+# Keys for live-mode settings in tests (live mode refuses missing or public ones).
+TEST_STAFF_ID_KEY = "test-staff-id-key-0123456789abcdefghij"
+TEST_SECRET_KEY = "test-secret-key-0123456789abcdefghijklm"
 
 PlansReadStyle = Literal["path", "fragment", "absolute"]
 
@@ -218,9 +221,12 @@ class FakeAksis:
         return f"{self.base_url}{SCHEDULE_PATH}"
 
     def settings_overrides(self) -> dict[str, Any]:
-        """Keyword arguments for `Settings(...)` / `load_settings(...)` pointing at this portal."""
+        """Keyword arguments for `Settings(...)` / `load_settings(...)` pointing at this portal
+        (live mode, so with the two keys live mode requires)."""
         return {
             "aksis_mode": "live",
+            "staff_id_key": TEST_STAFF_ID_KEY,
+            "secret_key": TEST_SECRET_KEY,
             "aksis_login_url": self.login_url,
             "aksis_obs_url": self.obs_url,
             "aksis_schedule_url": self.schedule_url,
@@ -230,7 +236,7 @@ class FakeAksis:
         self,
         *,
         timeout_seconds: float = 5.0,
-        staff_id_key: str = "test-staff-key",
+        staff_id_key: str = TEST_STAFF_ID_KEY,
         tz: ZoneInfo = ISTANBUL,
     ) -> LiveAksisClient:
         return LiveAksisClient(
