@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from aiogram import Bot, Dispatcher
+from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
@@ -29,6 +29,8 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from bot.config import Settings
 from bot.fsm import CodeAwareFSMMiddleware
 from bot.i18n import COMMANDS, t
+from bot.logs import LogContextMiddleware
+from bot.metrics import MeteredAksis, Metrics, TelegramMetrics, UpdateMetricsMiddleware
 from bot.middlewares import UserContextMiddleware
 from bot.notifier import BotNotifier
 from bot.outgoing import OutgoingMiddleware
@@ -73,6 +75,7 @@ class App:
     accounts: AccountService
     attendance: AttendanceService
     reports: ReportService
+    metrics: Metrics
 
 
 def build_bot(settings: Settings, *, session: AiohttpSession | None = None) -> Bot:
@@ -128,6 +131,19 @@ def _undeliverable_recorder(
     return record
 
 
+def _wrap_updates(dispatcher: Dispatcher, *outermost: BaseMiddleware) -> None:
+    """Put `outermost` before every update middleware aiogram registered, its error handling
+    included, so that they see each update whole (its error replies too)."""
+    manager = dispatcher.update.outer_middleware
+    existing = list(manager)
+    for middleware in existing:
+        manager.unregister(middleware)
+    for middleware in outermost:
+        manager.register(middleware)
+    for middleware in existing:
+        manager.register(middleware)
+
+
 @contextlib.asynccontextmanager
 async def build_app(
     settings: Settings,
@@ -154,13 +170,16 @@ async def build_app(
                 on_undeliverable=_undeliverable_recorder(pg),
             )
         )
+        metrics = Metrics()
+        # Inside the outgoing middleware: sees each attempt, retried ones included.
+        bot.session.middleware(TelegramMetrics(metrics))
         notifier = BotNotifier(bot)
         tz = settings.tz
         secret = settings.secret_key.get_secret_value()
         accounts = AccountService(
             pg=pg,
             redis=redis,
-            aksis=aksis or build_aksis_client(settings),
+            aksis=MeteredAksis(aksis or build_aksis_client(settings), metrics),
             notifier=notifier,
             throttle_key=secret.encode(),
             student_ttl_days=settings.student_session_ttl_days,
@@ -190,6 +209,7 @@ async def build_app(
             board=board,
             notifier=notifier,
             sealer=Sealer(secret),
+            metrics=metrics,
         )
         # aiogram's FSM middleware with the per-user lock skipped for a plain check-in code
         # (the hot path); every other update is isolated as usual (bot/fsm.py).
@@ -198,8 +218,16 @@ async def build_app(
         )
         dispatcher.update.outer_middleware(dispatcher.fsm)
         dispatcher.include_router(build_router(UserContextMiddleware(accounts)))
+        _wrap_updates(
+            dispatcher, LogContextMiddleware(secret.encode()), UpdateMetricsMiddleware(metrics)
+        )
         scheduler = build_scheduler(
-            settings=settings, pg=pg, redis=redis, notifier=notifier, attendance=attendance
+            settings=settings,
+            pg=pg,
+            redis=redis,
+            notifier=notifier,
+            attendance=attendance,
+            metrics=metrics,
         )
         app = App(
             settings=settings,
@@ -213,6 +241,7 @@ async def build_app(
             accounts=accounts,
             attendance=attendance,
             reports=reports,
+            metrics=metrics,
         )
 
         async def on_startup() -> None:
