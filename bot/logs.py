@@ -33,6 +33,7 @@ from bot.config import Settings
 
 __all__ = [
     "LogContextMiddleware",
+    "build_handler",
     "job_context",
     "setup_logging",
     "user_hash",
@@ -162,8 +163,8 @@ def settings_secrets(settings: Settings) -> list[str]:
     return values + _store_passwords(settings.database_url, settings.redis_url)
 
 
-def setup_logging(settings: Settings, *, stream: TextIO | None = None) -> logging.Handler:
-    """Configure the root logger once for the process; returns the handler it installed."""
+def build_handler(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
+    """A handler writing lines in LOG_FORMAT, with context fields and secrets scrubbed."""
     scrub = _Scrubber(settings_secrets(settings))
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_ContextFilter())
@@ -171,6 +172,12 @@ def setup_logging(settings: Settings, *, stream: TextIO | None = None) -> loggin
         _JsonLinesFormatter(scrub) if settings.log_format == "json" else _TextFormatter(scrub)
     )
     handler.setFormatter(formatter)
+    return handler
+
+
+def setup_logging(settings: Settings, *, stream: TextIO | None = None) -> logging.Handler:
+    """Configure the root logger once for the process; returns the handler it installed."""
+    handler = build_handler(settings, stream)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

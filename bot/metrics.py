@@ -191,9 +191,7 @@ class Metrics:
 
     # --- scrape ---------------------------------------------------------------------------
 
-    async def refresh(
-        self, *, redis: RedisClient, pg: AsyncPostgresClient, now: datetime
-    ) -> None:
+    async def refresh(self, *, redis: RedisClient, pg: AsyncPostgresClient, now: datetime) -> None:
         """Set the gauges read from the stores; a store that does not answer is `up 0`."""
         try:
             async with asyncio.timeout(_SCRAPE_TIMEOUT):
