@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,6 +17,7 @@ from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.dispatcher.middlewares.error import ErrorsMiddleware
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import DefaultKeyBuilder
 from aiogram.fsm.storage.redis import RedisStorage
@@ -31,7 +32,7 @@ from bot.fsm import CodeAwareFSMMiddleware
 from bot.i18n import COMMANDS, t
 from bot.logs import LogContextMiddleware
 from bot.metrics import MeteredAksis, Metrics, TelegramMetrics, UpdateMetricsMiddleware
-from bot.middlewares import UserContextMiddleware
+from bot.middlewares import StoreErrorsMiddleware, UserContextMiddleware
 from bot.notifier import BotNotifier
 from bot.outgoing import OutgoingMiddleware
 from bot.scheduler import build_scheduler
@@ -131,9 +132,14 @@ def _undeliverable_recorder(
     return record
 
 
-def _wrap_updates(dispatcher: Dispatcher, *outermost: BaseMiddleware) -> None:
+def _wrap_updates(
+    dispatcher: Dispatcher,
+    outermost: Sequence[BaseMiddleware],
+    inside_errors: Sequence[BaseMiddleware],
+) -> None:
     """Put `outermost` before every update middleware aiogram registered, its error handling
-    included, so that they see each update whole (its error replies too)."""
+    included, so that they see each update whole (its error replies too); and `inside_errors`
+    right after aiogram's error middleware, so that what they raise reaches the error router."""
     manager = dispatcher.update.outer_middleware
     existing = list(manager)
     for middleware in existing:
@@ -142,6 +148,9 @@ def _wrap_updates(dispatcher: Dispatcher, *outermost: BaseMiddleware) -> None:
         manager.register(middleware)
     for middleware in existing:
         manager.register(middleware)
+        if isinstance(middleware, ErrorsMiddleware):
+            for inner in inside_errors:
+                manager.register(inner)
 
 
 @contextlib.asynccontextmanager
@@ -219,7 +228,9 @@ async def build_app(
         dispatcher.update.outer_middleware(dispatcher.fsm)
         dispatcher.include_router(build_router(UserContextMiddleware(accounts)))
         _wrap_updates(
-            dispatcher, LogContextMiddleware(secret.encode()), UpdateMetricsMiddleware(metrics)
+            dispatcher,
+            outermost=[LogContextMiddleware(secret.encode()), UpdateMetricsMiddleware(metrics)],
+            inside_errors=[StoreErrorsMiddleware()],
         )
         scheduler = build_scheduler(
             settings=settings,

@@ -70,8 +70,8 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "Üzgünüz, bizim tarafımızda bir hata oluştu. Lütfen tekrar deneyin. (hata kodu {error_id})",
     ),
     "error.unavailable": (
-        "The attendance service is briefly unavailable. Please try again in a minute.",
-        "Yoklama hizmeti kısa süreliğine kullanılamıyor. Lütfen bir dakika sonra tekrar deneyin.",
+        "The attendance service is temporarily unavailable. Please try again in a moment.",
+        "Yoklama hizmeti geçici olarak kullanılamıyor. Lütfen birazdan tekrar deneyin.",
     ),
     "text.unknown": (
         "I did not understand that. Send the six-digit code from class, or /help.",
