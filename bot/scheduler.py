@@ -214,6 +214,7 @@ def build_scheduler(
             # An unlinked account may be half-way through /login; any other state it has is
             # a leftover (of a logout, or of a link moved to another account).
             keep_fsm_states=[s.state for s in LoginForm.__states__ if s.state],
+            retention_days=settings.retention_days,
         ),
         reminders=ReminderService(
             pg=pg,
