@@ -317,3 +317,34 @@ async def test_health_tells_liveness_from_readiness(pg_dsn: str, redis_url: str)
         async with http.get(f"{base}/health/live") as response:
             assert response.status == 200
             assert await response.json() == {"ok": True}
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_secret_that_reaches_a_log_call_is_masked(log_format: str) -> None:
+    """Defence in depth: should a library put the token or a store password into a message
+    (a request URL in an exception, a DSN), the line carries *** instead."""
+    token = "123456789:AAH" + "k" * 32
+    settings = load_settings(
+        bot_token=token,
+        database_url="postgresql://attn:db-pass-ord@db.example.edu:5432/attn",
+        log_format=log_format,
+    )
+    buffer = io.StringIO()
+    handler = build_handler(settings, buffer)
+    logger = logging.getLogger("tests.masking")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("POST https://api.telegram.org/bot%s/sendMessage failed", token)
+        logger.warning("connect to postgresql://attn:db-pass-ord@db.example.edu/attn failed")
+        logger.warning("another token 987654321:%s", "Z" * 35)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    output = buffer.getvalue()
+    assert token not in output and "db-pass-ord" not in output and "Z" * 35 not in output
+    assert output.count("***") == 3
+    if log_format == "json":
+        assert [json.loads(line)["level"] for line in output.splitlines()] == ["WARNING"] * 3
+    else:
+        assert "WARNING tests.masking: POST https://api.telegram.org/bot***/sendMessage" in output
