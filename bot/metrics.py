@@ -220,6 +220,8 @@ class UpdateMetricsMiddleware(BaseMiddleware):
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        # The labelled children per kind, looked up once (labels() takes a lock each call).
+        self._children: dict[str, tuple[Counter, Histogram]] = {}
 
     async def __call__(
         self,
@@ -232,8 +234,15 @@ class UpdateMetricsMiddleware(BaseMiddleware):
         try:
             return await handler(event, data)
         finally:
-            self._metrics.updates.labels(kind=kind).inc()
-            self._metrics.update_seconds.labels(kind=kind).observe(time.perf_counter() - started)
+            children = self._children.get(kind)
+            if children is None:
+                children = (
+                    self._metrics.updates.labels(kind=kind),
+                    self._metrics.update_seconds.labels(kind=kind),
+                )
+                self._children[kind] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
 
 
 def _kind(event: TelegramObject) -> str:
