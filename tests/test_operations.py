@@ -8,6 +8,9 @@ import contextlib
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -348,3 +351,32 @@ def test_a_secret_that_reaches_a_log_call_is_masked(log_format: str) -> None:
         assert [json.loads(line)["level"] for line in output.splitlines()] == ["WARNING"] * 3
     else:
         assert "WARNING tests.masking: POST https://api.telegram.org/bot***/sendMessage" in output
+
+
+def test_log_format_and_level_come_from_the_environment() -> None:
+    """`python -m bot` calls setup_logging with the settings: LOG_FORMAT=json and
+    LOG_LEVEL=DEBUG from the environment give DEBUG lines as JSON on stderr."""
+    script = (
+        "import logging\n"
+        "from bot.config import load_settings\n"
+        "from bot.logs import job_context, setup_logging\n"
+        "setup_logging(load_settings())\n"
+        "with job_context('purge'):\n"
+        "    logging.getLogger('attn.check').debug('tick')\n"
+        "logging.getLogger('attn.check').info('plain')\n"
+    )
+    env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [(x["level"], x["message"], x.get("job")) for x in lines] == [
+        ("DEBUG", "tick", "purge"),
+        ("INFO", "plain", None),
+    ]
+    env = {**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "INFO"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stderr.splitlines()[0].endswith(" INFO attn.check: plain")
+    assert len(done.stderr.splitlines()) == 1
