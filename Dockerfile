@@ -19,6 +19,7 @@ ENV PATH=/opt/attn/bin:$PATH PYTHONUNBUFFERED=1
 WORKDIR /app
 USER attn
 EXPOSE 8080
+# Liveness only: a store outage makes /health/ready 503, which must not get the bot restarted.
 HEALTHCHECK --interval=30s --timeout=5s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4).status == 200 else 1)"
+  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/health/live', timeout=4).status == 200 else 1)"
 CMD ["python", "-m", "bot"]

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from bot.app import build_app
 from bot.config import ConfigError, Settings, load_settings
+from bot.logs import setup_logging
 from bot.web import build_web
 from dal.errors import DatabaseUnavailable, RedisUnavailable, UnsupportedServer
 
@@ -60,14 +61,7 @@ def main() -> int:
     except ConfigError as exc:
         sys.stderr.write(f"attn: configuration error: {exc}\n")
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # APScheduler logs two INFO lines per job run; the jobs log what they do themselves.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    # aiogram logs a line per handled update: noise at a few hundred check-ins a second.
-    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    setup_logging(settings)
     try:
         asyncio.run(run(settings))
     except (DatabaseUnavailable, RedisUnavailable, UnsupportedServer) as exc:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from aiogram import Bot, Dispatcher
+from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.dispatcher.middlewares.error import ErrorsMiddleware
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import DefaultKeyBuilder
 from aiogram.fsm.storage.redis import RedisStorage
@@ -29,7 +30,9 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from bot.config import Settings
 from bot.fsm import CodeAwareFSMMiddleware
 from bot.i18n import COMMANDS, t
-from bot.middlewares import HeardFromMiddleware, UserContextMiddleware
+from bot.logs import LogContextMiddleware
+from bot.metrics import MeteredAksis, Metrics, TelegramMetrics, UpdateMetricsMiddleware
+from bot.middlewares import HeardFromMiddleware, StoreErrorsMiddleware, UserContextMiddleware
 from bot.notifier import BotNotifier
 from bot.outgoing import OutgoingMiddleware
 from bot.scheduler import build_scheduler
@@ -73,6 +76,7 @@ class App:
     accounts: AccountService
     attendance: AttendanceService
     reports: ReportService
+    metrics: Metrics
 
 
 def build_bot(settings: Settings, *, session: AiohttpSession | None = None) -> Bot:
@@ -128,6 +132,27 @@ def _undeliverable_recorder(
     return record
 
 
+def _wrap_updates(
+    dispatcher: Dispatcher,
+    outermost: Sequence[BaseMiddleware],
+    inside_errors: Sequence[BaseMiddleware],
+) -> None:
+    """Put `outermost` before every update middleware aiogram registered, its error handling
+    included, so that they see each update whole (its error replies too); and `inside_errors`
+    right after aiogram's error middleware, so that what they raise reaches the error router."""
+    manager = dispatcher.update.outer_middleware
+    existing = list(manager)
+    for middleware in existing:
+        manager.unregister(middleware)
+    for middleware in outermost:
+        manager.register(middleware)
+    for middleware in existing:
+        manager.register(middleware)
+        if isinstance(middleware, ErrorsMiddleware):
+            for inner in inside_errors:
+                manager.register(inner)
+
+
 @contextlib.asynccontextmanager
 async def build_app(
     settings: Settings,
@@ -147,13 +172,14 @@ async def build_app(
         raise
     try:
         bot = bot or build_bot(settings)
+        metrics = Metrics()
         notifier = BotNotifier(bot)
         tz = settings.tz
         secret = settings.key("secret_key")
         accounts = AccountService(
             pg=pg,
             redis=redis,
-            aksis=aksis or build_aksis_client(settings),
+            aksis=MeteredAksis(aksis or build_aksis_client(settings), metrics),
             notifier=notifier,
             throttle_key=secret.encode(),
             student_ttl_days=settings.student_session_ttl_days,
@@ -170,6 +196,8 @@ async def build_app(
                 on_undeliverable=_undeliverable_recorder(accounts),
             )
         )
+        # Inside the outgoing middleware: sees each attempt, retried ones included.
+        bot.session.middleware(TelegramMetrics(metrics))
         attendance = AttendanceService(
             pg=pg,
             redis=redis,
@@ -194,6 +222,7 @@ async def build_app(
             board=board,
             notifier=notifier,
             sealer=Sealer(secret),
+            metrics=metrics,
         )
         # aiogram's FSM middleware with the per-user lock skipped for a plain check-in code
         # (the hot path); every other update is isolated as usual (bot/fsm.py).
@@ -203,8 +232,18 @@ async def build_app(
         dispatcher.update.outer_middleware(dispatcher.fsm)
         dispatcher.update.outer_middleware(HeardFromMiddleware(accounts))
         dispatcher.include_router(build_router(UserContextMiddleware(accounts)))
+        _wrap_updates(
+            dispatcher,
+            outermost=[LogContextMiddleware(secret.encode()), UpdateMetricsMiddleware(metrics)],
+            inside_errors=[StoreErrorsMiddleware()],
+        )
         scheduler = build_scheduler(
-            settings=settings, pg=pg, redis=redis, notifier=notifier, attendance=attendance
+            settings=settings,
+            pg=pg,
+            redis=redis,
+            notifier=notifier,
+            attendance=attendance,
+            metrics=metrics,
         )
         app = App(
             settings=settings,
@@ -218,6 +257,7 @@ async def build_app(
             accounts=accounts,
             attendance=attendance,
             reports=reports,
+            metrics=metrics,
         )
 
         async def on_startup() -> None:

@@ -92,8 +92,23 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     log_level: str = "INFO"
 
+    # --- operations (issue 14): logs, metrics, privacy --------------------------------
+    # `text` for people, `json` for a log pipeline (one JSON object per line).
+    log_format: Literal["text", "json"] = "text"
+    # When set, /metrics answers only requests with `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = None
+    # Cached personal data (Telegram link, schedule, preferences) of an account with no login
+    # and no attendance for this many days is dropped by the purge job.
+    retention_days: int = Field(default=365, ge=1)
+
     @field_validator(
-        "webhook_url", "webhook_secret", "bot_token", "staff_id_key", "secret_key", mode="before"
+        "webhook_url",
+        "webhook_secret",
+        "bot_token",
+        "staff_id_key",
+        "secret_key",
+        "metrics_token",
+        mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:

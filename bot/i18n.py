@@ -70,8 +70,8 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "Üzgünüz, bizim tarafımızda bir hata oluştu. Lütfen tekrar deneyin. (hata kodu {error_id})",
     ),
     "error.unavailable": (
-        "The attendance service is briefly unavailable. Please try again in a minute.",
-        "Yoklama hizmeti kısa süreliğine kullanılamıyor. Lütfen bir dakika sonra tekrar deneyin.",
+        "The attendance service is temporarily unavailable. Please try again in a moment.",
+        "Yoklama hizmeti geçici olarak kullanılamıyor. Lütfen birazdan tekrar deneyin.",
     ),
     "text.unknown": (
         "I did not understand that. Send the six-digit code from class, or /help.",
@@ -413,6 +413,48 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "🗂 Devam durumunuz ({attended}/{total} katılım):",
     ),
     "my.line": ("{icon} {date} · {lesson}{note}", "{icon} {date} · {lesson}{note}"),
+    # --- privacy (KVKK / GDPR notice) -------------------------------------------------------
+    "privacy.text": (
+        "<b>What ATTN keeps about you</b>\n"
+        "• Your school number, full name and role, read from Aksis when you log in: to know "
+        "who checks in and who teaches.\n"
+        "• The link between this Telegram account and that school number, your language and "
+        "your reminder setting: to answer you and send reminders.\n"
+        "• Your lesson schedule, copied from Aksis at login: to find the current lesson and "
+        "who is enrolled.\n"
+        "• Your attendance records (time of check-in, late, absent, corrections): these "
+        "belong to the university's attendance register.\n"
+        "Your Aksis password is never stored, and your user name only for a moment, "
+        "encrypted, during /login.\n\n"
+        "<b>How long</b>\n"
+        "The Telegram link lasts {student_days} days for students and {teacher_days} days "
+        "for teachers, then you log in again. The link, schedule and preferences of an "
+        "account with no login and no attendance for {retention_days} days are deleted "
+        "automatically. Attendance records are kept as the university's rules require.\n\n"
+        "<b>How to remove it</b>\n"
+        "/logout deletes the link, your cached schedule and your preferences at once. "
+        "For attendance records, contact your department.",
+        "<b>ATTN sizinle ilgili neleri saklar</b>\n"
+        "• Giriş yaptığınızda Aksis'ten okunan okul numaranız, adınız soyadınız ve rolünüz: "
+        "yoklamaya kimin katıldığını ve dersi kimin verdiğini bilmek için.\n"
+        "• Bu Telegram hesabıyla okul numaranız arasındaki bağlantı, diliniz ve hatırlatma "
+        "ayarınız: size yanıt vermek ve hatırlatma göndermek için.\n"
+        "• Girişte Aksis'ten kopyalanan ders programınız: şu anki dersi ve derse kayıtlı "
+        "olanları bulmak için.\n"
+        "• Yoklama kayıtlarınız (katılım saati, geç kalma, devamsızlık, düzeltmeler): "
+        "bunlar üniversitenin yoklama kayıtlarıdır.\n"
+        "Aksis şifreniz hiçbir zaman saklanmaz; kullanıcı adınız yalnızca /login sırasında "
+        "kısa bir süre, şifrelenmiş olarak tutulur.\n\n"
+        "<b>Ne kadar süre</b>\n"
+        "Telegram bağlantısı öğrenciler için {student_days}, öğretim elemanları için "
+        "{teacher_days} gün geçerlidir; sonra yeniden giriş yaparsınız. {retention_days} gün "
+        "boyunca giriş yapılmayan ve yoklamaya katılınmayan hesabın bağlantısı, ders programı "
+        "ve tercihleri otomatik olarak silinir. Yoklama kayıtları üniversitenin kurallarının "
+        "gerektirdiği süre boyunca saklanır.\n\n"
+        "<b>Nasıl silinir</b>\n"
+        "/logout bağlantıyı, kayıtlı ders programınızı ve tercihlerinizi tek seferde siler. "
+        "Yoklama kayıtları için bölümünüze başvurun.",
+    ),
     # --- command menu --------------------------------------------------------------------
     "cmd.start": ("Start", "Başlat"),
     "cmd.help": ("What I can do", "Neler yapabilirim"),
@@ -426,6 +468,7 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "cmd.history": ("Past sessions (teachers)", "Geçmiş yoklamalar (öğretim elemanları)"),
     "cmd.my_attendance": ("Your attendance (students)", "Devam durumunuz (öğrenciler)"),
     "cmd.reminders": ("Reminders on/off", "Hatırlatmalar açık/kapalı"),
+    "cmd.privacy": ("What is kept about you", "Hakkınızda saklananlar"),
 }
 
 COMMANDS: Final = (
@@ -440,6 +483,7 @@ COMMANDS: Final = (
     "reminders",
     "me",
     "logout",
+    "privacy",
     "cancel",
 )
 

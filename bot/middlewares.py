@@ -1,5 +1,6 @@
-"""The per-update context: the user's language and their linked account; and the note that a
-user who blocked the bot once is reachable again."""
+"""The per-update context (the user's language and their linked account); the note that a user
+who blocked the bot once is reachable again; and the translation of store connection errors
+raised outside `dal/` (aiogram's FSM storage)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, User
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.i18n import pick_language
+from dal.errors import RedisUnavailable
 from services.accounts import AccountService
 
 log = logging.getLogger(__name__)
@@ -60,3 +64,22 @@ class HeardFromMiddleware(BaseMiddleware):
             except Exception:  # handling the update matters more than this note
                 log.exception("could not clear the undeliverable mark of chat %s", sender.id)
         return await handler(event, data)
+
+
+class StoreErrorsMiddleware(BaseMiddleware):
+    """Turns Redis connection errors raised by aiogram's FSM storage (its state reads, writes and
+    per-user locks bypass `dal/`) into `RedisUnavailable`, so that the error router answers
+    "temporarily unavailable" for them as for any other store outage. Registered right inside
+    aiogram's error middleware."""
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        try:
+            return await handler(event, data)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            reason = type(exc).__name__
+            raise RedisUnavailable(f"Redis unreachable (FSM storage): {reason}") from exc

@@ -20,6 +20,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.config import Settings
+from bot.logs import job_context
+from bot.metrics import Metrics
 from dal.errors import RedisUnavailable
 from dal.postgres import AsyncPostgresClient
 from dal.redis_client import RedisClient
@@ -85,6 +88,7 @@ class ScheduledJobs:
         reminders: ReminderService,
         owner: str,
         locks: LockTimes,
+        metrics: Metrics | None = None,
     ) -> None:
         self._redis = redis
         self._finalizer = finalizer
@@ -93,13 +97,17 @@ class ScheduledJobs:
         self._owner = owner
         self._locks = locks
         self._redis_outage = OutageLog("Redis (scheduled jobs)", log)
+        self._metrics = metrics
 
     @property
     def owner(self) -> str:
         return self._owner
 
     async def finalize(self) -> FinalizeReport | None:
-        return await self._guarded("finalize", self._locks.finalize, self._finalizer.run_once)
+        report = await self._guarded("finalize", self._locks.finalize, self._finalizer.run_once)
+        if report is not None and self._metrics is not None:
+            self._metrics.finalized(sessions=report.finalized, records=report.records)
+        return report
 
     async def purge(self) -> PurgeReport | None:
         return await self._guarded("purge", self._locks.purge, self._purger.run_once)
@@ -110,6 +118,19 @@ class ScheduledJobs:
     async def _guarded(
         self, name: str, ttl_seconds: int, run: Callable[[], Awaitable[T]]
     ) -> T | None:
+        with job_context(name):
+            started = time.perf_counter()
+            result, outcome = await self._locked(name, ttl_seconds, run)
+            if self._metrics is not None:
+                ran = outcome != "skipped"
+                seconds = time.perf_counter() - started if ran else None
+                self._metrics.job_ran(name, outcome, seconds)
+            return result
+
+    async def _locked(
+        self, name: str, ttl_seconds: int, run: Callable[[], Awaitable[T]]
+    ) -> tuple[T | None, str]:
+        """Run one tick behind the job's lock: (its result, "ok" | "skipped" | "failed")."""
         lock = f"job:{name}"
         try:
             acquired = await self._redis.acquire_lock(
@@ -117,21 +138,21 @@ class ScheduledJobs:
             )
         except RedisUnavailable as exc:
             self._redis_outage.failed(exc)
-            return None
+            return None, "failed"
         if not acquired:
             log.debug("%s tick skipped: another replica holds its lock", name)
-            return None
+            return None, "skipped"
         heartbeat = asyncio.create_task(self._keep_lock(lock, ttl_seconds))
         try:
             result = await run()
         except RedisUnavailable as exc:
             self._redis_outage.failed(exc)
-            return None
+            return None, "failed"
         except Exception:
             # Logged here rather than by APScheduler so that the lock is released first and
             # the next tick tries again.
             log.exception("%s tick failed", name)
-            return None
+            return None, "failed"
         finally:
             heartbeat.cancel()
             try:
@@ -139,7 +160,7 @@ class ScheduledJobs:
             except RedisUnavailable:
                 log.debug("%s lock left to expire", name)
         self._redis_outage.succeeded()
-        return result
+        return result, "ok"
 
     async def _keep_lock(self, lock: str, ttl_seconds: int) -> None:
         """Renew the lock every third of its expiry while the tick runs."""
@@ -164,6 +185,7 @@ def build_scheduler(
     notifier: Notifier,
     attendance: AttendanceService,
     clock: Callable[[], datetime] | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIOScheduler:
     """A scheduler (not started) with the finalize, purge and reminders jobs.
 
@@ -192,6 +214,7 @@ def build_scheduler(
             # An unlinked account may be half-way through /login; any other state it has is
             # a leftover (of a logout, or of a link moved to another account).
             keep_fsm_states=[s.state for s in LoginForm.__states__ if s.state],
+            retention_days=settings.retention_days,
         ),
         reminders=ReminderService(
             pg=pg,
@@ -204,6 +227,7 @@ def build_scheduler(
         ),
         owner=owner,
         locks=LockTimes.for_settings(settings),
+        metrics=metrics,
     )
     # coalesce=True: ticks missed while the loop was busy or the process suspended collapse
     #   into one run; each job catches up on everything due anyway, so a burst of catch-up

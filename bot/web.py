@@ -1,42 +1,84 @@
-"""The aiohttp server: `/health` always; the Telegram webhook when WEBHOOK_URL is set."""
+"""The aiohttp server: health, metrics, and the Telegram webhook when WEBHOOK_URL is set.
+
+- `/health/live`: the process answers (an orchestrator restarts the container when it does not);
+- `/health/ready`: PostgreSQL and Redis both answer (200) or not (503: take this replica out of
+  the load balancer, but do not restart it; it recovers by itself when the store is back);
+- `/health`: the same answer as `/health/ready`, kept for existing probes;
+- `/metrics`: Prometheus text format (bot/metrics.py), behind `METRICS_TOKEN` when it is set.
+
+Health answers name components and say `ok` or `down`, nothing more: exception names and
+messages (which may carry host names) stay in the log.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import logging
+from collections.abc import Awaitable
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
 from bot.app import App
+from bot.metrics import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
 APP_KEY: web.AppKey[App] = web.AppKey("attn", App)
+# A store that does not answer within this long counts as down for readiness.
+READY_TIMEOUT_SECONDS = 3.0
 
 
-async def health(request: web.Request) -> web.Response:
-    """200 when PostgreSQL and Redis answer, else 503. The public answer names each component
-    with "ok" or "down" and nothing else; why one is down goes to the log."""
+async def _probe(name: str, check: Awaitable[None]) -> str:
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+            await check
+    except Exception as exc:  # any failure is the answer here
+        # The public answer says only "down"; why goes to the log.
+        log.warning("readiness: %s is down: %s: %s", name, type(exc).__name__, exc)
+        return "down"
+    return "ok"
+
+
+async def ready(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
-    checks: dict[str, str] = {}
-    for name, ping in (("postgres", app.pg.ping), ("redis", app.redis.ping)):
-        try:
-            await ping()
-        except Exception as exc:  # any failure is the answer here
-            log.warning("health check: %s is down: %s: %s", name, type(exc).__name__, exc)
-            checks[name] = "down"
-        else:
-            checks[name] = "ok"
+    checks = {
+        "postgres": await _probe("postgres", app.pg.ping()),
+        "redis": await _probe("redis", app.redis.ping()),
+    }
     healthy = all(v == "ok" for v in checks.values())
     return web.json_response(
         {"status": "ok" if healthy else "down", **checks}, status=200 if healthy else 503
     )
 
 
+async def live(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    app = request.app[APP_KEY]
+    token = app.settings.metrics_token
+    if token is not None:
+        expected = f"Bearer {token.get_secret_value()}".encode()
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return web.Response(status=401, text="metrics token required\n")
+    await app.metrics.refresh(redis=app.redis, pg=app.pg, now=datetime.now(UTC))
+    response = web.Response(body=app.metrics.exposition())
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
 def build_web(app: App) -> web.Application:
     web_app = web.Application()
     web_app[APP_KEY] = app
-    web_app.router.add_get("/health", health)
+    web_app.router.add_get("/health", ready)
+    web_app.router.add_get("/health/ready", ready)
+    web_app.router.add_get("/health/live", live)
+    web_app.router.add_get("/metrics", metrics)
     settings = app.settings
     if settings.webhook_url:
         # Without secret_token aiogram accepts any POST; with it, requests lacking the

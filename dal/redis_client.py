@@ -887,6 +887,23 @@ class RedisClient:
             )
         return [UUID(str(member)) for member in members]
 
+    async def due_overview(self, *, now: datetime) -> tuple[int, int, datetime | None]:
+        """(open sessions, ended sessions not yet finalized, end of the oldest of those).
+
+        Read from the due index alone (three O(log n) commands in one round trip), for the
+        metrics endpoint.
+        """
+        with self._errors:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zcount(DUE_KEY, f"({_epoch(now)}", "+inf")
+                pipe.zcount(DUE_KEY, "-inf", _epoch(now))
+                pipe.zrange(DUE_KEY, 0, 0, withscores=True)
+                open_count, ended_count, oldest = await pipe.execute()
+        oldest_end = None
+        if ended_count and oldest:
+            oldest_end = datetime.fromtimestamp(float(oldest[0][1]), UTC)
+        return int(open_count), int(ended_count), oldest_end
+
     async def claim_attendance(self, *, attendance_id: UUID, owner: str, ttl_seconds: int) -> bool:
         """Claim the session for finalization; False if someone else holds the claim."""
         with self._errors:

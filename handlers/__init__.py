@@ -30,7 +30,7 @@ def build_router(user_context: BaseMiddleware) -> Router:
     `user_context` (the linked account and language) runs for those routers only: the
     check-in handler gets both from its one Redis script.
     """
-    from handlers import common, errors, groups, login, student, teacher
+    from handlers import common, errors, groups, login, privacy, student, teacher
 
     root = Router(name="attn")
     root.message.register(student.code_message, private_chat, StateFilter(None), check_in_code)
@@ -43,7 +43,7 @@ def build_router(user_context: BaseMiddleware) -> Router:
     private.callback_query.filter(private_query)
     private.message.outer_middleware(user_context)
     private.callback_query.outer_middleware(user_context)
-    _adopt(private, student.router, login.router, teacher.router, common.router)
+    _adopt(private, student.router, login.router, teacher.router, privacy.router, common.router)
     root.include_router(private)
     # The context middleware goes on a router made here, not on the module-level one, which
     # would keep the middleware (and the stores) of every earlier build.

@@ -8,6 +8,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 
 from bot.i18n import t
+from bot.metrics import Metrics
 from bot.status import StatusBoard
 from dal.models import Role, UserSessionRedis
 from handlers.filters import has_text, too_long
@@ -34,12 +35,15 @@ async def start_check_in(
     attendance: AttendanceService,
     board: StatusBoard,
     state: FSMContext,
+    metrics: Metrics,
 ) -> None:
     """`https://t.me/<bot>?start=ci_<code>` checks in like sending the code."""
     await state.clear()
     require_user(user)
     code = (command.args or "")[3:]
-    await reply_check_in(message, code, lang=lang, attendance=attendance, board=board)
+    await reply_check_in(
+        message, code, lang=lang, attendance=attendance, board=board, metrics=metrics
+    )
 
 
 @router.message(CommandStart())

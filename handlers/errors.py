@@ -14,6 +14,7 @@ from aiogram.filters import ExceptionTypeFilter
 from aiogram.types import ErrorEvent
 
 from bot.i18n import pick_language, t
+from bot.metrics import Metrics
 from dal.errors import DatabaseUnavailable, RedisUnavailable
 from services.errors import (
     AlreadyOnList,
@@ -80,7 +81,9 @@ async def already(event: ErrorEvent, bot: Bot) -> None:
 
 
 @router.error(ExceptionTypeFilter(DatabaseUnavailable, RedisUnavailable, ConnectionError))
-async def unavailable(event: ErrorEvent, bot: Bot) -> None:
+async def unavailable(event: ErrorEvent, bot: Bot, metrics: Metrics | None = None) -> None:
+    if metrics is not None:
+        metrics.store_error(event.exception)
     log.error(
         "storage unavailable while handling update %s: %s", event.update.update_id, event.exception
     )

@@ -7,6 +7,7 @@ from aiogram.filters import Command
 from aiogram.types import Message
 
 from bot.i18n import Raw, pick_language, t
+from bot.metrics import Metrics
 from bot.status import StatusBoard
 from dal.models import UserSessionRedis
 from dal.redis_client import CheckInStatus
@@ -25,9 +26,12 @@ async def reply_check_in(
     lang: str,
     attendance: AttendanceService,
     board: StatusBoard | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     assert message.from_user is not None
     result = await attendance.check_in(telegram_id=message.from_user.id, code=code)
+    if metrics is not None:
+        metrics.check_in(result.status)
     session, record, tz = result.attendance, result.record, attendance.tz
     lesson = session.lesson_name if session else ""
     status = result.status
@@ -61,13 +65,17 @@ async def reply_check_in(
     await message.answer(text)
 
 
-async def code_message(message: Message, attendance: AttendanceService, board: StatusBoard) -> None:
+async def code_message(
+    message: Message, attendance: AttendanceService, board: StatusBoard, metrics: Metrics
+) -> None:
     """A six-digit code outside any conversation: the hot path. Registered first on the root
     router (handlers.build_router) and reached without the user-context middleware: the
     check-in script reads the sender's linked account itself."""
     lang = pick_language(message.from_user.language_code if message.from_user else None)
     code = (message.text or "").strip()
-    await reply_check_in(message, code, lang=lang, attendance=attendance, board=board)
+    await reply_check_in(
+        message, code, lang=lang, attendance=attendance, board=board, metrics=metrics
+    )
 
 
 @router.message(Command("my_attendance"))

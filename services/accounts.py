@@ -221,8 +221,14 @@ class AccountService:
         )
 
     async def logout(self, *, telegram_id: int) -> bool:
-        unlinked = await self._pg.unlink_telegram(telegram_id=telegram_id)
+        """Unlink this Telegram account and forget what was kept for it: the link, the cached
+        schedule, the language and reminder preferences (PostgreSQL, one transaction), then
+        the Redis copy of the link and the login throttle of the account. Attendance records
+        stay (they are the institution's). True if the account was linked."""
+        unlinked = await self._pg.forget_telegram_user(telegram_id=telegram_id)
         await self._redis.delete_user_session(telegram_id=telegram_id)
+        for key, _ in self._throttle_keys(telegram_id, None):
+            await self._redis.reset_counter(key=key)
         return unlinked is not None
 
     # --- who is this chat ----------------------------------------------------------------

@@ -15,6 +15,10 @@ trip each:
 - `fsm`: aiogram FSM state/data of Telegram accounts that are not linked to any user, except a
   login conversation in progress (the one conversation an unlinked account can be in).
 
+With `retention_days` set, each pass also forgets the accounts inactive that long (no login,
+no attendance): their Telegram link, cached schedule and preferences in PostgreSQL, and their
+`users:<telegram id>` key (`inactive`). Attendance records stay: they are the institution's.
+
 The session key `attendances:{id}` itself is never deleted here: a session leaves Redis only
 through finalization. Each check ("is the session gone?", "is the key still without expiry?",
 "is the state still the one read?") runs inside the same script call as the delete, so a session
@@ -29,9 +33,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import aclosing
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from dal.errors import DatabaseUnavailable
@@ -62,6 +67,7 @@ class PurgeReport:
     locks: int = 0
     fsm: int = 0
     fsm_skipped: bool = False  # PostgreSQL was unavailable: FSM keys were not examined
+    inactive: int = 0  # linked accounts forgotten after RETENTION_DAYS without activity
 
     def counts(self) -> dict[str, int]:
         return {k: v for k, v in asdict(self).items() if isinstance(v, int) and k != "fsm_skipped"}
@@ -82,6 +88,8 @@ class Purger:
         keep_fsm_states: Collection[str] = (),
         fsm_prefix: str = "fsm",
         batch: int = 500,
+        retention_days: int | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pg = pg
         self._redis = redis
@@ -89,6 +97,8 @@ class Purger:
         self._fsm_prefix = fsm_prefix
         self._batch = batch
         self._pg_outage = OutageLog("PostgreSQL (purge of FSM keys)", log)
+        self._retention = None if retention_days is None else timedelta(days=retention_days)
+        self._clock = clock
 
     async def run_once(self) -> PurgeReport:
         """One pass over the key space. Raises `RedisUnavailable` if Redis fails."""
@@ -116,6 +126,8 @@ class Purger:
             async with aclosing(redis.scan_key_batches(match=fsm_match, batch=batch)) as pages:
                 async for keys in pages:
                     report.fsm += await self._drop_fsm(keys)
+            if self._retention is not None:
+                report.inactive = await self._forget_inactive()
         except DatabaseUnavailable as exc:
             self._pg_outage.failed(exc)
             report.fsm_skipped = True
@@ -130,6 +142,16 @@ class Purger:
         else:
             log.debug("purge found no stale Redis keys")
         return report
+
+    async def _forget_inactive(self) -> int:
+        assert self._retention is not None
+        with self._pg.outage_as_unavailable():
+            telegram_ids = await self._pg.forget_inactive_users(
+                inactive_since=self._clock() - self._retention
+            )
+        for telegram_id in telegram_ids:
+            await self._redis.delete_user_session(telegram_id=telegram_id)
+        return len(telegram_ids)
 
     async def _drop_session_parts(self, keys: Sequence[str], *, suffix: str) -> int:
         """Drop the keys ending in `suffix` (exactly) whose session key is gone."""

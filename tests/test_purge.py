@@ -114,6 +114,7 @@ async def test_stale_keys_of_each_kind_are_removed_and_live_sessions_survive(
         "dedupe": 1,
         "locks": 1,
         "fsm": 5,
+        "inactive": 0,  # no retention period given
     }
     assert not report.fsm_skipped
     for attendance, keys_before in zip(live, live_keys, strict=True):

@@ -1,0 +1,225 @@
+"""The one logging setup: text by default, JSON lines with LOG_FORMAT=json.
+
+Every line carries what it is about, when it is about something: `update_id` and `user` (a
+keyed hash of the Telegram id, never the id itself) for lines logged while an update is
+handled, `job` for lines logged by a scheduler tick. They come from context variables set by
+`LogContextMiddleware` (the outermost update middleware) and by the scheduler's job wrapper
+(`job_context`), so no call site passes them.
+
+Secrets never reach a line: the formatter replaces every configured secret (bot token, webhook
+secret, keys, store passwords) and anything shaped like a bot token with `***` in the finished
+line, whichever library logged it. Portal user names and passwords are never logged in the
+first place (handlers/login.py, services/aksis.py); the test suite checks both at DEBUG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextvars import ContextVar
+from typing import Any, Final, TextIO
+from urllib.parse import urlsplit
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, Update
+from pythonjsonlogger.json import JsonFormatter
+
+from bot.config import Settings
+
+__all__ = [
+    "LogContextMiddleware",
+    "build_handler",
+    "job_context",
+    "setup_logging",
+    "user_hash",
+]
+
+_UPDATE_ID: ContextVar[int | None] = ContextVar("attn_update_id", default=None)
+_USER: ContextVar[str | None] = ContextVar("attn_user", default=None)
+_JOB: ContextVar[str | None] = ContextVar("attn_job", default=None)
+
+# `<bot id>:<35 characters>`: the shape of every Telegram bot token.
+_TOKEN_SHAPE: Final = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b")
+_MASK: Final = "***"
+_TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s"
+_JSON_FIELDS: Final = ("update_id", "user", "job")
+
+
+def user_hash(telegram_id: int, key: bytes) -> str:
+    """A stable pseudonym of a Telegram account for logs: 12 hex digits of HMAC-SHA256.
+
+    Keyed (SECRET_KEY) so that nobody holding only the logs can recompute it from a known id.
+    """
+    return hmac.new(key, str(telegram_id).encode(), hashlib.sha256).hexdigest()[:12]
+
+
+@contextlib.contextmanager
+def job_context(name: str) -> Iterator[None]:
+    """Lines logged inside carry `job=<name>`."""
+    token = _JOB.set(name)
+    try:
+        yield
+    finally:
+        _JOB.reset(token)
+
+
+class _ContextFilter(logging.Filter):
+    """Copies the context variables onto each record (as attributes) for the formatters."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        update_id, user, job = _UPDATE_ID.get(), _USER.get(), _JOB.get()
+        record.update_id = update_id
+        record.user = user
+        record.job = job
+        parts = []
+        if update_id is not None:
+            parts.append(f"update={update_id}")
+        if user is not None:
+            parts.append(f"user={user}")
+        if job is not None:
+            parts.append(f"job={job}")
+        record.context = f" [{' '.join(parts)}]" if parts else ""
+        return True
+
+
+class _Scrubber:
+    """Replaces every known secret (and anything shaped like a bot token) with ***."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first, so that a secret containing another is masked whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, _MASK)
+        return _TOKEN_SHAPE.sub(_MASK, text)
+
+
+class _TextFormatter(logging.Formatter):
+    def __init__(self, scrub: _Scrubber) -> None:
+        super().__init__(_TEXT_FORMAT)
+        self._scrub = scrub
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._scrub(super().format(record))
+
+
+class _JsonLinesFormatter(JsonFormatter):
+    """One JSON object per line: time, level, logger, message, the context fields that are
+    set, and the exception text when there is one."""
+
+    def __init__(self, scrub: _Scrubber) -> None:
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            json_ensure_ascii=False,
+        )
+        self._scrub = scrub
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        super().add_fields(log_data, record, message_dict)
+        for name in ("context", *_JSON_FIELDS):
+            log_data.pop(name, None)
+        for name in _JSON_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                log_data[name] = value
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._scrub(super().format(record))
+
+
+def _store_passwords(*urls: str) -> list[str]:
+    found = []
+    for url in urls:
+        with contextlib.suppress(ValueError):
+            password = urlsplit(url).password
+            if password:
+                found.append(password)
+    return found
+
+
+def settings_secrets(settings: Settings) -> list[str]:
+    """Every secret value in the settings, for the scrubber."""
+    values = [
+        secret.get_secret_value()
+        for secret in (
+            settings.bot_token,
+            settings.webhook_secret,
+            settings.secret_key,
+            settings.staff_id_key,
+            settings.metrics_token,
+        )
+        if secret is not None
+    ]
+    return values + _store_passwords(settings.database_url, settings.redis_url)
+
+
+def build_handler(settings: Settings, stream: TextIO | None = None) -> logging.Handler:
+    """A handler writing lines in LOG_FORMAT, with context fields and secrets scrubbed."""
+    scrub = _Scrubber(settings_secrets(settings))
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(_ContextFilter())
+    formatter: logging.Formatter = (
+        _JsonLinesFormatter(scrub) if settings.log_format == "json" else _TextFormatter(scrub)
+    )
+    handler.setFormatter(formatter)
+    return handler
+
+
+def setup_logging(settings: Settings, *, stream: TextIO | None = None) -> logging.Handler:
+    """Configure the root logger once for the process; returns the handler it installed."""
+    handler = build_handler(settings, stream)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    # APScheduler logs two INFO lines per job run; the jobs log what they do themselves.
+    logging.getLogger("apscheduler").setLevel(max(root.level, logging.WARNING))
+    # aiogram logs a line per handled update: noise at a few hundred check-ins a second.
+    logging.getLogger("aiogram.event").setLevel(max(root.level, logging.WARNING))
+    return handler
+
+
+class LogContextMiddleware(BaseMiddleware):
+    """Outermost update middleware: sets `update_id` and `user` for every line logged while
+    the update is handled (the error router's lines included)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        if not isinstance(event, Update):
+            return await handler(event, data)
+        sender = _sender_id(event)
+        update_token = _UPDATE_ID.set(event.update_id)
+        user_token = _USER.set(None if sender is None else user_hash(sender, self._key))
+        try:
+            return await handler(event, data)
+        finally:
+            _USER.reset(user_token)
+            _UPDATE_ID.reset(update_token)
+
+
+def _sender_id(update: Update) -> int | None:
+    try:
+        event = update.event
+    except Exception:  # an update type this aiogram does not know
+        return None
+    sender = getattr(event, "from_user", None)
+    user_id = getattr(sender, "id", None)
+    return user_id if isinstance(user_id, int) else None

