@@ -55,7 +55,7 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def live(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
+    return web.json_response({"status": "ok"})
 
 
 async def metrics(request: web.Request) -> web.Response:

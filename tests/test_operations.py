@@ -316,10 +316,10 @@ async def test_health_tells_liveness_from_readiness(pg_dsn: str, redis_url: str)
         for path in ("/health", "/health/ready"):
             async with http.get(f"{base}{path}") as response:
                 assert response.status == 200
-                assert await response.json() == {"ok": True, "postgres": "ok", "redis": "ok"}
+                assert await response.json() == {"status": "ok", "postgres": "ok", "redis": "ok"}
         async with http.get(f"{base}/health/live") as response:
             assert response.status == 200
-            assert await response.json() == {"ok": True}
+            assert await response.json() == {"status": "ok"}
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
@@ -331,6 +331,7 @@ def test_a_secret_that_reaches_a_log_call_is_masked(log_format: str) -> None:
         bot_token=token,
         database_url="postgresql://attn:db-pass-ord@db.example.edu:5432/attn",
         log_format=log_format,
+        aksis_mode="demo",
     )
     buffer = io.StringIO()
     handler = build_handler(settings, buffer)
@@ -365,7 +366,7 @@ def test_log_format_and_level_come_from_the_environment() -> None:
         "    logging.getLogger('attn.check').debug('tick')\n"
         "logging.getLogger('attn.check').info('plain')\n"
     )
-    env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG"}
+    env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "DEBUG", "AKSIS_MODE": "demo"}
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
@@ -374,7 +375,7 @@ def test_log_format_and_level_come_from_the_environment() -> None:
         ("DEBUG", "tick", "purge"),
         ("INFO", "plain", None),
     ]
-    env = {**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "INFO"}
+    env = {**os.environ, "LOG_FORMAT": "text", "LOG_LEVEL": "INFO", "AKSIS_MODE": "demo"}
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )

@@ -87,7 +87,8 @@ async def test_redis_restart_during_an_open_session(
             assert "checked in" in str((await reply(first)).get("text"))
 
             await server.stop()
-            assert await _ready(bot.app) == (503, {"ok": False, "postgres": "ok", "redis": "down"})
+            down = {"status": "down", "postgres": "ok", "redis": "down"}
+            assert await _ready(bot.app) == (503, down)
             await second.send(code)
             assert (await reply(second)).get("text") == t("error.unavailable", "en")
             await third.send(code)
@@ -113,7 +114,7 @@ async def test_redis_restart_during_an_open_session(
                 await asyncio.sleep(0.5)
             await third.send(code)
             assert "katıldınız" in str((await reply(third)).get("text"))
-            assert await _ready(bot.app) == (200, {"ok": True, "postgres": "ok", "redis": "ok"})
+            assert await _ready(bot.app) == (200, {"status": "ok", "postgres": "ok", "redis": "ok"})
             attendance = await bot.app.redis.get_attendance_id_by_code(code=code)
             assert attendance is not None
             assert await bot.app.redis.count_attendance_records(attendance_id=attendance) == 3
@@ -138,7 +139,8 @@ async def test_postgres_restart_during_finalization(
             assert attendance_id is not None
 
             await server.stop()
-            assert await _ready(bot.app) == (503, {"ok": False, "postgres": "down", "redis": "ok"})
+            down = {"status": "down", "postgres": "down", "redis": "ok"}
+            assert await _ready(bot.app) == (503, down)
             await teacher.send("/end_session")  # ends it in Redis; PostgreSQL is not needed
             await teacher.next_message()
             # Several finalization ticks pass while PostgreSQL is down: the session stays.
@@ -170,6 +172,6 @@ async def test_postgres_restart_during_finalization(
                 await asyncio.sleep(0.1)
             else:
                 pytest.fail("the session was saved but left in Redis")
-            assert await _ready(bot.app) == (200, {"ok": True, "postgres": "ok", "redis": "ok"})
+            assert await _ready(bot.app) == (200, {"status": "ok", "postgres": "ok", "redis": "ok"})
     finally:
         await server.destroy()
