@@ -11,6 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from dal.errors import NotFound
 from dal.models import (
     AttendanceRecordRedis,
     AttendanceRedis,
@@ -21,7 +22,13 @@ from dal.models import (
     UserSessionRedis,
 )
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import AttendanceAlreadyOpen, CheckInResult, CheckInStatus, RedisClient
+from dal.redis_client import (
+    AttendanceAlreadyOpen,
+    AttendanceEnded,
+    CheckInResult,
+    CheckInStatus,
+    RedisClient,
+)
 from services.errors import (
     AlreadyOnList,
     InvalidInput,
@@ -345,8 +352,10 @@ class AttendanceService:
     async def _live_session(
         self, *, teacher: UserSessionRedis, attendance_id: UUID
     ) -> AttendanceRedis:
-        """The teacher's session, still open: changes after the end go through /history, so
-        that none can land between finalization reading the records and removing them."""
+        """The teacher's session, still open by this replica's clock: a quick first answer.
+        The write itself is what decides: Redis refuses it once the session has ended by
+        Redis's clock or the finalizer has claimed it (`_write`), so that no change is
+        confirmed and then lost; changes after the end go through /history."""
         attendance = await self.owned_session(teacher=teacher, attendance_id=attendance_id)
         end = attendance.end_time or attendance.planned_end_time
         if end <= self._clock():
@@ -374,7 +383,7 @@ class AttendanceService:
             note = " ".join((reason or "").split())[:200]
             fail_reason = f"{FailReason.REJECTED}: {note}" if note else str(FailReason.REJECTED)
         updated = record.model_copy(update={"is_attended": accept, "fail_reason": fail_reason})
-        await self._redis.update_attendance_record(record=updated)
+        await self._write(updated, replace=True)
         if record.telegram_id is not None:
             key = "student.accepted" if accept else "student.rejected"
             values: dict[str, object] = {"lesson": attendance.lesson_name}
@@ -414,7 +423,7 @@ class AttendanceService:
             attendance_time=self._clock(),
             source=RecordSource.TEACHER,
         )
-        if not await self._redis.add_attendance_record(record=record):
+        if not await self._write(record, replace=False):
             raise AlreadyOnList(number)
         if contact is not None and contact.telegram_id is not None:
             self._notifier.notify_later(
@@ -428,6 +437,18 @@ class AttendanceService:
                 ]
             )
         return record
+
+    async def _write(self, record: AttendanceRecordRedis, *, replace: bool) -> bool:
+        """A teacher's write into the live session; SessionClosed when Redis refuses it."""
+        try:
+            if replace:
+                await self._redis.update_attendance_record(record=record)
+                return True
+            return await self._redis.add_attendance_record(record=record)
+        except AttendanceEnded:
+            raise SessionClosed from None
+        except NotFound:
+            raise SessionGone from None
 
     async def language_of(self, telegram_id: int | None) -> str:
         """The reply language of a linked account; English when unknown."""

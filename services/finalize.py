@@ -3,7 +3,10 @@
 For every session whose due score has passed (ended by the teacher, or left open past its
 planned end) the finalizer
 
-1. claims it (`attendances:{id}:claim`, SET NX with an expiry, a token per attempt);
+1. claims it (`attendances:{id}:claim`, SET NX with an expiry, a token per attempt), which
+   Redis grants only once the session has ended by its own clock; from then on no check-in or
+   teacher's change can reach the session (the invariant in `dal.redis_client`), so what
+   step 2 reads is final;
 2. reads the session, its records and its enrolled set from Redis;
 3. builds the sheet: every Redis record plus an ABSENT record for each enrolled student who
    never checked in;
@@ -50,7 +53,7 @@ from dal.models import (
     User,
 )
 from dal.postgres import AsyncPostgresClient, LinkedUser
-from dal.redis_client import RedisClient
+from dal.redis_client import ClaimOutcome, RedisClient
 from services.attendance import EVERYONE, is_late
 from services.notify import Notice, Notifier
 
@@ -340,10 +343,9 @@ class Finalizer:
         self._concurrency = max(1, concurrency)
         self._batch = max(1, batch_sessions)
         self._clock = clock
-        # A session is taken a few seconds after its end, not at once: a check-in is judged
-        # by the clock of the replica that receives it, and one whose clock runs a little
-        # behind could still add a record after this one read the session and before it
-        # removed it.
+        # Correctness does not depend on this delay (the claim shuts writes out, judged by
+        # Redis's clock); it only spares claims that Redis would refuse when this replica's
+        # clock runs ahead.
         self._settle = timedelta(seconds=settle_seconds)
         self._pg_outage = OutageLog("PostgreSQL (finalization)", log)
         self._reported_failures: set[UUID] = set()
@@ -442,8 +444,10 @@ class Finalizer:
             ),
             return_exceptions=True,
         )
-        claimed = [i for i, won in zip(ids, outcomes, strict=True) if won is True]
-        report.skipped += sum(1 for won in outcomes if won is False)
+        claimed = [i for i, won in zip(ids, outcomes, strict=True) if won is ClaimOutcome.CLAIMED]
+        report.skipped += sum(1 for won in outcomes if won is ClaimOutcome.HELD)
+        # Not ended yet by Redis's clock (this replica's clock runs ahead): next tick.
+        report.postponed += sum(1 for won in outcomes if won is ClaimOutcome.OPEN)
         try:
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
