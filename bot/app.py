@@ -159,6 +159,7 @@ async def build_app(
             throttle_key=secret.encode(),
             student_ttl_days=settings.student_session_ttl_days,
             teacher_ttl_days=settings.teacher_session_ttl_days,
+            tz=tz,
         )
         attendance = AttendanceService(
             pg=pg,

@@ -198,16 +198,35 @@ if existing then
   return {'DUPLICATE', id, session, existing}
 end
 -- Enrolled: named in the enrolled set, or '*' there (the lesson has no known enrolment), or
--- the session's lesson code among the student's cached courses.
+-- the session's lesson slot among the student's cached slots (linked after the opening).
+-- Not enrolled but the course among their cached courses: another section (pending review).
+-- A session stored without a slot (opened before slots existed) takes the course as enough.
 local enrolled = 'attendances:{' .. id .. '}:enrolled'
 local member = redis.call('SISMEMBER', enrolled, number) == 1
   or redis.call('SISMEMBER', enrolled, '*') == 1
-if not member and type(u['courses']) == 'table' then
-  local lesson = cjson.decode(session)['lesson_code']
-  for _, course in ipairs(u['courses']) do
-    if course == lesson then
-      member = true
-      break
+local reason = 'NOT_IN_SCHEDULE'
+if not member then
+  local s = cjson.decode(session)
+  local slot = s['slot']
+  local has_slot = type(slot) == 'string'
+  if has_slot and type(u['slots']) == 'table' then
+    for _, mine in ipairs(u['slots']) do
+      if mine == slot then
+        member = true
+        break
+      end
+    end
+  end
+  if not member and type(u['courses']) == 'table' then
+    for _, course in ipairs(u['courses']) do
+      if course == s['lesson_code'] then
+        if has_slot then
+          reason = 'ANOTHER_SECTION'
+        else
+          member = true
+        end
+        break
+      end
     end
   end
 end
@@ -220,7 +239,7 @@ local record, status
 if member then
   record, status = head .. '"is_attended":true,"fail_reason":null}', 'OK_PRESENT'
 else
-  record, status = head .. '"is_attended":false,"fail_reason":"NOT_IN_SCHEDULE"}', 'OK_PENDING'
+  record, status = head .. '"is_attended":false,"fail_reason":"' .. reason .. '"}', 'OK_PENDING'
 end
 redis.call('HSET', records, number, record)
 return {status, id, session, record}
@@ -456,7 +475,7 @@ class AttendanceEnded(Conflict):
 
 class CheckInStatus(StrEnum):
     OK_PRESENT = "OK_PRESENT"  # enrolled: recorded as present
-    OK_PENDING = "OK_PENDING"  # not in the student's schedule: recorded for the teacher's review
+    OK_PENDING = "OK_PENDING"  # not enrolled (record's reason: not in schedule, another section)
     DUPLICATE = "DUPLICATE"  # already checked in; `record` is the first record
     ENDED = "ENDED"  # the code belongs to a session that has ended
     WRONG_CODE = "WRONG_CODE"  # no live session has this code (counts toward the throttle)

@@ -49,13 +49,15 @@ from dal.models import (
     AttendanceRedis,
     FailReason,
     RecordSource,
+    RecordStatus,
     Role,
     User,
 )
 from dal.postgres import AsyncPostgresClient, LinkedUser
 from dal.redis_client import ClaimOutcome, RedisClient
-from services.attendance import EVERYONE, is_late
+from services.attendance import EVERYONE
 from services.notify import Notice, Notifier
+from services.status import StatusCounts, live_status, split_reason
 
 __all__ = [
     "FinalizeReport",
@@ -71,6 +73,16 @@ log = logging.getLogger(__name__)
 
 _NAME_MAX: Final = 200  # users.user_full_name, as validated by dal.models.User
 DATE_FORMAT: Final = "%d.%m.%Y %H:%M"
+
+
+_RESULT_KEYS: Final = {
+    RecordStatus.PRESENT: "final.present",
+    RecordStatus.LATE: "final.late",
+    RecordStatus.ABSENT: "final.absent",
+    RecordStatus.PENDING: "final.not_accepted",
+    RecordStatus.REJECTED: "final.not_accepted",
+    RecordStatus.EXCUSED: "final.not_accepted",
+}
 
 
 def final_dedupe_key(attendance_id: UUID) -> str:
@@ -111,16 +123,8 @@ class OutageLog:
         self._tries = 0
 
 
-@dataclass(frozen=True, slots=True)
-class SheetCounts:
-    present: int  # attended, on time (teacher-added included)
-    late: int  # attended, checked in after start + late_after
-    absent: int  # enrolled, never checked in
-    not_accepted: int  # pending review or rejected
-
-    @property
-    def total(self) -> int:
-        return self.present + self.late + self.absent + self.not_accepted
+# The counts of a sheet: the one status vocabulary (services.status), as everywhere else.
+SheetCounts = StatusCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +152,10 @@ def build_sheet(
 ) -> Sheet:
     """The PostgreSQL rows for an ended session (pure: no I/O).
 
-    Records keep their state; a code check-in after `start + late_after` is late (a
-    teacher-added record never is); every enrolled student without a record gets an ABSENT
-    one. `EVERYONE` in `enrolled` names nobody. Users to upsert: students not yet known,
+    Records keep their state, with the status of services.status (one lateness rule: after
+    the later of the scheduled start and the opening, plus `late_after`; a teacher-added
+    record is never late); every enrolled student without a record gets an ABSENT one.
+    `EVERYONE` in `enrolled` names nobody. Users to upsert: students not yet known,
     and known students who checked in by code under a new name (their Redis name comes from
     the portal at login); a teacher-added record for a known user, or any record naming a
     known teacher, leaves that user's row alone, so a typed school number can never rename or
@@ -159,7 +164,6 @@ def build_sheet(
     attendance_id = attendance.attendance_id
     rows: list[AttendanceRecord] = []
     users: dict[str, User] = {}
-    present = late = absent = not_accepted = 0
     for record in records:
         number = record.student_number
         known = known_users.get(number)
@@ -170,24 +174,19 @@ def build_sheet(
             and known.user_full_name != name
         ):
             users[number] = User(user_school_number=number, user_full_name=name, role=Role.STUDENT)
-        if record.is_attended:
-            late_one = is_late(record, attendance.start_time, late_after)
-            late += late_one
-            present += not late_one
-            fail_reason = None
-        else:
-            late_one = False
-            not_accepted += 1
-            fail_reason = record.fail_reason
+        status = live_status(record, attendance, late_after)
+        reason, note = split_reason(record.fail_reason, record.teacher_note)
         rows.append(
             AttendanceRecord(
                 attendance_id=attendance_id,
                 student_number=number,
                 is_attended=record.is_attended,
                 attendance_time=record.attendance_time,
-                fail_reason=fail_reason,
-                is_late=late_one,
+                fail_reason=None if record.is_attended else reason,
+                is_late=status is RecordStatus.LATE,
                 source=record.source,
+                status=status,
+                teacher_note=note,
             )
         )
     recorded = {record.student_number for record in records}
@@ -199,7 +198,6 @@ def build_sheet(
             users[number] = User(
                 user_school_number=number, user_full_name=number, role=Role.STUDENT
             )
-        absent += 1
         rows.append(
             AttendanceRecord(
                 attendance_id=attendance_id,
@@ -207,6 +205,7 @@ def build_sheet(
                 is_attended=False,
                 attendance_time=None,
                 fail_reason=FailReason.ABSENT.value,
+                status=RecordStatus.ABSENT,
             )
         )
     teacher = attendance.teacher_school_number
@@ -224,11 +223,13 @@ def build_sheet(
         teacher_school_number=teacher,
         lesson_name=attendance.lesson_name,
         lesson_code=attendance.lesson_code,
+        lesson_slot=attendance.slot,
+        scheduled_start=attendance.scheduled_start,
         start_time=attendance.start_time,
         end_time=attendance.end_time or attendance.planned_end_time,
         security_option=attendance.security_option,
     )
-    counts = SheetCounts(present=present, late=late, absent=absent, not_accepted=not_accepted)
+    counts = StatusCounts.of(row.status for row in rows)
     return Sheet(attendance=row, records=rows, users=user_list, counts=counts)
 
 
@@ -670,13 +671,10 @@ class Finalizer:
                 "present": counts.present,
                 "late": counts.late,
                 "absent": counts.absent,
+                "pending": counts.pending,
+                "rejected": counts.rejected,
             }
-            if counts.not_accepted:
-                key = "final.teacher_pending"
-                values["pending"] = counts.not_accepted
-            else:
-                key = "final.teacher"
-                values["others"] = ""
+            key = "final.teacher"
             notices.append(
                 Notice(
                     telegram_id=teacher.telegram_id,
@@ -689,12 +687,7 @@ class Finalizer:
             contact = by_number.get(record.student_number)
             if contact is None or contact.role is not Role.STUDENT or not contact.reminders_enabled:
                 continue
-            if record.is_attended:
-                key = "final.late" if record.is_late else "final.present"
-            elif record.fail_reason == FailReason.ABSENT:
-                key = "final.absent"
-            else:
-                key = "final.not_accepted"
+            key = _RESULT_KEYS[record.status]
             notices.append(
                 Notice(
                     telegram_id=contact.telegram_id,
