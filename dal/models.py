@@ -150,6 +150,7 @@ class UserSessionRedis(_Model):
     logged_in_at: AwareDatetime
     courses: list[str] = Field(default_factory=list)  # course codes, current term's schedule
     slots: list[str] = Field(default_factory=list)  # lesson slots, current term's schedule
+    term: str | None = None  # the term `courses` and `slots` came from
 
 
 class AttendanceRedis(_Model):
@@ -163,6 +164,7 @@ class AttendanceRedis(_Model):
     lesson_code: str | None = None
     slot: str | None = None  # the lesson slot (services.lesson_finder.lesson_slot); None: ad hoc
     scheduled_start: AwareDatetime | None = None  # the lesson's start in the schedule
+    term: str | None = None  # the current term when it opened
     code: str = Field(pattern=r"^\d{6}$")
     security_option: str = "code"
     start_time: AwareDatetime

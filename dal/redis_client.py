@@ -201,12 +201,13 @@ end
 -- the session's lesson slot among the student's cached slots (linked after the opening).
 -- Not enrolled but the course among their cached courses: another section (pending review).
 -- A session stored without a slot (opened before slots existed) takes the course as enough.
+-- Cached courses and slots count only when they come from the session's term.
 local enrolled = 'attendances:{' .. id .. '}:enrolled'
 local member = redis.call('SISMEMBER', enrolled, number) == 1
   or redis.call('SISMEMBER', enrolled, '*') == 1
 local reason = 'NOT_IN_SCHEDULE'
-if not member then
-  local s = cjson.decode(session)
+local s = cjson.decode(session)
+if not member and s['term'] == u['term'] then
   local slot = s['slot']
   local has_slot = type(slot) == 'string'
   if has_slot and type(u['slots']) == 'table' then

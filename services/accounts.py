@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from dal.models import Role, ScheduleEntry, User, UserSessionRedis
@@ -151,6 +152,7 @@ class AccountService:
             slots=self._slots(
                 (x.course_code, x.start, x.teacher_keys) for x in result.lessons if x.course_code
             ),
+            term=result.term,
         )
         await self._redis.save_user_session(session=session, ttl_seconds=self._ttl(user.role))
         for key in self._throttle_keys(telegram_id, None):
@@ -214,7 +216,7 @@ class AccountService:
         )
         return session
 
-    async def _courses(self, school_number: str) -> dict[str, list[str]]:
+    async def _courses(self, school_number: str) -> dict[str, Any]:
         """Course codes and lesson slots of the cached schedule's current term."""
         now = self._clock()
         entries = await self._pg.get_schedule(
@@ -224,6 +226,7 @@ class AccountService:
         )
         coded = [e for e in entries if e.course_code]
         return {
+            "term": coded[0].term if coded else None,
             "courses": sorted({e.course_code for e in coded}),
             "slots": self._slots(
                 (e.course_code, e.start_time, e.teacher_key.split("|")) for e in coded

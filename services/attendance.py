@@ -270,6 +270,7 @@ class AttendanceService:
         now = self._clock()
         slot: str | None = None
         enrolled: list[str] = []
+        term = await self._pg.get_current_term()
         if lesson.course_code:
             slot = lesson_slot(lesson.course_code, lesson.start, lesson.teacher_keys, self._tz)
             entries = await self._pg.get_course_entries(course_code=lesson.course_code)
@@ -291,6 +292,7 @@ class AttendanceService:
             lesson_code=lesson.course_code or None,
             slot=slot,
             scheduled_start=lesson.start if slot is not None else None,
+            term=term,
             code="000000",
             start_time=now,
             planned_end_time=planned_end,
