@@ -26,6 +26,7 @@ from dal.migrations import apply_migrations
 from dal.models import (
     Attendance,
     AttendanceRecord,
+    RecordRow,
     RecordStatus,
     Role,
     ScheduleEntry,
@@ -173,20 +174,7 @@ RETURNING attendance_id
 """
 )
 
-# Many sessions' records in one statement: ten typed arrays, decoded by unnest server-side
-# (one round trip, a statement asyncpg prepares once per connection, and no staging table to
-# create and drop: its catalog churn cost more than the COPY saved at these sizes).
-_INSERT_RECORDS_IF_NEW = f"""
-INSERT INTO attendance_records ({_RECORD_COLUMNS})
-SELECT {_RECORD_COLUMNS} FROM unnest(
-    $1::uuid[], $2::text[], $3::boolean[], $4::timestamptz[], $5::text[], $6::boolean[],
-    $7::text[], $8::boolean[], $9::text[], $10::timestamptz[], $11::text[], $12::text[]
-) AS r ({_RECORD_COLUMNS})
-ON CONFLICT (attendance_id, student_number) DO NOTHING
-"""
-
 _RECORDS_STAGING = "attn_records_staging"
-
 _INSERT_RECORD_ROW = f"""
 INSERT INTO attendance_records ({_RECORD_COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -611,7 +599,7 @@ class AsyncPostgresClient:
     async def add_attendance_records(
         self,
         *,
-        records: Sequence[AttendanceRecord],
+        records: Sequence[AttendanceRecord | RecordRow],
         method: RecordMethod = DEFAULT_RECORD_METHOD,
     ) -> int:
         """Insert records in bulk, skipping ones already stored; returns how many were new.
@@ -735,7 +723,7 @@ class AsyncPostgresClient:
         *,
         users: Sequence[User],
         attendance: Attendance,
-        records: Sequence[AttendanceRecord],
+        records: Sequence[AttendanceRecord | RecordRow],
     ) -> bool:
         """Store a finished session in ONE transaction: users, then the attendance, then
         its records.
@@ -766,14 +754,16 @@ class AsyncPostgresClient:
         *,
         users: Sequence[User],
         attendances: Sequence[Attendance],
-        records: Sequence[AttendanceRecord],
+        records: Sequence[AttendanceRecord | RecordRow],
     ) -> set[UUID]:
         """Store several finished sessions in ONE transaction: the users of all of them
         first, then the attendances, then their records (what `persist_session` does for
         one, in three statements however many sessions there are).
 
         Idempotent like `persist_session`: returns the ids of the attendances that were new
-        (the others were stored already: a re-run) and never duplicates a record. All or
+        (the others were stored already, with all their records, by an earlier run: their
+        records are skipped) and never duplicates a record. The records of the new ones go
+        in by one binary COPY (`_copy_new_records`). All or
         none: any failure rolls back every session of the batch (NotFound when a record
         names a student missing from `users` and the table), so that the caller can retry
         them one by one to isolate a bad one. A user listed twice keeps the last entry.
@@ -794,9 +784,11 @@ class AsyncPostgresClient:
                 new = await conn.fetch(
                     _INSERT_ATTENDANCES_IF_NEW, *_attendance_columns(attendances)
                 )
-                if records:
-                    await conn.execute(_INSERT_RECORDS_IF_NEW, *_record_columns(records))
-        return {row["attendance_id"] for row in new}
+                created = {row["attendance_id"] for row in new}
+                fresh = [r for r in records if r.attendance_id in created]
+                if fresh:
+                    await _copy_new_records(conn, fresh)
+        return created
 
     # --- background jobs (issue 5: finalize, purge, reminders) ---------------------------
     # Added by the scheduler work; kept apart from the methods above.
@@ -841,7 +833,7 @@ async def _upsert_users(conn: _Conn, users: Sequence[User]) -> None:
     )
 
 
-async def _copy_records(conn: _Conn, records: Sequence[AttendanceRecord]) -> int:
+async def _copy_records(conn: _Conn, records: Sequence[AttendanceRecord | RecordRow]) -> int:
     """COPY into a transaction-local staging table, then INSERT ... ON CONFLICT DO NOTHING.
 
     Must run inside a transaction. COPY cannot skip duplicates itself; the staging table
@@ -864,7 +856,22 @@ async def _copy_records(conn: _Conn, records: Sequence[AttendanceRecord]) -> int
     return _row_count(status)
 
 
-def _record_row(record: AttendanceRecord) -> tuple[Any, ...]:
+async def _copy_new_records(conn: _Conn, records: Sequence[AttendanceRecord | RecordRow]) -> None:
+    """Binary COPY straight into `attendance_records`: no staging table, no ON CONFLICT.
+
+    Only for the records of attendances this transaction has just inserted (`INSERT ... ON
+    CONFLICT DO NOTHING RETURNING` named them): a session's records are only ever stored in
+    the transaction that stores its attendance row, so an attendance that was new has no
+    record yet, and one stored before has all of them (a re-run skips them). A concurrent
+    writer of the same attendance waits on its primary key until this one ends. Measured in
+    `make bench` (issue 9, item 7): the fastest of unnest INSERT, staging table + INSERT, and
+    this."""
+    await conn.copy_records_to_table(
+        "attendance_records", records=[_record_row(r) for r in records], columns=_RECORD_FIELDS
+    )
+
+
+def _record_row(record: AttendanceRecord | RecordRow) -> tuple[Any, ...]:
     return (
         record.attendance_id,
         record.student_number,
@@ -896,23 +903,6 @@ def _attendance_row(attendance: Attendance) -> tuple[Any, ...]:
         attendance.lesson_slot,
         attendance.scheduled_start,
     )
-
-
-def _record_columns(records: Sequence[AttendanceRecord]) -> list[list[Any]]:
-    return [
-        [r.attendance_id for r in records],
-        [r.student_number for r in records],
-        [r.is_attended for r in records],
-        [r.attendance_time for r in records],
-        [r.fail_reason for r in records],
-        [r.is_late for r in records],
-        [r.source.value for r in records],
-        [r.is_deleted for r in records],
-        [r.deletion_reason for r in records],
-        [r.deletion_time for r in records],
-        [r.status.value for r in records],
-        [r.teacher_note for r in records],
-    ]
 
 
 def _attendance_columns(attendances: Sequence[Attendance]) -> list[list[Any]]:

@@ -54,6 +54,7 @@ from typing import Any, Final, Self
 from uuid import UUID
 
 import redis.asyncio as aioredis
+from pydantic import TypeAdapter
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -491,6 +492,11 @@ class ClaimOutcome(StrEnum):
     OPEN = "OPEN"  # not ended yet by Redis's clock (the caller's clock runs ahead)
 
 
+# A session as the finalizer reads it: (session, records, enrolled), None when the session key
+# is gone, or the error that kept it from being decoded.
+SessionRead = tuple[AttendanceRedis, list[AttendanceRecordRedis], set[str]] | None | ValueError
+
+
 @dataclass(frozen=True, slots=True)
 class CheckInResult:
     status: CheckInStatus
@@ -563,6 +569,21 @@ def _parse_record(attendance_id: UUID, raw: bytes | str) -> AttendanceRecordRedi
     data = json.loads(raw)
     data["attendance_id"] = attendance_id
     return AttendanceRecordRedis.model_validate(data)
+
+
+_RECORD_LIST: Final = TypeAdapter(list[AttendanceRecordRedis])
+
+
+def _parse_records(
+    attendance_id: UUID, values: Sequence[bytes | str]
+) -> list[AttendanceRecordRedis]:
+    """Many stored records of one session at once: the session id is spliced into each JSON
+    object (stored without it) and the array is validated in one pydantic-core call."""
+    if not values:
+        return []
+    head = f'{{"attendance_id":"{attendance_id}",'
+    parts = [head + _text(value).lstrip()[1:] for value in values]
+    return _RECORD_LIST.validate_json("[" + ",".join(parts) + "]")
 
 
 def _record_json(record: AttendanceRecordRedis) -> str:
@@ -872,6 +893,33 @@ class RedisClient:
         records = [_parse_record(attendance_id, value) for value in raw.values()]
         records.sort(key=lambda r: (r.attendance_time, r.student_number))
         return records
+
+    async def read_sessions(self, *, attendance_ids: Sequence[UUID]) -> list[SessionRead]:
+        """Sessions, their records (in no order) and enrolled sets, in ONE pipelined round
+        trip (GET, HVALS, SMEMBERS per session): the finalizer's bulk read. None for a session
+        whose key is gone; the ValueError for one that cannot be decoded. Records are decoded
+        in one pass per session by pydantic-core."""
+        with self._errors:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for aid in attendance_ids:
+                    pipe.get(attendance_key(aid))
+                    pipe.hvals(records_key(aid))
+                    pipe.smembers(enrolled_key(aid))
+                replies = await pipe.execute()
+        out: list[SessionRead] = []
+        for n, aid in enumerate(attendance_ids):
+            raw, values, members = replies[3 * n : 3 * n + 3]
+            if raw is None:
+                out.append(None)
+                continue
+            try:
+                attendance = AttendanceRedis.model_validate_json(raw)
+                records = _parse_records(aid, values)
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                out.append(exc)
+                continue
+            out.append((attendance, records, {_text(m) for m in members}))
+        return out
 
     async def count_attendance_records(self, *, attendance_id: UUID) -> int:
         with self._errors:

@@ -44,10 +44,10 @@ from zoneinfo import ZoneInfo
 from dal.errors import DalError, DatabaseUnavailable, RedisUnavailable
 from dal.models import (
     Attendance,
-    AttendanceRecord,
     AttendanceRecordRedis,
     AttendanceRedis,
     FailReason,
+    RecordRow,
     RecordSource,
     RecordStatus,
     Role,
@@ -57,7 +57,7 @@ from dal.postgres import AsyncPostgresClient, LinkedUser
 from dal.redis_client import ClaimOutcome, RedisClient
 from services.attendance import EVERYONE
 from services.notify import Notice, Notifier
-from services.status import StatusCounts, live_status, split_reason
+from services.status import StatusCounts, split_reason, status_rule
 
 __all__ = [
     "FinalizeReport",
@@ -132,7 +132,7 @@ class Sheet:
     """What one session becomes in PostgreSQL."""
 
     attendance: Attendance
-    records: list[AttendanceRecord]
+    records: list[RecordRow]
     users: list[User]  # to upsert: students first, the teacher last
     counts: SheetCounts
 
@@ -162,8 +162,10 @@ def build_sheet(
     demote anyone. Unchanged users are left out: no row locks for nothing.
     """
     attendance_id = attendance.attendance_id
-    rows: list[AttendanceRecord] = []
+    rows: list[RecordRow] = []
     users: dict[str, User] = {}
+    status_of = status_rule(attendance, late_after)
+    new_row = RecordRow  # values from validated models: not validated again (see RecordRow)
     for record in records:
         number = record.student_number
         known = known_users.get(number)
@@ -174,10 +176,10 @@ def build_sheet(
             and known.user_full_name != name
         ):
             users[number] = User(user_school_number=number, user_full_name=name, role=Role.STUDENT)
-        status = live_status(record, attendance, late_after)
+        status = status_of(record)
         reason, note = split_reason(record.fail_reason, record.teacher_note)
         rows.append(
-            AttendanceRecord(
+            new_row(
                 attendance_id=attendance_id,
                 student_number=number,
                 is_attended=record.is_attended,
@@ -199,13 +201,16 @@ def build_sheet(
                 user_school_number=number, user_full_name=number, role=Role.STUDENT
             )
         rows.append(
-            AttendanceRecord(
+            new_row(
                 attendance_id=attendance_id,
                 student_number=number,
                 is_attended=False,
                 attendance_time=None,
                 fail_reason=FailReason.ABSENT.value,
+                is_late=False,
+                source=RecordSource.CODE,
                 status=RecordStatus.ABSENT,
+                teacher_note=None,
             )
         )
     teacher = attendance.teacher_school_number
@@ -280,11 +285,6 @@ class _Loaded:
         numbers.discard(EVERYONE)
         numbers.add(self.attendance.teacher_school_number)
         return numbers
-
-
-# Sessions read from Redis at once within a batch: enough to hide the round trips, few enough
-# to leave the shared connection pool to check-ins.
-_READS_IN_FLIGHT: Final = 4
 
 
 def _batch_users(sheets: Sequence[Sheet]) -> list[User]:
@@ -474,43 +474,29 @@ class Finalizer:
             self._reported_failures.add(attendance_id)
             log.error("session %s cannot be finalized; it stays in Redis: %s", attendance_id, exc)
 
-    async def _read(self, attendance_id: UUID, report: FinalizeReport) -> _Loaded | None:
-        """The session from Redis; None when it was debris (removed here)."""
-        attendance = await self._redis.get_attendance(attendance_id=attendance_id)
-        if attendance is None:
-            # Sessions are created and removed by atomic scripts, so a due entry without its
-            # session is debris (a manual deletion, an eviction). Nothing can be written
-            # without the session; the leftovers are removed.
-            lost = await self._redis.count_attendance_records(attendance_id=attendance_id)
-            await self._redis.delete_attendance_keys(attendance_id=attendance_id)
-            report.orphans += 1
-            if lost:
-                log.error("session %s vanished from Redis; %d records dropped", attendance_id, lost)
-            return None
-        records = await self._redis.get_attendance_records(attendance_id=attendance_id)
-        enrolled = await self._redis.get_enrolled(attendance_id=attendance_id)
-        return _Loaded(attendance=attendance, records=records, enrolled=enrolled)
+    async def _drop_debris(self, attendance_id: UUID, report: FinalizeReport) -> None:
+        # Sessions are created and removed by atomic scripts, so a due entry without its
+        # session is debris (a manual deletion, an eviction). Nothing can be written without
+        # the session; the leftovers are removed.
+        lost = await self._redis.count_attendance_records(attendance_id=attendance_id)
+        await self._redis.delete_attendance_keys(attendance_id=attendance_id)
+        report.orphans += 1
+        if lost:
+            log.error("session %s vanished from Redis; %d records dropped", attendance_id, lost)
 
     async def _read_all(self, ids: Sequence[UUID], report: FinalizeReport) -> list[_Loaded]:
-        """The sessions that can be written; a corrupt one is counted as failed and left."""
-        slots = asyncio.Semaphore(_READS_IN_FLIGHT)
-
-        async def read(attendance_id: UUID) -> _Loaded | None:
-            async with slots:
-                return await self._read(attendance_id, report)
-
-        outcomes = await asyncio.gather(*(read(i) for i in ids), return_exceptions=True)
+        """The batch's sessions in one pipelined Redis round trip; a corrupt one is counted as
+        failed and left, debris is removed."""
         loaded: list[_Loaded] = []
-        for outcome in outcomes:
-            if isinstance(outcome, RedisUnavailable):
-                raise outcome
-        for attendance_id, outcome in zip(ids, outcomes, strict=True):
-            if isinstance(outcome, (DalError, ValueError)):  # ValidationError is a ValueError
+        reads = await self._redis.read_sessions(attendance_ids=ids)
+        for attendance_id, outcome in zip(ids, reads, strict=True):
+            if outcome is None:
+                await self._drop_debris(attendance_id, report)
+            elif isinstance(outcome, ValueError):
                 self._fail(attendance_id, outcome, report)
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            elif outcome is not None:
-                loaded.append(outcome)
+            else:
+                attendance, records, enrolled = outcome
+                loaded.append(_Loaded(attendance=attendance, records=records, enrolled=enrolled))
         return loaded
 
     def _build(

@@ -12,7 +12,7 @@ counts from the opening. A teacher's addition is never late.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,7 +25,14 @@ from dal.models import (
     record_status,
 )
 
-__all__ = ["StatusCounts", "is_late", "late_after_moment", "live_status", "split_reason"]
+__all__ = [
+    "StatusCounts",
+    "is_late",
+    "late_after_moment",
+    "live_status",
+    "split_reason",
+    "status_rule",
+]
 
 _LEGACY_REJECTED = f"{FailReason.REJECTED}:"
 
@@ -64,9 +71,28 @@ def live_status(
     record: AttendanceRecordRedis, attendance: AttendanceRedis, late_after: timedelta
 ) -> RecordStatus:
     """The status of a live record (what finalization will store for it)."""
-    late = record.is_attended and is_late(record, attendance, late_after)
-    reason, _ = split_reason(record.fail_reason)
-    return record_status(is_attended=record.is_attended, is_late=late, fail_reason=reason)
+    return status_rule(attendance, late_after)(record)
+
+
+def status_rule(
+    attendance: AttendanceRedis, late_after: timedelta
+) -> Callable[[AttendanceRecordRedis], RecordStatus]:
+    """`live_status` for many records of one session: the late moment is worked out once."""
+    threshold = late_after_moment(
+        opened=attendance.start_time,
+        scheduled_start=attendance.scheduled_start,
+        late_after=late_after,
+    )
+    code = RecordSource.CODE
+
+    def status(record: AttendanceRecordRedis) -> RecordStatus:
+        if record.is_attended:
+            late = record.source is code and record.attendance_time > threshold
+            return RecordStatus.LATE if late else RecordStatus.PRESENT
+        reason, _ = split_reason(record.fail_reason)
+        return record_status(is_attended=False, is_late=False, fail_reason=reason)
+
+    return status
 
 
 @dataclass(frozen=True, slots=True)
