@@ -207,8 +207,8 @@ local enrolled = 'attendances:{' .. id .. '}:enrolled'
 local member = redis.call('SISMEMBER', enrolled, number) == 1
   or redis.call('SISMEMBER', enrolled, '*') == 1
 local reason = 'NOT_IN_SCHEDULE'
-local s = cjson.decode(session)
-if not member and s['term'] == u['term'] then
+local s = (not member) and cjson.decode(session)
+if s and s['term'] == u['term'] then
   local slot = s['slot']
   local has_slot = type(slot) == 'string'
   if has_slot and type(u['slots']) == 'table' then

@@ -869,3 +869,48 @@ async def test_the_record_keeps_a_long_telegram_id_and_odd_names(client: RedisCl
     )
     assert stored == result.record
     assert (stored.telegram_id, stored.student_full_name) == (4_503_599_627_370_495, name)
+
+
+# --- sections and terms (issue 9) ------------------------------------------------------------
+
+
+async def test_check_in_tells_the_slot_from_another_section_and_another_term(
+    client: RedisClient,
+) -> None:
+    """Not in the enrolled set: the slot in the student's cached schedule (linked after the
+    opening) makes them present; the course in another slot is ANOTHER_SECTION; cached data
+    of another term counts for nothing."""
+    slot, other = "BIL301|1|09:00|gokce ozturk", "BIL301|3|13:00|ali veli"
+    draft = make_attendance().model_copy(update={"slot": slot, "term": "2024-2"})
+    opened = await client.open_attendance(attendance=draft, enrolled=["S1"], now=NOW)
+
+    async def send(student: str, slots: list[str], term: str | None) -> CheckInResult:
+        tid = zlib.crc32(student.encode()) + 1
+        await client.save_user_session(
+            session=UserSessionRedis(
+                telegram_id=tid,
+                school_number=student,
+                full_name=TURKISH,
+                role=Role.STUDENT,
+                logged_in_at=NOW,
+                courses=["BIL301"],
+                slots=slots,
+                term=term,
+            ),
+            ttl_seconds=3600,
+        )
+        return await client.check_in(
+            telegram_id=tid, code=opened.code, now=NOW, throttle_key=f"throttle:{student}"
+        )
+
+    late_linker = await send("S2", [slot], "2024-2")
+    other_section = await send("S3", [other], "2024-2")
+    old_term = await send("S4", [slot], "2024-1")
+
+    assert late_linker.status is CheckInStatus.OK_PRESENT
+    assert other_section.status is CheckInStatus.OK_PENDING
+    assert other_section.record is not None
+    assert other_section.record.fail_reason == "ANOTHER_SECTION"
+    assert old_term.status is CheckInStatus.OK_PENDING
+    assert old_term.record is not None
+    assert old_term.record.fail_reason == "NOT_IN_SCHEDULE"
