@@ -32,15 +32,17 @@ async def reply_check_in(
     session, record, tz = result.attendance, result.record, attendance.tz
     lesson = session.lesson_name if session else ""
     status = result.status
-    if status is CheckInStatus.OK_PRESENT and session and record:
-        key = "checkin.ok_late" if attendance.is_late(session, record) else "checkin.ok"
-        text = t(key, lang, lesson=lesson, time=hhmm(record.attendance_time, tz))
-    elif status is CheckInStatus.OK_PENDING and record:
-        key = (
-            "checkin.another_section"
-            if record.fail_reason == FailReason.ANOTHER_SECTION
-            else "checkin.pending"
-        )
+    if status in (CheckInStatus.OK_PRESENT, CheckInStatus.OK_PENDING) and session and record:
+        # The record's status in the one vocabulary (services.status), as the sheet will say.
+        recorded = attendance.status_of(session, record)
+        if recorded is RecordStatus.LATE:
+            key = "checkin.ok_late"
+        elif recorded is RecordStatus.PRESENT:
+            key = "checkin.ok"
+        elif record.fail_reason == FailReason.ANOTHER_SECTION:
+            key = "checkin.another_section"
+        else:
+            key = "checkin.pending"
         text = t(key, lang, lesson=lesson, time=hhmm(record.attendance_time, tz))
     elif status is CheckInStatus.DUPLICATE and record:
         text = t("checkin.duplicate", lang, lesson=lesson, time=hhmm(record.attendance_time, tz))
