@@ -12,7 +12,7 @@ import csv
 import io
 import logging
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -126,8 +126,9 @@ async def check_in_at(
 
 
 def _future_start() -> datetime:
-    # Two hours ahead, whole minutes: sessions must be live by Redis's own clock.
-    return (datetime.now(IST) + timedelta(hours=2)).replace(second=0, microsecond=0)
+    # Tomorrow at noon: sessions must be live by Redis's own clock, and the lesson on the same
+    # local day as the moments the tests open it.
+    return datetime.combine(datetime.now(IST).date() + timedelta(days=1), time(12), IST)
 
 
 async def test_opened_10_minutes_before_the_lesson_lateness_counts_from_the_start(
