@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -26,6 +27,11 @@ async def run(settings: Settings) -> None:
         site = web.TCPSite(runner, settings.web_host, settings.web_port)
         await site.start()
         log.info("web server on %s:%s", settings.web_host, settings.web_port)
+        # Everything built so far (modules, routers, schemas, pools) lives as long as the
+        # process: moved out of the collector's sight, so that a full collection no longer
+        # walks it. Measured (issue 9, item 7): a finalization tick of 30,000 records spent
+        # a third of its time in collections walking these objects.
+        gc.freeze()
         try:
             if settings.webhook_url:
                 secret = settings.webhook_secret

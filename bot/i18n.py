@@ -176,6 +176,18 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "bağlantısı kaldırıldı. Bunu siz yapmadıysanız yeniden /login yapın ve Aksis "
         "şifrenizi değiştirin.",
     ),
+    "term.login_again": (
+        "A new term has begun. Please /login again so that your new timetable is used: "
+        "last term's lessons no longer count.",
+        "Yeni dönem başladı. Yeni ders programınızın kullanılması için lütfen yeniden /login "
+        "yapın: geçen dönemin dersleri artık sayılmıyor.",
+    ),
+    "session.ad_hoc": (
+        "This lesson is not in any timetable, so it has no enrolment: nobody was notified, "
+        "nobody will be listed absent, and everyone who sends the code is recorded.",
+        "Bu ders hiçbir ders programında yok, bu yüzden kayıtlı öğrenci listesi yok: kimseye "
+        "bildirim gitmedi, kimse yok yazılmayacak ve kodu gönderen herkes kaydedilir.",
+    ),
     "logout.ok": (
         "This Telegram account is no longer linked. /login to link again.",
         "Bu Telegram hesabının bağlantısı kaldırıldı. Yeniden bağlamak için /login.",
@@ -321,6 +333,12 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "🕓 <b>{lesson}</b> için {time} itibarıyla kaydedildi, ancak bu ders Aksis "
         "programınızda yok; öğretim elemanınız inceleyecek.",
     ),
+    "checkin.another_section": (
+        "🕓 Recorded for <b>{lesson}</b> at {time}, but your Aksis schedule has this course "
+        "in another section, so your teacher will review it.",
+        "🕓 <b>{lesson}</b> için {time} itibarıyla kaydedildi, ancak Aksis programınızda bu "
+        "ders başka bir şubede; öğretim elemanınız inceleyecek.",
+    ),
     "checkin.duplicate": (
         "You are already checked in to <b>{lesson}</b> (recorded at {time}).",
         "<b>{lesson}</b> dersine zaten katıldınız ({time} itibarıyla kaydedildi).",
@@ -354,20 +372,12 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "⏳ Attendance for <b>{lesson}</b> closes at {end} and you have not checked in yet.",
         "⏳ <b>{lesson}</b> yoklaması {end} saatinde kapanıyor ve henüz katılmadınız.",
     ),
+    # The teacher's summary and /history word a session's counts alike (services.status).
     "final.teacher": (
-        "📊 <b>{lesson}</b> ({date}) saved: {present} present, {late} late, {absent} absent"
-        "{others}.",
-        "📊 <b>{lesson}</b> ({date}) kaydedildi: {present} katıldı, {late} geç, {absent} "
-        "katılmadı{others}.",
-    ),
-    "final.others": (", {pending} not accepted", ", {pending} onaylanmadı"),
-    # The summary when some check-ins were left pending or rejected (services cannot render
-    # "final.others" into "final.teacher", so the finalizer picks this key instead).
-    "final.teacher_pending": (
         "📊 <b>{lesson}</b> ({date}) saved: {present} present, {late} late, {absent} absent,"
-        " {pending} not accepted.",
+        " {pending} pending review, {rejected} rejected.",
         "📊 <b>{lesson}</b> ({date}) kaydedildi: {present} katıldı, {late} geç, {absent} "
-        "katılmadı, {pending} onaylanmadı.",
+        "katılmadı, {pending} onay bekliyor, {rejected} reddedildi.",
     ),
     "final.present": (
         "📊 {lesson} ({date}): you were marked present.",
@@ -393,9 +403,11 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "{date} · {lesson} · {present}/{total}",
     ),
     "history.detail": (
-        "🗂 <b>{lesson}</b> — {date}\n{present} present, {late} late, {absent} not attended.\n"
+        "🗂 <b>{lesson}</b> — {date}\n{present} present, {late} late, {absent} absent,"
+        " {pending} pending review, {rejected} rejected.\n"
         "Tap a student to switch present ↔ absent; CSV exports the sheet.",
-        "🗂 <b>{lesson}</b> — {date}\n{present} katıldı, {late} geç, {absent} katılmadı.\n"
+        "🗂 <b>{lesson}</b> — {date}\n{present} katıldı, {late} geç, {absent} "
+        "katılmadı, {pending} onay bekliyor, {rejected} reddedildi.\n"
         "Katıldı ↔ katılmadı arasında geçiş için öğrenciye dokunun; CSV listeyi dışa aktarır.",
     ),
     "history.corrected": (

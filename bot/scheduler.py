@@ -52,8 +52,8 @@ JOB_IDS: Final = ("finalize", "purge", "reminders")
 # Reminders are due to the minute (lead and closing times are whole minutes): a 30 s tick
 # delivers each within half a minute of its time.
 REMINDER_INTERVAL_SECONDS: Final = 30
-# How long after its end a session is left alone, for check-ins judged by a replica whose clock
-# is a little behind (services/finalize.py).
+# How long after its end a session is left alone: claims are judged by Redis's clock, so this
+# only spares refused claims when a replica's clock runs ahead (services/finalize.py).
 SETTLE_SECONDS: Final = 5.0
 
 

@@ -5,10 +5,13 @@ Every datetime is timezone-aware (`AwareDatetime`): a naive one is a bug and fai
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 
 class Role(StrEnum):
@@ -17,11 +20,48 @@ class Role(StrEnum):
 
 
 class FailReason(StrEnum):
-    """Why a record does not count as attended (stored in `fail_reason`)."""
+    """The reason code of a record that does not count as attended (`fail_reason`). Only the
+    code: a teacher's note goes in `teacher_note`."""
 
     NOT_IN_SCHEDULE = "NOT_IN_SCHEDULE"  # checked in, lesson not in their schedule: pending review
+    ANOTHER_SECTION = "ANOTHER_SECTION"  # checked in, the course is theirs in another section
     REJECTED = "REJECTED"  # the teacher rejected the check-in
     ABSENT = "ABSENT"  # enrolled, never checked in (written at finalization)
+    MARKED_ABSENT = "MARKED_ABSENT"  # a teacher corrected a saved record to absent
+    EXCUSED = "EXCUSED"  # excused by the teacher
+
+
+class RecordStatus(StrEnum):
+    """The one vocabulary of a record's status: check-in replies, finalization, /history,
+    exports and statistics all use it. Attended: present and late."""
+
+    PRESENT = "present"
+    LATE = "late"
+    ABSENT = "absent"
+    PENDING = "pending"  # pending review
+    REJECTED = "rejected"
+    EXCUSED = "excused"
+
+    @property
+    def attended(self) -> bool:
+        return self in (RecordStatus.PRESENT, RecordStatus.LATE)
+
+
+_PENDING_REASONS = frozenset({FailReason.NOT_IN_SCHEDULE, FailReason.ANOTHER_SECTION})
+_ABSENT_REASONS = frozenset({FailReason.ABSENT, FailReason.MARKED_ABSENT})
+
+
+def record_status(*, is_attended: bool, is_late: bool, fail_reason: str | None) -> RecordStatus:
+    """The status a record's stored fields say (for rows and records written without one)."""
+    if is_attended:
+        return RecordStatus.LATE if is_late else RecordStatus.PRESENT
+    if fail_reason is None or fail_reason in _ABSENT_REASONS:
+        return RecordStatus.ABSENT
+    if fail_reason == FailReason.REJECTED:
+        return RecordStatus.REJECTED
+    if fail_reason == FailReason.EXCUSED:
+        return RecordStatus.EXCUSED
+    return RecordStatus.PENDING
 
 
 class RecordSource(StrEnum):
@@ -50,6 +90,8 @@ class Attendance(_Model):
     end_time: AwareDatetime | None = None
     security_option: str = "code"
     lesson_code: str | None = None
+    lesson_slot: str | None = None  # see services.lesson_finder.lesson_slot; None: ad hoc
+    scheduled_start: AwareDatetime | None = None  # the lesson's start in the schedule
     is_deleted: bool = False
     deletion_reason: str | None = None
     deletion_time: AwareDatetime | None = None
@@ -60,12 +102,47 @@ class AttendanceRecord(_Model):
     student_number: str
     is_attended: bool
     attendance_time: AwareDatetime | None = None
-    fail_reason: str | None = None
+    fail_reason: str | None = None  # a reason code (FailReason), never free text
     is_late: bool = False
     source: RecordSource = RecordSource.CODE
+    status: RecordStatus = RecordStatus.PRESENT  # derived from the fields above when not given
+    teacher_note: str | None = None
     is_deleted: bool = False
     deletion_reason: str | None = None
     deletion_time: AwareDatetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_status(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("status") is None:
+            data = dict(data)
+            data["status"] = record_status(
+                is_attended=bool(data.get("is_attended")),
+                is_late=bool(data.get("is_late")),
+                fail_reason=data.get("fail_reason"),
+            )
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """An `attendance_records` row as finalization writes it, by the thousand, from values
+    already validated in Redis's models: a slotted dataclass, not a validating model
+    (constructing 30,000 pydantic models cost a fifth of a finalization; issue 9, item 7).
+    The same fields as `AttendanceRecord`, which the PostgreSQL client accepts alike."""
+
+    attendance_id: UUID
+    student_number: str
+    is_attended: bool
+    attendance_time: datetime | None
+    fail_reason: str | None
+    is_late: bool
+    source: RecordSource
+    status: RecordStatus
+    teacher_note: str | None
+    is_deleted: bool = False
+    deletion_reason: str | None = None
+    deletion_time: datetime | None = None
 
 
 class ScheduleEntry(_Model):
@@ -78,6 +155,7 @@ class ScheduleEntry(_Model):
     course_name: str
     teachers: str  # the portal's `Hocalar`, as shown
     teacher_key: str  # normalized teacher name(s) for matching (services.lesson_finder)
+    term: str | None = None  # "YYYY-D" from the portal's Yil and Donem; None: unknown
 
 
 # --- Redis ------------------------------------------------------------------------------
@@ -93,7 +171,9 @@ class UserSessionRedis(_Model):
     language: str = "en"
     reminders_enabled: bool = True
     logged_in_at: AwareDatetime
-    courses: list[str] = Field(default_factory=list)  # course codes in the cached schedule
+    courses: list[str] = Field(default_factory=list)  # course codes, current term's schedule
+    slots: list[str] = Field(default_factory=list)  # lesson slots, current term's schedule
+    term: str | None = None  # the term `courses` and `slots` came from
 
 
 class AttendanceRedis(_Model):
@@ -105,6 +185,9 @@ class AttendanceRedis(_Model):
     teacher_telegram_id: int | None = None
     lesson_name: str
     lesson_code: str | None = None
+    slot: str | None = None  # the lesson slot (services.lesson_finder.lesson_slot); None: ad hoc
+    scheduled_start: AwareDatetime | None = None  # the lesson's start in the schedule
+    term: str | None = None  # the current term when it opened
     code: str = Field(pattern=r"^\d{6}$")
     security_option: str = "code"
     start_time: AwareDatetime
@@ -127,5 +210,6 @@ class AttendanceRecordRedis(_Model):
     telegram_id: int | None = None
     is_attended: bool
     attendance_time: AwareDatetime
-    fail_reason: str | None = None
+    fail_reason: str | None = None  # a reason code (FailReason)
+    teacher_note: str | None = None  # a rejecting teacher's words
     source: RecordSource = RecordSource.CODE

@@ -23,7 +23,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from dal.errors import Conflict, DatabaseUnavailable, NotFound, UnsupportedServer, mask_url
 from dal.migrations import apply_migrations
-from dal.models import Attendance, AttendanceRecord, Role, ScheduleEntry, User
+from dal.models import (
+    Attendance,
+    AttendanceRecord,
+    RecordRow,
+    RecordStatus,
+    Role,
+    ScheduleEntry,
+    User,
+    record_status,
+)
 
 __all__ = [
     "DEFAULT_RECORD_METHOD",
@@ -96,6 +105,7 @@ class StudentAttendanceRow(BaseModel):
     is_attended: bool
     is_late: bool
     fail_reason: str | None
+    status: RecordStatus
 
 
 # --- SQL ----------------------------------------------------------------------------------
@@ -112,7 +122,7 @@ _LINKED_COLUMNS = (
 )
 _ATTENDANCE_COLUMNS = (
     "attendance_id, teacher_school_number, lesson_name, lesson_code, start_time, end_time,"
-    " security_option, is_deleted, deletion_reason, deletion_time"
+    " security_option, is_deleted, deletion_reason, deletion_time, lesson_slot, scheduled_start"
 )
 _RECORD_FIELDS: Final = (
     "attendance_id",
@@ -125,12 +135,18 @@ _RECORD_FIELDS: Final = (
     "is_deleted",
     "deletion_reason",
     "deletion_time",
+    "status",
+    "teacher_note",
 )
 _RECORD_COLUMNS = ", ".join(_RECORD_FIELDS)
 _RECORD_COLUMNS_R = ", ".join(f"r.{name}" for name in _RECORD_FIELDS)
 _SCHEDULE_COLUMNS = (
-    "school_number, start_time, end_time, course_code, course_name, teachers, teacher_key"
+    "school_number, start_time, end_time, course_code, course_name, teachers, teacher_key, term"
 )
+# Entries of the current term only: the newest term any cached schedule came from (NULL, an
+# unknown term, matches only while no schedule names a term). Past terms' entries are ignored
+# for lesson finding, enrolment and reminders.
+_CURRENT_TERM = "term IS NOT DISTINCT FROM (SELECT max(term) FROM schedule_entries)"
 
 # Name and role follow the portal; the Telegram link columns are never touched here. Rows
 # whose name and role are unchanged are not rewritten (finalization upserts every student of
@@ -147,13 +163,13 @@ _INSERT_ATTENDANCES = f"""
 INSERT INTO attendances ({_ATTENDANCE_COLUMNS})
 SELECT {_ATTENDANCE_COLUMNS} FROM unnest(
     $1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
-    $7::text[], $8::boolean[], $9::text[], $10::timestamptz[]
+    $7::text[], $8::boolean[], $9::text[], $10::timestamptz[], $11::text[], $12::timestamptz[]
 ) AS a ({_ATTENDANCE_COLUMNS})
 """
 
 _INSERT_ATTENDANCE_IF_NEW = f"""
 INSERT INTO attendances ({_ATTENDANCE_COLUMNS})
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (attendance_id) DO NOTHING
 RETURNING attendance_id
 """
@@ -166,23 +182,10 @@ RETURNING attendance_id
 """
 )
 
-# Many sessions' records in one statement: ten typed arrays, decoded by unnest server-side
-# (one round trip, a statement asyncpg prepares once per connection, and no staging table to
-# create and drop: its catalog churn cost more than the COPY saved at these sizes).
-_INSERT_RECORDS_IF_NEW = f"""
-INSERT INTO attendance_records ({_RECORD_COLUMNS})
-SELECT {_RECORD_COLUMNS} FROM unnest(
-    $1::uuid[], $2::text[], $3::boolean[], $4::timestamptz[], $5::text[], $6::boolean[],
-    $7::text[], $8::boolean[], $9::text[], $10::timestamptz[]
-) AS r ({_RECORD_COLUMNS})
-ON CONFLICT (attendance_id, student_number) DO NOTHING
-"""
-
 _RECORDS_STAGING = "attn_records_staging"
-
 _INSERT_RECORD_ROW = f"""
 INSERT INTO attendance_records ({_RECORD_COLUMNS})
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (attendance_id, student_number) DO NOTHING
 RETURNING 1
 """
@@ -464,9 +467,9 @@ class AsyncPostgresClient:
             if entries:
                 await conn.execute(
                     f"INSERT INTO schedule_entries ({_SCHEDULE_COLUMNS})"
-                    " SELECT $1, e.s, e.e, e.c, e.n, e.t, e.k FROM unnest("
+                    " SELECT $1, e.s, e.e, e.c, e.n, e.t, e.k, e.y FROM unnest("
                     "$2::timestamptz[], $3::timestamptz[], $4::text[], $5::text[], $6::text[],"
-                    " $7::text[]) AS e (s, e, c, n, t, k)"
+                    " $7::text[], $8::text[]) AS e (s, e, c, n, t, k, y)"
                     " ON CONFLICT (school_number, start_time, course_code) DO NOTHING",
                     school_number,
                     [e.start_time for e in entries],
@@ -475,12 +478,13 @@ class AsyncPostgresClient:
                     [e.course_name for e in entries],
                     [e.teachers for e in entries],
                     [e.teacher_key for e in entries],
+                    [e.term for e in entries],
                 )
 
     async def get_schedule(
         self, *, school_number: str, start: datetime, end: datetime
     ) -> list[ScheduleEntry]:
-        """The user's lessons that overlap [start, end), ordered by start time.
+        """The user's lessons of the current term that overlap [start, end), by start time.
 
         Overlap (not "starts within") so that `start=now, end=now + 1 s` finds the lesson in
         progress.
@@ -488,7 +492,7 @@ class AsyncPostgresClient:
         _check_window(start, end)
         rows = await self._pool.fetch(
             f"SELECT {_SCHEDULE_COLUMNS} FROM schedule_entries"
-            " WHERE school_number = $1 AND start_time < $3 AND end_time > $2"
+            f" WHERE school_number = $1 AND start_time < $3 AND end_time > $2 AND {_CURRENT_TERM}"
             " ORDER BY start_time, course_code",
             school_number,
             start,
@@ -513,7 +517,7 @@ class AsyncPostgresClient:
             f" SELECT DISTINCT ON (course_code, start_time, end_time) {_SCHEDULE_COLUMNS}"
             " FROM schedule_entries"
             " WHERE $1 = ANY(string_to_array(teacher_key, '|'))"
-            " AND start_time < $3 AND end_time > $2"
+            f" AND start_time < $3 AND end_time > $2 AND {_CURRENT_TERM}"
             " ORDER BY course_code, start_time, end_time, school_number"
             ") AS o ORDER BY start_time, course_code",
             teacher_key,
@@ -522,27 +526,59 @@ class AsyncPostgresClient:
         )
         return [ScheduleEntry.model_validate(dict(row)) for row in rows]
 
-    async def get_enrolled_students(self, *, course_code: str) -> list[str]:
-        """School numbers of students whose cached schedule holds `course_code`, sorted."""
+    async def get_course_entries(self, *, course_code: str) -> list[ScheduleEntry]:
+        """The current term's entries of `course_code` in students' cached schedules (one per
+        student, start and teachers), by school number: the caller tells sections apart by
+        their slots (services.lesson_finder.lesson_slot)."""
         rows = await self._pool.fetch(
-            "SELECT DISTINCT s.school_number FROM schedule_entries AS s"
+            f"SELECT DISTINCT {', '.join('s.' + c for c in _SCHEDULE_COLUMNS.split(', '))}"
+            " FROM schedule_entries AS s"
             " JOIN users AS u ON u.user_school_number = s.school_number"
-            " WHERE s.course_code = $1 AND u.role = 'student'"
-            " ORDER BY s.school_number",
+            f" WHERE s.course_code = $1 AND u.role = 'student' AND s.{_CURRENT_TERM}"
+            " ORDER BY s.school_number, s.start_time",
             course_code,
         )
-        return [row["school_number"] for row in rows]
+        return [ScheduleEntry.model_validate(dict(row)) for row in rows]
+
+    async def get_current_term(self) -> str | None:
+        """The newest term any cached schedule came from; None when none names a term."""
+        term: str | None = await self._pool.fetchval("SELECT max(term) FROM schedule_entries")
+        return term
+
+    async def get_stale_term_contacts(self, *, term: str) -> list[LinkedUser]:
+        """Reachable linked users whose cached schedule is from a term before `term` (or names
+        none) and has nothing of `term`: they should sign in again."""
+        rows = await self._pool.fetch(
+            f"SELECT {_LINKED_COLUMNS} FROM users AS u"
+            " WHERE u.telegram_id IS NOT NULL AND u.undeliverable_at IS NULL"
+            " AND EXISTS (SELECT 1 FROM schedule_entries AS s"
+            "   WHERE s.school_number = u.user_school_number AND (s.term IS NULL OR s.term < $1))"
+            " AND NOT EXISTS (SELECT 1 FROM schedule_entries AS s"
+            "   WHERE s.school_number = u.user_school_number AND s.term >= $1)"
+            " ORDER BY u.user_school_number",
+            term,
+        )
+        return [LinkedUser.model_validate(dict(row)) for row in rows]
+
+    async def get_linked_teachers(self) -> list[User]:
+        """Teachers linked to a Telegram account (for telling namesakes apart)."""
+        rows = await self._pool.fetch(
+            f"SELECT {_USER_COLUMNS} FROM users"
+            " WHERE role = 'teacher' AND telegram_id IS NOT NULL ORDER BY user_school_number"
+        )
+        return [User.model_validate(dict(row)) for row in rows]
 
     async def get_teacher_lessons_starting(
         self, *, start: datetime, end: datetime
     ) -> list[ScheduleEntry]:
-        """Lessons in teachers' own schedules starting in [start, end), for reminders."""
+        """Lessons of the current term in teachers' own schedules starting in [start, end)."""
         _check_window(start, end)
         rows = await self._pool.fetch(
             "SELECT s.school_number, s.start_time, s.end_time, s.course_code, s.course_name,"
-            " s.teachers, s.teacher_key FROM schedule_entries AS s"
+            " s.teachers, s.teacher_key, s.term FROM schedule_entries AS s"
             " JOIN users AS u ON u.user_school_number = s.school_number"
             " WHERE u.role = 'teacher' AND s.start_time >= $1 AND s.start_time < $2"
+            f" AND s.{_CURRENT_TERM}"
             " ORDER BY s.start_time, s.school_number, s.course_code",
             start,
             end,
@@ -602,7 +638,7 @@ class AsyncPostgresClient:
     async def add_attendance_records(
         self,
         *,
-        records: Sequence[AttendanceRecord],
+        records: Sequence[AttendanceRecord | RecordRow],
         method: RecordMethod = DEFAULT_RECORD_METHOD,
     ) -> int:
         """Insert records in bulk, skipping ones already stored; returns how many were new.
@@ -658,16 +694,23 @@ class AsyncPostgresClient:
         is_attended: bool,
         fail_reason: str | None,
     ) -> AttendanceRecord:
-        """Accept (`is_attended=True`, no reason) or fail a stored record; returns it."""
+        """Accept (`is_attended=True`, no reason) or fail a stored record; returns it.
+
+        The status follows (`dal.models.record_status`): an accepted record that was stored
+        late is late again.
+        """
         if is_attended and fail_reason is not None:
             raise ValueError("an attended record has no fail_reason")
+        status = record_status(is_attended=is_attended, is_late=False, fail_reason=fail_reason)
         row = await self._pool.fetchrow(
-            "UPDATE attendance_records AS r SET is_attended = $3, fail_reason = $4"
+            "UPDATE attendance_records AS r SET is_attended = $3, fail_reason = $4,"
+            " status = CASE WHEN $3 AND r.is_late THEN 'late' ELSE $5 END"
             f" FROM attendances AS a WHERE {_VISIBLE_RECORD} RETURNING {_RECORD_COLUMNS_R}",
             attendance_id,
             student_number,
             is_attended,
             fail_reason,
+            status.value,
         )
         if row is None:
             raise NotFound(f"no record of {student_number!r} in attendance {attendance_id}")
@@ -680,7 +723,7 @@ class AsyncPostgresClient:
         _check_page(limit, 0)
         rows = await self._pool.fetch(
             "SELECT a.attendance_id, a.lesson_name, a.lesson_code, a.start_time,"
-            " r.is_attended, r.is_late, r.fail_reason"
+            " r.is_attended, r.is_late, r.fail_reason, r.status"
             " FROM attendance_records AS r"
             " JOIN attendances AS a ON a.attendance_id = r.attendance_id"
             " WHERE r.student_number = $1 AND NOT r.is_deleted AND NOT a.is_deleted"
@@ -691,17 +734,15 @@ class AsyncPostgresClient:
         return [StudentAttendanceRow.model_validate(dict(row)) for row in rows]
 
     async def get_attendance_summary(self, *, attendance_id: UUID) -> dict[str, int]:
-        """Counts by state: present (on time), late, absent, pending, rejected, total."""
+        """Counts by status (dal.models.RecordStatus) and the total."""
         row = await self._pool.fetchrow(
             "SELECT"
-            " count(r.student_number) FILTER (WHERE r.is_attended AND NOT r.is_late) AS present,"
-            " count(r.student_number) FILTER (WHERE r.is_attended AND r.is_late) AS late,"
-            " count(r.student_number) FILTER (WHERE NOT r.is_attended"
-            "   AND r.fail_reason = 'ABSENT') AS absent,"
-            " count(r.student_number) FILTER (WHERE NOT r.is_attended"
-            "   AND r.fail_reason = 'NOT_IN_SCHEDULE') AS pending,"
-            " count(r.student_number) FILTER (WHERE NOT r.is_attended"
-            "   AND (r.fail_reason = 'REJECTED' OR r.fail_reason LIKE 'REJECTED:%')) AS rejected,"
+            " count(r.student_number) FILTER (WHERE r.status = 'present') AS present,"
+            " count(r.student_number) FILTER (WHERE r.status = 'late') AS late,"
+            " count(r.student_number) FILTER (WHERE r.status = 'absent') AS absent,"
+            " count(r.student_number) FILTER (WHERE r.status = 'pending') AS pending,"
+            " count(r.student_number) FILTER (WHERE r.status = 'rejected') AS rejected,"
+            " count(r.student_number) FILTER (WHERE r.status = 'excused') AS excused,"
             " count(r.student_number) AS total"
             " FROM attendances AS a"
             " LEFT JOIN attendance_records AS r"
@@ -721,7 +762,7 @@ class AsyncPostgresClient:
         *,
         users: Sequence[User],
         attendance: Attendance,
-        records: Sequence[AttendanceRecord],
+        records: Sequence[AttendanceRecord | RecordRow],
     ) -> bool:
         """Store a finished session in ONE transaction: users, then the attendance, then
         its records.
@@ -752,14 +793,16 @@ class AsyncPostgresClient:
         *,
         users: Sequence[User],
         attendances: Sequence[Attendance],
-        records: Sequence[AttendanceRecord],
+        records: Sequence[AttendanceRecord | RecordRow],
     ) -> set[UUID]:
         """Store several finished sessions in ONE transaction: the users of all of them
         first, then the attendances, then their records (what `persist_session` does for
         one, in three statements however many sessions there are).
 
         Idempotent like `persist_session`: returns the ids of the attendances that were new
-        (the others were stored already: a re-run) and never duplicates a record. All or
+        (the others were stored already, with all their records, by an earlier run: their
+        records are skipped) and never duplicates a record. The records of the new ones go
+        in by one binary COPY (`_copy_new_records`). All or
         none: any failure rolls back every session of the batch (NotFound when a record
         names a student missing from `users` and the table), so that the caller can retry
         them one by one to isolate a bad one. A user listed twice keeps the last entry.
@@ -780,9 +823,11 @@ class AsyncPostgresClient:
                 new = await conn.fetch(
                     _INSERT_ATTENDANCES_IF_NEW, *_attendance_columns(attendances)
                 )
-                if records:
-                    await conn.execute(_INSERT_RECORDS_IF_NEW, *_record_columns(records))
-        return {row["attendance_id"] for row in new}
+                created = {row["attendance_id"] for row in new}
+                fresh = [r for r in records if r.attendance_id in created]
+                if fresh:
+                    await _copy_new_records(conn, fresh)
+        return created
 
     # --- background jobs (issue 5: finalize, purge, reminders) ---------------------------
     # Added by the scheduler work; kept apart from the methods above.
@@ -882,7 +927,7 @@ async def _upsert_users(conn: _Conn, users: Sequence[User]) -> None:
     )
 
 
-async def _copy_records(conn: _Conn, records: Sequence[AttendanceRecord]) -> int:
+async def _copy_records(conn: _Conn, records: Sequence[AttendanceRecord | RecordRow]) -> int:
     """COPY into a transaction-local staging table, then INSERT ... ON CONFLICT DO NOTHING.
 
     Must run inside a transaction. COPY cannot skip duplicates itself; the staging table
@@ -905,7 +950,22 @@ async def _copy_records(conn: _Conn, records: Sequence[AttendanceRecord]) -> int
     return _row_count(status)
 
 
-def _record_row(record: AttendanceRecord) -> tuple[Any, ...]:
+async def _copy_new_records(conn: _Conn, records: Sequence[AttendanceRecord | RecordRow]) -> None:
+    """Binary COPY straight into `attendance_records`: no staging table, no ON CONFLICT.
+
+    Only for the records of attendances this transaction has just inserted (`INSERT ... ON
+    CONFLICT DO NOTHING RETURNING` named them): a session's records are only ever stored in
+    the transaction that stores its attendance row, so an attendance that was new has no
+    record yet, and one stored before has all of them (a re-run skips them). A concurrent
+    writer of the same attendance waits on its primary key until this one ends. Measured in
+    `make bench` (issue 9, item 7): the fastest of unnest INSERT, staging table + INSERT, and
+    this."""
+    await conn.copy_records_to_table(
+        "attendance_records", records=[_record_row(r) for r in records], columns=_RECORD_FIELDS
+    )
+
+
+def _record_row(record: AttendanceRecord | RecordRow) -> tuple[Any, ...]:
     return (
         record.attendance_id,
         record.student_number,
@@ -917,6 +977,8 @@ def _record_row(record: AttendanceRecord) -> tuple[Any, ...]:
         record.is_deleted,
         record.deletion_reason,
         record.deletion_time,
+        record.status.value,
+        record.teacher_note,
     )
 
 
@@ -932,22 +994,9 @@ def _attendance_row(attendance: Attendance) -> tuple[Any, ...]:
         attendance.is_deleted,
         attendance.deletion_reason,
         attendance.deletion_time,
+        attendance.lesson_slot,
+        attendance.scheduled_start,
     )
-
-
-def _record_columns(records: Sequence[AttendanceRecord]) -> list[list[Any]]:
-    return [
-        [r.attendance_id for r in records],
-        [r.student_number for r in records],
-        [r.is_attended for r in records],
-        [r.attendance_time for r in records],
-        [r.fail_reason for r in records],
-        [r.is_late for r in records],
-        [r.source.value for r in records],
-        [r.is_deleted for r in records],
-        [r.deletion_reason for r in records],
-        [r.deletion_time for r in records],
-    ]
 
 
 def _attendance_columns(attendances: Sequence[Attendance]) -> list[list[Any]]:

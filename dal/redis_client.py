@@ -22,6 +22,19 @@ Keys of one session share the `{<id>}` hash tag. The code, teacher and due keys 
 indexes, so the scripts that join them to a session (open, check-in, delete) compute the session
 keys inside Lua: fine on a single Redis server (this project's deployment), not on Cluster.
 
+**No "checked in" that is later lost** (the invariant every script below keeps): a write into a
+live session (a student's check-in, a teacher's accept/reject/add, a move of its end) happens
+only inside one Lua script that, in the same atomic step, finds the session key, finds no
+finalization claim (`attendances:{<id>}:claim`) and finds the session's due score still in the
+future by Redis's own clock (`TIME`), never by the caller's. The finalizer claims a session
+only once its due score has passed by that same clock (`_CLAIM_LUA`), and reads it only after
+the claim. A session ended by Redis's clock can never be reopened: no script raises a due
+score that has passed, and ending one sets its score to at most Redis's now. So every write
+either lands before the claim (and the finalizer reads it) or is refused, whichever replica
+sent it and whatever its clock says. Calling `TIME` before writes needs script effects
+replication: the default since Redis 5.0 and the only mode of 7.x (tests run the scripts on the
+6.2 binary too). The caller's clock only stamps a record's `attendance_time`.
+
 Multi-step changes are Lua scripts registered once (`register_script` runs EVALSHA and loads the
 script on NOSCRIPT). Session JSON is never re-encoded inside Lua: cjson would round Telegram ids
 (%.14g), so field updates are read-modify-write in Python with a compare-and-set script.
@@ -44,6 +57,7 @@ from typing import Any, Final, Self
 from uuid import UUID
 
 import redis.asyncio as aioredis
+from pydantic import TypeAdapter
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -57,6 +71,7 @@ __all__ = [
     "AttendanceEnded",
     "CheckInResult",
     "CheckInStatus",
+    "ClaimOutcome",
     "RedisClient",
     "session_ttl_seconds",
 ]
@@ -116,6 +131,15 @@ def undeliverable_key(telegram_id: int) -> str:
 # Scripts read session keys whose names they build from an id they looked up (undeclared keys):
 # allowed on a single server, which is what the module docstring promises and nothing more.
 
+# Redis's clock, in epoch seconds with microseconds: the only clock that decides "ended".
+# Prepended (at registration) to the scripts that call `redis_now()`.
+_NOW_LUA: Final = """
+local function redis_now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+"""
+
 _OPEN_LUA: Final = """
 -- KEYS: 1 teacher key, 2 code key, 3 session key, 4 enrolled key, 5 due index
 -- ARGV: 1 id, 2 session JSON, 3 due score, 4 now (epoch s), 5.. enrolled student numbers
@@ -145,8 +169,8 @@ return {'OK'}
 
 _CHECK_IN_LUA: Final = """
 -- KEYS: 1 throttle key, 2 code key, 3 due index, 4 the sender's user session (users:<id>)
--- ARGV: 1 now (epoch s), 2 throttle limit, 3 throttle window (s), 4 now (ISO 8601),
---       5 the sender's Telegram id
+-- ARGV: 1 unused (was the caller's clock), 2 throttle limit, 3 throttle window (s),
+--       4 now (ISO 8601, stamps the record), 5 the sender's Telegram id
 local function throttled()
   local count = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
   if count < tonumber(ARGV[2]) then
@@ -194,8 +218,10 @@ local session = redis.call('GET', 'attendances:{' .. id .. '}')
 if not session then
   return {'WRONG_CODE'}
 end
+-- Ended by Redis's clock, or claimed by the finalizer: closed (the module's invariant).
 local score = redis.call('ZSCORE', KEYS[3], id)
-if (not score) or tonumber(score) <= tonumber(ARGV[1]) then
+if (not score) or tonumber(score) <= redis_now()
+   or redis.call('EXISTS', 'attendances:{' .. id .. '}:claim') == 1 then
   return {'ENDED', id, session}
 end
 local records = 'attendance_records:{' .. id .. '}'
@@ -204,16 +230,36 @@ if existing then
   return {'DUPLICATE', id, session, existing}
 end
 -- Enrolled: named in the enrolled set, or '*' there (the lesson has no known enrolment), or
--- the session's lesson code among the student's cached courses.
+-- the session's lesson slot among the student's cached slots (linked after the opening).
+-- Not enrolled but the course among their cached courses: another section (pending review).
+-- A session stored without a slot (opened before slots existed) takes the course as enough.
+-- Cached courses and slots count only when they come from the session's term.
 local enrolled = 'attendances:{' .. id .. '}:enrolled'
 local member = redis.call('SISMEMBER', enrolled, number) == 1
   or redis.call('SISMEMBER', enrolled, '*') == 1
-if not member and type(u['courses']) == 'table' then
-  local lesson = cjson.decode(session)['lesson_code']
-  for _, course in ipairs(u['courses']) do
-    if course == lesson then
-      member = true
-      break
+local reason = 'NOT_IN_SCHEDULE'
+local s = (not member) and cjson.decode(session)
+if s and s['term'] == u['term'] then
+  local slot = s['slot']
+  local has_slot = type(slot) == 'string'
+  if has_slot and type(u['slots']) == 'table' then
+    for _, mine in ipairs(u['slots']) do
+      if mine == slot then
+        member = true
+        break
+      end
+    end
+  end
+  if not member and type(u['courses']) == 'table' then
+    for _, course in ipairs(u['courses']) do
+      if course == s['lesson_code'] then
+        if has_slot then
+          reason = 'ANOTHER_SECTION'
+        else
+          member = true
+        end
+        break
+      end
     end
   end
 end
@@ -226,7 +272,7 @@ local record, status
 if member then
   record, status = head .. '"is_attended":true,"fail_reason":null}', 'OK_PRESENT'
 else
-  record, status = head .. '"is_attended":false,"fail_reason":"NOT_IN_SCHEDULE"}', 'OK_PENDING'
+  record, status = head .. '"is_attended":false,"fail_reason":"' .. reason .. '"}', 'OK_PENDING'
 end
 redis.call('HSET', records, number, record)
 return {status, id, session, record}
@@ -234,9 +280,11 @@ return {status, id, session, record}
 
 _UPDATE_SESSION_LUA: Final = """
 -- Compare-and-set of the session JSON plus its index entries.
--- KEYS: 1 session key, 2 due index, 3 teacher key
+-- KEYS: 1 session key, 2 due index, 3 teacher key, 4 claim key
 -- ARGV: 1 expected JSON, 2 new JSON, 3 id, 4 new due score or '', 5 '1' to clear the teacher
---       key when it points at this id, 6 now (epoch s): refuse unless still open at now, or ''
+--       key when it points at this id, 6 '1': refuse unless still open (no claim, due score
+--       ahead of Redis's clock), 7 '1': ending, the due score becomes the least of ARGV[4],
+--       Redis's now and the current score (an end never reopens a session)
 -- Returns 1 done, 0 session missing, -1 changed meanwhile (retry), -2 not open
 local current = redis.call('GET', KEYS[1])
 if not current then
@@ -245,15 +293,27 @@ end
 if current ~= ARGV[1] then
   return -1
 end
-if ARGV[6] ~= '' then
-  local score = redis.call('ZSCORE', KEYS[2], ARGV[3])
-  if (not score) or tonumber(score) <= tonumber(ARGV[6]) then
+local score = redis.call('ZSCORE', KEYS[2], ARGV[3])
+local claimed = redis.call('EXISTS', KEYS[4]) == 1
+if ARGV[6] == '1' then
+  if claimed or (not score) or tonumber(score) <= redis_now() then
     return -2
   end
 end
+local new_score = ARGV[4]
+if ARGV[7] == '1' then
+  if claimed then
+    return -2
+  end
+  local least = math.min(tonumber(ARGV[4]), redis_now())
+  if score then
+    least = math.min(least, tonumber(score))
+  end
+  new_score = string.format('%.6f', least)
+end
 redis.call('SET', KEYS[1], ARGV[2])
-if ARGV[4] ~= '' then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+if new_score ~= '' then
+  redis.call('ZADD', KEYS[2], new_score, ARGV[3])
 end
 if ARGV[5] == '1' and redis.call('GET', KEYS[3]) == ARGV[3] then
   redis.call('DEL', KEYS[3])
@@ -273,16 +333,38 @@ return {id, session or '', score or ''}
 """
 
 _WRITE_RECORD_LUA: Final = """
--- KEYS: 1 session key, 2 records hash. ARGV: 1 student number, 2 record JSON, 3 'nx' or 'set'
--- Returns -1 when the session is gone, else 1 written / 0 already there (nx).
+-- A teacher's write into a live session (accept, reject, add).
+-- KEYS: 1 session key, 2 records hash, 3 due index, 4 claim key
+-- ARGV: 1 student number, 2 record JSON, 3 'nx' or 'set', 4 session id
+-- Returns -1 when the session is gone, -2 when it has ended by Redis's clock or is claimed
+-- (the module's invariant), else 1 written / 0 already there (nx).
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return -1
+end
+local score = redis.call('ZSCORE', KEYS[3], ARGV[4])
+if redis.call('EXISTS', KEYS[4]) == 1 or (not score) or tonumber(score) <= redis_now() then
+  return -2
 end
 if ARGV[3] == 'nx' then
   return redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
+"""
+
+_CLAIM_LUA: Final = """
+-- The finalizer's claim. KEYS: 1 claim key, 2 due index, 3 session key
+-- ARGV: 1 owner token, 2 expiry (s), 3 session id
+-- Returns 1 claimed, 0 claimed by someone else, -1 not ended yet by Redis's clock. A due entry
+-- without its session (debris) can be claimed at once: nothing can be written into it.
+local score = redis.call('ZSCORE', KEYS[2], ARGV[3])
+if score and redis.call('EXISTS', KEYS[3]) == 1 and tonumber(score) > redis_now() then
+  return -1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  return 1
+end
+return 0
 """
 
 _DELETE_SESSION_LUA: Final = """
@@ -426,13 +508,24 @@ class AttendanceEnded(Conflict):
 
 class CheckInStatus(StrEnum):
     OK_PRESENT = "OK_PRESENT"  # enrolled: recorded as present
-    OK_PENDING = "OK_PENDING"  # not in the student's schedule: recorded for the teacher's review
+    OK_PENDING = "OK_PENDING"  # not enrolled (record's reason: not in schedule, another section)
     DUPLICATE = "DUPLICATE"  # already checked in; `record` is the first record
     ENDED = "ENDED"  # the code belongs to a session that has ended
     WRONG_CODE = "WRONG_CODE"  # no live session has this code (counts toward the throttle)
     THROTTLED = "THROTTLED"  # too many wrong codes; `retry_after` seconds to wait
     NOT_LINKED = "NOT_LINKED"  # no user session in Redis for this Telegram account
     NOT_STUDENT = "NOT_STUDENT"  # the account is a teacher's
+
+
+class ClaimOutcome(StrEnum):
+    CLAIMED = "CLAIMED"  # this owner holds the claim: no write can reach the session any more
+    HELD = "HELD"  # another worker holds it
+    OPEN = "OPEN"  # not ended yet by Redis's clock (the caller's clock runs ahead)
+
+
+# A session as the finalizer reads it: (session, records, enrolled), None when the session key
+# is gone, or the error that kept it from being decoded.
+SessionRead = tuple[AttendanceRedis, list[AttendanceRecordRedis], set[str]] | None | ValueError
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,6 +602,21 @@ def _parse_record(attendance_id: UUID, raw: bytes | str) -> AttendanceRecordRedi
     return AttendanceRecordRedis.model_validate(data)
 
 
+_RECORD_LIST: Final = TypeAdapter(list[AttendanceRecordRedis])
+
+
+def _parse_records(
+    attendance_id: UUID, values: Sequence[bytes | str]
+) -> list[AttendanceRecordRedis]:
+    """Many stored records of one session at once: the session id is spliced into each JSON
+    object (stored without it) and the array is validated in one pydantic-core call."""
+    if not values:
+        return []
+    head = f'{{"attendance_id":"{attendance_id}",'
+    parts = [head + _text(value).lstrip()[1:] for value in values]
+    return _RECORD_LIST.validate_json("[" + ",".join(parts) + "]")
+
+
 def _record_json(record: AttendanceRecordRedis) -> str:
     return record.model_dump_json(exclude={"attendance_id"})
 
@@ -529,10 +637,11 @@ class RedisClient:
         self._url = url
         self._errors = _TranslateErrors(url)
         self._open_script = redis.register_script(_OPEN_LUA)
-        self._check_in_script = redis.register_script(_CHECK_IN_LUA)
-        self._update_session_script = redis.register_script(_UPDATE_SESSION_LUA)
+        self._check_in_script = redis.register_script(_NOW_LUA + _CHECK_IN_LUA)
+        self._update_session_script = redis.register_script(_NOW_LUA + _UPDATE_SESSION_LUA)
         self._get_open_script = redis.register_script(_GET_OPEN_LUA)
-        self._write_record_script = redis.register_script(_WRITE_RECORD_LUA)
+        self._write_record_script = redis.register_script(_NOW_LUA + _WRITE_RECORD_LUA)
+        self._claim_script = redis.register_script(_NOW_LUA + _CLAIM_LUA)
         self._delete_session_script = redis.register_script(_DELETE_SESSION_LUA)
         self._hit_counter_script = redis.register_script(_HIT_COUNTER_LUA)
         self._compare_delete_script = redis.register_script(_COMPARE_DELETE_LUA)
@@ -699,8 +808,10 @@ class RedisClient:
         """End the session at `end_time`: nothing is deleted (finalization does that).
 
         The due score moves to `end_time` and the teacher's open-session pointer is cleared.
-        Finishing an already finished session changes nothing and returns it. Raises
-        `NotFound` when the session is gone.
+        Finishing an already finished (or claimed) session changes nothing and returns it.
+        Raises `NotFound` when the session is gone. The due score becomes the earliest of
+        `end_time`, Redis's clock and the current score: a caller whose clock runs ahead
+        cannot keep a session open, nor reopen one that has already ended.
         """
         due_score = _epoch(end_time)
 
@@ -709,7 +820,15 @@ class RedisClient:
                 return None
             return current.model_copy(update={"end_time": end_time}), due_score
 
-        return await self._update_attendance(attendance_id, mutate, clear_teacher=True)
+        try:
+            return await self._update_attendance(
+                attendance_id, mutate, clear_teacher=True, ending=True
+            )
+        except AttendanceEnded:
+            current = await self.get_attendance(attendance_id=attendance_id)
+            if current is None:
+                raise NotFound(f"attendance {attendance_id} not found in Redis") from None
+            return current
 
     async def set_status_message(
         self, *, attendance_id: UUID, chat_id: int, message_id: int
@@ -723,18 +842,18 @@ class RedisClient:
         return await self._update_attendance(attendance_id, mutate)
 
     async def extend_attendance(
-        self, *, attendance_id: UUID, planned_end_time: datetime, now: datetime | None = None
+        self, *, attendance_id: UUID, planned_end_time: datetime
     ) -> AttendanceRedis:
-        """Move an open session's planned end. `NotFound` if gone, `AttendanceEnded` if ended."""
+        """Move an open session's planned end. `NotFound` if gone, `AttendanceEnded` if ended
+        (by Redis's clock) or claimed by the finalizer."""
         due_score = _epoch(planned_end_time)
-        moment = _epoch(now or datetime.now(UTC))
 
         def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
             if current.end_time is not None:
                 raise AttendanceEnded(attendance_id)
             return current.model_copy(update={"planned_end_time": planned_end_time}), due_score
 
-        return await self._update_attendance(attendance_id, mutate, open_at=moment)
+        return await self._update_attendance(attendance_id, mutate, require_open=True)
 
     async def _update_attendance(
         self,
@@ -742,7 +861,8 @@ class RedisClient:
         mutate: Callable[[AttendanceRedis], tuple[AttendanceRedis, str] | None],
         *,
         clear_teacher: bool = False,
-        open_at: str = "",
+        require_open: bool = False,
+        ending: bool = False,
         max_tries: int = 10,
     ) -> AttendanceRedis:
         """Read, change in Python, compare-and-set in Lua; retry if someone wrote meanwhile.
@@ -761,14 +881,20 @@ class RedisClient:
             if change is None:
                 return current
             updated, due_score = change
-            keys = [key, DUE_KEY, teacher_key(current.teacher_school_number)]
+            keys = [
+                key,
+                DUE_KEY,
+                teacher_key(current.teacher_school_number),
+                claim_key(attendance_id),
+            ]
             args = [
                 raw,
                 updated.model_dump_json(),
                 str(attendance_id),
                 due_score,
                 "1" if clear_teacher else "0",
-                open_at,
+                "1" if require_open else "0",
+                "1" if ending and due_score else "0",
             ]
             with self._errors:
                 done: int = await self._update_session_script(keys=keys, args=args)
@@ -790,22 +916,26 @@ class RedisClient:
     async def add_attendance_record(self, *, record: AttendanceRecordRedis) -> bool:
         """Store the record unless the student has one; False if already there.
 
-        Raises `NotFound` when the session is gone (a record written then would never reach
+        Raises `NotFound` when the session is gone and `AttendanceEnded` when it has ended by
+        Redis's clock or the finalizer has claimed it (a record written then would never reach
         PostgreSQL).
         """
         return await self._write_record(record, mode="nx")
 
     async def update_attendance_record(self, *, record: AttendanceRecordRedis) -> None:
-        """Replace (or add) the student's record. Raises `NotFound` when the session is gone."""
+        """Replace (or add) the student's record; refused like `add_attendance_record`."""
         await self._write_record(record, mode="set")
 
     async def _write_record(self, record: AttendanceRecordRedis, *, mode: str) -> bool:
-        keys = [attendance_key(record.attendance_id), records_key(record.attendance_id)]
-        args = [record.student_number, _record_json(record), mode]
+        aid = record.attendance_id
+        keys = [attendance_key(aid), records_key(aid), DUE_KEY, claim_key(aid)]
+        args = [record.student_number, _record_json(record), mode, str(aid)]
         with self._errors:
             written: int = await self._write_record_script(keys=keys, args=args)
-        if written < 0:
-            raise NotFound(f"attendance {record.attendance_id} not found in Redis")
+        if written == -1:
+            raise NotFound(f"attendance {aid} not found in Redis")
+        if written == -2:
+            raise AttendanceEnded(aid)
         return written == 1
 
     async def get_attendance_record(
@@ -822,6 +952,33 @@ class RedisClient:
         records = [_parse_record(attendance_id, value) for value in raw.values()]
         records.sort(key=lambda r: (r.attendance_time, r.student_number))
         return records
+
+    async def read_sessions(self, *, attendance_ids: Sequence[UUID]) -> list[SessionRead]:
+        """Sessions, their records (in no order) and enrolled sets, in ONE pipelined round
+        trip (GET, HVALS, SMEMBERS per session): the finalizer's bulk read. None for a session
+        whose key is gone; the ValueError for one that cannot be decoded. Records are decoded
+        in one pass per session by pydantic-core."""
+        with self._errors:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for aid in attendance_ids:
+                    pipe.get(attendance_key(aid))
+                    pipe.hvals(records_key(aid))
+                    pipe.smembers(enrolled_key(aid))
+                replies = await pipe.execute()
+        out: list[SessionRead] = []
+        for n, aid in enumerate(attendance_ids):
+            raw, values, members = replies[3 * n : 3 * n + 3]
+            if raw is None:
+                out.append(None)
+                continue
+            try:
+                attendance = AttendanceRedis.model_validate_json(raw)
+                records = _parse_records(aid, values)
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                out.append(exc)
+                continue
+            out.append((attendance, records, {_text(m) for m in members}))
+        return out
 
     async def count_attendance_records(self, *, attendance_id: UUID) -> int:
         with self._errors:
@@ -844,11 +1001,12 @@ class RedisClient:
 
         Order: not linked (no user session in Redis: throttled like a wrong code, counts a
         failure) -> not a student -> throttled (no lookup) -> unknown code (counts a failure)
-        -> session gone -> ended (due score <= now) -> duplicate (returns the first record)
-        -> enrolled (present) or not (pending review, NOT_IN_SCHEDULE). The student counts as
-        enrolled when the session's enrolled set names them, when it holds `*` (no known
-        enrolment), or when the session's lesson code is among the courses of their user
-        session (their cached schedule).
+        -> session gone -> ended (due score passed by Redis's clock, or claimed by the
+        finalizer; `now` only stamps the record) -> duplicate (returns the first record) ->
+        enrolled (present) or not (pending review, NOT_IN_SCHEDULE or ANOTHER_SECTION). The
+        student counts as enrolled when the session's enrolled set names them, when it holds
+        `*` (no known enrolment), or when the session's lesson slot is among the slots of their
+        user session (their cached schedule, same term).
         """
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
@@ -904,13 +1062,22 @@ class RedisClient:
             oldest_end = datetime.fromtimestamp(float(oldest[0][1]), UTC)
         return int(open_count), int(ended_count), oldest_end
 
-    async def claim_attendance(self, *, attendance_id: UUID, owner: str, ttl_seconds: int) -> bool:
-        """Claim the session for finalization; False if someone else holds the claim."""
+    async def claim_attendance(
+        self, *, attendance_id: UUID, owner: str, ttl_seconds: int
+    ) -> ClaimOutcome:
+        """Claim an ended session for finalization (see the module's invariant).
+
+        CLAIMED: from now on no check-in or teacher's change can reach it, so it may be read.
+        HELD: another worker holds the claim. OPEN: Redis's clock says it has not ended yet.
+        """
+        keys = [claim_key(attendance_id), DUE_KEY, attendance_key(attendance_id)]
         with self._errors:
-            claimed = await self._redis.set(
-                claim_key(attendance_id), owner, nx=True, ex=ttl_seconds
+            reply: int = await self._claim_script(
+                keys=keys, args=[owner, ttl_seconds, str(attendance_id)]
             )
-        return bool(claimed)
+        if reply == 1:
+            return ClaimOutcome.CLAIMED
+        return ClaimOutcome.HELD if reply == 0 else ClaimOutcome.OPEN
 
     async def release_claim(self, *, attendance_id: UUID, owner: str) -> bool:
         """Drop the claim if `owner` still holds it; True when it was dropped."""

@@ -48,7 +48,7 @@ def session_status(
         lesson=attendance.lesson_name,
         code=attendance.code,
         time_left=Raw(time_left),
-        present=roster.tally.present,
+        present=roster.tally.attended,
         pending=pending,
         link=deep_link(bot_username, attendance.code),
     )
@@ -84,7 +84,7 @@ def record_line(
             note = t("note.late", lang)
         else:
             note = ""
-    elif record.fail_reason == FailReason.NOT_IN_SCHEDULE:
+    elif record.fail_reason in (FailReason.NOT_IN_SCHEDULE, FailReason.ANOTHER_SECTION):
         icon, note = "🕓", t("note.pending", lang)
     else:
         icon, note = "❌", t("note.rejected", lang)

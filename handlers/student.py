@@ -9,12 +9,13 @@ from aiogram.types import Message
 from bot.i18n import Raw, pick_language, t
 from bot.metrics import Metrics
 from bot.status import StatusBoard
-from dal.models import UserSessionRedis
+from dal.models import FailReason, RecordStatus, UserSessionRedis
 from dal.redis_client import CheckInStatus
 from handlers.guards import require_user
 from handlers.render import hhmm
 from services.attendance import AttendanceService
 from services.reports import ReportService
+from services.status import StatusCounts
 
 router = Router(name="student")
 
@@ -35,11 +36,18 @@ async def reply_check_in(
     session, record, tz = result.attendance, result.record, attendance.tz
     lesson = session.lesson_name if session else ""
     status = result.status
-    if status is CheckInStatus.OK_PRESENT and session and record:
-        key = "checkin.ok_late" if attendance.is_late(session, record) else "checkin.ok"
+    if status in (CheckInStatus.OK_PRESENT, CheckInStatus.OK_PENDING) and session and record:
+        # The record's status in the one vocabulary (services.status), as the sheet will say.
+        recorded = attendance.status_of(session, record)
+        if recorded is RecordStatus.LATE:
+            key = "checkin.ok_late"
+        elif recorded is RecordStatus.PRESENT:
+            key = "checkin.ok"
+        elif record.fail_reason == FailReason.ANOTHER_SECTION:
+            key = "checkin.another_section"
+        else:
+            key = "checkin.pending"
         text = t(key, lang, lesson=lesson, time=hhmm(record.attendance_time, tz))
-    elif status is CheckInStatus.OK_PENDING and record:
-        text = t("checkin.pending", lang, lesson=lesson, time=hhmm(record.attendance_time, tz))
     elif status is CheckInStatus.DUPLICATE and record:
         text = t("checkin.duplicate", lang, lesson=lesson, time=hhmm(record.attendance_time, tz))
     elif status is CheckInStatus.ENDED:
@@ -87,13 +95,19 @@ async def my_attendance(
     if not rows:
         await message.answer(t("my.empty", lang))
         return
-    attended = sum(1 for r in rows if r.is_attended)
-    lines = [t("my.header", lang, attended=attended, total=len(rows))]
+    counts = StatusCounts.of(r.status for r in rows)
+    lines = [t("my.header", lang, attended=counts.attended, total=counts.total)]
     for row in rows:
-        if row.is_attended:
-            icon, note = "✅", t("note.late", lang) if row.is_late else ""
+        if row.status.attended:
+            icon = "✅"
+            note = t("note.late", lang) if row.status is RecordStatus.LATE else ""
+        elif row.status is RecordStatus.PENDING:
+            icon, note = "🕓", t("note.pending", lang)
         else:
-            icon, note = "❌", ""
+            icon, note = (
+                "❌",
+                t("note.rejected", lang) if row.status is RecordStatus.REJECTED else "",
+            )
         lines.append(
             t(
                 "my.line",

@@ -70,6 +70,8 @@ async def _show_start(
 ) -> None:
     if isinstance(outcome, Started):
         await board.post(outcome.attendance, chat_id=target.chat.id, lang=lang)
+        if outcome.ad_hoc:
+            await target.answer(t("session.ad_hoc", lang))
     elif isinstance(outcome, AlreadyOpen):
         await target.answer(
             t(
@@ -156,7 +158,7 @@ async def _end(
             "session.ended",
             lang,
             lesson=roster.attendance.lesson_name,
-            present=roster.tally.present,
+            present=roster.tally.attended,
             pending=Raw(t("session.pending_part", lang, pending=pending) if pending else ""),
         )
     )
@@ -400,15 +402,17 @@ def _sheet_view(
         lang,
         lesson=attendance.lesson_name,
         date=date,
-        present=sheet.present,
-        late=sheet.late,
-        absent=sheet.absent,
+        present=sheet.counts.present,
+        late=sheet.counts.late,
+        absent=sheet.counts.absent,
+        pending=sheet.counts.pending,
+        rejected=sheet.counts.rejected,
     )
     pages = max(1, -(-len(sheet.rows) // SHEET_PAGE))
     page = min(max(page, 0), pages - 1)
     builder = InlineKeyboardBuilder()
     for row in sheet.rows[page * SHEET_PAGE : (page + 1) * SHEET_PAGE]:
-        icon = "✅" if row.record.is_attended else "❌"
+        icon = "✅" if row.record.status.attended else "❌"
         builder.button(
             text=f"{icon} {row.student_number} {row.full_name}"[:40],
             callback_data=HistoryToggle(aid=aid, sn=row.student_number, page=page),
@@ -462,7 +466,7 @@ async def _history_list(
                 lang,
                 date=attendance.start_time.astimezone(reports.tz).strftime("%d.%m %H:%M"),
                 lesson=attendance.lesson_name[:30],
-                present=sheet.present,
+                present=sheet.counts.attended,
                 total=len(sheet.rows),
             ),
             callback_data=HistoryOpen(aid=attendance.attendance_id.hex),

@@ -816,7 +816,7 @@ class Demo:
             [teacher, *(students[j] for j in (1, LATE[0], STAYING_AWAY[0], OUTSIDER))],
             claims=("📊",),
         )
-        keys = ["final.teacher_pending", "final.teacher"]
+        keys = ["final.teacher"]
         await self.expect(teacher, keys, what="the end of the session (the summary)")
         await asyncio.gather(
             *(self.expect(s, RESULTS, what="the end of the session") for s in students.values())

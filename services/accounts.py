@@ -5,16 +5,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from dal.models import Role, ScheduleEntry, User, UserSessionRedis
 from dal.postgres import AsyncPostgresClient
 from dal.redis_client import RedisClient, session_ttl_seconds
 from services.aksis import AksisClient, InvalidCredentials
 from services.errors import LoginThrottled, PortalBusy
-from services.lesson_finder import Lesson
+from services.lesson_finder import Lesson, lesson_slot
 from services.notify import Notice, Notifier
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,20 @@ class LoginOutcome:
     previous_telegram_id: int | None
 
 
-def lesson_to_entry(school_number: str, lesson: Lesson) -> ScheduleEntry:
+# A term's "please /login again" goes to each user once (the marker outlives a term).
+_TERM_NOTICE_TTL_SECONDS = 250 * 86_400
+
+
+def term_notice_key(term: str, school_number: str) -> str:
+    return f"once:term:{term}:{school_number}"
+
+
+def lesson_to_entry(
+    school_number: str, lesson: Lesson, term: str | None = None
+) -> ScheduleEntry:
     """A portal lesson as a cached schedule row. `teacher_key` holds every teacher's key."""
     return ScheduleEntry(
+        term=term,
         school_number=school_number,
         start_time=lesson.start,
         end_time=lesson.end,
@@ -63,7 +76,9 @@ class AccountService:
         failure_window_seconds: int = 15 * 60,
         portal_logins_per_minute: int = 60,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        tz: ZoneInfo | None = None,
     ) -> None:
+        self._tz = tz or ZoneInfo("Europe/Istanbul")  # DESIGN.md's TIMEZONE default
         self._pg = pg
         self._redis = redis
         self._aksis = aksis
@@ -185,10 +200,15 @@ class AccountService:
         previous = await self._pg.link_telegram(
             user=user, telegram_id=telegram_id, language=language
         )
+        term_before = await self._pg.get_current_term()
         await self._pg.replace_schedule(
             school_number=user.user_school_number,
-            entries=[lesson_to_entry(user.user_school_number, x) for x in result.lessons],
+            entries=[
+                lesson_to_entry(user.user_school_number, x, result.term) for x in result.lessons
+            ],
         )
+        if result.term is not None and (term_before is None or result.term > term_before):
+            await self._ask_stale_users_to_login(result.term)
         linked = await self._pg.get_linked_user(telegram_id=telegram_id)
         session = UserSessionRedis(
             telegram_id=telegram_id,
@@ -199,6 +219,10 @@ class AccountService:
             reminders_enabled=linked.reminders_enabled if linked else True,
             logged_in_at=self._clock(),
             courses=sorted({x.course_code for x in result.lessons if x.course_code}),
+            slots=self._slots(
+                (x.course_code, x.start, x.teacher_keys) for x in result.lessons if x.course_code
+            ),
+            term=result.term,
         )
         await self._redis.save_user_session(session=session, ttl_seconds=self._ttl(user.role))
         for key, _ in self._throttle_keys(telegram_id, None):
@@ -261,21 +285,53 @@ class AccountService:
             language=linked.language,
             reminders_enabled=linked.reminders_enabled,
             logged_in_at=linked.linked_at,
-            courses=await self._courses(linked.school_number),
+            **await self._courses(linked.school_number),
         )
         await self._redis.save_user_session(
             session=session, ttl_seconds=max(1, int(remaining.total_seconds()))
         )
         return session
 
-    async def _courses(self, school_number: str) -> list[str]:
+    async def _courses(self, school_number: str) -> dict[str, Any]:
+        """Course codes and lesson slots of the cached schedule's current term."""
         now = self._clock()
         entries = await self._pg.get_schedule(
             school_number=school_number,
             start=now - timedelta(days=366),
             end=now + timedelta(days=366),
         )
-        return sorted({e.course_code for e in entries if e.course_code})
+        coded = [e for e in entries if e.course_code]
+        return {
+            "term": coded[0].term if coded else None,
+            "courses": sorted({e.course_code for e in coded}),
+            "slots": self._slots(
+                (e.course_code, e.start_time, e.teacher_key.split("|")) for e in coded
+            ),
+        }
+
+    def _slots(self, lessons: Iterable[tuple[str, datetime, Iterable[str]]]) -> list[str]:
+        return sorted({lesson_slot(code, start, keys, self._tz) for code, start, keys in lessons})
+
+    async def _ask_stale_users_to_login(self, term: str) -> None:
+        """A new term has begun (the first schedule of `term` just came in): users whose
+        cached schedule is from an older term are asked, once each, to /login again."""
+        notices: list[Notice] = []
+        for contact in await self._pg.get_stale_term_contacts(term=term):
+            if await self._redis.mark_once(
+                key=term_notice_key(term, contact.school_number),
+                ttl_seconds=_TERM_NOTICE_TTL_SECONDS,
+            ):
+                notices.append(
+                    Notice(
+                        telegram_id=contact.telegram_id,
+                        language=contact.language,
+                        key="term.login_again",
+                        values={},
+                    )
+                )
+        if notices:
+            log.info("term %s began: %d user(s) asked to /login again", term, len(notices))
+            self._notifier.notify_later(notices)
 
     async def set_reminders(self, *, user: UserSessionRedis, enabled: bool) -> UserSessionRedis:
         await self._pg.set_reminders(school_number=user.school_number, enabled=enabled)

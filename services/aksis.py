@@ -87,6 +87,7 @@ class LoginResult:
     identity: PortalIdentity
     lessons: list[Lesson]
     skipped_entries: int  # malformed schedule entries left out
+    term: str | None = None  # "YYYY-D": the schedule's year and term (`term_of`); None: unknown
 
 
 class AksisClient(Protocol):
@@ -217,6 +218,16 @@ def find_plans_read_url(html: str, page_url: str) -> str:
     return url
 
 
+def term_of(year: str | None, semester: str | None) -> str | None:
+    """The term "YYYY-D" from the data URL's `Yil` and `Donem`; None unless both are numbers
+    of the expected size (the text order of terms is then their time order)."""
+    if not year or not semester:
+        return None
+    if not (year.isdigit() and len(year) == 4 and semester.isdigit() and len(semester) == 1):
+        return None
+    return f"{year}-{semester}"
+
+
 def _unescape_js(text: str) -> str:
     text = _JS_UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
     return text.replace("\\/", "/").replace("&amp;", "&")
@@ -291,24 +302,26 @@ class LiveAksisClient:
                     school_number=staff_identifier(username, self._staff_id_key),
                 )
                 try:
-                    lessons, skipped = await self._read_schedule(session)
+                    lessons, skipped, term = await self._read_schedule(session)
                 except AksisError as exc:
                     # Staff often have no schedule page on OBS; they pick or name the lesson.
                     log.info("staff schedule not available (%s)", type(exc).__name__)
-                    lessons, skipped = [], 0
+                    lessons, skipped, term = [], 0, None
             else:
                 profile, _ = await self._fetch(session, "GET", self._obs_url, step="profile")
                 full_name, school_number = read_student_profile(profile)
                 identity = PortalIdentity(
                     role=Role.STUDENT, full_name=full_name, school_number=school_number
                 )
-                lessons, skipped = await self._read_schedule(session)
+                lessons, skipped, term = await self._read_schedule(session)
         if skipped:
             log.warning("schedule: skipped %d malformed entries", skipped)
         log.debug("signed in: role=%s lessons=%d", identity.role.value, len(lessons))
-        return LoginResult(identity=identity, lessons=lessons, skipped_entries=skipped)
+        return LoginResult(identity=identity, lessons=lessons, skipped_entries=skipped, term=term)
 
-    async def _read_schedule(self, session: aiohttp.ClientSession) -> tuple[list[Lesson], int]:
+    async def _read_schedule(
+        self, session: aiohttp.ClientSession
+    ) -> tuple[list[Lesson], int, str | None]:
         page, page_url = await self._fetch(session, "GET", self._schedule_url, step="schedule")
         data_url = find_plans_read_url(page, page_url)
         query = parse_qs(urlsplit(data_url).query)
@@ -318,7 +331,8 @@ class LiveAksisClient:
             parsed = parse_schedule(json.loads(body), self._tz)
         except ValueError as exc:  # json.JSONDecodeError is a ValueError too
             raise PortalChanged(f"the schedule data is not as expected ({exc})") from None
-        return parsed.lessons, parsed.skipped
+        term = term_of(fields.get("Yil"), fields.get("Donem"))
+        return parsed.lessons, parsed.skipped, term
 
     async def _fetch(
         self,

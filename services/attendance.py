@@ -11,17 +11,25 @@ from datetime import UTC, datetime, time, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+from dal.errors import NotFound
 from dal.models import (
     AttendanceRecordRedis,
     AttendanceRedis,
     FailReason,
     RecordSource,
+    RecordStatus,
     Role,
     ScheduleEntry,
     UserSessionRedis,
 )
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import AttendanceAlreadyOpen, CheckInResult, CheckInStatus, RedisClient
+from dal.redis_client import (
+    AttendanceAlreadyOpen,
+    AttendanceEnded,
+    CheckInResult,
+    CheckInStatus,
+    RedisClient,
+)
 from services.errors import (
     AlreadyOnList,
     InvalidInput,
@@ -31,16 +39,19 @@ from services.errors import (
     SessionClosed,
     SessionGone,
 )
-from services.lesson_finder import Lesson, current_lesson
+from services.lesson_finder import Lesson, current_lesson, lesson_slot
 from services.notify import Notice, Notifier
+from services.status import StatusCounts, is_late, live_status
 from services.text import code_digits, person_key, turkish_casefold
 
 log = logging.getLogger(__name__)
 
 # Enrolment marker for a session whose lesson is in no schedule (opened by a typed name):
-# everyone who sends the code counts as present, since nobody's enrolment is known. For a
-# scheduled lesson the check-in script also accepts students whose cached schedule holds the
-# lesson's code, so a student who links after the session opened is not sent to review.
+# everyone who sends the code counts as present, since nobody's enrolment is known (the
+# teacher is told so). A scheduled lesson's enrolment is its slot's students (issue 9): the
+# check-in script also accepts a student whose cached schedule has the slot (one who linked
+# after the opening), and records one who has the course in another section as pending review
+# with the reason ANOTHER_SECTION.
 EVERYONE = "*"
 SCHOOL_NUMBER = re.compile(r"^[A-Za-z0-9]{3,20}$")
 # A teacher's note on a rejection, capped once where it is stored: the stored note is what the
@@ -63,6 +74,11 @@ class Started:
     attendance: AttendanceRedis
     enrolled: int
 
+    @property
+    def ad_hoc(self) -> bool:
+        """Opened by a typed lesson name: no enrolment, nobody notified or listed absent."""
+        return self.attendance.slot is None
+
 
 @dataclass(frozen=True, slots=True)
 class AlreadyOpen:
@@ -75,6 +91,15 @@ class ChooseLesson:
 
 
 @dataclass(frozen=True, slots=True)
+class TeacherLessons:
+    """Today's lessons of a teacher and where they came from."""
+
+    lessons: list[Lesson]
+    own: bool  # the teacher's own portal schedule
+    ambiguous: bool  # found by a name another linked teacher shares: never opened unasked
+
+
+@dataclass(frozen=True, slots=True)
 class NoLessons:
     pass
 
@@ -84,14 +109,20 @@ StartOutcome = Started | AlreadyOpen | ChooseLesson | NoLessons
 
 @dataclass(frozen=True, slots=True)
 class Tally:
+    """Live counts by status (services.status): `present` is on time, `late` apart."""
+
     present: int
     late: int
     pending: int
     rejected: int
 
     @property
+    def attended(self) -> int:
+        return self.present + self.late
+
+    @property
     def total(self) -> int:
-        return self.present + self.pending + self.rejected
+        return self.present + self.late + self.pending + self.rejected
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +130,6 @@ class Roster:
     attendance: AttendanceRedis
     records: list[AttendanceRecordRedis]
     tally: Tally
-
-
-def is_late(record: AttendanceRecordRedis, start_time: datetime, late_after: timedelta) -> bool:
-    """A check-in by code after `start_time + late_after`; a teacher's addition never is."""
-    return record.source is RecordSource.CODE and record.attendance_time > start_time + late_after
 
 
 def entry_to_lesson(entry: ScheduleEntry) -> Lesson:
@@ -155,8 +181,16 @@ class AttendanceService:
     # --- lesson finding ------------------------------------------------------------------
 
     async def lessons_today(self, *, teacher: UserSessionRedis) -> list[Lesson]:
-        """Today's lessons of a teacher: their own portal schedule, or else the lessons whose
-        teacher field names them in the schedules of linked students."""
+        return (await self.teacher_lessons(teacher=teacher)).lessons
+
+    async def teacher_lessons(self, *, teacher: UserSessionRedis) -> TeacherLessons:
+        """Today's lessons of a teacher (issue 9, item 2).
+
+        A lesson in the teacher's own portal schedule is theirs. Without one, the lessons whose
+        teacher field names them in linked students' schedules, except any lesson another
+        teacher has in their own schedule; when another linked teacher shares the normalized
+        name, the list is only offered to pick from (`ambiguous`), never opened unasked.
+        """
         _require_teacher(teacher)
         local_day = self._clock().astimezone(self._tz).date()
         start = datetime.combine(local_day, time(0), self._tz)
@@ -164,12 +198,31 @@ class AttendanceService:
         entries = await self._pg.get_schedule(
             school_number=teacher.school_number, start=start, end=end
         )
-        if not entries:
+        own = bool(entries)
+        ambiguous = False
+        if not own:
+            key = person_key(teacher.full_name)
             entries = await self._pg.find_lessons_by_teacher_key(
-                teacher_key=person_key(teacher.full_name), start=start, end=end
+                teacher_key=key, start=start, end=end
             )
+            if entries:
+                others = await self._pg.get_teacher_lessons_starting(
+                    start=start - timedelta(days=1), end=end
+                )
+                taken = {
+                    (e.course_code, e.start_time)
+                    for e in others
+                    if e.school_number != teacher.school_number
+                }
+                entries = [e for e in entries if (e.course_code, e.start_time) not in taken]
+                ambiguous = any(
+                    u.user_school_number != teacher.school_number
+                    and person_key(u.user_full_name) == key
+                    for u in await self._pg.get_linked_teachers()
+                )
         lessons = {(e.course_code, e.start_time): entry_to_lesson(e) for e in entries}
-        return sorted(lessons.values(), key=lambda lesson: (lesson.start, lesson.course_code))
+        ordered = sorted(lessons.values(), key=lambda lesson: (lesson.start, lesson.course_code))
+        return TeacherLessons(ordered, own=own, ambiguous=ambiguous)
 
     # --- opening -------------------------------------------------------------------------
 
@@ -180,16 +233,20 @@ class AttendanceService:
         existing = await self.open_session(teacher=teacher)
         if existing is not None:
             return AlreadyOpen(existing)
-        lessons = await self.lessons_today(teacher=teacher)
+        today = await self.teacher_lessons(teacher=teacher)
+        lessons = today.lessons
         now = self._clock()
         if lesson_name is not None:
             name = " ".join(lesson_name.split())
             if not 2 <= len(name) <= 100:
                 raise InvalidInput("session.bad_name")
-            lesson = _match_lesson(lessons, name, now) or self._ad_hoc_lesson(name, now)
+            matched = _match_lesson(lessons, name, now)
+            if matched is not None and not today.own:
+                _log_choice(teacher, matched, "typed")
+            lesson = matched or self._ad_hoc_lesson(name, now)
         else:
             found = current_lesson(lessons, now, early_margin=self._early_margin)
-            if found is None:
+            if found is None or today.ambiguous:
                 return ChooseLesson(lessons) if lessons else NoLessons()
             lesson = found
         return await self._open(teacher=teacher, chat_id=chat_id, lesson=lesson)
@@ -202,8 +259,11 @@ class AttendanceService:
         existing = await self.open_session(teacher=teacher)
         if existing is not None:
             return AlreadyOpen(existing)
-        for lesson in await self.lessons_today(teacher=teacher):
+        today = await self.teacher_lessons(teacher=teacher)
+        for lesson in today.lessons:
             if lesson.course_code == course_code and int(lesson.start.timestamp()) == start_epoch:
+                if not today.own:
+                    _log_choice(teacher, lesson, "picked")
                 return await self._open(teacher=teacher, chat_id=chat_id, lesson=lesson)
         raise InvalidInput("session.choice_expired")
 
@@ -221,10 +281,20 @@ class AttendanceService:
         self, *, teacher: UserSessionRedis, chat_id: int, lesson: Lesson
     ) -> StartOutcome:
         now = self._clock()
+        slot: str | None = None
+        enrolled: list[str] = []
+        term = await self._pg.get_current_term()
         if lesson.course_code:
-            enrolled = await self._pg.get_enrolled_students(course_code=lesson.course_code)
-        else:
-            enrolled = []
+            slot = lesson_slot(lesson.course_code, lesson.start, lesson.teacher_keys, self._tz)
+            entries = await self._pg.get_course_entries(course_code=lesson.course_code)
+            enrolled = sorted(
+                {
+                    e.school_number
+                    for e in entries
+                    if lesson_slot(e.course_code, e.start_time, e.teacher_key.split("|"), self._tz)
+                    == slot
+                }
+            )
         planned_end = max(lesson.end, now + timedelta(minutes=5))
         draft = AttendanceRedis(
             attendance_id=uuid.uuid4(),
@@ -233,6 +303,9 @@ class AttendanceService:
             teacher_telegram_id=teacher.telegram_id,
             lesson_name=lesson.title if lesson.course_code else lesson.course_name,
             lesson_code=lesson.course_code or None,
+            slot=slot,
+            scheduled_start=lesson.start if slot is not None else None,
+            term=term,
             code="000000",
             start_time=now,
             planned_end_time=planned_end,
@@ -339,27 +412,29 @@ class AttendanceService:
         return Roster(attendance, records, self.tally(attendance, records))
 
     def is_late(self, attendance: AttendanceRedis, record: AttendanceRecordRedis) -> bool:
-        return is_late(record, attendance.start_time, self._late_after)
+        return is_late(record, attendance, self._late_after)
+
+    def status_of(self, attendance: AttendanceRedis, record: AttendanceRecordRedis) -> RecordStatus:
+        return live_status(record, attendance, self._late_after)
 
     def tally(self, attendance: AttendanceRedis, records: Sequence[AttendanceRecordRedis]) -> Tally:
-        present = late = pending = rejected = 0
-        for record in records:
-            if record.is_attended:
-                present += 1
-                late += self.is_late(attendance, record)
-            elif record.fail_reason == FailReason.NOT_IN_SCHEDULE:
-                pending += 1
-            else:
-                rejected += 1
-        return Tally(present=present, late=late, pending=pending, rejected=rejected)
+        counts = StatusCounts.of(self.status_of(attendance, r) for r in records)
+        return Tally(
+            present=counts.present,
+            late=counts.late,
+            pending=counts.pending,
+            rejected=counts.rejected,
+        )
 
     # --- corrections during the session --------------------------------------------------
 
     async def _live_session(
         self, *, teacher: UserSessionRedis, attendance_id: UUID
     ) -> AttendanceRedis:
-        """The teacher's session, still open: changes after the end go through /history, so
-        that none can land between finalization reading the records and removing them."""
+        """The teacher's session, still open by this replica's clock: a quick first answer.
+        The write itself is what decides: Redis refuses it once the session has ended by
+        Redis's clock or the finalizer has claimed it (`_write`), so that no change is
+        confirmed and then lost; changes after the end go through /history."""
         attendance = await self.owned_session(teacher=teacher, attendance_id=attendance_id)
         end = attendance.end_time or attendance.planned_end_time
         if end <= self._clock():
@@ -381,13 +456,16 @@ class AttendanceService:
         )
         if record is None:
             raise RecordNotFound(student_number)
-        note = "" if accept else clean_note(reason)
+        note: str | None = None
         if accept:
             fail_reason = None
         else:
-            fail_reason = f"{FailReason.REJECTED}: {note}" if note else str(FailReason.REJECTED)
-        updated = record.model_copy(update={"is_attended": accept, "fail_reason": fail_reason})
-        await self._redis.update_attendance_record(record=updated)
+            note = clean_note(reason) or None
+            fail_reason = str(FailReason.REJECTED)
+        updated = record.model_copy(
+            update={"is_attended": accept, "fail_reason": fail_reason, "teacher_note": note}
+        )
+        await self._write(updated, replace=True)
         if record.telegram_id is not None:
             key = "student.accepted" if accept else "student.rejected"
             values: dict[str, object] = {"lesson": attendance.lesson_name}
@@ -427,7 +505,7 @@ class AttendanceService:
             attendance_time=self._clock(),
             source=RecordSource.TEACHER,
         )
-        if not await self._redis.add_attendance_record(record=record):
+        if not await self._write(record, replace=False):
             raise AlreadyOnList(number)
         if contact is not None and contact.telegram_id is not None:
             self._notifier.notify_later(
@@ -441,6 +519,18 @@ class AttendanceService:
                 ]
             )
         return record
+
+    async def _write(self, record: AttendanceRecordRedis, *, replace: bool) -> bool:
+        """A teacher's write into the live session; SessionClosed when Redis refuses it."""
+        try:
+            if replace:
+                await self._redis.update_attendance_record(record=record)
+                return True
+            return await self._redis.add_attendance_record(record=record)
+        except AttendanceEnded:
+            raise SessionClosed from None
+        except NotFound:
+            raise SessionGone from None
 
     async def language_of(self, telegram_id: int | None) -> str:
         """The reply language of a linked account; English when unknown."""
@@ -487,6 +577,17 @@ def _require_teacher(user: UserSessionRedis) -> None:
         raise NotTeacher
 
 
+def _log_choice(teacher: UserSessionRedis, lesson: Lesson, how: str) -> None:
+    """A lesson found by name, not in the teacher's own schedule: who took it, for the record."""
+    log.info(
+        "teacher %s %s lesson %s starting %s (found by name, not in their own schedule)",
+        teacher.school_number,
+        how,
+        lesson.course_code,
+        lesson.start.isoformat(),
+    )
+
+
 def _match_lesson(lessons: Sequence[Lesson], name: str, now: datetime) -> Lesson | None:
     """Today's lesson whose code or name contains `name`, preferring one on now or next."""
     wanted = turkish_casefold(name)
@@ -514,4 +615,5 @@ __all__ = [
     "StartOutcome",
     "Started",
     "Tally",
+    "TeacherLessons",
 ]

@@ -142,6 +142,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def demo_term(now: datetime, tz: ZoneInfo) -> str:
+    """The demo portal's current term, "YYYY-D" like the live portal's `Yil` and `Donem`:
+    the academic year's first calendar year; term 1 from September to January, else 2."""
+    local = now.astimezone(tz)
+    if local.month >= 9:
+        return f"{local.year}-1"
+    if local.month == 1:
+        return f"{local.year - 1}-1"
+    return f"{local.year - 1}-2"
+
+
 class DemoAksisClient:
     """The `AksisClient` of demo mode: same results as the live client, no network."""
 
@@ -184,7 +195,12 @@ class DemoAksisClient:
             (lesson for course in courses for lesson in self._occurrences(course)),
             key=lambda x: (x.start, x.course_code),
         )
-        return LoginResult(identity=identity, lessons=lessons, skipped_entries=0)
+        return LoginResult(
+            identity=identity,
+            lessons=lessons,
+            skipped_entries=0,
+            term=demo_term(self._clock(), self._tz),
+        )
 
     def _occurrences(self, course: DemoCourse) -> list[Lesson]:
         now = self._clock()

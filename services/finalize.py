@@ -3,7 +3,10 @@
 For every session whose due score has passed (ended by the teacher, or left open past its
 planned end) the finalizer
 
-1. claims it (`attendances:{id}:claim`, SET NX with an expiry, a token per attempt);
+1. claims it (`attendances:{id}:claim`, SET NX with an expiry, a token per attempt), which
+   Redis grants only once the session has ended by its own clock; from then on no check-in or
+   teacher's change can reach the session (the invariant in `dal.redis_client`), so what
+   step 2 reads is final;
 2. reads the session, its records and its enrolled set from Redis;
 3. builds the sheet: every Redis record plus an ABSENT record for each enrolled student who
    never checked in;
@@ -41,18 +44,20 @@ from zoneinfo import ZoneInfo
 from dal.errors import DalError, DatabaseUnavailable, RedisUnavailable
 from dal.models import (
     Attendance,
-    AttendanceRecord,
     AttendanceRecordRedis,
     AttendanceRedis,
     FailReason,
+    RecordRow,
     RecordSource,
+    RecordStatus,
     Role,
     User,
 )
 from dal.postgres import AsyncPostgresClient, LinkedUser
-from dal.redis_client import RedisClient
-from services.attendance import EVERYONE, is_late
+from dal.redis_client import ClaimOutcome, RedisClient
+from services.attendance import EVERYONE
 from services.notify import Notice, Notifier
+from services.status import StatusCounts, split_reason, status_rule
 
 __all__ = [
     "FinalizeReport",
@@ -68,6 +73,16 @@ log = logging.getLogger(__name__)
 
 _NAME_MAX: Final = 200  # users.user_full_name, as validated by dal.models.User
 DATE_FORMAT: Final = "%d.%m.%Y %H:%M"
+
+
+_RESULT_KEYS: Final = {
+    RecordStatus.PRESENT: "final.present",
+    RecordStatus.LATE: "final.late",
+    RecordStatus.ABSENT: "final.absent",
+    RecordStatus.PENDING: "final.not_accepted",
+    RecordStatus.REJECTED: "final.not_accepted",
+    RecordStatus.EXCUSED: "final.not_accepted",
+}
 
 
 def final_dedupe_key(attendance_id: UUID) -> str:
@@ -108,16 +123,8 @@ class OutageLog:
         self._tries = 0
 
 
-@dataclass(frozen=True, slots=True)
-class SheetCounts:
-    present: int  # attended, on time (teacher-added included)
-    late: int  # attended, checked in after start + late_after
-    absent: int  # enrolled, never checked in
-    not_accepted: int  # pending review or rejected
-
-    @property
-    def total(self) -> int:
-        return self.present + self.late + self.absent + self.not_accepted
+# The counts of a sheet: the one status vocabulary (services.status), as everywhere else.
+SheetCounts = StatusCounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +132,7 @@ class Sheet:
     """What one session becomes in PostgreSQL."""
 
     attendance: Attendance
-    records: list[AttendanceRecord]
+    records: list[RecordRow]
     users: list[User]  # to upsert: students first, the teacher last
     counts: SheetCounts
 
@@ -145,18 +152,20 @@ def build_sheet(
 ) -> Sheet:
     """The PostgreSQL rows for an ended session (pure: no I/O).
 
-    Records keep their state; a code check-in after `start + late_after` is late (a
-    teacher-added record never is); every enrolled student without a record gets an ABSENT
-    one. `EVERYONE` in `enrolled` names nobody. Users to upsert: students not yet known,
+    Records keep their state, with the status of services.status (one lateness rule: after
+    the later of the scheduled start and the opening, plus `late_after`; a teacher-added
+    record is never late); every enrolled student without a record gets an ABSENT one.
+    `EVERYONE` in `enrolled` names nobody. Users to upsert: students not yet known,
     and known students who checked in by code under a new name (their Redis name comes from
     the portal at login); a teacher-added record for a known user, or any record naming a
     known teacher, leaves that user's row alone, so a typed school number can never rename or
     demote anyone. Unchanged users are left out: no row locks for nothing.
     """
     attendance_id = attendance.attendance_id
-    rows: list[AttendanceRecord] = []
+    rows: list[RecordRow] = []
     users: dict[str, User] = {}
-    present = late = absent = not_accepted = 0
+    status_of = status_rule(attendance, late_after)
+    new_row = RecordRow  # values from validated models: not validated again (see RecordRow)
     for record in records:
         number = record.student_number
         known = known_users.get(number)
@@ -167,24 +176,19 @@ def build_sheet(
             and known.user_full_name != name
         ):
             users[number] = User(user_school_number=number, user_full_name=name, role=Role.STUDENT)
-        if record.is_attended:
-            late_one = is_late(record, attendance.start_time, late_after)
-            late += late_one
-            present += not late_one
-            fail_reason = None
-        else:
-            late_one = False
-            not_accepted += 1
-            fail_reason = record.fail_reason
+        status = status_of(record)
+        reason, note = split_reason(record.fail_reason, record.teacher_note)
         rows.append(
-            AttendanceRecord(
+            new_row(
                 attendance_id=attendance_id,
                 student_number=number,
                 is_attended=record.is_attended,
                 attendance_time=record.attendance_time,
-                fail_reason=fail_reason,
-                is_late=late_one,
+                fail_reason=None if record.is_attended else reason,
+                is_late=status is RecordStatus.LATE,
                 source=record.source,
+                status=status,
+                teacher_note=note,
             )
         )
     recorded = {record.student_number for record in records}
@@ -196,14 +200,17 @@ def build_sheet(
             users[number] = User(
                 user_school_number=number, user_full_name=number, role=Role.STUDENT
             )
-        absent += 1
         rows.append(
-            AttendanceRecord(
+            new_row(
                 attendance_id=attendance_id,
                 student_number=number,
                 is_attended=False,
                 attendance_time=None,
                 fail_reason=FailReason.ABSENT.value,
+                is_late=False,
+                source=RecordSource.CODE,
+                status=RecordStatus.ABSENT,
+                teacher_note=None,
             )
         )
     teacher = attendance.teacher_school_number
@@ -221,11 +228,13 @@ def build_sheet(
         teacher_school_number=teacher,
         lesson_name=attendance.lesson_name,
         lesson_code=attendance.lesson_code,
+        lesson_slot=attendance.slot,
+        scheduled_start=attendance.scheduled_start,
         start_time=attendance.start_time,
         end_time=attendance.end_time or attendance.planned_end_time,
         security_option=attendance.security_option,
     )
-    counts = SheetCounts(present=present, late=late, absent=absent, not_accepted=not_accepted)
+    counts = StatusCounts.of(row.status for row in rows)
     return Sheet(attendance=row, records=rows, users=user_list, counts=counts)
 
 
@@ -276,11 +285,6 @@ class _Loaded:
         numbers.discard(EVERYONE)
         numbers.add(self.attendance.teacher_school_number)
         return numbers
-
-
-# Sessions read from Redis at once within a batch: enough to hide the round trips, few enough
-# to leave the shared connection pool to check-ins.
-_READS_IN_FLIGHT: Final = 4
 
 
 def _batch_users(sheets: Sequence[Sheet]) -> list[User]:
@@ -340,10 +344,9 @@ class Finalizer:
         self._concurrency = max(1, concurrency)
         self._batch = max(1, batch_sessions)
         self._clock = clock
-        # A session is taken a few seconds after its end, not at once: a check-in is judged
-        # by the clock of the replica that receives it, and one whose clock runs a little
-        # behind could still add a record after this one read the session and before it
-        # removed it.
+        # Correctness does not depend on this delay (the claim shuts writes out, judged by
+        # Redis's clock); it only spares claims that Redis would refuse when this replica's
+        # clock runs ahead.
         self._settle = timedelta(seconds=settle_seconds)
         self._pg_outage = OutageLog("PostgreSQL (finalization)", log)
         self._reported_failures: set[UUID] = set()
@@ -442,8 +445,10 @@ class Finalizer:
             ),
             return_exceptions=True,
         )
-        claimed = [i for i, won in zip(ids, outcomes, strict=True) if won is True]
-        report.skipped += sum(1 for won in outcomes if won is False)
+        claimed = [i for i, won in zip(ids, outcomes, strict=True) if won is ClaimOutcome.CLAIMED]
+        report.skipped += sum(1 for won in outcomes if won is ClaimOutcome.HELD)
+        # Not ended yet by Redis's clock (this replica's clock runs ahead): next tick.
+        report.postponed += sum(1 for won in outcomes if won is ClaimOutcome.OPEN)
         try:
             for outcome in outcomes:
                 if isinstance(outcome, BaseException):
@@ -469,43 +474,29 @@ class Finalizer:
             self._reported_failures.add(attendance_id)
             log.error("session %s cannot be finalized; it stays in Redis: %s", attendance_id, exc)
 
-    async def _read(self, attendance_id: UUID, report: FinalizeReport) -> _Loaded | None:
-        """The session from Redis; None when it was debris (removed here)."""
-        attendance = await self._redis.get_attendance(attendance_id=attendance_id)
-        if attendance is None:
-            # Sessions are created and removed by atomic scripts, so a due entry without its
-            # session is debris (a manual deletion, an eviction). Nothing can be written
-            # without the session; the leftovers are removed.
-            lost = await self._redis.count_attendance_records(attendance_id=attendance_id)
-            await self._redis.delete_attendance_keys(attendance_id=attendance_id)
-            report.orphans += 1
-            if lost:
-                log.error("session %s vanished from Redis; %d records dropped", attendance_id, lost)
-            return None
-        records = await self._redis.get_attendance_records(attendance_id=attendance_id)
-        enrolled = await self._redis.get_enrolled(attendance_id=attendance_id)
-        return _Loaded(attendance=attendance, records=records, enrolled=enrolled)
+    async def _drop_debris(self, attendance_id: UUID, report: FinalizeReport) -> None:
+        # Sessions are created and removed by atomic scripts, so a due entry without its
+        # session is debris (a manual deletion, an eviction). Nothing can be written without
+        # the session; the leftovers are removed.
+        lost = await self._redis.count_attendance_records(attendance_id=attendance_id)
+        await self._redis.delete_attendance_keys(attendance_id=attendance_id)
+        report.orphans += 1
+        if lost:
+            log.error("session %s vanished from Redis; %d records dropped", attendance_id, lost)
 
     async def _read_all(self, ids: Sequence[UUID], report: FinalizeReport) -> list[_Loaded]:
-        """The sessions that can be written; a corrupt one is counted as failed and left."""
-        slots = asyncio.Semaphore(_READS_IN_FLIGHT)
-
-        async def read(attendance_id: UUID) -> _Loaded | None:
-            async with slots:
-                return await self._read(attendance_id, report)
-
-        outcomes = await asyncio.gather(*(read(i) for i in ids), return_exceptions=True)
+        """The batch's sessions in one pipelined Redis round trip; a corrupt one is counted as
+        failed and left, debris is removed."""
         loaded: list[_Loaded] = []
-        for outcome in outcomes:
-            if isinstance(outcome, RedisUnavailable):
-                raise outcome
-        for attendance_id, outcome in zip(ids, outcomes, strict=True):
-            if isinstance(outcome, (DalError, ValueError)):  # ValidationError is a ValueError
+        reads = await self._redis.read_sessions(attendance_ids=ids)
+        for attendance_id, outcome in zip(ids, reads, strict=True):
+            if outcome is None:
+                await self._drop_debris(attendance_id, report)
+            elif isinstance(outcome, ValueError):
                 self._fail(attendance_id, outcome, report)
-            elif isinstance(outcome, BaseException):
-                raise outcome
-            elif outcome is not None:
-                loaded.append(outcome)
+            else:
+                attendance, records, enrolled = outcome
+                loaded.append(_Loaded(attendance=attendance, records=records, enrolled=enrolled))
         return loaded
 
     def _build(
@@ -666,13 +657,10 @@ class Finalizer:
                 "present": counts.present,
                 "late": counts.late,
                 "absent": counts.absent,
+                "pending": counts.pending,
+                "rejected": counts.rejected,
             }
-            if counts.not_accepted:
-                key = "final.teacher_pending"
-                values["pending"] = counts.not_accepted
-            else:
-                key = "final.teacher"
-                values["others"] = ""
+            key = "final.teacher"
             notices.append(
                 Notice(
                     telegram_id=teacher.telegram_id,
@@ -685,12 +673,7 @@ class Finalizer:
             contact = by_number.get(record.student_number)
             if contact is None or contact.role is not Role.STUDENT or not contact.reminders_enabled:
                 continue
-            if record.is_attended:
-                key = "final.late" if record.is_late else "final.present"
-            elif record.fail_reason == FailReason.ABSENT:
-                key = "final.absent"
-            else:
-                key = "final.not_accepted"
+            key = _RESULT_KEYS[record.status]
             notices.append(
                 Notice(
                     telegram_id=contact.telegram_id,

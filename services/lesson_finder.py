@@ -29,6 +29,7 @@ __all__ = [
     "Lesson",
     "ParsedSchedule",
     "current_lesson",
+    "lesson_slot",
     "lessons_for_teacher",
     "lessons_on_day",
     "next_lesson",
@@ -205,6 +206,17 @@ def next_lesson(lessons: Iterable[Lesson], now: datetime) -> Lesson | None:
         raise ValueError("now must be timezone-aware")
     later = [x for x in lessons if x.start > now]
     return min(later, key=_order) if later else None
+
+
+def lesson_slot(
+    course_code: str, start: datetime, teacher_keys: Iterable[str], tz: ZoneInfo
+) -> str:
+    """The weekly slot a dated lesson belongs to: "CODE|isodow|HH:MM|teacher,keys" in local
+    time `tz`. One course code taught in several sections has one slot per section (another
+    day or hour, other teachers); "the same lesson" is the same slot (AKSIS.md section 3)."""
+    local = start.astimezone(tz)
+    keys = ",".join(sorted({k for k in teacher_keys if k}))
+    return f"{course_code}|{local.isoweekday()}|{local:%H:%M}|{keys}"
 
 
 def lessons_for_teacher(lessons: Iterable[Lesson], teacher_key: str) -> list[Lesson]:

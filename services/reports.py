@@ -7,12 +7,20 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from dal.errors import NotFound
-from dal.models import Attendance, AttendanceRecord, Role, UserSessionRedis
+from dal.models import (
+    Attendance,
+    AttendanceRecord,
+    FailReason,
+    RecordStatus,
+    Role,
+    UserSessionRedis,
+)
 from dal.postgres import AsyncPostgresClient, StudentAttendanceRow
 from services.csv_export import csv_document
 from services.errors import NotOwner, NotTeacher, RecordNotFound, SessionGone
+from services.status import StatusCounts
 
-MARKED_ABSENT = "MARKED_ABSENT"  # fail_reason when a teacher corrects a record to absent
+MARKED_ABSENT = FailReason.MARKED_ABSENT.value  # a teacher corrected a saved record to absent
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,22 +36,24 @@ class Sheet:
     rows: list[SheetRow]
 
     @property
-    def present(self) -> int:
-        return sum(1 for r in self.rows if r.record.is_attended)
-
-    @property
-    def late(self) -> int:
-        return sum(1 for r in self.rows if r.record.is_attended and r.record.is_late)
-
-    @property
-    def absent(self) -> int:
-        return len(self.rows) - self.present
+    def counts(self) -> StatusCounts:
+        """By the stored status (services.status): the numbers every view shows."""
+        return StatusCounts.of(r.record.status for r in self.rows)
 
 
 def status_word(record: AttendanceRecord) -> str:
-    if record.is_attended:
-        return "late" if record.is_late else "present"
-    return "absent" if record.fail_reason in (None, "ABSENT", MARKED_ABSENT) else "not accepted"
+    """The CSV's status column: the status vocabulary's own words."""
+    return _STATUS_WORDS[record.status]
+
+
+_STATUS_WORDS = {
+    RecordStatus.PRESENT: "present",
+    RecordStatus.LATE: "late",
+    RecordStatus.ABSENT: "absent",
+    RecordStatus.PENDING: "pending review",
+    RecordStatus.REJECTED: "rejected",
+    RecordStatus.EXCUSED: "excused",
+}
 
 
 class ReportService:
@@ -100,10 +110,13 @@ class ReportService:
                 ),
                 row.record.fail_reason or "",
                 row.record.source,
+                row.record.teacher_note or "",
             ]
             for row in sheet.rows
         ]
-        header = ["student_number", "full_name", "status", "check_in_time", "reason", "source"]
+        header = [
+            "student_number", "full_name", "status", "check_in_time", "reason", "source", "note"
+        ]
         start = sheet.attendance.start_time.astimezone(self._tz)
         code = sheet.attendance.lesson_code or "lesson"
         name = f"attendance-{code}-{start:%Y%m%d-%H%M}.csv"

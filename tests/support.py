@@ -110,9 +110,14 @@ class Clock:
 
 class TcpProxy:
     """A TCP relay to a real server that the test can cut (refuse and drop) and restore, and
-    that counts what the clients send (`chunks_up`: zero means not one query reached it)."""
+    that counts what the clients send (`chunks_up`: zero means not one query reached it).
 
-    def __init__(self, host: str, port: int) -> None:
+    `delay` seconds are added before every chunk relayed in either direction (a slow network
+    or an overloaded server, for the race tests).
+    """
+
+    def __init__(self, host: str, port: int, *, delay: float = 0.0) -> None:
+        self.delay = delay
         self._target = (host, port)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -148,6 +153,8 @@ class TcpProxy:
             while data := await reader.read(65536):
                 if upstream:
                     self.chunks_up += 1
+                if self.delay:
+                    await asyncio.sleep(self.delay)
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.CancelledError):
@@ -184,9 +191,11 @@ def dsn_via(dsn: str, port: int) -> str:
 
 
 @contextlib.asynccontextmanager
-async def pg_behind_proxy(dsn: str) -> AsyncIterator[tuple[AsyncPostgresClient, TcpProxy]]:
+async def pg_behind_proxy(
+    dsn: str, *, delay: float = 0.0
+) -> AsyncIterator[tuple[AsyncPostgresClient, TcpProxy]]:
     parts = urlsplit(dsn)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432, delay=delay)
     await proxy.start()
     client = await AsyncPostgresClient.connect(
         dsn_via(dsn, proxy.port), max_size=4, migrate=False, connect_timeout=3

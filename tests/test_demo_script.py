@@ -139,7 +139,8 @@ async def test_the_demo_plays_a_class_and_prints_the_sheet_from_postgres() -> No
         assert "student 2: You are already checked in" in out
         assert "student 7: That code does not match an open attendance" in out
         assert "student 55: 🕓 Recorded for" in out
-        assert "teacher: 📊" in out and "38 present, 2 late, 10 absent, 1 not accepted" in out
+        assert "teacher: 📊" in out
+        assert "38 present, 2 late, 10 absent, 1 pending review, 0 rejected" in out
         assert "→ ••••" in out
         assert not re.search(r"→ password\b", out)
         assert "bot stopped cleanly by SIGTERM (exit code 0" in out

@@ -85,6 +85,8 @@ async def test_fresh_database_gets_the_seed_tables_and_columns(conn: asyncpg.Con
         "is_deleted",
         "deletion_reason",
         "deletion_time",
+        "lesson_slot",
+        "scheduled_start",
     } == set(attendances)
     assert attendances["attendance_id"] == ("uuid", False)
     assert attendances["start_time"] == ("timestamp with time zone", False)
@@ -100,6 +102,8 @@ async def test_fresh_database_gets_the_seed_tables_and_columns(conn: asyncpg.Con
         "is_deleted",
         "deletion_reason",
         "deletion_time",
+        "status",
+        "teacher_note",
     } == set(records)
     assert records["is_attended"] == ("boolean", False)
     schedule = await _columns(conn, "schedule_entries")
@@ -111,6 +115,7 @@ async def test_fresh_database_gets_the_seed_tables_and_columns(conn: asyncpg.Con
         "course_name",
         "teachers",
         "teacher_key",
+        "term",
     }
     pk = await conn.fetchval(
         "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
@@ -220,3 +225,55 @@ async def test_duplicate_versions_are_rejected_before_touching_the_database(
     with pytest.raises(ValueError, match="share version"):
         await apply_migrations(conn, migrations=twins)
     assert await conn.fetchval("SELECT to_regclass('schema_migrations') IS NULL")
+
+
+async def test_migration_3_splits_rejection_notes_and_gives_every_record_a_status(
+    conn: asyncpg.Connection,
+) -> None:
+    """Rows stored before issue 9: "REJECTED: note" in fail_reason, no status column."""
+    before = [m for m in load_migrations() if m.version < 3]
+    await apply_migrations(conn, migrations=before)
+    await conn.execute(
+        "INSERT INTO users (user_school_number, user_full_name, role) VALUES"
+        " ('T', 'Hoca', 'teacher'), ('1', 'A', 'student'), ('2', 'B', 'student'),"
+        " ('3', 'C', 'student'), ('4', 'D', 'student'), ('5', 'E', 'student'),"
+        " ('6', 'F', 'student')"
+    )
+    aid = "00000000-0000-0000-0000-000000000001"
+    await conn.execute(
+        "INSERT INTO attendances (attendance_id, teacher_school_number, lesson_name, start_time)"
+        " VALUES ($1, 'T', 'L', now())",
+        aid,
+    )
+    await conn.executemany(
+        "INSERT INTO attendance_records"
+        " (attendance_id, student_number, is_attended, fail_reason, is_late)"
+        " VALUES ($1, $2, $3, $4, $5)",
+        [
+            (aid, "1", True, None, False),
+            (aid, "2", True, None, True),
+            (aid, "3", False, "ABSENT", False),
+            (aid, "4", False, "NOT_IN_SCHEDULE", False),
+            (aid, "5", False, "REJECTED: yanlış sınıf", False),
+            (aid, "6", False, "MARKED_ABSENT", False),
+        ],
+    )
+
+    await apply_migrations(conn)
+
+    rows = await conn.fetch(
+        "SELECT student_number, status, fail_reason, teacher_note FROM attendance_records"
+        " ORDER BY student_number"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("1", "present", None, None),
+        ("2", "late", None, None),
+        ("3", "absent", "ABSENT", None),
+        ("4", "pending", "NOT_IN_SCHEDULE", None),
+        ("5", "rejected", "REJECTED", "yanlış sınıf"),
+        ("6", "absent", "MARKED_ABSENT", None),
+    ]
+    with pytest.raises(asyncpg.CheckViolationError):
+        await conn.execute(
+            "UPDATE attendance_records SET status = 'gone' WHERE student_number = '1'"
+        )

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 
 from dal.models import AttendanceRedis
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient
+from dal.redis_client import RedisClient, claim_key
 from services.purge import Purger
 from tests.support import (  # noqa: F401
     link,
@@ -42,9 +42,8 @@ async def seed_live(redis: RedisClient) -> list[AttendanceRedis]:
             redis, teacher=teacher, start=start, end=end, enrolled=["S1", "S2"]
         )
         await put_records(redis, [record(attendance, "S1")])
-        await redis.claim_attendance(
-            attendance_id=attendance.attendance_id, owner="worker", ttl_seconds=300
-        )
+        # Set directly: Redis grants no claim on the open one (it would be a worker's, kept).
+        await redis.redis.set(claim_key(attendance.attendance_id), "worker", ex=300)
         live.append(attendance)
     return live
 

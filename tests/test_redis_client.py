@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import zlib
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from dal.redis_client import (
     AttendanceEnded,
     CheckInResult,
     CheckInStatus,
+    ClaimOutcome,
     RedisClient,
     attendance_key,
     claim_key,
@@ -37,7 +39,8 @@ from dal.redis_client import (
     teacher_key,
 )
 
-NOW = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+# Real time: "ended" is judged by Redis's own clock, so live sessions must be live by it.
+NOW = datetime.now(UTC).replace(microsecond=0)
 TURKISH = "İlkay Şükrü Ağaoğlu Işıl"
 
 
@@ -272,11 +275,15 @@ async def test_finish_sets_end_time_and_deletes_nothing(
     assert (await check_in(client, opened.code, "S1")).status is CheckInStatus.OK_PRESENT
     end = NOW + timedelta(minutes=20)
 
+    before = time.time()
     finished = await client.finish_attendance(attendance_id=aid, end_time=end)
 
     assert finished.end_time == end
     assert await client.get_attendance(attendance_id=aid) == finished
-    assert await redis_raw.zscore(DUE_KEY, str(aid)) == end.timestamp()
+    # A caller's clock running ahead cannot keep the session open: it ends by Redis's now.
+    score = await redis_raw.zscore(DUE_KEY, str(aid))
+    assert score is not None
+    assert before - 1 <= score <= time.time() + 1
     assert await redis_raw.exists(teacher_key("T001")) == 0
     assert await client.get_open_attendance(teacher_school_number="T001", now=NOW) is None
     assert await client.count_attendance_records(attendance_id=aid) == 1
@@ -303,7 +310,7 @@ async def test_changing_a_gone_session_raises_not_found(client: RedisClient) -> 
     with pytest.raises(NotFound):
         await client.set_status_message(attendance_id=gone, chat_id=1, message_id=2)
     with pytest.raises(NotFound):
-        await client.extend_attendance(attendance_id=gone, planned_end_time=NOW, now=NOW)
+        await client.extend_attendance(attendance_id=gone, planned_end_time=NOW)
 
 
 async def test_status_message_is_remembered_with_large_chat_ids(client: RedisClient) -> None:
@@ -324,19 +331,19 @@ async def test_extend_moves_the_planned_end_of_an_open_session_only(
     opened = await open_session(client)
     aid = opened.attendance_id
     new_end = NOW + timedelta(minutes=90)
-    extended = await client.extend_attendance(
-        attendance_id=aid, planned_end_time=new_end, now=NOW + timedelta(minutes=40)
-    )
+    extended = await client.extend_attendance(attendance_id=aid, planned_end_time=new_end)
     assert extended.planned_end_time == new_end
     assert await redis_raw.zscore(DUE_KEY, str(aid)) == new_end.timestamp()
 
-    with pytest.raises(AttendanceEnded):  # its (new) planned end has passed
+    # planned end passed by Redis's clock: no caller can move it again
+    expired = await open_session(client, teacher="T2", start=NOW - timedelta(hours=2))
+    with pytest.raises(AttendanceEnded):
         await client.extend_attendance(
-            attendance_id=aid, planned_end_time=new_end, now=new_end + timedelta(seconds=1)
+            attendance_id=expired.attendance_id, planned_end_time=new_end
         )
     await client.finish_attendance(attendance_id=aid, end_time=NOW + timedelta(minutes=45))
     with pytest.raises(AttendanceEnded):
-        await client.extend_attendance(attendance_id=aid, planned_end_time=new_end, now=NOW)
+        await client.extend_attendance(attendance_id=aid, planned_end_time=new_end)
 
 
 # --- records -------------------------------------------------------------------------------
@@ -469,11 +476,15 @@ async def test_check_in_after_finish_or_after_planned_end_is_ended(client: Redis
     await client.finish_attendance(
         attendance_id=finished.attendance_id, end_time=NOW + timedelta(minutes=5)
     )
-    expired = await open_session(client, teacher="TB", minutes=30)
+    expired = await open_session(
+        client, teacher="TB", start=NOW - timedelta(minutes=31), minutes=30
+    )
+    live = await open_session(client, teacher="TC", minutes=30)
 
-    r1 = await check_in(client, finished.code, "S1", now=NOW + timedelta(minutes=6))
-    r2 = await check_in(client, expired.code, "S1", now=NOW + timedelta(minutes=30))
-    ok = await check_in(client, expired.code, "S2", now=NOW + timedelta(minutes=29))
+    # Judged by Redis's clock: callers whose clocks run behind are refused all the same.
+    r1 = await check_in(client, finished.code, "S1", now=NOW - timedelta(minutes=1))
+    r2 = await check_in(client, expired.code, "S1", now=NOW - timedelta(minutes=5))
+    ok = await check_in(client, live.code, "S2", now=NOW + timedelta(hours=2))
 
     assert r1.status is CheckInStatus.ENDED
     assert r1.attendance is not None
@@ -537,39 +548,50 @@ async def test_burst_of_300_concurrent_check_ins_through_16_connections(
 
 
 async def test_due_ids_are_those_ended_by_now_earliest_first(client: RedisClient) -> None:
-    late = await open_session(client, teacher="TA", minutes=60)
-    early = await open_session(client, teacher="TB", minutes=20)
-    middle = await open_session(client, teacher="TC", minutes=50)
+    base = NOW - timedelta(hours=1)
+    late = await open_session(client, teacher="TA", start=base, minutes=120)
+    early = await open_session(client, teacher="TB", start=base, minutes=20)
+    middle = await open_session(client, teacher="TC", start=base, minutes=50)
     await client.finish_attendance(
-        attendance_id=middle.attendance_id, end_time=NOW + timedelta(minutes=40)
+        attendance_id=middle.attendance_id, end_time=base + timedelta(minutes=40)
     )
 
-    at = NOW + timedelta(minutes=45)
+    at = base + timedelta(minutes=45)
     assert await client.get_due_attendance_ids(now=at) == [
         early.attendance_id,
         middle.attendance_id,
     ]
     assert await client.get_due_attendance_ids(now=at, limit=1) == [early.attendance_id]
-    assert await client.get_due_attendance_ids(now=NOW + timedelta(hours=1)) == [
+    assert await client.get_due_attendance_ids(now=base + timedelta(hours=2)) == [
         early.attendance_id,
         middle.attendance_id,
         late.attendance_id,
     ]
-    assert await client.get_due_attendance_ids(now=NOW) == []
+    assert await client.get_due_attendance_ids(now=base) == []
 
 
 async def test_claims_are_exclusive_expire_and_release_only_for_their_owner(
     client: RedisClient, redis_raw: aioredis.Redis
 ) -> None:
-    aid = (await open_session(client)).attendance_id
-    assert await client.claim_attendance(attendance_id=aid, owner="replica-a", ttl_seconds=120)
-    assert not await client.claim_attendance(attendance_id=aid, owner="replica-b", ttl_seconds=120)
+    still_open = (await open_session(client, teacher="T2")).attendance_id
+    outcome = await client.claim_attendance(attendance_id=still_open, owner="a", ttl_seconds=120)
+    assert outcome is ClaimOutcome.OPEN  # not ended by Redis's clock: no claim
+    assert await redis_raw.exists(claim_key(still_open)) == 0
+
+    aid = (await open_session(client, start=NOW - timedelta(hours=2))).attendance_id
+    claim = client.claim_attendance
+    assert (
+        await claim(attendance_id=aid, owner="replica-a", ttl_seconds=120) is ClaimOutcome.CLAIMED
+    )
+    assert await claim(attendance_id=aid, owner="replica-b", ttl_seconds=120) is ClaimOutcome.HELD
     assert 0 < await redis_raw.ttl(claim_key(aid)) <= 120
 
     assert await client.release_claim(attendance_id=aid, owner="replica-b") is False
     assert await redis_raw.get(claim_key(aid)) == "replica-a"
     assert await client.release_claim(attendance_id=aid, owner="replica-a") is True
-    assert await client.claim_attendance(attendance_id=aid, owner="replica-b", ttl_seconds=120)
+    assert (
+        await claim(attendance_id=aid, owner="replica-b", ttl_seconds=120) is ClaimOutcome.CLAIMED
+    )
 
 
 async def test_delete_attendance_keys_removes_the_session_and_spares_others(
@@ -579,6 +601,8 @@ async def test_delete_attendance_keys_removes_the_session_and_spares_others(
     kept = await open_session(client, teacher="TB")
     for session in (doomed, kept):
         await check_in(client, session.code, "S1")
+        # planned end passed (the teacher pointer stays, as when nobody ended it)
+        await redis_raw.zadd(DUE_KEY, {str(session.attendance_id): time.time() - 1})
         await client.claim_attendance(
             attendance_id=session.attendance_id, owner="o", ttl_seconds=60
         )
@@ -862,3 +886,48 @@ async def test_the_record_keeps_a_long_telegram_id_and_odd_names(client: RedisCl
     )
     assert stored == result.record
     assert (stored.telegram_id, stored.student_full_name) == (4_503_599_627_370_495, name)
+
+
+# --- sections and terms (issue 9) ------------------------------------------------------------
+
+
+async def test_check_in_tells_the_slot_from_another_section_and_another_term(
+    client: RedisClient,
+) -> None:
+    """Not in the enrolled set: the slot in the student's cached schedule (linked after the
+    opening) makes them present; the course in another slot is ANOTHER_SECTION; cached data
+    of another term counts for nothing."""
+    slot, other = "BIL301|1|09:00|gokce ozturk", "BIL301|3|13:00|ali veli"
+    draft = make_attendance().model_copy(update={"slot": slot, "term": "2024-2"})
+    opened = await client.open_attendance(attendance=draft, enrolled=["S1"], now=NOW)
+
+    async def send(student: str, slots: list[str], term: str | None) -> CheckInResult:
+        tid = zlib.crc32(student.encode()) + 1
+        await client.save_user_session(
+            session=UserSessionRedis(
+                telegram_id=tid,
+                school_number=student,
+                full_name=TURKISH,
+                role=Role.STUDENT,
+                logged_in_at=NOW,
+                courses=["BIL301"],
+                slots=slots,
+                term=term,
+            ),
+            ttl_seconds=3600,
+        )
+        return await client.check_in(
+            telegram_id=tid, code=opened.code, now=NOW, throttle_key=f"throttle:{student}"
+        )
+
+    late_linker = await send("S2", [slot], "2024-2")
+    other_section = await send("S3", [other], "2024-2")
+    old_term = await send("S4", [slot], "2024-1")
+
+    assert late_linker.status is CheckInStatus.OK_PRESENT
+    assert other_section.status is CheckInStatus.OK_PENDING
+    assert other_section.record is not None
+    assert other_section.record.fail_reason == "ANOTHER_SECTION"
+    assert old_term.status is CheckInStatus.OK_PENDING
+    assert old_term.record is not None
+    assert old_term.record.fail_reason == "NOT_IN_SCHEDULE"

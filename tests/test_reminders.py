@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from dal.models import ScheduleEntry, User, UserSessionRedis
 from dal.postgres import AsyncPostgresClient
@@ -22,7 +22,8 @@ from tests.support import (  # noqa: F401
     teacher_user,
 )
 
-LESSON = datetime(2025, 3, 10, 10, 0, tzinfo=IST)
+# Tomorrow at 10:00: sessions opened on the test's clock must be live by Redis's own clock.
+LESSON = datetime.combine(datetime.now(IST).date() + timedelta(days=1), time(10), IST)
 LEAD = timedelta(minutes=10)
 CLOSING = timedelta(minutes=5)
 TEACHER = teacher_user("T0001", "Ayşe Öğretmen")

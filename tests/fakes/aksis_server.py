@@ -159,6 +159,7 @@ class FakeAksis:
         self.requests: list[RecordedRequest] = []
         # Failure switches; `reset()` puts them back to these values.
         self.fail_with_500 = False
+        self.term = (2024, 2)  # Yil and Donem of the schedule data URL (the current term)
         self.fail_schedule_with_500 = False  # only the schedule page and Plans_Read
         self.delay_seconds = 0.0  # before every answer
         self.changed_login_page = False  # login page without the token
@@ -449,7 +450,11 @@ class FakeAksis:
         return _page("OBS - Öğrenci Bilgileri", table)
 
     def _plans_read_reference(self, account: FakeAccount) -> str:
-        query = f"OgrenciId={account.portal_id}\\u0026BirimId=4711\\u0026Yil=2024\\u0026Donem=2"
+        year, semester = self.term
+        query = (
+            f"OgrenciId={account.portal_id}\\u0026BirimId=4711"
+            f"\\u0026Yil={year}\\u0026Donem={semester}"
+        )
         if self.plans_read_style == "fragment":
             return f"Plans_Read?{query}"
         if self.plans_read_style == "absolute":
