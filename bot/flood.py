@@ -42,7 +42,7 @@ _GCRA_LUA: Final = """
 -- Answers the wait in ms (0: send now). In 'now' mode nothing is reserved unless it is 0.
 redis.replicate_commands()
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local gi, gt = tonumber(ARGV[1]), tonumber(ARGV[2])
 local ci, ct = tonumber(ARGV[3]), tonumber(ARGV[4])
 local g = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -52,8 +52,9 @@ if KEYS[2] ~= '' then
   c = tonumber(redis.call('GET', KEYS[2]) or '0')
   at = math.max(at, c - ct)
 end
+-- Integer replies truncate: a wait of 0.3 ms must not read as "granted".
 if ARGV[5] == 'now' and at > now then
-  return at - now
+  return math.ceil(at - now)
 end
 local ng = math.max(g, at) + gi
 redis.call('SET', KEYS[1], ng, 'PX', math.ceil(ng - now + 1000))
@@ -61,14 +62,14 @@ if KEYS[2] ~= '' then
   local nc = math.max(c, at) + ci
   redis.call('SET', KEYS[2], nc, 'PX', math.ceil(nc - now + 1000))
 end
-return at - now
+return math.ceil(at - now)
 """
 
 _PAUSE_LUA: Final = """
 -- KEYS: 1 pause, 2 chat TAT (or ''); ARGV: 1 seconds
 redis.replicate_commands()
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local untl = now + math.floor(tonumber(ARGV[1]) * 1000)
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if untl > cur then

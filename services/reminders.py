@@ -124,22 +124,22 @@ class ReminderService:
                 continue  # already taking attendance for this lesson
             key = teacher_dedupe_key(entry.school_number, entry.course_code, entry.start_time)
             notice = Notice(
-                    telegram_id=contact.telegram_id,
-                    language=contact.language,
-                    key="remind.teacher",
-                    values={
-                        "lesson": entry_to_lesson(entry).title,
-                        "start": entry.start_time.astimezone(self._tz).strftime(_TIME_FORMAT),
-                    },
-                    buttons=(
-                        Button(
-                            "button.start_attendance",
-                            "start_lesson",
-                            (entry.course_code, int(entry.start_time.timestamp())),
-                        ),
+                telegram_id=contact.telegram_id,
+                language=contact.language,
+                key="remind.teacher",
+                values={
+                    "lesson": entry_to_lesson(entry).title,
+                    "start": entry.start_time.astimezone(self._tz).strftime(_TIME_FORMAT),
+                },
+                buttons=(
+                    Button(
+                        "button.start_attendance",
+                        "start_lesson",
+                        (entry.course_code, int(entry.start_time.timestamp())),
                     ),
-                    drop_if=(Stale.lesson_opened(entry.school_number, entry.course_code),),
-                )
+                ),
+                drop_if=(Stale.lesson_opened(entry.school_number, entry.course_code),),
+            )
             # The marker and the queued notice in one step (durable outbox, sent in the
             # background): once per lesson, and not lost to a crash.
             if await self._notifier.enqueue([notice], once=key, once_ttl=self._dedupe_ttl):
