@@ -11,7 +11,9 @@ cell rate algorithm (GCRA), one script call per message:
 Two kinds of callers:
 - *interactive* (a direct answer to a user's update) **reserves** the next free slot: the
   script moves the TATs forward and answers how long to wait; the caller sleeps that long and
-  sends. Reservations queue in arrival order across all replicas, without polling.
+  sends. Reservations queue in arrival order across all replicas. They reach at most
+  `horizon` (2 s) ahead: beyond that the caller asks again later, so a process killed with a
+  queue of answers leaves at most 2 s of reserved-but-unused budget behind.
 - *bulk* (the outbox worker) **takes only a slot that is free now**: when the budget's next
   slot is in the future (interactive answers reserved it, or the bot is at its rate) nothing
   is reserved and the answer is how long to wait before asking again. Bulk therefore uses only
@@ -38,8 +40,9 @@ log = logging.getLogger(__name__)
 _GCRA_LUA: Final = """
 -- KEYS: 1 global TAT, 2 chat TAT (or '' for none), 3 pause
 -- ARGV: 1 global interval ms, 2 global tolerance ms, 3 chat interval ms,
---       4 chat tolerance ms, 5 mode ('reserve' | 'now')
--- Answers the wait in ms (0: send now). In 'now' mode nothing is reserved unless it is 0.
+--       4 chat tolerance ms, 5 horizon ms (0 for bulk)
+-- Answers {granted, wait ms}: granted 1 means a slot `wait` ms from now is reserved; granted 0
+-- means the next slot is further away than the horizon: nothing reserved, ask again later.
 redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -52,9 +55,9 @@ if KEYS[2] ~= '' then
   c = tonumber(redis.call('GET', KEYS[2]) or '0')
   at = math.max(at, c - ct)
 end
--- Integer replies truncate: a wait of 0.3 ms must not read as "granted".
-if ARGV[5] == 'now' and at > now then
-  return math.ceil(at - now)
+-- Integer replies truncate: round waits up, so 0.3 ms is not read as "now".
+if at - now > tonumber(ARGV[5]) then
+  return {0, math.ceil(at - now)}
 end
 local ng = math.max(g, at) + gi
 redis.call('SET', KEYS[1], ng, 'PX', math.ceil(ng - now + 1000))
@@ -62,7 +65,7 @@ if KEYS[2] ~= '' then
   local nc = math.max(c, at) + ci
   redis.call('SET', KEYS[2], nc, 'PX', math.ceil(nc - now + 1000))
 end
-return math.ceil(at - now)
+return {1, math.ceil(at - now)}
 """
 
 _PAUSE_LUA: Final = """
@@ -112,7 +115,8 @@ class RedisFloodBudget:
         group_rate: float = 20.0 / 60.0,
         group_burst: int = 3,
         margin: float = 0.03,
-        bulk_poll_max: float = 0.25,
+        horizon: float = 2.0,
+        poll_max: float = 0.25,
     ) -> None:
         self._redis = redis
         self._prefix = f"flood:{bot_id}:"
@@ -123,7 +127,8 @@ class RedisFloodBudget:
         )
         self._chat = (1000.0 / per_chat_rate, 1000.0 / per_chat_rate * (per_chat_burst - 1))
         self._group = (1000.0 / group_rate, 1000.0 / group_rate * (group_burst - 1))
-        self._bulk_poll_max = bulk_poll_max
+        self._horizon = horizon
+        self._poll_max = poll_max
         self._script = redis.register_script(_GCRA_LUA)
         self._pause_script = redis.register_script(_PAUSE_LUA)
 
@@ -136,28 +141,27 @@ class RedisFloodBudget:
         is_group = isinstance(chat_id, str) or chat_id < 0
         return self._group if is_group else self._chat
 
-    async def _ask(self, chat_id: ChatId | None, mode: str) -> float:
+    async def _ask(self, chat_id: ChatId | None, horizon_ms: float) -> tuple[bool, float]:
         ci, ct = self._chat_limits(chat_id)
         gi, gt = self._global
-        wait_ms = await self._script(
+        granted, wait_ms = await self._script(
             keys=[self._prefix + "g", self._chat_key(chat_id), self._prefix + "pause"],
-            args=[f"{gi:.3f}", f"{gt:.3f}", f"{ci:.3f}", f"{ct:.3f}", mode],
+            args=[f"{gi:.3f}", f"{gt:.3f}", f"{ci:.3f}", f"{ct:.3f}", f"{horizon_ms:.0f}"],
         )
-        return max(0.0, float(wait_ms) / 1000.0)
+        return bool(granted), max(0.0, float(wait_ms) / 1000.0)
 
     async def acquire(self, chat_id: ChatId | None, *, bulk: bool) -> float:
+        horizon = 0.0 if bulk else self._horizon
         waited = 0.0
-        if not bulk:
-            wait = await self._ask(chat_id, "reserve")
-            if wait > 0:
-                await asyncio.sleep(wait)
-            return wait
         while True:
-            wait = await self._ask(chat_id, "now")
-            if wait <= 0:
-                return waited
-            # Ask again soon: an interactive reservation may have moved the slot meanwhile.
-            step = min(wait, self._bulk_poll_max)
+            granted, wait = await self._ask(chat_id, horizon * 1000)
+            if granted:
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                return waited + wait
+            # Not reserved: for bulk, an interactive reservation may take the slot meanwhile;
+            # for an answer, the queue is longer than the horizon.
+            step = min(max(wait - horizon, 0.001), self._poll_max)
             await asyncio.sleep(step)
             waited += step
 

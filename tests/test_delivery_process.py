@@ -436,8 +436,9 @@ async def test_two_webhook_replicas_share_the_flood_budget_and_drop_stale_notice
                     elapsed = time.monotonic() - began
                     await asyncio.sleep(0.5)
                     for replica in replicas:
-                        code, _ = await replica.terminate()
+                        code, exit_seconds = await replica.terminate()
                         assert code == 0, replica.log.read_text()
+                        assert exit_seconds <= 5.0
                 finally:
                     for replica in replicas:
                         await replica.ensure_stopped()

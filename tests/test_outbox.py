@@ -198,3 +198,20 @@ async def test_per_user_lock_is_renewed_while_held_and_short_after_a_crash(
 def test_a_queued_notice_is_small() -> None:
     payload = encode(_notice(1, Stale.checked_in(uuid.uuid4(), "2024123456")))
     assert len(payload.encode()) < 400
+
+
+async def test_answers_reserve_at_most_the_horizon_ahead(redis_raw: aioredis.Redis) -> None:
+    budget = RedisFloodBudget(
+        redis_raw, bot_id=3, global_rate=50, per_chat_rate=1000, margin=0, horizon=0.5
+    )
+    queued = [asyncio.create_task(budget.acquire(i, bulk=False)) for i in range(100)]  # 2 s
+    await asyncio.sleep(0.2)
+    seconds, micros = await redis_raw.time()
+    ahead_ms = float(await redis_raw.get("flood:3:g")) - (seconds * 1000 + micros / 1000)
+    assert 300 <= ahead_ms <= 500 + 20 + 1
+    for task in queued:  # the process dies with its answers still queued
+        task.cancel()
+    await asyncio.gather(*queued, return_exceptions=True)
+    began = time.monotonic()
+    await budget.acquire(1000, bulk=False)  # a restarted process is not held up for 2 s
+    assert time.monotonic() - began <= 0.55
