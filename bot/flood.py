@@ -14,8 +14,8 @@ Two kinds of callers:
   sends. Reservations queue in arrival order across all replicas. They reach at most
   `horizon` (2 s) ahead: beyond that the caller asks again later, so a process killed with a
   queue of answers leaves at most 2 s of reserved-but-unused budget behind.
-- *bulk* (the outbox worker) **takes only a slot that is free now**: when the budget's next
-  slot is in the future (interactive answers reserved it, or the bot is at its rate) nothing
+- *bulk* (the outbox worker) **takes only a slot that is free now** (within 10 ms): when the
+  budget's next slot is further (interactive answers reserved it, or the bot is at its rate) nothing
   is reserved and the answer is how long to wait before asking again. Bulk therefore uses only
   what interactive traffic leaves.
 
@@ -128,6 +128,7 @@ class RedisFloodBudget:
         self._chat = (1000.0 / per_chat_rate, 1000.0 / per_chat_rate * (per_chat_burst - 1))
         self._group = (1000.0 / group_rate, 1000.0 / group_rate * (group_burst - 1))
         self._horizon = horizon
+        self._bulk_lead = 0.010
         self._poll_max = poll_max
         self._script = redis.register_script(_GCRA_LUA)
         self._pause_script = redis.register_script(_PAUSE_LUA)
@@ -151,7 +152,9 @@ class RedisFloodBudget:
         return bool(granted), max(0.0, float(wait_ms) / 1000.0)
 
     async def acquire(self, chat_id: ChatId | None, *, bulk: bool) -> float:
-        horizon = 0.0 if bulk else self._horizon
+        # Bulk reserves only a slot that is (nearly) free now; "nearly" (10 ms) so that its
+        # own wake-up lateness does not push the budget's schedule back slot after slot.
+        horizon = self._bulk_lead if bulk else self._horizon
         waited = 0.0
         while True:
             granted, wait = await self._ask(chat_id, horizon * 1000)
