@@ -26,6 +26,7 @@ from aiogram.types import User as TelegramUser
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from bot.answers import AnswerQueue
 from bot.config import Settings
 from bot.delivery import DeliveryWorker, OutboxNotifier
 from bot.flood import RedisFloodBudget
@@ -76,6 +77,7 @@ class App:
     notifier: OutboxNotifier
     outbox: Outbox
     delivery: DeliveryWorker
+    answers: AnswerQueue
     board: StatusBoard
     scheduler: AsyncIOScheduler
     accounts: AccountService
@@ -174,6 +176,8 @@ async def build_app(
         outbox = Outbox(redis.redis)
         notifier = OutboxNotifier(outbox)
         delivery = DeliveryWorker(bot, outbox)
+        # Check-in answers are handed off, not awaited by their handlers (bot/answers.py).
+        answers = AnswerQueue(bot, outbox)
         tz = settings.tz
         secret = settings.secret_key.get_secret_value()
         accounts = AccountService(
@@ -211,6 +215,7 @@ async def build_app(
             reports=reports,
             board=board,
             notifier=notifier,
+            answers=answers,
             sealer=Sealer(secret),
         )
         # aiogram's FSM middleware with the per-user lock skipped for a plain check-in code
@@ -232,6 +237,7 @@ async def build_app(
             notifier=notifier,
             outbox=outbox,
             delivery=delivery,
+            answers=answers,
             board=board,
             scheduler=scheduler,
             accounts=accounts,
@@ -242,6 +248,7 @@ async def build_app(
         async def on_startup() -> None:
             await register_commands(app.bot)
             await app.delivery.start()
+            app.answers.start()
             app.board.start()
             app.scheduler.start()
 
@@ -255,6 +262,7 @@ async def build_app(
             stopping = asyncio.create_task(app.delivery.stop(SEND_GRACE_SECONDS))
             if in_flight:
                 await asyncio.wait(in_flight, timeout=SHUTDOWN_GRACE_SECONDS)
+            await app.answers.stop(SEND_GRACE_SECONDS)  # what is left goes to the outbox
             await app.notifier.drain(SEND_GRACE_SECONDS)
             await stopping
             await app.board.stop()

@@ -56,7 +56,12 @@ log = logging.getLogger(__name__)
 
 
 def encode(notice: Notice, attempts: int = 0) -> str:
-    body: dict[str, Any] = {"t": notice.telegram_id, "l": notice.language, "k": notice.key}
+    if not notice.key:
+        body: dict[str, Any] = {"t": notice.telegram_id, "x": notice.values["text"]}
+        if attempts:
+            body["a"] = attempts
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    body = {"t": notice.telegram_id, "l": notice.language, "k": notice.key}
     if notice.values:
         body["v"] = notice.values
     if notice.buttons:
@@ -68,8 +73,15 @@ def encode(notice: Notice, attempts: int = 0) -> str:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def encode_text(chat_id: int, text: str) -> str:
+    """An already rendered answer (bot/answers.py moves unsent ones here at shutdown)."""
+    return json.dumps({"t": chat_id, "x": text}, ensure_ascii=False, separators=(",", ":"))
+
+
 def decode(payload: str) -> tuple[Notice, int]:
     body = json.loads(payload)
+    if "x" in body:  # rendered text: no key, sent as is
+        return Notice(int(body["t"]), "", "", {"text": str(body["x"])}), int(body.get("a", 0))
     notice = Notice(
         telegram_id=int(body["t"]),
         language=str(body["l"]),
@@ -82,6 +94,8 @@ def decode(payload: str) -> tuple[Notice, int]:
 
 
 def render(notice: Notice) -> tuple[str, InlineKeyboardMarkup | None]:
+    if not notice.key:
+        return str(notice.values["text"]), None
     markup = None
     if notice.buttons:
         markup = InlineKeyboardMarkup(

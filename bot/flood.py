@@ -41,8 +41,9 @@ _GCRA_LUA: Final = """
 -- KEYS: 1 global TAT, 2 chat TAT (or '' for none), 3 pause
 -- ARGV: 1 global interval ms, 2 global tolerance ms, 3 chat interval ms,
 --       4 chat tolerance ms, 5 horizon ms (0 for bulk)
--- Answers {granted, wait ms}: granted 1 means a slot `wait` ms from now is reserved; granted 0
--- means the next slot is further away than the horizon: nothing reserved, ask again later.
+-- Answers {granted, wait ms, by_chat}: granted 1 means a slot `wait` ms from now is reserved;
+-- granted 0 means the next slot is further away than the horizon: nothing reserved, ask again
+-- later. by_chat 1: the chat's own limit, not the bot's, sets the wait.
 redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -51,13 +52,17 @@ local ci, ct = tonumber(ARGV[3]), tonumber(ARGV[4])
 local g = tonumber(redis.call('GET', KEYS[1]) or '0')
 local at = math.max(now, g - gt, tonumber(redis.call('GET', KEYS[3]) or '0'))
 local c = 0
+local by_chat = 0
 if KEYS[2] ~= '' then
   c = tonumber(redis.call('GET', KEYS[2]) or '0')
-  at = math.max(at, c - ct)
+  if c - ct > at then
+    at = c - ct
+    by_chat = 1
+  end
 end
 -- Integer replies truncate: round waits up, so 0.3 ms is not read as "now".
 if at - now > tonumber(ARGV[5]) then
-  return {0, math.ceil(at - now)}
+  return {0, math.ceil(at - now), by_chat}
 end
 local ng = math.max(g, at) + gi
 redis.call('SET', KEYS[1], ng, 'PX', math.ceil(ng - now + 1000))
@@ -65,7 +70,7 @@ if KEYS[2] ~= '' then
   local nc = math.max(c, at) + ci
   redis.call('SET', KEYS[2], nc, 'PX', math.ceil(nc - now + 1000))
 end
-return {1, math.ceil(at - now)}
+return {1, math.ceil(at - now), by_chat}
 """
 
 _PAUSE_LUA: Final = """
@@ -129,6 +134,8 @@ class RedisFloodBudget:
         self._group = (1000.0 / group_rate, 1000.0 / group_rate * (group_burst - 1))
         self._horizon = horizon
         self._bulk_lead = 0.010
+        self._answer_turn = asyncio.Lock()
+        self._bulk_turn = asyncio.Lock()
         self._poll_max = poll_max
         self._script = redis.register_script(_GCRA_LUA)
         self._pause_script = redis.register_script(_PAUSE_LUA)
@@ -142,28 +149,38 @@ class RedisFloodBudget:
         is_group = isinstance(chat_id, str) or chat_id < 0
         return self._group if is_group else self._chat
 
-    async def _ask(self, chat_id: ChatId | None, horizon_ms: float) -> tuple[bool, float]:
+    async def _ask(self, chat_id: ChatId | None, horizon_ms: float) -> tuple[bool, float, bool]:
         ci, ct = self._chat_limits(chat_id)
         gi, gt = self._global
-        granted, wait_ms = await self._script(
+        granted, wait_ms, by_chat = await self._script(
             keys=[self._prefix + "g", self._chat_key(chat_id), self._prefix + "pause"],
             args=[f"{gi:.3f}", f"{gt:.3f}", f"{ci:.3f}", f"{ct:.3f}", f"{horizon_ms:.0f}"],
         )
-        return bool(granted), max(0.0, float(wait_ms) / 1000.0)
+        return bool(granted), max(0.0, float(wait_ms) / 1000.0), bool(by_chat)
 
     async def acquire(self, chat_id: ChatId | None, *, bulk: bool) -> float:
         # Bulk reserves only a slot that is (nearly) free now; "nearly" (10 ms) so that its
         # own wake-up lateness does not push the budget's schedule back slot after slot.
         horizon = self._bulk_lead if bulk else self._horizon
+        # One asker per kind in this process talks to Redis; the others queue here in order,
+        # so 10,000 waiting answers cost one Redis call per slot, not one each.
+        turn = self._bulk_turn if bulk else self._answer_turn
         waited = 0.0
         while True:
-            granted, wait = await self._ask(chat_id, horizon * 1000)
+            async with turn:
+                while True:
+                    granted, wait, by_chat = await self._ask(chat_id, horizon * 1000)
+                    if granted or by_chat:
+                        break
+                    # Further than the horizon (for bulk: an answer may take the slot first).
+                    step = min(max(wait - horizon, 0.001), self._poll_max)
+                    await asyncio.sleep(step)
+                    waited += step
             if granted:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 return waited + wait
-            # Not reserved: for bulk, an interactive reservation may take the slot meanwhile;
-            # for an answer, the queue is longer than the horizon.
+            # This chat is over its own limit: wait for it without holding up other chats.
             step = min(max(wait - horizon, 0.001), self._poll_max)
             await asyncio.sleep(step)
             waited += step
