@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 class AnswerQueue:
-    def __init__(self, bot: Bot, outbox: Outbox, *, senders: int = 8) -> None:
+    def __init__(self, bot: Bot, outbox: Outbox, *, senders: int = 32) -> None:
         self._bot = bot
         self._outbox = outbox
         self._senders = senders
@@ -43,6 +43,10 @@ class AnswerQueue:
 
     def put(self, chat_id: int, text: str) -> None:
         self._queue.put_nowait((chat_id, text))
+
+    async def join(self) -> None:
+        """Until every answer queued so far has been handed to the Bot API (benchmarks)."""
+        await self._queue.join()
 
     def start(self) -> None:
         for _ in range(self._senders):

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from collections.abc import Sequence
 from typing import Final, Protocol
 
 import redis.asyncio as aioredis
@@ -38,39 +40,51 @@ import redis.asyncio as aioredis
 log = logging.getLogger(__name__)
 
 _GCRA_LUA: Final = """
--- KEYS: 1 global TAT, 2 chat TAT (or '' for none), 3 pause
--- ARGV: 1 global interval ms, 2 global tolerance ms, 3 chat interval ms,
---       4 chat tolerance ms, 5 horizon ms (0 for bulk)
--- Answers {granted, wait ms, by_chat}: granted 1 means a slot `wait` ms from now is reserved;
--- granted 0 means the next slot is further away than the horizon: nothing reserved, ask again
--- later. by_chat 1: the chat's own limit, not the bot's, sets the wait.
+-- KEYS: 1 global TAT, 2 pause
+-- ARGV: 1 global interval ms, 2 global tolerance ms, 3 horizon ms, then per asker three values:
+--       chat TAT key ('' for none), chat interval ms, chat tolerance ms
+-- Answers, per asker in order, {granted, wait ms, by_chat}: granted 1 means a slot `wait` ms
+-- from now is reserved; granted 0 means the next slot is further away than the horizon: nothing
+-- reserved, ask again later. by_chat 1: the chat's own limit, not the bot's, sets the wait.
+-- (Chat keys come as arguments: a single Redis server, as in dal/redis_client.py.)
 redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local gi, gt = tonumber(ARGV[1]), tonumber(ARGV[2])
-local ci, ct = tonumber(ARGV[3]), tonumber(ARGV[4])
+local gi, gt, h = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local g = tonumber(redis.call('GET', KEYS[1]) or '0')
-local at = math.max(now, g - gt, tonumber(redis.call('GET', KEYS[3]) or '0'))
-local c = 0
-local by_chat = 0
-if KEYS[2] ~= '' then
-  c = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if c - ct > at then
-    at = c - ct
-    by_chat = 1
+local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
+local out = {}
+local moved = false
+for i = 4, #ARGV, 3 do
+  local key, ci, ct = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local at = math.max(now, g - gt, pause)
+  local c, by_chat = 0, 0
+  if key ~= '' then
+    c = tonumber(redis.call('GET', key) or '0')
+    if c - ct > at then
+      at = c - ct
+      by_chat = 1
+    end
   end
+  -- Integer replies truncate: round waits up, so 0.3 ms is not read as "now".
+  if at - now > h then
+    out[#out + 1] = 0
+  else
+    g = math.max(g, at) + gi
+    moved = true
+    if key ~= '' then
+      local nc = math.max(c, at) + ci
+      redis.call('SET', key, nc, 'PX', math.ceil(nc - now + 1000))
+    end
+    out[#out + 1] = 1
+  end
+  out[#out + 1] = math.ceil(at - now)
+  out[#out + 1] = by_chat
 end
--- Integer replies truncate: round waits up, so 0.3 ms is not read as "now".
-if at - now > tonumber(ARGV[5]) then
-  return {0, math.ceil(at - now), by_chat}
+if moved then
+  redis.call('SET', KEYS[1], g, 'PX', math.ceil(g - now + 1000))
 end
-local ng = math.max(g, at) + gi
-redis.call('SET', KEYS[1], ng, 'PX', math.ceil(ng - now + 1000))
-if KEYS[2] ~= '' then
-  local nc = math.max(c, at) + ci
-  redis.call('SET', KEYS[2], nc, 'PX', math.ceil(nc - now + 1000))
-end
-return {1, math.ceil(at - now), by_chat}
+return out
 """
 
 _PAUSE_LUA: Final = """
@@ -132,11 +146,12 @@ class RedisFloodBudget:
         )
         self._chat = (1000.0 / per_chat_rate, 1000.0 / per_chat_rate * (per_chat_burst - 1))
         self._group = (1000.0 / group_rate, 1000.0 / group_rate * (group_burst - 1))
-        self._horizon = horizon
-        self._bulk_lead = 0.010
-        self._answer_turn = asyncio.Lock()
-        self._bulk_turn = asyncio.Lock()
+        self.poll_max = poll_max
         self._poll_max = poll_max
+        # Bulk reserves only a slot that is (nearly) free now; "nearly" (10 ms) so that its
+        # own wake-up lateness does not push the budget's schedule back slot after slot.
+        self._answers = _Asker(self, horizon, batch=64)
+        self._bulk = _Asker(self, 0.010, batch=16)
         self._script = redis.register_script(_GCRA_LUA)
         self._pause_script = redis.register_script(_PAUSE_LUA)
 
@@ -149,39 +164,31 @@ class RedisFloodBudget:
         is_group = isinstance(chat_id, str) or chat_id < 0
         return self._group if is_group else self._chat
 
-    async def _ask(self, chat_id: ChatId | None, horizon_ms: float) -> tuple[bool, float, bool]:
-        ci, ct = self._chat_limits(chat_id)
+    async def _ask_many(
+        self, chats: Sequence[ChatId | None], horizon: float
+    ) -> list[tuple[bool, float, bool]]:
         gi, gt = self._global
-        granted, wait_ms, by_chat = await self._script(
-            keys=[self._prefix + "g", self._chat_key(chat_id), self._prefix + "pause"],
-            args=[f"{gi:.3f}", f"{gt:.3f}", f"{ci:.3f}", f"{ct:.3f}", f"{horizon_ms:.0f}"],
-        )
-        return bool(granted), max(0.0, float(wait_ms) / 1000.0), bool(by_chat)
+        args: list[str] = [f"{gi:.3f}", f"{gt:.3f}", f"{horizon * 1000:.0f}"]
+        for chat_id in chats:
+            ci, ct = self._chat_limits(chat_id)
+            args += [self._chat_key(chat_id), f"{ci:.3f}", f"{ct:.3f}"]
+        flat = await self._script(keys=[self._prefix + "g", self._prefix + "pause"], args=args)
+        return [
+            (bool(flat[i]), max(0.0, float(flat[i + 1]) / 1000.0), bool(flat[i + 2]))
+            for i in range(0, len(flat), 3)
+        ]
 
     async def acquire(self, chat_id: ChatId | None, *, bulk: bool) -> float:
-        # Bulk reserves only a slot that is (nearly) free now; "nearly" (10 ms) so that its
-        # own wake-up lateness does not push the budget's schedule back slot after slot.
-        horizon = self._bulk_lead if bulk else self._horizon
-        # One asker per kind in this process talks to Redis; the others queue here in order,
-        # so 10,000 waiting answers cost one Redis call per slot, not one each.
-        turn = self._bulk_turn if bulk else self._answer_turn
+        asker = self._bulk if bulk else self._answers
         waited = 0.0
         while True:
-            async with turn:
-                while True:
-                    granted, wait, by_chat = await self._ask(chat_id, horizon * 1000)
-                    if granted or by_chat:
-                        break
-                    # Further than the horizon (for bulk: an answer may take the slot first).
-                    step = min(max(wait - horizon, 0.001), self._poll_max)
-                    await asyncio.sleep(step)
-                    waited += step
+            granted, wait = await asker.ask(chat_id)
             if granted:
                 if wait > 0:
                     await asyncio.sleep(wait)
                 return waited + wait
             # This chat is over its own limit: wait for it without holding up other chats.
-            step = min(max(wait - horizon, 0.001), self._poll_max)
+            step = min(max(wait - asker.horizon, 0.001), self._poll_max)
             await asyncio.sleep(step)
             waited += step
 
@@ -189,3 +196,56 @@ class RedisFloodBudget:
         await self._pause_script(
             keys=[self._prefix + "pause", self._chat_key(chat_id)], args=[f"{seconds:.3f}"]
         )
+
+
+class _Asker:
+    """Asks the budget for the slots of everyone waiting in this process, in batches.
+
+    Askers queue here in arrival order; one task sends up to `batch` of them per script call.
+    Those further than the horizon go back to the front of the queue and the task waits until
+    the budget's next slot comes within the horizon (a 429 pause, or a long queue of answers).
+    So 10,000 waiting answers cost one Redis call per batch of slots, not one call each.
+    """
+
+    def __init__(self, budget: RedisFloodBudget, horizon: float, *, batch: int) -> None:
+        self._budget = budget
+        self.horizon = horizon
+        self._batch = batch
+        self._pending: deque[tuple[ChatId | None, asyncio.Future[tuple[bool, float]]]] = deque()
+        self._driver: asyncio.Task[None] | None = None
+
+    def ask(self, chat_id: ChatId | None) -> asyncio.Future[tuple[bool, float]]:
+        """(granted, wait): a slot reserved `wait` s from now, or the chat's own limit makes
+        the caller wait about `wait` before asking again."""
+        future: asyncio.Future[tuple[bool, float]] = asyncio.get_running_loop().create_future()
+        self._pending.append((chat_id, future))
+        if self._driver is None or self._driver.done():
+            self._driver = asyncio.create_task(self._drive())
+        return future
+
+    async def _drive(self) -> None:
+        while self._pending:
+            batch = [self._pending.popleft() for _ in range(min(self._batch, len(self._pending)))]
+            batch = [(chat, future) for chat, future in batch if not future.done()]
+            if not batch:
+                continue
+            try:
+                answers = await self._budget._ask_many([c for c, _ in batch], self.horizon)
+            except Exception as exc:  # Redis unreachable: every asker of the batch hears it
+                for _chat, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            later: list[tuple[ChatId | None, asyncio.Future[tuple[bool, float]]]] = []
+            soonest = None
+            for (chat, future), (granted, wait, by_chat) in zip(batch, answers, strict=True):
+                if future.done():  # the caller gave up (cancelled); a reserved slot is unused
+                    continue
+                if granted or by_chat:
+                    future.set_result((granted, wait))
+                else:
+                    later.append((chat, future))
+                    soonest = wait if soonest is None else min(soonest, wait)
+            if later and soonest is not None:
+                self._pending.extendleft(reversed(later))
+                await asyncio.sleep(min(max(soonest - self.horizon, 0.001), self._budget.poll_max))
