@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
@@ -215,3 +216,42 @@ async def test_answers_reserve_at_most_the_horizon_ahead(redis_raw: aioredis.Red
     began = time.monotonic()
     await budget.acquire(1000, bulk=False)  # a restarted process is not held up for 2 s
     assert time.monotonic() - began <= 0.55
+
+
+async def test_answers_left_at_shutdown_go_to_the_outbox_and_arrive_once(
+    redis_raw: aioredis.Redis,
+) -> None:
+    from bot.answers import AnswerQueue
+    from bot.delivery import DeliveryWorker
+    from bot.outgoing import OutgoingMiddleware
+    from tests.fakes.telegram_server import FakeTelegram
+
+    async with FakeTelegram() as fake:
+        users = [fake.user(5000 + i, f"S{i}") for i in range(30)]
+        bot = fake.bot()
+        budget = RedisFloodBudget(redis_raw, bot_id=fake.bot_id, global_rate=20, margin=0)
+        bot.session.middleware(OutgoingMiddleware(pacer=budget))
+        outbox = Outbox(redis_raw)
+        answers = AnswerQueue(bot, outbox, senders=4)
+        answers.start()
+        for user in users:
+            answers.put(user.id, f"Checked in {user.id}")
+        await asyncio.sleep(0.3)
+        began = time.monotonic()
+        await answers.stop(grace_seconds=0.2)  # SIGTERM in the middle of the burst
+        assert time.monotonic() - began < 1.0
+        sent_before = len(fake.sent_messages)
+        assert 0 < sent_before < 30
+        assert await outbox.backlog() >= 30 - sent_before
+
+        worker = DeliveryWorker(bot, outbox)  # the next process
+        await worker.start()
+        try:
+            await fake.wait_for_sent(30, timeout=10)
+        finally:
+            await worker.stop()
+            await bot.session.close()
+        got = Counter((m["chat"]["id"], m["text"]) for m in fake.sent_messages)
+        assert set(got) == {(u.id, f"Checked in {u.id}") for u in users}
+        assert sum(got.values()) - 30 <= 4  # at most the sends cut off in flight repeat
+        assert await outbox.backlog() == 0
