@@ -163,7 +163,7 @@ def _results_by_student(telegram: FakeTelegram, n: int) -> Counter[int]:
 async def test_kill_9_mid_delivery_then_restart_loses_nothing(
     pg_dsn: str, redis_url: str, redis_raw: aioredis.Redis, tmp_path: Path
 ) -> None:
-    n = 300
+    n = 240
     await _prepare(pg_dsn, redis_url)
     async with FakeTelegram() as telegram:
         telegram.rate_limit(per_second=30)
@@ -201,7 +201,7 @@ async def test_kill_9_mid_delivery_then_restart_loses_nothing(
 async def test_backlog_direct_answers_fast_sigterm_prompt_and_nothing_lost(
     pg_dsn: str, redis_url: str, redis_raw: aioredis.Redis, tmp_path: Path
 ) -> None:
-    n = 450
+    n = 360
     await _prepare(pg_dsn, redis_url)
     async with FakeTelegram() as telegram:
         # Strict accounting: 30/s with no more than two messages back to back.
@@ -371,7 +371,7 @@ async def test_two_webhook_replicas_share_the_flood_budget_and_drop_stale_notice
                         attendance_time=datetime.now(UTC),
                     )
                 )
-            others = 240
+            others = 150
             for i in range(others):
                 telegram.user(STUDENT_BASE + 10_000 + i, f"O{i}")
             announcements = [
@@ -420,7 +420,7 @@ async def test_two_webhook_replicas_share_the_flood_budget_and_drop_stale_notice
                         )
                     await asyncio.sleep(0.5)  # both workers reading
                     began = time.monotonic()
-                    await _enqueue(redis_raw, [*results[:120], *announcements, *results[120:]])
+                    await _enqueue(redis_raw, [*results[:75], *announcements, *results[75:]])
                     for user in users:  # direct answers through both replicas meanwhile
                         await user.send("/start")
                         await asyncio.sleep(0.05)
