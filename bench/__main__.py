@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): every ATTN benchmark, one table, and JSON results.
 
 Sections: check-in throughput on one core against the aiogram floor and check-in latency
-(bench/checkin.py), reply delivery under the 30 messages/s limit (bench/delivery.py),
+(bench/checkin.py), reply delivery under the 30 messages/s limit (bench/delivery.py), durable
+notice delivery by the real process with a backlog, SIGTERM and a restart (bench/outbox.py),
 finalization from Redis to PostgreSQL (bench/finalize.py), and the RSS of one bot process
 (bench/memory.py). Servers: DATABASE_URL (a throwaway database is created on its server and
 dropped) and REDIS_URL (database 8, flushed). The table goes to stdout; the figures, with
@@ -23,11 +24,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import checkin, delivery, memory
+from bench import checkin, delivery, memory, outbox
 from bench.common import Row, database_url, flush_redis, print_table, redis_url, throwaway_database
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-SECTIONS = ("checkin", "delivery", "finalize", "memory")
+SECTIONS = ("checkin", "delivery", "outbox", "finalize", "memory")
 FINALIZE_SESSIONS = 100
 FINALIZE_RECORDS = 300
 FINALIZE_RUNS = 5
@@ -115,6 +116,8 @@ async def _run(sections: set[str], quick: bool) -> list[Row]:
             rows += await asyncio.to_thread(checkin.run, dsn, n=n, repeat=3, concurrency=100)
         if "delivery" in sections:
             rows += delivery.rows(await delivery.measure(dsn, 500))
+        if "outbox" in sections:
+            rows += outbox.rows(await outbox.measure(dsn))
         if "finalize" in sections:
             rows += await _finalize(dsn)
         if "memory" in sections:

@@ -108,13 +108,17 @@ async def _project_throughput(
     async with _project(dsn, redis, n) as (project, session):
         code, aid = await project.open_session()
         await _drive(project.feed, project.updates(code, range(min(n, 1000))), concurrency)
+        await project.answered()
         rates = []
         for _ in range(repeat):
             code, aid = await project.open_session()
             updates = project.updates(code, range(n))
             sent_before = session.sent
             gc.collect()
-            seconds = await _drive(project.feed, updates, concurrency)
+            began = time.perf_counter()
+            await _drive(project.feed, updates, concurrency)
+            await project.answered()  # the answers sent too
+            seconds = time.perf_counter() - began
             recorded = await project.recorded(aid)
             replies = session.sent - sent_before
             if recorded != n or replies != n:
@@ -155,17 +159,20 @@ async def _project_latency(dsn: str, redis: str) -> dict[str, Any]:
     async with _project(dsn, redis, LATENCY_N) as (project, _):
         code, aid = await project.open_session()
         await _drive(project.feed, project.updates(code, range(LATENCY_N)), 50)  # warm-up
+        await project.answered()
         rng = random.Random(6)
         offsets = sorted(rng.uniform(0, SPREAD_SECONDS) for _ in range(LATENCY_N))
         code, aid = await project.open_session()
         gc.collect()
-        spread, _ = await _arrivals(project.feed, project.updates(code, range(LATENCY_N)), offsets)
+        spread, _ = await _arrivals(
+            project.feed_answered, project.updates(code, range(LATENCY_N)), offsets
+        )
         if await project.recorded(aid) != LATENCY_N:
             raise RuntimeError("spread burst: check-ins missing")
         code, aid = await project.open_session()
         gc.collect()
         burst, drain = await _arrivals(
-            project.feed, project.updates(code, range(LATENCY_N)), [0.0] * LATENCY_N
+            project.feed_answered, project.updates(code, range(LATENCY_N)), [0.0] * LATENCY_N
         )
         if await project.recorded(aid) != LATENCY_N:
             raise RuntimeError("simultaneous burst: check-ins missing")

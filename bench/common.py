@@ -304,12 +304,20 @@ def project_settings(dsn: str, redis: str, **overrides: Any) -> Any:
 
 class ProjectBot:
     """The project's bot from `bot.app.build_app`: linked students, sessions opened by teachers
-    through `AttendanceService.start_session`, and check-in updates fed to its Dispatcher."""
+    through `AttendanceService.start_session`, and check-in updates fed to its Dispatcher.
 
-    def __init__(self, app: Any) -> None:
+    Check-in handlers hand their answer to the app's answer queue (bot/answers.py); with
+    `send_answers` its senders run (`answered` returns once every queued answer is sent, and
+    `feed_answered` feeds one update and waits for that). Without, the answers stay queued
+    (the memory bench)."""
+
+    def __init__(self, app: Any, *, send_answers: bool = True) -> None:
         self.app = app
         self.teachers = 0
         self.update_id = 0
+        self._send_answers = send_answers
+        if send_answers:
+            app.answers.start()
 
     async def link_students(self, count: int) -> None:
         """Students linked as `AccountService.login` leaves them: a users row in PostgreSQL and
@@ -392,6 +400,15 @@ class ProjectBot:
 
     async def feed(self, update: dict[str, Any]) -> Any:
         return await self.app.dispatcher.feed_raw_update(self.app.bot, update)
+
+    async def answered(self) -> None:
+        if self._send_answers:
+            await self.app.answers.join()
+
+    async def feed_answered(self, update: dict[str, Any]) -> Any:
+        result = await self.feed(update)
+        await self.answered()
+        return result
 
     async def recorded(self, attendance_id: uuid.UUID) -> int:
         return int(await self.app.redis.count_attendance_records(attendance_id=attendance_id))

@@ -55,6 +55,7 @@ async def measure(dsn: str, n: int = 500) -> dict[str, Any]:
                 calls_before = len(fake.calls)
                 began = time.monotonic()
                 await asyncio.gather(*(project.feed(update) for update in updates))
+                await project.answered()
                 elapsed = time.monotonic() - began
                 recorded = await project.recorded(attendance_id)
             finally:

@@ -23,7 +23,6 @@ import os
 import statistics
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
@@ -31,11 +30,12 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from bot.delivery import OutboxNotifier
 from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, Role, User
+from dal.outbox import Outbox
 from dal.postgres import AsyncPostgresClient
 from dal.redis_client import DUE_KEY, RedisClient, records_key
 from services.finalize import Finalizer, FinalizeReport
-from services.notify import Notice
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -44,19 +44,6 @@ TZ = ZoneInfo("Europe/Istanbul")
 
 
 @dataclass
-class _CountingNotifier:
-    """Stands in for the bot: the bench measures finalization, not Telegram."""
-
-    notices: int = 0
-
-    async def notify(self, notices: Sequence[Notice]) -> int:
-        self.notices += len(notices)
-        return len(notices)
-
-    def notify_later(self, notices: Sequence[Notice]) -> None:
-        self.notices += len(notices)
-
-
 def _with_path(url: str, path: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=path))
 
@@ -127,7 +114,8 @@ async def _once(
     finalizer = Finalizer(
         pg=pg,
         redis=redis,
-        notifier=_CountingNotifier(),
+        # The real durable outbox: the finalizer's marker + XADD step is part of the cost.
+        notifier=OutboxNotifier(Outbox(redis.redis)),
         tz=TZ,
         late_after=timedelta(minutes=15),
         owner="bench",

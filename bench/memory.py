@@ -134,7 +134,7 @@ async def _worker(dsn: str, users: int, sessions: int) -> dict[str, Any]:
         gc.collect()
         stages[f"{sessions} sessions open"] = rss_mb()
 
-        project = ProjectBot(app)
+        project = ProjectBot(app, send_answers=False)  # answers stay queued: measured
         ids = [await app.redis.get_attendance_id_by_code(code=codes[k]) for k in range(sessions)]
 
         async def recorded_total() -> int:
@@ -173,6 +173,30 @@ async def _worker(dsn: str, users: int, sessions: int) -> dict[str, Any]:
     }
 
 
+_BARE_AIOGRAM = """
+import gc, json, os, psutil
+from aiogram import Bot, Dispatcher
+from aiogram.fsm.storage.redis import RedisStorage
+bot = Bot("4242424242:BENCH-telegram-token")
+dp = Dispatcher()
+gc.collect()
+print(json.dumps({"rss_mb": psutil.Process(os.getpid()).memory_info().rss / 2**20}))
+"""
+
+
+def bare_aiogram_mb() -> float:
+    """RSS of a process that only imports aiogram and builds a Bot and a Dispatcher: the
+    framework's floor, beside which the bot's own overhead is read."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _BARE_AIOGRAM], capture_output=True, text=True, check=True
+    )
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["rss_mb"])
+
+
 def run(dsn: str, *, users: int = 10_000, sessions: int = 50) -> list[Row]:
     result = run_worker(
         "bench.memory", ["--dsn", dsn, "--users", str(users), "--sessions", str(sessions)]
@@ -193,7 +217,15 @@ def run(dsn: str, *, users: int = 10_000, sessions: int = 50) -> list[Row]:
         ),
         Row(section, names[0], stages[names[0]], "MB"),
     ]
-    out.append(Row(section, f"{names[3]} (replies queued at 30/s)", stages[names[3]], "MB"))
+    out.append(Row(section, f"{names[3]} (answers queued, not sent)", stages[names[3]], "MB"))
+    bare = bare_aiogram_mb()
+    own = open_rss - bare
+    burst = stages[names[3]] - open_rss
+    out += [
+        Row(section, "bare aiogram process (import, Bot, Dispatcher)", bare, "MB"),
+        Row(section, f"bot's own overhead ({names[2]})", own, "MB", "<= 50 MB", own <= 50),
+        Row(section, f"{names[3]} add", burst, "MB", "<= 100 MB", burst <= 100),
+    ]
     return out
 
 

@@ -11,7 +11,7 @@ import sys
 
 from aiohttp import web
 
-from bot.app import build_app
+from bot.app import SHUTDOWN_GRACE_SECONDS, build_app
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import setup_logging
 from bot.web import build_web
@@ -22,7 +22,8 @@ log = logging.getLogger("bot")
 
 async def run(settings: Settings) -> None:
     async with build_app(settings) as app:
-        runner = web.AppRunner(build_web(app))
+        # Webhook requests in flight get a short grace at shutdown (aiohttp's default is 60 s).
+        runner = web.AppRunner(build_web(app), shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
         await runner.setup()
         site = web.TCPSite(runner, settings.web_host, settings.web_port)
         await site.start()

@@ -27,17 +27,21 @@ from aiogram.types import User as TelegramUser
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from bot.answers import AnswerQueue
 from bot.config import Settings
+from bot.delivery import DeliveryWorker, OutboxNotifier
+from bot.flood import RedisFloodBudget
 from bot.fsm import CodeAwareFSMMiddleware
 from bot.i18n import COMMANDS, t
+from bot.locks import RenewingRedisEventIsolation
 from bot.logs import LogContextMiddleware
 from bot.metrics import MeteredAksis, Metrics, TelegramMetrics, UpdateMetricsMiddleware
 from bot.middlewares import HeardFromMiddleware, StoreErrorsMiddleware, UserContextMiddleware
-from bot.notifier import BotNotifier
 from bot.outgoing import OutgoingMiddleware
 from bot.scheduler import build_scheduler
 from bot.secrets import Sealer
 from bot.status import StatusBoard
+from dal.outbox import Outbox
 from dal.postgres import AsyncPostgresClient
 from dal.redis_client import RedisClient
 from handlers import build_router
@@ -48,7 +52,10 @@ from services.reports import ReportService
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_GRACE_SECONDS = 20.0
+# SIGTERM to exit within 5 s whatever the backlog (Docker kills after 10 s): handlers already
+# running get this long, then the outbox worker returns what it has not sent (bot/delivery.py).
+SHUTDOWN_GRACE_SECONDS = 2.0
+SEND_GRACE_SECONDS = 1.0
 
 # aiogram builds `Response[T]` to parse every Bot API answer; pydantic caches such
 # parametrized models only weakly, so the garbage collector drops them and the next answer
@@ -70,7 +77,10 @@ class App:
     redis: RedisClient
     bot: Bot
     dispatcher: Dispatcher
-    notifier: BotNotifier
+    notifier: OutboxNotifier
+    outbox: Outbox
+    delivery: DeliveryWorker
+    answers: AnswerQueue
     board: StatusBoard
     scheduler: AsyncIOScheduler
     accounts: AccountService
@@ -173,7 +183,19 @@ async def build_app(
     try:
         bot = bot or build_bot(settings)
         metrics = Metrics()
-        notifier = BotNotifier(bot)
+        # One flood budget for every replica of this bot token (bot/flood.py).
+        budget = RedisFloodBudget(
+            redis.redis,
+            bot_id=bot.id,
+            global_rate=settings.telegram_global_rate,
+            per_chat_rate=settings.telegram_per_chat_rate,
+        )
+        # Notices go through the durable outbox; this process's worker sends them.
+        outbox = Outbox(redis.redis)
+        notifier = OutboxNotifier(outbox)
+        delivery = DeliveryWorker(bot, outbox)
+        # Check-in answers are handed off, not awaited by their handlers (bot/answers.py).
+        answers = AnswerQueue(bot, outbox)
         tz = settings.tz
         secret = settings.key("secret_key")
         accounts = AccountService(
@@ -195,6 +217,7 @@ async def build_app(
                 global_rate=settings.telegram_global_rate,
                 per_chat_rate=settings.telegram_per_chat_rate,
                 on_undeliverable=_undeliverable_recorder(accounts),
+                pacer=budget,
             )
         )
         # Inside the outgoing middleware: sees each attempt, retried ones included.
@@ -214,7 +237,10 @@ async def build_app(
         storage = build_storage(settings)
         dispatcher = Dispatcher(
             storage=storage,
-            events_isolation=storage.create_isolation(),
+            # Per-user locks that a crash leaves behind for seconds, not a minute (bot/locks.py).
+            events_isolation=RenewingRedisEventIsolation(
+                redis=storage.redis, key_builder=storage.key_builder
+            ),
             disable_fsm=True,
             settings=settings,
             accounts=accounts,
@@ -222,6 +248,7 @@ async def build_app(
             reports=reports,
             board=board,
             notifier=notifier,
+            answers=answers,
             sealer=Sealer(secret),
             metrics=metrics,
         )
@@ -253,6 +280,9 @@ async def build_app(
             bot=bot,
             dispatcher=dispatcher,
             notifier=notifier,
+            outbox=outbox,
+            delivery=delivery,
+            answers=answers,
             board=board,
             scheduler=scheduler,
             accounts=accounts,
@@ -264,6 +294,8 @@ async def build_app(
         async def on_startup() -> None:
             await app.accounts.load_undeliverable()
             await register_commands(app.bot)
+            await app.delivery.start()
+            app.answers.start()
             app.board.start()
             app.scheduler.start()
 
@@ -271,11 +303,16 @@ async def build_app(
             app.scheduler.shutdown(wait=False)
             # Polling has stopped taking updates; let the handlers already running finish
             # (aiogram keeps their tasks but does not wait for them) before the stores close.
+            # Bounded: a handler still waiting after the grace is cut off with the loop; its
+            # update is not confirmed again, and what it queued is in the outbox already.
             in_flight = set(getattr(app.dispatcher, "_handle_update_tasks", ()))
+            stopping = asyncio.create_task(app.delivery.stop(SEND_GRACE_SECONDS))
             if in_flight:
                 await asyncio.wait(in_flight, timeout=SHUTDOWN_GRACE_SECONDS)
+            await app.answers.stop(SEND_GRACE_SECONDS)  # what is left goes to the outbox
+            await app.notifier.drain(SEND_GRACE_SECONDS)
+            await stopping
             await app.board.stop()
-            await app.notifier.drain(SHUTDOWN_GRACE_SECONDS)
 
         dispatcher.startup.register(on_startup)
         dispatcher.shutdown.register(on_shutdown)

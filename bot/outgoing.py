@@ -10,6 +10,13 @@ Telegram's limits (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-h
 about 30 messages per second overall, about 1 per second to one chat (short bursts pass) and
 about 20 per minute to one group; edits count too. Beyond them the API answers 429 with
 `retry_after` and aiogram raises `TelegramRetryAfter` without retrying.
+
+With a `pacer` (bot/flood.py: the Redis budget shared by every replica) the middleware asks it
+for each message's slot instead of its in-process limiters, and reports 429s to it so that every
+replica pauses. Calls made while `BULK` is set (the outbox worker) are bulk: they take only the
+budget that direct answers leave. While the shared budget cannot be reached (Redis down), the
+middleware falls back to its in-process limiters rather than refusing to send: the answers
+that matter most then ("temporarily unavailable") still go out, at this process's own rate.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -36,6 +44,8 @@ from aiogram.exceptions import (
 )
 from aiogram.methods.base import TelegramType
 
+from bot.flood import BudgetUnavailable, Pacer
+
 if TYPE_CHECKING:
     from aiogram import Bot
     from aiogram.methods import Response, TelegramMethod
@@ -47,6 +57,9 @@ T = TypeVar("T")
 ChatId = int | str
 OnUndeliverable = Callable[[ChatId, str, str], Awaitable[None]]
 """`on_undeliverable(chat_id, method_name, description)`."""
+
+BULK: ContextVar[bool] = ContextVar("attn_bulk_send", default=False)
+"""Set by the outbox worker around its sends: they yield to direct answers."""
 
 # Methods that put a message into a chat or change one: the ones Telegram rate-limits.
 PACED_METHODS = frozenset(
@@ -191,8 +204,10 @@ class OutgoingMiddleware(BaseRequestMiddleware):
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,
         on_undeliverable: OnUndeliverable | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
         self.stats = OutgoingStats()
+        self._pacer = pacer
         self._global = RateLimiter(global_rate, global_burst)
         self._per_chat = (per_chat_rate, per_chat_burst)
         self._per_group = (group_rate, group_burst)
@@ -203,6 +218,7 @@ class OutgoingMiddleware(BaseRequestMiddleware):
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._on_undeliverable = on_undeliverable
+        self._budget_down_logged = float("-inf")
 
     async def __call__(
         self,
@@ -227,7 +243,7 @@ class OutgoingMiddleware(BaseRequestMiddleware):
                 response = await make_request(bot, method)
             except TelegramRetryAfter as exc:
                 if retries >= self._max_retries or exc.retry_after > self._max_retry_after:
-                    self._pause(paced, chat_id, exc.retry_after)
+                    await self._pause(paced, chat_id, exc.retry_after)
                     raise
                 retries += 1
                 self.stats.retried_429 += 1
@@ -240,7 +256,7 @@ class OutgoingMiddleware(BaseRequestMiddleware):
                 if paced:
                     # Pause the shared limiter so the rest of a burst waits too instead of
                     # collecting 429s of its own; _pace() then waits out the pause.
-                    self._pause(paced, chat_id, exc.retry_after)
+                    await self._pause(paced, chat_id, exc.retry_after)
                 else:
                     await self._sleep(exc.retry_after)
             except (TelegramServerError, TelegramNetworkError) as exc:
@@ -263,6 +279,12 @@ class OutgoingMiddleware(BaseRequestMiddleware):
                 return response
 
     async def _pace(self, chat_id: ChatId | None) -> None:
+        if self._pacer is not None:
+            try:
+                self.stats.waited_seconds += await self._pacer.acquire(chat_id, bulk=BULK.get())
+                return
+            except BudgetUnavailable as exc:
+                self._budget_down(exc)
         loop = asyncio.get_running_loop()
         started = loop.time()
         if chat_id is None:  # inline-message edits have no chat to pace
@@ -271,12 +293,25 @@ class OutgoingMiddleware(BaseRequestMiddleware):
             await self._chat_limiter(chat_id).acquire(then=self._global)
         self.stats.waited_seconds += loop.time() - started
 
-    def _pause(self, paced: bool, chat_id: ChatId | None, seconds: float) -> None:
+    async def _pause(self, paced: bool, chat_id: ChatId | None, seconds: float) -> None:
         if not paced:
             return
+        if self._pacer is not None:
+            try:
+                await self._pacer.pause(chat_id, seconds)
+                return
+            except BudgetUnavailable as exc:
+                self._budget_down(exc)
         self._global.pause(seconds)
         if chat_id is not None:
             self._chat_limiter(chat_id).pause(seconds)
+
+    def _budget_down(self, exc: BudgetUnavailable) -> None:
+        """Log the fallback to local pacing at most once a minute."""
+        now = asyncio.get_running_loop().time()
+        if now - self._budget_down_logged >= 60.0:
+            self._budget_down_logged = now
+            logger.warning("%s; pacing this process on its own until it answers again", exc)
 
     async def _sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

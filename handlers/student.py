@@ -6,6 +6,7 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
+from bot.answers import AnswerQueue
 from bot.i18n import Raw, pick_language, t
 from bot.metrics import Metrics
 from bot.status import StatusBoard
@@ -28,6 +29,7 @@ async def reply_check_in(
     attendance: AttendanceService,
     board: StatusBoard | None = None,
     metrics: Metrics | None = None,
+    answers: AnswerQueue | None = None,
 ) -> None:
     assert message.from_user is not None
     result = await attendance.check_in(telegram_id=message.from_user.id, code=code)
@@ -70,11 +72,18 @@ async def reply_check_in(
         )
     ):
         board.touch(session.attendance_id)
-    await message.answer(text)
+    if answers is not None:  # handed off: the handler does not wait for the flood budget
+        answers.put(message.chat.id, text)
+    else:
+        await message.answer(text)
 
 
 async def code_message(
-    message: Message, attendance: AttendanceService, board: StatusBoard, metrics: Metrics
+    message: Message,
+    attendance: AttendanceService,
+    board: StatusBoard,
+    metrics: Metrics,
+    answers: AnswerQueue | None = None,
 ) -> None:
     """A six-digit code outside any conversation: the hot path. Registered first on the root
     router (handlers.build_router) and reached without the user-context middleware: the
@@ -82,7 +91,13 @@ async def code_message(
     lang = pick_language(message.from_user.language_code if message.from_user else None)
     code = (message.text or "").strip()
     await reply_check_in(
-        message, code, lang=lang, attendance=attendance, board=board, metrics=metrics
+        message,
+        code,
+        lang=lang,
+        attendance=attendance,
+        board=board,
+        metrics=metrics,
+        answers=answers,
     )
 
 

@@ -40,7 +40,7 @@ from services.errors import (
     SessionGone,
 )
 from services.lesson_finder import Lesson, current_lesson, lesson_slot
-from services.notify import Notice, Notifier
+from services.notify import Notice, Notifier, Stale
 from services.status import StatusCounts, is_late, live_status
 from services.text import code_digits, person_key, turkish_casefold
 
@@ -341,12 +341,16 @@ class AttendanceService:
                 language=c.language,
                 key="remind.open",
                 values={"lesson": attendance.lesson_name},
+                drop_if=(
+                    Stale.checked_in(attendance.attendance_id, c.school_number),
+                    Stale.session_over(attendance.attendance_id),
+                ),
             )
             for c in contacts
             if c.reminders_enabled and c.telegram_id is not None
         ]
         if notices:
-            self._notifier.notify_later(notices)
+            await self._notifier.enqueue(notices)
 
     # --- the teacher's session -----------------------------------------------------------
 

@@ -634,16 +634,11 @@ class Finalizer:
     async def _notify(self, sheet: Sheet, contacts: Mapping[str, LinkedUser]) -> int:
         """Queue the teacher's summary and the students' results, once per session.
 
-        `notify_later`, not an awaited `notify`: the notifier paces messages under Telegram's
-        limits, so 300 results take seconds to go out; awaiting them would hold the tick (and
-        its lock) for minutes at the end of a busy hour. The dedupe marker is set first, so a
-        crash later in this step loses messages rather than sending them twice.
+        Enqueued in the durable outbox (sent in the background, not awaited) together with the
+        dedupe marker in one atomic step: a crash before it re-runs it, a crash after it finds
+        the marker, so each notice is queued exactly once and none is lost.
         """
         attendance = sheet.attendance
-        if not await self._redis.mark_once(
-            key=final_dedupe_key(attendance.attendance_id), ttl_seconds=self._dedupe_ttl
-        ):
-            return 0
         by_number = contacts
         when = attendance.start_time.astimezone(self._tz).strftime(DATE_FORMAT)
         lesson = attendance.lesson_name
@@ -682,6 +677,8 @@ class Finalizer:
                     values={"lesson": lesson, "date": when},
                 )
             )
-        if notices:
-            self._notifier.notify_later(notices)
+        if not await self._notifier.enqueue(
+            notices, once=final_dedupe_key(attendance.attendance_id), once_ttl=self._dedupe_ttl
+        ):
+            return 0
         return len(notices)

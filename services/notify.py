@@ -2,6 +2,12 @@
 
 Services decide *who* hears *what* (a message key and its values); the bot layer renders the
 text in the user's language and sends it through the paced outgoing path.
+
+`enqueue` is the durable way: once it returns, the notices are in the Redis outbox
+(dal/outbox.py) and are delivered at least once, across crashes and restarts. With `once`, a
+dedupe marker is written in the same atomic step, so a step that is retried after a crash
+enqueues its notices exactly once. A notice may carry `drop_if` conditions (`Stale`), checked
+at delivery time: when one holds, the notice no longer applies and is dropped, not sent.
 """
 
 from __future__ import annotations
@@ -25,12 +31,39 @@ class Button:
 
 
 @dataclass(frozen=True, slots=True)
+class Stale:
+    """A condition under which a queued notice no longer applies (checked at delivery).
+
+    Build them with the constructors; the outbox evaluates them in one Redis call per batch.
+    """
+
+    kind: str
+    args: tuple[str, ...]
+
+    @classmethod
+    def checked_in(cls, attendance_id: object, student_number: str) -> Stale:
+        """The student has a record in the session (checked in, or added by the teacher)."""
+        return cls("checked_in", (str(attendance_id), student_number))
+
+    @classmethod
+    def session_over(cls, attendance_id: object) -> Stale:
+        """The session has ended (by the teacher or its planned end) or is finalized."""
+        return cls("session_over", (str(attendance_id),))
+
+    @classmethod
+    def lesson_opened(cls, teacher_school_number: str, lesson_code: str) -> Stale:
+        """The teacher has a session open for this lesson."""
+        return cls("lesson_opened", (teacher_school_number, lesson_code))
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     telegram_id: int
     language: str
     key: str
     values: dict[str, object] = field(default_factory=dict)
     buttons: tuple[Button, ...] = ()
+    drop_if: tuple[Stale, ...] = ()
 
 
 class Notifier(Protocol):
@@ -40,4 +73,14 @@ class Notifier(Protocol):
 
     def notify_later(self, notices: Sequence[Notice]) -> None:
         """Send every notice in the background, so the caller's reply is not held up."""
+        ...
+
+    async def enqueue(
+        self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
+    ) -> bool:
+        """Put the notices in the durable outbox; they go out in the background.
+
+        With `once`, the marker key is set (for `once_ttl` seconds) in the same atomic step;
+        when it was already set nothing is enqueued and the answer is False.
+        """
         ...

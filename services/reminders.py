@@ -29,7 +29,7 @@ from dal.models import Role, ScheduleEntry
 from dal.postgres import AsyncPostgresClient
 from dal.redis_client import RedisClient
 from services.attendance import EVERYONE, entry_to_lesson
-from services.notify import Button, Notice, Notifier
+from services.notify import Button, Notice, Notifier, Stale
 
 __all__ = [
     "ReminderReport",
@@ -123,30 +123,27 @@ class ReminderService:
             if open_session is not None and open_session.lesson_code == entry.course_code:
                 continue  # already taking attendance for this lesson
             key = teacher_dedupe_key(entry.school_number, entry.course_code, entry.start_time)
-            if not await self._redis.mark_once(key=key, ttl_seconds=self._dedupe_ttl):
-                continue
-            notices.append(
-                Notice(
-                    telegram_id=contact.telegram_id,
-                    language=contact.language,
-                    key="remind.teacher",
-                    values={
-                        "lesson": entry_to_lesson(entry).title,
-                        "start": entry.start_time.astimezone(self._tz).strftime(_TIME_FORMAT),
-                    },
-                    buttons=(
-                        Button(
-                            "button.start_attendance",
-                            "start_lesson",
-                            (entry.course_code, int(entry.start_time.timestamp())),
-                        ),
+            notice = Notice(
+                telegram_id=contact.telegram_id,
+                language=contact.language,
+                key="remind.teacher",
+                values={
+                    "lesson": entry_to_lesson(entry).title,
+                    "start": entry.start_time.astimezone(self._tz).strftime(_TIME_FORMAT),
+                },
+                buttons=(
+                    Button(
+                        "button.start_attendance",
+                        "start_lesson",
+                        (entry.course_code, int(entry.start_time.timestamp())),
                     ),
-                )
+                ),
+                drop_if=(Stale.lesson_opened(entry.school_number, entry.course_code),),
             )
-        if notices:
-            # Queued, not awaited: the paced sending path may take a while under load, and the
-            # markers are already set, so the tick has nothing left to wait for.
-            self._notifier.notify_later(notices)
+            # The marker and the queued notice in one step (durable outbox, sent in the
+            # background): once per lesson, and not lost to a crash.
+            if await self._notifier.enqueue([notice], once=key, once_ttl=self._dedupe_ttl):
+                notices.append(notice)
         return len(notices)
 
     async def remind_closing(self, *, now: datetime) -> int:
@@ -172,21 +169,21 @@ class ReminderService:
             recipients = [c for c in contacts if c.role is Role.STUDENT and c.reminders_enabled]
             if not recipients:
                 continue
-            if not await self._redis.mark_once(
-                key=closing_dedupe_key(attendance_id), ttl_seconds=self._dedupe_ttl
-            ):
-                continue
             end = attendance.planned_end_time.astimezone(self._tz).strftime(_TIME_FORMAT)
-            self._notifier.notify_later(
+            if not await self._notifier.enqueue(
                 [
                     Notice(
                         telegram_id=c.telegram_id,
                         language=c.language,
                         key="remind.closing",
                         values={"lesson": attendance.lesson_name, "end": end},
+                        drop_if=(Stale.checked_in(attendance_id, c.school_number),),
                     )
                     for c in recipients
-                ]
-            )
+                ],
+                once=closing_dedupe_key(attendance_id),
+                once_ttl=self._dedupe_ttl,
+            ):
+                continue
             sent += len(recipients)
         return sent

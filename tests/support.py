@@ -72,6 +72,8 @@ class RecordingNotifier:
     sent: list[Notice] = field(default_factory=list)
     later_calls: int = 0
     now_calls: int = 0
+    markers: set[str] = field(default_factory=set)
+    redis: aioredis.Redis | None = None
 
     async def notify(self, notices: Sequence[Notice]) -> int:
         self.now_calls += 1
@@ -81,6 +83,22 @@ class RecordingNotifier:
     def notify_later(self, notices: Sequence[Notice]) -> None:
         self.later_calls += 1
         self.sent.extend(notices)
+
+    async def enqueue(
+        self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
+    ) -> bool:
+        """Like the outbox: the `once` marker and the notices in one step. The marker is set in
+        `redis` when given (as the outbox does), else remembered here."""
+        if once is not None:
+            if self.redis is not None:
+                if not await self.redis.set(once, "1", nx=True, ex=max(1, once_ttl)):
+                    return False
+            elif once in self.markers:
+                return False
+            self.markers.add(once)
+        self.later_calls += 1
+        self.sent.extend(notices)
+        return True
 
     def keys(self, key: str) -> list[Notice]:
         return [n for n in self.sent if n.key == key]

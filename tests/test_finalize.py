@@ -49,10 +49,12 @@ def finalizer(
     concurrency: int = 4,
     batch_sessions: int = 10,
 ) -> Finalizer:
+    notifier = notifier or RecordingNotifier()
+    notifier.redis = redis.redis  # dedupe markers in Redis, as the outbox keeps them
     return Finalizer(
         pg=pg,
         redis=redis,
-        notifier=notifier or RecordingNotifier(),
+        notifier=notifier,
         tz=IST,
         late_after=LATE_AFTER,
         owner=owner,

@@ -44,6 +44,7 @@ def entry(number: str, code: str = "FIZ101", start: datetime = LESSON) -> Schedu
 def reminders(
     pg: AsyncPostgresClient, redis: RedisClient, clock: Clock, notifier: RecordingNotifier
 ) -> ReminderService:
+    notifier.redis = redis.redis  # dedupe markers in Redis, as the outbox keeps them
     return ReminderService(
         pg=pg, redis=redis, notifier=notifier, tz=IST, lead=LEAD, closing=CLOSING, clock=clock
     )

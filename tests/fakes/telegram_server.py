@@ -458,6 +458,10 @@ class FakeTelegram:
             error = ApiError(error_code, description or _default_description(error_code))
         self._faults.setdefault(method.lower(), []).append(_Fault(n, error))
 
+    def clear_faults(self) -> None:
+        """Forget every fault still queued by `fail_next` / `disconnect_next`."""
+        self._faults.clear()
+
     def disconnect_next(self, method: str, n: int = 1) -> None:
         """Drop the connection of the next `n` calls of `method` without answering."""
         self._faults.setdefault(method.lower(), []).append(_Fault(n, None))

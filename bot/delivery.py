@@ -1,0 +1,342 @@
+"""Durable notices: `OutboxNotifier` puts them in the Redis outbox, `DeliveryWorker` sends them.
+
+Every message that is not the direct answer to an update (results, teacher summaries,
+"attendance is open" / "closing soon", reminders, account-moved notices) goes through here:
+
+    services --enqueue--> dal/outbox.py (Redis Stream) --DeliveryWorker--> bot.send_message
+
+The worker of each process reads a small window of entries (`window`, default 16) with
+XREADGROUP, drops those whose `drop_if` condition now holds (one script call per batch), and
+sends the rest as *bulk* (`bot.outgoing.BULK`): they take only the flood budget that direct
+answers leave (bot/flood.py). An entry is acked after Telegram accepted it, or when it can
+never be delivered (the chat blocked the bot, a bad request); a transient failure puts it back
+at the end of the stream, up to `max_attempts`. Process memory holds at most `window` notices.
+
+Crashes and restarts: each process is one consumer with a heartbeat key. Entries a dead
+consumer had taken stay pending in Redis; a live worker takes them over within a couple of
+heartbeats (and XAUTOCLAIM catches anything stuck for minutes). A resend after `kill -9`
+is limited to the entries that were being sent at that moment.
+
+Shutdown (`stop`): stop reading, give the sends in flight a short grace, cancel the rest and
+retire the consumer, so its unsent entries are taken over at once by another replica or by
+the next start. Nothing is lost; at most the cancelled in-flight sends may repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.i18n import t
+from bot.notifier import callback_data
+from bot.outgoing import BULK
+from dal.outbox import Entry, Outbox, encode_conditions
+from services.notify import Button, Notice, Stale
+
+log = logging.getLogger(__name__)
+
+
+# --- the payload -----------------------------------------------------------------------
+
+
+def encode(notice: Notice, attempts: int = 0) -> str:
+    if not notice.key:
+        body: dict[str, Any] = {"t": notice.telegram_id, "x": notice.values["text"]}
+        if attempts:
+            body["a"] = attempts
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    body = {"t": notice.telegram_id, "l": notice.language, "k": notice.key}
+    if notice.values:
+        body["v"] = notice.values
+    if notice.buttons:
+        body["b"] = [[b.label_key, b.action, list(b.args)] for b in notice.buttons]
+    if notice.drop_if:
+        body["d"] = [[c.kind, *c.args] for c in notice.drop_if]
+    if attempts:
+        body["a"] = attempts
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def encode_text(chat_id: int, text: str) -> str:
+    """An already rendered answer (bot/answers.py moves unsent ones here at shutdown)."""
+    return json.dumps({"t": chat_id, "x": text}, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode(payload: str) -> tuple[Notice, int]:
+    body = json.loads(payload)
+    if "x" in body:  # rendered text: no key, sent as is
+        return Notice(int(body["t"]), "", "", {"text": str(body["x"])}), int(body.get("a", 0))
+    notice = Notice(
+        telegram_id=int(body["t"]),
+        language=str(body["l"]),
+        key=str(body["k"]),
+        values=dict(body.get("v") or {}),
+        buttons=tuple(Button(b[0], b[1], tuple(b[2])) for b in body.get("b") or ()),
+        drop_if=tuple(Stale(c[0], tuple(c[1:])) for c in body.get("d") or ()),
+    )
+    return notice, int(body.get("a", 0))
+
+
+def render(notice: Notice) -> tuple[str, InlineKeyboardMarkup | None]:
+    if not notice.key:
+        return str(notice.values["text"]), None
+    markup = None
+    if notice.buttons:
+        markup = InlineKeyboardMarkup(
+            inline_keyboard=[
+                [
+                    InlineKeyboardButton(
+                        text=t(b.label_key, notice.language), callback_data=callback_data(b)
+                    )
+                ]
+                for b in notice.buttons
+            ]
+        )
+    return t(notice.key, notice.language, **notice.values), markup
+
+
+# --- the Notifier ----------------------------------------------------------------------
+
+
+class OutboxNotifier:
+    """`services.notify.Notifier` over the durable outbox."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        self._tasks: set[asyncio.Task[bool]] = set()
+
+    async def enqueue(
+        self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
+    ) -> bool:
+        return await self._outbox.add([encode(n) for n in notices], once=once, once_ttl=once_ttl)
+
+    async def notify(self, notices: Sequence[Notice]) -> int:
+        """Queued durably (the caller does not wait for Telegram); the count queued."""
+        await self.enqueue(notices)
+        return len(notices)
+
+    def notify_later(self, notices: Sequence[Notice]) -> None:
+        if not notices:
+            return
+        task = asyncio.create_task(self.enqueue(list(notices)))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, grace_seconds: float = 2.0) -> None:
+        """Wait for `notify_later` appends still on their way to Redis (milliseconds)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=grace_seconds)
+
+
+# --- the worker ------------------------------------------------------------------------
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        bot: Bot,
+        outbox: Outbox,
+        *,
+        window: int = 16,
+        heartbeat_ms: int = 3000,
+        stuck_ms: int = 300_000,
+        max_attempts: int = 5,
+        name: str | None = None,
+    ) -> None:
+        self._bot = bot
+        self._outbox = outbox
+        self._window = window
+        self._heartbeat_ms = heartbeat_ms
+        self._stuck_ms = stuck_ms
+        self._max_attempts = max_attempts
+        self.name = name or consumer_name()
+        self._slots = asyncio.Semaphore(window)
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._own_pending = True  # read our own pending list first (entries taken over)
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.sent = 0
+        self.dropped_stale = 0
+
+    async def start(self) -> None:
+        await self._outbox.ensure_group()
+        await self._outbox.heartbeat(self.name, self._heartbeat_ms)
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name="outbox-read"),
+            asyncio.create_task(self._watch_loop(), name="outbox-watch"),
+        ]
+
+    async def stop(self, grace_seconds: float = 1.0) -> None:
+        """Stop reading; sends in flight get `grace_seconds`, then are cancelled and their
+        entries returned to the outbox (taken over by whoever runs next)."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        in_flight = set(self._in_flight.values())
+        if in_flight:
+            _done, pending = await asyncio.wait(in_flight, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        left = len(self._in_flight)
+        with contextlib.suppress(Exception):
+            await self._outbox.retire(self.name)
+        log.info("outbox worker %s stopped (%d entries returned to the outbox)", self.name, left)
+
+    # --- loops ---------------------------------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        """Heartbeat, and take over the entries of consumers that stopped or died."""
+        period = self._heartbeat_ms / 3000.0
+        rounds = 0
+        while True:
+            try:
+                await self._outbox.heartbeat(self.name, self._heartbeat_ms)
+                taken = await self._outbox.take_over_dead(self.name)
+                if rounds % 30 == 0:
+                    taken += await self._outbox.take_over_idle(
+                        self.name, min_idle_ms=self._stuck_ms
+                    )
+                if taken:
+                    self._own_pending = True
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox watch failed; retrying")
+            rounds += 1
+            await asyncio.sleep(period)
+
+    async def _read_loop(self) -> None:
+        while True:
+            try:
+                await self._read_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox read failed; retrying in 1 s")
+                await asyncio.sleep(1.0)
+
+    async def _read_once(self) -> None:
+        # Wait for a free slot first, so at most `window` entries are out of Redis.
+        await self._slots.acquire()
+        free = 1
+        while free < self._window and not self._slots.locked():
+            await self._slots.acquire()
+            free += 1
+        started = 0
+        try:
+            if self._own_pending:
+                entries = await self._outbox.read(
+                    self.name, free + len(self._in_flight), block_ms=None, own=True
+                )
+                entries = [e for e in entries if e.id not in self._in_flight][:free]
+                if not entries:
+                    self._own_pending = False
+            else:
+                entries = await self._outbox.read(self.name, free, block_ms=1000, own=False)
+            started = await self._dispatch(entries)
+        finally:
+            for _ in range(free - started):  # each started send releases its own slot
+                self._slots.release()
+
+    async def _dispatch(self, entries: Sequence[Entry]) -> int:
+        """Drop what no longer applies, start a send for the rest; returns sends started."""
+        if not entries:
+            return 0
+        decoded: list[tuple[Entry, Notice, int]] = []
+        broken: list[str] = []
+        for entry in entries:
+            try:
+                notice, attempts = decode(entry.payload)
+            except (ValueError, KeyError, IndexError, TypeError):
+                log.error("outbox entry %s is not a notice; dropped", entry.id)
+                broken.append(entry.id)
+                continue
+            decoded.append((entry, notice, attempts))
+        conditional = [(e, n) for e, n, _a in decoded if n.drop_if]
+        stale_ids: set[str] = set()
+        if conditional:
+            verdicts = await self._outbox.stale(
+                [encode_conditions([(c.kind, *c.args) for c in n.drop_if]) for _e, n in conditional]
+            )
+            stale_ids = {
+                e.id for (e, _n), stale in zip(conditional, verdicts, strict=True) if stale
+            }
+        if broken or stale_ids:
+            await self._outbox.ack([*broken, *stale_ids])
+            self.dropped_stale += len(stale_ids)
+        started = 0
+        for entry, notice, attempts in decoded:
+            if entry.id in stale_ids:
+                continue
+            self._in_flight[entry.id] = asyncio.create_task(self._deliver(entry, notice, attempts))
+            started += 1
+        return started
+
+    async def _deliver(self, entry: Entry, notice: Notice, attempts: int) -> None:
+        token = BULK.set(True)
+        try:
+            await self._send(entry, notice, attempts)
+        except asyncio.CancelledError:
+            raise  # shutting down: the entry stays pending and is taken over
+        except Exception:
+            log.exception("outbox entry %s failed; it stays pending", entry.id)
+            self._own_pending = True
+        finally:
+            BULK.reset(token)
+            self._in_flight.pop(entry.id, None)
+            self._slots.release()
+
+    async def _send(self, entry: Entry, notice: Notice, attempts: int) -> None:
+        try:
+            text, markup = render(notice)
+        except (KeyError, ValueError, IndexError) as exc:
+            log.error("notice %s cannot be rendered (%r); dropped", notice.key, exc)
+            await self._outbox.ack([entry.id])
+            return
+        try:
+            await self._bot.send_message(notice.telegram_id, text, reply_markup=markup)
+        except (TelegramRetryAfter, TelegramNetworkError, TelegramServerError) as exc:
+            # The middleware has retried already; try again later, at the back.
+            if attempts + 1 >= self._max_attempts:
+                log.warning(
+                    "notice %s to %s dropped after %d attempts: %s",
+                    notice.key,
+                    notice.telegram_id,
+                    attempts + 1,
+                    exc,
+                )
+                await self._outbox.ack([entry.id])
+            else:
+                await self._outbox.requeue([Entry(entry.id, encode(notice, attempts + 1))])
+            return
+        except TelegramAPIError as exc:  # undeliverable or refused: recorded by the middleware
+            log.info("notice %s not delivered to %s: %s", notice.key, notice.telegram_id, exc)
+            await self._outbox.ack([entry.id])
+            return
+        await self._outbox.ack([entry.id])
+        self.sent += 1

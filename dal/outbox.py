@@ -1,0 +1,266 @@
+"""The durable outbox: notices waiting to be sent, in a Redis Stream read by a consumer group.
+
+    outbox                      stream; each entry `n` = one notice as JSON (see bot/delivery.py)
+    outbox group `delivery`     one consumer per bot process; an entry read by a consumer stays
+                                in the group's pending list (PEL) until that consumer acks it
+    outbox:alive:<consumer>     heartbeat of a live consumer (PX expiry, renewed every second)
+
+Why a Stream with a consumer group rather than a list or a queue library: the pending list is
+exactly "taken but not yet confirmed", kept by Redis itself, with who took it and since when.
+A process killed mid-delivery leaves its entries there; any other process (or the same one after
+a restart) takes them over with XCLAIM (consumers whose heartbeat has expired) or XAUTOCLAIM
+(anything idle far too long), so nothing is lost and nothing needs a second bookkeeping
+structure. XADD, XREADGROUP, XACK, XCLAIM and XAUTOCLAIM are all in Redis 6.2. A list with
+BLMOVE needs its own "processing" lists per consumer and scans to recover them; RQ/arq/Celery
+bring a job model, pickling and their own workers for what is one stream and a loop here.
+
+Delivery is at least once: an entry is acked (XACK + XDEL, one MULTI) only after Telegram
+accepted the message, so a crash between the two resends at most the entries that were in
+flight (a small window per process). Entries are never trimmed by length: every one is acked
+or deliberately dropped (stale, undeliverable, or past its attempts).
+
+`add(..., once=key)` sets a dedupe marker and appends the entries in one Lua script, so a step
+that is retried after a crash enqueues its notices exactly once.
+
+Staleness conditions (`services.notify.Stale`, stored with the entry as `[kind, args...]`) are
+evaluated for a whole batch in one script (`check_stale`), against the session keys of
+dal/redis_client.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from dal.redis_client import DUE_KEY
+
+logger = logging.getLogger(__name__)
+
+STREAM: Final = "outbox"
+GROUP: Final = "delivery"
+ALIVE_PREFIX: Final = "outbox:alive:"
+
+_ADD_ONCE_LUA: Final = """
+-- KEYS: 1 marker, 2 stream; ARGV: 1 marker ttl (s), 2.. entry payloads
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+  return 0
+end
+for i = 2, #ARGV do
+  redis.call('XADD', KEYS[2], '*', 'n', ARGV[i])
+end
+return 1
+"""
+
+# One answer per entry: 1 when any of its conditions holds (drop it), else 0.
+# Conditions (JSON arrays): ["checked_in", id, number], ["session_over", id],
+# ["lesson_opened", teacher_school_number, lesson_code].
+_CHECK_STALE_LUA: Final = """
+-- KEYS: 1 due index; ARGV: one JSON array of conditions per entry
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local function open(id)
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  return score and tonumber(score) > now and redis.call('EXISTS', 'attendances:{' .. id .. '}') == 1
+end
+local function holds(c)
+  local kind = c[1]
+  if kind == 'checked_in' then
+    return redis.call('HEXISTS', 'attendance_records:{' .. c[2] .. '}', c[3]) == 1
+  elseif kind == 'session_over' then
+    return not open(c[2])
+  elseif kind == 'lesson_opened' then
+    local id = redis.call('GET', 'attendances:teacher:' .. c[2])
+    if not id or not open(id) then return false end
+    local raw = redis.call('GET', 'attendances:{' .. id .. '}')
+    local ok, session = pcall(cjson.decode, raw)
+    return ok and session['lesson_code'] == c[3]
+  end
+  return false
+end
+local out = {}
+for i = 1, #ARGV do
+  local stale = 0
+  for _, c in ipairs(cjson.decode(ARGV[i])) do
+    if holds(c) then stale = 1 break end
+  end
+  out[i] = stale
+end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stream entry: its stream id (the delivery id) and its payload."""
+
+    id: str
+    payload: str
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entries(raw: Any) -> list[Entry]:
+    out: list[Entry] = []
+    for entry_id, fields in raw or ():
+        if not fields:  # deleted while pending: nothing left to deliver
+            continue
+        payload = fields.get(b"n", fields.get("n"))
+        if payload is not None:
+            out.append(Entry(_text(entry_id), _text(payload)))
+    return out
+
+
+class Outbox:
+    """The stream and its consumer group (see the module docstring)."""
+
+    def __init__(self, redis: aioredis.Redis, *, stream: str = STREAM, group: str = GROUP) -> None:
+        self._redis = redis
+        self.stream = stream
+        self.group = group
+        self._add_once = redis.register_script(_ADD_ONCE_LUA)
+        self._check_stale = redis.register_script(_CHECK_STALE_LUA)
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group (from the stream's start, so nothing added earlier is
+        skipped) and the stream if missing."""
+        try:
+            await self._redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def add(
+        self, payloads: Sequence[str], *, once: str | None = None, once_ttl: int = 0
+    ) -> bool:
+        """Append the payloads; with `once`, only if that marker was not set (and set it)."""
+        if once is not None:
+            ttl = max(1, once_ttl)
+            added = await self._add_once(keys=[once, self.stream], args=[ttl, *payloads])
+            return bool(added)
+        if payloads:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for payload in payloads:
+                    pipe.xadd(self.stream, {"n": payload})
+                await pipe.execute()
+        return True
+
+    async def read(
+        self, consumer: str, count: int, *, block_ms: int | None, own: bool
+    ) -> list[Entry]:
+        """New entries for `consumer` (moved to its pending list), or with `own` the ones
+        already pending for it (taken over from a dead consumer, or read before a restart)."""
+        answer = await self._redis.xreadgroup(
+            self.group, consumer, {self.stream: "0" if own else ">"}, count=count, block=block_ms
+        )
+        entries: list[Entry] = []
+        for item in answer or ():
+            entries.extend(_entries(item[1]))
+        return entries
+
+    async def ack(self, ids: Sequence[str]) -> None:
+        """Done with these entries (delivered or dropped): out of the pending list and stream."""
+        if not ids:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.stream, self.group, *ids)
+            pipe.xdel(self.stream, *ids)
+            await pipe.execute()
+
+    async def requeue(self, entries: Sequence[Entry]) -> None:
+        """Put entries back at the end of the stream (new ids) and drop the taken copies."""
+        if not entries:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for entry in entries:
+                pipe.xadd(self.stream, {"n": entry.payload})
+            ids = [e.id for e in entries]
+            pipe.xack(self.stream, self.group, *ids)
+            pipe.xdel(self.stream, *ids)
+            await pipe.execute()
+
+    async def stale(self, conditions: Sequence[str]) -> list[bool]:
+        """For each JSON list of conditions: does one of them hold? (One script call.)"""
+        if not conditions:
+            return []
+        answer = await self._check_stale(keys=[DUE_KEY], args=list(conditions))
+        return [bool(x) for x in answer]
+
+    # --- consumers --------------------------------------------------------------------
+
+    async def heartbeat(self, consumer: str, ttl_ms: int) -> None:
+        await self._redis.set(ALIVE_PREFIX + consumer, "1", px=ttl_ms)
+
+    async def retire(self, consumer: str) -> None:
+        """This consumer stops: its heartbeat goes, so its pending entries are taken over at
+        once by any live consumer (or by the next process to start)."""
+        await self._redis.delete(ALIVE_PREFIX + consumer)
+
+    async def take_over_dead(self, consumer: str, *, batch: int = 100) -> int:
+        """Move the pending entries of consumers without a heartbeat to `consumer`; forget
+        those consumers. Returns how many entries were taken."""
+        taken = 0
+        infos = await self._redis.xinfo_consumers(self.stream, self.group)
+        for info in infos:
+            name = _text(info["name"])
+            if name == consumer or await self._redis.exists(ALIVE_PREFIX + name):
+                continue
+            while True:
+                pending = await self._redis.xpending_range(
+                    self.stream, self.group, min="-", max="+", count=batch, consumername=name
+                )
+                if not pending:
+                    break
+                ids: list[int | bytes | str | memoryview[int]] = [p["message_id"] for p in pending]
+                await self._redis.xclaim(
+                    self.stream,
+                    self.group,
+                    consumer,
+                    min_idle_time=0,
+                    message_ids=ids,
+                    justid=True,
+                )
+                taken += len(ids)
+            await self._redis.xgroup_delconsumer(self.stream, self.group, name)
+            logger.info("took over %d outbox entries of stopped consumer %s", taken, name)
+        return taken
+
+    async def take_over_idle(self, consumer: str, *, min_idle_ms: int, count: int = 100) -> int:
+        """XAUTOCLAIM: anything pending longer than `min_idle_ms` (a consumer that is alive but
+        stuck) moves to `consumer`."""
+        answer = await self._redis.xautoclaim(
+            self.stream,
+            self.group,
+            consumer,
+            min_idle_time=min_idle_ms,
+            start_id="0-0",
+            count=count,
+            justid=True,
+        )
+        claimed = answer[1] if len(answer) > 1 else []
+        return len(claimed)
+
+    # --- inspection (tests, bench, status) ---------------------------------------------
+
+    async def backlog(self) -> int:
+        """Entries not yet delivered: in the stream, pending or not."""
+        length: int = await self._redis.xlen(self.stream)
+        return length
+
+    async def pending(self) -> int:
+        try:
+            summary = await self._redis.xpending(self.stream, self.group)
+        except ResponseError:
+            return 0
+        return int(summary["pending"])
+
+
+def encode_conditions(conditions: Sequence[Sequence[str]]) -> str:
+    return json.dumps([list(c) for c in conditions], ensure_ascii=False)

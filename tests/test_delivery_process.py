@@ -1,0 +1,469 @@
+"""Delivery that survives restarts, measured on the real process (`python -m bot`) against the
+local Bot API server enforcing Telegram's 30 messages/s:
+
+(a) a top-of-the-hour backlog: direct answers stay fast, SIGTERM exits 0 within 5 s, and after
+    a restart every student has their result exactly once (<= 1 % twice);
+(b) kill -9 in the middle of outbox delivery, restart: nothing lost;
+(c) kill -9 while a handler holds a user's lock, restart: that user is answered within 3 s;
+(d) two replicas in webhook mode behind a round-robin proxy, one Redis: <= 30 messages/s
+    together, <= 1 429 per 100 sends, and no stale "attendance is open" notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from bot.delivery import encode
+from dal.models import AttendanceRecordRedis, AttendanceRedis
+from dal.outbox import Outbox
+from dal.postgres import AsyncPostgresClient
+from dal.redis_client import RedisClient
+from services.notify import Notice, Stale
+from tests.fakes.telegram_server import FakeTelegram
+from tests.harness import flush_redis, reset_database
+
+ROOT = Path(__file__).resolve().parent.parent
+STUDENT_BASE = 7_000_000_000  # Telegram ids past 2**32
+RESULT_TEXT = "📊 FIZ101"  # start of the final.present notices below
+
+pytestmark = pytest.mark.slow
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+class BotProcess:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, telegram: FakeTelegram, ready: Callable[[], bool]) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while not ready():
+            assert self.proc.returncode is None, self.log.read_text()
+            assert time.monotonic() < deadline, "the bot did not start"
+            await asyncio.sleep(0.02)
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    async def terminate(self, timeout: float = 15.0) -> tuple[int, float]:
+        """SIGTERM; (exit status, seconds until the process was gone)."""
+        assert self.proc is not None
+        began = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        return code, time.monotonic() - began
+
+    async def ensure_stopped(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
+
+
+def _env(telegram: FakeTelegram, pg_dsn: str, redis_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BOT_TOKEN": telegram.token,
+        "TELEGRAM_API_URL": telegram.base_url,
+        "DATABASE_URL": pg_dsn,
+        "REDIS_URL": redis_url,
+        "AKSIS_MODE": "demo",
+        "WEB_PORT": "0",
+        "WEB_HOST": "127.0.0.1",
+        "LOG_LEVEL": "INFO",
+        **extra,
+    }
+
+
+def _polling(telegram: FakeTelegram) -> Callable[[], bool]:
+    """Ready once a new getUpdates arrived after the call count at the time of asking."""
+    before = telegram.call_count("getUpdates")
+    return lambda: telegram.call_count("getUpdates") > before
+
+
+def _result(i: int) -> Notice:
+    return Notice(
+        telegram_id=STUDENT_BASE + i,
+        language="en",
+        key="final.present",
+        values={"lesson": "FIZ101 - Fizik I", "date": "01.12.2026 10:00"},
+    )
+
+
+async def _prepare(pg_dsn: str, redis_url: str) -> None:
+    await reset_database(pg_dsn)
+    await flush_redis(redis_url)
+    pg = await AsyncPostgresClient.connect(pg_dsn)  # applies the schema before the bots start
+    await pg.close()
+
+
+async def _enqueue(redis: aioredis.Redis, notices: list[Notice]) -> None:
+    outbox = Outbox(redis)
+    await outbox.ensure_group()
+    for start in range(0, len(notices), 200):
+        await outbox.add([encode(n) for n in notices[start : start + 200]])
+
+
+def _count_429(telegram: FakeTelegram) -> tuple[int, int]:
+    calls = telegram.calls_to("sendMessage")
+    return sum(1 for c in calls if c.status == 429), sum(1 for c in calls if c.ok)
+
+
+async def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def _results_by_student(telegram: FakeTelegram, n: int) -> Counter[int]:
+    got: Counter[int] = Counter()
+    for message in telegram.sent_messages:
+        chat = message["chat"]["id"]
+        if STUDENT_BASE <= chat < STUDENT_BASE + n and str(message.get("text", "")).startswith(
+            RESULT_TEXT
+        ):
+            got[chat] += 1
+    return got
+
+
+# --- (b) kill -9 mid-delivery ----------------------------------------------------------
+
+
+async def test_kill_9_mid_delivery_then_restart_loses_nothing(
+    pg_dsn: str, redis_url: str, redis_raw: aioredis.Redis, tmp_path: Path
+) -> None:
+    n = 240
+    await _prepare(pg_dsn, redis_url)
+    async with FakeTelegram() as telegram:
+        telegram.rate_limit(per_second=30)
+        for i in range(n):
+            telegram.user(STUDENT_BASE + i, f"S{i}")
+        await _enqueue(redis_raw, [_result(i) for i in range(n)])
+        bot = BotProcess(_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
+        try:
+            await bot.start(telegram, _polling(telegram))
+            await _wait(lambda: len(telegram.sent_messages) >= 80, 20, "the first 80 results")
+            await bot.kill()
+            delivered_at_kill = len(_results_by_student(telegram, n))
+            assert delivered_at_kill < n - 100, "delivery finished before the kill"
+
+            await bot.start(telegram, _polling(telegram))
+            await _wait(
+                lambda: len(_results_by_student(telegram, n)) == n, 25, "every result after restart"
+            )
+            code, _ = await bot.terminate()
+            assert code == 0, bot.log.read_text()
+        finally:
+            await bot.ensure_stopped()
+        got = _results_by_student(telegram, n)
+        twice = sum(1 for c in got.values() if c > 1)
+        print(f"\nkill -9 after {delivered_at_kill}/{n}: all delivered, {twice} sent twice")
+        assert set(got) == {STUDENT_BASE + i for i in range(n)}
+        assert twice <= n // 100
+        assert max(got.values()) <= 2
+        assert await Outbox(redis_raw).backlog() == 0
+
+
+# --- (a) the top of the hour: latency, SIGTERM, restart -----------------------------------
+
+
+async def test_backlog_direct_answers_fast_sigterm_prompt_and_nothing_lost(
+    pg_dsn: str, redis_url: str, redis_raw: aioredis.Redis, tmp_path: Path
+) -> None:
+    n = 360
+    await _prepare(pg_dsn, redis_url)
+    async with FakeTelegram() as telegram:
+        # Strict accounting: 30/s with no more than two messages back to back.
+        telegram.rate_limit(per_second=30, global_burst=2)
+        for i in range(n):
+            telegram.user(STUDENT_BASE + i, f"S{i}")
+        probes = [telegram.user(900 + i, f"Teacher {i}") for i in range(12)]
+        await _enqueue(redis_raw, [_result(i) for i in range(n)])
+        bot = BotProcess(_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
+        try:
+            await bot.start(telegram, _polling(telegram))
+            await _wait(lambda: len(telegram.sent_messages) >= 60, 15, "the backlog to flow")
+
+            latencies: list[float] = []
+            for user in probes:
+                began = time.monotonic()
+                await user.send("/start")
+                await user.next_message(timeout=10)
+                latencies.append(time.monotonic() - began)
+                await asyncio.sleep(0.25)
+            backlog_at_term = n - len(_results_by_student(telegram, n))
+            assert backlog_at_term > 150, "the backlog ran out before SIGTERM"
+            code, exit_seconds = await bot.terminate()
+            assert code == 0, bot.log.read_text()
+
+            await bot.start(telegram, _polling(telegram))
+            await _wait(
+                lambda: len(_results_by_student(telegram, n)) == n, 25, "every result after restart"
+            )
+            code, _ = await bot.terminate()
+            assert code == 0
+        finally:
+            await bot.ensure_stopped()
+        got = _results_by_student(telegram, n)
+        twice = sum(1 for c in got.values() if c > 1)
+        rejected, accepted = _count_429(telegram)
+        latencies.sort()
+        print(
+            f"\ndirect answers during a {n}-notice backlog: max {latencies[-1]:.2f} s, "
+            f"median {latencies[len(latencies) // 2]:.2f} s; SIGTERM with {backlog_at_term} "
+            f"queued: exit 0 in {exit_seconds:.2f} s; {twice} twice; "
+            f"429s {rejected} for {accepted} sends"
+        )
+        assert latencies[-1] <= 1.5
+        assert exit_seconds <= 5.0
+        assert set(got) == {STUDENT_BASE + i for i in range(n)}
+        assert twice <= n // 100
+        assert rejected <= max(1, accepted // 300)
+        assert all(len(user.messages) == 1 for user in probes)
+
+
+# --- (c) kill -9 while a handler holds the user's lock ------------------------------------
+
+
+async def test_kill_9_while_a_handler_runs_does_not_lock_the_user_out(
+    pg_dsn: str, redis_url: str, redis_raw: aioredis.Redis, tmp_path: Path
+) -> None:
+    await _prepare(pg_dsn, redis_url)
+    async with FakeTelegram() as telegram:
+        teacher = telegram.user(4242, "Teacher")
+        bot = BotProcess(_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
+        try:
+            await bot.start(telegram, _polling(telegram))
+            # The /start handler's answer keeps failing (network, retried with backoff), so the
+            # handler runs on, holding the user's lock, when the process is killed.
+            telegram.disconnect_next("sendMessage", 5)
+            await teacher.send("/start")
+            await telegram.wait_for_calls("sendMessage", 2, timeout=10)
+            locks = [key async for key in redis_raw.scan_iter(match="fsm:*:lock")]
+            assert len(locks) == 1
+            await bot.kill()
+            telegram.clear_faults()
+            assert await redis_raw.exists(locks[0])  # left behind by the dead process
+
+            teacher.mark_read()
+            await bot.start(telegram, _polling(telegram))
+            began = time.monotonic()
+            await teacher.send("/help")
+            await teacher.wait_until(
+                lambda: any("/login" in str(m.get("text")) for m in teacher.unread),
+                timeout=3.0,
+                what="the answer to /help",
+            )
+            answered = time.monotonic() - began
+            code, _ = await bot.terminate()
+            assert code == 0
+        finally:
+            await bot.ensure_stopped()
+        print(f"\nafter kill -9 holding the lock: next command answered in {answered:.2f} s")
+        assert answered <= 3.0
+
+
+# --- (d) two replicas, webhook mode, round-robin proxy ------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def _round_robin(targets: list[str]) -> AsyncIterator[str]:
+    """An HTTP proxy that sends each request to the next of `targets` in turn."""
+    turn = itertools.cycle(targets)
+    session = aiohttp.ClientSession()
+
+    async def forward(request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with session.post(next(turn) + request.path, data=body, headers=headers) as answer:
+            return web.Response(status=answer.status, body=await answer.read())
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+        await session.close()
+
+
+async def _open_session(redis: RedisClient, numbers: list[str]) -> uuid.UUID:
+    now = datetime.now(UTC)
+    session = await redis.open_attendance(
+        attendance=AttendanceRedis(
+            attendance_id=uuid.uuid4(),
+            teacher_school_number="T1",
+            teacher_full_name="ÖĞRETMEN",
+            lesson_name="FIZ101 - Fizik I",
+            lesson_code="FIZ101",
+            code="123456",
+            start_time=now - timedelta(minutes=1),
+            planned_end_time=now + timedelta(minutes=49),
+        ),
+        enrolled=numbers,
+    )
+    return session.attendance_id
+
+
+async def test_two_webhook_replicas_share_the_flood_budget_and_drop_stale_notices(
+    pg_dsn: str, redis_url: str, redis_raw: aioredis.Redis, tmp_path: Path
+) -> None:
+    students = 60
+    await _prepare(pg_dsn, redis_url)
+    redis = RedisClient.from_url(redis_url)
+    try:
+        numbers = [f"2024{i:04d}" for i in range(students)]
+        attendance_id = await _open_session(redis, numbers)
+        async with FakeTelegram() as telegram:
+            telegram.rate_limit(per_second=30)
+            users = [telegram.user(STUDENT_BASE + i, f"S{i}") for i in range(students)]
+            # Half the class checked in before their "attendance is open" notice went out.
+            for i in range(0, students, 2):
+                await redis.add_attendance_record(
+                    record=AttendanceRecordRedis(
+                        attendance_id=attendance_id,
+                        student_number=numbers[i],
+                        student_full_name=f"S{i}",
+                        telegram_id=STUDENT_BASE + i,
+                        is_attended=True,
+                        attendance_time=datetime.now(UTC),
+                    )
+                )
+            others = 150
+            for i in range(others):
+                telegram.user(STUDENT_BASE + 10_000 + i, f"O{i}")
+            announcements = [
+                Notice(
+                    telegram_id=STUDENT_BASE + i,
+                    language="en",
+                    key="remind.open",
+                    values={"lesson": "FIZ101 - Fizik I"},
+                    drop_if=(
+                        Stale.checked_in(attendance_id, numbers[i]),
+                        Stale.session_over(attendance_id),
+                    ),
+                )
+                for i in range(students)
+            ]
+            results = [
+                Notice(
+                    telegram_id=STUDENT_BASE + 10_000 + i,
+                    language="en",
+                    key="final.present",
+                    values={"lesson": "MAT101", "date": "01.12.2026 09:00"},
+                )
+                for i in range(others)
+            ]
+            ports = [_free_port(), _free_port()]
+            async with _round_robin([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
+                replicas = [
+                    BotProcess(
+                        _env(
+                            telegram,
+                            pg_dsn,
+                            redis_url,
+                            WEB_PORT=str(port),
+                            WEBHOOK_URL=f"{proxy}/webhook",
+                            WEBHOOK_SECRET="s3cret-webhook-token-0123456789_abcdefgh",
+                        ),
+                        tmp_path / f"bot{k}.log",
+                    )
+                    for k, port in enumerate(ports)
+                ]
+                try:
+                    for k, replica in enumerate(replicas):
+                        await replica.start(
+                            telegram,
+                            lambda k=k: telegram.call_count("setWebhook") > k,  # type: ignore[misc]
+                        )
+                    await asyncio.sleep(0.5)  # both workers reading
+                    began = time.monotonic()
+                    await _enqueue(redis_raw, [*results[:75], *announcements, *results[75:]])
+                    for user in users:  # direct answers through both replicas meanwhile
+                        await user.send("/start")
+                        await asyncio.sleep(0.05)
+                    expected_sends = others + students // 2 + students
+                    await _wait(
+                        lambda: (
+                            sum(1 for c in telegram.calls_to("sendMessage") if c.ok)
+                            >= expected_sends
+                        ),
+                        30,
+                        "every message",
+                    )
+                    elapsed = time.monotonic() - began
+                    await asyncio.sleep(0.5)
+                    for replica in replicas:
+                        code, exit_seconds = await replica.terminate()
+                        assert code == 0, replica.log.read_text()
+                        assert exit_seconds <= 5.0
+                finally:
+                    for replica in replicas:
+                        await replica.ensure_stopped()
+            logs = [r.log.read_text() for r in replicas]
+            assert all("webhook mode" in log for log in logs)
+            calls = [c for c in telegram.calls_to("sendMessage") if c.at >= 0]
+            ok = [c.at for c in calls if c.ok]
+            rejected = sum(1 for c in calls if c.status == 429)
+            busiest = max(sum(1 for t in ok if s <= t < s + 1.0) for s in ok)
+            print(
+                f"\ntwo replicas: {len(ok)} sends in {elapsed:.1f} s, busiest second {busiest}, "
+                f"429s {rejected}"
+            )
+            announced = {
+                m["chat"]["id"]
+                for m in telegram.sent_messages
+                if str(m.get("text", "")).startswith("📣")
+            }
+            assert announced == {STUDENT_BASE + i for i in range(1, students, 2)}
+            assert all(
+                sum(1 for m in u.messages if str(m.get("text", "")).startswith("📣")) <= 1
+                for u in users
+            )
+            assert len(ok) == expected_sends
+            assert busiest <= 31
+            assert rejected <= max(1, len(ok) // 100)
+    finally:
+        await redis.close()

@@ -1,0 +1,257 @@
+"""The durable outbox (dal/outbox.py), the shared flood budget (bot/flood.py) and the renewing
+per-user locks (bot/locks.py) against the real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import redis.asyncio as aioredis
+from aiogram.fsm.storage.base import StorageKey
+from aiogram.fsm.storage.redis import DefaultKeyBuilder
+
+from bot.delivery import decode, encode
+from bot.flood import RedisFloodBudget
+from bot.locks import RenewingRedisEventIsolation
+from dal.models import AttendanceRecordRedis, AttendanceRedis
+from dal.outbox import Outbox, encode_conditions
+from dal.redis_client import RedisClient
+from services.notify import Button, Notice, Stale
+from tests.support import redis_client_fixture  # noqa: F401
+
+
+def _notice(i: int, *drop_if: Stale) -> Notice:
+    return Notice(
+        telegram_id=10_000_000_000 + i,  # past 2**32: must survive the round trip exactly
+        language="tr",
+        key="final.present",
+        values={"lesson": "FİZ101 - Fizik I", "date": "01.12.2026"},
+        buttons=(Button("button.start_attendance", "start_lesson", ("FIZ101", 1764576000)),),
+        drop_if=drop_if,
+    )
+
+
+async def test_marker_and_entries_are_enqueued_together_once(redis_raw: aioredis.Redis) -> None:
+    outbox = Outbox(redis_raw)
+    payloads = [encode(_notice(i)) for i in range(3)]
+
+    assert await outbox.add(payloads, once="once:final:x", once_ttl=60) is True
+    assert await outbox.add(payloads, once="once:final:x", once_ttl=60) is False  # a rerun
+
+    assert await outbox.backlog() == 3
+    assert 0 < await redis_raw.ttl("once:final:x") <= 60
+    await outbox.ensure_group()
+    entries = await outbox.read("c1", 10, block_ms=None, own=False)
+    assert [decode(e.payload)[0] for e in entries] == [_notice(i) for i in range(3)]
+
+
+async def test_a_dead_consumers_entries_are_taken_over_and_nothing_else(
+    redis_raw: aioredis.Redis,
+) -> None:
+    outbox = Outbox(redis_raw)
+    await outbox.ensure_group()
+    await outbox.add([encode(_notice(i)) for i in range(10)])
+    await outbox.heartbeat("alive", 60_000)
+    await outbox.heartbeat("dead", 60_000)
+    mine = await outbox.read("alive", 3, block_ms=None, own=False)
+    theirs = await outbox.read("dead", 4, block_ms=None, own=False)
+    await outbox.ack([mine[0].id])  # delivered
+
+    assert await outbox.take_over_dead("alive") == 0  # "dead" still has its heartbeat
+    await redis_raw.delete("outbox:alive:dead")  # kill -9: the heartbeat expires
+    assert await outbox.take_over_dead("alive") == 4
+
+    pending = await outbox.read("alive", 100, block_ms=None, own=True)
+    assert [e.id for e in pending] == [e.id for e in mine[1:] + theirs]
+    fresh = await outbox.read("alive", 100, block_ms=None, own=False)
+    assert len(fresh) == 3  # the entries nobody had read yet
+    assert await outbox.pending() == 2 + 4 + 3
+    assert await outbox.backlog() == 9
+
+
+async def test_requeue_moves_an_entry_to_the_back(redis_raw: aioredis.Redis) -> None:
+    outbox = Outbox(redis_raw)
+    await outbox.ensure_group()
+    await outbox.add([encode(_notice(0)), encode(_notice(1))])
+    first, _second = await outbox.read("c", 2, block_ms=None, own=False)
+    await outbox.requeue([first])
+    assert await outbox.pending() == 1
+    (again,) = await outbox.read("c", 5, block_ms=None, own=False)
+    assert again.payload == first.payload and again.id != first.id
+
+
+async def test_stale_conditions_are_evaluated_in_one_call(redis_client: RedisClient) -> None:
+    now = datetime.now(UTC)
+
+    async def open_session(teacher: str, lesson: str) -> uuid.UUID:
+        session = await redis_client.open_attendance(
+            attendance=AttendanceRedis(
+                attendance_id=uuid.uuid4(),
+                teacher_school_number=teacher,
+                teacher_full_name="ÖĞRETMEN",
+                lesson_name="Fizik I",
+                lesson_code=lesson,
+                code="000000",
+                start_time=now - timedelta(minutes=5),
+                planned_end_time=now + timedelta(minutes=45),
+            ),
+            enrolled=["S1", "S2"],
+        )
+        return session.attendance_id
+
+    running = await open_session("T1", "FIZ101")
+    ended = await open_session("T2", "MAT101")
+    await redis_client.finish_attendance(attendance_id=ended, end_time=now - timedelta(seconds=1))
+    await redis_client.add_attendance_record(
+        record=AttendanceRecordRedis(
+            attendance_id=running,
+            student_number="S1",
+            student_full_name="ÖĞRENCİ",
+            is_attended=True,
+            attendance_time=now,
+        )
+    )
+    outbox = Outbox(redis_client.redis)
+    cases = [
+        ((Stale.checked_in(running, "S1"),), True),
+        ((Stale.checked_in(running, "S2"),), False),
+        ((Stale.session_over(running),), False),
+        ((Stale.session_over(ended),), True),
+        ((Stale.session_over(uuid.uuid4()),), True),  # finalized: keys gone
+        ((Stale.checked_in(running, "S2"), Stale.session_over(running)), False),
+        ((Stale.checked_in(ended, "S2"), Stale.session_over(ended)), True),
+        ((Stale.lesson_opened("T1", "FIZ101"),), True),
+        ((Stale.lesson_opened("T1", "KIM101"),), False),  # another lesson of that teacher
+        ((Stale.lesson_opened("T2", "MAT101"),), False),  # ended, not open
+        ((Stale.lesson_opened("T9", "FIZ101"),), False),
+    ]
+    verdicts = await outbox.stale(
+        [encode_conditions([(c.kind, *c.args) for c in conds]) for conds, _ in cases]
+    )
+    assert verdicts == [expected for _, expected in cases]
+
+
+async def test_two_replicas_share_one_budget_and_bulk_yields(redis_raw: aioredis.Redis) -> None:
+    rate = 50.0
+    a = RedisFloodBudget(redis_raw, bot_id=1, global_rate=rate, per_chat_rate=1000, margin=0)
+    b = RedisFloodBudget(redis_raw, bot_id=1, global_rate=rate, per_chat_rate=1000, margin=0)
+    stamps: list[tuple[str, float]] = []
+
+    async def send(budget: RedisFloodBudget, chat: int, bulk: bool) -> None:
+        await budget.acquire(chat, bulk=bulk)
+        stamps.append(("bulk" if bulk else "direct", time.monotonic()))
+
+    began = time.monotonic()
+    bulk = [asyncio.create_task(send(b, 1000 + i, True)) for i in range(10)]
+    await asyncio.sleep(0.05)  # the bulk sender is busy when the direct answers arrive
+    await asyncio.gather(*(send(r, i, False) for i, r in enumerate([a, b] * 20)))
+    direct_done = time.monotonic() - began
+    await asyncio.gather(*bulk)
+
+    times = sorted(t for _, t in stamps)
+    assert len(times) == 50
+    # 50 sends from two replicas at 50/s together: about a second, never faster
+    assert times[-1] - times[0] >= 49 / rate * 0.95
+    assert len([t for t in times if t - times[0] < 0.5]) <= 0.5 * rate + 2
+    # the 40 direct answers went first: bulk used only what they left
+    kinds = [k for k, _ in sorted(stamps, key=lambda x: x[1])]
+    first, last = kinds.index("direct"), len(kinds) - 1 - kinds[::-1].index("direct")
+    assert kinds[first : last + 1].count("bulk") <= 1
+    assert direct_done < 40 / rate + 0.5
+
+
+async def test_a_429_pauses_every_replica(redis_raw: aioredis.Redis) -> None:
+    a = RedisFloodBudget(redis_raw, bot_id=2, global_rate=1000, per_chat_rate=1000)
+    b = RedisFloodBudget(redis_raw, bot_id=2, global_rate=1000, per_chat_rate=1000)
+    await a.pause(5, 0.6)  # replica a got "retry after" for chat 5
+    began = time.monotonic()
+    await b.acquire(6, bulk=False)
+    assert time.monotonic() - began >= 0.55
+    began = time.monotonic()
+    await b.acquire(7, bulk=True)
+    assert time.monotonic() - began < 0.1
+
+
+async def test_per_user_lock_is_renewed_while_held_and_short_after_a_crash(
+    redis_raw: aioredis.Redis,
+) -> None:
+    isolation = RenewingRedisEventIsolation(
+        redis=redis_raw, key_builder=DefaultKeyBuilder(prefix="fsm"), ttl=0.6
+    )
+    key = StorageKey(bot_id=1, chat_id=42, user_id=42)
+    name = "fsm:42:42:lock"
+    async with isolation.lock(key):
+        await asyncio.sleep(1.5)  # a slow handler: longer than the lock's ttl
+        assert await redis_raw.exists(name)
+        assert 0 < await redis_raw.pttl(name) <= 600
+    assert not await redis_raw.exists(name)
+
+    # A crash leaves the key behind, unrenewed: the next update waits at most its ttl.
+    await redis_raw.set(name, "dead-owner", px=600)
+    began = time.monotonic()
+    async with isolation.lock(key):
+        assert time.monotonic() - began < 0.8
+
+
+def test_a_queued_notice_is_small() -> None:
+    payload = encode(_notice(1, Stale.checked_in(uuid.uuid4(), "2024123456")))
+    assert len(payload.encode()) < 400
+
+
+async def test_answers_reserve_at_most_the_horizon_ahead(redis_raw: aioredis.Redis) -> None:
+    budget = RedisFloodBudget(
+        redis_raw, bot_id=3, global_rate=50, per_chat_rate=1000, margin=0, horizon=0.5
+    )
+    queued = [asyncio.create_task(budget.acquire(i, bulk=False)) for i in range(100)]  # 2 s
+    await asyncio.sleep(0.2)
+    seconds, micros = await redis_raw.time()
+    ahead_ms = float(await redis_raw.get("flood:3:g")) - (seconds * 1000 + micros / 1000)
+    assert 300 <= ahead_ms <= 500 + 20 + 1
+    for task in queued:  # the process dies with its answers still queued
+        task.cancel()
+    await asyncio.gather(*queued, return_exceptions=True)
+    began = time.monotonic()
+    await budget.acquire(1000, bulk=False)  # a restarted process is not held up for 2 s
+    assert time.monotonic() - began <= 0.55
+
+
+async def test_answers_left_at_shutdown_go_to_the_outbox_and_arrive_once(
+    redis_raw: aioredis.Redis,
+) -> None:
+    from bot.answers import AnswerQueue
+    from bot.delivery import DeliveryWorker
+    from bot.outgoing import OutgoingMiddleware
+    from tests.fakes.telegram_server import FakeTelegram
+
+    async with FakeTelegram() as fake:
+        users = [fake.user(5000 + i, f"S{i}") for i in range(30)]
+        bot = fake.bot()
+        budget = RedisFloodBudget(redis_raw, bot_id=fake.bot_id, global_rate=20, margin=0)
+        bot.session.middleware(OutgoingMiddleware(pacer=budget))
+        outbox = Outbox(redis_raw)
+        answers = AnswerQueue(bot, outbox, senders=4)
+        answers.start()
+        for user in users:
+            answers.put(user.id, f"Checked in {user.id}")
+        await asyncio.sleep(0.3)
+        began = time.monotonic()
+        await answers.stop(grace_seconds=0.2)  # SIGTERM in the middle of the burst
+        assert time.monotonic() - began < 1.0
+        sent_before = len(fake.sent_messages)
+        assert 0 < sent_before < 30
+        assert await outbox.backlog() >= 30 - sent_before
+
+        worker = DeliveryWorker(bot, outbox)  # the next process
+        await worker.start()
+        try:
+            await fake.wait_for_sent(30, timeout=10)
+        finally:
+            await worker.stop()
+            await bot.session.close()
+        got = Counter((m["chat"]["id"], m["text"]) for m in fake.sent_messages)
+        assert set(got) == {(u.id, f"Checked in {u.id}") for u in users}
+        assert sum(got.values()) - 30 <= 4  # at most the sends cut off in flight repeat
+        assert await outbox.backlog() == 0
