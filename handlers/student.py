@@ -89,6 +89,12 @@ async def code_message(
     )
 
 
+def _course_label(course: CourseStanding) -> str:
+    if course.course_key == course.lesson_name:
+        return course.lesson_name
+    return f"{course.course_key} · {course.lesson_name}"
+
+
 def _course_list(
     standings: list[CourseStanding], lang: str, reports: ReportService
 ) -> tuple[str, InlineKeyboardMarkup]:
@@ -102,7 +108,7 @@ def _course_list(
                 "my.course_line",
                 lang,
                 mark="⚠️" if course.below else "📘",
-                lesson=course.lesson_name,
+                lesson=_course_label(course),
                 attended=rate.attended,
                 held=rate.counted,
                 percent=percent_text(rate.percent),
@@ -180,7 +186,7 @@ async def my_course(
         t(
             "my.course_detail",
             lang,
-            lesson=course.lesson_name,
+            lesson=_course_label(course),
             attended=course.rate.attended,
             held=course.rate.counted,
             percent=percent_text(course.rate.percent),

@@ -27,6 +27,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import xlsxwriter
+from xlsxwriter.worksheet import Worksheet
 
 from dal.models import Attendance, FailReason, RecordStatus
 from dal.postgres import Correction, CourseRecordRow
@@ -227,8 +228,7 @@ def course_xlsx(data: CourseData, *, tz: ZoneInfo) -> bytes:
             "",
             "",
         ]
-        for col, value in enumerate(values):
-            notes.write_string(row, col, value)
+        _write_texts(notes, row, values)
         row += 1
     for correction in data.corrections:
         values = [
@@ -243,13 +243,18 @@ def course_xlsx(data: CourseData, *, tz: ZoneInfo) -> bytes:
             correction.changed_by,
             correction.changed_at.astimezone(tz).strftime("%d.%m.%Y %H:%M:%S"),
         ]
-        for col, value in enumerate(values):
-            notes.write_string(row, col, value)
+        _write_texts(notes, row, values)
         row += 1
     notes.freeze_panes(1, 0)
     notes.set_column(0, len(NOTES_HEADER) - 1, 16)
     workbook.close()
     return buffer.getvalue()
+
+
+def _write_texts(sheet: Worksheet, row: int, values: Sequence[str]) -> None:
+    for col, value in enumerate(values):
+        if value:
+            sheet.write_string(row, col, value)
 
 
 def course_csv(data: CourseData, *, tz: ZoneInfo) -> bytes:
