@@ -17,14 +17,21 @@ import pytest
 
 from dal.models import Attendance, AttendanceRecord, FailReason, RecordStatus, Role, User
 from dal.postgres import AsyncPostgresClient, LinkedUser
+from dal.redis_client import RedisClient
 from services.errors import InvalidInput, NotOwner, NotTeacher, RecordNotFound, SessionGone
 from services.exports import CSV_HEADER, MATRIX_LEFT, MATRIX_RIGHT, ROW_ATTENDED, ROW_RECORDS
+from services.finalize import Finalizer
 from services.reports import ReportService, course_token
 from services.warnings import AttendanceWarnings, WarningRule
 from tests.support import (
     IST,
+    Clock,
     RecordingNotifier,
+    open_session,
     pg_client_fixture,  # noqa: F401
+    put_records,
+    record,
+    redis_client_fixture,  # noqa: F401
     student_user,
     teacher_user,
 )
@@ -339,3 +346,48 @@ async def test_an_excused_absence_is_not_held_against_the_student(
     assert users == [
         User(user_school_number="2024001", user_full_name="Çağrı Şahin", role=Role.STUDENT)
     ]
+
+
+async def test_finalization_warns_a_student_who_falls_below_once(
+    pg_client: AsyncPostgresClient, redis_client: RedisClient
+) -> None:
+    """Through the finalizer's hook: the third absence in a row crosses the threshold (after
+    the minimum of three sessions) and warns once; the fourth does not warn again; a student
+    who attends is never warned."""
+    teacher = teacher_user()
+    regular, missing = student_user("S1", "Sevgi Çalışkan"), student_user("S2", "Oğuz Yılmaz")
+    await pg_client.add_users(users=[teacher, regular, missing])
+    await pg_client.link_telegram(user=regular, telegram_id=9001, language="en")
+    await pg_client.link_telegram(user=missing, telegram_id=9002, language="tr")
+    notifier = RecordingNotifier()
+    warned: list[int] = []
+    for week in range(4):
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30 - week)
+        attendance = await open_session(
+            redis_client,
+            teacher=teacher,
+            start=start,
+            end=start + timedelta(minutes=50),
+            enrolled=["S1", "S2"],
+        )
+        await put_records(redis_client, [record(attendance, "S1", minutes=2)])
+        job = Finalizer(
+            pg=pg_client,
+            redis=redis_client,
+            notifier=notifier,
+            tz=IST,
+            late_after=timedelta(minutes=15),
+            owner="replica-a",
+            clock=Clock(start + timedelta(hours=1)),
+            warnings=AttendanceWarnings(
+                pg=pg_client, notifier=notifier, rule=WarningRule(percent=70, min_sessions=3)
+            ),
+        )
+        assert (await job.run_once()).finalized == 1
+        warned.append(len(notifier.keys("warning.below")))
+    assert warned == [0, 0, 1, 1]
+    (warning,) = notifier.keys("warning.below")
+    assert warning.telegram_id == 9002 and warning.language == "tr"
+    assert warning.values["lesson"] == "FIZ101 - Fizik I"
+    assert (warning.values["attended"], warning.values["held"]) == (0, 3)
+    assert await pg_client.get_warning_states(course_key="FIZ101") == {"S1": False, "S2": True}
