@@ -406,10 +406,10 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     ),
     "history.detail": (
         "🗂 <b>{lesson}</b> — {date}\n{present} present, {late} late, {absent} absent,"
-        " {pending} pending review, {rejected} rejected.\n"
+        " {excused} excused, {pending} pending review, {rejected} rejected.\n"
         "Tap a student to switch present ↔ absent; CSV exports the sheet.",
         "🗂 <b>{lesson}</b> — {date}\n{present} katıldı, {late} geç, {absent} "
-        "katılmadı, {pending} onay bekliyor, {rejected} reddedildi.\n"
+        "katılmadı, {excused} mazeretli, {pending} onay bekliyor, {rejected} reddedildi.\n"
         "Katıldı ↔ katılmadı arasında geçiş için öğrenciye dokunun; CSV listeyi dışa aktarır.",
     ),
     "history.corrected": (
@@ -467,6 +467,11 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "<b>{lesson}</b>: {sessions} ders, {students} öğrenci. %{threshold} altında: {below}",
     ),
     "export.nobody": ("nobody", "kimse yok"),
+    "button.add_saved": ("➕ Add a student", "➕ Öğrenci ekle"),
+    "history.added": (
+        "➕ {number} is added to this session as present.",
+        "➕ {number} bu yoklamaya katıldı olarak eklendi.",
+    ),
     "button.excuse": ("🩺 Excuse an absence", "🩺 Mazeretli say"),
     "excuse.choose": (
         "Which absent student is excused?",

@@ -862,6 +862,46 @@ class AsyncPostgresClient:
 
     # --- term statistics, exports, warnings (issue 13) -----------------------------------
 
+    async def add_saved_record(
+        self, *, attendance_id: UUID, student_number: str, changed_by: str, at: datetime
+    ) -> AttendanceRecord:
+        """A teacher adds a student as present to a saved session (a correction, kept in the
+        audit trail). An unknown school number becomes a student named by the number, as
+        finalization does. A soft-deleted record of the student comes back as present.
+        NotFound for a missing or deleted session, Conflict when the student has a record."""
+        async with self._transaction() as conn:
+            live = await conn.fetchval(
+                "SELECT true FROM attendances WHERE attendance_id = $1 AND NOT is_deleted"
+                " FOR SHARE",
+                attendance_id,
+            )
+            if live is None:
+                raise NotFound(f"no attendance {attendance_id}")
+            await conn.execute(
+                f"INSERT INTO users ({_USER_COLUMNS}) VALUES ($1, $1, 'student')"
+                " ON CONFLICT (user_school_number) DO NOTHING",
+                student_number,
+            )
+            row = await conn.fetchrow(
+                f"INSERT INTO attendance_records AS r ({_RECORD_COLUMNS})"
+                " VALUES ($1, $2, true, $3, NULL, false, 'teacher', false, NULL, NULL,"
+                " 'present', NULL)"
+                " ON CONFLICT (attendance_id, student_number) DO UPDATE SET is_attended = true,"
+                " attendance_time = excluded.attendance_time, fail_reason = NULL,"
+                " is_late = false, source = 'teacher', status = 'present', is_deleted = false,"
+                " deletion_reason = NULL, deletion_time = NULL, teacher_note = NULL"
+                f" WHERE r.is_deleted RETURNING {_RECORD_COLUMNS_R}",
+                attendance_id,
+                student_number,
+                at,
+            )
+            if row is None:
+                raise Conflict(f"{student_number!r} already has a record in {attendance_id}")
+            await _audit(
+                conn, attendance_id, student_number, "added", None, "present", None, changed_by
+            )
+        return AttendanceRecord.model_validate(dict(row))
+
     async def get_student_records(self, *, student_number: str) -> list[StudentAttendanceRow]:
         """Every visible record of the student (no page limit), oldest lesson first: the
         per-course statistics of /my_attendance and the warnings count them all."""

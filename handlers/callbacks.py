@@ -60,6 +60,10 @@ class HistoryExcuse(CallbackData, prefix="he"):
     sn: str
 
 
+class HistoryAdd(CallbackData, prefix="hd"):
+    aid: str
+
+
 class MyCourse(CallbackData, prefix="mc"):
     token: str  # services.reports.course_token
 

@@ -22,6 +22,7 @@ from handlers.callbacks import (
     AttendeesPage,
     ExportCourse,
     ExportFormat,
+    HistoryAdd,
     HistoryCsv,
     HistoryExcuse,
     HistoryExcuseList,
@@ -63,6 +64,10 @@ class AddForm(StatesGroup):
 
 class ExcuseForm(StatesGroup):
     reason = State()
+
+
+class SavedAddForm(StatesGroup):
+    number = State()
 
 
 def _message_of(query: CallbackQuery) -> Message | None:
@@ -414,6 +419,7 @@ def _sheet_view(
         present=sheet.counts.present,
         late=sheet.counts.late,
         absent=sheet.counts.absent,
+        excused=sheet.counts.excused,
         pending=sheet.counts.pending,
         rejected=sheet.counts.rejected,
     )
@@ -448,7 +454,10 @@ def _sheet_view(
     builder.row(
         InlineKeyboardButton(
             text=t("button.excuse", lang), callback_data=HistoryExcuseList(aid=aid).pack()
-        )
+        ),
+        InlineKeyboardButton(
+            text=t("button.add_saved", lang), callback_data=HistoryAdd(aid=aid).pack()
+        ),
     )
     builder.row(
         InlineKeyboardButton(text=t("button.csv", lang), callback_data=HistoryCsv(aid=aid).pack()),
@@ -680,6 +689,65 @@ async def excuse_reason(
     await message.answer(
         t("excuse.ok", lang, number=record.student_number, reason=record.teacher_note or "")
     )
+
+
+@router.callback_query(HistoryAdd.filter())
+async def saved_add_ask(
+    query: CallbackQuery,
+    callback_data: HistoryAdd,
+    user: UserSessionRedis | None,
+    lang: str,
+    reports: ReportService,
+    state: FSMContext,
+) -> None:
+    """Add a student to a saved session: ask for the number (ownership checked now and when
+    the number arrives)."""
+    teacher = require_user(user)
+    attendance_id = parse_aid(callback_data.aid)
+    if attendance_id is None:
+        raise SessionGone
+    await reports.sheet(teacher=teacher, attendance_id=attendance_id)
+    await query.answer()
+    await state.set_state(SavedAddForm.number)
+    await state.set_data({"aid": callback_data.aid})
+    message = _message_of(query)
+    if message is not None:
+        await message.answer(t("add.ask_number", lang))
+
+
+@router.message(StateFilter(SavedAddForm.number), has_text, ~Command(*COMMANDS))
+async def saved_add_number(
+    message: Message,
+    user: UserSessionRedis | None,
+    lang: str,
+    reports: ReportService,
+    attendance: AttendanceService,
+    state: FSMContext,
+) -> None:
+    teacher = require_user(user)
+    data = await state.get_data()
+    attendance_id = parse_aid(str(data.get("aid", "")))
+    if attendance_id is None:
+        await state.clear()
+        raise SessionGone
+    try:
+        record = await reports.add_to_saved(
+            teacher=teacher,
+            attendance_id=attendance_id,
+            student_number=message.text or "",
+            at=attendance.now(),
+        )
+    except InvalidInput:
+        raise  # a malformed number keeps the step open
+    except AlreadyOnList as exc:
+        await state.clear()
+        await message.answer(t("add.already", lang, number=exc.student_number))
+        return
+    except Exception:
+        await state.clear()
+        raise
+    await state.clear()
+    await message.answer(t("history.added", lang, number=record.student_number))
 
 
 # --- /export: a course's term documents (issue 13) ---------------------------------------

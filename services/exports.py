@@ -209,7 +209,32 @@ def course_xlsx(data: CourseData, *, tz: ZoneInfo) -> bytes:
         notes.write_string(0, col, title, header)
     labels = {s.attendance_id: _session_label(s, tz) for s in sessions}
     row = 1
+    added_later = {
+        (c.attendance_id, c.student_number) for c in data.corrections if c.action == "added"
+    }
     for record in data.records:
+        if record.source == "teacher" and (
+            (record.attendance_id, record.student_number) not in added_later
+        ):
+            # Added by the teacher during the lesson (no correction: the session was live).
+            when = record.attendance_time
+            _write_texts(
+                notes,
+                row,
+                [
+                    "added_in_class",
+                    labels.get(record.attendance_id, ""),
+                    record.student_number,
+                    record.full_name,
+                    record.status.value,
+                    "",
+                    "",
+                    "",
+                    "",
+                    when.astimezone(tz).strftime("%d.%m.%Y %H:%M:%S") if when else "",
+                ],
+            )
+            row += 1
         plain_absence = record.status is RecordStatus.ABSENT and record.fail_reason in (
             None,
             FailReason.ABSENT,

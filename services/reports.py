@@ -8,7 +8,7 @@ from datetime import datetime
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from dal.errors import NotFound
+from dal.errors import Conflict, NotFound
 from dal.models import (
     Attendance,
     AttendanceRecord,
@@ -18,8 +18,16 @@ from dal.models import (
     UserSessionRedis,
 )
 from dal.postgres import AsyncPostgresClient, CourseSummary, StudentAttendanceRow
+from services.attendance import SCHOOL_NUMBER
 from services.csv_export import csv_document
-from services.errors import InvalidInput, NotOwner, NotTeacher, RecordNotFound, SessionGone
+from services.errors import (
+    AlreadyOnList,
+    InvalidInput,
+    NotOwner,
+    NotTeacher,
+    RecordNotFound,
+    SessionGone,
+)
 from services.exports import CourseData, StudentLine, course_csv, course_xlsx, document_name
 from services.status import AttendanceRate, StatusCounts
 from services.warnings import WarningRule
@@ -168,6 +176,26 @@ class ReportService:
             )
         except NotFound:
             raise RecordNotFound(student_number) from None
+
+    async def add_to_saved(
+        self, *, teacher: UserSessionRedis, attendance_id: UUID, student_number: str, at: datetime
+    ) -> AttendanceRecord:
+        """Add a student as present to a saved session (kept in the audit trail)."""
+        number = student_number.strip()
+        if not SCHOOL_NUMBER.fullmatch(number):
+            raise InvalidInput("add.bad_number")
+        await self._owned(teacher, attendance_id)
+        try:
+            return await self._pg.add_saved_record(
+                attendance_id=attendance_id,
+                student_number=number,
+                changed_by=teacher.school_number,
+                at=at,
+            )
+        except Conflict:
+            raise AlreadyOnList(number) from None
+        except NotFound:
+            raise SessionGone from None
 
     # --- term figures (issue 13) ---------------------------------------------------------
 

@@ -61,7 +61,7 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         # The teacher excuses the absent student from /history, with a reason.
         teacher.mark_read()
         await teacher.send("/history")
-        listing = await _wait_text(teacher, "🗂")
+        listing = await _wait_text(teacher, "Your recent sessions")
         await teacher.click(listing, teacher.inline_buttons(listing)[0]["callback_data"])
         await teacher.wait_until(lambda: "2024002" in str(teacher.messages[-1]), what="sheet")
         await teacher.click_button(t("button.excuse", "en"), teacher.messages[-1])
@@ -120,3 +120,20 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         assert "YBSB1008" in _text(mine) and "1/1 · %100" in _text(mine)
         await present.click(mine, present.inline_buttons(mine)[0]["callback_data"])
         await present.wait_until(lambda: "✅" in _text(present.messages[-1]), what="dated list")
+
+        # A student added to the saved session afterwards: a correction like the others.
+        teacher.mark_read()
+        await teacher.send("/history")
+        listing = await _wait_text(teacher, "Your recent sessions")
+        await teacher.click(listing, teacher.inline_buttons(listing)[0]["callback_data"])
+        await teacher.wait_until(lambda: "2024002" in str(teacher.messages[-1]), what="sheet")
+        await teacher.click_button(t("button.add_saved", "en"), teacher.messages[-1])
+        await _wait_text(teacher, t("add.ask_number", "en"))
+        await teacher.send("2024003")
+        await _wait_text(teacher, "2024003 is added")
+        (saved,) = await bot.app.pg.get_attendances(teacher_school_number=_teacher_id(bot))
+        trail = await bot.app.pg.get_corrections(attendance_id=saved.attendance_id)
+        assert [(c.action, c.student_number) for c in trail] == [
+            ("excused", "2024002"),
+            ("added", "2024003"),
+        ]

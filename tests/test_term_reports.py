@@ -15,10 +15,25 @@ from datetime import UTC, datetime, timedelta
 import openpyxl
 import pytest
 
-from dal.models import Attendance, AttendanceRecord, FailReason, RecordStatus, Role, User
+from dal.models import (
+    Attendance,
+    AttendanceRecord,
+    FailReason,
+    RecordSource,
+    RecordStatus,
+    Role,
+    User,
+)
 from dal.postgres import AsyncPostgresClient, LinkedUser
 from dal.redis_client import RedisClient
-from services.errors import InvalidInput, NotOwner, NotTeacher, RecordNotFound, SessionGone
+from services.errors import (
+    AlreadyOnList,
+    InvalidInput,
+    NotOwner,
+    NotTeacher,
+    RecordNotFound,
+    SessionGone,
+)
 from services.exports import CSV_HEADER, MATRIX_LEFT, MATRIX_RIGHT, ROW_ATTENDED, ROW_RECORDS
 from services.finalize import Finalizer
 from services.reports import ReportService, course_token
@@ -102,6 +117,13 @@ async def _course(pg: AsyncPostgresClient) -> tuple[list[uuid.UUID], ReportServi
         if letter != "-"
     ]
     records += [_record(ids[5], number, "P", START + timedelta(weeks=5)) for number in PLAN]
+    # 2024004 was added by the teacher during the first lesson (not a correction).
+    records = [
+        r.model_copy(update={"source": RecordSource.TEACHER})
+        if (r.student_number, r.attendance_id) == ("2024004", ids[0])
+        else r
+        for r in records
+    ]
     await pg.add_attendance_records(records=records)
     reports = ReportService(pg=pg, tz=IST, rule=WarningRule(percent=70, min_sessions=3))
     teacher_session = _session("T0001", Role.TEACHER)
@@ -157,6 +179,7 @@ async def test_the_xlsx_matrix_totals_and_percentages_match_the_hand_count(
     assert kinds.count("reason") == 3  # pending, rejected, excused
     assert {"excused", "status", "record_deleted", "session_deleted"} <= set(kinds)
     assert kinds.count("status") == 2
+    assert [row[2] for row in notes if row[0] == "added_in_class"] == ["2024004"]
     excused = next(row for row in notes if row[0] == "excused")
     assert excused[2:7] == ["2024001", "Çağrı Şahin", "excused", "absent", "Sağlık raporu"]
     assert excused[8] == "T0001"
@@ -391,3 +414,48 @@ async def test_finalization_warns_a_student_who_falls_below_once(
     assert warning.values["lesson"] == "FIZ101 - Fizik I"
     assert (warning.values["attended"], warning.values["held"]) == (0, 3)
     assert await pg_client.get_warning_states(course_key="FIZ101") == {"S1": False, "S2": True}
+
+
+async def test_a_student_added_to_a_saved_session_is_a_correction(
+    pg_client: AsyncPostgresClient,
+) -> None:
+    ids, reports = await _course(pg_client)
+    owner, other = _session("T0001", Role.TEACHER), _session("T0002", Role.TEACHER)
+    with pytest.raises(NotOwner):
+        await reports.add_to_saved(
+            teacher=other, attendance_id=ids[1], student_number="2024777", at=START
+        )
+    with pytest.raises(InvalidInput):
+        await reports.add_to_saved(
+            teacher=owner, attendance_id=ids[1], student_number="20 24", at=START
+        )
+    with pytest.raises(AlreadyOnList):
+        await reports.add_to_saved(
+            teacher=owner, attendance_id=ids[1], student_number="2024001", at=START
+        )
+    assert len(await pg_client.get_attendance_records(attendance_id=ids[1])) == 3
+    at = START + timedelta(weeks=1, minutes=30)
+    added = await reports.add_to_saved(
+        teacher=owner, attendance_id=ids[1], student_number="2024777", at=at
+    )
+    assert (added.status, added.source, added.attendance_time) == (
+        RecordStatus.PRESENT,
+        RecordSource.TEACHER,
+        at,
+    )
+    # The soft-deleted record of 2024003 in session 5 comes back as present.
+    await reports.add_to_saved(teacher=owner, attendance_id=ids[4], student_number="2024003", at=at)
+    (ipek,) = await reports.my_courses(student=_session("2024003", Role.STUDENT))
+    assert (ipek.rate.attended, ipek.rate.held) == (5, 5)
+    trail = await pg_client.get_corrections(attendance_id=ids[1])
+    assert [(c.action, c.student_number, c.new_status, c.changed_by) for c in trail] == [
+        ("added", "2024777", "present", "T0001")
+    ]
+    ((_, xlsx),) = await reports.export_course(
+        teacher=owner, course_key=COURSE, formats=("xlsx",), now=START
+    )
+    notes = list(openpyxl.load_workbook(io.BytesIO(xlsx)).worksheets[1].iter_rows(values_only=True))
+    assert {(row[0], row[2]) for row in notes if row[0] == "added"} == {
+        ("added", "2024777"),
+        ("added", "2024003"),
+    }
