@@ -432,22 +432,23 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "🗂 Ders bazında devam durumunuz (katıldığınız / yapılan):",
     ),
     "my.course_line": (
-        "{mark} {lesson}: {attended}/{held} · %{percent}{below}",
+        "{mark} {lesson}: {attended}/{held} · {percent}%{below}",
         "{mark} {lesson}: {attended}/{held} · %{percent}{below}",
     ),
-    "my.below": (" ⚠️ below %{threshold}", " ⚠️ %{threshold} altında"),
+    "my.below": (" ⚠️ below {threshold}%", " ⚠️ %{threshold} altında"),
+    "my.percent": ("{percent}%", "%{percent}"),
     "my.excused_part": (" ({excused} excused)", " ({excused} mazeretli)"),
     "my.course_hint": (
         "Tap a course for its dated list, missed sessions first.",
         "Tarihli liste için bir derse dokunun; katılmadıklarınız önce gelir.",
     ),
     "my.course_detail": (
-        "🗂 <b>{lesson}</b>: {attended}/{held} · %{percent}",
+        "🗂 <b>{lesson}</b>: {attended}/{held} · {percent}%",
         "🗂 <b>{lesson}</b>: {attended}/{held} · %{percent}",
     ),
     "note.excused": (" (excused)", " (mazeretli)"),
     "warning.below": (
-        "⚠️ {lesson}: your attendance is {attended}/{held} (%{percent}), below %{threshold}.",
+        "⚠️ {lesson}: your attendance is {attended}/{held} ({percent}%), below {threshold}%.",
         "⚠️ {lesson}: devamınız {attended}/{held} (%{percent}), %{threshold} sınırının altında.",
     ),
     # --- export and excused absences (issue 13) --------------------------------------------
@@ -463,7 +464,7 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     ),
     "export.both": ("XLSX + CSV", "XLSX + CSV"),
     "export.preview": (
-        "<b>{lesson}</b>: {sessions} sessions, {students} students. Below %{threshold}: {below}",
+        "<b>{lesson}</b>: {sessions} sessions, {students} students. Below {threshold}%: {below}",
         "<b>{lesson}</b>: {sessions} ders, {students} öğrenci. %{threshold} altında: {below}",
     ),
     "export.nobody": ("nobody", "kimse yok"),

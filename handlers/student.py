@@ -123,7 +123,9 @@ def _course_list(
             )
         )
         builder.button(
-            text=f"{course.lesson_name[:32]} · %{percent_text(rate.percent)}",
+            text=course.lesson_name[:32]
+            + " · "
+            + t("my.percent", lang, percent=percent_text(rate.percent)),
             callback_data=MyCourse(token=course.token),
         )
     builder.adjust(1)

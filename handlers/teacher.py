@@ -826,7 +826,8 @@ async def export_format(
         return
     below = reports.below_threshold(data)
     names = ", ".join(
-        f"{line.full_name} ({line.student_number}, %{percent_text(line.rate.percent)})"
+        f"{line.full_name} ({line.student_number},"
+        f" {t('my.percent', lang, percent=percent_text(line.rate.percent))})"
         for line in below[:40]
     )
     await message.answer(

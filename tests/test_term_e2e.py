@@ -84,7 +84,7 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         await teacher.wait_until(
             lambda: sum("document" in m for m in teacher.messages) >= 2, what="two documents"
         )
-        preview = await _wait_text(teacher, "Below %70")
+        preview = await _wait_text(teacher, "Below 70%")
         assert "1 sessions, 2 students" in _text(preview) and "nobody" in _text(preview)
         documents = [bot.telegram.document_of(m) for m in teacher.messages if "document" in m]
         names = [d.filename for d in documents]
@@ -115,9 +115,17 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         assert answer.get("text") == t("auth.teachers_only", "en")
         await asyncio.sleep(0.3)
         assert len(bot.telegram.files) == files_before
+        (saved,) = await bot.app.pg.get_attendances(teacher_school_number=_teacher_id(bot))
+        aid = saved.attendance_id.hex
+        records = await bot.app.pg.get_attendance_records(attendance_id=saved.attendance_id)
+        for forged in (f"ht:{aid}:2024001:0", f"he:{aid}:2024001", f"hd:{aid}"):
+            query = await present.click(mine, forged)
+            answer = await present.callback_answer(query)
+            assert answer.get("text") == t("auth.teachers_only", "en")
+        assert await bot.app.pg.get_attendance_records(attendance_id=saved.attendance_id) == records
 
         # /my_attendance: one line per course with the percentage, and the dated list.
-        assert "YBSB1008" in _text(mine) and "1/1 · %100" in _text(mine)
+        assert "YBSB1008" in _text(mine) and "1/1 · 100%" in _text(mine)
         await present.click(mine, present.inline_buttons(mine)[0]["callback_data"])
         await present.wait_until(lambda: "✅" in _text(present.messages[-1]), what="dated list")
 
@@ -131,7 +139,6 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         await _wait_text(teacher, t("add.ask_number", "en"))
         await teacher.send("2024003")
         await _wait_text(teacher, "2024003 is added")
-        (saved,) = await bot.app.pg.get_attendances(teacher_school_number=_teacher_id(bot))
         trail = await bot.app.pg.get_corrections(attendance_id=saved.attendance_id)
         assert [(c.action, c.student_number) for c in trail] == [
             ("excused", "2024002"),
