@@ -3,7 +3,8 @@
 Sections: check-in throughput on one core against the aiogram floor and check-in latency
 (bench/checkin.py), reply delivery under the 30 messages/s limit (bench/delivery.py), durable
 notice delivery by the real process with a backlog, SIGTERM and a restart (bench/outbox.py),
-finalization from Redis to PostgreSQL (bench/finalize.py), and the RSS of one bot process
+finalization from Redis to PostgreSQL (bench/finalize.py), the /export of a 400 x 14 course
+(bench/export.py), and the RSS of one bot process
 (bench/memory.py). Servers: DATABASE_URL (a throwaway database is created on its server and
 dropped) and REDIS_URL (database 8, flushed). The table goes to stdout; the figures, with
 each run's details, to bench/results/latest.json.
@@ -28,7 +29,7 @@ from bench import checkin, delivery, memory, outbox
 from bench.common import Row, database_url, flush_redis, print_table, redis_url, throwaway_database
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-SECTIONS = ("checkin", "delivery", "outbox", "finalize", "memory")
+SECTIONS = ("checkin", "delivery", "outbox", "finalize", "export", "memory")
 FINALIZE_SESSIONS = 100
 FINALIZE_RECORDS = 300
 FINALIZE_RUNS = 5
@@ -108,6 +109,25 @@ async def _finalize(dsn: str) -> list[Row]:
     ]
 
 
+async def _export(dsn: str) -> list[Row]:
+    """/export of a 400-student x 14-session course, XLSX and CSV together (bench/export.py)."""
+    from bench import export
+
+    detail = await export.measure(dsn)
+    seconds = float(detail["seconds"])
+    return [
+        Row(
+            "term export (/export)",
+            "400 students x 14 sessions, XLSX + CSV",
+            seconds,
+            "s",
+            "<= 3",
+            seconds <= 3.0,
+            dict(detail),
+        )
+    ]
+
+
 async def _run(sections: set[str], quick: bool) -> list[Row]:
     rows: list[Row] = []
     async with throwaway_database(database_url()) as dsn:
@@ -120,6 +140,8 @@ async def _run(sections: set[str], quick: bool) -> list[Row]:
             rows += outbox.rows(await outbox.measure(dsn))
         if "finalize" in sections:
             rows += await _finalize(dsn)
+        if "export" in sections:
+            rows += await _export(dsn)
         if "memory" in sections:
             rows += await asyncio.to_thread(memory.run, dsn)
         await flush_redis(redis_url())

@@ -49,6 +49,7 @@ from services.accounts import AccountService
 from services.aksis import AksisClient, build_aksis_client
 from services.attendance import AttendanceService
 from services.reports import ReportService
+from services.warnings import warning_rule
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,7 @@ async def build_app(
             default_duration=timedelta(minutes=settings.default_session_minutes),
             user_loader=lambda telegram_id: accounts.current_user(telegram_id=telegram_id),
         )
-        reports = ReportService(pg=pg, tz=tz)
+        reports = ReportService(pg=pg, tz=tz, rule=warning_rule(settings))
         board = StatusBoard(bot=bot, attendance=attendance)
         storage = build_storage(settings)
         dispatcher = Dispatcher(

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     default_session_minutes: int = Field(default=50, ge=1)
     student_session_ttl_days: int = Field(default=120, ge=1)
     teacher_session_ttl_days: int = Field(default=30, ge=1)
+    # /my_attendance marks a course, and the student is warned once, when attendance falls
+    # below this percentage after at least this many sessions of the course (issue 13).
+    attendance_warning_percent: float = Field(default=70, ge=0, le=100)
+    attendance_warning_min_sessions: int = Field(default=3, ge=1)
 
     # Outgoing pacing under Telegram's limits (TELEGRAM.md): ~30 messages/s overall, ~1/s
     # sustained into one chat.

@@ -51,7 +51,8 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "(or /start_session LESSON NAME)\n"
         "/attendees — who is in; accept, reject or add students\n"
         "/end_session — close attendance now\n"
-        "/history — past sessions, corrections and CSV export\n"
+        "/history — past sessions, corrections, excused absences and CSV export\n"
+        "/export — a course's term sheet (XLSX and CSV)\n"
         "/reminders — turn lesson reminders on or off\n"
         "/me — your linked account\n/logout — unlink this Telegram account",
         "<b>Öğretim elemanları için ATTN</b>\n"
@@ -60,6 +61,7 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "/attendees — katılanlar; öğrenci onaylayın, reddedin veya ekleyin\n"
         "/end_session — yoklamayı şimdi kapatın\n"
         "/history — geçmiş yoklamalar, düzeltmeler ve CSV dışa aktarma\n"
+        "/export — dersin dönem çizelgesi (XLSX ve CSV)\n"
         "/reminders — ders hatırlatmalarını açın/kapatın\n"
         "/me — bağlı hesabınız\n/logout — bu Telegram hesabının bağlantısını kaldırın",
     ),
@@ -404,10 +406,10 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     ),
     "history.detail": (
         "🗂 <b>{lesson}</b> — {date}\n{present} present, {late} late, {absent} absent,"
-        " {pending} pending review, {rejected} rejected.\n"
+        " {excused} excused, {pending} pending review, {rejected} rejected.\n"
         "Tap a student to switch present ↔ absent; CSV exports the sheet.",
         "🗂 <b>{lesson}</b> — {date}\n{present} katıldı, {late} geç, {absent} "
-        "katılmadı, {pending} onay bekliyor, {rejected} reddedildi.\n"
+        "katılmadı, {excused} mazeretli, {pending} onay bekliyor, {rejected} reddedildi.\n"
         "Katıldı ↔ katılmadı arasında geçiş için öğrenciye dokunun; CSV listeyi dışa aktarır.",
     ),
     "history.corrected": (
@@ -425,6 +427,67 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "🗂 Devam durumunuz ({attended}/{total} katılım):",
     ),
     "my.line": ("{icon} {date} · {lesson}{note}", "{icon} {date} · {lesson}{note}"),
+    "my.courses": (
+        "🗂 Your attendance by course (attended / held):",
+        "🗂 Ders bazında devam durumunuz (katıldığınız / yapılan):",
+    ),
+    "my.course_line": (
+        "{mark} {lesson}: {attended}/{held} · {percent}%{below}",
+        "{mark} {lesson}: {attended}/{held} · %{percent}{below}",
+    ),
+    "my.below": (" ⚠️ below {threshold}%", " ⚠️ %{threshold} altında"),
+    "my.percent": ("{percent}%", "%{percent}"),
+    "my.excused_part": (" ({excused} excused)", " ({excused} mazeretli)"),
+    "my.course_hint": (
+        "Tap a course for its dated list, missed sessions first.",
+        "Tarihli liste için bir derse dokunun; katılmadıklarınız önce gelir.",
+    ),
+    "my.course_detail": (
+        "🗂 <b>{lesson}</b>: {attended}/{held} · {percent}%",
+        "🗂 <b>{lesson}</b>: {attended}/{held} · %{percent}",
+    ),
+    "note.excused": (" (excused)", " (mazeretli)"),
+    "warning.below": (
+        "⚠️ {lesson}: your attendance is {attended}/{held} ({percent}%), below {threshold}%.",
+        "⚠️ {lesson}: devamınız {attended}/{held} (%{percent}), %{threshold} sınırının altında.",
+    ),
+    # --- export and excused absences (issue 13) --------------------------------------------
+    "export.none": (
+        "No saved sessions to export yet.",
+        "Dışa aktarılacak kayıtlı yoklama henüz yok.",
+    ),
+    "export.choose_course": ("Which course?", "Hangi ders?"),
+    "export.course_button": ("{lesson} · {sessions} sessions", "{lesson} · {sessions} ders"),
+    "export.choose_format": (
+        "<b>{lesson}</b>: which format? (CSV: UTF-8, fields separated by ;)",
+        "<b>{lesson}</b>: hangi biçim? (CSV: UTF-8, alanlar ; ile ayrılır)",
+    ),
+    "export.both": ("XLSX + CSV", "XLSX + CSV"),
+    "export.preview": (
+        "<b>{lesson}</b>: {sessions} sessions, {students} students. Below {threshold}%: {below}",
+        "<b>{lesson}</b>: {sessions} ders, {students} öğrenci. %{threshold} altında: {below}",
+    ),
+    "export.nobody": ("nobody", "kimse yok"),
+    "button.add_saved": ("➕ Add a student", "➕ Öğrenci ekle"),
+    "history.added": (
+        "➕ {number} is added to this session as present.",
+        "➕ {number} bu yoklamaya katıldı olarak eklendi.",
+    ),
+    "button.excuse": ("🩺 Excuse an absence", "🩺 Mazeretli say"),
+    "excuse.choose": (
+        "Which absent student is excused?",
+        "Hangi katılmayan öğrenci mazeretli sayılsın?",
+    ),
+    "excuse.none": ("No absent student in this session.", "Bu yoklamada katılmayan öğrenci yok."),
+    "excuse.ask_reason": (
+        "Why is {number} excused (e.g. medical report)? Send the reason.",
+        "{number} neden mazeretli (ör. sağlık raporu)? Gerekçeyi gönderin.",
+    ),
+    "excuse.ok": ("🩺 {number} is excused: {reason}", "🩺 {number} mazeretli sayıldı: {reason}"),
+    "excuse.reason_invalid": (
+        "Send a reason of 1 to 300 characters.",
+        "1 ile 300 karakter arasında bir gerekçe gönderin.",
+    ),
     # --- privacy (KVKK / GDPR notice) -------------------------------------------------------
     "privacy.text": (
         "<b>What ATTN keeps about you</b>\n"
@@ -478,6 +541,7 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "cmd.end_session": ("Close attendance (teachers)", "Yoklamayı kapatın (öğretim elemanları)"),
     "cmd.attendees": ("Who is in (teachers)", "Katılanlar (öğretim elemanları)"),
     "cmd.history": ("Past sessions (teachers)", "Geçmiş yoklamalar (öğretim elemanları)"),
+    "cmd.export": ("Term sheet of a course (teachers)", "Dönem çizelgesi (öğretim elemanları)"),
     "cmd.my_attendance": ("Your attendance (students)", "Devam durumunuz (öğrenciler)"),
     "cmd.reminders": ("Reminders on/off", "Hatırlatmalar açık/kapalı"),
     "cmd.privacy": ("What is kept about you", "Hakkınızda saklananlar"),
@@ -491,6 +555,7 @@ COMMANDS: Final = (
     "end_session",
     "attendees",
     "history",
+    "export",
     "my_attendance",
     "reminders",
     "me",

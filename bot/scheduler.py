@@ -41,6 +41,7 @@ from services.finalize import Finalizer, FinalizeReport, OutageLog
 from services.notify import Notifier
 from services.purge import Purger, PurgeReport
 from services.reminders import ReminderReport, ReminderService
+from services.warnings import AttendanceWarnings, warning_rule
 
 __all__ = ["JOB_IDS", "LockTimes", "ScheduledJobs", "build_scheduler", "replica_id"]
 
@@ -207,6 +208,7 @@ def build_scheduler(
             claim_ttl_seconds=settings.finalize_claim_seconds,
             settle_seconds=SETTLE_SECONDS,
             clock=now,
+            warnings=AttendanceWarnings(pg=pg, notifier=notifier, rule=warning_rule(settings)),
         ),
         purger=Purger(
             pg=pg,

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal, TypeAlias
 from uuid import UUID
@@ -35,8 +36,12 @@ from dal.models import (
 )
 
 __all__ = [
+    "COURSE_KEY_SQL",
     "DEFAULT_RECORD_METHOD",
     "AsyncPostgresClient",
+    "Correction",
+    "CourseRecordRow",
+    "CourseSummary",
     "LinkedUser",
     "RecordMethod",
     "StudentAttendanceRow",
@@ -108,7 +113,49 @@ class StudentAttendanceRow(BaseModel):
     status: RecordStatus
 
 
+@dataclass(frozen=True, slots=True)
+class CourseSummary:
+    """A course a teacher has saved sessions of (`course_key`: see COURSE_KEY_SQL)."""
+
+    course_key: str
+    lesson_name: str
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class CourseRecordRow:
+    """One record of a course export (plain: thousands are read at once)."""
+
+    attendance_id: UUID
+    student_number: str
+    full_name: str
+    status: RecordStatus
+    attendance_time: datetime | None
+    fail_reason: str | None
+    teacher_note: str | None
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """One entry of the audit trail (`record_corrections`)."""
+
+    attendance_id: UUID
+    session_start: datetime
+    student_number: str | None
+    full_name: str | None
+    action: str  # status | excused | added | record_deleted | session_deleted
+    old_status: str | None
+    new_status: str | None
+    reason: str | None
+    changed_by: str
+    changed_at: datetime
+
+
 # --- SQL ----------------------------------------------------------------------------------
+
+# A session's course: its lesson code, or its lesson name when it has none (an ad-hoc session).
+COURSE_KEY_SQL: Final = "coalesce(a.lesson_code, a.lesson_name)"
 
 _USER_COLUMNS = "user_school_number, user_full_name, role"
 # What forgetting an account resets: the Telegram link and the preferences that came with it.
@@ -622,16 +669,25 @@ class AsyncPostgresClient:
             raise NotFound(f"no attendance {attendance_id}")
         return Attendance.model_validate(dict(row))
 
-    async def delete_attendance(self, *, attendance_id: UUID, reason: str) -> None:
-        """Soft-delete the attendance (its records disappear from reads with it)."""
-        status = await self._pool.execute(
-            "UPDATE attendances SET is_deleted = true, deletion_reason = $2,"
-            " deletion_time = now() WHERE attendance_id = $1 AND NOT is_deleted",
-            attendance_id,
-            reason,
-        )
-        if _row_count(status) == 0:
-            raise NotFound(f"no attendance {attendance_id}")
+    async def delete_attendance(
+        self, *, attendance_id: UUID, reason: str, changed_by: str | None = None
+    ) -> None:
+        """Soft-delete the attendance (its records disappear from reads with it). With
+        `changed_by`, the audit trail (`record_corrections`) says who, in the same
+        transaction."""
+        async with self._transaction() as conn:
+            status = await conn.execute(
+                "UPDATE attendances SET is_deleted = true, deletion_reason = $2,"
+                " deletion_time = now() WHERE attendance_id = $1 AND NOT is_deleted",
+                attendance_id,
+                reason,
+            )
+            if _row_count(status) == 0:
+                raise NotFound(f"no attendance {attendance_id}")
+            if changed_by is not None:
+                await _audit(
+                    conn, attendance_id, None, "session_deleted", None, None, reason, changed_by
+                )
 
     # --- records -------------------------------------------------------------------------
 
@@ -674,17 +730,35 @@ class AsyncPostgresClient:
         return [AttendanceRecord.model_validate(dict(row)) for row in rows]
 
     async def delete_attendance_record(
-        self, *, attendance_id: UUID, student_number: str, reason: str
+        self,
+        *,
+        attendance_id: UUID,
+        student_number: str,
+        reason: str,
+        changed_by: str | None = None,
     ) -> None:
-        status = await self._pool.execute(
-            "UPDATE attendance_records AS r SET is_deleted = true, deletion_reason = $3,"
-            f" deletion_time = now() FROM attendances AS a WHERE {_VISIBLE_RECORD}",
-            attendance_id,
-            student_number,
-            reason,
-        )
-        if _row_count(status) == 0:
-            raise NotFound(f"no record of {student_number!r} in attendance {attendance_id}")
+        async with self._transaction() as conn:
+            old: str | None = await conn.fetchval(
+                "UPDATE attendance_records AS r SET is_deleted = true, deletion_reason = $3,"
+                f" deletion_time = now() FROM attendances AS a WHERE {_VISIBLE_RECORD}"
+                " RETURNING r.status",
+                attendance_id,
+                student_number,
+                reason,
+            )
+            if old is None:
+                raise NotFound(f"no record of {student_number!r} in attendance {attendance_id}")
+            if changed_by is not None:
+                await _audit(
+                    conn,
+                    attendance_id,
+                    student_number,
+                    "record_deleted",
+                    old,
+                    None,
+                    reason,
+                    changed_by,
+                )
 
     async def set_record_attended(
         self,
@@ -693,28 +767,59 @@ class AsyncPostgresClient:
         student_number: str,
         is_attended: bool,
         fail_reason: str | None,
+        changed_by: str | None = None,
+        reason: str | None = None,
+        note: str | None = None,
+        expect_status: RecordStatus | None = None,
     ) -> AttendanceRecord:
         """Accept (`is_attended=True`, no reason) or fail a stored record; returns it.
 
         The status follows (`dal.models.record_status`): an accepted record that was stored
-        late is late again.
+        late is late again. With `changed_by`, the change goes into the audit trail
+        (`record_corrections`: old and new status, `reason`) in the same transaction; `note`
+        replaces the teacher's note when given. With `expect_status`, a record in another
+        status is left alone (`NotFound`): the row is locked, so two teachers' concurrent
+        corrections do not both apply to the same old state.
         """
         if is_attended and fail_reason is not None:
             raise ValueError("an attended record has no fail_reason")
         status = record_status(is_attended=is_attended, is_late=False, fail_reason=fail_reason)
-        row = await self._pool.fetchrow(
-            "UPDATE attendance_records AS r SET is_attended = $3, fail_reason = $4,"
-            " status = CASE WHEN $3 AND r.is_late THEN 'late' ELSE $5 END"
-            f" FROM attendances AS a WHERE {_VISIBLE_RECORD} RETURNING {_RECORD_COLUMNS_R}",
-            attendance_id,
-            student_number,
-            is_attended,
-            fail_reason,
-            status.value,
-        )
-        if row is None:
-            raise NotFound(f"no record of {student_number!r} in attendance {attendance_id}")
-        return AttendanceRecord.model_validate(dict(row))
+        async with self._transaction() as conn:
+            old: str | None = await conn.fetchval(
+                "SELECT r.status FROM attendance_records AS r, attendances AS a"
+                f" WHERE {_VISIBLE_RECORD} FOR UPDATE OF r",
+                attendance_id,
+                student_number,
+            )
+            if old is None or (expect_status is not None and old != expect_status.value):
+                raise NotFound(f"no record of {student_number!r} in attendance {attendance_id}")
+            row = await conn.fetchrow(
+                "UPDATE attendance_records AS r SET is_attended = $3, fail_reason = $4,"
+                " status = CASE WHEN $3 AND r.is_late THEN 'late' ELSE $5 END,"
+                " teacher_note = coalesce($6, r.teacher_note)"
+                f" FROM attendances AS a WHERE {_VISIBLE_RECORD} RETURNING {_RECORD_COLUMNS_R}",
+                attendance_id,
+                student_number,
+                is_attended,
+                fail_reason,
+                status.value,
+                note,
+            )
+            assert row is not None  # locked above
+            record = AttendanceRecord.model_validate(dict(row))
+            if changed_by is not None:
+                action = "excused" if record.status is RecordStatus.EXCUSED else "status"
+                await _audit(
+                    conn,
+                    attendance_id,
+                    student_number,
+                    action,
+                    old,
+                    record.status.value,
+                    reason,
+                    changed_by,
+                )
+        return record
 
     async def get_student_history(
         self, *, student_number: str, limit: int = 20
@@ -754,6 +859,202 @@ class AsyncPostgresClient:
         if row is None:
             raise NotFound(f"no attendance {attendance_id}")
         return {key: int(value) for key, value in row.items()}
+
+    # --- term statistics, exports, warnings (issue 13) -----------------------------------
+
+    async def add_saved_record(
+        self, *, attendance_id: UUID, student_number: str, changed_by: str, at: datetime
+    ) -> AttendanceRecord:
+        """A teacher adds a student as present to a saved session (a correction, kept in the
+        audit trail). An unknown school number becomes a student named by the number, as
+        finalization does. A soft-deleted record of the student comes back as present.
+        NotFound for a missing or deleted session, Conflict when the student has a record."""
+        async with self._transaction() as conn:
+            live = await conn.fetchval(
+                "SELECT true FROM attendances WHERE attendance_id = $1 AND NOT is_deleted"
+                " FOR SHARE",
+                attendance_id,
+            )
+            if live is None:
+                raise NotFound(f"no attendance {attendance_id}")
+            await conn.execute(
+                f"INSERT INTO users ({_USER_COLUMNS}) VALUES ($1, $1, 'student')"
+                " ON CONFLICT (user_school_number) DO NOTHING",
+                student_number,
+            )
+            row = await conn.fetchrow(
+                f"INSERT INTO attendance_records AS r ({_RECORD_COLUMNS})"
+                " VALUES ($1, $2, true, $3, NULL, false, 'teacher', false, NULL, NULL,"
+                " 'present', NULL)"
+                " ON CONFLICT (attendance_id, student_number) DO UPDATE SET is_attended = true,"
+                " attendance_time = excluded.attendance_time, fail_reason = NULL,"
+                " is_late = false, source = 'teacher', status = 'present', is_deleted = false,"
+                " deletion_reason = NULL, deletion_time = NULL, teacher_note = NULL"
+                f" WHERE r.is_deleted RETURNING {_RECORD_COLUMNS_R}",
+                attendance_id,
+                student_number,
+                at,
+            )
+            if row is None:
+                raise Conflict(f"{student_number!r} already has a record in {attendance_id}")
+            await _audit(
+                conn, attendance_id, student_number, "added", None, "present", None, changed_by
+            )
+        return AttendanceRecord.model_validate(dict(row))
+
+    async def get_student_records(self, *, student_number: str) -> list[StudentAttendanceRow]:
+        """Every visible record of the student (no page limit), oldest lesson first: the
+        per-course statistics of /my_attendance and the warnings count them all."""
+        rows = await self._pool.fetch(
+            "SELECT a.attendance_id, a.lesson_name, a.lesson_code, a.start_time,"
+            " r.is_attended, r.is_late, r.fail_reason, r.status"
+            " FROM attendance_records AS r"
+            " JOIN attendances AS a ON a.attendance_id = r.attendance_id"
+            " WHERE r.student_number = $1 AND NOT r.is_deleted AND NOT a.is_deleted"
+            " ORDER BY a.start_time, a.attendance_id",
+            student_number,
+        )
+        return [StudentAttendanceRow.model_validate(dict(row)) for row in rows]
+
+    async def get_course_status_counts(
+        self, *, course_key: str, student_numbers: Sequence[str]
+    ) -> dict[str, dict[str, int]]:
+        """Per student of `student_numbers`: their visible records in the course (`course_key`:
+        the lesson code, or the name of sessions without one) counted by status."""
+        rows = await self._pool.fetch(
+            "SELECT r.student_number, r.status, count(*) AS n"
+            " FROM attendance_records AS r"
+            " JOIN attendances AS a ON a.attendance_id = r.attendance_id"
+            " WHERE r.student_number = ANY($2::text[]) AND NOT r.is_deleted"
+            f" AND NOT a.is_deleted AND {COURSE_KEY_SQL} = $1"
+            " GROUP BY r.student_number, r.status",
+            course_key,
+            list(student_numbers),
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for row in rows:
+            counts.setdefault(row["student_number"], {})[row["status"]] = int(row["n"])
+        return counts
+
+    async def get_teacher_courses(self, *, teacher_school_number: str) -> list[CourseSummary]:
+        """The courses the teacher has saved sessions of, most recent first."""
+        rows = await self._pool.fetch(
+            f"SELECT {COURSE_KEY_SQL} AS course_key,"
+            " (array_agg(a.lesson_name ORDER BY a.start_time DESC))[1] AS lesson_name,"
+            " count(*) AS sessions, max(a.start_time) AS last_start"
+            " FROM attendances AS a"
+            " WHERE a.teacher_school_number = $1 AND NOT a.is_deleted"
+            " GROUP BY 1 ORDER BY last_start DESC, 1",
+            teacher_school_number,
+        )
+        return [CourseSummary(r["course_key"], r["lesson_name"], int(r["sessions"])) for r in rows]
+
+    async def get_course_sessions(
+        self, *, teacher_school_number: str, course_key: str
+    ) -> list[Attendance]:
+        """The teacher's visible sessions of the course, oldest first."""
+        rows = await self._pool.fetch(
+            f"SELECT {_ATTENDANCE_COLUMNS} FROM attendances AS a"
+            f" WHERE a.teacher_school_number = $1 AND NOT a.is_deleted AND {COURSE_KEY_SQL} = $2"
+            " ORDER BY a.start_time, a.attendance_id",
+            teacher_school_number,
+            course_key,
+        )
+        return [Attendance.model_validate(dict(row)) for row in rows]
+
+    async def get_course_records(
+        self, *, teacher_school_number: str, course_key: str
+    ) -> list[CourseRecordRow]:
+        """The visible records of the teacher's visible sessions of the course, with the
+        students' names: one query, plain rows (an export reads thousands)."""
+        rows = await self._pool.fetch(
+            "SELECT r.attendance_id, r.student_number,"
+            " coalesce(u.user_full_name, r.student_number) AS full_name, r.status,"
+            " r.attendance_time, r.fail_reason, r.teacher_note, r.source"
+            " FROM attendance_records AS r"
+            " JOIN attendances AS a ON a.attendance_id = r.attendance_id"
+            " LEFT JOIN users AS u ON u.user_school_number = r.student_number"
+            " WHERE a.teacher_school_number = $1 AND NOT a.is_deleted AND NOT r.is_deleted"
+            f" AND {COURSE_KEY_SQL} = $2"
+            " ORDER BY a.start_time, r.student_number",
+            teacher_school_number,
+            course_key,
+        )
+        return [
+            CourseRecordRow(
+                attendance_id=r["attendance_id"],
+                student_number=r["student_number"],
+                full_name=r["full_name"],
+                status=RecordStatus(r["status"]),
+                attendance_time=r["attendance_time"],
+                fail_reason=r["fail_reason"],
+                teacher_note=r["teacher_note"],
+                source=r["source"],
+            )
+            for r in rows
+        ]
+
+    async def get_course_corrections(
+        self, *, teacher_school_number: str, course_key: str
+    ) -> list[Correction]:
+        """The audit trail of the teacher's sessions of the course (deleted ones included:
+        their deletion is a correction), oldest first."""
+        rows = await self._pool.fetch(
+            "SELECT c.attendance_id, a.start_time AS session_start, c.student_number,"
+            " coalesce(u.user_full_name, c.student_number) AS full_name, c.action,"
+            " c.old_status, c.new_status, c.reason, c.changed_by, c.changed_at"
+            " FROM record_corrections AS c"
+            " JOIN attendances AS a ON a.attendance_id = c.attendance_id"
+            " LEFT JOIN users AS u ON u.user_school_number = c.student_number"
+            f" WHERE a.teacher_school_number = $1 AND {COURSE_KEY_SQL} = $2"
+            " ORDER BY c.changed_at, c.correction_id",
+            teacher_school_number,
+            course_key,
+        )
+        return [Correction(**dict(row)) for row in rows]
+
+    async def get_corrections(self, *, attendance_id: UUID) -> list[Correction]:
+        """The audit trail of one session, oldest first."""
+        rows = await self._pool.fetch(
+            "SELECT c.attendance_id, a.start_time AS session_start, c.student_number,"
+            " coalesce(u.user_full_name, c.student_number) AS full_name, c.action,"
+            " c.old_status, c.new_status, c.reason, c.changed_by, c.changed_at"
+            " FROM record_corrections AS c"
+            " JOIN attendances AS a ON a.attendance_id = c.attendance_id"
+            " LEFT JOIN users AS u ON u.user_school_number = c.student_number"
+            " WHERE c.attendance_id = $1 ORDER BY c.changed_at, c.correction_id",
+            attendance_id,
+        )
+        return [Correction(**dict(row)) for row in rows]
+
+    async def set_warning_states(
+        self, *, course_key: str, states: dict[str, bool]
+    ) -> dict[str, bool]:
+        """Store whether each student is below the warning threshold in the course; return
+        the students whose state changed (or was new), with the new state. One statement:
+        two finalizations racing on the same student report a change once."""
+        if not states:
+            return {}
+        numbers = sorted(states)
+        rows = await self._pool.fetch(
+            "INSERT INTO attendance_warnings AS w (student_number, course_key, below)"
+            " SELECT n, $1, b FROM unnest($2::text[], $3::boolean[]) AS i (n, b)"
+            " ON CONFLICT (student_number, course_key) DO UPDATE"
+            " SET below = excluded.below, changed_at = now()"
+            " WHERE w.below IS DISTINCT FROM excluded.below"
+            " RETURNING w.student_number, w.below",
+            course_key,
+            numbers,
+            [states[n] for n in numbers],
+        )
+        return {row["student_number"]: bool(row["below"]) for row in rows}
+
+    async def get_warning_states(self, *, course_key: str) -> dict[str, bool]:
+        rows = await self._pool.fetch(
+            "SELECT student_number, below FROM attendance_warnings WHERE course_key = $1",
+            course_key,
+        )
+        return {row["student_number"]: bool(row["below"]) for row in rows}
 
     # --- finalization --------------------------------------------------------------------
 
@@ -912,6 +1213,29 @@ class AsyncPostgresClient:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+async def _audit(
+    conn: _Conn,
+    attendance_id: UUID,
+    student_number: str | None,
+    action: str,
+    old_status: str | None,
+    new_status: str | None,
+    reason: str | None,
+    changed_by: str,
+) -> None:
+    await conn.execute(
+        "INSERT INTO record_corrections (attendance_id, student_number, action, old_status,"
+        " new_status, reason, changed_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        attendance_id,
+        student_number,
+        action,
+        old_status,
+        new_status,
+        reason,
+        changed_by,
+    )
 
 
 async def _upsert_users(conn: _Conn, users: Sequence[User]) -> None:

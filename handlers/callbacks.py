@@ -51,6 +51,36 @@ class HistoryList(CallbackData, prefix="hl"):
     page: int = 0
 
 
+class HistoryExcuseList(CallbackData, prefix="hx"):
+    aid: str
+
+
+class HistoryExcuse(CallbackData, prefix="he"):
+    aid: str
+    sn: str
+
+
+class HistoryAdd(CallbackData, prefix="hd"):
+    aid: str
+
+
+class MyCourse(CallbackData, prefix="mc"):
+    token: str  # services.reports.course_token
+
+
+class MyCourses(CallbackData, prefix="ms"):
+    pass
+
+
+class ExportCourse(CallbackData, prefix="ec"):
+    token: str
+
+
+class ExportFormat(CallbackData, prefix="ef"):
+    token: str
+    fmt: str  # "xlsx" | "csv" | "both"
+
+
 def parse_aid(value: str) -> UUID | None:
     """The attendance id carried in a button, or None when it is not one (forged or stale)."""
     try:

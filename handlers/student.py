@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from aiogram import Router
 from aiogram.filters import Command
-from aiogram.types import Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.answers import AnswerQueue
 from bot.i18n import Raw, pick_language, t
 from bot.metrics import Metrics
 from bot.status import StatusBoard
 from dal.models import FailReason, RecordStatus, UserSessionRedis
+from dal.postgres import StudentAttendanceRow
 from dal.redis_client import CheckInStatus
+from handlers.callbacks import MyCourse, MyCourses
 from handlers.guards import require_user
 from handlers.render import hhmm
 from services.attendance import AttendanceService
-from services.reports import ReportService
-from services.status import StatusCounts
+from services.reports import CourseStanding, ReportService
+from services.status import percent_text
 
 router = Router(name="student")
 
@@ -101,36 +104,125 @@ async def code_message(
     )
 
 
+def _course_label(course: CourseStanding) -> str:
+    if course.course_key == course.lesson_name:
+        return course.lesson_name
+    return f"{course.course_key} · {course.lesson_name}"
+
+
+def _course_list(
+    standings: list[CourseStanding], lang: str, reports: ReportService
+) -> tuple[str, InlineKeyboardMarkup]:
+    threshold = percent_text(reports.rule.percent)
+    lines = [t("my.courses", lang)]
+    builder = InlineKeyboardBuilder()
+    for course in standings:
+        rate = course.rate
+        lines.append(
+            t(
+                "my.course_line",
+                lang,
+                mark="⚠️" if course.below else "📘",
+                lesson=_course_label(course),
+                attended=rate.attended,
+                held=rate.counted,
+                percent=percent_text(rate.percent),
+                below=Raw(
+                    (t("my.below", lang, threshold=threshold) if course.below else "")
+                    + (
+                        t("my.excused_part", lang, excused=rate.counts.excused)
+                        if rate.counts.excused
+                        else ""
+                    )
+                ),
+            )
+        )
+        builder.button(
+            text=course.lesson_name[:32]
+            + " · "
+            + t("my.percent", lang, percent=percent_text(rate.percent)),
+            callback_data=MyCourse(token=course.token),
+        )
+    builder.adjust(1)
+    lines.append(t("my.course_hint", lang))
+    return "\n".join(lines), builder.as_markup()
+
+
+def _status_line(row: StudentAttendanceRow, lang: str, reports: ReportService) -> str:
+    if row.status.attended:
+        icon = "✅"
+        note = t("note.late", lang) if row.status is RecordStatus.LATE else ""
+    elif row.status is RecordStatus.PENDING:
+        icon, note = "🕓", t("note.pending", lang)
+    elif row.status is RecordStatus.EXCUSED:
+        icon, note = "🩺", t("note.excused", lang)
+    else:
+        icon, note = (
+            "❌",
+            t("note.rejected", lang) if row.status is RecordStatus.REJECTED else "",
+        )
+    return t(
+        "my.line",
+        lang,
+        icon=icon,
+        date=row.start_time.astimezone(reports.tz).strftime("%d.%m.%Y %H:%M"),
+        lesson=row.lesson_name,
+        note=Raw(note),
+    )
+
+
 @router.message(Command("my_attendance"))
 async def my_attendance(
     message: Message, user: UserSessionRedis | None, lang: str, reports: ReportService
 ) -> None:
+    """One line per course (attended / held, percentage, marked below the threshold), then
+    a button per course for its dated list."""
     student = require_user(user)
-    rows = await reports.student_history(student=student)
-    if not rows:
+    standings = await reports.my_courses(student=student)
+    if not standings:
         await message.answer(t("my.empty", lang))
         return
-    counts = StatusCounts.of(r.status for r in rows)
-    lines = [t("my.header", lang, attended=counts.attended, total=counts.total)]
-    for row in rows:
-        if row.status.attended:
-            icon = "✅"
-            note = t("note.late", lang) if row.status is RecordStatus.LATE else ""
-        elif row.status is RecordStatus.PENDING:
-            icon, note = "🕓", t("note.pending", lang)
-        else:
-            icon, note = (
-                "❌",
-                t("note.rejected", lang) if row.status is RecordStatus.REJECTED else "",
-            )
-        lines.append(
-            t(
-                "my.line",
-                lang,
-                icon=icon,
-                date=row.start_time.astimezone(reports.tz).strftime("%d.%m %H:%M"),
-                lesson=row.lesson_name,
-                note=Raw(note),
-            )
+    text, keyboard = _course_list(standings, lang, reports)
+    await message.answer(text, reply_markup=keyboard)
+
+
+@router.callback_query(MyCourse.filter())
+async def my_course(
+    query: CallbackQuery,
+    callback_data: MyCourse,
+    user: UserSessionRedis | None,
+    lang: str,
+    reports: ReportService,
+) -> None:
+    """A course's dated list, missed sessions first. The token is looked up among the
+    presser's own courses: a forged one shows nothing of anyone else."""
+    student = require_user(user)
+    course = await reports.my_course(student=student, token=callback_data.token)
+    await query.answer()
+    lines = [
+        t(
+            "my.course_detail",
+            lang,
+            lesson=_course_label(course),
+            attended=course.rate.attended,
+            held=course.rate.counted,
+            percent=percent_text(course.rate.percent),
         )
-    await message.answer("\n".join(lines))
+    ]
+    lines.extend(_status_line(row, lang, reports) for row in course.missed_first()[:60])
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("button.back", lang), callback_data=MyCourses())
+    if isinstance(query.message, Message):
+        await query.message.edit_text("\n".join(lines), reply_markup=builder.as_markup())
+
+
+@router.callback_query(MyCourses.filter())
+async def my_courses_again(
+    query: CallbackQuery, user: UserSessionRedis | None, lang: str, reports: ReportService
+) -> None:
+    student = require_user(user)
+    standings = await reports.my_courses(student=student)
+    await query.answer()
+    if isinstance(query.message, Message) and standings:
+        text, keyboard = _course_list(standings, lang, reports)
+        await query.message.edit_text(text, reply_markup=keyboard)

@@ -17,10 +17,15 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import COMMANDS, Raw, t
 from bot.status import StatusBoard
-from dal.models import UserSessionRedis
+from dal.models import RecordStatus, UserSessionRedis
 from handlers.callbacks import (
     AttendeesPage,
+    ExportCourse,
+    ExportFormat,
+    HistoryAdd,
     HistoryCsv,
+    HistoryExcuse,
+    HistoryExcuseList,
     HistoryList,
     HistoryOpen,
     HistoryToggle,
@@ -39,8 +44,9 @@ from services.attendance import (
     Started,
     StartOutcome,
 )
-from services.errors import AlreadyOnList, RecordNotFound, SessionGone
-from services.reports import ReportService, Sheet
+from services.errors import AlreadyOnList, InvalidInput, RecordNotFound, SessionGone
+from services.reports import ReportService, Sheet, course_token
+from services.status import percent_text
 
 router = Router(name="teacher")
 
@@ -53,6 +59,14 @@ class RejectForm(StatesGroup):
 
 
 class AddForm(StatesGroup):
+    number = State()
+
+
+class ExcuseForm(StatesGroup):
+    reason = State()
+
+
+class SavedAddForm(StatesGroup):
     number = State()
 
 
@@ -405,6 +419,7 @@ def _sheet_view(
         present=sheet.counts.present,
         late=sheet.counts.late,
         absent=sheet.counts.absent,
+        excused=sheet.counts.excused,
         pending=sheet.counts.pending,
         rejected=sheet.counts.rejected,
     )
@@ -412,7 +427,8 @@ def _sheet_view(
     page = min(max(page, 0), pages - 1)
     builder = InlineKeyboardBuilder()
     for row in sheet.rows[page * SHEET_PAGE : (page + 1) * SHEET_PAGE]:
-        icon = "✅" if row.record.status.attended else "❌"
+        status = row.record.status
+        icon = "✅" if status.attended else "🩺" if status is RecordStatus.EXCUSED else "❌"
         builder.button(
             text=f"{icon} {row.student_number} {row.full_name}"[:40],
             callback_data=HistoryToggle(aid=aid, sn=row.student_number, page=page),
@@ -435,6 +451,14 @@ def _sheet_view(
         )
     if nav:
         builder.row(*nav)
+    builder.row(
+        InlineKeyboardButton(
+            text=t("button.excuse", lang), callback_data=HistoryExcuseList(aid=aid).pack()
+        ),
+        InlineKeyboardButton(
+            text=t("button.add_saved", lang), callback_data=HistoryAdd(aid=aid).pack()
+        ),
+    )
     builder.row(
         InlineKeyboardButton(text=t("button.csv", lang), callback_data=HistoryCsv(aid=aid).pack()),
         InlineKeyboardButton(text=t("button.back", lang), callback_data=HistoryList().pack()),
@@ -576,3 +600,246 @@ async def history_csv(
     message = _message_of(query)
     if message is not None:
         await message.answer_document(BufferedInputFile(data, filename=name))
+
+
+# --- excused absences (issue 13) ------------------------------------------------------------
+
+
+@router.callback_query(HistoryExcuseList.filter())
+async def excuse_list(
+    query: CallbackQuery,
+    callback_data: HistoryExcuseList,
+    user: UserSessionRedis | None,
+    lang: str,
+    reports: ReportService,
+) -> None:
+    teacher = require_user(user)
+    attendance_id = parse_aid(callback_data.aid)
+    if attendance_id is None:
+        raise SessionGone
+    sheet = await reports.sheet(teacher=teacher, attendance_id=attendance_id)
+    await query.answer()
+    message = _message_of(query)
+    if message is None:
+        return
+    absent = [row for row in sheet.rows if row.record.status is RecordStatus.ABSENT]
+    if not absent:
+        await message.answer(t("excuse.none", lang))
+        return
+    builder = InlineKeyboardBuilder()
+    for row in absent[:90]:
+        builder.button(
+            text=f"❌ {row.student_number} {row.full_name}"[:40],
+            callback_data=HistoryExcuse(aid=callback_data.aid, sn=row.student_number),
+        )
+    builder.adjust(2)
+    await message.answer(t("excuse.choose", lang), reply_markup=builder.as_markup())
+
+
+@router.callback_query(HistoryExcuse.filter())
+async def excuse_pick(
+    query: CallbackQuery,
+    callback_data: HistoryExcuse,
+    user: UserSessionRedis | None,
+    lang: str,
+    reports: ReportService,
+    state: FSMContext,
+) -> None:
+    """Ask for the reason; ownership is checked now and again when the reason arrives."""
+    teacher = require_user(user)
+    attendance_id = parse_aid(callback_data.aid)
+    if attendance_id is None:
+        raise SessionGone
+    await reports.sheet(teacher=teacher, attendance_id=attendance_id)
+    await query.answer()
+    await state.set_state(ExcuseForm.reason)
+    await state.set_data({"aid": callback_data.aid, "sn": callback_data.sn})
+    message = _message_of(query)
+    if message is not None:
+        await message.answer(t("excuse.ask_reason", lang, number=callback_data.sn))
+
+
+@router.message(StateFilter(ExcuseForm.reason), has_text, ~Command(*COMMANDS))
+async def excuse_reason(
+    message: Message,
+    user: UserSessionRedis | None,
+    lang: str,
+    reports: ReportService,
+    state: FSMContext,
+) -> None:
+    teacher = require_user(user)
+    data = await state.get_data()
+    attendance_id = parse_aid(str(data.get("aid", "")))
+    if attendance_id is None:
+        await state.clear()
+        raise SessionGone
+    try:
+        record = await reports.excuse(
+            teacher=teacher,
+            attendance_id=attendance_id,
+            student_number=str(data.get("sn", "")),
+            reason=message.text or "",
+        )
+    except InvalidInput:
+        raise  # the step stays open for another try
+    except Exception:
+        await state.clear()
+        raise
+    await state.clear()
+    await message.answer(
+        t("excuse.ok", lang, number=record.student_number, reason=record.teacher_note or "")
+    )
+
+
+@router.callback_query(HistoryAdd.filter())
+async def saved_add_ask(
+    query: CallbackQuery,
+    callback_data: HistoryAdd,
+    user: UserSessionRedis | None,
+    lang: str,
+    reports: ReportService,
+    state: FSMContext,
+) -> None:
+    """Add a student to a saved session: ask for the number (ownership checked now and when
+    the number arrives)."""
+    teacher = require_user(user)
+    attendance_id = parse_aid(callback_data.aid)
+    if attendance_id is None:
+        raise SessionGone
+    await reports.sheet(teacher=teacher, attendance_id=attendance_id)
+    await query.answer()
+    await state.set_state(SavedAddForm.number)
+    await state.set_data({"aid": callback_data.aid})
+    message = _message_of(query)
+    if message is not None:
+        await message.answer(t("add.ask_number", lang))
+
+
+@router.message(StateFilter(SavedAddForm.number), has_text, ~Command(*COMMANDS))
+async def saved_add_number(
+    message: Message,
+    user: UserSessionRedis | None,
+    lang: str,
+    reports: ReportService,
+    attendance: AttendanceService,
+    state: FSMContext,
+) -> None:
+    teacher = require_user(user)
+    data = await state.get_data()
+    attendance_id = parse_aid(str(data.get("aid", "")))
+    if attendance_id is None:
+        await state.clear()
+        raise SessionGone
+    try:
+        record = await reports.add_to_saved(
+            teacher=teacher,
+            attendance_id=attendance_id,
+            student_number=message.text or "",
+            at=attendance.now(),
+        )
+    except InvalidInput:
+        raise  # a malformed number keeps the step open
+    except AlreadyOnList as exc:
+        await state.clear()
+        await message.answer(t("add.already", lang, number=exc.student_number))
+        return
+    except Exception:
+        await state.clear()
+        raise
+    await state.clear()
+    await message.answer(t("history.added", lang, number=record.student_number))
+
+
+# --- /export: a course's term documents (issue 13) ---------------------------------------
+
+
+@router.message(Command("export"))
+async def export(
+    message: Message, user: UserSessionRedis | None, lang: str, reports: ReportService
+) -> None:
+    teacher = require_user(user)
+    courses = await reports.export_courses(teacher=teacher)
+    if not courses:
+        await message.answer(t("export.none", lang))
+        return
+    builder = InlineKeyboardBuilder()
+    for course in courses[:30]:
+        builder.button(
+            text=t(
+                "export.course_button",
+                lang,
+                lesson=course.lesson_name[:40],
+                sessions=course.sessions,
+            ),
+            callback_data=ExportCourse(token=course_token(course.course_key)),
+        )
+    builder.adjust(1)
+    await message.answer(t("export.choose_course", lang), reply_markup=builder.as_markup())
+
+
+@router.callback_query(ExportCourse.filter())
+async def export_course(
+    query: CallbackQuery,
+    callback_data: ExportCourse,
+    user: UserSessionRedis | None,
+    lang: str,
+    reports: ReportService,
+) -> None:
+    teacher = require_user(user)
+    course = await reports.course_by_token(teacher=teacher, token=callback_data.token)
+    await query.answer()
+    token = callback_data.token
+    builder = InlineKeyboardBuilder()
+    builder.button(text="XLSX", callback_data=ExportFormat(token=token, fmt="xlsx"))
+    builder.button(text="CSV", callback_data=ExportFormat(token=token, fmt="csv"))
+    builder.button(text=t("export.both", lang), callback_data=ExportFormat(token=token, fmt="both"))
+    builder.adjust(3)
+    message = _message_of(query)
+    if message is not None:
+        await message.answer(
+            t("export.choose_format", lang, lesson=course.lesson_name),
+            reply_markup=builder.as_markup(),
+        )
+
+
+@router.callback_query(ExportFormat.filter())
+async def export_format(
+    query: CallbackQuery,
+    callback_data: ExportFormat,
+    user: UserSessionRedis | None,
+    lang: str,
+    reports: ReportService,
+    attendance: AttendanceService,
+) -> None:
+    """The documents, preceded by a preview naming the students below the threshold. The
+    course is looked up among the presser's own: a forged token exports nothing."""
+    teacher = require_user(user)
+    course = await reports.course_by_token(teacher=teacher, token=callback_data.token)
+    formats = ("xlsx", "csv") if callback_data.fmt == "both" else (callback_data.fmt,)
+    if not set(formats) <= {"xlsx", "csv"}:
+        raise SessionGone
+    data = await reports.course_data(teacher=teacher, course_key=course.course_key)
+    documents = reports.render_documents(data, formats=formats, now=attendance.now())
+    await query.answer()
+    message = _message_of(query)
+    if message is None:
+        return
+    below = reports.below_threshold(data)
+    names = ", ".join(
+        f"{line.full_name} ({line.student_number},"
+        f" {t('my.percent', lang, percent=percent_text(line.rate.percent))})"
+        for line in below[:40]
+    )
+    await message.answer(
+        t(
+            "export.preview",
+            lang,
+            lesson=course.lesson_name,
+            sessions=len(data.sessions),
+            students=len(data.students()),
+            threshold=percent_text(reports.rule.percent),
+            below=names or t("export.nobody", lang),
+        )
+    )
+    for name, content in documents:
+        await message.answer_document(BufferedInputFile(content, filename=name))

@@ -20,11 +20,22 @@ def safe_cell(value: object) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def csv_document(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
+# Turkish-locale Excel uses the comma as the decimal mark and expects `;` between fields: a
+# comma-separated file opens as one column there. Every export of ATTN uses `;`.
+DEFAULT_SEPARATOR = ";"
+
+
+def csv_document(
+    header: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    *,
+    separator: str = DEFAULT_SEPARATOR,
+) -> bytes:
     """A UTF-8 CSV document (with a byte-order mark, so spreadsheet programs read Turkish
-    letters right) whose every cell went through `safe_cell`."""
+    letters right), fields separated by `separator`, whose every cell went through
+    `safe_cell`."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, delimiter=separator)
     writer.writerow([safe_cell(h) for h in header])
     for row in rows:
         writer.writerow([safe_cell(v) for v in row])

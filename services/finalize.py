@@ -58,6 +58,7 @@ from dal.redis_client import ClaimOutcome, RedisClient
 from services.attendance import EVERYONE
 from services.notify import Notice, Notifier
 from services.status import StatusCounts, split_reason, status_rule
+from services.warnings import AttendanceWarnings
 
 __all__ = [
     "FinalizeReport",
@@ -331,8 +332,10 @@ class Finalizer:
         batch_sessions: int = 10,
         settle_seconds: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        warnings: AttendanceWarnings | None = None,
     ) -> None:
         self._pg = pg
+        self._warnings = warnings  # low-attendance warnings after the commit (issue 13)
         self._redis = redis
         self._notifier = notifier
         self._tz = tz
@@ -575,6 +578,8 @@ class Finalizer:
         report.postgres_seconds += (looked_up - read) + (read_contacts - built)
 
         by_number = {contact.school_number: contact for contact in contacts}
+        if self._warnings is not None and sheets:
+            await self._check_warnings(sheets, by_number)
         outcomes = await asyncio.gather(
             *(self._notify_and_remove(sheet, by_number, report) for sheet in sheets),
             return_exceptions=True,
@@ -620,6 +625,21 @@ class Finalizer:
             report.batches += 1
             stored.append(sheet)
         return stored, unexpected
+
+    async def _check_warnings(
+        self, sheets: Sequence[Sheet], contacts: Mapping[str, LinkedUser]
+    ) -> None:
+        """Low-attendance warnings for the students of the stored sessions. A failure here is
+        logged and loses no attendance: the next finalization of the course looks again."""
+        assert self._warnings is not None
+        try:
+            with self._pg.outage_as_unavailable():
+                await self._warnings.check(
+                    ((s.attendance, (r.student_number for r in s.records)) for s in sheets),
+                    contacts,
+                )
+        except Exception:
+            log.exception("low-attendance warnings failed; the next finalization retries")
 
     async def _notify_and_remove(
         self, sheet: Sheet, contacts: Mapping[str, LinkedUser], report: FinalizeReport

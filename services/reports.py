@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from dal.errors import NotFound
+from dal.errors import Conflict, NotFound
 from dal.models import (
     Attendance,
     AttendanceRecord,
@@ -15,10 +17,51 @@ from dal.models import (
     Role,
     UserSessionRedis,
 )
-from dal.postgres import AsyncPostgresClient, StudentAttendanceRow
+from dal.postgres import AsyncPostgresClient, CourseSummary, StudentAttendanceRow
+from services.attendance import SCHOOL_NUMBER
 from services.csv_export import csv_document
-from services.errors import NotOwner, NotTeacher, RecordNotFound, SessionGone
-from services.status import StatusCounts
+from services.errors import (
+    AlreadyOnList,
+    InvalidInput,
+    NotOwner,
+    NotTeacher,
+    RecordNotFound,
+    SessionGone,
+)
+from services.exports import CourseData, StudentLine, course_csv, course_xlsx, document_name
+from services.status import AttendanceRate, StatusCounts
+from services.warnings import WarningRule
+
+MAX_REASON_LENGTH = 300
+
+
+def course_token(course_key: str) -> str:
+    """A short stand-in for a course key in a button (64 bytes of callback data): the
+    handler finds the course among the user's own by it, so a forged one finds nothing."""
+    return hashlib.sha256(course_key.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass(frozen=True, slots=True)
+class CourseStanding:
+    """A student's line of /my_attendance: one course."""
+
+    course_key: str
+    lesson_name: str
+    rate: AttendanceRate
+    below: bool
+    rows: list[StudentAttendanceRow]  # oldest first
+
+    @property
+    def token(self) -> str:
+        return course_token(self.course_key)
+
+    def missed_first(self) -> list[StudentAttendanceRow]:
+        """The dated list: sessions not attended first, then attended; newest first in each."""
+        ordered = sorted(self.rows, key=lambda r: r.start_time, reverse=True)
+        return [r for r in ordered if not r.status.attended] + [
+            r for r in ordered if r.status.attended
+        ]
+
 
 MARKED_ABSENT = FailReason.MARKED_ABSENT.value  # a teacher corrected a saved record to absent
 
@@ -57,9 +100,16 @@ _STATUS_WORDS = {
 
 
 class ReportService:
-    def __init__(self, *, pg: AsyncPostgresClient, tz: ZoneInfo) -> None:
+    def __init__(
+        self, *, pg: AsyncPostgresClient, tz: ZoneInfo, rule: WarningRule | None = None
+    ) -> None:
         self._pg = pg
         self._tz = tz
+        self._rule = rule or WarningRule()
+
+    @property
+    def rule(self) -> WarningRule:
+        return self._rule
 
     @property
     def tz(self) -> ZoneInfo:
@@ -87,12 +137,154 @@ class ReportService:
         if current is None:
             raise RecordNotFound(student_number)
         attended = not current.is_attended
-        return await self._pg.set_record_attended(
-            attendance_id=attendance_id,
-            student_number=student_number,
-            is_attended=attended,
-            fail_reason=None if attended else MARKED_ABSENT,
+        try:
+            return await self._pg.set_record_attended(
+                attendance_id=attendance_id,
+                student_number=student_number,
+                is_attended=attended,
+                fail_reason=None if attended else MARKED_ABSENT,
+                changed_by=teacher.school_number,
+                expect_status=current.status,
+            )
+        except NotFound:
+            raise RecordNotFound(student_number) from None
+
+    async def excuse(
+        self,
+        *,
+        teacher: UserSessionRedis,
+        attendance_id: UUID,
+        student_number: str,
+        reason: str,
+    ) -> AttendanceRecord:
+        """Mark a saved absent record excused (a medical report...), with the teacher's
+        reason; the audit trail keeps who, when and why. Only an absent record can be."""
+        await self._owned(teacher, attendance_id)
+        reason = " ".join(reason.split())
+        if not reason or len(reason) > MAX_REASON_LENGTH:
+            raise InvalidInput("excuse.reason_invalid")
+        try:
+            return await self._pg.set_record_attended(
+                attendance_id=attendance_id,
+                student_number=student_number,
+                is_attended=False,
+                fail_reason=FailReason.EXCUSED.value,
+                changed_by=teacher.school_number,
+                reason=reason,
+                note=reason,
+                expect_status=RecordStatus.ABSENT,
+            )
+        except NotFound:
+            raise RecordNotFound(student_number) from None
+
+    async def add_to_saved(
+        self, *, teacher: UserSessionRedis, attendance_id: UUID, student_number: str, at: datetime
+    ) -> AttendanceRecord:
+        """Add a student as present to a saved session (kept in the audit trail)."""
+        number = student_number.strip()
+        if not SCHOOL_NUMBER.fullmatch(number):
+            raise InvalidInput("add.bad_number")
+        await self._owned(teacher, attendance_id)
+        try:
+            return await self._pg.add_saved_record(
+                attendance_id=attendance_id,
+                student_number=number,
+                changed_by=teacher.school_number,
+                at=at,
+            )
+        except Conflict:
+            raise AlreadyOnList(number) from None
+        except NotFound:
+            raise SessionGone from None
+
+    # --- term figures (issue 13) ---------------------------------------------------------
+
+    async def my_courses(self, *, student: UserSessionRedis) -> list[CourseStanding]:
+        """The student's standing per course, by course name."""
+        rows = await self._pg.get_student_records(student_number=student.school_number)
+        by_course: dict[str, list[StudentAttendanceRow]] = {}
+        for row in rows:
+            by_course.setdefault(row.lesson_code or row.lesson_name, []).append(row)
+        standings = []
+        for key, course_rows in by_course.items():
+            rate = AttendanceRate(StatusCounts.of(r.status for r in course_rows))
+            standings.append(
+                CourseStanding(
+                    course_key=key,
+                    lesson_name=course_rows[-1].lesson_name,
+                    rate=rate,
+                    below=self._rule.below(rate),
+                    rows=course_rows,
+                )
+            )
+        standings.sort(key=lambda c: (c.lesson_name, c.course_key))
+        return standings
+
+    async def my_course(self, *, student: UserSessionRedis, token: str) -> CourseStanding:
+        for standing in await self.my_courses(student=student):
+            if standing.token == token:
+                return standing
+        raise RecordNotFound(token)
+
+    async def export_courses(self, *, teacher: UserSessionRedis) -> list[CourseSummary]:
+        _require_teacher(teacher)
+        return await self._pg.get_teacher_courses(teacher_school_number=teacher.school_number)
+
+    async def course_by_token(self, *, teacher: UserSessionRedis, token: str) -> CourseSummary:
+        for course in await self.export_courses(teacher=teacher):
+            if course_token(course.course_key) == token:
+                return course
+        raise SessionGone
+
+    async def course_data(self, *, teacher: UserSessionRedis, course_key: str) -> CourseData:
+        _require_teacher(teacher)
+        number = teacher.school_number
+        sessions = await self._pg.get_course_sessions(
+            teacher_school_number=number, course_key=course_key
         )
+        if not sessions:
+            raise SessionGone
+        records = await self._pg.get_course_records(
+            teacher_school_number=number, course_key=course_key
+        )
+        corrections = await self._pg.get_course_corrections(
+            teacher_school_number=number, course_key=course_key
+        )
+        return CourseData(
+            course_key=course_key,
+            lesson_name=sessions[-1].lesson_name,
+            sessions=sessions,
+            records=records,
+            corrections=corrections,
+        )
+
+    async def export_course(
+        self, *, teacher: UserSessionRedis, course_key: str, formats: tuple[str, ...], now: datetime
+    ) -> list[tuple[str, bytes]]:
+        """The course's documents in `formats` ("xlsx", "csv"): (file name, content)."""
+        data = await self.course_data(teacher=teacher, course_key=course_key)
+        return self.render_documents(data, formats=formats, now=now)
+
+    def render_documents(
+        self, data: CourseData, *, formats: tuple[str, ...], now: datetime
+    ) -> list[tuple[str, bytes]]:
+        course_key = data.course_key
+        day = now.astimezone(self._tz)
+        documents: list[tuple[str, bytes]] = []
+        for fmt in formats:
+            if fmt == "xlsx":
+                documents.append(
+                    (document_name(course_key, day, "xlsx"), course_xlsx(data, tz=self._tz))
+                )
+            elif fmt == "csv":
+                documents.append(
+                    (document_name(course_key, day, "csv"), course_csv(data, tz=self._tz))
+                )
+        return documents
+
+    def below_threshold(self, data: CourseData) -> list[StudentLine]:
+        """The course's students below the warning threshold (the export preview)."""
+        return [line for line in data.students() if self._rule.below(line.rate)]
 
     async def export_csv(
         self, *, teacher: UserSessionRedis, attendance_id: UUID
@@ -115,7 +307,13 @@ class ReportService:
             for row in sheet.rows
         ]
         header = [
-            "student_number", "full_name", "status", "check_in_time", "reason", "source", "note"
+            "student_number",
+            "full_name",
+            "status",
+            "check_in_time",
+            "reason",
+            "source",
+            "note",
         ]
         start = sheet.attendance.start_time.astimezone(self._tz)
         code = sheet.attendance.lesson_code or "lesson"

@@ -26,10 +26,12 @@ from dal.models import (
 )
 
 __all__ = [
+    "AttendanceRate",
     "StatusCounts",
     "is_late",
     "late_after_moment",
     "live_status",
+    "percent_text",
     "split_reason",
     "status_rule",
 ]
@@ -123,3 +125,45 @@ class StatusCounts:
     @property
     def total(self) -> int:
         return self.attended + self.absent + self.pending + self.rejected + self.excused
+
+
+@dataclass(frozen=True, slots=True)
+class AttendanceRate:
+    """A student's standing in one course: the one rule /my_attendance, /history's list of
+    students below the threshold, the exports and the warnings use (issue 13).
+
+    Held: the course's sessions the student has a record of (soft-deleted ones excluded).
+    An excused absence is not held against the student: the percentage is attended over held
+    minus excused. Pending and rejected check-ins count as not attended.
+    """
+
+    counts: StatusCounts
+
+    @property
+    def attended(self) -> int:
+        return self.counts.attended
+
+    @property
+    def held(self) -> int:
+        return self.counts.total
+
+    @property
+    def counted(self) -> int:
+        return self.counts.total - self.counts.excused
+
+    @property
+    def percent(self) -> float:
+        """Attended over counted sessions, in percent; 100 when nothing counts yet."""
+        if self.counted == 0:
+            return 100.0
+        return 100.0 * self.attended / self.counted
+
+    def below(self, threshold_percent: float, min_sessions: int) -> bool:
+        """Below the warning threshold, once at least `min_sessions` sessions were held."""
+        return self.held >= min_sessions and self.percent < threshold_percent
+
+
+def percent_text(value: float) -> str:
+    """A percentage as every view prints it: one decimal, no trailing `.0`."""
+    text = f"{value:.1f}"
+    return text[:-2] if text.endswith(".0") else text

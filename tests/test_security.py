@@ -135,7 +135,7 @@ async def test_exported_formula_names_open_as_text(pg_client: AsyncPostgresClien
     _, data = await reports.export_csv(
         teacher=_session(teacher.user_school_number, Role.TEACHER), attendance_id=aid
     )
-    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig")), delimiter=";"))
     names = {row[0]: row[1] for row in rows[1:]}
     assert names["2024001"] == "'" + HYPERLINK  # opens as text, not as a link
     assert names["2024002"].startswith("'+")

@@ -289,7 +289,7 @@ async def test_summary_history_export_and_my_attendance_give_the_same_counts(
     assert listed.counts == counts
 
     _, data = await reports.export_csv(teacher=teacher, attendance_id=attendance.attendance_id)
-    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig")), delimiter=";"))
     words = Counter(row["status"] for row in rows)
     assert words == {"present": 1, "late": 1, "absent": 1, "pending review": 1, "rejected": 1}
 
