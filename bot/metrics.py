@@ -45,8 +45,10 @@ from aiogram.types import TelegramObject, Update
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from dal.errors import DatabaseUnavailable, RedisUnavailable
+from dal.outbox import Outbox
 from dal.postgres import AsyncPostgresClient
 from dal.redis_client import RedisClient
 from services.aksis import (
@@ -107,6 +109,21 @@ class Metrics:
         self.finalization_lag = Gauge(
             "attn_finalization_lag_seconds",
             "How long ago the oldest ended-but-unsaved session ended (0 when none)",
+            registry=registry,
+        )
+        self.outbox_depth = Gauge(
+            "attn_outbox_depth",
+            "Notices in the durable outbox not yet delivered (waiting or being sent)",
+            registry=registry,
+        )
+        self.outbox_in_flight = Gauge(
+            "attn_outbox_in_flight",
+            "Outbox notices taken by a worker and not yet confirmed",
+            registry=registry,
+        )
+        self.outbox_age = Gauge(
+            "attn_outbox_oldest_age_seconds",
+            "How long the oldest undelivered notice has waited (0 when the outbox is empty)",
             registry=registry,
         )
         self.store_up = Gauge(
@@ -191,12 +208,20 @@ class Metrics:
 
     # --- scrape ---------------------------------------------------------------------------
 
-    async def refresh(self, *, redis: RedisClient, pg: AsyncPostgresClient, now: datetime) -> None:
+    async def refresh(
+        self,
+        *,
+        redis: RedisClient,
+        pg: AsyncPostgresClient,
+        now: datetime,
+        outbox: Outbox | None = None,
+    ) -> None:
         """Set the gauges read from the stores; a store that does not answer is `up 0`."""
         try:
             async with asyncio.timeout(_SCRAPE_TIMEOUT):
                 open_count, ended, oldest = await redis.due_overview(now=now)
-        except (RedisUnavailable, TimeoutError):
+                waiting = await outbox.overview() if outbox is not None else None
+        except (RedisUnavailable, RedisError, OSError, TimeoutError):
             self.store_up.labels(store="redis").set(0)
         else:
             self.store_up.labels(store="redis").set(1)
@@ -204,6 +229,12 @@ class Metrics:
             self.awaiting.set(ended)
             lag = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
             self.finalization_lag.set(lag)
+            if waiting is not None:
+                depth, in_flight, added_ms = waiting
+                self.outbox_depth.set(depth)
+                self.outbox_in_flight.set(in_flight)
+                age = 0.0 if added_ms is None else now.timestamp() - added_ms / 1000.0
+                self.outbox_age.set(max(0.0, age))
         try:
             await pg.ping()
         except DatabaseUnavailable:

@@ -66,7 +66,9 @@ async def metrics(request: web.Request) -> web.Response:
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
             return web.Response(status=401, text="metrics token required\n")
-    await app.metrics.refresh(redis=app.redis, pg=app.pg, now=datetime.now(UTC))
+    await app.metrics.refresh(
+        redis=app.redis, pg=app.pg, now=datetime.now(UTC), outbox=app.outbox
+    )
     response = web.Response(body=app.metrics.exposition())
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

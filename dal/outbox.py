@@ -254,6 +254,24 @@ class Outbox:
         length: int = await self._redis.xlen(self.stream)
         return length
 
+    async def overview(self) -> tuple[int, int, int | None]:
+        """(entries not yet delivered, of which taken by a worker and not yet confirmed, the
+        epoch milliseconds at which the oldest of them was added — None when empty).
+
+        Acknowledged entries are deleted, so the stream's first entry is the oldest one still
+        waiting; its id starts with the time Redis added it. One round trip, for /metrics.
+        """
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.stream)
+            pipe.xrange(self.stream, "-", "+", count=1)
+            length, first = await pipe.execute()
+        try:
+            in_flight = await self.pending()
+        except ResponseError:
+            in_flight = 0
+        oldest = int(_text(first[0][0]).split("-", 1)[0]) if first else None
+        return int(length), in_flight, oldest
+
     async def pending(self) -> int:
         try:
             summary = await self._redis.xpending(self.stream, self.group)

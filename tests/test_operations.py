@@ -25,6 +25,7 @@ from bot.app import App, build_app
 from bot.config import Settings, load_settings
 from bot.logs import build_handler, user_hash
 from bot.web import build_web
+from services.notify import Notice
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, Running, flush_redis, reply, reset_database, running_bot
 from tests.support import open_session, teacher_user
@@ -305,6 +306,34 @@ async def test_finalization_lag_is_read_from_redis_at_scrape_time(
     assert _value(samples, "attn_sessions_awaiting_finalization") == 1
     assert _value(samples, "attn_open_sessions") == 0
     assert 115 <= _value(samples, "attn_finalization_lag_seconds") <= 180
+
+
+async def test_outbox_depth_and_age_are_read_at_scrape_time(pg_dsn: str, redis_url: str) -> None:
+    """Notices nobody delivers (the app is built but its worker never started) show as outbox
+    depth and age on /metrics; once they are confirmed the gauges fall back to zero."""
+    await reset_database(pg_dsn)
+    await flush_redis(redis_url)
+    settings = load_settings(
+        bot_token="123456:" + "x" * 35, database_url=pg_dsn, redis_url=redis_url, aksis_mode="demo"
+    )
+    async with build_app(settings) as app:
+        await app.outbox.ensure_group()
+        await app.notifier.enqueue(
+            [Notice(telegram_id=7000 + n, language="en", key="help.student") for n in range(3)]
+        )
+        await asyncio.sleep(1.1)
+        async with serving(app) as base:
+            waiting = await _scrape(base, token=None)
+            taken = await app.outbox.read("scrape-test", 10, block_ms=100, own=False)
+            await app.outbox.ack([entry.id for entry in taken])
+            emptied = await _scrape(base, token=None)
+        await app.bot.session.close()
+    assert _value(waiting, "attn_outbox_depth") == 3
+    assert _value(waiting, "attn_outbox_in_flight") == 0
+    assert 1.0 <= _value(waiting, "attn_outbox_oldest_age_seconds") <= 30
+    assert len(taken) == 3
+    assert _value(emptied, "attn_outbox_depth") == 0
+    assert _value(emptied, "attn_outbox_oldest_age_seconds") == 0
 
 
 async def test_health_tells_liveness_from_readiness(pg_dsn: str, redis_url: str) -> None:
