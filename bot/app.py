@@ -207,6 +207,7 @@ async def build_app(
             early_margin=timedelta(minutes=settings.lesson_early_margin_minutes),
             late_after=timedelta(minutes=settings.late_after_minutes),
             default_duration=timedelta(minutes=settings.default_session_minutes),
+            security_level_default=settings.security_level_default,
             user_loader=lambda telegram_id: accounts.current_user(telegram_id=telegram_id),
         )
         reports = ReportService(pg=pg, tz=tz)

@@ -204,13 +204,19 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     ),
     # --- teacher sessions ----------------------------------------------------------------
     "session.status": (
-        "📋 <b>{lesson}</b>\nCheck-in code: <code>{code}</code>\n{time_left}\n"
+        "📋 <b>{lesson}</b>\nCheck-in code: <code>{code}</code>\n{level}\n{time_left}\n"
         "Checked in: <b>{present}</b>{pending}\n\nStudents send the code to this bot, or "
         "open: {link}",
-        "📋 <b>{lesson}</b>\nYoklama kodu: <code>{code}</code>\n{time_left}\n"
+        "📋 <b>{lesson}</b>\nYoklama kodu: <code>{code}</code>\n{level}\n{time_left}\n"
         "Katılan: <b>{present}</b>{pending}\n\nÖğrenciler kodu bu bota gönderir veya şu "
         "bağlantıyı açar: {link}",
     ),
+    "session.level": ("Security: {name}", "Güvenlik: {name}"),
+    "level.1": ("level 1 · code", "seviye 1 · kod"),
+    "level.2": ("level 2 · code and place", "seviye 2 · kod ve konum"),
+    "level.3": ("level 3 · rotating code and place", "seviye 3 · değişen kod ve konum"),
+    "level.changed": ("Security is now {name}.", "Güvenlik artık {name}."),
+    "level.bad": ("There is no such security level.", "Böyle bir güvenlik seviyesi yok."),
     "session.pending_part": (" · awaiting review: {pending}", " · onay bekleyen: {pending}"),
     "session.time_left": (
         "Closes at {end} ({minutes} min left)",
@@ -254,6 +260,8 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "Liste bir dakika içinde kaydedilir; /history ile görebilirsiniz.",
     ),
     "button.end": ("🔒 End session", "🔒 Yoklamayı bitir"),
+    "button.level": ("🛡 {level}", "🛡 {level}"),
+    "button.level_on": ("🛡 {level} ✓", "🛡 {level} ✓"),
     "button.attendees": ("👥 Attendees", "👥 Katılanlar"),
     "button.accept": ("✅ {number}", "✅ {number}"),
     "button.reject": ("❌ {number}", "❌ {number}"),

@@ -841,6 +841,20 @@ class RedisClient:
 
         return await self._update_attendance(attendance_id, mutate)
 
+    async def set_security_level(self, *, attendance_id: UUID, level: int) -> AttendanceRedis:
+        """Change an open session's security level. `NotFound` if gone, `AttendanceEnded` once
+        ended (by Redis's clock) or claimed: the compare-and-set script checks, like every
+        write into a live session."""
+
+        def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
+            if current.end_time is not None:
+                raise AttendanceEnded(attendance_id)
+            if current.security_option == level:
+                return None
+            return current.model_copy(update={"security_option": level}), ""
+
+        return await self._update_attendance(attendance_id, mutate, require_open=True)
+
     async def extend_attendance(
         self, *, attendance_id: UUID, planned_end_time: datetime
     ) -> AttendanceRedis:

@@ -11,7 +11,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import Raw, t
 from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, RecordSource
-from handlers.callbacks import AttendeesPage, Review, SessionAction
+from handlers.callbacks import AttendeesPage, Review, SessionAction, SessionLevel
 from services.attendance import AttendanceService, Roster
 from services.lesson_finder import Lesson
 
@@ -24,6 +24,10 @@ def hhmm(moment: datetime, tz: ZoneInfo) -> str:
 
 def deep_link(bot_username: str, code: str) -> str:
     return f"https://t.me/{bot_username}?start=ci_{code}"
+
+
+def level_name(level: int, lang: str) -> str:
+    return t(f"level.{level}", lang)
 
 
 def session_status(
@@ -48,6 +52,7 @@ def session_status(
         lesson=attendance.lesson_name,
         code=attendance.code,
         time_left=Raw(time_left),
+        level=Raw(t("session.level", lang, name=level_name(attendance.security_option, lang))),
         present=roster.tally.attended,
         pending=pending,
         link=deep_link(bot_username, attendance.code),
@@ -61,6 +66,12 @@ def session_keyboard(attendance: AttendanceRedis, lang: str) -> InlineKeyboardMa
         text=t("button.attendees", lang), callback_data=SessionAction(action="list", aid=aid)
     )
     builder.button(text=t("button.end", lang), callback_data=SessionAction(action="end", aid=aid))
+    for level in (1, 2, 3):
+        key = "button.level_on" if level == attendance.security_option else "button.level"
+        builder.button(
+            text=t(key, lang, level=level), callback_data=SessionLevel(aid=aid, level=level)
+        )
+    builder.adjust(2, 3)
     return builder.as_markup()
 
 

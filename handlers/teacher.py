@@ -27,6 +27,7 @@ from handlers.callbacks import (
     LessonPick,
     Review,
     SessionAction,
+    SessionLevel,
     parse_aid,
 )
 from handlers.filters import has_text
@@ -239,6 +240,29 @@ async def session_action(
         await message.answer(t("add.ask_number", lang))
     else:
         await query.answer()
+
+
+@router.callback_query(SessionLevel.filter())
+async def session_level(
+    query: CallbackQuery,
+    callback_data: SessionLevel,
+    user: UserSessionRedis | None,
+    lang: str,
+    attendance: AttendanceService,
+    board: StatusBoard,
+) -> None:
+    """A level button on the status message: the service checks that the presser owns the
+    open session (forged or stale data changes nothing)."""
+    teacher = require_user(user)
+    attendance_id = parse_aid(callback_data.aid)
+    if attendance_id is None:
+        raise SessionGone
+    session = await attendance.set_security_level(
+        teacher=teacher, attendance_id=attendance_id, level=callback_data.level
+    )
+    await board.refresh(attendance_id)
+    name = t(f"level.{session.security_option}", lang)
+    await query.answer(t("level.changed", lang, name=name))
 
 
 @router.callback_query(AttendeesPage.filter())

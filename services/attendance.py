@@ -58,6 +58,8 @@ SCHOOL_NUMBER = re.compile(r"^[A-Za-z0-9]{3,20}$")
 # student is shown, and 200 characters stay far under Telegram's 4,096 even when every one of
 # them becomes a five-character HTML entity.
 NOTE_MAX_CHARS = 200
+# Security levels (issue 12): 1 code, 2 code and place, 3 rotating code and place.
+SECURITY_LEVELS = (1, 2, 3)
 
 
 def clean_note(text: str | None) -> str:
@@ -156,6 +158,7 @@ class AttendanceService:
         default_duration: timedelta,
         wrong_code_limit: int = 5,
         wrong_code_window_seconds: int = 60,
+        security_level_default: int = 1,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         user_loader: Callable[[int], Awaitable[UserSessionRedis | None]] | None = None,
     ) -> None:
@@ -170,6 +173,9 @@ class AttendanceService:
         self._wrong_limit = wrong_code_limit
         self._wrong_window = wrong_code_window_seconds
         self._clock = clock
+        if security_level_default not in SECURITY_LEVELS:
+            raise ValueError(f"security level must be 1, 2 or 3, got {security_level_default}")
+        self._level_default = security_level_default
 
     @property
     def tz(self) -> ZoneInfo:
@@ -307,6 +313,7 @@ class AttendanceService:
             scheduled_start=lesson.start if slot is not None else None,
             term=term,
             code="000000",
+            security_option=self._level_default,
             start_time=now,
             planned_end_time=planned_end,
             status_chat_id=chat_id,
@@ -374,6 +381,22 @@ class AttendanceService:
         await self._redis.set_status_message(
             attendance_id=attendance.attendance_id, chat_id=chat_id, message_id=message_id
         )
+
+    async def set_security_level(
+        self, *, teacher: UserSessionRedis, attendance_id: UUID, level: int
+    ) -> AttendanceRedis:
+        """Change the level of the teacher's open session (its owner only; refused by Redis
+        once the session has ended or is claimed). Lowering the level never touches records
+        already written."""
+        if level not in SECURITY_LEVELS:
+            raise InvalidInput("level.bad")
+        await self._live_session(teacher=teacher, attendance_id=attendance_id)
+        try:
+            return await self._redis.set_security_level(attendance_id=attendance_id, level=level)
+        except AttendanceEnded:
+            raise SessionClosed from None
+        except NotFound:
+            raise SessionGone from None
 
     async def end_session(
         self, *, teacher: UserSessionRedis, attendance_id: UUID | None = None
@@ -607,6 +630,7 @@ def _match_lesson(lessons: Sequence[Lesson], name: str, now: datetime) -> Lesson
 
 __all__ = [
     "EVERYONE",
+    "SECURITY_LEVELS",
     "AlreadyOpen",
     "AttendanceService",
     "ChooseLesson",

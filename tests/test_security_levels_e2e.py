@@ -1,0 +1,113 @@
+"""Security levels (issue 12) end to end: the real bot against the local Bot API server and
+portal, real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.fakes.aksis_server import FakeAksis, portal_lesson
+from tests.harness import PASSWORD, Running, reply, running_bot
+
+TEACHER_NAME = "Doç. Dr. ELİF KARTAL"
+STUDENTS = [
+    ("student1", "AYŞE YILDIZ", "2024001"),
+    ("student2", "İSMAİL IŞIK", "2024002"),
+    ("student3", "ÇAĞRI ÖZGÜR", "2024003"),
+    ("student4", "DENİZ AK", "2024004"),
+    ("student5", "EMRE TAŞ", "2024005"),
+]
+
+
+def _lesson(now: datetime) -> object:
+    return portal_lesson(now - timedelta(minutes=5), minutes=60, hocalar=TEACHER_NAME)
+
+
+@pytest.fixture
+async def portal() -> AsyncIterator[FakeAksis]:
+    async with FakeAksis() as fake:
+        now = datetime.now(UTC)
+        fake.add_teacher("teacher1", PASSWORD, TEACHER_NAME, lessons=[_lesson(now)])
+        fake.add_teacher("teacher2", PASSWORD, "Dr. OSMAN KAYA", lessons=[])
+        for username, name, number in STUDENTS:
+            fake.add_student(username, PASSWORD, name, number, lessons=[_lesson(now)])
+        yield fake
+
+
+@pytest.fixture
+async def bot(pg_dsn: str, redis_url: str, portal: FakeAksis) -> AsyncIterator[Running]:
+    async with running_bot(
+        pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal, finalize_interval_seconds=1
+    ) as running:
+        yield running
+
+
+def _teacher_id(bot: Running, username: str = "teacher1") -> str:
+    from services.aksis import staff_identifier
+
+    return staff_identifier(username, bot.settings.key("staff_id_key"))
+
+
+def _text(message: dict[str, Any]) -> str:
+    return str(message.get("text") or "")
+
+
+def _status(teacher: Any, code: str) -> dict[str, Any]:
+    return next(m for m in teacher.messages if code in _text(m) and "🛡" in str(m))
+
+
+async def test_level_shown_at_start_and_changed_by_the_owner_only(
+    bot: Running, pg_dsn: str
+) -> None:
+    teacher = bot.user(100, "Elif")
+    other = bot.user(101, "Osman")
+    await bot.login(teacher, "teacher1")
+    await bot.login(other, "teacher2")
+
+    code = await bot.start_session(teacher)
+    status = _status(teacher, code)
+    assert "Security: level 1 · code" in _text(status)
+    labels = [b["text"] for b in teacher.inline_buttons(status)]
+    assert "🛡 1 ✓" in labels and "🛡 2" in labels and "🛡 3" in labels
+    data = next(b["callback_data"] for b in teacher.inline_buttons(status) if b["text"] == "🛡 3")
+    assert len(data.encode()) <= 64
+
+    # Another teacher pressing the same button (forged): refused, nothing changes.
+    query = await other.click(status, data)
+    answer = await other.callback_answer(query)
+    assert "Security is now" not in str(answer.get("text"))
+    session = await bot.app.redis.get_open_attendance(teacher_school_number=_teacher_id(bot))
+    assert session is not None and session.security_option == 1
+    aid = session.attendance_id
+
+    query = await teacher.click_button("🛡 3", status)
+    answer = await teacher.callback_answer(query)
+    assert "level 3" in str(answer.get("text"))
+    await teacher.wait_until(
+        lambda: "Security: level 3 · rotating code and place" in _text(_status(teacher, code)),
+        timeout=10,
+        what="the level on the status message",
+    )
+    session = await bot.app.redis.get_attendance(attendance_id=aid)
+    assert session is not None and session.security_option == 3
+
+    # Stored as the integer in PostgreSQL once finalized.
+    await teacher.send("/end_session")
+    await reply(teacher)
+    for _ in range(150):  # finalization waits a few seconds after the end, then runs
+        saved = await bot.app.pg.get_attendances(teacher_school_number=_teacher_id(bot))
+        if saved:
+            break
+        await asyncio.sleep(0.1)
+    assert [a.security_option for a in saved] == [3]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        stored = await conn.fetchval("SELECT security_option FROM attendances")
+    finally:
+        await conn.close()
+    assert stored == 3
