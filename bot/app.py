@@ -208,6 +208,8 @@ async def build_app(
             late_after=timedelta(minutes=settings.late_after_minutes),
             default_duration=timedelta(minutes=settings.default_session_minutes),
             security_level_default=settings.security_level_default,
+            location_radius_meters=settings.location_radius_meters,
+            code_rotation_seconds=settings.code_rotation_seconds,
             user_loader=lambda telegram_id: accounts.current_user(telegram_id=telegram_id),
         )
         reports = ReportService(pg=pg, tz=tz)

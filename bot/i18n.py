@@ -351,6 +351,85 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "You are already checked in to <b>{lesson}</b> (recorded at {time}).",
         "<b>{lesson}</b> dersine zaten katıldınız ({time} itibarıyla kaydedildi).",
     ),
+    "checkin.expired": (
+        "⌛ This code has expired: use the one on the screen now.",
+        "⌛ Bu kodun süresi doldu: şimdi ekranda olanı kullanın.",
+    ),
+    "checkin.need_location": (
+        "📍 Code accepted for <b>{lesson}</b>. Now tap the button below to send your location "
+        "(within {minutes} min) to finish checking in.",
+        "📍 <b>{lesson}</b> için kod kabul edildi. Yoklamayı tamamlamak için aşağıdaki düğmeye "
+        "dokunup konumunuzu gönderin ({minutes} dk içinde).",
+    ),
+    "button.send_location": ("📍 Send my location", "📍 Konumumu gönder"),
+    "location.present": (
+        "✅ Location confirmed: you are checked in to <b>{lesson}</b> at {time}.",
+        "✅ Konum doğrulandı: <b>{lesson}</b> dersine {time} itibarıyla katıldınız.",
+    ),
+    "location.pending": (
+        "🕓 Recorded for <b>{lesson}</b>, but {why}, so your teacher will review it.",
+        "🕓 <b>{lesson}</b> için kaydedildi, ancak {why}; öğretmeniniz inceleyecek.",
+    ),
+    "location.no_wait": (
+        "No check-in is waiting for a location. Send the code first; if you sent it more than "
+        "a few minutes ago, your teacher will review your check-in.",
+        "Konum bekleyen bir yoklama yok. Önce kodu gönderin; kodu birkaç dakikadan önce "
+        "gönderdiyseniz öğretmeniniz yoklamanızı inceleyecek.",
+    ),
+    "location.decided": (
+        "Your teacher has already decided your check-in.",
+        "Öğretmeniniz yoklamanız hakkında zaten karar verdi.",
+    ),
+    "why.LOCATION_TOO_FAR": (
+        "your location is too far from the classroom",
+        "konumunuz sınıftan çok uzak",
+    ),
+    "why.LOCATION_FORWARDED": ("the location was forwarded", "konum iletilmiş bir mesaj"),
+    "why.LOCATION_STALE": (
+        "the location was not sent just now",
+        "konum az önce gönderilmemiş",
+    ),
+    "why.OVER_CAP": (
+        "more students checked in than the teacher counted in the room",
+        "öğretmenin saydığından fazla öğrenci yoklamaya katıldı",
+    ),
+    "teacher.ask_location": (
+        "📍 Level {level} checks students' locations against yours. Tap the button below to "
+        "share your location (from your phone, in the classroom).",
+        "📍 Seviye {level}, öğrencilerin konumunu sizinkiyle karşılaştırır. Konumunuzu "
+        "paylaşmak için aşağıdaki düğmeye dokunun (sınıfta, telefonunuzdan).",
+    ),
+    "teacher.location_saved": (
+        "📍 Location saved for <b>{lesson}</b>: students within {radius} m are checked in.",
+        "📍 <b>{lesson}</b> için konum kaydedildi: {radius} m içindeki öğrenciler katılmış "
+        "sayılır.",
+    ),
+    "teacher.location_no_session": (
+        "You have no open session to attach a location to.",
+        "Konum eklenecek açık bir yoklamanız yok.",
+    ),
+    "session.anchor_missing": (
+        "📍 Waiting for your location: until you share it, the code alone counts.",
+        "📍 Konumunuz bekleniyor: paylaşana kadar yalnızca kod yeterli.",
+    ),
+    "session.anchor_set": ("📍 Location set", "📍 Konum ayarlandı"),
+    "session.cap_part": (" of {cap} in the room", " / sınıfta {cap}"),
+    "session.projector": ("Projector page: {url}", "Projeksiyon sayfası: {url}"),
+    "button.cap": ("👥 Head count", "👥 Kişi sayısı"),
+    "cap.ask": (
+        "How many students are in the room? Send a number (0 removes the cap). Check-ins "
+        "beyond it are recorded for your review.",
+        "Sınıfta kaç öğrenci var? Bir sayı gönderin (0 sınırı kaldırır). Fazlası onayınıza "
+        "düşer.",
+    ),
+    "cap.set": ("Head count set to {cap}.", "Kişi sayısı {cap} olarak ayarlandı."),
+    "cap.cleared": ("Head count removed.", "Kişi sayısı kaldırıldı."),
+    "cap.bad": (
+        "Send a whole number between 0 and 10000.",
+        "0 ile 10000 arasında bir tam sayı gönderin.",
+    ),
+    "note.location": (" · {why}, awaiting review", " · {why}, onay bekliyor"),
+    "why.LOCATION_MISSING": ("no location", "konum yok"),
     "checkin.ended": (
         "Attendance for <b>{lesson}</b> has already closed.",
         "<b>{lesson}</b> için yoklama kapandı.",

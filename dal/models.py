@@ -36,6 +36,13 @@ class FailReason(StrEnum):
     ABSENT = "ABSENT"  # enrolled, never checked in (written at finalization)
     MARKED_ABSENT = "MARKED_ABSENT"  # a teacher corrected a saved record to absent
     EXCUSED = "EXCUSED"  # excused by the teacher
+    # Security levels 2 and 3 (issue 12): a valid code whose location did not prove presence,
+    # pending review. MISSING: no location came (the record says so until one does).
+    LOCATION_TOO_FAR = "LOCATION_TOO_FAR"
+    LOCATION_FORWARDED = "LOCATION_FORWARDED"
+    LOCATION_STALE = "LOCATION_STALE"
+    LOCATION_MISSING = "LOCATION_MISSING"
+    OVER_CAP = "OVER_CAP"  # checked in after the head-count cap was reached: pending review
 
 
 def security_level(value: object) -> object:
@@ -67,7 +74,17 @@ class RecordStatus(StrEnum):
         return self in (RecordStatus.PRESENT, RecordStatus.LATE)
 
 
-_PENDING_REASONS = frozenset({FailReason.NOT_IN_SCHEDULE, FailReason.ANOTHER_SECTION})
+_PENDING_REASONS = frozenset(
+    {
+        FailReason.NOT_IN_SCHEDULE,
+        FailReason.ANOTHER_SECTION,
+        FailReason.LOCATION_TOO_FAR,
+        FailReason.LOCATION_FORWARDED,
+        FailReason.LOCATION_STALE,
+        FailReason.LOCATION_MISSING,
+        FailReason.OVER_CAP,
+    }
+)
 _ABSENT_REASONS = frozenset({FailReason.ABSENT, FailReason.MARKED_ABSENT})
 
 
@@ -218,6 +235,11 @@ class AttendanceRedis(_Model):
     # Levels 2 and 3 (issue 12): the teacher's shared location anchors the session.
     anchor_latitude: float | None = None
     anchor_longitude: float | None = None
+    # Level 3: the code before the current one (still accepted) and when the code last changed.
+    previous_code: str | None = Field(default=None, pattern=r"^\d{6}$")
+    code_changed_at: AwareDatetime | None = None
+    # The head count the teacher gave: check-ins beyond it are pending review (OVER_CAP).
+    head_count_cap: int | None = Field(default=None, ge=1)
 
 
 class AttendanceRecordRedis(_Model):

@@ -11,7 +11,9 @@ from aiogram.types import (
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    KeyboardButton,
     Message,
+    ReplyKeyboardMarkup,
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
@@ -40,7 +42,7 @@ from services.attendance import (
     Started,
     StartOutcome,
 )
-from services.errors import AlreadyOnList, RecordNotFound, SessionGone
+from services.errors import AlreadyOnList, InvalidInput, RecordNotFound, SessionGone
 from services.reports import ReportService, Sheet
 
 router = Router(name="teacher")
@@ -55,6 +57,10 @@ class RejectForm(StatesGroup):
 
 class AddForm(StatesGroup):
     number = State()
+
+
+class CapForm(StatesGroup):
+    count = State()
 
 
 def _message_of(query: CallbackQuery) -> Message | None:
@@ -73,6 +79,8 @@ async def _show_start(
         await board.post(outcome.attendance, chat_id=target.chat.id, lang=lang)
         if outcome.ad_hoc:
             await target.answer(t("session.ad_hoc", lang))
+        if outcome.attendance.security_option >= 2:
+            await ask_teacher_location(target, outcome.attendance.security_option, lang)
     elif isinstance(outcome, AlreadyOpen):
         await target.answer(
             t(
@@ -229,6 +237,15 @@ async def session_action(
     elif callback_data.action == "list":
         await _send_attendees(message, teacher, lang, attendance, aid=callback_data.aid)
         await query.answer()
+    elif callback_data.action == "cap":
+        attendance_id = parse_aid(callback_data.aid)
+        if attendance_id is None:
+            raise SessionGone
+        await attendance.owned_session(teacher=teacher, attendance_id=attendance_id)
+        await query.answer()
+        await state.set_state(CapForm.count)
+        await state.set_data({"aid": callback_data.aid})
+        await message.answer(t("cap.ask", lang))
     elif callback_data.action == "add":
         attendance_id = parse_aid(callback_data.aid)
         if attendance_id is None:
@@ -263,6 +280,45 @@ async def session_level(
     await board.refresh(attendance_id)
     name = t(f"level.{session.security_option}", lang)
     await query.answer(t("level.changed", lang, name=name))
+    message = _message_of(query)
+    if message is not None and session.security_option >= 2 and session.anchor_latitude is None:
+        await ask_teacher_location(message, session.security_option, lang)
+
+
+async def ask_teacher_location(target: Message, level: int, lang: str) -> None:
+    """One tap shares the teacher's location (levels 2 and 3 anchor the session to it)."""
+    button = KeyboardButton(text=t("button.send_location", lang), request_location=True)
+    keyboard = ReplyKeyboardMarkup(
+        keyboard=[[button]], resize_keyboard=True, one_time_keyboard=True
+    )
+    await target.answer(t("teacher.ask_location", lang, level=level), reply_markup=keyboard)
+
+
+@router.message(StateFilter(CapForm.count), has_text, ~Command(*COMMANDS))
+async def cap_count(
+    message: Message,
+    user: UserSessionRedis | None,
+    lang: str,
+    attendance: AttendanceService,
+    board: StatusBoard,
+    state: FSMContext,
+) -> None:
+    teacher = require_user(user)
+    data = await state.get_data()
+    attendance_id = parse_aid(str(data.get("aid", "")))
+    if attendance_id is None:
+        await state.clear()
+        raise SessionGone
+    text = (message.text or "").strip()
+    if not text.isdecimal() or len(text) > 5:
+        raise InvalidInput("cap.bad")  # the step stays open for another try
+    count = int(text)
+    await attendance.set_head_count_cap(
+        teacher=teacher, attendance_id=attendance_id, cap=count or None
+    )
+    await state.clear()
+    board.touch(attendance_id)
+    await message.answer(t("cap.set", lang, cap=count) if count else t("cap.cleared", lang))
 
 
 @router.callback_query(AttendeesPage.filter())

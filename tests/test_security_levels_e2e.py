@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import redis.asyncio as aioredis
 
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, Running, reply, running_bot
@@ -111,3 +112,104 @@ async def test_level_shown_at_start_and_changed_by_the_owner_only(
     finally:
         await conn.close()
     assert stored == 3
+
+
+ANCHOR = (41.0122, 28.9760)
+METERS_PER_DEGREE_LAT = 111_195.08
+
+
+def _north(meters: float) -> tuple[float, float]:
+    return ANCHOR[0] + meters / METERS_PER_DEGREE_LAT, ANCHOR[1]
+
+
+def _requests_location(bot: Running, user: Any) -> bool:
+    markup = bot.telegram._chats[user.id].reply_keyboard or {}
+    return any(
+        isinstance(b, dict) and b.get("request_location")
+        for row in markup.get("keyboard", [])
+        for b in row
+    )
+
+
+async def _logged_in_class(bot: Running) -> tuple[Any, list[Any]]:
+    teacher = bot.user(100, "Elif")
+    await bot.login(teacher, "teacher1")
+    students = []
+    for i, (username, name, _) in enumerate(STUDENTS):
+        student = bot.user(200 + i, name.split()[0])
+        await bot.login(student, username)
+        students.append(student)
+    return teacher, students
+
+
+async def test_level_2_location_decides_each_check_in(bot: Running, redis_url: str) -> None:
+    teacher, students = await _logged_in_class(bot)
+    near, far, forwarded, stale, silent = students
+    code = await bot.start_session(teacher)
+    status = _status(teacher, code)
+    teacher.mark_read()
+    await teacher.click_button("🛡 2", status)
+    ask = await reply(teacher)
+    assert "share your location" in _text(ask)
+    assert _requests_location(bot, teacher)  # one tap
+    await teacher.wait_until(
+        lambda: "Waiting for your location" in _text(_status(teacher, code)),
+        timeout=10,
+        what="the anchor note",
+    )
+    await teacher.send_location(*ANCHOR)
+    assert "Location saved" in _text(await reply(teacher))
+    await teacher.wait_until(
+        lambda: "📍 Location set" in _text(_status(teacher, code)), timeout=10, what="anchor"
+    )
+
+    for student in students:
+        student.mark_read()
+        await student.send(code)
+        asked = await reply(student)
+        assert "send your location" in _text(asked), _text(asked)
+        assert _requests_location(bot, student)
+
+    await near.send_location(*_north(120), horizontal_accuracy=20)
+    assert "Location confirmed" in _text(await reply(near))
+    await far.send_location(*_north(2_000), horizontal_accuracy=20)
+    assert "too far" in _text(await reply(far))
+    await forwarded.send_location(*ANCHOR, forwarded_from=near.as_user())
+    assert "forwarded" in _text(await reply(forwarded))
+    await stale.send_location(*ANCHOR, age_seconds=120)
+    assert "not sent just now" in _text(await reply(stale))
+    # The silent student never sends one: once the wait is over, a late location is refused.
+    raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        assert await raw.expire(f"checkin:location:{silent.id}", 1)
+        await asyncio.sleep(1.2)
+    finally:
+        await raw.aclose()
+    await silent.send_location(*ANCHOR)
+    assert "No check-in is waiting" in _text(await reply(silent))
+
+    session = await bot.app.redis.get_open_attendance(teacher_school_number=_teacher_id(bot))
+    assert session is not None
+    records = {
+        r.student_number: r
+        for r in await bot.app.redis.get_attendance_records(attendance_id=session.attendance_id)
+    }
+    assert {n: (r.is_attended, r.fail_reason) for n, r in records.items()} == {
+        "2024001": (True, None),
+        "2024002": (False, "LOCATION_TOO_FAR"),
+        "2024003": (False, "LOCATION_FORWARDED"),
+        "2024004": (False, "LOCATION_STALE"),
+        "2024005": (False, "LOCATION_MISSING"),
+    }
+
+    # The teacher sees the reasons and accepts the far one by hand.
+    teacher.mark_read()
+    await teacher.send("/attendees")
+    listing = await reply(teacher)
+    assert "too far from the classroom" in _text(listing) and "no location" in _text(listing)
+    await teacher.click_button("✅ 2024002", listing)
+    await far.wait_until(lambda: "accepted" in _text(far.messages[-1]).lower(), timeout=10)
+    accepted = await bot.app.redis.get_attendance_record(
+        attendance_id=session.attendance_id, student_number="2024002"
+    )
+    assert accepted is not None and accepted.is_attended and accepted.fail_reason is None
