@@ -213,3 +213,117 @@ async def test_level_2_location_decides_each_check_in(bot: Running, redis_url: s
         attendance_id=session.attendance_id, student_number="2024002"
     )
     assert accepted is not None and accepted.is_attended and accepted.fail_reason is None
+
+
+def _by_id(user: Any, message_id: int) -> dict[str, Any]:
+    return next(m for m in user.messages if m["message_id"] == message_id)
+
+
+class OffsetClock:
+    """Real time plus an offset the test moves forward (time keeps flowing)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+async def test_level_3_codes_rotate_previous_accepted_older_expired(
+    pg_dsn: str, redis_url: str, portal: FakeAksis
+) -> None:
+    clock = OffsetClock()
+    async with running_bot(
+        pg_dsn=pg_dsn,
+        redis_url=redis_url,
+        aksis=portal,
+        clock=clock,
+        security_level_default=3,
+        code_rotation_seconds=30,
+    ) as bot:
+        teacher, students = await _logged_in_class(bot)
+        a, b, c = students[:3]
+        code0 = await bot.start_session(teacher)
+        status = _status(teacher, code0)
+        assert "level 3" in _text(status)
+        assert "share your location" in _text(await reply(teacher))  # asked at the opening
+        await teacher.send_location(*ANCHOR)
+        await reply(teacher)
+        session = await bot.app.redis.get_open_attendance(teacher_school_number=_teacher_id(bot))
+        assert session is not None
+        aid = session.attendance_id
+
+        async def rotated_from(old: str) -> str:
+            clock.advance(31)
+
+            def changed() -> bool:
+                return old not in _text(_by_id(teacher, status["message_id"]))
+
+            await teacher.wait_until(changed, timeout=10, what="the rotated code on the status")
+            current = await bot.app.redis.get_attendance(attendance_id=aid)
+            assert current is not None and current.previous_code == old
+            shown = _by_id(teacher, status["message_id"])
+            assert f"<code>{current.code}</code>" in _text(shown)
+            return current.code
+
+        code1 = await rotated_from(code0)
+        # The previous code still counts.
+        await a.send(code0)
+        assert "send your location" in _text(await reply(a))
+        await a.send_location(*_north(30))
+        assert "Location confirmed" in _text(await reply(a))
+
+        code2 = await rotated_from(code1)
+        assert len({code0, code1, code2}) == 3
+        # Two rotations back: expired, and not counted as a wrong code.
+        await b.send(code0)
+        assert "expired: use the one on the screen now" in _text(await reply(b))
+        raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            assert await raw.get(f"throttle:checkin:{b.id}") is None
+            await b.send(code2)
+            assert "send your location" in _text(await reply(b))
+            # A code that never belonged to an open session is a wrong code (counted).
+            never = next(
+                f"{n:06d}" for n in range(1_000_000) if f"{n:06d}" not in (code0, code1, code2)
+            )
+            await c.send(never)
+            assert "does not match" in _text(await reply(c))
+            assert await raw.get(f"throttle:checkin:{c.id}") == "1"
+        finally:
+            await raw.aclose()
+
+
+async def test_head_count_cap_boundary(bot: Running) -> None:
+    teacher, students = await _logged_in_class(bot)
+    code = await bot.start_session(teacher)
+    status = _status(teacher, code)
+    teacher.mark_read()
+    await teacher.click_button("👥 Head count", status)
+    assert "How many students" in _text(await reply(teacher))
+    await teacher.send("two")
+    assert "whole number" in _text(await reply(teacher))  # asked again, nothing changed
+    await teacher.send("2")
+    assert "Head count set to 2" in _text(await reply(teacher))
+
+    first, second, third = students[:3]
+    for student in (first, second):
+        await student.send(code)
+        assert "checked in" in _text(await reply(student))
+    await third.send(code)
+    answer = _text(await reply(third))
+    assert "more students checked in than the teacher counted" in answer
+    await teacher.wait_until(
+        lambda: "Checked in: <b>2 of 2 in the room</b>" in _text(_status(teacher, code)),
+        timeout=10,
+        what="the capped count",
+    )
+    session = await bot.app.redis.get_open_attendance(teacher_school_number=_teacher_id(bot))
+    assert session is not None
+    record = await bot.app.redis.get_attendance_record(
+        attendance_id=session.attendance_id, student_number="2024003"
+    )
+    assert record is not None and not record.is_attended and record.fail_reason == "OVER_CAP"
