@@ -90,17 +90,20 @@ def render_page(token: str, state: dict[str, Any]) -> str:
 body {{ margin: 0; font-family: system-ui, sans-serif; background: #fff; color: #111;
   display: flex; flex-direction: column; align-items: center; }}
 h1 {{ font-size: 3vw; margin: 2vh 0 0; text-align: center; }}
-main {{ display: flex; align-items: center; justify-content: center; gap: 5vw; width: 100%; }}
-#code {{ font-size: 16vw; font-weight: 800; letter-spacing: 1vw;
+main {{ display: flex; flex-wrap: wrap; align-items: center; justify-content: center;
+  gap: 4vw; width: 100%; }}
+#code {{ font-size: min(13vw, 30vh); font-weight: 800; letter-spacing: 0.3vw;
   font-variant-numeric: tabular-nums; }}
-#qr svg {{ width: 38vw; max-width: 70vh; height: auto; }}
-p {{ font-size: 2.5vw; margin: 1vh 0; }}
+#qr svg {{ width: min(36vw, 65vh); height: auto; display: block; }}
+p {{ font-size: 2.5vw; margin: 1vh 2vw; text-align: center; }}
 </style></head>
 <body>
 <h1 id="lesson">{esc(state["lesson"])}</h1>
 <main><div id="code">{esc(state["code"])}</div><div id="qr">{state["qr"]}</div></main>
-<p>Kod / Code · <span id="minutes">{state["minutes_left"]}</span> dk / min ·
-✅ <span id="present">{state["present"]}</span><span id="cap">{esc(cap)}</span></p>
+<p>Kalan / Left: <span id="minutes">{state["minutes_left"]}</span> dk / min ·
+Katılan / Checked in: <b><span id="present">{state["present"]}</span>\
+<span id="cap">{esc(cap)}</span></b></p>
+<p>Kodu bota gönderin ya da QR kodunu okutun · Send the code to the bot or scan the QR code</p>
 <script>
 (function () {{
   var code = {state["code"]!r};
