@@ -164,6 +164,7 @@ async def test_a_session_stored_before_levels_reads_as_level_1(
     key = f"attendances:{{{session.attendance_id}}}"
     raw = await redis_client.redis.get(key)
     assert raw is not None and '"security_option":1' in raw
-    await redis_client.redis.set(key, raw.replace('"security_option":1', '"security_option":"code"'))
+    legacy = raw.replace('"security_option":1', '"security_option":"code"')
+    await redis_client.redis.set(key, legacy)
     loaded = await redis_client.get_attendance(attendance_id=session.attendance_id)
     assert loaded is not None and loaded.security_option == 1
