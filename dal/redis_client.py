@@ -235,15 +235,16 @@ if (not score) or tonumber(score) <= redis_now()
 end
 local s = cjson.decode(session)
 local level = tonumber(s['security_option']) or 1
--- Level 3 (issue 12): only the current and the previous code count. An older code of this
--- session has expired: not a wrong code (it belonged to an open session), not counted.
-if level == 3 and ARGV[6] ~= s['code'] and ARGV[6] ~= s['previous_code'] then
-  return {'EXPIRED', id, session}
-end
 local records = 'attendance_records:{' .. id .. '}'
 local existing = redis.call('HGET', records, number)
 if existing then
   return {'DUPLICATE', id, session, existing}
+end
+-- Only the current and the previous code count (issue 12: level 3 rotates them; a session
+-- switched back to level 1 or 2 keeps its last two). An older code of this session has
+-- expired: not a wrong code (it belonged to an open session), not counted.
+if ARGV[6] ~= s['code'] and ARGV[6] ~= s['previous_code'] then
+  return {'EXPIRED', id, session}
 end
 -- Enrolled: named in the enrolled set, or '*' there (the lesson has no known enrolment), or
 -- the session's lesson slot among the student's cached slots (linked after the opening).

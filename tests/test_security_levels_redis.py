@@ -124,6 +124,13 @@ async def test_rotation_keeps_one_previous_code_and_refuses_after_the_end(
     assert await _check_in(redis_client, 9_000_000_001, "111111") is CheckInStatus.OK_LOCATION
     assert await _check_in(redis_client, 9_000_000_002, "222222") is CheckInStatus.OK_LOCATION
 
+    # Back to level 1: the last two codes still count, older ones stay expired.
+    await redis_client.set_security_level(attendance_id=aid, level=1)
+    assert await _check_in(redis_client, 9_000_000_001, code0) is CheckInStatus.DUPLICATE
+    await _student(redis_client, "S3", 9_000_000_003)
+    assert await _check_in(redis_client, 9_000_000_003, code0) is CheckInStatus.EXPIRED
+    await redis_client.set_security_level(attendance_id=aid, level=3)
+
     await asyncio.sleep(1.1)  # ended by Redis's clock
     with pytest.raises(AttendanceEnded):
         await redis_client.rotate_code(
