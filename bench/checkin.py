@@ -276,7 +276,7 @@ async def _floor_throughput(
             "lesson_name": "Bench Dersi 101",
             "lesson_code": None,
             "code": code,
-            "security_option": "code",
+            "security_option": 1,
             "start_time": started.isoformat(),
             "planned_end_time": (started + timedelta(minutes=50)).isoformat(),
             "end_time": None,

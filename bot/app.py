@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -38,6 +38,7 @@ from bot.logs import LogContextMiddleware
 from bot.metrics import MeteredAksis, Metrics, TelegramMetrics, UpdateMetricsMiddleware
 from bot.middlewares import HeardFromMiddleware, StoreErrorsMiddleware, UserContextMiddleware
 from bot.outgoing import OutgoingMiddleware
+from bot.projector import projector_url
 from bot.scheduler import build_scheduler
 from bot.secrets import Sealer
 from bot.status import StatusBoard
@@ -164,12 +165,17 @@ def _wrap_updates(
                 manager.register(inner)
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @contextlib.asynccontextmanager
 async def build_app(
     settings: Settings,
     *,
     aksis: AksisClient | None = None,
     bot: Bot | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[App]:
     """Open the pools, build services and the Dispatcher; close everything on exit."""
     # Both servers are checked (reachable, supported version) before the schema migrates.
@@ -231,10 +237,18 @@ async def build_app(
             early_margin=timedelta(minutes=settings.lesson_early_margin_minutes),
             late_after=timedelta(minutes=settings.late_after_minutes),
             default_duration=timedelta(minutes=settings.default_session_minutes),
+            security_level_default=settings.security_level_default,
+            location_radius_meters=settings.location_radius_meters,
+            code_rotation_seconds=settings.code_rotation_seconds,
+            clock=clock or _utc_now,
             user_loader=lambda telegram_id: accounts.current_user(telegram_id=telegram_id),
         )
         reports = ReportService(pg=pg, tz=tz, rule=warning_rule(settings))
-        board = StatusBoard(bot=bot, attendance=attendance)
+        board = StatusBoard(
+            bot=bot,
+            attendance=attendance,
+            projector_url=lambda aid: projector_url(settings.public_url, secret, aid),
+        )
         storage = build_storage(settings)
         dispatcher = Dispatcher(
             storage=storage,

@@ -105,6 +105,16 @@ class Settings(BaseSettings):
     # and no attendance for this many days is dropped by the purge job.
     retention_days: int = Field(default=365, ge=1)
 
+    # --- honest attendance (issue 12) --------------------------------------------------
+    # Security level of a new session: 1 code, 2 code and place, 3 rotating code and place.
+    security_level_default: int = Field(default=1, ge=1, le=3)
+    # Level 3: the code changes this often (the current and the previous code are accepted).
+    code_rotation_seconds: int = Field(default=30, ge=5)
+    # Levels 2 and 3: a student's location within this many metres of the teacher's counts.
+    location_radius_meters: int = Field(default=150, ge=10)
+    # The externally reachable base URL of the web server; unset: no projector page link.
+    public_url: str | None = None
+
     @field_validator(
         "webhook_url",
         "webhook_secret",
@@ -112,6 +122,7 @@ class Settings(BaseSettings):
         "staff_id_key",
         "secret_key",
         "metrics_token",
+        "public_url",
         mode="before",
     )
     @classmethod

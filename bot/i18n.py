@@ -206,13 +206,19 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     ),
     # --- teacher sessions ----------------------------------------------------------------
     "session.status": (
-        "📋 <b>{lesson}</b>\nCheck-in code: <code>{code}</code>\n{time_left}\n"
+        "📋 <b>{lesson}</b>\nCheck-in code: <code>{code}</code>\n{level}\n{time_left}\n"
         "Checked in: <b>{present}</b>{pending}\n\nStudents send the code to this bot, or "
         "open: {link}",
-        "📋 <b>{lesson}</b>\nYoklama kodu: <code>{code}</code>\n{time_left}\n"
+        "📋 <b>{lesson}</b>\nYoklama kodu: <code>{code}</code>\n{level}\n{time_left}\n"
         "Katılan: <b>{present}</b>{pending}\n\nÖğrenciler kodu bu bota gönderir veya şu "
         "bağlantıyı açar: {link}",
     ),
+    "session.level": ("Security: {name}", "Güvenlik: {name}"),
+    "level.1": ("level 1 · code", "seviye 1 · kod"),
+    "level.2": ("level 2 · code and place", "seviye 2 · kod ve konum"),
+    "level.3": ("level 3 · rotating code and place", "seviye 3 · değişen kod ve konum"),
+    "level.changed": ("Security is now {name}.", "Güvenlik artık {name}."),
+    "level.bad": ("There is no such security level.", "Böyle bir güvenlik seviyesi yok."),
     "session.pending_part": (" · awaiting review: {pending}", " · onay bekleyen: {pending}"),
     "session.time_left": (
         "Closes at {end} ({minutes} min left)",
@@ -256,6 +262,8 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "Liste bir dakika içinde kaydedilir; /history ile görebilirsiniz.",
     ),
     "button.end": ("🔒 End session", "🔒 Yoklamayı bitir"),
+    "button.level": ("🛡 {level}", "🛡 {level}"),
+    "button.level_on": ("🛡 {level} ✓", "🛡 {level} ✓"),
     "button.attendees": ("👥 Attendees", "👥 Katılanlar"),
     "button.accept": ("✅ {number}", "✅ {number}"),
     "button.reject": ("❌ {number}", "❌ {number}"),
@@ -345,6 +353,85 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
         "You are already checked in to <b>{lesson}</b> (recorded at {time}).",
         "<b>{lesson}</b> dersine zaten katıldınız ({time} itibarıyla kaydedildi).",
     ),
+    "checkin.expired": (
+        "⌛ This code has expired: use the one on the screen now.",
+        "⌛ Bu kodun süresi doldu: şimdi ekranda olanı kullanın.",
+    ),
+    "checkin.need_location": (
+        "📍 Code accepted for <b>{lesson}</b>. Now tap the button below to send your location "
+        "(within {minutes} min) to finish checking in.",
+        "📍 <b>{lesson}</b> için kod kabul edildi. Yoklamayı tamamlamak için aşağıdaki düğmeye "
+        "dokunup konumunuzu gönderin ({minutes} dk içinde).",
+    ),
+    "button.send_location": ("📍 Send my location", "📍 Konumumu gönder"),
+    "location.present": (
+        "✅ Location confirmed: you are checked in to <b>{lesson}</b> at {time}.",
+        "✅ Konum doğrulandı: <b>{lesson}</b> dersine {time} itibarıyla katıldınız.",
+    ),
+    "location.pending": (
+        "🕓 Recorded for <b>{lesson}</b>, but {why}, so your teacher will review it.",
+        "🕓 <b>{lesson}</b> için kaydedildi, ancak {why}; öğretmeniniz inceleyecek.",
+    ),
+    "location.no_wait": (
+        "No check-in is waiting for a location. Send the code first; if you sent it more than "
+        "a few minutes ago, your teacher will review your check-in.",
+        "Konum bekleyen bir yoklama yok. Önce kodu gönderin; kodu birkaç dakikadan önce "
+        "gönderdiyseniz öğretmeniniz yoklamanızı inceleyecek.",
+    ),
+    "location.decided": (
+        "Your teacher has already decided your check-in.",
+        "Öğretmeniniz yoklamanız hakkında zaten karar verdi.",
+    ),
+    "why.LOCATION_TOO_FAR": (
+        "your location is too far from the classroom",
+        "konumunuz sınıftan çok uzak",
+    ),
+    "why.LOCATION_FORWARDED": ("the location was forwarded", "konum iletilmiş bir mesaj"),
+    "why.LOCATION_STALE": (
+        "the location was not sent just now",
+        "konum az önce gönderilmemiş",
+    ),
+    "why.OVER_CAP": (
+        "more students checked in than the teacher counted in the room",
+        "öğretmenin saydığından fazla öğrenci yoklamaya katıldı",
+    ),
+    "teacher.ask_location": (
+        "📍 Level {level} checks students' locations against yours. Tap the button below to "
+        "share your location (from your phone, in the classroom).",
+        "📍 Seviye {level}, öğrencilerin konumunu sizinkiyle karşılaştırır. Konumunuzu "
+        "paylaşmak için aşağıdaki düğmeye dokunun (sınıfta, telefonunuzdan).",
+    ),
+    "teacher.location_saved": (
+        "📍 Location saved for <b>{lesson}</b>: students within {radius} m are checked in.",
+        "📍 <b>{lesson}</b> için konum kaydedildi: {radius} m içindeki öğrenciler katılmış "
+        "sayılır.",
+    ),
+    "teacher.location_no_session": (
+        "You have no open session to attach a location to.",
+        "Konum eklenecek açık bir yoklamanız yok.",
+    ),
+    "session.anchor_missing": (
+        "📍 Waiting for your location: until you share it, the code alone counts.",
+        "📍 Konumunuz bekleniyor: paylaşana kadar yalnızca kod yeterli.",
+    ),
+    "session.anchor_set": ("📍 Location set", "📍 Konum ayarlandı"),
+    "session.cap_part": (" of {cap} in the room", " / sınıfta {cap}"),
+    "session.projector": ("Projector page: {url}", "Projeksiyon sayfası: {url}"),
+    "button.cap": ("👥 Head count", "👥 Kişi sayısı"),
+    "cap.ask": (
+        "How many students are in the room? Send a number (0 removes the cap). Check-ins "
+        "beyond it are recorded for your review.",
+        "Sınıfta kaç öğrenci var? Bir sayı gönderin (0 sınırı kaldırır). Fazlası onayınıza "
+        "düşer.",
+    ),
+    "cap.set": ("Head count set to {cap}.", "Kişi sayısı {cap} olarak ayarlandı."),
+    "cap.cleared": ("Head count removed.", "Kişi sayısı kaldırıldı."),
+    "cap.bad": (
+        "Send a whole number between 0 and 10000.",
+        "0 ile 10000 arasında bir tam sayı gönderin.",
+    ),
+    "note.location": (" · {why}, awaiting review", " · {why}, onay bekliyor"),
+    "why.LOCATION_MISSING": ("no location", "konum yok"),
     "checkin.ended": (
         "Attendance for <b>{lesson}</b> has already closed.",
         "<b>{lesson}</b> için yoklama kapandı.",

@@ -1,5 +1,8 @@
 """The teacher's live session message: lesson, code, time left and a count, edited in place.
 
+Level-3 sessions get a new code every CODE_ROTATION_SECONDS from the same loop (`rotate`),
+and their message is edited with it (one edit per rotation, inside the per-chat budget).
+
 Check-ins mark a session dirty; one background loop edits each dirty message at most once every
 `min_interval` seconds (Telegram counts edits against the per-chat limit), and refreshes the
 time left once a minute.
@@ -11,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from uuid import UUID
 
 from aiogram import Bot
@@ -32,8 +36,10 @@ class StatusBoard:
         min_interval: float = 3.0,
         tick: float = 1.0,
         clock_refresh: float = 60.0,
+        projector_url: Callable[[UUID], str | None] = lambda _aid: None,
     ) -> None:
         self._bot = bot
+        self._projector_url = projector_url
         self._attendance = attendance
         self._min_interval = min_interval
         self._tick = tick
@@ -60,6 +66,7 @@ class StatusBoard:
                 tz=self._attendance.tz,
                 now=self._attendance.now(),
                 bot_username=await self._username(),
+                projector_url=self._projector_url(attendance.attendance_id),
             ),
             reply_markup=session_keyboard(attendance, lang),
         )
@@ -95,6 +102,7 @@ class StatusBoard:
                     tz=self._attendance.tz,
                     now=now,
                     bot_username=await self._username(),
+                    projector_url=self._projector_url(attendance_id),
                 ),
                 chat_id=session.status_chat_id,
                 message_id=session.status_message_id,
@@ -114,9 +122,20 @@ class StatusBoard:
         self._langs.pop(attendance_id, None)
         self._dirty.discard(attendance_id)
 
+    async def rotate(self) -> None:
+        """Level 3: rotate the codes that are due (any replica may; the rotation is a
+        compare-and-set) and edit those sessions' status messages on the next tick."""
+        for session in await self._attendance.rotate_codes():
+            self._dirty.add(session.attendance_id)
+            self._last_edit.setdefault(session.attendance_id, 0.0)
+
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._tick)
+            try:
+                await self.rotate()
+            except Exception:
+                log.exception("code rotation failed")
             now = time.monotonic()
             due = [
                 aid

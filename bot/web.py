@@ -4,7 +4,9 @@
 - `/health/ready`: PostgreSQL and Redis both answer (200) or not (503: take this replica out of
   the load balancer, but do not restart it; it recovers by itself when the store is back);
 - `/health`: the same answer as `/health/ready`, kept for existing probes;
-- `/metrics`: Prometheus text format (bot/metrics.py), behind `METRICS_TOKEN` when it is set.
+- `/metrics`: Prometheus text format (bot/metrics.py), behind `METRICS_TOKEN` when it is set;
+- `/p/<token>` and `/p/<token>/state`: the projector page of an open session (bot/projector.py),
+  404 for an unknown token or an ended session.
 
 Health answers name components and say `ok` or `down`, nothing more: exception names and
 messages (which may carry host names) stay in the log.
@@ -24,6 +26,8 @@ from aiohttp import web
 
 from bot.app import App
 from bot.metrics import CONTENT_TYPE_LATEST
+from bot.projector import page_state, render_page, verify_token
+from handlers.render import deep_link
 
 log = logging.getLogger(__name__)
 APP_KEY: web.AppKey[App] = web.AppKey("attn", App)
@@ -74,6 +78,45 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
+_NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
+
+
+async def _projector_state(app: App, token: str) -> dict[str, object] | None:
+    """The page's figures, or None when the token is not ours or the session has ended."""
+    attendance_id = verify_token(app.settings.key("secret_key"), token)
+    if attendance_id is None:
+        return None
+    roster = await app.attendance.status(attendance_id=attendance_id)
+    now = app.attendance.now()
+    if roster is None:
+        return None
+    session = roster.attendance
+    end = session.end_time or session.planned_end_time
+    if min(end, session.planned_end_time) <= now:
+        return None
+    username = (await app.bot.me()).username or "bot"
+    return page_state(
+        session, present=roster.tally.attended, now=now, link=deep_link(username, session.code)
+    )
+
+
+async def projector_page(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    state = await _projector_state(request.app[APP_KEY], token)
+    if state is None:
+        return web.Response(status=404, text="This attendance is not open.\n", headers=_NO_STORE)
+    return web.Response(
+        text=render_page(token, state), content_type="text/html", headers=_NO_STORE
+    )
+
+
+async def projector_data(request: web.Request) -> web.Response:
+    state = await _projector_state(request.app[APP_KEY], request.match_info["token"])
+    if state is None:
+        return web.json_response({"open": False}, status=404, headers=_NO_STORE)
+    return web.json_response(state, headers=_NO_STORE)
+
+
 def build_web(app: App) -> web.Application:
     web_app = web.Application()
     web_app[APP_KEY] = app
@@ -81,6 +124,8 @@ def build_web(app: App) -> web.Application:
     web_app.router.add_get("/health/ready", ready)
     web_app.router.add_get("/health/live", live)
     web_app.router.add_get("/metrics", metrics)
+    web_app.router.add_get("/p/{token}", projector_page)
+    web_app.router.add_get("/p/{token}/state", projector_data)
     settings = app.settings
     if settings.webhook_url:
         # Without secret_token aiogram accepts any POST; with it, requests lacking the

@@ -8,10 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 
 class Role(StrEnum):
@@ -29,6 +36,26 @@ class FailReason(StrEnum):
     ABSENT = "ABSENT"  # enrolled, never checked in (written at finalization)
     MARKED_ABSENT = "MARKED_ABSENT"  # a teacher corrected a saved record to absent
     EXCUSED = "EXCUSED"  # excused by the teacher
+    # Security levels 2 and 3 (issue 12): a valid code whose location did not prove presence,
+    # pending review. MISSING: no location came (the record says so until one does).
+    LOCATION_TOO_FAR = "LOCATION_TOO_FAR"
+    LOCATION_FORWARDED = "LOCATION_FORWARDED"
+    LOCATION_STALE = "LOCATION_STALE"
+    LOCATION_MISSING = "LOCATION_MISSING"
+    OVER_CAP = "OVER_CAP"  # checked in after the head-count cap was reached: pending review
+
+
+def security_level(value: object) -> object:
+    """A stored security level as the integer 1..3: the seed's "code" (and anything stored
+    before issue 12 as text) is level 1."""
+    if value == "code" or value is None:
+        return 1
+    if isinstance(value, str) and value.strip() in {"1", "2", "3"}:
+        return int(value)
+    return value
+
+
+SecurityLevel = Annotated[int, BeforeValidator(security_level), Field(ge=1, le=3)]
 
 
 class RecordStatus(StrEnum):
@@ -47,7 +74,17 @@ class RecordStatus(StrEnum):
         return self in (RecordStatus.PRESENT, RecordStatus.LATE)
 
 
-_PENDING_REASONS = frozenset({FailReason.NOT_IN_SCHEDULE, FailReason.ANOTHER_SECTION})
+_PENDING_REASONS = frozenset(
+    {
+        FailReason.NOT_IN_SCHEDULE,
+        FailReason.ANOTHER_SECTION,
+        FailReason.LOCATION_TOO_FAR,
+        FailReason.LOCATION_FORWARDED,
+        FailReason.LOCATION_STALE,
+        FailReason.LOCATION_MISSING,
+        FailReason.OVER_CAP,
+    }
+)
 _ABSENT_REASONS = frozenset({FailReason.ABSENT, FailReason.MARKED_ABSENT})
 
 
@@ -88,7 +125,7 @@ class Attendance(_Model):
     lesson_name: str
     start_time: AwareDatetime
     end_time: AwareDatetime | None = None
-    security_option: str = "code"
+    security_option: SecurityLevel = 1
     lesson_code: str | None = None
     lesson_slot: str | None = None  # see services.lesson_finder.lesson_slot; None: ad hoc
     scheduled_start: AwareDatetime | None = None  # the lesson's start in the schedule
@@ -189,12 +226,20 @@ class AttendanceRedis(_Model):
     scheduled_start: AwareDatetime | None = None  # the lesson's start in the schedule
     term: str | None = None  # the current term when it opened
     code: str = Field(pattern=r"^\d{6}$")
-    security_option: str = "code"
+    security_option: SecurityLevel = 1
     start_time: AwareDatetime
     planned_end_time: AwareDatetime
     end_time: AwareDatetime | None = None  # set when ended; finalization moves it to PostgreSQL
     status_chat_id: int | None = None  # the teacher's live status message
     status_message_id: int | None = None
+    # Levels 2 and 3 (issue 12): the teacher's shared location anchors the session.
+    anchor_latitude: float | None = None
+    anchor_longitude: float | None = None
+    # Level 3: the code before the current one (still accepted) and when the code last changed.
+    previous_code: str | None = Field(default=None, pattern=r"^\d{6}$")
+    code_changed_at: AwareDatetime | None = None
+    # The head count the teacher gave: check-ins beyond it are pending review (OVER_CAP).
+    head_count_cap: int | None = Field(default=None, ge=1)
 
 
 class AttendanceRecordRedis(_Model):

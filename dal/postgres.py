@@ -210,7 +210,7 @@ _INSERT_ATTENDANCES = f"""
 INSERT INTO attendances ({_ATTENDANCE_COLUMNS})
 SELECT {_ATTENDANCE_COLUMNS} FROM unnest(
     $1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
-    $7::text[], $8::boolean[], $9::text[], $10::timestamptz[], $11::text[], $12::timestamptz[]
+    $7::smallint[], $8::boolean[], $9::text[], $10::timestamptz[], $11::text[], $12::timestamptz[]
 ) AS a ({_ATTENDANCE_COLUMNS})
 """
 

@@ -15,6 +15,8 @@ Key layout (namespaces `users:*`, `attendances:*`, `attendance_records:*` come f
     login:prompt:<telegram_id>           the bot asked this account for a credential (with
                                          expiry): plain text from it may be one
     users:<telegram_id>:undeliverable    present while Telegram refuses to deliver to the account
+    checkin:location:<telegram_id>       "<id>|<student number>": a level 2/3 check-in waits
+                                         for this account's location (with expiry)
     once:<kind>:<...>                    dedupe markers
     locks:<name>                         job locks (one replica per scheduler tick)
 
@@ -50,7 +52,7 @@ import logging
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from types import TracebackType
 from typing import Any, Final, Self
@@ -72,6 +74,7 @@ __all__ = [
     "CheckInResult",
     "CheckInStatus",
     "ClaimOutcome",
+    "LocationResult",
     "RedisClient",
     "session_ttl_seconds",
 ]
@@ -113,6 +116,10 @@ def code_key(code: str) -> str:
 
 def teacher_key(teacher_school_number: str) -> str:
     return f"attendances:teacher:{teacher_school_number}"
+
+
+def location_wait_key(telegram_id: int) -> str:
+    return f"checkin:location:{telegram_id}"
 
 
 def lock_key(name: str) -> str:
@@ -168,9 +175,11 @@ return {'OK'}
 """
 
 _CHECK_IN_LUA: Final = """
--- KEYS: 1 throttle key, 2 code key, 3 due index, 4 the sender's user session (users:<id>)
+-- KEYS: 1 throttle key, 2 code key, 3 due index, 4 the sender's user session (users:<id>),
+--       5 the sender's location wait key (checkin:location:<id>)
 -- ARGV: 1 unused (was the caller's clock), 2 throttle limit, 3 throttle window (s),
---       4 now (ISO 8601, stamps the record), 5 the sender's Telegram id
+--       4 now (ISO 8601, stamps the record), 5 the sender's Telegram id, 6 the code,
+--       7 how long a location is waited for (s)
 local function throttled()
   local count = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
   if count < tonumber(ARGV[2]) then
@@ -224,10 +233,18 @@ if (not score) or tonumber(score) <= redis_now()
    or redis.call('EXISTS', 'attendances:{' .. id .. '}:claim') == 1 then
   return {'ENDED', id, session}
 end
+local s = cjson.decode(session)
+local level = tonumber(s['security_option']) or 1
 local records = 'attendance_records:{' .. id .. '}'
 local existing = redis.call('HGET', records, number)
 if existing then
   return {'DUPLICATE', id, session, existing}
+end
+-- Only the current and the previous code count (issue 12: level 3 rotates them; a session
+-- switched back to level 1 or 2 keeps its last two). An older code of this session has
+-- expired: not a wrong code (it belonged to an open session), not counted.
+if ARGV[6] ~= s['code'] and ARGV[6] ~= s['previous_code'] then
+  return {'EXPIRED', id, session}
 end
 -- Enrolled: named in the enrolled set, or '*' there (the lesson has no known enrolment), or
 -- the session's lesson slot among the student's cached slots (linked after the opening).
@@ -238,8 +255,7 @@ local enrolled = 'attendances:{' .. id .. '}:enrolled'
 local member = redis.call('SISMEMBER', enrolled, number) == 1
   or redis.call('SISMEMBER', enrolled, '*') == 1
 local reason = 'NOT_IN_SCHEDULE'
-local s = (not member) and cjson.decode(session)
-if s and s['term'] == u['term'] then
+if (not member) and s['term'] == u['term'] then
   local slot = s['slot']
   local has_slot = type(slot) == 'string'
   if has_slot and type(u['slots']) == 'table' then
@@ -268,14 +284,110 @@ end
 local head = '{"student_number":' .. cjson.encode(number)
   .. ',"student_full_name":' .. cjson.encode(u['full_name'])
   .. ',"telegram_id":' .. ARGV[5] .. ',"attendance_time":"' .. ARGV[4] .. '","source":"code",'
+-- Levels 2 and 3 with the teacher's location known: an enrolled student is asked for theirs;
+-- the record says LOCATION_MISSING until a location decides it (services.location).
+local anchored = level >= 2 and type(s['anchor_latitude']) == 'number'
+if member and anchored then
+  member, reason = false, 'LOCATION_MISSING'
+  redis.call('SET', KEYS[5], id .. '|' .. number, 'EX', ARGV[7])
+elseif member and over_cap(records, s) then
+  member, reason = false, 'OVER_CAP'
+end
 local record, status
 if member then
   record, status = head .. '"is_attended":true,"fail_reason":null}', 'OK_PRESENT'
 else
   record, status = head .. '"is_attended":false,"fail_reason":"' .. reason .. '"}', 'OK_PENDING'
+  if reason == 'LOCATION_MISSING' then
+    status = 'OK_LOCATION'
+  end
 end
 redis.call('HSET', records, number, record)
 return {status, id, session, record}
+"""
+
+# The head-count cap (issue 12): once `head_count_cap` records of the session are attended,
+# a further check-in that would count is recorded as pending review (OVER_CAP) instead.
+# Counting scans the session's records only when a cap is set (a classroom's worth).
+_CAP_LUA: Final = """
+local function over_cap(records, s)
+  local cap = s['head_count_cap']
+  if type(cap) ~= 'number' then
+    return false
+  end
+  local present = 0
+  for _, value in ipairs(redis.call('HVALS', records)) do
+    if string.find(value, '"is_attended":true', 1, true) then
+      present = present + 1
+    end
+  end
+  return present >= cap
+end
+"""
+
+_LOCATION_LUA: Final = """
+-- A student's location decides their LOCATION_MISSING record (a write into a live session).
+-- KEYS: 1 the sender's location wait key, 2 due index
+-- ARGV: 1 the reason code when the location fails ('' when it proves presence)
+-- Returns {'NO_WAIT'} (nothing waits, or the wait timed out), {'ENDED', id}, {'DECIDED', id}
+-- (someone decided the record meanwhile, e.g. the teacher), or {status, id, session, record}
+-- with status OK_PRESENT or OK_PENDING (the new record).
+local wait = redis.call('GET', KEYS[1])
+if not wait then
+  return {'NO_WAIT'}
+end
+local bar = string.find(wait, '|', 1, true)
+local id, number = string.sub(wait, 1, bar - 1), string.sub(wait, bar + 1)
+local session = redis.call('GET', 'attendances:{' .. id .. '}')
+local score = redis.call('ZSCORE', KEYS[2], id)
+if (not session) or (not score) or tonumber(score) <= redis_now()
+   or redis.call('EXISTS', 'attendances:{' .. id .. '}:claim') == 1 then
+  redis.call('DEL', KEYS[1])
+  return {'ENDED', id}
+end
+local records = 'attendance_records:{' .. id .. '}'
+local old = redis.call('HGET', records, number)
+local waiting = '"is_attended":false,"fail_reason":"LOCATION_MISSING"'
+redis.call('DEL', KEYS[1])
+if (not old) or (not string.find(old, waiting, 1, true)) then
+  return {'DECIDED', id}
+end
+local reason = ARGV[1]
+if reason == '' and over_cap(records, cjson.decode(session)) then
+  reason = 'OVER_CAP'
+end
+local decided, status = '"is_attended":true,"fail_reason":null', 'OK_PRESENT'
+if reason ~= '' then
+  decided, status = '"is_attended":false,"fail_reason":"' .. reason .. '"', 'OK_PENDING'
+end
+local record = string.gsub(old, waiting, decided, 1)
+redis.call('HSET', records, number, record)
+return {status, id, session, record}
+"""
+
+_ROTATE_LUA: Final = """
+-- Level 3: the session's code changes (a write into a live session: refused once ended).
+-- KEYS: 1 session key, 2 due index, 3 claim key, 4 the new code's key
+-- ARGV: 1 expected session JSON, 2 new session JSON, 3 id
+-- Returns 1 done, 0 session gone, -1 changed meanwhile, -2 not open, -3 code taken.
+-- The replaced codes' keys keep pointing here, so an old code is told "expired" rather than
+-- counted wrong; the purge drops them once the session is gone.
+local current = redis.call('GET', KEYS[1])
+if not current then
+  return 0
+end
+if current ~= ARGV[1] then
+  return -1
+end
+local score = redis.call('ZSCORE', KEYS[2], ARGV[3])
+if redis.call('EXISTS', KEYS[3]) == 1 or (not score) or tonumber(score) <= redis_now() then
+  return -2
+end
+if not redis.call('SET', KEYS[4], ARGV[3], 'NX') then
+  return -3
+end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
 """
 
 _UPDATE_SESSION_LUA: Final = """
@@ -374,10 +486,12 @@ local raw = redis.call('GET', KEYS[1])
 if raw then
   local ok, session = pcall(cjson.decode, raw)
   if ok and type(session) == 'table' then
-    if type(session.code) == 'string' then
-      local ck = 'attendances:code:' .. session.code
-      if redis.call('GET', ck) == ARGV[1] then
-        redis.call('DEL', ck)
+    for _, code in ipairs({session.code, session.previous_code}) do
+      if type(code) == 'string' then
+        local ck = 'attendances:code:' .. code
+        if redis.call('GET', ck) == ARGV[1] then
+          redis.call('DEL', ck)
+        end
       end
     end
     if type(session.teacher_school_number) == 'string' then
@@ -511,6 +625,8 @@ class CheckInStatus(StrEnum):
     OK_PENDING = "OK_PENDING"  # not enrolled (record's reason: not in schedule, another section)
     DUPLICATE = "DUPLICATE"  # already checked in; `record` is the first record
     ENDED = "ENDED"  # the code belongs to a session that has ended
+    OK_LOCATION = "OK_LOCATION"  # valid code at level 2/3: pending LOCATION_MISSING, location asked
+    EXPIRED = "EXPIRED"  # level 3: a replaced code of an open session (not counted as wrong)
     WRONG_CODE = "WRONG_CODE"  # no live session has this code (counts toward the throttle)
     THROTTLED = "THROTTLED"  # too many wrong codes; `retry_after` seconds to wait
     NOT_LINKED = "NOT_LINKED"  # no user session in Redis for this Telegram account
@@ -534,6 +650,16 @@ class CheckInResult:
     attendance: AttendanceRedis | None = None
     record: AttendanceRecordRedis | None = None  # the record stored, or the existing one
     retry_after: int | None = None  # seconds, for THROTTLED
+
+
+@dataclass(frozen=True, slots=True)
+class LocationResult:
+    """What a location did: `outcome` OK_PRESENT / OK_PENDING (with the new record), NO_WAIT,
+    ENDED or DECIDED (see `RedisClient.decide_location`)."""
+
+    outcome: str
+    attendance: AttendanceRedis | None = None
+    record: AttendanceRecordRedis | None = None
 
 
 def session_ttl_seconds(role: Role, *, student_days: int, teacher_days: int) -> int:
@@ -637,7 +763,9 @@ class RedisClient:
         self._url = url
         self._errors = _TranslateErrors(url)
         self._open_script = redis.register_script(_OPEN_LUA)
-        self._check_in_script = redis.register_script(_NOW_LUA + _CHECK_IN_LUA)
+        self._check_in_script = redis.register_script(_NOW_LUA + _CAP_LUA + _CHECK_IN_LUA)
+        self._location_script = redis.register_script(_NOW_LUA + _CAP_LUA + _LOCATION_LUA)
+        self._rotate_script = redis.register_script(_NOW_LUA + _ROTATE_LUA)
         self._update_session_script = redis.register_script(_NOW_LUA + _UPDATE_SESSION_LUA)
         self._get_open_script = redis.register_script(_GET_OPEN_LUA)
         self._write_record_script = redis.register_script(_NOW_LUA + _WRITE_RECORD_LUA)
@@ -841,6 +969,20 @@ class RedisClient:
 
         return await self._update_attendance(attendance_id, mutate)
 
+    async def set_security_level(self, *, attendance_id: UUID, level: int) -> AttendanceRedis:
+        """Change an open session's security level. `NotFound` if gone, `AttendanceEnded` once
+        ended (by Redis's clock) or claimed: the compare-and-set script checks, like every
+        write into a live session."""
+
+        def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
+            if current.end_time is not None:
+                raise AttendanceEnded(attendance_id)
+            if current.security_option == level:
+                return None
+            return current.model_copy(update={"security_option": level}), ""
+
+        return await self._update_attendance(attendance_id, mutate, require_open=True)
+
     async def extend_attendance(
         self, *, attendance_id: UUID, planned_end_time: datetime
     ) -> AttendanceRedis:
@@ -996,6 +1138,7 @@ class RedisClient:
         throttle_key: str,
         throttle_limit: int = 5,
         throttle_window: int = 60,
+        location_wait_seconds: int = 300,
     ) -> CheckInResult:
         """Record the check-in of the student linked to `telegram_id`, in one Lua call.
 
@@ -1010,13 +1153,21 @@ class RedisClient:
         """
         if now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
-        keys = [throttle_key, code_key(code), DUE_KEY, user_key(telegram_id)]
+        keys = [
+            throttle_key,
+            code_key(code),
+            DUE_KEY,
+            user_key(telegram_id),
+            location_wait_key(telegram_id),
+        ]
         args = [
             _epoch(now),
             str(throttle_limit),
             str(throttle_window),
             now.isoformat(),
             str(int(telegram_id)),
+            code,
+            str(location_wait_seconds),
         ]
         with self._errors:
             reply: list[Any] = await self._check_in_script(keys=keys, args=args)
@@ -1030,10 +1181,109 @@ class RedisClient:
         if status is CheckInStatus.THROTTLED:
             return CheckInResult(status=status, retry_after=int(reply[1]))
         attendance = AttendanceRedis.model_validate_json(reply[2])
-        if status is CheckInStatus.ENDED:
+        if status in (CheckInStatus.ENDED, CheckInStatus.EXPIRED):
             return CheckInResult(status=status, attendance=attendance)
         record = _parse_record(UUID(reply[1]), reply[3])
         return CheckInResult(status=status, attendance=attendance, record=record)
+
+    async def decide_location(self, *, telegram_id: int, reason: str | None) -> LocationResult:
+        """Decide the LOCATION_MISSING record this account's check-in left waiting: present
+        (`reason` None; pending OVER_CAP when the cap is reached meanwhile) or pending with
+        `reason`. One script: refused once the session has ended by Redis's clock or is
+        claimed, and a record someone decided meanwhile (the teacher) is left alone."""
+        with self._errors:
+            reply: list[Any] = await self._location_script(
+                keys=[location_wait_key(telegram_id), DUE_KEY], args=[reason or ""]
+            )
+        outcome = str(reply[0])
+        if len(reply) < 4:
+            return LocationResult(outcome=outcome)
+        attendance = AttendanceRedis.model_validate_json(reply[2])
+        return LocationResult(
+            outcome=outcome, attendance=attendance, record=_parse_record(UUID(reply[1]), reply[3])
+        )
+
+    async def location_wait(self, *, telegram_id: int) -> UUID | None:
+        """The session this account's check-in waits on for a location, if any."""
+        with self._errors:
+            raw = await self._redis.get(location_wait_key(telegram_id))
+        return None if raw is None else UUID(_text(raw).split("|", 1)[0])
+
+    async def set_anchor(
+        self, *, attendance_id: UUID, latitude: float, longitude: float
+    ) -> AttendanceRedis:
+        """Anchor an open session at the teacher's location (`AttendanceEnded` once ended)."""
+
+        def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
+            if current.end_time is not None:
+                raise AttendanceEnded(attendance_id)
+            update = {"anchor_latitude": latitude, "anchor_longitude": longitude}
+            return current.model_copy(update=update), ""
+
+        return await self._update_attendance(attendance_id, mutate, require_open=True)
+
+    async def set_head_count_cap(self, *, attendance_id: UUID, cap: int | None) -> AttendanceRedis:
+        """Set (or clear) an open session's head-count cap (`AttendanceEnded` once ended)."""
+
+        def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
+            if current.end_time is not None:
+                raise AttendanceEnded(attendance_id)
+            return current.model_copy(update={"head_count_cap": cap}), ""
+
+        return await self._update_attendance(attendance_id, mutate, require_open=True)
+
+    async def rotate_code(
+        self,
+        *,
+        attendance_id: UUID,
+        now: datetime,
+        every: timedelta,
+        code_factory: Callable[[], str] | None = None,
+        max_tries: int = 20,
+    ) -> AttendanceRedis | None:
+        """Level 3: give the open session a new code when its current one is `every` old (by
+        `now`); the current code becomes the previous one. Returns the session when the code
+        changed, None when nothing was due (or another replica rotated first). Raises
+        `AttendanceEnded` once the session has ended by Redis's clock or is claimed."""
+        factory = code_factory or generate_code
+        key = attendance_key(attendance_id)
+        for _ in range(max_tries):
+            with self._errors:
+                raw = await self._redis.get(key)
+            if raw is None:
+                raise NotFound(f"attendance {attendance_id} not found in Redis")
+            current = AttendanceRedis.model_validate_json(raw)
+            changed = current.code_changed_at or current.start_time
+            if current.security_option != 3 or current.end_time is not None:
+                return None
+            if now - changed < every:
+                return None
+            code = factory()
+            if code in (current.code, current.previous_code):
+                continue
+            updated = current.model_copy(
+                update={"code": code, "previous_code": current.code, "code_changed_at": now}
+            )
+            keys = [key, DUE_KEY, claim_key(attendance_id), code_key(code)]
+            args = [raw, updated.model_dump_json(), str(attendance_id)]
+            with self._errors:
+                done: int = await self._rotate_script(keys=keys, args=args)
+            if done == 1:
+                return updated
+            if done == 0:
+                raise NotFound(f"attendance {attendance_id} not found in Redis")
+            if done == -2:
+                raise AttendanceEnded(attendance_id)
+            # -1: changed meanwhile (re-read: maybe rotated by another replica); -3: taken
+        raise Conflict(f"attendance {attendance_id}: no code rotation after {max_tries} tries")
+
+    async def open_attendance_ids(self, *, now: datetime, limit: int = 10_000) -> list[UUID]:
+        """Ids of the sessions not ended by `now` (from the due index)."""
+        with self._errors:
+            members = await self._redis.zrangebyscore(
+                DUE_KEY, f"({_epoch(now)}", "+inf", start=0, num=limit
+            )
+        return [UUID(str(member)) for member in members]
 
     # --- finalization support --------------------------------------------------------------
 

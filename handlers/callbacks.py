@@ -21,6 +21,11 @@ class SessionAction(CallbackData, prefix="sa"):
     aid: str  # attendance id, 32 hex digits
 
 
+class SessionLevel(CallbackData, prefix="sl"):
+    aid: str  # attendance id, 32 hex digits ("sl:<32>:<1>": 37 bytes)
+    level: int
+
+
 class AttendeesPage(CallbackData, prefix="ap"):
     aid: str
     page: int

@@ -11,11 +11,21 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import Raw, t
 from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, RecordSource
-from handlers.callbacks import AttendeesPage, Review, SessionAction
+from handlers.callbacks import AttendeesPage, Review, SessionAction, SessionLevel
 from services.attendance import AttendanceService, Roster
 from services.lesson_finder import Lesson
 
 PAGE_SIZE = 20
+# Pending reasons of security levels 2/3 and the head-count cap (issue 12), named in the list.
+_REVIEW_REASONS = frozenset(
+    {
+        FailReason.LOCATION_TOO_FAR,
+        FailReason.LOCATION_FORWARDED,
+        FailReason.LOCATION_STALE,
+        FailReason.LOCATION_MISSING,
+        FailReason.OVER_CAP,
+    }
+)
 
 
 def hhmm(moment: datetime, tz: ZoneInfo) -> str:
@@ -26,8 +36,18 @@ def deep_link(bot_username: str, code: str) -> str:
     return f"https://t.me/{bot_username}?start=ci_{code}"
 
 
+def level_name(level: int, lang: str) -> str:
+    return t(f"level.{level}", lang)
+
+
 def session_status(
-    roster: Roster, *, lang: str, tz: ZoneInfo, now: datetime, bot_username: str
+    roster: Roster,
+    *,
+    lang: str,
+    tz: ZoneInfo,
+    now: datetime,
+    bot_username: str,
+    projector_url: str | None = None,
 ) -> str:
     attendance = roster.attendance
     ended = attendance.end_time is not None and attendance.end_time <= now
@@ -42,13 +62,22 @@ def session_status(
         if roster.tally.pending
         else Raw("")
     )
+    level = t("session.level", lang, name=level_name(attendance.security_option, lang))
+    if attendance.security_option >= 2 and not ended:
+        anchored = attendance.anchor_latitude is not None
+        level += "\n" + t("session.anchor_set" if anchored else "session.anchor_missing", lang)
+    if projector_url and not ended:
+        level += "\n" + t("session.projector", lang, url=projector_url)
+    cap = attendance.head_count_cap
+    present = f"{roster.tally.attended}" + (t("session.cap_part", lang, cap=cap) if cap else "")
     return t(
         "session.status",
         lang,
         lesson=attendance.lesson_name,
         code=attendance.code,
         time_left=Raw(time_left),
-        present=roster.tally.attended,
+        level=Raw(level),
+        present=Raw(present),
         pending=pending,
         link=deep_link(bot_username, attendance.code),
     )
@@ -61,6 +90,13 @@ def session_keyboard(attendance: AttendanceRedis, lang: str) -> InlineKeyboardMa
         text=t("button.attendees", lang), callback_data=SessionAction(action="list", aid=aid)
     )
     builder.button(text=t("button.end", lang), callback_data=SessionAction(action="end", aid=aid))
+    builder.button(text=t("button.cap", lang), callback_data=SessionAction(action="cap", aid=aid))
+    for level in (1, 2, 3):
+        key = "button.level_on" if level == attendance.security_option else "button.level"
+        builder.button(
+            text=t(key, lang, level=level), callback_data=SessionLevel(aid=aid, level=level)
+        )
+    builder.adjust(3, 3)
     return builder.as_markup()
 
 
@@ -86,6 +122,9 @@ def record_line(
             note = ""
     elif record.fail_reason in (FailReason.NOT_IN_SCHEDULE, FailReason.ANOTHER_SECTION):
         icon, note = "🕓", t("note.pending", lang)
+    elif record.fail_reason in _REVIEW_REASONS:
+        why = t(f"why.{record.fail_reason}", lang)
+        icon, note = "🕓", t("note.location", lang, why=Raw(why))
     else:
         icon, note = "❌", t("note.rejected", lang)
     return t(

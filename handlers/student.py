@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from aiogram import Router
+from aiogram import F, Router
 from aiogram.filters import Command
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    ReplyKeyboardRemove,
+)
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.answers import AnswerQueue
 from bot.i18n import Raw, pick_language, t
 from bot.metrics import Metrics
 from bot.status import StatusBoard
-from dal.models import FailReason, RecordStatus, UserSessionRedis
+from dal.models import FailReason, RecordStatus, Role, UserSessionRedis
 from dal.postgres import StudentAttendanceRow
 from dal.redis_client import CheckInStatus
 from handlers.callbacks import MyCourse, MyCourses
@@ -44,15 +51,28 @@ async def reply_check_in(
     if status in (CheckInStatus.OK_PRESENT, CheckInStatus.OK_PENDING) and session and record:
         # The record's status in the one vocabulary (services.status), as the sheet will say.
         recorded = attendance.status_of(session, record)
+        extra: dict[str, object] = {}
         if recorded is RecordStatus.LATE:
             key = "checkin.ok_late"
         elif recorded is RecordStatus.PRESENT:
             key = "checkin.ok"
         elif record.fail_reason == FailReason.ANOTHER_SECTION:
             key = "checkin.another_section"
+        elif record.fail_reason == FailReason.OVER_CAP:
+            why = t("why.OVER_CAP", lang)
+            key, extra = "location.pending", {"why": Raw(why)}
         else:
             key = "checkin.pending"
-        text = t(key, lang, lesson=lesson, time=hhmm(record.attendance_time, tz))
+        text = t(key, lang, lesson=lesson, time=hhmm(record.attendance_time, tz), **extra)
+    elif status is CheckInStatus.OK_LOCATION and session:
+        minutes = max(1, attendance.location_wait_seconds // 60)
+        text = t("checkin.need_location", lang, lesson=lesson, minutes=minutes)
+        if board is not None:
+            board.touch(session.attendance_id)
+        await message.answer(text, reply_markup=location_keyboard(lang))
+        return
+    elif status is CheckInStatus.EXPIRED:
+        text = t("checkin.expired", lang)
     elif status is CheckInStatus.DUPLICATE and record:
         text = t("checkin.duplicate", lang, lesson=lesson, time=hhmm(record.attendance_time, tz))
     elif status is CheckInStatus.ENDED:
@@ -79,6 +99,12 @@ async def reply_check_in(
         answers.put(message.chat.id, text)
     else:
         await message.answer(text)
+
+
+def location_keyboard(lang: str) -> ReplyKeyboardMarkup:
+    """One tap sends the phone's current location (private chats only)."""
+    button = KeyboardButton(text=t("button.send_location", lang), request_location=True)
+    return ReplyKeyboardMarkup(keyboard=[[button]], resize_keyboard=True, one_time_keyboard=True)
 
 
 async def code_message(
@@ -226,3 +252,61 @@ async def my_courses_again(
     if isinstance(query.message, Message) and standings:
         text, keyboard = _course_list(standings, lang, reports)
         await query.message.edit_text(text, reply_markup=keyboard)
+
+
+@router.message(F.location)
+async def location_message(
+    message: Message,
+    user: UserSessionRedis | None,
+    lang: str,
+    attendance: AttendanceService,
+    board: StatusBoard,
+) -> None:
+    """A shared location: a teacher's anchors their open session, a student's decides the
+    check-in waiting for it (security levels 2 and 3)."""
+    account = require_user(user)
+    location = message.location
+    assert location is not None
+    done = ReplyKeyboardRemove()
+    if account.role is Role.TEACHER:
+        session = await attendance.share_teacher_location(
+            teacher=account, latitude=location.latitude, longitude=location.longitude
+        )
+        if session is None:
+            await message.answer(t("teacher.location_no_session", lang), reply_markup=done)
+            return
+        board.touch(session.attendance_id)
+        radius = round(attendance.location_radius_meters)
+        await message.answer(
+            t("teacher.location_saved", lang, lesson=session.lesson_name, radius=radius),
+            reply_markup=done,
+        )
+        return
+    result = await attendance.submit_location(
+        telegram_id=account.telegram_id,
+        latitude=location.latitude,
+        longitude=location.longitude,
+        accuracy=location.horizontal_accuracy,
+        sent_at=message.date,
+        forwarded=message.forward_origin is not None or message.forward_date is not None,
+    )
+    session, record = result.attendance, result.record
+    if result.outcome == "OK_PRESENT" and session and record:
+        text = t(
+            "location.present",
+            lang,
+            lesson=session.lesson_name,
+            time=hhmm(record.attendance_time, attendance.tz),
+        )
+    elif result.outcome == "OK_PENDING" and session and record:
+        why = t(f"why.{record.fail_reason}", lang)
+        text = t("location.pending", lang, lesson=session.lesson_name, why=Raw(why))
+    elif result.outcome == "ENDED":
+        text = t("checkin.ended", lang, lesson=session.lesson_name if session else "")
+    elif result.outcome == "DECIDED":
+        text = t("location.decided", lang)
+    else:
+        text = t("location.no_wait", lang)
+    if session is not None:
+        board.touch(session.attendance_id)
+    await message.answer(text, reply_markup=done)

@@ -11,7 +11,9 @@ from aiogram.types import (
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    KeyboardButton,
     Message,
+    ReplyKeyboardMarkup,
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
@@ -32,6 +34,7 @@ from handlers.callbacks import (
     LessonPick,
     Review,
     SessionAction,
+    SessionLevel,
     parse_aid,
 )
 from handlers.filters import has_text
@@ -70,6 +73,10 @@ class SavedAddForm(StatesGroup):
     number = State()
 
 
+class CapForm(StatesGroup):
+    count = State()
+
+
 def _message_of(query: CallbackQuery) -> Message | None:
     return query.message if isinstance(query.message, Message) else None
 
@@ -86,6 +93,8 @@ async def _show_start(
         await board.post(outcome.attendance, chat_id=target.chat.id, lang=lang)
         if outcome.ad_hoc:
             await target.answer(t("session.ad_hoc", lang))
+        if outcome.attendance.security_option >= 2:
+            await ask_teacher_location(target, outcome.attendance.security_option, lang)
     elif isinstance(outcome, AlreadyOpen):
         await target.answer(
             t(
@@ -242,6 +251,15 @@ async def session_action(
     elif callback_data.action == "list":
         await _send_attendees(message, teacher, lang, attendance, aid=callback_data.aid)
         await query.answer()
+    elif callback_data.action == "cap":
+        attendance_id = parse_aid(callback_data.aid)
+        if attendance_id is None:
+            raise SessionGone
+        await attendance.owned_session(teacher=teacher, attendance_id=attendance_id)
+        await query.answer()
+        await state.set_state(CapForm.count)
+        await state.set_data({"aid": callback_data.aid})
+        await message.answer(t("cap.ask", lang))
     elif callback_data.action == "add":
         attendance_id = parse_aid(callback_data.aid)
         if attendance_id is None:
@@ -253,6 +271,68 @@ async def session_action(
         await message.answer(t("add.ask_number", lang))
     else:
         await query.answer()
+
+
+@router.callback_query(SessionLevel.filter())
+async def session_level(
+    query: CallbackQuery,
+    callback_data: SessionLevel,
+    user: UserSessionRedis | None,
+    lang: str,
+    attendance: AttendanceService,
+    board: StatusBoard,
+) -> None:
+    """A level button on the status message: the service checks that the presser owns the
+    open session (forged or stale data changes nothing)."""
+    teacher = require_user(user)
+    attendance_id = parse_aid(callback_data.aid)
+    if attendance_id is None:
+        raise SessionGone
+    session = await attendance.set_security_level(
+        teacher=teacher, attendance_id=attendance_id, level=callback_data.level
+    )
+    await board.refresh(attendance_id)
+    name = t(f"level.{session.security_option}", lang)
+    await query.answer(t("level.changed", lang, name=name))
+    message = _message_of(query)
+    if message is not None and session.security_option >= 2 and session.anchor_latitude is None:
+        await ask_teacher_location(message, session.security_option, lang)
+
+
+async def ask_teacher_location(target: Message, level: int, lang: str) -> None:
+    """One tap shares the teacher's location (levels 2 and 3 anchor the session to it)."""
+    button = KeyboardButton(text=t("button.send_location", lang), request_location=True)
+    keyboard = ReplyKeyboardMarkup(
+        keyboard=[[button]], resize_keyboard=True, one_time_keyboard=True
+    )
+    await target.answer(t("teacher.ask_location", lang, level=level), reply_markup=keyboard)
+
+
+@router.message(StateFilter(CapForm.count), has_text, ~Command(*COMMANDS))
+async def cap_count(
+    message: Message,
+    user: UserSessionRedis | None,
+    lang: str,
+    attendance: AttendanceService,
+    board: StatusBoard,
+    state: FSMContext,
+) -> None:
+    teacher = require_user(user)
+    data = await state.get_data()
+    attendance_id = parse_aid(str(data.get("aid", "")))
+    if attendance_id is None:
+        await state.clear()
+        raise SessionGone
+    text = (message.text or "").strip()
+    if not text.isdecimal() or len(text) > 5:
+        raise InvalidInput("cap.bad")  # the step stays open for another try
+    count = int(text)
+    await attendance.set_head_count_cap(
+        teacher=teacher, attendance_id=attendance_id, cap=count or None
+    )
+    await state.clear()
+    board.touch(attendance_id)
+    await message.answer(t("cap.set", lang, cap=count) if count else t("cap.cleared", lang))
 
 
 @router.callback_query(AttendeesPage.filter())

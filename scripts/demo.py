@@ -17,6 +17,11 @@
    teacher lists the attendees and ends the session.
 5. Waits until the finalizer has written the sheet to PostgreSQL and prints an abbreviated chat
    transcript and the attendance sheet read back from PostgreSQL.
+5b. Plays one level-3 session (issue 12): the teacher opens attendance again, presses the level
+   3 button and shares the classroom's location; students send the rotating code and their
+   locations (one 2 km away: pending review), one uses the previous code after a rotation
+   (accepted) and one a code two rotations old ("expired"); prints the projector page URL the
+   bot served (checked to answer, then to answer 404 once the session has ended).
 6. Stops the bot with SIGTERM, stops the fake and drops the database.
 
 Exit status 0 when every step went as scripted, 1 with a message naming the failed step.
@@ -81,13 +86,22 @@ DEEP_LINK: Final = 5
 LATE: Final = (39, 40)
 LOGIN_BATCHES: Final = 3
 
+# The level-3 session played after the class (issue 12): the classroom's location, students
+# near it and one too far, a code that rotates every few seconds.
+CLASSROOM: Final = (41.0122, 28.9760)
+METERS_PER_DEGREE_LAT: Final = 111_195.08
+LEVEL3_NEAR: Final = (1, 2, 4, 6)  # in the room (20-60 m from the teacher)
+LEVEL3_FAR: Final = 3  # 2 km away: pending review, LOCATION_TOO_FAR
+LEVEL3_EXPIRED: Final = 6  # tries a code two rotations old first
+CODE_ROTATION_SECONDS: Final = 5
+
 # Bot settings for a class played in seconds rather than minutes.
 LATE_AFTER_MINUTES: Final = 0.1
 FINALIZE_INTERVAL_SECONDS: Final = 2
 PER_CHAT_RATE: Final = 5
 
 # Time limits (seconds). The whole run stays under two minutes.
-RUN_DEADLINE: Final = 95.0
+RUN_DEADLINE: Final = 130.0
 BOT_READY_TIMEOUT: Final = 30.0
 REPLY_TIMEOUT: Final = 20.0
 FINALIZE_TIMEOUT: Final = 60.0
@@ -536,6 +550,9 @@ class Demo:
             "TELEGRAM_PER_CHAT_RATE": str(PER_CHAT_RATE),
             "WEB_HOST": "127.0.0.1",
             "WEB_PORT": str(port),
+            "PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "CODE_ROTATION_SECONDS": str(CODE_ROTATION_SECONDS),
+            "SECURITY_LEVEL_DEFAULT": "1",
             "WEBHOOK_URL": "",  # long polling, whatever the environment or .env says
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
@@ -939,6 +956,103 @@ class Demo:
         statuses = self.print_sheet(head, rows)
         print()
         self.check_sheet(statuses)
+        await self.play_level_3(teacher, students)
+
+    # --- step 5b: a level-3 session (issue 12) ------------------------------------------
+
+    def _north(self, meters: float) -> tuple[float, float]:
+        return CLASSROOM[0] + meters / METERS_PER_DEGREE_LAT, CLASSROOM[1]
+
+    async def _current_code(self, teacher: Actor, status_id: int, old: str) -> str:
+        """Wait until the teacher's status message shows a code other than `old`."""
+        found: list[str] = []
+
+        def rotated() -> bool:
+            message = next(m for m in teacher.user.messages if m["message_id"] == status_id)
+            match = re.search(r"<code>(\d{6})</code>", str(message.get("text") or ""))
+            if match and match.group(1) != old:
+                found[:] = [match.group(1)]
+                return True
+            return False
+
+        try:
+            await teacher.user.wait_until(rotated, CODE_ROTATION_SECONDS * 3, "a rotated code")
+        except AssertionError:
+            raise DemoError(
+                f"the status message kept code {old} for {CODE_ROTATION_SECONDS * 3} s "
+                f"(CODE_ROTATION_SECONDS={CODE_ROTATION_SECONDS})"
+            ) from None
+        return found[0]
+
+    async def located_check_in(self, actor: Actor, code: str, meters: float, expected: str) -> None:
+        await self.transcript.send(actor, code)
+        await self.expect(actor, ["checkin.need_location"], what=f"the level-3 code {code!r}")
+        await actor.user.send_location(*self._north(meters), horizontal_accuracy=15)
+        key, message = await self.expect(
+            actor, ["location.present", "location.pending"], what="the location"
+        )
+        if key != expected:
+            raise DemoError(
+                f"{actor.label} at {meters:.0f} m: expected {expected}, the bot answered "
+                f"{plain(str(message.get('text') or ''))!r}"
+            )
+
+    async def play_level_3(self, teacher: Actor, students: dict[int, Actor]) -> None:
+        tr = self.transcript
+        tr.begin(
+            "Level 3: rotating code and place (/start_session, level button, locations)",
+            [teacher, students[1], students[LEVEL3_FAR], students[LEVEL3_EXPIRED]],
+            claims=("📣",),
+        )
+        await tr.send(teacher, "/start_session")
+        _, status = await self.expect(teacher, ["session.status"], what="/start_session (2)")
+        match = re.search(r"<code>(\d{6})</code>", str(status.get("text") or ""))
+        if match is None:
+            raise DemoError("no code in the second session's status message")
+        code0 = match.group(1)
+        await teacher.user.click_button("🛡 3", status)
+        await self.expect(teacher, ["teacher.ask_location"], what="the level-3 button")
+        await teacher.user.send_location(*CLASSROOM)
+        await self.expect(teacher, ["teacher.location_saved"], what="the teacher's location")
+        status_id = int(status["message_id"])
+        for j in LEVEL3_NEAR[:2]:
+            await self.located_check_in(students[j], code0, 20.0 * j, "location.present")
+        await self.located_check_in(students[LEVEL3_FAR], code0, 2_000, "location.pending")
+        say(
+            f"level 3: students {LEVEL3_NEAR[0]} and {LEVEL3_NEAR[1]} in the room, student "
+            f"{LEVEL3_FAR} 2 km away (pending review: LOCATION_TOO_FAR)"
+        )
+        code1 = await self._current_code(teacher, status_id, code0)
+        # The previous code still counts.
+        await self.located_check_in(students[LEVEL3_NEAR[2]], code0, 40, "location.present")
+        code2 = await self._current_code(teacher, status_id, code1)
+        expired = students[LEVEL3_EXPIRED]
+        await tr.send(expired, code0)
+        await self.expect(expired, ["checkin.expired"], what="a code two rotations old")
+        await self.located_check_in(expired, code2, 60, "location.present")
+        say(
+            f"level 3: code rotated twice every {CODE_ROTATION_SECONDS} s; the previous code "
+            f"was accepted, the one before it answered 'expired'"
+        )
+        text = next(m for m in teacher.user.messages if m["message_id"] == status_id)["text"]
+        found = re.search(r"(http://127\.0\.0\.1:\d+/p/[0-9a-f]{64})", str(text))
+        if found is None:
+            raise DemoError("the status message offers no projector page link")
+        url = found.group(1)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            async with http.get(url) as page:
+                body = await page.text()
+                if page.status != 200 or "<svg" not in body or re.search(r"\d{6}", body) is None:
+                    raise DemoError(f"the projector page answered {page.status}")
+            say(f"projector page served at {url} (code and QR code, no names)")
+            tr.begin("Level 3: the teacher ends attendance", [teacher])
+            await tr.send(teacher, "/end_session")
+            await self.expect(teacher, ["session.ended"], what="/end_session (2)")
+            async with http.get(url) as page:
+                if page.status != 404:
+                    raise DemoError(f"the projector page answered {page.status} after the end")
+        say("projector page answers 404 once the session has ended")
+        print(f"\nPROJECTOR PAGE served (level-3 session): {url}")
 
     async def finish_bot(self) -> None:
         assert self.bot is not None

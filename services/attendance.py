@@ -28,6 +28,7 @@ from dal.redis_client import (
     AttendanceEnded,
     CheckInResult,
     CheckInStatus,
+    LocationResult,
     RedisClient,
 )
 from services.errors import (
@@ -40,6 +41,7 @@ from services.errors import (
     SessionGone,
 )
 from services.lesson_finder import Lesson, current_lesson, lesson_slot
+from services.location import location_verdict
 from services.notify import Notice, Notifier, Stale
 from services.status import StatusCounts, is_late, live_status
 from services.text import code_digits, person_key, turkish_casefold
@@ -58,6 +60,8 @@ SCHOOL_NUMBER = re.compile(r"^[A-Za-z0-9]{3,20}$")
 # student is shown, and 200 characters stay far under Telegram's 4,096 even when every one of
 # them becomes a five-character HTML entity.
 NOTE_MAX_CHARS = 200
+# Security levels (issue 12): 1 code, 2 code and place, 3 rotating code and place.
+SECURITY_LEVELS = (1, 2, 3)
 
 
 def clean_note(text: str | None) -> str:
@@ -156,6 +160,10 @@ class AttendanceService:
         default_duration: timedelta,
         wrong_code_limit: int = 5,
         wrong_code_window_seconds: int = 60,
+        security_level_default: int = 1,
+        location_radius_meters: float = 150.0,
+        code_rotation_seconds: int = 30,
+        location_wait_seconds: int = 180,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         user_loader: Callable[[int], Awaitable[UserSessionRedis | None]] | None = None,
     ) -> None:
@@ -170,6 +178,12 @@ class AttendanceService:
         self._wrong_limit = wrong_code_limit
         self._wrong_window = wrong_code_window_seconds
         self._clock = clock
+        if security_level_default not in SECURITY_LEVELS:
+            raise ValueError(f"security level must be 1, 2 or 3, got {security_level_default}")
+        self._level_default = security_level_default
+        self._radius = location_radius_meters
+        self._rotation = timedelta(seconds=code_rotation_seconds)
+        self._location_wait = location_wait_seconds
 
     @property
     def tz(self) -> ZoneInfo:
@@ -307,6 +321,7 @@ class AttendanceService:
             scheduled_start=lesson.start if slot is not None else None,
             term=term,
             code="000000",
+            security_option=self._level_default,
             start_time=now,
             planned_end_time=planned_end,
             status_chat_id=chat_id,
@@ -378,6 +393,22 @@ class AttendanceService:
         await self._redis.set_status_message(
             attendance_id=attendance.attendance_id, chat_id=chat_id, message_id=message_id
         )
+
+    async def set_security_level(
+        self, *, teacher: UserSessionRedis, attendance_id: UUID, level: int
+    ) -> AttendanceRedis:
+        """Change the level of the teacher's open session (its owner only; refused by Redis
+        once the session has ended or is claimed). Lowering the level never touches records
+        already written."""
+        if level not in SECURITY_LEVELS:
+            raise InvalidInput("level.bad")
+        await self._live_session(teacher=teacher, attendance_id=attendance_id)
+        try:
+            return await self._redis.set_security_level(attendance_id=attendance_id, level=level)
+        except AttendanceEnded:
+            raise SessionClosed from None
+        except NotFound:
+            raise SessionGone from None
 
     async def end_session(
         self, *, teacher: UserSessionRedis, attendance_id: UUID | None = None
@@ -573,7 +604,107 @@ class AttendanceService:
             throttle_key=f"throttle:checkin:{telegram_id}",
             throttle_limit=self._wrong_limit,
             throttle_window=self._wrong_window,
+            location_wait_seconds=self._location_wait,
         )
+
+    @property
+    def location_wait_seconds(self) -> int:
+        return self._location_wait
+
+    @property
+    def location_radius_meters(self) -> float:
+        return self._radius
+
+    async def submit_location(
+        self,
+        *,
+        telegram_id: int,
+        latitude: float,
+        longitude: float,
+        accuracy: float | None,
+        sent_at: datetime,
+        forwarded: bool,
+    ) -> LocationResult:
+        """A student's location after a valid code at level 2 or 3 (services.location): the
+        waiting record becomes present, or pending review with the reason. NO_WAIT when no
+        check-in waits for one (never asked, or asked longer ago than the wait: the record
+        stays LOCATION_MISSING)."""
+        attendance_id = await self._redis.location_wait(telegram_id=telegram_id)
+        if attendance_id is None:
+            return LocationResult(outcome="NO_WAIT")
+        session = await self._redis.get_attendance(attendance_id=attendance_id)
+        reason: FailReason | None = FailReason.LOCATION_TOO_FAR
+        if (
+            session is not None
+            and session.anchor_latitude is not None
+            and session.anchor_longitude is not None
+        ):
+            reason = location_verdict(
+                anchor=(session.anchor_latitude, session.anchor_longitude),
+                latitude=latitude,
+                longitude=longitude,
+                accuracy=accuracy,
+                sent_at=sent_at,
+                now=self._clock(),
+                forwarded=forwarded,
+                radius=self._radius,
+            )
+        result = await self._redis.decide_location(
+            telegram_id=telegram_id, reason=None if reason is None else str(reason)
+        )
+        if result.record is not None:
+            log.info(
+                "location for session %s: %s", attendance_id, result.record.fail_reason or "present"
+            )
+        return result
+
+    # --- security levels, the teacher's location, the head-count cap -------------------
+
+    async def share_teacher_location(
+        self, *, teacher: UserSessionRedis, latitude: float, longitude: float
+    ) -> AttendanceRedis | None:
+        """Anchor the teacher's open session at their location; None when none is open."""
+        session = await self.open_session(teacher=teacher)
+        if session is None:
+            return None
+        try:
+            return await self._redis.set_anchor(
+                attendance_id=session.attendance_id, latitude=latitude, longitude=longitude
+            )
+        except AttendanceEnded:
+            raise SessionClosed from None
+        except NotFound:
+            raise SessionGone from None
+
+    async def set_head_count_cap(
+        self, *, teacher: UserSessionRedis, attendance_id: UUID, cap: int | None
+    ) -> AttendanceRedis:
+        """The number of students in the room: check-ins beyond it are pending (OVER_CAP)."""
+        if cap is not None and not 1 <= cap <= 10_000:
+            raise InvalidInput("cap.bad")
+        await self._live_session(teacher=teacher, attendance_id=attendance_id)
+        try:
+            return await self._redis.set_head_count_cap(attendance_id=attendance_id, cap=cap)
+        except AttendanceEnded:
+            raise SessionClosed from None
+        except NotFound:
+            raise SessionGone from None
+
+    async def rotate_codes(self) -> list[AttendanceRedis]:
+        """Level 3: new codes for the open sessions whose code is CODE_ROTATION_SECONDS old.
+        Safe on every replica at once (the rotation is a compare-and-set)."""
+        now = self._clock()
+        rotated: list[AttendanceRedis] = []
+        for attendance_id in await self._redis.open_attendance_ids(now=now):
+            try:
+                session = await self._redis.rotate_code(
+                    attendance_id=attendance_id, now=now, every=self._rotation
+                )
+            except (AttendanceEnded, NotFound):
+                continue
+            if session is not None:
+                rotated.append(session)
+        return rotated
 
 
 def _require_teacher(user: UserSessionRedis) -> None:
@@ -611,6 +742,7 @@ def _match_lesson(lessons: Sequence[Lesson], name: str, now: datetime) -> Lesson
 
 __all__ = [
     "EVERYONE",
+    "SECURITY_LEVELS",
     "AlreadyOpen",
     "AttendanceService",
     "ChooseLesson",

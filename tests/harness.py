@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -106,12 +108,16 @@ async def running_bot(
     redis_url: str,
     aksis: FakeAksis | None = None,
     aksis_client: AksisClient | None = None,
+    clock: Callable[[], datetime] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Running]:
+    """The bot against the fakes. `clock`, when given, is the time of the bot's services and
+    of the Bot API server's message dates (Redis keeps its own clock)."""
     await reset_database(pg_dsn)
     await flush_redis(redis_url)
     async with contextlib.AsyncExitStack() as stack:
-        telegram = await stack.enter_async_context(FakeTelegram())
+        fake_clock = (lambda: clock().timestamp()) if clock is not None else time.time
+        telegram = await stack.enter_async_context(FakeTelegram(clock=fake_clock))
         portal = aksis or await stack.enter_async_context(FakeAksis())
         settings = load_settings(
             bot_token=telegram.token,
@@ -123,7 +129,9 @@ async def running_bot(
             telegram_per_chat_rate=50.0,
             **{**portal.settings_overrides(), **overrides},
         )
-        app = await stack.enter_async_context(build_app(settings, aksis=aksis_client))
+        app = await stack.enter_async_context(
+            build_app(settings, aksis=aksis_client, clock=clock)
+        )
         polling = asyncio.create_task(
             app.dispatcher.start_polling(
                 app.bot, handle_signals=False, close_bot_session=False, polling_timeout=1

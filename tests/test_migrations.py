@@ -281,3 +281,33 @@ async def test_migration_3_splits_rejection_notes_and_gives_every_record_a_statu
         await conn.execute(
             "UPDATE attendance_records SET status = 'gone' WHERE student_number = '1'"
         )
+
+
+async def test_migration_4_turns_the_code_option_into_security_level_1(
+    conn: asyncpg.Connection,
+) -> None:
+    """Sessions stored before issue 12 carry security_option 'code': level 1 afterwards, and
+    only the levels 1, 2 and 3 can be stored from then on."""
+    before = [m for m in load_migrations() if m.version < 4]
+    await apply_migrations(conn, migrations=before)
+    await conn.execute(
+        "INSERT INTO users (user_school_number, user_full_name, role) VALUES ('T', 'H', 'teacher')"
+    )
+    await conn.execute(
+        "INSERT INTO attendances (attendance_id, teacher_school_number, lesson_name, start_time)"
+        " VALUES ('00000000-0000-0000-0000-000000000001', 'T', 'L', now()),"
+        " ('00000000-0000-0000-0000-000000000002', 'T', 'L', now())"
+    )
+    await conn.execute(
+        "UPDATE attendances SET security_option = '2'"
+        " WHERE attendance_id = '00000000-0000-0000-0000-000000000002'"
+    )
+
+    await apply_migrations(conn)
+
+    rows = await conn.fetch("SELECT security_option FROM attendances ORDER BY attendance_id")
+    assert [r["security_option"] for r in rows] == [1, 2]
+    columns = await _columns(conn, "attendances")
+    assert columns["security_option"] == ("smallint", False)
+    with pytest.raises(asyncpg.CheckViolationError):
+        await conn.execute("UPDATE attendances SET security_option = 4")

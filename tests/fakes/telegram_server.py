@@ -1132,7 +1132,9 @@ class FakeUser:
         *,
         horizontal_accuracy: float | None = None,
         forwarded_from: dict[str, Any] | None = None,
+        age_seconds: float = 0.0,
     ) -> dict[str, Any]:
+        """Share a location; `age_seconds` back-dates the message's `date` (a stale one)."""
         location: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
         if horizontal_accuracy is not None:
             location["horizontal_accuracy"] = horizontal_accuracy
@@ -1144,6 +1146,7 @@ class FakeUser:
                 "sender_user": forwarded_from,
             }
         message = self._message(content)
+        message["date"] = int(self.fake._clock() - age_seconds)
         await self.fake.deliver_update({"message": message})
         return message
 
