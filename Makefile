@@ -32,7 +32,9 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # The whole suite against the configured servers (or embedded ones when none answer), then every
-# test that reaches PostgreSQL or Redis (marker `stores`) again against the embedded servers.
+# test that reaches PostgreSQL or Redis (marker `stores`) again against the embedded servers:
+# all but the process-level `slow` ones (crash, restart and delivery timing: they exercise the
+# same scripts as the quick ones), and the demo.
 test: lint services
 	set -a; . ./$(RUN)/services.env; set +a; $(PY) -m pytest
 	$(MAKE) --no-print-directory test-embedded
@@ -40,7 +42,8 @@ test: lint services
 test-embedded: $(STAMP)
 	@mkdir -p $(EMBEDDED)
 	$(PY) scripts/services.py ensure --embedded --state-dir $(EMBEDDED) > $(RUN)/embedded.env
-	set -a; . ./$(RUN)/embedded.env; set +a; $(PY) -m pytest -m stores
+	set -a; . ./$(RUN)/embedded.env; set +a; $(PY) -m pytest -m "stores and not slow"
+	set -a; . ./$(RUN)/embedded.env; set +a; $(PY) -m pytest -m stores tests/test_demo_script.py
 
 demo: services
 	set -a; . ./$(RUN)/services.env; set +a; $(PY) scripts/demo.py
