@@ -94,6 +94,7 @@ async def _database_exists(name: str) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.demo
 @pytest.mark.timeout(170)
 async def test_the_demo_plays_a_class_and_prints_the_sheet_from_postgres() -> None:
     database = f"attn_demo_test_{uuid.uuid4().hex[:8]}"

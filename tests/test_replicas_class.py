@@ -1,0 +1,128 @@
+"""Scale-out, proven on one class: two `python -m bot` processes in webhook mode behind a
+round-robin proxy, one PostgreSQL and one Redis. Every check-in is recorded once, the session is
+finalized once, and every reply and every result is delivered once (README, "Several replicas").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from dal.postgres import AsyncPostgresClient
+from dal.redis_client import RedisClient
+from tests.fakes.telegram_server import FakeTelegram
+from tests.support import link, open_session, student_user, teacher_user
+from tests.test_delivery_process import (
+    STUDENT_BASE,
+    BotProcess,
+    _env,
+    _free_port,
+    _prepare,
+    _round_robin,
+    _wait,
+)
+
+pytestmark = pytest.mark.slow
+
+SECRET = "replica-webhook-secret-0123456789_abcdefghij"
+TEACHER_ID = 6_100_000_001
+
+
+async def test_two_webhook_replicas_take_one_class_exactly_once(
+    pg_dsn: str, redis_url: str, tmp_path: Path
+) -> None:
+    n = 40
+    await _prepare(pg_dsn, redis_url)
+    numbers = [f"2025{i:04d}" for i in range(n)]
+    pg = await AsyncPostgresClient.connect(pg_dsn)
+    redis = RedisClient.from_url(redis_url)
+    try:
+        teacher = teacher_user()
+        await link(pg, teacher, TEACHER_ID)
+        for i, number in enumerate(numbers):
+            # Linked in PostgreSQL only: the replica that gets the code fills Redis's cache.
+            await link(pg, student_user(number), STUDENT_BASE + i)
+        now = datetime.now(UTC)
+        session = await open_session(
+            redis,
+            teacher=teacher,
+            start=now - timedelta(minutes=1),
+            end=now + timedelta(minutes=49),
+            enrolled=numbers,
+            teacher_telegram_id=TEACHER_ID,
+        )
+        async with FakeTelegram() as telegram:
+            telegram.user(TEACHER_ID, "Teacher")
+            students = [telegram.user(STUDENT_BASE + i, f"S{i}") for i in range(n)]
+            ports = [_free_port(), _free_port()]
+            async with _round_robin([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
+                replicas = [
+                    BotProcess(
+                        _env(
+                            telegram,
+                            pg_dsn,
+                            redis_url,
+                            WEB_PORT=str(port),
+                            WEBHOOK_URL=f"{proxy}/webhook",
+                            WEBHOOK_SECRET=SECRET,
+                            FINALIZE_INTERVAL_SECONDS="1",
+                        ),
+                        tmp_path / f"replica{k}.log",
+                    )
+                    for k, port in enumerate(ports)
+                ]
+                try:
+                    for k, replica in enumerate(replicas):
+                        await replica.start(
+                            telegram,
+                            lambda k=k: telegram.call_count("setWebhook") > k,  # type: ignore[misc]
+                        )
+                    # The class: every student sends the code once; the proxy alternates.
+                    await asyncio.gather(*(s.send(session.code) for s in students))
+                    await _wait(
+                        lambda: all(len(s.messages) >= 1 for s in students), 20, "every reply"
+                    )
+                    await redis.finish_attendance(
+                        attendance_id=session.attendance_id, end_time=datetime.now(UTC)
+                    )
+                    await _wait(
+                        lambda: all(len(s.messages) >= 2 for s in students), 30, "every result"
+                    )
+                    await asyncio.sleep(2)  # room for a duplicate to show up
+                    for replica in replicas:
+                        code, _ = await replica.terminate()
+                        assert code == 0, replica.log.read_text()
+                finally:
+                    for replica in replicas:
+                        await replica.ensure_stopped()
+            logs = [r.log.read_text() for r in replicas]
+            assert all("webhook mode" in log for log in logs)
+            assert all("Traceback" not in log for log in logs), logs
+            for i, student in enumerate(students):
+                texts = [str(m.get("text", "")) for m in student.messages]
+                assert len(texts) == 2, (i, texts)
+                assert texts[0].startswith("✅"), (i, texts)
+                assert texts[1].startswith("📊 FIZ101"), (i, texts)
+    finally:
+        await redis.close()
+        await pg.close()
+
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        sessions = await conn.fetchval(
+            "SELECT count(*) FROM attendances WHERE attendance_id = $1", session.attendance_id
+        )
+        rows = await conn.fetch(
+            "SELECT student_number, is_attended FROM attendance_records"
+            " WHERE attendance_id = $1",
+            session.attendance_id,
+        )
+    finally:
+        await conn.close()
+    assert sessions == 1
+    assert sorted(r["student_number"] for r in rows) == numbers
+    assert all(r["is_attended"] for r in rows)
