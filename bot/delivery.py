@@ -192,9 +192,8 @@ class DeliveryWorker:
         self._stopping.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:  # bounded, and a cancellation of the caller is not swallowed
+            await asyncio.wait(self._tasks, timeout=grace_seconds)
         in_flight = set(self._in_flight.values())
         if in_flight:
             _done, pending = await asyncio.wait(in_flight, timeout=grace_seconds)

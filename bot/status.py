@@ -11,7 +11,6 @@ time left once a minute.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -154,9 +153,11 @@ class StatusBoard:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="status-board")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, grace_seconds: float = 2.0) -> None:
+        """Cancel the refresh loop and give it `grace_seconds` to end. Waiting with asyncio.wait,
+        not `await task` under suppress(CancelledError): that would also swallow a
+        cancellation of the caller and let a stuck loop hold shutdown up for ever."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=grace_seconds)

@@ -300,8 +300,18 @@ class AsyncPostgresClient:
                 server="PostgreSQL", url=dsn, found=shown, oldest=str(MIN_POSTGRES_MAJOR)
             )
 
-    async def close(self) -> None:
-        await self._pool.close()
+    async def close(self, grace_seconds: float = 5.0) -> None:
+        """Close the pool. asyncpg waits for every acquired connection to be released; a task
+        still holding one at shutdown must not keep the process alive, so after `grace_seconds`
+        seconds the remaining connections are terminated."""
+        try:
+            async with asyncio.timeout(grace_seconds):
+                await self._pool.close()
+        except TimeoutError:
+            logger.warning(
+                "PostgreSQL pool did not close within %.0f s; terminating it", grace_seconds
+            )
+            self._pool.terminate()
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:

@@ -812,3 +812,15 @@ async def test_translated_errors_keep_driver_cause(pg: AsyncPostgresClient) -> N
     with pytest.raises(Conflict) as caught:
         await pg.add_attendances(attendances=[att])
     assert isinstance(caught.value.__cause__, asyncpg.UniqueViolationError)
+
+
+async def test_close_is_bounded_when_a_connection_is_never_released(pg_dsn: str) -> None:
+    """Shutdown regression: asyncpg's pool.close() waits for every acquired connection, so a
+    task still holding one kept the process (and a test's teardown) waiting for ever."""
+    client = await AsyncPostgresClient.connect(pg_dsn, migrate=False)
+    held = await client.pool.acquire()  # never released, as by a task stuck at shutdown
+    began = asyncio.get_running_loop().time()
+    await client.close(grace_seconds=0.5)
+    assert asyncio.get_running_loop().time() - began < 3
+    assert client.pool.is_closing()
+    del held
