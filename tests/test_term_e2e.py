@@ -127,7 +127,12 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         # /my_attendance: one line per course with the percentage, and the dated list.
         assert "YBSB1008" in _text(mine) and "1/1 · 100%" in _text(mine)
         await present.click(mine, present.inline_buttons(mine)[0]["callback_data"])
-        await present.wait_until(lambda: "✅" in _text(present.messages[-1]), what="dated list")
+        # Not necessarily the last message: the session's result notice comes through the
+        # outbox and may arrive after it.
+        await present.wait_until(
+            lambda: any("🗂" in _text(m) and "✅" in _text(m) for m in present.messages),
+            what="dated list",
+        )
 
         # A student added to the saved session afterwards: a correction like the others.
         teacher.mark_read()
