@@ -23,7 +23,6 @@ import os
 import statistics
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -43,7 +42,6 @@ PENDING = 20
 TZ = ZoneInfo("Europe/Istanbul")
 
 
-@dataclass
 def _with_path(url: str, path: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=path))
 
