@@ -747,6 +747,16 @@ def _record_json(record: AttendanceRecordRedis) -> str:
     return record.model_dump_json(exclude={"attendance_id"})
 
 
+def _compare_and_set_done(done: int, attendance_id: UUID) -> bool:
+    """A session compare-and-set script's answer: 1 done (True); 0 the session is gone; -2 it
+    has ended or is claimed; anything else (changed meanwhile): False, read and try again."""
+    if done == 0:
+        raise NotFound(f"attendance {attendance_id} not found in Redis")
+    if done == -2:
+        raise AttendanceEnded(attendance_id)
+    return done == 1
+
+
 def _version_tuple(text: str) -> tuple[int, ...]:
     """`"6.2.5"` -> (6, 2, 5); anything unparsable -> (0,), i.e. unsupported."""
     try:
@@ -1040,12 +1050,8 @@ class RedisClient:
             ]
             with self._errors:
                 done: int = await self._update_session_script(keys=keys, args=args)
-            if done == 1:
+            if _compare_and_set_done(done, attendance_id):
                 return updated
-            if done == 0:
-                raise NotFound(f"attendance {attendance_id} not found in Redis")
-            if done == -2:
-                raise AttendanceEnded(attendance_id)
         raise Conflict(f"attendance {attendance_id} kept changing; update abandoned")
 
     async def get_enrolled(self, *, attendance_id: UUID) -> set[str]:
@@ -1268,12 +1274,8 @@ class RedisClient:
             args = [raw, updated.model_dump_json(), str(attendance_id)]
             with self._errors:
                 done: int = await self._rotate_script(keys=keys, args=args)
-            if done == 1:
+            if _compare_and_set_done(done, attendance_id):
                 return updated
-            if done == 0:
-                raise NotFound(f"attendance {attendance_id} not found in Redis")
-            if done == -2:
-                raise AttendanceEnded(attendance_id)
             # -1: changed meanwhile (re-read: maybe rotated by another replica); -3: taken
         raise Conflict(f"attendance {attendance_id}: no code rotation after {max_tries} tries")
 
