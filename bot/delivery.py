@@ -8,7 +8,9 @@ Every message that is not the direct answer to an update (results, teacher summa
 The worker of each process reads a small window of entries (`window`, default 16) with
 XREADGROUP, drops those whose `drop_if` condition now holds (one script call per batch), and
 sends the rest as *bulk* (`bot.outgoing.BULK`): they take only the flood budget that direct
-answers leave (bot/flood.py). An entry is acked after Telegram accepted it, or when it can
+answers leave (bot/flood.py). A conditional notice is checked once more when its slot comes
+(one script call per such send, at most the bulk rate), since a student may check in while the
+notice waits behind a class's answers. An entry is acked after Telegram accepted it, or when it can
 never be delivered (the chat blocked the bot, a bad request); a transient failure puts it back
 at the end of the stream, up to `max_attempts`. Process memory holds at most `window` notices.
 
@@ -31,7 +33,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiogram import Bot
@@ -45,7 +47,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
 from bot.i18n import t
 from bot.notifier import callback_data
-from bot.outgoing import BULK
+from bot.outgoing import BULK, Bulk, NoLongerWanted
 from dal.outbox import Entry, Outbox, encode_conditions
 from services.notify import Button, Notice, Stale
 
@@ -297,7 +299,7 @@ class DeliveryWorker:
         return started
 
     async def _deliver(self, entry: Entry, notice: Notice, attempts: int) -> None:
-        token = BULK.set(True)
+        token = BULK.set(Bulk(self._still_wanted_check(notice)))
         try:
             await self._send(entry, notice, attempts)
         except asyncio.CancelledError:
@@ -309,6 +311,16 @@ class DeliveryWorker:
             BULK.reset(token)
             self._in_flight.pop(entry.id, None)
             self._slots.release()
+
+    def _still_wanted_check(self, notice: Notice) -> Callable[[], Awaitable[bool]] | None:
+        if not notice.drop_if:
+            return None
+        conditions = encode_conditions([(c.kind, *c.args) for c in notice.drop_if])
+
+        async def still_wanted() -> bool:
+            return not (await self._outbox.stale([conditions]))[0]
+
+        return still_wanted
 
     async def _send(self, entry: Entry, notice: Notice, attempts: int) -> None:
         try:
@@ -332,6 +344,10 @@ class DeliveryWorker:
                 await self._outbox.ack([entry.id])
             else:
                 await self._outbox.requeue([Entry(entry.id, encode(notice, attempts + 1))])
+            return
+        except NoLongerWanted:  # went stale while it waited for its slot
+            await self._outbox.ack([entry.id])
+            self.dropped_stale += 1
             return
         except TelegramAPIError as exc:  # undeliverable or refused: recorded by the middleware
             log.info("notice %s not delivered to %s: %s", notice.key, notice.telegram_id, exc)

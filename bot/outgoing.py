@@ -14,9 +14,11 @@ about 20 per minute to one group; edits count too. Beyond them the API answers 4
 With a `pacer` (bot/flood.py: the Redis budget shared by every replica) the middleware asks it
 for each message's slot instead of its in-process limiters, and reports 429s to it so that every
 replica pauses. Calls made while `BULK` is set (the outbox worker) are bulk: they take only the
-budget that direct answers leave. While the shared budget cannot be reached (Redis down), the
-middleware falls back to its in-process limiters rather than refusing to send: the answers
-that matter most then ("temporarily unavailable") still go out, at this process's own rate.
+budget that direct answers leave, and one whose `still_wanted` check says no once its slot
+comes is dropped there (`NoLongerWanted`) instead of sent. While the shared budget cannot be
+reached (Redis down), the middleware falls back to its in-process limiters rather than refusing
+to send: the answers that matter most then ("temporarily unavailable") still go out, at this
+process's own rate.
 """
 
 from __future__ import annotations
@@ -58,8 +60,26 @@ ChatId = int | str
 OnUndeliverable = Callable[[ChatId, str, str], Awaitable[None]]
 """`on_undeliverable(chat_id, method_name, description)`."""
 
-BULK: ContextVar[bool] = ContextVar("attn_bulk_send", default=False)
+StillWanted = Callable[[], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class Bulk:
+    """How the outbox worker sends: with only the budget that direct answers leave, and, when
+    `still_wanted` is given, only if it still says yes once the slot is granted (an "attendance
+    is open" notice can go stale while it waits for its turn behind a class's check-ins)."""
+
+    still_wanted: StillWanted | None = None
+
+
+BULK: ContextVar[Bulk | None] = ContextVar("attn_bulk_send", default=None)
 """Set by the outbox worker around its sends: they yield to direct answers."""
+
+
+class NoLongerWanted(Exception):
+    """A bulk send was dropped at its turn because `Bulk.still_wanted()` said no; nothing was
+    sent to Telegram."""
+
 
 # Methods that put a message into a chat or change one: the ones Telegram rate-limits.
 PACED_METHODS = frozenset(
@@ -140,6 +160,7 @@ class OutgoingStats:
     retried_429: int = 0
     retried_network: int = 0
     failed_permanent: int = 0
+    dropped: int = 0  # bulk sends no longer wanted at their turn (not sent)
     # Summed over calls (concurrent waits add up): limiter queues, 429 pauses, backoff.
     waited_seconds: float = 0.0
 
@@ -236,9 +257,12 @@ class OutgoingMiddleware(BaseRequestMiddleware):
         if not isinstance(chat_id, int | str):
             chat_id = None
         retries = 0
+        bulk = BULK.get()
         while True:
             if paced:
                 await self._pace(chat_id)
+            if bulk is not None and bulk.still_wanted is not None:
+                await self._check_still_wanted(bulk.still_wanted, name, chat_id)
             try:
                 response = await make_request(bot, method)
             except TelegramRetryAfter as exc:
@@ -278,10 +302,23 @@ class OutgoingMiddleware(BaseRequestMiddleware):
                     self.stats.sent += 1
                 return response
 
+    async def _check_still_wanted(
+        self, still_wanted: StillWanted, name: str, chat_id: ChatId | None
+    ) -> None:
+        try:
+            wanted = await still_wanted()
+        except Exception:  # the check cannot be made (Redis down): a stale notice beats a lost one
+            logger.warning("%s to chat %s: cannot tell if still wanted; sending", name, chat_id)
+            return
+        if not wanted:
+            self.stats.dropped += 1
+            raise NoLongerWanted(f"{name} to chat {chat_id} no longer wanted")
+
     async def _pace(self, chat_id: ChatId | None) -> None:
         if self._pacer is not None:
             try:
-                self.stats.waited_seconds += await self._pacer.acquire(chat_id, bulk=BULK.get())
+                bulk = BULK.get() is not None
+                self.stats.waited_seconds += await self._pacer.acquire(chat_id, bulk=bulk)
                 return
             except BudgetUnavailable as exc:
                 self._budget_down(exc)

@@ -255,3 +255,74 @@ async def test_answers_left_at_shutdown_go_to_the_outbox_and_arrive_once(
         assert set(got) == {(u.id, f"Checked in {u.id}") for u in users}
         assert sum(got.values()) - 30 <= 4  # at most the sends cut off in flight repeat
         assert await outbox.backlog() == 0
+
+
+async def test_an_open_notice_is_dropped_when_its_student_checks_in_while_it_waits(
+    redis_client: RedisClient,
+) -> None:
+    """The batch check passes (nobody is in yet); the class then checks in while the notices
+    wait for bulk slots: none of them reaches a student who is already in."""
+    from bot.delivery import DeliveryWorker
+    from bot.outgoing import OutgoingMiddleware
+    from tests.fakes.telegram_server import FakeTelegram
+
+    now = datetime.now(UTC)
+    session = await redis_client.open_attendance(
+        attendance=AttendanceRedis(
+            attendance_id=uuid.uuid4(),
+            teacher_school_number="T1",
+            teacher_full_name="ÖĞRETMEN",
+            lesson_name="Fizik I",
+            lesson_code="FIZ101",
+            code="000000",
+            start_time=now - timedelta(minutes=1),
+            planned_end_time=now + timedelta(minutes=45),
+        ),
+        enrolled=[f"S{i}" for i in range(12)],
+    )
+    running = session.attendance_id
+    async with FakeTelegram() as fake:
+        users = [fake.user(6000 + i, f"S{i}") for i in range(12)]
+        bot = fake.bot()
+        redis = redis_client.redis
+        # 4 messages/s: the 12 notices of one batch need 3 s of slots.
+        budget = RedisFloodBudget(redis, bot_id=fake.bot_id, global_rate=4, margin=0)
+        bot.session.middleware(OutgoingMiddleware(pacer=budget))
+        outbox = Outbox(redis)
+        notices = [
+            Notice(
+                u.id,
+                "en",
+                "remind.open",
+                {"lesson": "Fizik I"},
+                drop_if=(Stale.checked_in(running, f"S{i}"),),
+            )
+            for i, u in enumerate(users)
+        ]
+        await outbox.add([encode(n) for n in notices])
+        worker = DeliveryWorker(bot, outbox)
+        await worker.start()
+        try:
+            await fake.wait_for_sent(1, timeout=5)
+            for i in range(12):  # the whole class checks in
+                await redis_client.add_attendance_record(
+                    record=AttendanceRecordRedis(
+                        attendance_id=running,
+                        student_number=f"S{i}",
+                        student_full_name="ÖĞRENCİ",
+                        is_attended=True,
+                        attendance_time=datetime.now(UTC),
+                    )
+                )
+            sent_before = len(fake.sent_messages)
+            deadline = time.monotonic() + 8
+            while await outbox.backlog() and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            await worker.stop()
+            await bot.session.close()
+        assert await outbox.backlog() == 0
+        # One send may have passed its check just before the check-ins.
+        assert len(fake.sent_messages) <= sent_before + 1
+        assert len(fake.sent_messages) + worker.dropped_stale == 12
+        assert worker.dropped_stale >= 12 - sent_before - 1 > 0
