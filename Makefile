@@ -7,6 +7,11 @@ RUN := .run
 # Servers started from the wheels whatever is configured: the fresh-machine path, and the oldest
 # Redis (6.2) and newest PostgreSQL the project supports.
 EMBEDDED := $(RUN)/embedded
+# Parallel test workers (pytest-xdist): the suite mostly waits on servers and processes, so two
+# workers halve its wall time even on a small machine. Each worker has its own PostgreSQL
+# database and Redis database (tests/conftest.py). `make test TEST_WORKERS=0` runs serially.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: install test test-embedded lint demo bench services stop-services clean
 
@@ -37,13 +42,13 @@ lint: $(STAMP)
 # same scripts as the quick ones). The demo (marker `demo`) runs once, there: the fresh-machine
 # path is the one `make demo` promises.
 test: lint services
-	set -a; . ./$(RUN)/services.env; set +a; $(PY) -m pytest -m "not demo"
+	set -a; . ./$(RUN)/services.env; set +a; $(PYTEST) -m "not demo"
 	$(MAKE) --no-print-directory test-embedded
 
 test-embedded: $(STAMP)
 	@mkdir -p $(EMBEDDED)
 	$(PY) scripts/services.py ensure --embedded --state-dir $(EMBEDDED) > $(RUN)/embedded.env
-	set -a; . ./$(RUN)/embedded.env; set +a; $(PY) -m pytest -m "stores and not slow"
+	set -a; . ./$(RUN)/embedded.env; set +a; $(PYTEST) -m "stores and not slow"
 	set -a; . ./$(RUN)/embedded.env; set +a; $(PY) -m pytest -m demo
 
 demo: services

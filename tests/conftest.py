@@ -19,7 +19,22 @@ import redis.asyncio as aioredis
 
 ADMIN_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BASE_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-TEST_REDIS_DB = int(os.environ.get("ATTN_TEST_REDIS_DB", "15"))
+
+
+def _worker_redis_db() -> int:
+    """The Redis database of this test process: ATTN_TEST_REDIS_DB (15 unless told), counted down
+    by the pytest-xdist worker number, so parallel workers never flush each other's keys."""
+    base = int(os.environ.get("ATTN_TEST_REDIS_DB", "15"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... under `pytest -n`
+    index = int(worker[2:]) if worker.startswith("gw") else 0
+    if index > base:
+        raise RuntimeError(f"pytest worker {worker} has no Redis database below {base}")
+    return base - index
+
+
+TEST_REDIS_DB = _worker_redis_db()
+# Test modules and the processes they start read the variable, not this module.
+os.environ["ATTN_TEST_REDIS_DB"] = str(TEST_REDIS_DB)
 
 
 def _with_database(dsn: str, database: str) -> str:
