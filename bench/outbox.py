@@ -71,8 +71,8 @@ async def measure(dsn: str, backlog: int = 1000, n: int = 500) -> dict[str, Any]
     import redis.asyncio as aioredis
 
     from bot.delivery import encode
-    from dal.outbox import Outbox
     from dal.postgres import AsyncPostgresClient
+    from dal.redis.outbox import Outbox
     from services.notify import Notice
     from tests.fakes.telegram_server import FakeTelegram
 

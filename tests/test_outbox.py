@@ -17,8 +17,8 @@ from bot.delivery import decode, encode
 from bot.flood import RedisFloodBudget
 from bot.locks import RenewingRedisEventIsolation
 from dal.models import AttendanceRecordRedis, AttendanceRedis
-from dal.outbox import Outbox, encode_conditions
-from dal.redis_client import RedisClient
+from dal.redis.outbox import Outbox, encode_conditions
+from dal.redis.stores import RedisStores
 from services.notify import Button, Notice, Stale
 from tests.support import redis_client_fixture  # noqa: F401
 
@@ -83,11 +83,11 @@ async def test_requeue_moves_an_entry_to_the_back(redis_raw: aioredis.Redis) -> 
     assert again.payload == first.payload and again.id != first.id
 
 
-async def test_stale_conditions_are_evaluated_in_one_call(redis_client: RedisClient) -> None:
+async def test_stale_conditions_are_evaluated_in_one_call(redis_client: RedisStores) -> None:
     now = datetime.now(UTC)
 
     async def open_session(teacher: str, lesson: str) -> uuid.UUID:
-        session = await redis_client.open_attendance(
+        session = await redis_client.sessions.open_attendance(
             attendance=AttendanceRedis(
                 attendance_id=uuid.uuid4(),
                 teacher_school_number=teacher,
@@ -104,8 +104,10 @@ async def test_stale_conditions_are_evaluated_in_one_call(redis_client: RedisCli
 
     running = await open_session("T1", "FIZ101")
     ended = await open_session("T2", "MAT101")
-    await redis_client.finish_attendance(attendance_id=ended, end_time=now - timedelta(seconds=1))
-    await redis_client.add_attendance_record(
+    await redis_client.sessions.finish_attendance(
+        attendance_id=ended, end_time=now - timedelta(seconds=1)
+    )
+    await redis_client.sessions.add_attendance_record(
         record=AttendanceRecordRedis(
             attendance_id=running,
             student_number="S1",
