@@ -32,7 +32,7 @@ from dal.redis.keys import code as code_key
 from dal.redis.keys import enrolled as enrolled_key
 from dal.redis.keys import records as records_key
 from dal.redis.keys import teacher as teacher_key
-from dal.redis.sessions import AttendanceAlreadyOpen, AttendanceEnded
+from dal.redis.sessions import AttendanceAlreadyOpen
 from dal.redis.stores import RedisStores
 
 # Real time: "ended" is judged by Redis's own clock, so live sessions must be live by it.
@@ -309,8 +309,6 @@ async def test_changing_a_gone_session_raises_not_found(client: RedisStores) -> 
         await client.sessions.finish_attendance(attendance_id=gone, end_time=NOW)
     with pytest.raises(NotFound):
         await client.sessions.set_status_message(attendance_id=gone, chat_id=1, message_id=2)
-    with pytest.raises(NotFound):
-        await client.sessions.extend_attendance(attendance_id=gone, planned_end_time=NOW)
 
 
 async def test_status_message_is_remembered_with_large_chat_ids(client: RedisStores) -> None:
@@ -323,27 +321,6 @@ async def test_status_message_is_remembered_with_large_chat_ids(client: RedisSto
     assert stored is not None
     assert (stored.status_chat_id, stored.status_message_id) == (chat_id, 77)
     assert stored.code == opened.code
-
-
-async def test_extend_moves_the_planned_end_of_an_open_session_only(
-    client: RedisStores, redis_raw: aioredis.Redis
-) -> None:
-    opened = await open_session(client)
-    aid = opened.attendance_id
-    new_end = NOW + timedelta(minutes=90)
-    extended = await client.sessions.extend_attendance(attendance_id=aid, planned_end_time=new_end)
-    assert extended.planned_end_time == new_end
-    assert await redis_raw.zscore(DUE_KEY, str(aid)) == new_end.timestamp()
-
-    # planned end passed by Redis's clock: no caller can move it again
-    expired = await open_session(client, teacher="T2", start=NOW - timedelta(hours=2))
-    with pytest.raises(AttendanceEnded):
-        await client.sessions.extend_attendance(
-            attendance_id=expired.attendance_id, planned_end_time=new_end
-        )
-    await client.sessions.finish_attendance(attendance_id=aid, end_time=NOW + timedelta(minutes=45))
-    with pytest.raises(AttendanceEnded):
-        await client.sessions.extend_attendance(attendance_id=aid, planned_end_time=new_end)
 
 
 # --- records -------------------------------------------------------------------------------

@@ -269,20 +269,6 @@ class LiveSessions(Store):
 
         return await self._update_attendance(attendance_id, mutate, require_open=True)
 
-    async def extend_attendance(
-        self, *, attendance_id: UUID, planned_end_time: datetime
-    ) -> AttendanceRedis:
-        """Move an open session's planned end. `NotFound` if gone, `AttendanceEnded` if ended
-        (by Redis's clock) or claimed by the finalizer."""
-        due_score = epoch(planned_end_time)
-
-        def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
-            if current.end_time is not None:
-                raise AttendanceEnded(attendance_id)
-            return current.model_copy(update={"planned_end_time": planned_end_time}), due_score
-
-        return await self._update_attendance(attendance_id, mutate, require_open=True)
-
     async def rotate_code(
         self,
         *,
