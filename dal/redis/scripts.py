@@ -22,7 +22,7 @@ from redis.commands.core import AsyncScript
 
 from dal.redis import keys
 
-__all__ = ["register", "source"]
+__all__ = ["prelude", "register", "source"]
 
 _USES: Final = "--! uses:"
 _MARK: Final = "\x00"
@@ -63,6 +63,12 @@ def _key_builders() -> str:
 
 
 @functools.cache
+def prelude() -> str:
+    """What every script starts with: `redis_now()` and the key builders."""
+    return _read("now") + _key_builders()
+
+
+@functools.cache
 def source(name: str) -> str:
     """The full text sent to Redis for `lua/<name>.lua` (prelude, helpers, script)."""
     body = _read(name)
@@ -70,7 +76,7 @@ def source(name: str) -> str:
     helpers: list[str] = []
     if first.startswith(_USES):
         helpers = [h.strip() for h in first[len(_USES) :].split(",") if h.strip()]
-    return "".join([_read("now"), _key_builders(), *(_read(h) for h in helpers), body])
+    return "".join([prelude(), *(_read(h) for h in helpers), body])
 
 
 def register(redis: aioredis.Redis, name: str) -> AsyncScript:
