@@ -1,4 +1,4 @@
-"""The durable outbox (dal/outbox.py), the shared flood budget (bot/flood.py) and the renewing
+"""The durable outbox (dal/redis/outbox.py), the shared flood budget (bot/flood.py) and the renewing
 per-user locks (bot/locks.py) against the real Redis."""
 
 from __future__ import annotations

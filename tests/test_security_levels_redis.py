@@ -1,6 +1,6 @@
 """The Redis side of security levels (issue 12): every new write into a live session (the
 location verdict, a code rotation, the cap) goes through a script that refuses it once the
-session has ended by Redis's clock or is claimed (dal/redis_client.py's invariant)."""
+session has ended by Redis's clock or is claimed (dal/redis/sessions.py's invariant)."""
 
 from __future__ import annotations
 
