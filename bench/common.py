@@ -415,6 +415,5 @@ class ProjectBot:
         return result
 
     async def recorded(self, attendance_id: uuid.UUID) -> int:
-        return int(await self.app.redis.sessions.count_attendance_records(
-            attendance_id=attendance_id
-        ))
+        live = self.app.redis.sessions
+        return int(await live.count_attendance_records(attendance_id=attendance_id))

@@ -115,7 +115,8 @@ async def _once(
     now = await _seed(pg, redis, sessions, per_session)
     finalizer = Finalizer(
         pg=pg,
-        sessions=redis.sessions, finalization=redis.finalization,
+        sessions=redis.sessions,
+        finalization=redis.finalization,
         # The real durable outbox: the finalizer's marker + XADD step is part of the cost.
         notifier=OutboxNotifier(Outbox(redis.redis)),
         tz=TZ,

@@ -54,7 +54,8 @@ def finalizer(
     notifier.redis = redis.redis  # dedupe markers in Redis, as the outbox keeps them
     return Finalizer(
         pg=pg,
-        sessions=redis.sessions, finalization=redis.finalization,
+        sessions=redis.sessions,
+        finalization=redis.finalization,
         notifier=notifier,
         tz=IST,
         late_after=LATE_AFTER,

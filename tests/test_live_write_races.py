@@ -49,7 +49,9 @@ def service(
 ) -> AttendanceService:
     return AttendanceService(
         pg=pg,
-        sessions=redis.sessions, checkins=redis.checkins, accounts=redis.accounts,
+        sessions=redis.sessions,
+        checkins=redis.checkins,
+        accounts=redis.accounts,
         notifier=RecordingNotifier(),
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -65,7 +67,8 @@ def finalizer(
 ) -> Finalizer:
     return Finalizer(
         pg=pg,
-        sessions=redis.sessions, finalization=redis.finalization,
+        sessions=redis.sessions,
+        finalization=redis.finalization,
         notifier=RecordingNotifier(),
         tz=IST,
         late_after=timedelta(minutes=15),

@@ -62,7 +62,9 @@ def attendance_service(
 ) -> AttendanceService:
     return AttendanceService(
         pg=pg,
-        sessions=redis.sessions, checkins=redis.checkins, accounts=redis.accounts,
+        sessions=redis.sessions,
+        checkins=redis.checkins,
+        accounts=redis.accounts,
         notifier=notifier,
         tz=IST,
         early_margin=timedelta(minutes=10),

@@ -49,7 +49,9 @@ def make_scheduler(
     config = settings(**overrides)
     attendance = AttendanceService(
         pg=pg,
-        sessions=redis.sessions, checkins=redis.checkins, accounts=redis.accounts,
+        sessions=redis.sessions,
+        checkins=redis.checkins,
+        accounts=redis.accounts,
         notifier=notifier,
         tz=config.tz,
         early_margin=timedelta(minutes=10),

@@ -51,7 +51,8 @@ async def _finalize(bot: Running) -> None:
     """End-of-session work as the scheduler does it, without waiting for its tick."""
     job = Finalizer(
         pg=bot.app.pg,
-        sessions=bot.app.redis.sessions, finalization=bot.app.redis.finalization,
+        sessions=bot.app.redis.sessions,
+        finalization=bot.app.redis.finalization,
         notifier=bot.app.notifier,
         tz=bot.settings.tz,
         late_after=timedelta(minutes=15),

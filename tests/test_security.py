@@ -59,7 +59,8 @@ def _accounts(
 ) -> AccountService:
     return AccountService(
         pg=pg,
-        accounts=redis.accounts, guards=redis.guards,
+        accounts=redis.accounts,
+        guards=redis.guards,
         aksis=aksis or DemoAksisClient(IST, staff_id_key="k" * 32),
         notifier=RecordingNotifier(),
         throttle_key=b"t" * 32,
@@ -78,7 +79,9 @@ def _attendance(
     loader = accounts.current_user if accounts is not None else None
     return AttendanceService(
         pg=pg,
-        sessions=redis.sessions, checkins=redis.checkins, accounts=redis.accounts,
+        sessions=redis.sessions,
+        checkins=redis.checkins,
+        accounts=redis.accounts,
         notifier=notifier or RecordingNotifier(),
         tz=IST,
         early_margin=timedelta(minutes=10),

@@ -54,7 +54,9 @@ HOCALAR = "Doç. Dr. ELİF KARTAL"
 def service(pg: AsyncPostgresClient, redis: RedisStores, clock: Clock) -> AttendanceService:
     return AttendanceService(
         pg=pg,
-        sessions=redis.sessions, checkins=redis.checkins, accounts=redis.accounts,
+        sessions=redis.sessions,
+        checkins=redis.checkins,
+        accounts=redis.accounts,
         notifier=RecordingNotifier(),
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -268,7 +270,8 @@ async def test_summary_history_export_and_my_attendance_give_the_same_counts(
     notifier = RecordingNotifier()
     job = Finalizer(
         pg=pg_client,
-        sessions=redis_client.sessions, finalization=redis_client.finalization,
+        sessions=redis_client.sessions,
+        finalization=redis_client.finalization,
         notifier=notifier,
         tz=IST,
         late_after=LATE_AFTER,

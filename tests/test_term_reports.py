@@ -396,7 +396,8 @@ async def test_finalization_warns_a_student_who_falls_below_once(
         await put_records(redis_client, [record(attendance, "S1", minutes=2)])
         job = Finalizer(
             pg=pg_client,
-            sessions=redis_client.sessions, finalization=redis_client.finalization,
+            sessions=redis_client.sessions,
+            finalization=redis_client.finalization,
             notifier=notifier,
             tz=IST,
             late_after=timedelta(minutes=15),
