@@ -40,11 +40,11 @@ async def _finalize(dsn: str) -> list[Row]:
     the finalizer's default concurrency, using bench/finalize.py's seeding and timing."""
     from bench import finalize as fin
     from dal.postgres import AsyncPostgresClient
-    from dal.redis_client import RedisClient
+    from dal.redis.stores import RedisStores
 
     url = redis_url()
     await flush_redis(url)
-    redis = RedisClient.from_url(url)
+    redis = RedisStores.from_url(url)
     # As `python -m bot` does once it has started (bot/__main__.py): the long-lived objects of
     # the process (here the other benchmarks' modules too) are kept out of collections.
     gc.freeze()

@@ -326,7 +326,8 @@ class ProjectBot:
         """Students linked as `AccountService.login` leaves them: a users row in PostgreSQL and
         the Redis user session the middleware reads first (written in one pipeline)."""
         from dal.models import Role, User, UserSessionRedis
-        from dal.redis_client import session_ttl_seconds, user_key
+        from dal.redis.accounts import session_ttl_seconds
+        from dal.redis.keys import user as user_key
 
         settings = self.app.settings
         ttl = session_ttl_seconds(
@@ -385,7 +386,7 @@ class ProjectBot:
             role=Role.TEACHER,
             logged_in_at=now_utc(),
         )
-        await self.app.redis.save_user_session(session=teacher, ttl_seconds=3600)
+        await self.app.redis.accounts.save_user_session(session=teacher, ttl_seconds=3600)
         outcome = await self.app.attendance.start_session(
             teacher=teacher, chat_id=teacher.telegram_id, lesson_name="Bench Dersi 101"
         )
@@ -414,4 +415,5 @@ class ProjectBot:
         return result
 
     async def recorded(self, attendance_id: uuid.UUID) -> int:
-        return int(await self.app.redis.count_attendance_records(attendance_id=attendance_id))
+        live = self.app.redis.sessions
+        return int(await live.count_attendance_records(attendance_id=attendance_id))

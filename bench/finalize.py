@@ -31,9 +31,11 @@ import asyncpg
 
 from bot.delivery import OutboxNotifier
 from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, Role, User
-from dal.outbox import Outbox
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import DUE_KEY, RedisClient, records_key
+from dal.redis.keys import DUE as DUE_KEY
+from dal.redis.keys import records as records_key
+from dal.redis.outbox import Outbox
+from dal.redis.stores import RedisStores
 from services.finalize import Finalizer, FinalizeReport
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -47,7 +49,7 @@ def _with_path(url: str, path: str) -> str:
 
 
 async def _seed(
-    pg: AsyncPostgresClient, redis: RedisClient, sessions: int, per_session: int
+    pg: AsyncPostgresClient, redis: RedisStores, sessions: int, per_session: int
 ) -> datetime:
     """Ended sessions in Redis, users in PostgreSQL; returns a moment after every end."""
     await pg.pool.execute(
@@ -77,7 +79,9 @@ async def _seed(
             start_time=began,
             planned_end_time=began + timedelta(minutes=50),
         )
-        attendance = await redis.open_attendance(attendance=draft, enrolled=enrolled, now=began)
+        attendance = await redis.sessions.open_attendance(
+            attendance=draft, enrolled=enrolled, now=began
+        )
         async with redis.redis.pipeline(transaction=False) as pipe:
             for i, number in enumerate(numbers):
                 pending = i >= len(enrolled)
@@ -102,7 +106,7 @@ async def _seed(
 
 async def _once(
     pg: AsyncPostgresClient,
-    redis: RedisClient,
+    redis: RedisStores,
     *,
     sessions: int,
     per_session: int,
@@ -111,7 +115,8 @@ async def _once(
     now = await _seed(pg, redis, sessions, per_session)
     finalizer = Finalizer(
         pg=pg,
-        redis=redis,
+        sessions=redis.sessions,
+        finalization=redis.finalization,
         # The real durable outbox: the finalizer's marker + XADD step is part of the cost.
         notifier=OutboxNotifier(Outbox(redis.redis)),
         tz=TZ,
@@ -135,7 +140,7 @@ async def _once(
 
 
 async def run(dsn: str, redis_url: str, sessions: int, per_session: int, repeat: int) -> None:
-    redis = RedisClient.from_url(redis_url)
+    redis = RedisStores.from_url(redis_url)
     try:
         if await redis.redis.zcard(DUE_KEY):
             raise SystemExit(f"{redis_url} holds sessions already; pick another --redis-db")

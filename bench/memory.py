@@ -135,7 +135,8 @@ async def _worker(dsn: str, users: int, sessions: int) -> dict[str, Any]:
         stages[f"{sessions} sessions open"] = rss_mb()
 
         project = ProjectBot(app, send_answers=False)  # answers stay queued: measured
-        ids = [await app.redis.get_attendance_id_by_code(code=codes[k]) for k in range(sessions)]
+        live = app.redis.sessions
+        ids = [await live.get_attendance_id_by_code(code=codes[k]) for k in range(sessions)]
 
         async def recorded_total() -> int:
             return sum([await project.recorded(aid) for aid in ids if aid is not None])

@@ -5,7 +5,7 @@
 FakeTelegram enforces 30 messages/s with at most two back to back (`rate_limit(30,
 global_burst=2)`) and answers 429 beyond it. Two runs, each on a fresh Redis database 8:
 
-1. **Backlog.** `--backlog` result notices are put in the outbox (dal/outbox.py) before the
+1. **Backlog.** `--backlog` result notices are put in the outbox (dal/redis/outbox.py) before the
    bot starts. Once they flow, 60 users send /start, one every 0.1 s, each its own task; the
    latency is from the update's arrival at the fake to the answer's (interactive p99 / max).
    Then SIGTERM with the backlog still queued: the seconds until the process has exited (exit
@@ -71,8 +71,8 @@ async def measure(dsn: str, backlog: int = 1000, n: int = 500) -> dict[str, Any]
     import redis.asyncio as aioredis
 
     from bot.delivery import encode
-    from dal.outbox import Outbox
     from dal.postgres import AsyncPostgresClient
+    from dal.redis.outbox import Outbox
     from services.notify import Notice
     from tests.fakes.telegram_server import FakeTelegram
 

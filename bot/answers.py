@@ -7,7 +7,7 @@ middleware data (~35 KB each). A few sender tasks send them in order as *direct 
 go before outbox notices.
 
 At shutdown (`stop`) the senders get a short grace; whatever is still queued then goes into the
-durable outbox (dal/outbox.py), so a SIGTERM during a burst loses no answer.
+durable outbox (dal/redis/outbox.py), so a SIGTERM during a burst loses no answer.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from aiogram.exceptions import (
 )
 
 from bot.delivery import encode_text
-from dal.outbox import Outbox
+from dal.redis.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -42,9 +42,9 @@ from bot.projector import projector_url
 from bot.scheduler import build_scheduler
 from bot.secrets import Sealer
 from bot.status import StatusBoard
-from dal.outbox import Outbox
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient
+from dal.redis.outbox import Outbox
+from dal.redis.stores import RedisStores
 from handlers import build_router
 from services.accounts import AccountService
 from services.aksis import AksisClient, build_aksis_client
@@ -76,7 +76,7 @@ _RESPONSE_TYPES = (
 class App:
     settings: Settings
     pg: AsyncPostgresClient
-    redis: RedisClient
+    redis: RedisStores
     bot: Bot
     dispatcher: Dispatcher
     notifier: OutboxNotifier
@@ -179,7 +179,7 @@ async def build_app(
 ) -> AsyncIterator[App]:
     """Open the pools, build services and the Dispatcher; close everything on exit."""
     # Both servers are checked (reachable, supported version) before the schema migrates.
-    redis = RedisClient.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
+    redis = RedisStores.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
     try:
         await redis.ping()
         await redis.require_supported_version()
@@ -207,7 +207,8 @@ async def build_app(
         secret = settings.key("secret_key")
         accounts = AccountService(
             pg=pg,
-            redis=redis,
+            accounts=redis.accounts,
+            guards=redis.guards,
             aksis=MeteredAksis(aksis or build_aksis_client(settings), metrics),
             notifier=notifier,
             throttle_key=secret.encode(),
@@ -231,7 +232,9 @@ async def build_app(
         bot.session.middleware(TelegramMetrics(metrics))
         attendance = AttendanceService(
             pg=pg,
-            redis=redis,
+            sessions=redis.sessions,
+            checkins=redis.checkins,
+            accounts=redis.accounts,
             notifier=notifier,
             tz=tz,
             early_margin=timedelta(minutes=settings.lesson_early_margin_minutes),

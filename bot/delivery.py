@@ -3,7 +3,7 @@
 Every message that is not the direct answer to an update (results, teacher summaries,
 "attendance is open" / "closing soon", reminders, account-moved notices) goes through here:
 
-    services --enqueue--> dal/outbox.py (Redis Stream) --DeliveryWorker--> bot.send_message
+    services --enqueue--> dal/redis/outbox.py (Redis Stream) --DeliveryWorker--> bot.send_message
 
 The worker of each process reads a small window of entries (`window`, default 16) with
 XREADGROUP, drops those whose `drop_if` condition now holds (one script call per batch), and
@@ -48,7 +48,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.i18n import t
 from bot.notifier import callback_data
 from bot.outgoing import BULK, Bulk, NoLongerWanted
-from dal.outbox import Entry, Outbox, encode_conditions
+from dal.redis.outbox import Entry, Outbox, encode_conditions
 from services.notify import Button, Notice, Stale
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ Two kinds of callers:
   what interactive traffic leaves.
 
 A 429's `retry_after` is written to the pause key, and both kinds wait it out on every replica.
-The script reads the clock with Redis's TIME, so replicas on different hosts agree.
+The scripts (dal/redis/flood.py) read the clock with Redis's TIME, so replicas on different
+hosts agree.
 
 Pacing is set a little under the nominal rate (`margin`): Telegram and the local Bot API
 server count arrivals, and network jitter can bring two sends closer than the reserved
@@ -33,80 +34,15 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from dal.redis.flood import ChatId, FloodCells
+
 log = logging.getLogger(__name__)
-
-_GCRA_LUA: Final = """
--- KEYS: 1 global TAT, 2 pause
--- ARGV: 1 global interval ms, 2 global tolerance ms, 3 horizon ms, then per asker three values:
---       chat TAT key ('' for none), chat interval ms, chat tolerance ms
--- Answers, per asker in order, {granted, wait ms, by_chat}: granted 1 means a slot `wait` ms
--- from now is reserved; granted 0 means the next slot is further away than the horizon: nothing
--- reserved, ask again later. by_chat 1: the chat's own limit, not the bot's, sets the wait.
--- (Chat keys come as arguments: a single Redis server, as in dal/redis_client.py.)
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local gi, gt, h = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local g = tonumber(redis.call('GET', KEYS[1]) or '0')
-local pause = tonumber(redis.call('GET', KEYS[2]) or '0')
-local out = {}
-local moved = false
-for i = 4, #ARGV, 3 do
-  local key, ci, ct = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local at = math.max(now, g - gt, pause)
-  local c, by_chat = 0, 0
-  if key ~= '' then
-    c = tonumber(redis.call('GET', key) or '0')
-    if c - ct > at then
-      at = c - ct
-      by_chat = 1
-    end
-  end
-  -- Integer replies truncate: round waits up, so 0.3 ms is not read as "now".
-  if at - now > h then
-    out[#out + 1] = 0
-  else
-    g = math.max(g, at) + gi
-    moved = true
-    if key ~= '' then
-      local nc = math.max(c, at) + ci
-      redis.call('SET', key, nc, 'PX', math.ceil(nc - now + 1000))
-    end
-    out[#out + 1] = 1
-  end
-  out[#out + 1] = math.ceil(at - now)
-  out[#out + 1] = by_chat
-end
-if moved then
-  redis.call('SET', KEYS[1], g, 'PX', math.ceil(g - now + 1000))
-end
-return out
-"""
-
-_PAUSE_LUA: Final = """
--- KEYS: 1 pause, 2 chat TAT (or ''); ARGV: 1 seconds
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local untl = now + math.floor(tonumber(ARGV[1]) * 1000)
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if untl > cur then
-  redis.call('SET', KEYS[1], untl, 'PX', untl - now + 1000)
-end
-if KEYS[2] ~= '' then
-  local c = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if untl > c then redis.call('SET', KEYS[2], untl, 'PX', untl - now + 1000) end
-end
-return untl - now
-"""
-
-ChatId = int | str
 
 
 class BudgetUnavailable(Exception):
@@ -147,8 +83,7 @@ class RedisFloodBudget:
         horizon: float = 2.0,
         poll_max: float = 0.25,
     ) -> None:
-        self._redis = redis
-        self._prefix = f"flood:{bot_id}:"
+        self._cells = FloodCells(redis, bot_id=bot_id)
         slow = 1.0 + margin
         self._global = (
             1000.0 * slow / global_rate,
@@ -162,11 +97,6 @@ class RedisFloodBudget:
         # own wake-up lateness does not push the budget's schedule back slot after slot.
         self._answers = _Asker(self, horizon, batch=64)
         self._bulk = _Asker(self, 0.010, batch=16)
-        self._script = redis.register_script(_GCRA_LUA)
-        self._pause_script = redis.register_script(_PAUSE_LUA)
-
-    def _chat_key(self, chat_id: ChatId | None) -> str:
-        return "" if chat_id is None else f"{self._prefix}c:{chat_id}"
 
     def _chat_limits(self, chat_id: ChatId | None) -> tuple[float, float]:
         if chat_id is None:
@@ -178,13 +108,16 @@ class RedisFloodBudget:
         self, chats: Sequence[ChatId | None], horizon: float
     ) -> list[tuple[bool, float, bool]]:
         gi, gt = self._global
-        args: list[str] = [f"{gi:.3f}", f"{gt:.3f}", f"{horizon * 1000:.0f}"]
+        asks = []
         for chat_id in chats:
             ci, ct = self._chat_limits(chat_id)
-            args += [self._chat_key(chat_id), f"{ci:.3f}", f"{ct:.3f}"]
+            asks.append((chat_id, f"{ci:.3f}", f"{ct:.3f}"))
         try:
-            flat = await self._script(
-                keys=[self._prefix + "g", self._prefix + "pause"], args=args
+            flat = await self._cells.reserve(
+                interval_ms=f"{gi:.3f}",
+                tolerance_ms=f"{gt:.3f}",
+                horizon_ms=f"{horizon * 1000:.0f}",
+                chats=asks,
             )
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise BudgetUnavailable(f"flood budget unreachable: {type(exc).__name__}") from exc
@@ -209,9 +142,7 @@ class RedisFloodBudget:
 
     async def pause(self, chat_id: ChatId | None, seconds: float) -> None:
         try:
-            await self._pause_script(
-                keys=[self._prefix + "pause", self._chat_key(chat_id)], args=[f"{seconds:.3f}"]
-            )
+            await self._cells.pause(chat_id=chat_id, seconds=f"{seconds:.3f}")
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise BudgetUnavailable(f"flood budget unreachable: {type(exc).__name__}") from exc
 

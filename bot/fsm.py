@@ -6,7 +6,7 @@ needs no lock: the check-in is one atomic Redis script. The state is still read 
 code-like password typed during /login goes to the login conversation, under the lock.
 
 In the same round trip (one MGET) it reads whether the bot last asked this user for a
-credential (`dal.redis_client.login_prompt_key`): a six-digit password typed after the login
+credential (`dal.redis.keys.login_prompt`): a six-digit password typed after the login
 step expired must be deleted, never taken as a check-in. The answer reaches the handlers' filters
 as `login_prompt` (handlers.login.expects_credential). And whether the user is marked
 undeliverable (`undeliverable`, for bot.middlewares.HeardFromMiddleware), so that the check-in
@@ -23,7 +23,7 @@ from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import TelegramObject, Update
 
-from dal.redis_client import login_prompt_key, undeliverable_key
+from dal.redis import keys
 from handlers.filters import is_code
 
 
@@ -45,7 +45,7 @@ class CodeAwareFSMMiddleware(FSMContextMiddleware):
                 user_id = context.key.user_id
                 state_key = self.storage.key_builder.build(context.key, "state")
                 raw_state, prompt, blocked = await self.storage.redis.mget(
-                    state_key, login_prompt_key(user_id), undeliverable_key(user_id)
+                    state_key, keys.login_prompt(user_id), keys.undeliverable(user_id)
                 )
                 data["login_prompt"] = prompt is not None
                 data["undeliverable"] = blocked is not None

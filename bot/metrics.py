@@ -48,9 +48,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from dal.errors import DatabaseUnavailable, RedisUnavailable
-from dal.outbox import Outbox
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient
+from dal.redis.outbox import Outbox
+from dal.redis.sessions import LiveSessions
 from services.aksis import (
     AksisClient,
     InvalidCredentials,
@@ -211,7 +211,7 @@ class Metrics:
     async def refresh(
         self,
         *,
-        redis: RedisClient,
+        sessions: LiveSessions,
         pg: AsyncPostgresClient,
         now: datetime,
         outbox: Outbox | None = None,
@@ -219,7 +219,7 @@ class Metrics:
         """Set the gauges read from the stores; a store that does not answer is `up 0`."""
         try:
             async with asyncio.timeout(_SCRAPE_TIMEOUT):
-                open_count, ended, oldest = await redis.due_overview(now=now)
+                open_count, ended, oldest = await sessions.due_overview(now=now)
                 waiting = await outbox.overview() if outbox is not None else None
         except (RedisUnavailable, RedisError, OSError, TimeoutError):
             self.store_up.labels(store="redis").set(0)

@@ -34,7 +34,8 @@ from bot.logs import job_context
 from bot.metrics import Metrics
 from dal.errors import RedisUnavailable
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient
+from dal.redis.guards import Guards
+from dal.redis.stores import RedisStores
 from handlers.login import LoginForm
 from services.attendance import AttendanceService
 from services.finalize import Finalizer, FinalizeReport, OutageLog
@@ -83,7 +84,7 @@ class ScheduledJobs:
     def __init__(
         self,
         *,
-        redis: RedisClient,
+        guards: Guards,
         finalizer: Finalizer,
         purger: Purger,
         reminders: ReminderService,
@@ -91,7 +92,7 @@ class ScheduledJobs:
         locks: LockTimes,
         metrics: Metrics | None = None,
     ) -> None:
-        self._redis = redis
+        self._guards = guards
         self._finalizer = finalizer
         self._purger = purger
         self._reminders = reminders
@@ -134,7 +135,7 @@ class ScheduledJobs:
         """Run one tick behind the job's lock: (its result, "ok" | "skipped" | "failed")."""
         lock = f"job:{name}"
         try:
-            acquired = await self._redis.acquire_lock(
+            acquired = await self._guards.acquire_lock(
                 name=lock, owner=self._owner, ttl_seconds=ttl_seconds
             )
         except RedisUnavailable as exc:
@@ -157,7 +158,7 @@ class ScheduledJobs:
         finally:
             heartbeat.cancel()
             try:
-                await self._redis.release_lock(name=lock, owner=self._owner)
+                await self._guards.release_lock(name=lock, owner=self._owner)
             except RedisUnavailable:
                 log.debug("%s lock left to expire", name)
         self._redis_outage.succeeded()
@@ -168,7 +169,7 @@ class ScheduledJobs:
         while True:
             await asyncio.sleep(max(1.0, ttl_seconds / 3))
             try:
-                held = await self._redis.extend_lock(
+                held = await self._guards.extend_lock(
                     name=lock, owner=self._owner, ttl_seconds=ttl_seconds
                 )
             except RedisUnavailable:
@@ -182,7 +183,7 @@ def build_scheduler(
     *,
     settings: Settings,
     pg: AsyncPostgresClient,
-    redis: RedisClient,
+    redis: RedisStores,
     notifier: Notifier,
     attendance: AttendanceService,
     clock: Callable[[], datetime] | None = None,
@@ -197,10 +198,11 @@ def build_scheduler(
     tz = attendance.tz
     owner = replica_id()
     jobs = ScheduledJobs(
-        redis=redis,
+        guards=redis.guards,
         finalizer=Finalizer(
             pg=pg,
-            redis=redis,
+            sessions=redis.sessions,
+            finalization=redis.finalization,
             notifier=notifier,
             tz=tz,
             late_after=timedelta(minutes=settings.late_after_minutes),
@@ -212,7 +214,8 @@ def build_scheduler(
         ),
         purger=Purger(
             pg=pg,
-            redis=redis,
+            purge=redis.purge,
+            accounts=redis.accounts,
             # An unlinked account may be half-way through /login; any other state it has is
             # a leftover (of a logout, or of a link moved to another account).
             keep_fsm_states=[s.state for s in LoginForm.__states__ if s.state],
@@ -220,7 +223,7 @@ def build_scheduler(
         ),
         reminders=ReminderService(
             pg=pg,
-            redis=redis,
+            sessions=redis.sessions,
             notifier=notifier,
             tz=tz,
             lead=timedelta(minutes=settings.reminder_lead_minutes),

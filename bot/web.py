@@ -71,7 +71,7 @@ async def metrics(request: web.Request) -> web.Response:
         if not hmac.compare_digest(given, expected):
             return web.Response(status=401, text="metrics token required\n")
     await app.metrics.refresh(
-        redis=app.redis, pg=app.pg, now=datetime.now(UTC), outbox=app.outbox
+        sessions=app.redis.sessions, pg=app.pg, now=datetime.now(UTC), outbox=app.outbox
     )
     response = web.Response(body=app.metrics.exposition())
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST

@@ -20,7 +20,7 @@ from bot.metrics import Metrics
 from bot.status import StatusBoard
 from dal.models import FailReason, RecordStatus, Role, UserSessionRedis
 from dal.postgres import StudentAttendanceRow
-from dal.redis_client import CheckInStatus
+from dal.redis.checkins import CheckInStatus
 from handlers.callbacks import MyCourse, MyCourses
 from handlers.guards import require_user
 from handlers.render import hhmm

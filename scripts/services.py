@@ -49,7 +49,7 @@ import asyncpg
 import redis
 
 from dal.postgres import MIN_POSTGRES_MAJOR
-from dal.redis_client import MIN_REDIS_VERSION
+from dal.redis.stores import MIN_REDIS_VERSION
 
 log = logging.getLogger("services")
 

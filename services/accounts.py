@@ -13,7 +13,9 @@ from zoneinfo import ZoneInfo
 
 from dal.models import Role, ScheduleEntry, User, UserSessionRedis
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient, session_ttl_seconds
+from dal.redis import keys
+from dal.redis.accounts import AccountStore, session_ttl_seconds
+from dal.redis.guards import Guards
 from services.aksis import AksisClient, InvalidCredentials
 from services.errors import LoginThrottled, PortalBusy
 from services.lesson_finder import Lesson, lesson_slot
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 # treated as a late credential: deleted, and answered "login timed out".
 LOGIN_STEP_SECONDS = 600
 LOGIN_EXPIRED_WINDOW_SECONDS = 600
-PORTAL_LOGINS_KEY = "throttle:portal:logins"
+PORTAL_LOGINS_KEY = keys.throttle("portal", "logins")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +43,7 @@ _TERM_NOTICE_TTL_SECONDS = 250 * 86_400
 
 
 def term_notice_key(term: str, school_number: str) -> str:
-    return f"once:term:{term}:{school_number}"
+    return keys.once("term", term, school_number)
 
 
 def lesson_to_entry(
@@ -65,7 +67,8 @@ class AccountService:
         self,
         *,
         pg: AsyncPostgresClient,
-        redis: RedisClient,
+        accounts: AccountStore,
+        guards: Guards,
         aksis: AksisClient,
         notifier: Notifier,
         throttle_key: bytes,
@@ -80,7 +83,8 @@ class AccountService:
     ) -> None:
         self._tz = tz or ZoneInfo("Europe/Istanbul")  # DESIGN.md's TIMEZONE default
         self._pg = pg
-        self._redis = redis
+        self._user_store = accounts
+        self._guards = guards
         self._aksis = aksis
         self._notifier = notifier
         self._throttle_key = throttle_key
@@ -99,20 +103,20 @@ class AccountService:
         for this user name from any account. A user name's ceiling is higher than an
         account's, so one account alone can never lock the user name's owner out; it takes
         several accounts, and each of them is stopped at its own ceiling first."""
-        keys = [(f"throttle:login:tg:{telegram_id}", self._max_failures)]
+        counters = [(keys.throttle("login:tg", telegram_id), self._max_failures)]
         if username:
             # The user name is as sensitive as the password: only a keyed digest reaches Redis.
             digest = hmac.new(
                 self._throttle_key, username.strip().casefold().encode(), hashlib.sha256
             ).hexdigest()[:24]
-            keys.append((f"throttle:login:user:{digest}", self._max_per_username))
-        return keys
+            counters.append((keys.throttle("login:user", digest), self._max_per_username))
+        return counters
 
     async def login_retry_after(self, *, telegram_id: int, username: str | None = None) -> int:
         """Seconds until this account (and this portal user name) may try again; 0 if now."""
         wait = 0
         for key, ceiling in self._throttle_keys(telegram_id, username):
-            count, ttl = await self._redis.get_counter(key=key)
+            count, ttl = await self._guards.get_counter(key=key)
             if count >= ceiling:
                 wait = max(wait, max(ttl, 1))
         return wait
@@ -120,9 +124,9 @@ class AccountService:
     async def _portal_turn(self) -> None:
         """Count one sign-on against the overall cap per minute (every replica shares the
         counter); PortalBusy when this minute's sign-ons are used up."""
-        count = await self._redis.hit_counter(key=PORTAL_LOGINS_KEY, window_seconds=60)
+        count = await self._guards.hit_counter(key=PORTAL_LOGINS_KEY, window_seconds=60)
         if count > self._portal_per_minute:
-            _, ttl = await self._redis.get_counter(key=PORTAL_LOGINS_KEY)
+            _, ttl = await self._guards.get_counter(key=PORTAL_LOGINS_KEY)
             log.warning("portal sign-on cap of %d a minute reached", self._portal_per_minute)
             raise PortalBusy(max(ttl, 1))
 
@@ -132,18 +136,18 @@ class AccountService:
         """The bot has just asked this account for its user name or password: until the
         step has expired and the "login expired" window after it has passed, plain text
         from the account may be a credential."""
-        await self._redis.set_login_prompt(
+        await self._user_store.set_login_prompt(
             telegram_id=telegram_id,
             step=step,
             ttl_seconds=LOGIN_STEP_SECONDS + LOGIN_EXPIRED_WINDOW_SECONDS,
         )
 
     async def credential_answered(self, *, telegram_id: int) -> None:
-        await self._redis.clear_login_prompt(telegram_id=telegram_id)
+        await self._user_store.clear_login_prompt(telegram_id=telegram_id)
 
     async def awaits_credential(self, *, telegram_id: int) -> bool:
         """True while the bot's last question to this account was for a credential."""
-        return await self._redis.get_login_prompt(telegram_id=telegram_id) is not None
+        return await self._user_store.get_login_prompt(telegram_id=telegram_id) is not None
 
     # --- deliverability ------------------------------------------------------------------
 
@@ -151,13 +155,13 @@ class AccountService:
         """Telegram refused for good to deliver to this account (it blocked the bot): notices
         skip it until it is heard from again (`heard_from`)."""
         await self._pg.mark_undeliverable(telegram_id=telegram_id, reason=reason)
-        await self._redis.add_undeliverable(telegram_ids=[telegram_id])
+        await self._user_store.add_undeliverable(telegram_ids=[telegram_id])
 
     async def heard_from(self, *, telegram_id: int) -> bool:
         """An update came from this account, so Telegram delivers to it again. One Redis
         command; PostgreSQL is written only when the account was marked undeliverable.
         True when it was."""
-        if not await self._redis.remove_undeliverable(telegram_id=telegram_id):
+        if not await self._user_store.remove_undeliverable(telegram_id=telegram_id):
             return False
         await self._pg.mark_deliverable(telegram_id=telegram_id)
         log.info("chat %s is deliverable again", telegram_id)
@@ -167,7 +171,7 @@ class AccountService:
         """Copy the undeliverable marks from PostgreSQL into Redis (at start-up: the set in
         Redis is what `heard_from` checks). Returns how many there are."""
         ids = await self._pg.get_undeliverable_telegram_ids()
-        await self._redis.add_undeliverable(telegram_ids=ids)
+        await self._user_store.add_undeliverable(telegram_ids=ids)
         return len(ids)
 
     # --- login / logout ------------------------------------------------------------------
@@ -189,7 +193,7 @@ class AccountService:
             result = await self._aksis.login(username, password)
         except InvalidCredentials:
             for key, _ in self._throttle_keys(telegram_id, username):
-                await self._redis.hit_counter(key=key, window_seconds=self._window)
+                await self._guards.hit_counter(key=key, window_seconds=self._window)
             raise
         identity = result.identity
         user = User(
@@ -224,11 +228,11 @@ class AccountService:
             ),
             term=result.term,
         )
-        await self._redis.save_user_session(session=session, ttl_seconds=self._ttl(user.role))
+        await self._user_store.save_user_session(session=session, ttl_seconds=self._ttl(user.role))
         for key, _ in self._throttle_keys(telegram_id, None):
-            await self._redis.reset_counter(key=key)
+            await self._guards.reset_counter(key=key)
         if previous is not None and previous != telegram_id:
-            await self._redis.delete_user_session(telegram_id=previous)
+            await self._user_store.delete_user_session(telegram_id=previous)
             await self._notifier.notify(
                 [
                     Notice(
@@ -250,9 +254,9 @@ class AccountService:
         the Redis copy of the link and the login throttle of the account. Attendance records
         stay (they are the institution's). True if the account was linked."""
         unlinked = await self._pg.forget_telegram_user(telegram_id=telegram_id)
-        await self._redis.delete_user_session(telegram_id=telegram_id)
+        await self._user_store.delete_user_session(telegram_id=telegram_id)
         for key, _ in self._throttle_keys(telegram_id, None):
-            await self._redis.reset_counter(key=key)
+            await self._guards.reset_counter(key=key)
         return unlinked is not None
 
     # --- who is this chat ----------------------------------------------------------------
@@ -267,7 +271,7 @@ class AccountService:
 
         A link older than the role's session lifetime has expired: the user logs in again.
         """
-        session = await self._redis.get_user_session(telegram_id=telegram_id)
+        session = await self._user_store.get_user_session(telegram_id=telegram_id)
         if session is not None:
             return session
         linked = await self._pg.get_linked_user(telegram_id=telegram_id)
@@ -287,7 +291,7 @@ class AccountService:
             logged_in_at=linked.linked_at,
             **await self._courses(linked.school_number),
         )
-        await self._redis.save_user_session(
+        await self._user_store.save_user_session(
             session=session, ttl_seconds=max(1, int(remaining.total_seconds()))
         )
         return session
@@ -317,7 +321,7 @@ class AccountService:
         cached schedule is from an older term are asked, once each, to /login again."""
         notices: list[Notice] = []
         for contact in await self._pg.get_stale_term_contacts(term=term):
-            if await self._redis.mark_once(
+            if await self._guards.mark_once(
                 key=term_notice_key(term, contact.school_number),
                 ttl_seconds=_TERM_NOTICE_TTL_SECONDS,
             ):
@@ -336,5 +340,5 @@ class AccountService:
     async def set_reminders(self, *, user: UserSessionRedis, enabled: bool) -> UserSessionRedis:
         await self._pg.set_reminders(school_number=user.school_number, enabled=enabled)
         updated = user.model_copy(update={"reminders_enabled": enabled})
-        await self._redis.save_user_session(session=updated, ttl_seconds=self._ttl(user.role))
+        await self._user_store.save_user_session(session=updated, ttl_seconds=self._ttl(user.role))
         return updated

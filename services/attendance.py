@@ -23,14 +23,10 @@ from dal.models import (
     UserSessionRedis,
 )
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import (
-    AttendanceAlreadyOpen,
-    AttendanceEnded,
-    CheckInResult,
-    CheckInStatus,
-    LocationResult,
-    RedisClient,
-)
+from dal.redis import keys
+from dal.redis.accounts import AccountStore
+from dal.redis.checkins import CheckInResult, CheckIns, CheckInStatus, LocationResult
+from dal.redis.sessions import AttendanceAlreadyOpen, AttendanceEnded, LiveSessions
 from services.errors import (
     AlreadyOnList,
     InvalidInput,
@@ -152,7 +148,9 @@ class AttendanceService:
         self,
         *,
         pg: AsyncPostgresClient,
-        redis: RedisClient,
+        sessions: LiveSessions,
+        checkins: CheckIns,
+        accounts: AccountStore,
         notifier: Notifier,
         tz: ZoneInfo,
         early_margin: timedelta,
@@ -168,7 +166,9 @@ class AttendanceService:
         user_loader: Callable[[int], Awaitable[UserSessionRedis | None]] | None = None,
     ) -> None:
         self._pg = pg
-        self._redis = redis
+        self._sessions = sessions
+        self._checkins = checkins
+        self._user_store = accounts
         self._notifier = notifier
         self._user_loader = user_loader
         self._tz = tz
@@ -327,11 +327,11 @@ class AttendanceService:
             status_chat_id=chat_id,
         )
         try:
-            attendance = await self._redis.open_attendance(
+            attendance = await self._sessions.open_attendance(
                 attendance=draft, enrolled=enrolled if lesson.course_code else [EVERYONE]
             )
         except AttendanceAlreadyOpen:
-            existing = await self._redis.get_open_attendance(
+            existing = await self._sessions.get_open_attendance(
                 teacher_school_number=teacher.school_number, now=self._clock()
             )
             if existing is None:
@@ -371,7 +371,7 @@ class AttendanceService:
 
     async def open_session(self, *, teacher: UserSessionRedis) -> AttendanceRedis | None:
         _require_teacher(teacher)
-        return await self._redis.get_open_attendance(
+        return await self._sessions.get_open_attendance(
             teacher_school_number=teacher.school_number, now=self._clock()
         )
 
@@ -380,7 +380,7 @@ class AttendanceService:
     ) -> AttendanceRedis:
         """The live session `attendance_id`, checked to belong to this teacher."""
         _require_teacher(teacher)
-        attendance = await self._redis.get_attendance(attendance_id=attendance_id)
+        attendance = await self._sessions.get_attendance(attendance_id=attendance_id)
         if attendance is None:
             raise SessionGone
         if attendance.teacher_school_number != teacher.school_number:
@@ -390,7 +390,7 @@ class AttendanceService:
     async def set_status_message(
         self, *, attendance: AttendanceRedis, chat_id: int, message_id: int
     ) -> None:
-        await self._redis.set_status_message(
+        await self._sessions.set_status_message(
             attendance_id=attendance.attendance_id, chat_id=chat_id, message_id=message_id
         )
 
@@ -404,7 +404,7 @@ class AttendanceService:
             raise InvalidInput("level.bad")
         await self._live_session(teacher=teacher, attendance_id=attendance_id)
         try:
-            return await self._redis.set_security_level(attendance_id=attendance_id, level=level)
+            return await self._sessions.set_security_level(attendance_id=attendance_id, level=level)
         except AttendanceEnded:
             raise SessionClosed from None
         except NotFound:
@@ -421,7 +421,7 @@ class AttendanceService:
         else:
             attendance = await self.owned_session(teacher=teacher, attendance_id=attendance_id)
         if attendance.end_time is None or attendance.end_time > self._clock():
-            attendance = await self._redis.finish_attendance(
+            attendance = await self._sessions.finish_attendance(
                 attendance_id=attendance.attendance_id, end_time=self._clock()
             )
         return await self._roster(attendance)
@@ -439,11 +439,12 @@ class AttendanceService:
 
     async def status(self, *, attendance_id: UUID) -> Roster | None:
         """The live figures of a session, for the teacher's status message."""
-        attendance = await self._redis.get_attendance(attendance_id=attendance_id)
+        attendance = await self._sessions.get_attendance(attendance_id=attendance_id)
         return None if attendance is None else await self._roster(attendance)
 
     async def _roster(self, attendance: AttendanceRedis) -> Roster:
-        records = await self._redis.get_attendance_records(attendance_id=attendance.attendance_id)
+        aid = attendance.attendance_id
+        records = await self._sessions.get_attendance_records(attendance_id=aid)
         return Roster(attendance, records, self.tally(attendance, records))
 
     def is_late(self, attendance: AttendanceRedis, record: AttendanceRecordRedis) -> bool:
@@ -486,7 +487,7 @@ class AttendanceService:
         reason: str | None = None,
     ) -> AttendanceRecordRedis:
         attendance = await self._live_session(teacher=teacher, attendance_id=attendance_id)
-        record = await self._redis.get_attendance_record(
+        record = await self._sessions.get_attendance_record(
             attendance_id=attendance_id, student_number=student_number
         )
         if record is None:
@@ -519,7 +520,7 @@ class AttendanceService:
         if not SCHOOL_NUMBER.fullmatch(number):
             raise InvalidInput("add.bad_number")
         attendance = await self._live_session(teacher=teacher, attendance_id=attendance_id)
-        existing = await self._redis.get_attendance_record(
+        existing = await self._sessions.get_attendance_record(
             attendance_id=attendance_id, student_number=number
         )
         if existing is not None:
@@ -559,9 +560,9 @@ class AttendanceService:
         """A teacher's write into the live session; SessionClosed when Redis refuses it."""
         try:
             if replace:
-                await self._redis.update_attendance_record(record=record)
+                await self._sessions.update_attendance_record(record=record)
                 return True
-            return await self._redis.add_attendance_record(record=record)
+            return await self._sessions.add_attendance_record(record=record)
         except AttendanceEnded:
             raise SessionClosed from None
         except NotFound:
@@ -571,7 +572,7 @@ class AttendanceService:
         """The reply language of a linked account; English when unknown."""
         if telegram_id is None:
             return "en"
-        session = await self._redis.get_user_session(telegram_id=telegram_id)
+        session = await self._user_store.get_user_session(telegram_id=telegram_id)
         return session.language if session else "en"
 
     # --- students ------------------------------------------------------------------------
@@ -597,11 +598,11 @@ class AttendanceService:
         return result
 
     async def _check_in(self, telegram_id: int, code: str) -> CheckInResult:
-        return await self._redis.check_in(
+        return await self._checkins.check_in(
             telegram_id=telegram_id,
             code=code,
             now=self._clock(),
-            throttle_key=f"throttle:checkin:{telegram_id}",
+            throttle_key=keys.throttle("checkin", telegram_id),
             throttle_limit=self._wrong_limit,
             throttle_window=self._wrong_window,
             location_wait_seconds=self._location_wait,
@@ -629,10 +630,10 @@ class AttendanceService:
         waiting record becomes present, or pending review with the reason. NO_WAIT when no
         check-in waits for one (never asked, or asked longer ago than the wait: the record
         stays LOCATION_MISSING)."""
-        attendance_id = await self._redis.location_wait(telegram_id=telegram_id)
+        attendance_id = await self._checkins.location_wait(telegram_id=telegram_id)
         if attendance_id is None:
             return LocationResult(outcome="NO_WAIT")
-        session = await self._redis.get_attendance(attendance_id=attendance_id)
+        session = await self._sessions.get_attendance(attendance_id=attendance_id)
         reason: FailReason | None = FailReason.LOCATION_TOO_FAR
         if (
             session is not None
@@ -649,7 +650,7 @@ class AttendanceService:
                 forwarded=forwarded,
                 radius=self._radius,
             )
-        result = await self._redis.decide_location(
+        result = await self._checkins.decide_location(
             telegram_id=telegram_id, reason=None if reason is None else str(reason)
         )
         if result.record is not None:
@@ -668,7 +669,7 @@ class AttendanceService:
         if session is None:
             return None
         try:
-            return await self._redis.set_anchor(
+            return await self._sessions.set_anchor(
                 attendance_id=session.attendance_id, latitude=latitude, longitude=longitude
             )
         except AttendanceEnded:
@@ -684,7 +685,7 @@ class AttendanceService:
             raise InvalidInput("cap.bad")
         await self._live_session(teacher=teacher, attendance_id=attendance_id)
         try:
-            return await self._redis.set_head_count_cap(attendance_id=attendance_id, cap=cap)
+            return await self._sessions.set_head_count_cap(attendance_id=attendance_id, cap=cap)
         except AttendanceEnded:
             raise SessionClosed from None
         except NotFound:
@@ -695,9 +696,9 @@ class AttendanceService:
         Safe on every replica at once (the rotation is a compare-and-set)."""
         now = self._clock()
         rotated: list[AttendanceRedis] = []
-        for attendance_id in await self._redis.open_attendance_ids(now=now):
+        for attendance_id in await self._sessions.open_attendance_ids(now=now):
             try:
-                session = await self._redis.rotate_code(
+                session = await self._sessions.rotate_code(
                     attendance_id=attendance_id, now=now, every=self._rotation
                 )
             except (AttendanceEnded, NotFound):

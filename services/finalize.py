@@ -5,7 +5,7 @@ planned end) the finalizer
 
 1. claims it (`attendances:{id}:claim`, SET NX with an expiry, a token per attempt), which
    Redis grants only once the session has ended by its own clock; from then on no check-in or
-   teacher's change can reach the session (the invariant in `dal.redis_client`), so what
+   teacher's change can reach the session (the invariant in `dal.redis.sessions`), so what
    step 2 reads is final;
 2. reads the session, its records and its enrolled set from Redis;
 3. builds the sheet: every Redis record plus an ABSENT record for each enrolled student who
@@ -54,7 +54,9 @@ from dal.models import (
     User,
 )
 from dal.postgres import AsyncPostgresClient, LinkedUser
-from dal.redis_client import ClaimOutcome, RedisClient
+from dal.redis import keys
+from dal.redis.finalization import ClaimOutcome, FinalizationStore
+from dal.redis.sessions import LiveSessions
 from services.attendance import EVERYONE
 from services.notify import Notice, Notifier
 from services.status import StatusCounts, split_reason, status_rule
@@ -88,7 +90,7 @@ _RESULT_KEYS: Final = {
 
 def final_dedupe_key(attendance_id: UUID) -> str:
     """The marker that makes a session's result messages go out at most once."""
-    return f"once:final:{attendance_id}"
+    return keys.once("final", attendance_id)
 
 
 class OutageLog:
@@ -320,7 +322,8 @@ class Finalizer:
         self,
         *,
         pg: AsyncPostgresClient,
-        redis: RedisClient,
+        sessions: LiveSessions,
+        finalization: FinalizationStore,
         notifier: Notifier,
         tz: ZoneInfo,
         late_after: timedelta,
@@ -336,7 +339,8 @@ class Finalizer:
     ) -> None:
         self._pg = pg
         self._warnings = warnings  # low-attendance warnings after the commit (issue 13)
-        self._redis = redis
+        self._sessions = sessions
+        self._finalization = finalization
         self._notifier = notifier
         self._tz = tz
         self._late_after = late_after
@@ -362,7 +366,7 @@ class Finalizer:
         a PostgreSQL outage ends the tick quietly, with Redis left as it was.
         """
         report = FinalizeReport()
-        ids = await self._redis.get_due_attendance_ids(
+        ids = await self._sessions.get_due_attendance_ids(
             now=self._clock() - self._settle, limit=self._max_sessions
         )
         if not ids:
@@ -441,7 +445,7 @@ class Finalizer:
         tokens = {attendance_id: f"{self._owner}:{uuid.uuid4().hex}" for attendance_id in ids}
         outcomes = await asyncio.gather(
             *(
-                self._redis.claim_attendance(
+                self._finalization.claim_attendance(
                     attendance_id=attendance_id, owner=token, ttl_seconds=self._claim_ttl
                 )
                 for attendance_id, token in tokens.items()
@@ -463,7 +467,7 @@ class Finalizer:
 
     async def _release(self, claimed: Sequence[UUID], tokens: Mapping[UUID, str]) -> None:
         outcomes = await asyncio.gather(
-            *(self._redis.release_claim(attendance_id=i, owner=tokens[i]) for i in claimed),
+            *(self._finalization.release_claim(attendance_id=i, owner=tokens[i]) for i in claimed),
             return_exceptions=True,
         )
         for attendance_id, outcome in zip(claimed, outcomes, strict=True):
@@ -481,8 +485,8 @@ class Finalizer:
         # Sessions are created and removed by atomic scripts, so a due entry without its
         # session is debris (a manual deletion, an eviction). Nothing can be written without
         # the session; the leftovers are removed.
-        lost = await self._redis.count_attendance_records(attendance_id=attendance_id)
-        await self._redis.delete_attendance_keys(attendance_id=attendance_id)
+        lost = await self._sessions.count_attendance_records(attendance_id=attendance_id)
+        await self._finalization.delete_attendance_keys(attendance_id=attendance_id)
         report.orphans += 1
         if lost:
             log.error("session %s vanished from Redis; %d records dropped", attendance_id, lost)
@@ -491,7 +495,7 @@ class Finalizer:
         """The batch's sessions in one pipelined Redis round trip; a corrupt one is counted as
         failed and left, debris is removed."""
         loaded: list[_Loaded] = []
-        reads = await self._redis.read_sessions(attendance_ids=ids)
+        reads = await self._finalization.read_sessions(attendance_ids=ids)
         for attendance_id, outcome in zip(ids, reads, strict=True):
             if outcome is None:
                 await self._drop_debris(attendance_id, report)
@@ -646,7 +650,8 @@ class Finalizer:
     ) -> None:
         """After the commit: the messages (once), then the session's Redis keys."""
         report.notified += await self._notify(sheet, contacts)
-        await self._redis.delete_attendance_keys(attendance_id=sheet.attendance.attendance_id)
+        aid = sheet.attendance.attendance_id
+        await self._finalization.delete_attendance_keys(attendance_id=aid)
         report.finalized += 1
         report.records += len(sheet.records)
         report.absent += sheet.counts.absent

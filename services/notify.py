@@ -4,7 +4,7 @@ Services decide *who* hears *what* (a message key and its values); the bot layer
 text in the user's language and sends it through the paced outgoing path.
 
 `enqueue` is the durable way: once it returns, the notices are in the Redis outbox
-(dal/outbox.py) and are delivered at least once, across crashes and restarts. With `once`, a
+(dal/redis/outbox.py) and are delivered at least once, across crashes and restarts. With `once`, a
 dedupe marker is written in the same atomic step, so a step that is retried after a crash
 enqueues its notices exactly once. A notice may carry `drop_if` conditions (`Stale`), checked
 at delivery time: when one holds, the notice no longer applies and is dropped, not sent.

@@ -24,32 +24,31 @@ through finalization. Each check ("is the session gone?", "is the key still with
 "is the state still the one read?") runs inside the same script call as the delete, so a session
 opened or a key rewritten between the SCAN and the delete is left alone.
 
-Every Redis operation (the scans and the check-and-delete scripts) is a `RedisClient` method
+Every Redis operation (the scans and the check-and-delete scripts) is a `PurgeStore` method
 (`scan_key_batches`, `scan_due_id_batches`, `drop_*`), which also turns connection failures
-into `RedisUnavailable`; this module only decides which keys to examine and counts.
+into `RedisUnavailable`; key patterns and the reading of key names are dal/redis/keys.py's;
+this module only decides which keys to examine and counts.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Collection, Sequence
 from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
 
 from dal.errors import DatabaseUnavailable
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient
+from dal.redis import keys
+from dal.redis.accounts import AccountStore
+from dal.redis.purge import PurgeStore
 from services.finalize import OutageLog
 
 __all__ = ["PurgeReport", "Purger"]
 
 log = logging.getLogger(__name__)
 
-_SESSION_ID: Final = re.compile(r"\{([0-9a-fA-F-]{36})\}")
-_FSM_PARTS: Final = frozenset({"state", "data"})
 
 
 @dataclass(slots=True)
@@ -84,7 +83,8 @@ class Purger:
         self,
         *,
         pg: AsyncPostgresClient,
-        redis: RedisClient,
+        purge: PurgeStore,
+        accounts: AccountStore,
         keep_fsm_states: Collection[str] = (),
         fsm_prefix: str = "fsm",
         batch: int = 500,
@@ -92,7 +92,8 @@ class Purger:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pg = pg
-        self._redis = redis
+        self._purge = purge
+        self._user_store = accounts
         self._keep_states = sorted(keep_fsm_states)
         self._fsm_prefix = fsm_prefix
         self._batch = batch
@@ -103,29 +104,29 @@ class Purger:
     async def run_once(self) -> PurgeReport:
         """One pass over the key space. Raises `RedisUnavailable` if Redis fails."""
         report = PurgeReport()
-        redis, batch = self._redis, self._batch
-        async for keys in redis.scan_key_batches(match="attendances:code:*", batch=batch):
-            report.codes += await redis.drop_dangling_pointers(keys=keys)
-        async for keys in redis.scan_key_batches(match="attendances:teacher:*", batch=batch):
-            report.teacher_pointers += await redis.drop_dangling_pointers(keys=keys)
-        async for keys in redis.scan_key_batches(match="attendance_records:*", batch=batch):
-            report.records += await self._drop_session_parts(keys, suffix="")
-        async for keys in redis.scan_key_batches(match="attendances:{*}:*", batch=batch):
-            report.enrolled += await self._drop_session_parts(keys, suffix=":enrolled")
-            report.claims += await self._drop_session_parts(keys, suffix=":claim")
-        async for ids in redis.scan_due_id_batches(batch=batch):
-            report.due += await redis.drop_due_orphans(ids=ids)
-        async for keys in redis.scan_key_batches(match="throttle:*", batch=batch):
-            report.throttles += await redis.drop_keys_without_expiry(keys=keys)
-        async for keys in redis.scan_key_batches(match="once:*", batch=batch):
-            report.dedupe += await redis.drop_keys_without_expiry(keys=keys)
-        async for keys in redis.scan_key_batches(match="locks:*", batch=batch):
-            report.locks += await redis.drop_keys_without_expiry(keys=keys)
-        fsm_match = f"{self._fsm_prefix}:*"
+        store, batch = self._purge, self._batch
+        async for found in store.scan_key_batches(match=keys.CODE_PATTERN, batch=batch):
+            report.codes += await store.drop_dangling_pointers(keys=found)
+        async for found in store.scan_key_batches(match=keys.TEACHER_PATTERN, batch=batch):
+            report.teacher_pointers += await store.drop_dangling_pointers(keys=found)
+        async for found in store.scan_key_batches(match=keys.RECORDS_PATTERN, batch=batch):
+            report.records += await self._drop_session_parts(found, suffix="")
+        async for found in store.scan_key_batches(match=keys.SESSION_PARTS_PATTERN, batch=batch):
+            report.enrolled += await self._drop_session_parts(found, suffix=":enrolled")
+            report.claims += await self._drop_session_parts(found, suffix=":claim")
+        async for ids in store.scan_due_id_batches(batch=batch):
+            report.due += await store.drop_due_orphans(ids=ids)
+        async for found in store.scan_key_batches(match=keys.THROTTLE_PATTERN, batch=batch):
+            report.throttles += await store.drop_keys_without_expiry(keys=found)
+        async for found in store.scan_key_batches(match=keys.ONCE_PATTERN, batch=batch):
+            report.dedupe += await store.drop_keys_without_expiry(keys=found)
+        async for found in store.scan_key_batches(match=keys.LOCK_PATTERN, batch=batch):
+            report.locks += await store.drop_keys_without_expiry(keys=found)
+        fsm_match = keys.fsm_pattern(self._fsm_prefix)
         try:
-            async with aclosing(redis.scan_key_batches(match=fsm_match, batch=batch)) as pages:
-                async for keys in pages:
-                    report.fsm += await self._drop_fsm(keys)
+            async with aclosing(store.scan_key_batches(match=fsm_match, batch=batch)) as pages:
+                async for found in pages:
+                    report.fsm += await self._drop_fsm(found)
             if self._retention is not None:
                 report.inactive = await self._forget_inactive()
         except DatabaseUnavailable as exc:
@@ -150,39 +151,31 @@ class Purger:
                 inactive_since=self._clock() - self._retention
             )
         for telegram_id in telegram_ids:
-            await self._redis.delete_user_session(telegram_id=telegram_id)
+            await self._user_store.delete_user_session(telegram_id=telegram_id)
         return len(telegram_ids)
 
-    async def _drop_session_parts(self, keys: Sequence[str], *, suffix: str) -> int:
+    async def _drop_session_parts(self, found: Sequence[str], *, suffix: str) -> int:
         """Drop the keys ending in `suffix` (exactly) whose session key is gone."""
         chosen: list[str] = []
         ids: list[str] = []
-        for key in keys:
-            match = _SESSION_ID.search(key)
-            if match is None or key[match.end() :] != suffix:
+        for key in found:
+            part = keys.session_part(key)
+            if part is None or part[1] != suffix:
                 continue
             chosen.append(key)
-            ids.append(match.group(1))
-        return await self._redis.drop_session_orphans(keys=chosen, session_ids=ids)
+            ids.append(part[0])
+        return await self._purge.drop_session_orphans(keys=chosen, session_ids=ids)
 
-    async def _drop_fsm(self, keys: Sequence[str]) -> int:
+    async def _drop_fsm(self, found: Sequence[str]) -> int:
         """FSM keys `<prefix>:<chat>[:<thread>]:<user>:(state|data)` of unlinked accounts."""
         owners: dict[str, int] = {}  # key base -> Telegram user id
-        for key in keys:
-            parts = key.split(":")
-            if len(parts) < 4 or parts[-1] not in _FSM_PARTS:
-                continue  # aiogram's per-user locks expire by themselves
-            try:
-                owners[":".join(parts[:-1])] = int(parts[-2])
-            except ValueError:
-                continue
+        for key in found:
+            owner = keys.fsm_owner(key)
+            if owner is not None:  # aiogram's per-user locks expire by themselves
+                owners[owner[0]] = owner[1]
         if not owners:
             return 0
         with self._pg.outage_as_unavailable():
             linked = await self._pg.get_linked_telegram_ids(telegram_ids=list(owners.values()))
-        pairs = [
-            (f"{base}:state", f"{base}:data")
-            for base, user_id in owners.items()
-            if user_id not in linked
-        ]
-        return await self._redis.drop_fsm_keys(pairs=pairs, keep_states=self._keep_states)
+        pairs = [keys.fsm_pair(base) for base, user_id in owners.items() if user_id not in linked]
+        return await self._purge.drop_fsm_keys(pairs=pairs, keep_states=self._keep_states)

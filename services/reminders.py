@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo
 
 from dal.models import Role, ScheduleEntry
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient
+from dal.redis import keys
+from dal.redis.sessions import LiveSessions
 from services.attendance import EVERYONE, entry_to_lesson
 from services.notify import Button, Notice, Notifier, Stale
 
@@ -47,11 +48,11 @@ _TICK: Final = timedelta(microseconds=1)
 
 
 def teacher_dedupe_key(school_number: str, course_code: str, start: datetime) -> str:
-    return f"once:remind:teacher:{school_number}:{course_code}:{int(start.timestamp())}"
+    return keys.once("remind", "teacher", school_number, course_code, int(start.timestamp()))
 
 
 def closing_dedupe_key(attendance_id: UUID) -> str:
-    return f"once:remind:closing:{attendance_id}"
+    return keys.once("remind", "closing", attendance_id)
 
 
 @dataclass(slots=True)
@@ -67,7 +68,7 @@ class ReminderService:
         self,
         *,
         pg: AsyncPostgresClient,
-        redis: RedisClient,
+        sessions: LiveSessions,
         notifier: Notifier,
         tz: ZoneInfo,
         lead: timedelta,
@@ -77,7 +78,7 @@ class ReminderService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._pg = pg
-        self._redis = redis
+        self._sessions = sessions
         self._notifier = notifier
         self._tz = tz
         self._lead = lead
@@ -117,7 +118,7 @@ class ReminderService:
             contact = contacts.get(entry.school_number)
             if contact is None or contact.role is not Role.TEACHER or not contact.reminders_enabled:
                 continue
-            open_session = await self._redis.get_open_attendance(
+            open_session = await self._sessions.get_open_attendance(
                 teacher_school_number=entry.school_number, now=now
             )
             if open_session is not None and open_session.lesson_code == entry.course_code:
@@ -149,19 +150,19 @@ class ReminderService:
     async def remind_closing(self, *, now: datetime) -> int:
         """Remind enrolled, not-yet-checked-in students of sessions closing within `closing`."""
         horizon = now + self._closing
-        ids = await self._redis.get_due_attendance_ids(now=horizon, limit=self._max_sessions)
+        ids = await self._sessions.get_due_attendance_ids(now=horizon, limit=self._max_sessions)
         sent = 0
         for attendance_id in ids:
-            attendance = await self._redis.get_attendance(attendance_id=attendance_id)
+            attendance = await self._sessions.get_attendance(attendance_id=attendance_id)
             if attendance is None or attendance.end_time is not None:
                 continue  # gone, or ended by the teacher
             if not now < attendance.planned_end_time <= horizon:
                 continue  # already closed (awaiting finalization), or not yet due
-            enrolled = await self._redis.get_enrolled(attendance_id=attendance_id)
+            enrolled = await self._sessions.get_enrolled(attendance_id=attendance_id)
             enrolled.discard(EVERYONE)
             if not enrolled:
                 continue
-            records = await self._redis.get_attendance_records(attendance_id=attendance_id)
+            records = await self._sessions.get_attendance_records(attendance_id=attendance_id)
             missing = enrolled - {r.student_number for r in records}
             if not missing:
                 continue

@@ -6,7 +6,7 @@ F401`; the function names differ from the fixture names so that ruff's F811 does
 every test that takes them):
 
 - `pg_client`: an `AsyncPostgresClient` on the run's database, tables truncated per test;
-- `redis_client`: a `RedisClient` on the flushed test Redis database (ATTN_TEST_REDIS_DB).
+- `redis_client`: a `RedisStores` on the flushed test Redis database (ATTN_TEST_REDIS_DB).
 
 Plus a `RecordingNotifier` (a `services.notify.Notifier` that keeps every notice), a `Clock`
 the tests move by hand, a `TcpProxy` that can cut PostgreSQL off for real, and seeding
@@ -29,7 +29,8 @@ import redis.asyncio as aioredis
 
 from dal.models import AttendanceRecordRedis, AttendanceRedis, RecordSource, Role, User
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient, records_key
+from dal.redis.keys import records as records_key
+from dal.redis.stores import RedisStores
 from services.notify import Notice
 
 IST = ZoneInfo("Europe/Istanbul")
@@ -53,9 +54,9 @@ async def pg_client_fixture(pg_dsn: str) -> AsyncIterator[AsyncPostgresClient]:
 @pytest.fixture(name="redis_client")
 async def redis_client_fixture(
     redis_url: str, redis_raw: aioredis.Redis
-) -> AsyncIterator[RedisClient]:
+) -> AsyncIterator[RedisStores]:
     """`redis_raw` flushes the test database before and after the test."""
-    client = RedisClient.from_url(redis_url, max_connections=32)
+    client = RedisStores.from_url(redis_url, max_connections=32)
     try:
         yield client
     finally:
@@ -254,7 +255,7 @@ async def link(
 
 
 async def open_session(
-    redis: RedisClient,
+    redis: RedisStores,
     *,
     teacher: User,
     start: datetime,
@@ -276,7 +277,9 @@ async def open_session(
         start_time=start,
         planned_end_time=end,
     )
-    return await redis.open_attendance(attendance=draft, enrolled=list(enrolled), now=start)
+    return await redis.sessions.open_attendance(
+        attendance=draft, enrolled=list(enrolled), now=start
+    )
 
 
 def record(
@@ -302,7 +305,7 @@ def record(
     )
 
 
-async def put_records(redis: RedisClient, records: Sequence[AttendanceRecordRedis]) -> None:
+async def put_records(redis: RedisStores, records: Sequence[AttendanceRecordRedis]) -> None:
     """Store records in bulk, in the client's own encoding (one pipeline)."""
     async with redis.redis.pipeline(transaction=False) as pipe:
         for rec in records:

@@ -160,7 +160,9 @@ async def _session_of(bot: Running, telegram_id: int):  # type: ignore[no-untype
 
 
 async def _only_session_id(bot: Running) -> UUID:
-    ids = await bot.app.redis.get_due_attendance_ids(now=datetime.now(UTC) + timedelta(days=1))
+    ids = await bot.app.redis.sessions.get_due_attendance_ids(
+        now=datetime.now(UTC) + timedelta(days=1)
+    )
     assert len(ids) == 1
     return ids[0]
 

@@ -18,7 +18,7 @@ import pytest
 
 from dal.models import AttendanceRecordRedis, AttendanceRedis
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient
+from dal.redis.stores import RedisStores
 from tests.fakes.telegram_server import FakeTelegram
 from tests.harness import flush_redis, reset_database
 
@@ -27,12 +27,12 @@ RECORDS = 300
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def _seed(redis: RedisClient) -> set[tuple[uuid.UUID, str]]:
+async def _seed(redis: RedisStores) -> set[tuple[uuid.UUID, str]]:
     """SESSIONS ended sessions of RECORDS check-ins each, as the bot leaves them in Redis."""
     now = datetime.now(UTC)
     expected: set[tuple[uuid.UUID, str]] = set()
     for s in range(SESSIONS):
-        session = await redis.open_attendance(
+        session = await redis.sessions.open_attendance(
             attendance=AttendanceRedis(
                 attendance_id=uuid.uuid4(),
                 teacher_school_number=f"T{s:04d}",
@@ -55,9 +55,9 @@ async def _seed(redis: RedisClient) -> set[tuple[uuid.UUID, str]]:
             )
             for r in range(RECORDS)
         ]
-        await asyncio.gather(*(redis.add_attendance_record(record=x) for x in records))
+        await asyncio.gather(*(redis.sessions.add_attendance_record(record=x) for x in records))
         # Ended well past the finalizer's settle time, so the first tick takes them all.
-        await redis.finish_attendance(
+        await redis.sessions.finish_attendance(
             attendance_id=session.attendance_id, end_time=now - timedelta(seconds=30)
         )
         expected |= {(session.attendance_id, x.student_number) for x in records}
@@ -88,7 +88,7 @@ async def test_kill_9_while_finalizing_then_restart(
     await flush_redis(redis_url)
     pg = await AsyncPostgresClient.connect(pg_dsn)  # applies the schema
     await pg.close()
-    redis = RedisClient.from_url(redis_url)
+    redis = RedisStores.from_url(redis_url)
     conn = await asyncpg.connect(pg_dsn)
     log = tmp_path / "bot.log"
     try:
@@ -116,12 +116,13 @@ async def test_kill_9_while_finalizing_then_restart(
             await first.wait()
             saved_at_kill = await _count(conn, "attendances")
             assert saved_at_kill < SESSIONS, "the batch finished before the kill; enlarge it"
-            assert await redis.get_due_attendance_ids(now=datetime.now(UTC)), "nothing left"
+            left = await redis.sessions.get_due_attendance_ids(now=datetime.now(UTC))
+            assert left, "nothing left"
 
             second = await _start_bot(env, log)
             try:
                 deadline = time.monotonic() + 60
-                while await redis.get_due_attendance_ids(now=datetime.now(UTC)):
+                while await redis.sessions.get_due_attendance_ids(now=datetime.now(UTC)):
                     assert second.returncode is None, log.read_text()
                     assert time.monotonic() < deadline, "the restarted bot did not finish"
                     await asyncio.sleep(0.2)
@@ -134,7 +135,7 @@ async def test_kill_9_while_finalizing_then_restart(
         assert len(saved) == len(set(saved)) == SESSIONS * RECORDS
         assert set(saved) == expected
         assert await _count(conn, "attendances") == SESSIONS
-        leftovers = [key async for key in redis.scan_keys(match="attendance*")]
+        leftovers = [key async for key in redis.purge.scan_keys(match="attendance*")]
         assert leftovers == []
     finally:
         await conn.close()

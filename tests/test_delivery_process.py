@@ -32,9 +32,9 @@ from aiohttp import web
 
 from bot.delivery import encode
 from dal.models import AttendanceRecordRedis, AttendanceRedis
-from dal.outbox import Outbox
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient
+from dal.redis.outbox import Outbox
+from dal.redis.stores import RedisStores
 from services.notify import Notice, Stale
 from tests.fakes.telegram_server import FakeTelegram
 from tests.harness import flush_redis, reset_database
@@ -329,9 +329,9 @@ async def _round_robin(targets: list[str]) -> AsyncIterator[str]:
         await session.close()
 
 
-async def _open_session(redis: RedisClient, numbers: list[str]) -> uuid.UUID:
+async def _open_session(redis: RedisStores, numbers: list[str]) -> uuid.UUID:
     now = datetime.now(UTC)
-    session = await redis.open_attendance(
+    session = await redis.sessions.open_attendance(
         attendance=AttendanceRedis(
             attendance_id=uuid.uuid4(),
             teacher_school_number="T1",
@@ -352,7 +352,7 @@ async def test_two_webhook_replicas_share_the_flood_budget_and_drop_stale_notice
 ) -> None:
     students = 60
     await _prepare(pg_dsn, redis_url)
-    redis = RedisClient.from_url(redis_url)
+    redis = RedisStores.from_url(redis_url)
     try:
         numbers = [f"2024{i:04d}" for i in range(students)]
         attendance_id = await _open_session(redis, numbers)
@@ -361,7 +361,7 @@ async def test_two_webhook_replicas_share_the_flood_budget_and_drop_stale_notice
             users = [telegram.user(STUDENT_BASE + i, f"S{i}") for i in range(students)]
             # Half the class checked in before their "attendance is open" notice went out.
             for i in range(0, students, 2):
-                await redis.add_attendance_record(
+                await redis.sessions.add_attendance_record(
                     record=AttendanceRecordRedis(
                         attendance_id=attendance_id,
                         student_number=numbers[i],

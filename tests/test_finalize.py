@@ -14,7 +14,8 @@ import redis.asyncio as aioredis
 from dal.errors import DatabaseUnavailable, NotFound
 from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, RecordSource, User
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient, records_key
+from dal.redis.keys import records as records_key
+from dal.redis.stores import RedisStores
 from services.attendance import EVERYONE
 from services.finalize import Finalizer, build_sheet, final_dedupe_key
 from tests.support import (  # noqa: F401
@@ -41,7 +42,7 @@ TEACHER = teacher_user()
 
 def finalizer(
     pg: AsyncPostgresClient,
-    redis: RedisClient,
+    redis: RedisStores,
     clock: Clock,
     notifier: RecordingNotifier | None = None,
     *,
@@ -53,7 +54,8 @@ def finalizer(
     notifier.redis = redis.redis  # dedupe markers in Redis, as the outbox keeps them
     return Finalizer(
         pg=pg,
-        redis=redis,
+        sessions=redis.sessions,
+        finalization=redis.finalization,
         notifier=notifier,
         tz=IST,
         late_after=LATE_AFTER,
@@ -81,7 +83,7 @@ async def count_rows(pg: AsyncPostgresClient) -> tuple[int, int]:
 
 
 async def mixed_session(
-    pg: AsyncPostgresClient, redis: RedisClient, *, teacher: User = TEACHER
+    pg: AsyncPostgresClient, redis: RedisStores, *, teacher: User = TEACHER
 ) -> AttendanceRedis:
     """S1 on time, S2 late, S3 added by the teacher late in the lesson, S4 pending review,
     S5 rejected, S6 and S7 enrolled and absent. S4 is not enrolled."""
@@ -110,11 +112,13 @@ async def mixed_session(
 
 
 async def test_ended_session_is_written_with_the_right_values_and_removed_from_redis(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     attendance = await mixed_session(pg_client, redis_client)
     ended_at = START + timedelta(minutes=45)
-    await redis_client.finish_attendance(attendance_id=attendance.attendance_id, end_time=ended_at)
+    await redis_client.sessions.finish_attendance(
+        attendance_id=attendance.attendance_id, end_time=ended_at
+    )
     clock = Clock(ended_at + timedelta(seconds=10))
 
     report = await finalizer(pg_client, redis_client, clock).run_once()
@@ -144,7 +148,7 @@ async def test_ended_session_is_written_with_the_right_values_and_removed_from_r
 
 
 async def test_a_session_left_open_past_its_planned_end_is_finalized_with_that_end(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     attendance = await mixed_session(pg_client, redis_client)
     clock = Clock(PLANNED_END - timedelta(seconds=1))
@@ -163,7 +167,7 @@ async def test_a_session_left_open_past_its_planned_end_is_finalized_with_that_e
 
 
 async def test_absent_records_are_written_for_enrolled_students_only(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     await pg_client.add_users(users=[TEACHER, *(student_user(f"S{i}") for i in range(1, 6))])
     scheduled = await open_session(
@@ -201,7 +205,7 @@ async def test_absent_records_are_written_for_enrolled_students_only(
 
 
 async def test_users_are_upserted_without_renaming_or_demoting_anyone(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     colleague = teacher_user("T0009", "Zeynep Hoca")
     await pg_client.add_users(users=[colleague, student_user("S1", "Old Name")])
@@ -234,7 +238,7 @@ async def test_users_are_upserted_without_renaming_or_demoting_anyone(
 
 
 async def test_100_sessions_of_300_records_move_all_30000_records(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     students = [student_user(f"S{i:04d}") for i in range(300)]
     teachers = [teacher_user(f"T{t:03d}", f"Hoca {t}") for t in range(100)]
@@ -312,7 +316,7 @@ async def test_100_sessions_of_300_records_move_all_30000_records(
 
 
 async def test_running_twice_changes_nothing_and_notifies_once(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     attendance = await mixed_session(pg_client, redis_client)
     await link(pg_client, TEACHER, 100)
@@ -333,7 +337,7 @@ async def test_running_twice_changes_nothing_and_notifies_once(
 
 async def test_crash_between_commit_and_cleanup_then_rerun_leaves_exactly_one_copy(
     pg_client: AsyncPostgresClient,
-    redis_client: RedisClient,
+    redis_client: RedisStores,
     redis_raw: aioredis.Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -345,7 +349,7 @@ async def test_crash_between_commit_and_cleanup_then_rerun_leaves_exactly_one_co
     async def crash(*, attendance_id: UUID) -> None:
         raise RuntimeError("injected fault between the commit and the Redis cleanup")
 
-    monkeypatch.setattr(redis_client, "delete_attendance_keys", crash)
+    monkeypatch.setattr(redis_client.finalization, "delete_attendance_keys", crash)
     with pytest.raises(RuntimeError, match="injected fault"):
         await finalizer(pg_client, redis_client, clock, notifier).run_once()
     assert await count_rows(pg_client) == (1, 7)  # committed
@@ -364,11 +368,11 @@ async def test_crash_between_commit_and_cleanup_then_rerun_leaves_exactly_one_co
 
 
 async def test_claim_of_a_crashed_worker_delays_the_session_until_it_expires(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     attendance = await mixed_session(pg_client, redis_client)
     # A worker claimed the session and was killed before releasing its claim.
-    assert await redis_client.claim_attendance(
+    assert await redis_client.finalization.claim_attendance(
         attendance_id=attendance.attendance_id, owner="dead", ttl_seconds=1
     )
     job = finalizer(pg_client, redis_client, Clock(PLANNED_END + timedelta(minutes=1)))
@@ -383,7 +387,7 @@ async def test_claim_of_a_crashed_worker_delays_the_session_until_it_expires(
 async def test_postgres_unreachable_leaves_redis_intact_logs_once_and_a_later_tick_succeeds(
     pg_client: AsyncPostgresClient,
     pg_dsn: str,
-    redis_client: RedisClient,
+    redis_client: RedisStores,
     redis_raw: aioredis.Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -430,7 +434,7 @@ async def test_postgres_unreachable_leaves_redis_intact_logs_once_and_a_later_ti
 async def test_postgres_lost_in_the_middle_of_a_tick_removes_nothing(
     pg_client: AsyncPostgresClient,
     pg_dsn: str,
-    redis_client: RedisClient,
+    redis_client: RedisStores,
     redis_raw: aioredis.Redis,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -454,7 +458,7 @@ async def test_postgres_lost_in_the_middle_of_a_tick_removes_nothing(
 
 
 async def test_two_finalizers_at_once_finalize_each_session_once(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     teachers = [teacher_user(f"T{n:03d}", f"Hoca {n}") for n in range(20)]
     await pg_client.add_users(users=teachers)
@@ -475,7 +479,7 @@ async def test_two_finalizers_at_once_finalize_each_session_once(
 
 
 async def test_teacher_and_students_are_told_the_result(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     attendance = await mixed_session(pg_client, redis_client)
     await link(pg_client, TEACHER, 100, language="tr")
@@ -519,13 +523,15 @@ async def test_teacher_and_students_are_told_the_result(
     assert by_id[106].values == {"lesson": "FIZ101 - Fizik I", "date": "10.03.2025 09:00"}
     assert notifier.now_calls == 0  # queued through notify_later, never awaited
     assert (
-        await redis_client.mark_once(key=final_dedupe_key(attendance.attendance_id), ttl_seconds=5)
+        await redis_client.guards.mark_once(
+            key=final_dedupe_key(attendance.attendance_id), ttl_seconds=5
+        )
         is False
     )
 
 
 async def test_summary_without_pending_uses_the_plain_key(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     await pg_client.add_users(users=[TEACHER, student_user("S1")])
     await link(pg_client, TEACHER, 100)
@@ -545,7 +551,7 @@ async def test_summary_without_pending_uses_the_plain_key(
 
 async def test_a_corrupt_session_stays_in_redis_is_logged_once_and_others_go_through(
     pg_client: AsyncPostgresClient,
-    redis_client: RedisClient,
+    redis_client: RedisStores,
     redis_raw: aioredis.Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -568,7 +574,7 @@ async def test_a_corrupt_session_stays_in_redis_is_logged_once_and_others_go_thr
 
 
 async def test_sessions_are_stored_in_batches_of_whole_sessions(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     teachers = [teacher_user(f"T{n:03d}", f"Hoca {n}") for n in range(25)]
     await pg_client.add_users(users=teachers)
@@ -587,7 +593,7 @@ async def test_sessions_are_stored_in_batches_of_whole_sessions(
 
 async def test_a_session_postgres_refuses_is_isolated_from_the_rest_of_its_batch(
     pg_client: AsyncPostgresClient,
-    redis_client: RedisClient,
+    redis_client: RedisStores,
     redis_raw: aioredis.Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -641,7 +647,7 @@ async def test_a_session_postgres_refuses_is_isolated_from_the_rest_of_its_batch
 
 
 async def test_a_teacher_named_in_another_session_of_the_batch_stays_a_teacher(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     # Neither teacher is in PostgreSQL yet (their first sessions); the second one added the
     # first by number to their sheet. Stored one after the other, the first teacher's row

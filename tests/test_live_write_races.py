@@ -19,7 +19,9 @@ import pytest
 
 from dal.models import AttendanceRedis, Role, UserSessionRedis
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import CheckInStatus, ClaimOutcome, RedisClient
+from dal.redis.checkins import CheckInStatus
+from dal.redis.finalization import ClaimOutcome
+from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService
 from services.errors import SessionClosed, SessionGone
 from services.finalize import Finalizer
@@ -43,11 +45,13 @@ def real_clock(offset: timedelta = timedelta(0)) -> Callable[[], datetime]:
 
 
 def service(
-    pg: AsyncPostgresClient, redis: RedisClient, clock: Callable[[], datetime]
+    pg: AsyncPostgresClient, redis: RedisStores, clock: Callable[[], datetime]
 ) -> AttendanceService:
     return AttendanceService(
         pg=pg,
-        redis=redis,
+        sessions=redis.sessions,
+        checkins=redis.checkins,
+        accounts=redis.accounts,
         notifier=RecordingNotifier(),
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -59,11 +63,12 @@ def service(
 
 
 def finalizer(
-    pg: AsyncPostgresClient, redis: RedisClient, clock: Callable[[], datetime]
+    pg: AsyncPostgresClient, redis: RedisStores, clock: Callable[[], datetime]
 ) -> Finalizer:
     return Finalizer(
         pg=pg,
-        redis=redis,
+        sessions=redis.sessions,
+        finalization=redis.finalization,
         notifier=RecordingNotifier(),
         tz=IST,
         late_after=timedelta(minutes=15),
@@ -73,12 +78,12 @@ def finalizer(
     )
 
 
-async def link_students(redis: RedisClient, numbers: list[str]) -> dict[str, int]:
+async def link_students(redis: RedisStores, numbers: list[str]) -> dict[str, int]:
     """Linked student accounts in Redis (what the check-in script reads); number -> chat id."""
     ids: dict[str, int] = {}
     for n, number in enumerate(numbers):
         telegram_id = 7_000_000_000 + n
-        await redis.save_user_session(
+        await redis.accounts.save_user_session(
             session=UserSessionRedis(
                 telegram_id=telegram_id,
                 school_number=number,
@@ -94,7 +99,7 @@ async def link_students(redis: RedisClient, numbers: list[str]) -> dict[str, int
 
 
 async def open_ending_in(
-    redis: RedisClient, seconds: float, enrolled: list[str]
+    redis: RedisStores, seconds: float, enrolled: list[str]
 ) -> AttendanceRedis:
     now = datetime.now(UTC)
     return await open_session(
@@ -106,9 +111,9 @@ async def open_ending_in(
     )
 
 
-async def finalize_until_gone(job: Finalizer, redis: RedisClient, attendance_id: uuid.UUID) -> None:
+async def finalize_until_gone(job: Finalizer, redis: RedisStores, attendance_id: uuid.UUID) -> None:
     async with asyncio.timeout(20):
-        while await redis.get_attendance(attendance_id=attendance_id) is not None:
+        while await redis.sessions.get_attendance(attendance_id=attendance_id) is not None:
             await job.run_once()
             await asyncio.sleep(0.002)
 
@@ -119,18 +124,22 @@ async def stored_numbers(pg: AsyncPostgresClient, attendance_id: uuid.UUID) -> d
 
 
 async def test_check_in_from_a_clock_10_s_behind_after_the_claim_is_closed(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     await pg_client.add_users(users=[TEACHER, student_user("S1")])
     ids = await link_students(redis_client, ["S1"])
     attendance = await open_ending_in(redis_client, 1.0, ["S1"])
     aid = attendance.attendance_id
     # A finalizer whose clock runs ahead sees the session due; Redis does not grant the claim.
-    ahead = await redis_client.claim_attendance(attendance_id=aid, owner="ahead", ttl_seconds=60)
+    ahead = await redis_client.finalization.claim_attendance(
+        attendance_id=aid, owner="ahead", ttl_seconds=60
+    )
     assert ahead is ClaimOutcome.OPEN
     await asyncio.sleep(1.1)
     assert (
-        await redis_client.claim_attendance(attendance_id=aid, owner="worker", ttl_seconds=60)
+        await redis_client.finalization.claim_attendance(
+            attendance_id=aid, owner="worker", ttl_seconds=60
+        )
         is ClaimOutcome.CLAIMED
     )
 
@@ -138,16 +147,16 @@ async def test_check_in_from_a_clock_10_s_behind_after_the_claim_is_closed(
     result = await behind.check_in(telegram_id=ids["S1"], code=attendance.code)
 
     assert result.status is CheckInStatus.ENDED
-    assert await redis_client.count_attendance_records(attendance_id=aid) == 0
+    assert await redis_client.sessions.count_attendance_records(attendance_id=aid) == 0
 
 
 async def test_teacher_add_after_the_claim_is_refused_even_with_the_clock_behind(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     await pg_client.add_users(users=[TEACHER, student_user("S0001")])
     attendance = await open_ending_in(redis_client, 0.5, [])
     await asyncio.sleep(0.6)
-    claim = await redis_client.claim_attendance(
+    claim = await redis_client.finalization.claim_attendance(
         attendance_id=attendance.attendance_id, owner="worker", ttl_seconds=60
     )
     assert claim is ClaimOutcome.CLAIMED
@@ -163,12 +172,13 @@ async def test_teacher_add_after_the_claim_is_refused_even_with_the_clock_behind
         await behind.add_student(
             teacher=teacher, attendance_id=attendance.attendance_id, student_number="S0001"
         )
-    assert await redis_client.count_attendance_records(attendance_id=attendance.attendance_id) == 0
+    aid = attendance.attendance_id
+    assert await redis_client.sessions.count_attendance_records(attendance_id=aid) == 0
 
 
 @pytest.mark.slow
 async def test_check_ins_racing_the_finalizer_from_a_clock_10_s_behind_are_never_lost(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     students = [f"S{n:03d}" for n in range(40)]
     await pg_client.add_users(users=[TEACHER, *(student_user(s) for s in students)])
@@ -206,7 +216,7 @@ async def test_check_ins_racing_the_finalizer_from_a_clock_10_s_behind_are_never
 
 @pytest.mark.slow
 async def test_teacher_add_with_a_slow_postgresql_racing_the_finalizer_lands_or_is_refused(
-    pg_dsn: str, pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_dsn: str, pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     numbers = [f"A{n:03d}" for n in range(RACES)]
     await pg_client.add_users(users=[TEACHER, *(student_user(n) for n in numbers)])

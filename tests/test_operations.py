@@ -297,7 +297,7 @@ async def test_finalization_lag_is_read_from_redis_at_scrape_time(
             end=now + timedelta(minutes=5),
             enrolled=[],
         )
-        await app.redis.finish_attendance(
+        await app.redis.sessions.finish_attendance(
             attendance_id=session.attendance_id, end_time=now - timedelta(minutes=2)
         )
         async with serving(app) as base:

@@ -1,4 +1,4 @@
-"""The durable outbox (dal/outbox.py), the shared flood budget (bot/flood.py) and the renewing
+"""The durable outbox (dal/redis/outbox.py), the shared flood budget (bot/flood.py) and the renewing
 per-user locks (bot/locks.py) against the real Redis."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from bot.delivery import decode, encode
 from bot.flood import RedisFloodBudget
 from bot.locks import RenewingRedisEventIsolation
 from dal.models import AttendanceRecordRedis, AttendanceRedis
-from dal.outbox import Outbox, encode_conditions
-from dal.redis_client import RedisClient
+from dal.redis.outbox import Outbox, encode_conditions
+from dal.redis.stores import RedisStores
 from services.notify import Button, Notice, Stale
 from tests.support import redis_client_fixture  # noqa: F401
 
@@ -83,11 +83,11 @@ async def test_requeue_moves_an_entry_to_the_back(redis_raw: aioredis.Redis) -> 
     assert again.payload == first.payload and again.id != first.id
 
 
-async def test_stale_conditions_are_evaluated_in_one_call(redis_client: RedisClient) -> None:
+async def test_stale_conditions_are_evaluated_in_one_call(redis_client: RedisStores) -> None:
     now = datetime.now(UTC)
 
     async def open_session(teacher: str, lesson: str) -> uuid.UUID:
-        session = await redis_client.open_attendance(
+        session = await redis_client.sessions.open_attendance(
             attendance=AttendanceRedis(
                 attendance_id=uuid.uuid4(),
                 teacher_school_number=teacher,
@@ -104,8 +104,10 @@ async def test_stale_conditions_are_evaluated_in_one_call(redis_client: RedisCli
 
     running = await open_session("T1", "FIZ101")
     ended = await open_session("T2", "MAT101")
-    await redis_client.finish_attendance(attendance_id=ended, end_time=now - timedelta(seconds=1))
-    await redis_client.add_attendance_record(
+    await redis_client.sessions.finish_attendance(
+        attendance_id=ended, end_time=now - timedelta(seconds=1)
+    )
+    await redis_client.sessions.add_attendance_record(
         record=AttendanceRecordRedis(
             attendance_id=running,
             student_number="S1",
@@ -258,7 +260,7 @@ async def test_answers_left_at_shutdown_go_to_the_outbox_and_arrive_once(
 
 
 async def test_an_open_notice_is_dropped_when_its_student_checks_in_while_it_waits(
-    redis_client: RedisClient,
+    redis_client: RedisStores,
 ) -> None:
     """The batch check passes (nobody is in yet); the class then checks in while the notices
     wait for bulk slots: none of them reaches a student who is already in."""
@@ -267,7 +269,7 @@ async def test_an_open_notice_is_dropped_when_its_student_checks_in_while_it_wai
     from tests.fakes.telegram_server import FakeTelegram
 
     now = datetime.now(UTC)
-    session = await redis_client.open_attendance(
+    session = await redis_client.sessions.open_attendance(
         attendance=AttendanceRedis(
             attendance_id=uuid.uuid4(),
             teacher_school_number="T1",
@@ -305,7 +307,7 @@ async def test_an_open_notice_is_dropped_when_its_student_checks_in_while_it_wai
         try:
             await fake.wait_for_sent(1, timeout=5)
             for i in range(12):  # the whole class checks in
-                await redis_client.add_attendance_record(
+                await redis_client.sessions.add_attendance_record(
                     record=AttendanceRecordRedis(
                         attendance_id=running,
                         student_number=f"S{i}",

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from bot.i18n import t
 from dal.models import Attendance, AttendanceRecord, ScheduleEntry
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient
+from dal.redis.stores import RedisStores
 from services.purge import Purger
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, reply, running_bot
@@ -162,7 +162,7 @@ def _entry(number: str, start: datetime) -> ScheduleEntry:
 
 
 async def test_purge_forgets_accounts_inactive_for_the_retention_period(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     now = datetime.now(UTC)
     long_ago = now - timedelta(days=400)
@@ -208,7 +208,12 @@ async def test_purge_forgets_accounts_inactive_for_the_retention_period(
     for _, telegram_id in users.values():
         await redis_client.redis.set(f"users:{telegram_id}", "{}")
 
-    report = await Purger(pg=pg_client, redis=redis_client, retention_days=365).run_once()
+    report = await Purger(
+        pg=pg_client,
+        purge=redis_client.purge,
+        accounts=redis_client.accounts,
+        retention_days=365,
+    ).run_once()
 
     assert report.inactive == 2
     rows = {

@@ -9,7 +9,8 @@ import redis.asyncio as aioredis
 
 from dal.models import AttendanceRedis
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient, claim_key
+from dal.redis.keys import claim as claim_key
+from dal.redis.stores import RedisStores
 from services.purge import Purger
 from tests.support import (  # noqa: F401
     link,
@@ -28,7 +29,7 @@ LOGIN_STATES = ("LoginForm:username", "LoginForm:password")
 NOW = datetime.now(UTC)
 
 
-async def seed_live(redis: RedisClient) -> list[AttendanceRedis]:
+async def seed_live(redis: RedisStores) -> list[AttendanceRedis]:
     """An open session and one ended but not yet finalized, each with records and a claim."""
     live: list[AttendanceRedis] = []
     for n, (start, end) in enumerate(
@@ -92,13 +93,19 @@ async def seed_fsm(pg: AsyncPostgresClient, raw: aioredis.Redis) -> set[str]:
 
 
 async def test_stale_keys_of_each_kind_are_removed_and_live_sessions_survive(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     live = await seed_live(redis_client)
     live_keys = [await session_keys(redis_raw, a) for a in live]
     await seed_stale(redis_raw)
     kept_fsm = await seed_fsm(pg_client, redis_raw)
-    purger = Purger(pg=pg_client, redis=redis_client, keep_fsm_states=LOGIN_STATES, batch=3)
+    purger = Purger(
+        pg=pg_client,
+        purge=redis_client.purge,
+        accounts=redis_client.accounts,
+        keep_fsm_states=LOGIN_STATES,
+        batch=3,
+    )
 
     report = await purger.run_once()
 
@@ -133,7 +140,7 @@ async def test_stale_keys_of_each_kind_are_removed_and_live_sessions_survive(
 async def test_without_postgres_fsm_keys_are_left_alone_and_the_rest_is_purged(
     pg_client: AsyncPostgresClient,
     pg_dsn: str,
-    redis_client: RedisClient,
+    redis_client: RedisStores,
     redis_raw: aioredis.Redis,
 ) -> None:
     await seed_stale(redis_raw)
@@ -141,7 +148,12 @@ async def test_without_postgres_fsm_keys_are_left_alone_and_the_rest_is_purged(
     fsm_before = sorted(await redis_raw.keys("fsm:*"))
     async with pg_behind_proxy(pg_dsn) as (pg, proxy):
         await proxy.cut()
-        report = await Purger(pg=pg, redis=redis_client, keep_fsm_states=LOGIN_STATES).run_once()
+        report = await Purger(
+            pg=pg,
+            purge=redis_client.purge,
+            accounts=redis_client.accounts,
+            keep_fsm_states=LOGIN_STATES,
+        ).run_once()
 
     assert report.fsm_skipped
     assert report.fsm == 0
@@ -150,7 +162,7 @@ async def test_without_postgres_fsm_keys_are_left_alone_and_the_rest_is_purged(
 
 
 async def test_a_live_session_is_never_purged_even_with_nothing_else_pointing_at_it(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     live = await seed_live(redis_client)
     # The code and teacher pointers of a finished session are gone (as after /end_session and
@@ -159,7 +171,11 @@ async def test_a_live_session_is_never_purged_even_with_nothing_else_pointing_at
     await redis_raw.delete(f"attendances:code:{attendance.code}")
     before = sorted(await redis_raw.keys("*"))
 
-    report = await Purger(pg=pg_client, redis=redis_client).run_once()
+    report = await Purger(
+        pg=pg_client,
+        purge=redis_client.purge,
+        accounts=redis_client.accounts,
+    ).run_once()
 
     assert report.total == 0
     assert sorted(await redis_raw.keys("*")) == before

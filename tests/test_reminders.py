@@ -6,7 +6,8 @@ from datetime import datetime, time, timedelta
 
 from dal.models import ScheduleEntry, User, UserSessionRedis
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import CheckInStatus, RedisClient
+from dal.redis.checkins import CheckInStatus
+from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService, Started
 from services.notify import Button
 from services.reminders import ReminderService
@@ -42,20 +43,28 @@ def entry(number: str, code: str = "FIZ101", start: datetime = LESSON) -> Schedu
 
 
 def reminders(
-    pg: AsyncPostgresClient, redis: RedisClient, clock: Clock, notifier: RecordingNotifier
+    pg: AsyncPostgresClient, redis: RedisStores, clock: Clock, notifier: RecordingNotifier
 ) -> ReminderService:
     notifier.redis = redis.redis  # dedupe markers in Redis, as the outbox keeps them
     return ReminderService(
-        pg=pg, redis=redis, notifier=notifier, tz=IST, lead=LEAD, closing=CLOSING, clock=clock
+        pg=pg,
+        sessions=redis.sessions,
+        notifier=notifier,
+        tz=IST,
+        lead=LEAD,
+        closing=CLOSING,
+        clock=clock,
     )
 
 
 def attendance_service(
-    pg: AsyncPostgresClient, redis: RedisClient, clock: Clock, notifier: RecordingNotifier
+    pg: AsyncPostgresClient, redis: RedisStores, clock: Clock, notifier: RecordingNotifier
 ) -> AttendanceService:
     return AttendanceService(
         pg=pg,
-        redis=redis,
+        sessions=redis.sessions,
+        checkins=redis.checkins,
+        accounts=redis.accounts,
         notifier=notifier,
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -94,7 +103,7 @@ async def seed_class(pg: AsyncPostgresClient) -> dict[str, User]:
 
 
 async def test_teacher_reminder_fires_once_at_the_lead_time_with_a_start_button(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     await seed_class(pg_client)
     later = teacher_user("T0004", "Can Hoca")
@@ -126,7 +135,7 @@ async def test_teacher_reminder_fires_once_at_the_lead_time_with_a_start_button(
 
 
 async def test_teacher_reminder_respects_opt_out_link_and_an_already_open_session(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     opted_out, unlinked, busy = (
         teacher_user("T0002", "Bir Hoca"),
@@ -156,7 +165,7 @@ async def test_teacher_reminder_respects_opt_out_link_and_an_already_open_sessio
 
 
 async def test_open_reminder_reaches_the_enrolled_linked_students_who_did_not_opt_out(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     await seed_class(pg_client)
     notifier = RecordingNotifier()
@@ -177,7 +186,7 @@ async def test_open_reminder_reaches_the_enrolled_linked_students_who_did_not_op
 
 
 async def test_closing_reminder_reaches_enrolled_students_not_checked_in_once(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     students = await seed_class(pg_client)
     clock = Clock(LESSON + timedelta(minutes=2))
@@ -188,7 +197,7 @@ async def test_closing_reminder_reaches_enrolled_students_not_checked_in_once(
     code = outcome.attendance.code
     clock.advance(minutes=1)
     for number, telegram_id in (("S1", 201), ("S5", 205)):
-        await redis_client.save_user_session(
+        await redis_client.accounts.save_user_session(
             session=session_of(students[number], telegram_id), ttl_seconds=3600
         )
     result = await service.check_in(telegram_id=201, code=code)
@@ -215,7 +224,7 @@ async def test_closing_reminder_reaches_enrolled_students_not_checked_in_once(
 
 
 async def test_no_closing_reminder_for_a_session_the_teacher_already_ended(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     await seed_class(pg_client)
     clock = Clock(LESSON + timedelta(minutes=2))
@@ -238,7 +247,7 @@ async def test_no_closing_reminder_for_a_session_the_teacher_already_ended(
 
 
 async def test_closing_reminder_skips_a_session_without_known_enrolment(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     await seed_class(pg_client)
     clock = Clock(LESSON + timedelta(minutes=2))

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient
+from dal.redis.stores import RedisStores
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import link, open_session, student_user, teacher_user
 from tests.test_delivery_process import (
@@ -39,7 +39,7 @@ async def test_two_webhook_replicas_take_one_class_exactly_once(
     await _prepare(pg_dsn, redis_url)
     numbers = [f"2025{i:04d}" for i in range(n)]
     pg = await AsyncPostgresClient.connect(pg_dsn)
-    redis = RedisClient.from_url(redis_url)
+    redis = RedisStores.from_url(redis_url)
     try:
         teacher = teacher_user()
         await link(pg, teacher, TEACHER_ID)
@@ -86,7 +86,7 @@ async def test_two_webhook_replicas_take_one_class_exactly_once(
                     await _wait(
                         lambda: all(len(s.messages) >= 1 for s in students), 20, "every reply"
                     )
-                    await redis.finish_attendance(
+                    await redis.sessions.finish_attendance(
                         attendance_id=session.attendance_id, end_time=datetime.now(UTC)
                     )
                     await _wait(

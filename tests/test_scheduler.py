@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.scheduler import JOB_IDS, ScheduledJobs, build_scheduler
 from dal.models import AttendanceRedis
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient
+from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService
 from services.finalize import FinalizeReport
 from tests.support import (  # noqa: F401
@@ -40,7 +40,7 @@ def settings(**overrides: object) -> Settings:
 
 def make_scheduler(
     pg: AsyncPostgresClient,
-    redis: RedisClient,
+    redis: RedisStores,
     notifier: RecordingNotifier,
     *,
     clock: Clock | None = None,
@@ -49,7 +49,9 @@ def make_scheduler(
     config = settings(**overrides)
     attendance = AttendanceService(
         pg=pg,
-        redis=redis,
+        sessions=redis.sessions,
+        checkins=redis.checkins,
+        accounts=redis.accounts,
         notifier=notifier,
         tz=config.tz,
         early_margin=timedelta(minutes=10),
@@ -78,7 +80,7 @@ def jobs_of(scheduler: AsyncIOScheduler) -> ScheduledJobs:
 
 
 async def ended_sessions(
-    pg: AsyncPostgresClient, redis: RedisClient, count: int
+    pg: AsyncPostgresClient, redis: RedisStores, count: int
 ) -> list[AttendanceRedis]:
     sessions: list[AttendanceRedis] = []
     for n in range(count):
@@ -97,7 +99,7 @@ async def ended_sessions(
 
 
 async def test_build_scheduler_returns_an_unstarted_scheduler_with_three_deliberate_jobs(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     scheduler = make_scheduler(
         pg_client,
@@ -119,7 +121,7 @@ async def test_build_scheduler_returns_an_unstarted_scheduler_with_three_deliber
 
 
 async def test_two_replicas_ticking_at_the_same_time_finalize_each_session_once(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     sessions = await ended_sessions(pg_client, redis_client, 12)
     notifier = RecordingNotifier()
@@ -144,11 +146,13 @@ async def test_two_replicas_ticking_at_the_same_time_finalize_each_session_once(
 
 
 async def test_a_tick_skips_while_another_replica_holds_the_lock_and_leaves_it_alone(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     (attendance,) = await ended_sessions(pg_client, redis_client, 1)
     jobs = jobs_of(make_scheduler(pg_client, redis_client, RecordingNotifier()))
-    assert await redis_client.acquire_lock(name="job:finalize", owner="other", ttl_seconds=60)
+    assert await redis_client.guards.acquire_lock(
+        name="job:finalize", owner="other", ttl_seconds=60
+    )
 
     assert await jobs.finalize() is None
 
@@ -158,7 +162,7 @@ async def test_a_tick_skips_while_another_replica_holds_the_lock_and_leaves_it_a
 
 async def test_a_failing_tick_is_logged_and_releases_its_lock(
     pg_client: AsyncPostgresClient,
-    redis_client: RedisClient,
+    redis_client: RedisStores,
     redis_raw: aioredis.Redis,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -178,7 +182,7 @@ async def test_a_failing_tick_is_logged_and_releases_its_lock(
 async def test_redis_outage_skips_ticks_and_is_logged_once(
     pg_client: AsyncPostgresClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    dead = RedisClient.from_url("redis://127.0.0.1:1/0", timeout=1)
+    dead = RedisStores.from_url("redis://127.0.0.1:1/0", timeout=1)
     try:
         jobs = jobs_of(make_scheduler(pg_client, dead, RecordingNotifier()))
         caplog.set_level(logging.DEBUG, logger="bot.scheduler")
@@ -195,7 +199,7 @@ async def test_redis_outage_skips_ticks_and_is_logged_once(
 
 
 async def test_started_scheduler_finalizes_an_ended_session_and_shuts_down(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     (attendance,) = await ended_sessions(pg_client, redis_client, 1)
     scheduler = make_scheduler(
@@ -217,7 +221,7 @@ async def test_started_scheduler_finalizes_an_ended_session_and_shuts_down(
 
 
 async def test_the_jobs_follow_the_injected_clock(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, redis_raw: aioredis.Redis
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     (attendance,) = await ended_sessions(pg_client, redis_client, 1)
     clock = Clock(NOW - timedelta(minutes=2))  # before the session's end

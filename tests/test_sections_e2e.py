@@ -40,7 +40,9 @@ def _section_2(now: datetime) -> object:
 
 
 async def _only_session_id(bot: Running) -> UUID:
-    ids = await bot.app.redis.get_due_attendance_ids(now=datetime.now(UTC) + timedelta(days=1))
+    ids = await bot.app.redis.sessions.get_due_attendance_ids(
+        now=datetime.now(UTC) + timedelta(days=1)
+    )
     assert len(ids) == 1
     return ids[0]
 
@@ -49,7 +51,8 @@ async def _finalize(bot: Running) -> None:
     """End-of-session work as the scheduler does it, without waiting for its tick."""
     job = Finalizer(
         pg=bot.app.pg,
-        redis=bot.app.redis,
+        sessions=bot.app.redis.sessions,
+        finalization=bot.app.redis.finalization,
         notifier=bot.app.notifier,
         tz=bot.settings.tz,
         late_after=timedelta(minutes=15),
@@ -163,7 +166,7 @@ async def test_a_namesake_teacher_without_a_schedule_reaches_no_student_of_the_c
             assert "YBSB1008" not in answer  # not offered, not opened
             for student in students:
                 assert await _quiet(student, 0.3) == []
-            ids = await bot.app.redis.get_due_attendance_ids(now=now + timedelta(days=1))
+            ids = await bot.app.redis.sessions.get_due_attendance_ids(now=now + timedelta(days=1))
             assert ids == []
 
             # Typing the course opens an ad-hoc session: no enrolment, and the teacher is told.

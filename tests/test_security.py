@@ -17,7 +17,8 @@ import pytest
 
 from dal.models import Attendance, AttendanceRecord, Role, UserSessionRedis
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import CheckInStatus, RedisClient
+from dal.redis.checkins import CheckInStatus
+from dal.redis.stores import RedisStores
 from services.accounts import AccountService
 from services.aksis import AksisClient, InvalidCredentials
 from services.attendance import NOTE_MAX_CHARS, AttendanceService
@@ -54,11 +55,12 @@ def _session(user_number: str, role: Role, telegram_id: int = 1) -> UserSessionR
 
 
 def _accounts(
-    pg: AsyncPostgresClient, redis: RedisClient, aksis: AksisClient | None = None, **limits: int
+    pg: AsyncPostgresClient, redis: RedisStores, aksis: AksisClient | None = None, **limits: int
 ) -> AccountService:
     return AccountService(
         pg=pg,
-        redis=redis,
+        accounts=redis.accounts,
+        guards=redis.guards,
         aksis=aksis or DemoAksisClient(IST, staff_id_key="k" * 32),
         notifier=RecordingNotifier(),
         throttle_key=b"t" * 32,
@@ -70,14 +72,16 @@ def _accounts(
 
 def _attendance(
     pg: AsyncPostgresClient,
-    redis: RedisClient,
+    redis: RedisStores,
     notifier: RecordingNotifier | None = None,
     accounts: AccountService | None = None,
 ) -> AttendanceService:
     loader = accounts.current_user if accounts is not None else None
     return AttendanceService(
         pg=pg,
-        redis=redis,
+        sessions=redis.sessions,
+        checkins=redis.checkins,
+        accounts=redis.accounts,
         notifier=notifier or RecordingNotifier(),
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -170,7 +174,7 @@ def test_code_digits_reads_any_scripts_decimal_digits() -> None:
 
 @pytest.mark.parametrize("digits", [ARABIC_INDIC, PERSIAN, FULL_WIDTH])
 async def test_a_code_in_other_digits_checks_in(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, digits: dict[int, str]
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, digits: dict[int, str]
 ) -> None:
     session = await open_session(
         redis_client,
@@ -180,7 +184,7 @@ async def test_a_code_in_other_digits_checks_in(
         enrolled=["2024001"],
     )
     student = _session("2024001", Role.STUDENT, telegram_id=501)
-    await redis_client.save_user_session(session=student, ttl_seconds=3600)
+    await redis_client.accounts.save_user_session(session=student, ttl_seconds=3600)
     service = _attendance(pg_client, redis_client)
 
     result = await service.check_in(telegram_id=501, code=session.code.translate(digits))
@@ -190,20 +194,20 @@ async def test_a_code_in_other_digits_checks_in(
 
 
 async def test_text_that_cannot_be_a_code_is_not_counted_as_a_wrong_code(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
-    await redis_client.save_user_session(
+    await redis_client.accounts.save_user_session(
         session=_session("2024001", Role.STUDENT, telegram_id=501), ttl_seconds=3600
     )
     service = _attendance(pg_client, redis_client)
     for _ in range(10):
         result = await service.check_in(telegram_id=501, code="¹²³⁴⁵⁶")
         assert result.status is CheckInStatus.WRONG_CODE
-    assert await redis_client.get_counter(key="throttle:checkin:501") == (0, 0)
+    assert await redis_client.guards.get_counter(key="throttle:checkin:501") == (0, 0)
 
 
 async def test_a_long_rejection_note_is_capped_once_where_it_is_stored(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     teacher = teacher_user()
     session = await open_session(
@@ -213,7 +217,7 @@ async def test_a_long_rejection_note_is_capped_once_where_it_is_stored(
         end=NOW + timedelta(minutes=50),
         enrolled=["2024001"],
     )
-    await redis_client.save_user_session(
+    await redis_client.accounts.save_user_session(
         session=_session("2024001", Role.STUDENT, telegram_id=501), ttl_seconds=3600
     )
     notifier = RecordingNotifier()
@@ -241,7 +245,7 @@ async def test_a_long_rejection_note_is_capped_once_where_it_is_stored(
 
 
 async def test_codes_from_an_unlinked_account_cost_no_query_after_the_throttle(
-    pg_dsn: str, pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_dsn: str, pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     """Every code from an account with no Redis session used to look the account up in
     PostgreSQL. Now such codes count like wrong codes; once throttled, none reaches it."""
@@ -268,7 +272,7 @@ async def test_codes_from_an_unlinked_account_cost_no_query_after_the_throttle(
 
 
 async def test_a_linked_student_with_a_cold_cache_still_checks_in(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     student = student_user("2024001")
     await link(pg_client, student, 501)
@@ -295,7 +299,7 @@ async def portal() -> AsyncIterator[FakeAksis]:
 
 
 async def test_another_account_cannot_lock_the_owner_of_a_user_name_out(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, portal: FakeAksis
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, portal: FakeAksis
 ) -> None:
     accounts = _accounts(pg_client, redis_client, portal.live_client())
     attacker, owner = 300, 201
@@ -316,7 +320,7 @@ async def test_another_account_cannot_lock_the_owner_of_a_user_name_out(
 
 
 async def test_a_user_name_has_its_own_higher_ceiling(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, portal: FakeAksis
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, portal: FakeAksis
 ) -> None:
     """Many accounts guessing one user name are stopped at the user name's ceiling."""
     accounts = _accounts(
@@ -335,7 +339,7 @@ async def test_a_user_name_has_its_own_higher_ceiling(
 
 
 async def test_portal_sign_ons_are_capped_per_minute(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient, portal: FakeAksis
+    pg_client: AsyncPostgresClient, redis_client: RedisStores, portal: FakeAksis
 ) -> None:
     accounts = _accounts(pg_client, redis_client, portal.live_client(), portal_logins_per_minute=3)
     for i in range(1, 4):
@@ -356,7 +360,7 @@ async def test_portal_sign_ons_are_capped_per_minute(
 
 
 async def test_marks_made_before_start_up_are_cleared_by_the_next_update(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     """A mark written to PostgreSQL only (by an older version, or before Redis was emptied)
     is loaded at start-up, so the account's next update still clears it."""

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.secrets import Sealer
-from dal.redis_client import records_key
+from dal.redis.keys import records as records_key
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.fakes.telegram_server import FakeUser
 from tests.harness import PASSWORD, Running, reply, running_bot

@@ -82,7 +82,9 @@ async def test_level_shown_at_start_and_changed_by_the_owner_only(
     query = await other.click(status, data)
     answer = await other.callback_answer(query)
     assert "Security is now" not in str(answer.get("text"))
-    session = await bot.app.redis.get_open_attendance(teacher_school_number=_teacher_id(bot))
+    session = await bot.app.redis.sessions.get_open_attendance(
+        teacher_school_number=_teacher_id(bot)
+    )
     assert session is not None and session.security_option == 1
     aid = session.attendance_id
 
@@ -94,7 +96,7 @@ async def test_level_shown_at_start_and_changed_by_the_owner_only(
         timeout=10,
         what="the level on the status message",
     )
-    session = await bot.app.redis.get_attendance(attendance_id=aid)
+    session = await bot.app.redis.sessions.get_attendance(attendance_id=aid)
     assert session is not None and session.security_option == 3
 
     # Stored as the integer in PostgreSQL once finalized.
@@ -188,11 +190,15 @@ async def test_level_2_location_decides_each_check_in(bot: Running, redis_url: s
     await silent.send_location(*ANCHOR)
     assert "No check-in is waiting" in _text(await reply(silent))
 
-    session = await bot.app.redis.get_open_attendance(teacher_school_number=_teacher_id(bot))
+    session = await bot.app.redis.sessions.get_open_attendance(
+        teacher_school_number=_teacher_id(bot)
+    )
     assert session is not None
     records = {
         r.student_number: r
-        for r in await bot.app.redis.get_attendance_records(attendance_id=session.attendance_id)
+        for r in await bot.app.redis.sessions.get_attendance_records(
+            attendance_id=session.attendance_id
+        )
     }
     assert {n: (r.is_attended, r.fail_reason) for n, r in records.items()} == {
         "2024001": (True, None),
@@ -209,7 +215,7 @@ async def test_level_2_location_decides_each_check_in(bot: Running, redis_url: s
     assert "too far from the classroom" in _text(listing) and "no location" in _text(listing)
     await teacher.click_button("✅ 2024002", listing)
     await far.wait_until(lambda: "accepted" in _text(far.messages[-1]).lower(), timeout=10)
-    accepted = await bot.app.redis.get_attendance_record(
+    accepted = await bot.app.redis.sessions.get_attendance_record(
         attendance_id=session.attendance_id, student_number="2024002"
     )
     assert accepted is not None and accepted.is_attended and accepted.fail_reason is None
@@ -252,7 +258,9 @@ async def test_level_3_codes_rotate_previous_accepted_older_expired(
         assert "share your location" in _text(await reply(teacher))  # asked at the opening
         await teacher.send_location(*ANCHOR)
         await reply(teacher)
-        session = await bot.app.redis.get_open_attendance(teacher_school_number=_teacher_id(bot))
+        session = await bot.app.redis.sessions.get_open_attendance(
+            teacher_school_number=_teacher_id(bot)
+        )
         assert session is not None
         aid = session.attendance_id
 
@@ -263,7 +271,7 @@ async def test_level_3_codes_rotate_previous_accepted_older_expired(
                 return old not in _text(_by_id(teacher, status["message_id"]))
 
             await teacher.wait_until(changed, timeout=10, what="the rotated code on the status")
-            current = await bot.app.redis.get_attendance(attendance_id=aid)
+            current = await bot.app.redis.sessions.get_attendance(attendance_id=aid)
             assert current is not None and current.previous_code == old
             shown = _by_id(teacher, status["message_id"])
             assert f"<code>{current.code}</code>" in _text(shown)
@@ -321,9 +329,11 @@ async def test_head_count_cap_boundary(bot: Running) -> None:
         timeout=10,
         what="the capped count",
     )
-    session = await bot.app.redis.get_open_attendance(teacher_school_number=_teacher_id(bot))
+    session = await bot.app.redis.sessions.get_open_attendance(
+        teacher_school_number=_teacher_id(bot)
+    )
     assert session is not None
-    record = await bot.app.redis.get_attendance_record(
+    record = await bot.app.redis.sessions.get_attendance_record(
         attendance_id=session.attendance_id, student_number="2024003"
     )
     assert record is not None and not record.is_attended and record.fail_reason == "OVER_CAP"

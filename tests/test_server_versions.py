@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import RedisClient
+from dal.redis.stores import RedisStores
 from tests.fakes.old_servers import OldPostgresProxy, OldRedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ async def test_the_servers_under_test_are_supported(pg_dsn: str, redis_url: str)
     """The version check passes on the servers this run uses (machine's or embedded)."""
     pg = await AsyncPostgresClient.connect(pg_dsn, migrate=False)
     await pg.close()
-    async with RedisClient.from_url(redis_url) as redis:
+    async with RedisStores.from_url(redis_url) as redis:
         version = await redis.require_supported_version()
     assert tuple(int(p) for p in version.split(".")[:2]) >= (6, 2)
 
@@ -91,6 +91,6 @@ async def test_the_servers_under_test_are_supported(pg_dsn: str, redis_url: str)
 async def test_supported_redis_versions_pass(version: str) -> None:
     async with (
         OldRedisServer(version=version) as server,
-        RedisClient.from_url(f"redis://127.0.0.1:{server.port}/0") as redis,
+        RedisStores.from_url(f"redis://127.0.0.1:{server.port}/0") as redis,
     ):
         assert await redis.require_supported_version() == version

@@ -24,7 +24,8 @@ from dal.models import (
     UserSessionRedis,
 )
 from dal.postgres import AsyncPostgresClient
-from dal.redis_client import CheckInStatus, RedisClient
+from dal.redis.checkins import CheckInStatus
+from dal.redis.stores import RedisStores
 from services.accounts import lesson_to_entry
 from services.attendance import AttendanceService, ChooseLesson, Started
 from services.finalize import Finalizer, build_sheet
@@ -50,10 +51,12 @@ TEACHER = teacher_user("T0001", "Elif Kartal")
 HOCALAR = "Doç. Dr. ELİF KARTAL"
 
 
-def service(pg: AsyncPostgresClient, redis: RedisClient, clock: Clock) -> AttendanceService:
+def service(pg: AsyncPostgresClient, redis: RedisStores, clock: Clock) -> AttendanceService:
     return AttendanceService(
         pg=pg,
-        redis=redis,
+        sessions=redis.sessions,
+        checkins=redis.checkins,
+        accounts=redis.accounts,
         notifier=RecordingNotifier(),
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -97,7 +100,7 @@ async def scheduled_class(pg: AsyncPostgresClient, start: datetime) -> None:
 
 async def check_in_at(
     svc: AttendanceService,
-    redis: RedisClient,
+    redis: RedisStores,
     clock: Clock,
     attendance: AttendanceRedis,
     number: str,
@@ -105,7 +108,7 @@ async def check_in_at(
 ) -> bool:
     """`number` checks in at `moment` (the replica's clock); returns whether it is late."""
     telegram_id = 500 + int(number[1:])
-    await redis.save_user_session(
+    await redis.accounts.save_user_session(
         session=session_of(number, f"Öğrenci {number}", Role.STUDENT, telegram_id),
         ttl_seconds=3_600,
     )
@@ -132,7 +135,7 @@ def _future_start() -> datetime:
 
 
 async def test_opened_10_minutes_before_the_lesson_lateness_counts_from_the_start(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     start = _future_start()
     await scheduled_class(pg_client, start)
@@ -154,7 +157,7 @@ async def test_opened_10_minutes_before_the_lesson_lateness_counts_from_the_star
 
 
 async def test_opened_20_minutes_after_the_start_lateness_counts_from_the_opening(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     start = _future_start()
     await scheduled_class(pg_client, start)
@@ -177,7 +180,7 @@ async def test_opened_20_minutes_after_the_start_lateness_counts_from_the_openin
 
 
 async def test_an_ad_hoc_session_counts_from_the_opening(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     await pg_client.add_users(users=[TEACHER])
     opened = datetime.now(UTC).replace(microsecond=0)
@@ -200,7 +203,7 @@ async def test_an_ad_hoc_session_counts_from_the_opening(
 
 async def test_two_linked_namesakes_pick_the_lesson_and_the_choice_is_logged(
     pg_client: AsyncPostgresClient,
-    redis_client: RedisClient,
+    redis_client: RedisStores,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Neither namesake has a schedule of their own: the lesson is offered, never opened."""
@@ -233,7 +236,7 @@ async def test_two_linked_namesakes_pick_the_lesson_and_the_choice_is_logged(
 
 
 async def test_summary_history_export_and_my_attendance_give_the_same_counts(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     """One session with present, late, absent, pending and rejected records."""
     now = datetime.now(UTC).replace(microsecond=0)
@@ -267,7 +270,8 @@ async def test_summary_history_export_and_my_attendance_give_the_same_counts(
     notifier = RecordingNotifier()
     job = Finalizer(
         pg=pg_client,
-        redis=redis_client,
+        sessions=redis_client.sessions,
+        finalization=redis_client.finalization,
         notifier=notifier,
         tz=IST,
         late_after=LATE_AFTER,

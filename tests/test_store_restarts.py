@@ -115,9 +115,11 @@ async def test_redis_restart_during_an_open_session(
             await third.send(code)
             assert "katıldınız" in str((await reply(third)).get("text"))
             assert await _ready(bot.app) == (200, {"status": "ok", "postgres": "ok", "redis": "ok"})
-            attendance = await bot.app.redis.get_attendance_id_by_code(code=code)
+            attendance = await bot.app.redis.sessions.get_attendance_id_by_code(code=code)
             assert attendance is not None
-            assert await bot.app.redis.count_attendance_records(attendance_id=attendance) == 3
+            assert (
+                await bot.app.redis.sessions.count_attendance_records(attendance_id=attendance) == 3
+            )
     finally:
         await server.stop()
 
@@ -135,7 +137,7 @@ async def test_postgres_restart_during_finalization(
             for student in students:
                 await student.send(code)
                 await reply(student)
-            attendance_id = await bot.app.redis.get_attendance_id_by_code(code=code)
+            attendance_id = await bot.app.redis.sessions.get_attendance_id_by_code(code=code)
             assert attendance_id is not None
 
             await server.stop()
@@ -145,8 +147,9 @@ async def test_postgres_restart_during_finalization(
             await teacher.next_message()
             # Several finalization ticks pass while PostgreSQL is down: the session stays.
             await asyncio.sleep(8)
-            assert await bot.app.redis.get_attendance(attendance_id=attendance_id) is not None
-            assert await bot.app.redis.count_attendance_records(attendance_id=attendance_id) == 3
+            live = bot.app.redis.sessions
+            assert await live.get_attendance(attendance_id=attendance_id) is not None
+            assert await live.count_attendance_records(attendance_id=attendance_id) == 3
             # A PostgreSQL-backed command is refused politely meanwhile.
             await students[0].send("/my_attendance")
             assert (await reply(students[0])).get("text") == t("error.unavailable", "en")
@@ -167,7 +170,7 @@ async def test_postgres_restart_during_finalization(
             finally:
                 await conn.close()
             for _ in range(50):
-                if await bot.app.redis.get_attendance(attendance_id=attendance_id) is None:
+                if await bot.app.redis.sessions.get_attendance(attendance_id=attendance_id) is None:
                     break
                 await asyncio.sleep(0.1)
             else:

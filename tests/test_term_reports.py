@@ -25,7 +25,7 @@ from dal.models import (
     User,
 )
 from dal.postgres import AsyncPostgresClient, LinkedUser
-from dal.redis_client import RedisClient
+from dal.redis.stores import RedisStores
 from services.errors import (
     AlreadyOnList,
     InvalidInput,
@@ -372,7 +372,7 @@ async def test_an_excused_absence_is_not_held_against_the_student(
 
 
 async def test_finalization_warns_a_student_who_falls_below_once(
-    pg_client: AsyncPostgresClient, redis_client: RedisClient
+    pg_client: AsyncPostgresClient, redis_client: RedisStores
 ) -> None:
     """Through the finalizer's hook: the third absence in a row crosses the threshold (after
     the minimum of three sessions) and warns once; the fourth does not warn again; a student
@@ -396,7 +396,8 @@ async def test_finalization_warns_a_student_who_falls_below_once(
         await put_records(redis_client, [record(attendance, "S1", minutes=2)])
         job = Finalizer(
             pg=pg_client,
-            redis=redis_client,
+            sessions=redis_client.sessions,
+            finalization=redis_client.finalization,
             notifier=notifier,
             tz=IST,
             late_after=timedelta(minutes=15),

@@ -23,8 +23,8 @@ or deliberately dropped (stale, undeliverable, or past its attempts).
 that is retried after a crash enqueues its notices exactly once.
 
 Staleness conditions (`services.notify.Stale`, stored with the entry as `[kind, args...]`) are
-evaluated for a whole batch in one script (`check_stale`), against the session keys of
-dal/redis_client.py.
+evaluated for a whole batch in one script (lua/outbox_check_stale.lua), against the session
+keys of dal/redis/keys.py.
 """
 
 from __future__ import annotations
@@ -38,61 +38,12 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from dal.redis_client import DUE_KEY
+from dal.redis import keys, scripts
 
 logger = logging.getLogger(__name__)
 
-STREAM: Final = "outbox"
-GROUP: Final = "delivery"
-ALIVE_PREFIX: Final = "outbox:alive:"
-
-_ADD_ONCE_LUA: Final = """
--- KEYS: 1 marker, 2 stream; ARGV: 1 marker ttl (s), 2.. entry payloads
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
-  return 0
-end
-for i = 2, #ARGV do
-  redis.call('XADD', KEYS[2], '*', 'n', ARGV[i])
-end
-return 1
-"""
-
-# One answer per entry: 1 when any of its conditions holds (drop it), else 0.
-# Conditions (JSON arrays): ["checked_in", id, number], ["session_over", id],
-# ["lesson_opened", teacher_school_number, lesson_code].
-_CHECK_STALE_LUA: Final = """
--- KEYS: 1 due index; ARGV: one JSON array of conditions per entry
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local function open(id)
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  return score and tonumber(score) > now and redis.call('EXISTS', 'attendances:{' .. id .. '}') == 1
-end
-local function holds(c)
-  local kind = c[1]
-  if kind == 'checked_in' then
-    return redis.call('HEXISTS', 'attendance_records:{' .. c[2] .. '}', c[3]) == 1
-  elseif kind == 'session_over' then
-    return not open(c[2])
-  elseif kind == 'lesson_opened' then
-    local id = redis.call('GET', 'attendances:teacher:' .. c[2])
-    if not id or not open(id) then return false end
-    local raw = redis.call('GET', 'attendances:{' .. id .. '}')
-    local ok, session = pcall(cjson.decode, raw)
-    return ok and session['lesson_code'] == c[3]
-  end
-  return false
-end
-local out = {}
-for i = 1, #ARGV do
-  local stale = 0
-  for _, c in ipairs(cjson.decode(ARGV[i])) do
-    if holds(c) then stale = 1 break end
-  end
-  out[i] = stale
-end
-return out
-"""
+STREAM: Final = keys.OUTBOX_STREAM
+GROUP: Final = keys.OUTBOX_GROUP
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +76,8 @@ class Outbox:
         self._redis = redis
         self.stream = stream
         self.group = group
-        self._add_once = redis.register_script(_ADD_ONCE_LUA)
-        self._check_stale = redis.register_script(_CHECK_STALE_LUA)
+        self._add_once = scripts.register(redis, "outbox_add_once")
+        self._check_stale = scripts.register(redis, "outbox_check_stale")
 
     async def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start, so nothing added earlier is
@@ -190,18 +141,18 @@ class Outbox:
         """For each JSON list of conditions: does one of them hold? (One script call.)"""
         if not conditions:
             return []
-        answer = await self._check_stale(keys=[DUE_KEY], args=list(conditions))
+        answer = await self._check_stale(keys=[keys.DUE], args=list(conditions))
         return [bool(x) for x in answer]
 
     # --- consumers --------------------------------------------------------------------
 
     async def heartbeat(self, consumer: str, ttl_ms: int) -> None:
-        await self._redis.set(ALIVE_PREFIX + consumer, "1", px=ttl_ms)
+        await self._redis.set(keys.outbox_alive(consumer), "1", px=ttl_ms)
 
     async def retire(self, consumer: str) -> None:
         """This consumer stops: its heartbeat goes, so its pending entries are taken over at
         once by any live consumer (or by the next process to start)."""
-        await self._redis.delete(ALIVE_PREFIX + consumer)
+        await self._redis.delete(keys.outbox_alive(consumer))
 
     async def take_over_dead(self, consumer: str, *, batch: int = 100) -> int:
         """Move the pending entries of consumers without a heartbeat to `consumer`; forget
@@ -210,7 +161,7 @@ class Outbox:
         infos = await self._redis.xinfo_consumers(self.stream, self.group)
         for info in infos:
             name = _text(info["name"])
-            if name == consumer or await self._redis.exists(ALIVE_PREFIX + name):
+            if name == consumer or await self._redis.exists(keys.outbox_alive(name)):
                 continue
             while True:
                 pending = await self._redis.xpending_range(

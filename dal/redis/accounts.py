@@ -1,0 +1,74 @@
+"""Linked accounts in Redis: the user session the check-in reads, credential prompts and the
+marks of accounts Telegram refuses to deliver to."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from dal.models import Role, UserSessionRedis
+from dal.redis import keys
+from dal.redis.base import Store, text
+
+__all__ = ["AccountStore", "session_ttl_seconds"]
+
+_DAY: Final = 86_400
+
+
+def session_ttl_seconds(role: Role, *, student_days: int, teacher_days: int) -> int:
+    """How long a linked user's Redis session lives, by role (settings give the days)."""
+    days = teacher_days if role is Role.TEACHER else student_days
+    return days * _DAY
+
+
+class AccountStore(Store):
+    """`keys.user`, `keys.login_prompt` and `keys.undeliverable` of each Telegram account."""
+
+    # --- user sessions ---------------------------------------------------------------------
+
+    async def save_user_session(self, *, session: UserSessionRedis, ttl_seconds: int) -> None:
+        with self._errors:
+            await self._redis.set(
+                keys.user(session.telegram_id), session.model_dump_json(), ex=ttl_seconds
+            )
+
+    async def get_user_session(self, *, telegram_id: int) -> UserSessionRedis | None:
+        with self._errors:
+            raw = await self._redis.get(keys.user(telegram_id))
+        return None if raw is None else UserSessionRedis.model_validate_json(raw)
+
+    async def delete_user_session(self, *, telegram_id: int) -> None:
+        with self._errors:
+            await self._redis.delete(keys.user(telegram_id))
+
+    # --- credential prompts ----------------------------------------------------------------
+
+    async def set_login_prompt(self, *, telegram_id: int, step: str, ttl_seconds: int) -> None:
+        """Remember that the bot asked this account for a credential (`step`)."""
+        with self._errors:
+            await self._redis.set(keys.login_prompt(telegram_id), step, ex=ttl_seconds)
+
+    async def get_login_prompt(self, *, telegram_id: int) -> str | None:
+        with self._errors:
+            raw = await self._redis.get(keys.login_prompt(telegram_id))
+        return None if raw is None else text(raw)
+
+    async def clear_login_prompt(self, *, telegram_id: int) -> None:
+        with self._errors:
+            await self._redis.delete(keys.login_prompt(telegram_id))
+
+    # --- deliverability --------------------------------------------------------------------
+
+    async def add_undeliverable(self, *, telegram_ids: Sequence[int]) -> None:
+        """Mark the accounts undeliverable (one key each, so that the check-in path can read
+        the mark in the round trip it makes anyway: bot/fsm.py)."""
+        if not telegram_ids:
+            return
+        with self._errors:
+            await self._redis.mset({keys.undeliverable(int(x)): "1" for x in telegram_ids})
+
+    async def remove_undeliverable(self, *, telegram_id: int) -> bool:
+        """Drop the account's undeliverable mark; True when there was one."""
+        with self._errors:
+            removed = await self._redis.delete(keys.undeliverable(telegram_id))
+        return bool(removed)

