@@ -46,9 +46,11 @@ from dal.outbox import Outbox
 from dal.postgres import AsyncPostgresClient
 from dal.redis_client import RedisClient
 from handlers import build_router
+from handlers.deps import HandlerDeps
 from services.accounts import AccountService
-from services.aksis import AksisClient, build_aksis_client
+from services.aksis import AksisClient, LiveAksisClient
 from services.attendance import AttendanceService
+from services.demo_aksis import DemoAksisClient
 from services.reports import ReportService
 from services.warnings import warning_rule
 
@@ -101,6 +103,20 @@ def build_bot(settings: Settings, *, session: AiohttpSession | None = None) -> B
         token=settings.bot_token.get_secret_value(),
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+
+
+def build_aksis_client(settings: Settings) -> AksisClient:
+    """The portal client `AKSIS_MODE` asks for: the live portal or the built-in demo."""
+    if settings.aksis_mode == "demo":
+        return DemoAksisClient(settings.tz, staff_id_key=settings.key("staff_id_key"))
+    return LiveAksisClient(
+        login_url=settings.aksis_login_url,
+        obs_url=settings.aksis_obs_url,
+        schedule_url=settings.aksis_schedule_url,
+        timeout_seconds=settings.aksis_timeout_seconds,
+        staff_id_key=settings.key("staff_id_key"),
+        tz=settings.tz,
     )
 
 
@@ -250,6 +266,18 @@ async def build_app(
             projector_url=lambda aid: projector_url(settings.public_url, secret, aid),
         )
         storage = build_storage(settings)
+        # Typed from the handlers' side (handlers/deps.py): mypy checks that these fit.
+        deps: HandlerDeps = {
+            "settings": settings,
+            "accounts": accounts,
+            "attendance": attendance,
+            "reports": reports,
+            "board": board,
+            "notifier": notifier,
+            "answers": answers,
+            "sealer": Sealer(secret),
+            "metrics": metrics,
+        }
         dispatcher = Dispatcher(
             storage=storage,
             # Per-user locks that a crash leaves behind for seconds, not a minute (bot/locks.py).
@@ -257,15 +285,7 @@ async def build_app(
                 redis=storage.redis, key_builder=storage.key_builder
             ),
             disable_fsm=True,
-            settings=settings,
-            accounts=accounts,
-            attendance=attendance,
-            reports=reports,
-            board=board,
-            notifier=notifier,
-            answers=answers,
-            sealer=Sealer(secret),
-            metrics=metrics,
+            **deps,
         )
         # aiogram's FSM middleware with the per-user lock skipped for a plain check-in code
         # (the hot path); every other update is isolated as usual (bot/fsm.py).
