@@ -39,8 +39,8 @@ from bot.metrics import MeteredAksis, Metrics, TelegramMetrics, UpdateMetricsMid
 from bot.middlewares import (
     HeardFromMiddleware,
     InFlightMiddleware,
+    LinkedAccountMiddleware,
     StoreErrorsMiddleware,
-    UserContextMiddleware,
 )
 from bot.outgoing import OutgoingMiddleware
 from bot.projector import projector_url
@@ -298,7 +298,7 @@ async def build_app(
         dispatcher = Dispatcher(disable_fsm=True, **deps)
         dispatcher.update.outer_middleware(fsm)
         dispatcher.update.outer_middleware(HeardFromMiddleware(accounts))
-        dispatcher.include_router(build_router(UserContextMiddleware(accounts)))
+        dispatcher.include_router(build_router(LinkedAccountMiddleware(accounts)))
         in_flight = InFlightMiddleware()
         _wrap_updates(
             dispatcher,

@@ -21,9 +21,10 @@ from services.accounts import AccountService
 log = logging.getLogger(__name__)
 
 
-class UserContextMiddleware(BaseMiddleware):
-    """Puts `lang` (from the Telegram client's language) and `user` (the linked account or
-    None) into the handler data. One Redis read on the common path."""
+class LinkedAccountMiddleware(BaseMiddleware):
+    """Puts `user` (the sender's linked account, or None) and `lang` (from the Telegram
+    client's language) into the handler data. One Redis read on the common path. (aiogram's
+    own `UserContextMiddleware`, which every Dispatcher has, puts `event_from_user` there.)"""
 
     def __init__(self, accounts: AccountService) -> None:
         self._accounts = accounts

@@ -30,7 +30,7 @@ from services.attendance import (
     StartOutcome,
 )
 from services.errors import AlreadyOnList, InvalidInput, RecordNotFound, SessionGone
-from services.reports import ReportService, Sheet, course_token
+from services.reports import ReportService, SavedSheet, course_token
 from services.status import percent_text
 from ui.callbacks import (
     AttendeesPage,
@@ -486,7 +486,7 @@ async def add_number(
 
 
 def _sheet_view(
-    sheet: Sheet, page: int, lang: str, reports: ReportService
+    sheet: SavedSheet, page: int, lang: str, reports: ReportService
 ) -> tuple[str, InlineKeyboardMarkup]:
     attendance = sheet.attendance
     aid = attendance.attendance_id.hex
