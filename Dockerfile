@@ -9,6 +9,7 @@ COPY bot ./bot
 COPY handlers ./handlers
 COPY dal ./dal
 COPY services ./services
+COPY ui ./ui
 RUN /opt/attn/bin/pip install --upgrade pip && /opt/attn/bin/pip install .
 
 # Runtime stage: the virtual environment only, run as an unprivileged user.

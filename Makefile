@@ -33,7 +33,7 @@ stop-services:
 	-$(PY) scripts/services.py stop --state-dir $(RUN)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bot handlers dal services tests bench scripts
+	$(VENV)/bin/ruff check bot handlers ui dal services tests bench scripts
 	$(VENV)/bin/mypy
 
 # The whole suite against the configured servers (or embedded ones when none answer), then every

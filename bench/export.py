@@ -1,9 +1,9 @@
 """The /export of a 400-student × 14-session course (issue 13: ≤ 3 s, one document each).
 
 Seeds one teacher's course in PostgreSQL (statuses in a fixed mix: present, late, absent,
-excused, pending, rejected) and times `ReportService.export_course` for XLSX and CSV
-together: the reads, the matrix and both documents. `make bench` prints the median of
-three runs; `python -m bench.export` runs it alone.
+excused, pending, rejected) and times what /export does, `ReportService.course_data` then
+`render_documents` for XLSX and CSV together: the reads, the matrix and both documents.
+`make bench` prints the median of three runs; `python -m bench.export` runs it alone.
 """
 
 from __future__ import annotations
@@ -96,8 +96,10 @@ async def measure(
         sizes: dict[str, int] = {}
         for _ in range(runs):
             began = time.perf_counter()
-            documents = await reports.export_course(
-                teacher=teacher, course_key=COURSE, formats=("xlsx", "csv"), now=datetime.now(UTC)
+            # What /export does: the course's data, then its documents.
+            course = await reports.course_data(teacher=teacher, course_key=COURSE)
+            documents = reports.render_documents(
+                course, formats=("xlsx", "csv"), now=datetime.now(UTC)
             )
             times.append(time.perf_counter() - began)
             sizes = {name.rsplit(".", 1)[1]: len(data) for name, data in documents}

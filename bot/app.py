@@ -36,7 +36,12 @@ from bot.i18n import COMMANDS, t
 from bot.locks import RenewingRedisEventIsolation
 from bot.logs import LogContextMiddleware
 from bot.metrics import MeteredAksis, Metrics, TelegramMetrics, UpdateMetricsMiddleware
-from bot.middlewares import HeardFromMiddleware, StoreErrorsMiddleware, UserContextMiddleware
+from bot.middlewares import (
+    HeardFromMiddleware,
+    InFlightMiddleware,
+    LinkedAccountMiddleware,
+    StoreErrorsMiddleware,
+)
 from bot.outgoing import OutgoingMiddleware
 from bot.projector import projector_url
 from bot.scheduler import build_scheduler
@@ -46,9 +51,11 @@ from dal.postgres import AsyncPostgresClient
 from dal.redis.outbox import Outbox
 from dal.redis.stores import RedisStores
 from handlers import build_router
+from handlers.deps import HandlerDeps
 from services.accounts import AccountService
-from services.aksis import AksisClient, build_aksis_client
+from services.aksis import AksisClient, LiveAksisClient
 from services.attendance import AttendanceService
+from services.demo_aksis import DemoAksisClient
 from services.reports import ReportService
 from services.warnings import warning_rule
 
@@ -101,6 +108,20 @@ def build_bot(settings: Settings, *, session: AiohttpSession | None = None) -> B
         token=settings.bot_token.get_secret_value(),
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+
+
+def build_aksis_client(settings: Settings) -> AksisClient:
+    """The portal client `AKSIS_MODE` asks for: the live portal or the built-in demo."""
+    if settings.aksis_mode == "demo":
+        return DemoAksisClient(settings.tz, staff_id_key=settings.key("staff_id_key"))
+    return LiveAksisClient(
+        login_url=settings.aksis_login_url,
+        obs_url=settings.aksis_obs_url,
+        schedule_url=settings.aksis_schedule_url,
+        timeout_seconds=settings.aksis_timeout_seconds,
+        staff_id_key=settings.key("staff_id_key"),
+        tz=settings.tz,
     )
 
 
@@ -253,34 +274,42 @@ async def build_app(
             projector_url=lambda aid: projector_url(settings.public_url, secret, aid),
         )
         storage = build_storage(settings)
-        dispatcher = Dispatcher(
+        # Typed from the handlers' side (handlers/deps.py): mypy checks that these fit.
+        deps: HandlerDeps = {
+            "settings": settings,
+            "accounts": accounts,
+            "attendance": attendance,
+            "reports": reports,
+            "board": board,
+            "notifier": notifier,
+            "answers": answers,
+            "sealer": Sealer(secret),
+            "metrics": metrics,
+        }
+        # aiogram's FSM middleware with the per-user lock skipped for a plain check-in code
+        # (the hot path); every other update is isolated as usual (bot/fsm.py). It is ours, not
+        # the Dispatcher's (`disable_fsm`, no storage given), so that our shutdown hook closes
+        # the storage after the handlers still running have finished: aiogram closes its own
+        # FSM storage in the first shutdown hook, before any hook registered here.
+        fsm = CodeAwareFSMMiddleware(
             storage=storage,
             # Per-user locks that a crash leaves behind for seconds, not a minute (bot/locks.py).
             events_isolation=RenewingRedisEventIsolation(
                 redis=storage.redis, key_builder=storage.key_builder
             ),
-            disable_fsm=True,
-            settings=settings,
-            accounts=accounts,
-            attendance=attendance,
-            reports=reports,
-            board=board,
-            notifier=notifier,
-            answers=answers,
-            sealer=Sealer(secret),
-            metrics=metrics,
         )
-        # aiogram's FSM middleware with the per-user lock skipped for a plain check-in code
-        # (the hot path); every other update is isolated as usual (bot/fsm.py).
-        dispatcher.fsm = CodeAwareFSMMiddleware(
-            storage=storage, events_isolation=dispatcher.fsm.events_isolation
-        )
-        dispatcher.update.outer_middleware(dispatcher.fsm)
+        dispatcher = Dispatcher(disable_fsm=True, **deps)
+        dispatcher.update.outer_middleware(fsm)
         dispatcher.update.outer_middleware(HeardFromMiddleware(accounts))
-        dispatcher.include_router(build_router(UserContextMiddleware(accounts)))
+        dispatcher.include_router(build_router(LinkedAccountMiddleware(accounts)))
+        in_flight = InFlightMiddleware()
         _wrap_updates(
             dispatcher,
-            outermost=[LogContextMiddleware(secret.encode()), UpdateMetricsMiddleware(metrics)],
+            outermost=[
+                in_flight,
+                LogContextMiddleware(secret.encode()),
+                UpdateMetricsMiddleware(metrics),
+            ],
             inside_errors=[StoreErrorsMiddleware()],
         )
         scheduler = build_scheduler(
@@ -320,22 +349,20 @@ async def build_app(
         async def on_shutdown() -> None:
             app.scheduler.shutdown(wait=False)
             # Polling has stopped taking updates; let the handlers already running finish
-            # (aiogram keeps their tasks but does not wait for them) before the stores close.
+            # (aiogram does not wait for them) before the stores close.
             # Bounded: a handler still waiting after the grace is cut off with the loop; its
             # update is not confirmed again, and what it queued is in the outbox already.
-            in_flight = set(getattr(app.dispatcher, "_handle_update_tasks", ()))
             stopping = asyncio.create_task(app.delivery.stop(SEND_GRACE_SECONDS))
-            if in_flight:
-                await asyncio.wait(in_flight, timeout=SHUTDOWN_GRACE_SECONDS)
+            if not await in_flight.wait(SHUTDOWN_GRACE_SECONDS):
+                log.warning("shutdown: %d update(s) still being handled", len(in_flight))
             await app.answers.stop(SEND_GRACE_SECONDS)  # what is left goes to the outbox
             await app.notifier.drain(SEND_GRACE_SECONDS)
             await stopping
             await app.board.stop()
+            await fsm.close()  # the conversation storage and its per-user locks, last
 
         dispatcher.startup.register(on_startup)
         dispatcher.shutdown.register(on_shutdown)
-        # Run before the hook aiogram registered first, which closes the FSM storage.
-        dispatcher.shutdown.handlers.insert(0, dispatcher.shutdown.handlers.pop())
         yield app
     finally:
         await redis.close()

@@ -24,7 +24,7 @@ from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import TelegramObject, Update
 
 from dal.redis import keys
-from handlers.filters import is_code
+from services.text import is_code
 
 
 def _is_plain_code(event: TelegramObject) -> bool:

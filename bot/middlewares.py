@@ -1,9 +1,10 @@
 """The per-update context (the user's language and their linked account); the note that a user
-who blocked the bot once is reachable again; and the translation of store connection errors
-raised outside `dal/` (aiogram's FSM storage)."""
+who blocked the bot once is reachable again; the translation of store connection errors
+raised outside `dal/` (aiogram's FSM storage); and the updates in flight, for shutdown."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,9 +21,10 @@ from services.accounts import AccountService
 log = logging.getLogger(__name__)
 
 
-class UserContextMiddleware(BaseMiddleware):
-    """Puts `lang` (from the Telegram client's language) and `user` (the linked account or
-    None) into the handler data. One Redis read on the common path."""
+class LinkedAccountMiddleware(BaseMiddleware):
+    """Puts `user` (the sender's linked account, or None) and `lang` (from the Telegram
+    client's language) into the handler data. One Redis read on the common path. (aiogram's
+    own `UserContextMiddleware`, which every Dispatcher has, puts `event_from_user` there.)"""
 
     def __init__(self, accounts: AccountService) -> None:
         self._accounts = accounts
@@ -83,3 +85,41 @@ class StoreErrorsMiddleware(BaseMiddleware):
         except (RedisConnectionError, RedisTimeoutError) as exc:
             reason = type(exc).__name__
             raise RedisUnavailable(f"Redis unreachable (FSM storage): {reason}") from exc
+
+
+class InFlightMiddleware(BaseMiddleware):
+    """Keeps the tasks handling an update, so that shutdown can let them finish before the
+    stores close. Outermost on updates: it sees every update, by polling or by webhook, from
+    its start. aiogram keeps its own polling tasks but offers no public way to wait for them."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        task = asyncio.current_task()
+        if task is not None and task not in self._tasks:
+            # The whole task, not just this call: after the handlers, aiogram may still send
+            # the update's answer from it.
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await handler(event, data)
+
+    async def wait(self, grace_seconds: float) -> bool:
+        """Wait up to `grace_seconds` for the updates being handled; True if none is left.
+        Updates that arrive meanwhile are waited for too."""
+        await asyncio.sleep(0)  # an update task created just now reaches __call__ first
+        deadline = asyncio.get_running_loop().time() + grace_seconds
+        while self._tasks:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            await asyncio.wait(set(self._tasks), timeout=left)
+        return True

@@ -6,8 +6,8 @@ Notices themselves are queued in the durable outbox and rendered and sent by its
 
 from __future__ import annotations
 
-from handlers.callbacks import LessonPick
 from services.notify import Button
+from ui.callbacks import LessonPick
 
 
 def callback_data(button: Button) -> str:

@@ -28,7 +28,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from aiogram.client.session.middlewares.base import (
     BaseRequestMiddleware,
@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 ChatId = int | str
 OnUndeliverable = Callable[[ChatId, str, str], Awaitable[None]]
@@ -138,20 +137,6 @@ def is_undeliverable(exc: BaseException) -> bool:
         description = exc.message.lower()
         return any(marker in description for marker in _UNDELIVERABLE_MARKERS)
     return False
-
-
-async def deliver(call: Awaitable[T]) -> T | None:
-    """Await a Bot API call; None when the chat is undeliverable (for background jobs).
-
-    The middleware has already reported the chat through `on_undeliverable`; every other
-    error propagates.
-    """
-    try:
-        return await call
-    except TelegramAPIError as exc:
-        if is_undeliverable(exc):
-            return None
-        raise
 
 
 @dataclass

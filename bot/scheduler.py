@@ -36,13 +36,13 @@ from dal.errors import RedisUnavailable
 from dal.postgres import AsyncPostgresClient
 from dal.redis.guards import Guards
 from dal.redis.stores import RedisStores
-from handlers.login import LoginForm
 from services.attendance import AttendanceService
 from services.finalize import Finalizer, FinalizeReport, OutageLog
 from services.notify import Notifier
 from services.purge import Purger, PurgeReport
 from services.reminders import ReminderReport, ReminderService
 from services.warnings import AttendanceWarnings, warning_rule
+from ui.states import login_states
 
 __all__ = ["JOB_IDS", "LockTimes", "ScheduledJobs", "build_scheduler", "replica_id"]
 
@@ -218,7 +218,7 @@ def build_scheduler(
             accounts=redis.accounts,
             # An unlinked account may be half-way through /login; any other state it has is
             # a leftover (of a logout, or of a link moved to another account).
-            keep_fsm_states=[s.state for s in LoginForm.__states__ if s.state],
+            keep_fsm_states=login_states(),
             retention_days=settings.retention_days,
         ),
         reminders=ReminderService(

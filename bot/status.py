@@ -20,8 +20,8 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 
 from dal.models import AttendanceRedis
-from handlers.render import session_keyboard, session_status
 from services.attendance import AttendanceService
+from ui.render import session_keyboard, session_status
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from aiohttp import web
 from bot.app import App
 from bot.metrics import CONTENT_TYPE_LATEST
 from bot.projector import page_state, render_page, verify_token
-from handlers.render import deep_link
+from ui.render import deep_link
 
 log = logging.getLogger(__name__)
 APP_KEY: web.AppKey[App] = web.AppKey("attn", App)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiogram import BaseMiddleware, Router
 from aiogram.filters import StateFilter
 
+from handlers.aiogram_compat import detach
 from handlers.filters import check_in_code, private_chat, private_query
 
 
@@ -12,10 +13,7 @@ def _adopt(parent: Router, *children: Router) -> None:
     """Include module-level routers, detaching them from a previous build first (a process
     that builds the bot twice, like the test suite, would otherwise be refused by aiogram)."""
     for child in children:
-        previous = child.parent_router
-        if previous is not None:
-            previous.sub_routers.remove(child)
-            child._parent_router = None
+        detach(child)
         parent.include_router(child)
 
 

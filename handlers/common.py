@@ -8,9 +8,8 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 
 from bot.i18n import t
-from bot.metrics import Metrics
-from bot.status import StatusBoard
 from dal.models import Role, UserSessionRedis
+from handlers.deps import Metrics, StatusBoard
 from handlers.filters import has_text, too_long
 from handlers.guards import require_user
 from handlers.student import reply_check_in

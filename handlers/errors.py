@@ -14,8 +14,8 @@ from aiogram.filters import ExceptionTypeFilter
 from aiogram.types import ErrorEvent
 
 from bot.i18n import pick_language, t
-from bot.metrics import Metrics
 from dal.errors import DatabaseUnavailable, RedisUnavailable
+from handlers.deps import Metrics
 from services.errors import (
     AlreadyOnList,
     InvalidInput,

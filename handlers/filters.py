@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiogram.types import CallbackQuery, Message
 
-from services.text import code_digits
+from services.text import is_code
 
 MAX_TEXT = 1000
 
@@ -24,12 +24,6 @@ async def group_chat(message: Message) -> bool:
 
 async def private_query(query: CallbackQuery) -> bool:
     return query.message is not None and query.message.chat.type == "private"
-
-
-def is_code(text: str | None) -> bool:
-    """Exactly a six-digit check-in code (surrounding spaces allowed; any script's decimal
-    digits, see `services.text.code_digits`)."""
-    return code_digits(text) is not None
 
 
 async def check_in_code(message: Message, login_prompt: object = None) -> bool:

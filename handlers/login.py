@@ -19,25 +19,21 @@ from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
+from aiogram.fsm.state import State
 from aiogram.types import Message
 
 from bot.i18n import COMMANDS, pick_language, t
-from bot.secrets import Sealer
+from handlers.deps import Sealer
 from handlers.filters import has_text, no_text
 from services.accounts import AccountService
 from services.aksis import InvalidCredentials, PortalChanged, PortalUnavailable
 from services.errors import LoginThrottled, PortalBusy
+from ui.states import LoginForm
 
 router = Router(name="login")
 log = logging.getLogger(__name__)
 
 USERNAME_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._-@")
-
-
-class LoginForm(StatesGroup):
-    username = State()
-    password = State()
 
 
 def _valid_username(text: str) -> bool:

@@ -11,8 +11,8 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
-from bot.config import Settings
 from bot.i18n import t
+from handlers.deps import Settings
 
 router = Router(name="privacy")
 

@@ -14,19 +14,17 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.answers import AnswerQueue
 from bot.i18n import Raw, pick_language, t
-from bot.metrics import Metrics
-from bot.status import StatusBoard
 from dal.models import FailReason, RecordStatus, Role, UserSessionRedis
 from dal.postgres import StudentAttendanceRow
 from dal.redis.checkins import CheckInStatus
-from handlers.callbacks import MyCourse, MyCourses
+from handlers.deps import AnswerQueue, Metrics, StatusBoard
 from handlers.guards import require_user
-from handlers.render import hhmm
 from services.attendance import AttendanceService
 from services.reports import CourseStanding, ReportService
 from services.status import percent_text
+from ui.callbacks import MyCourse, MyCourses
+from ui.render import hhmm
 
 router = Router(name="student")
 

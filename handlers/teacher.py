@@ -18,9 +18,21 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import COMMANDS, Raw, t
-from bot.status import StatusBoard
 from dal.models import RecordStatus, UserSessionRedis
-from handlers.callbacks import (
+from handlers.deps import StatusBoard
+from handlers.filters import has_text
+from handlers.guards import require_user
+from services.attendance import (
+    AlreadyOpen,
+    AttendanceService,
+    ChooseLesson,
+    Started,
+    StartOutcome,
+)
+from services.errors import AlreadyOnList, InvalidInput, RecordNotFound, SessionGone
+from services.reports import ReportService, SavedSheet, course_token
+from services.status import percent_text
+from ui.callbacks import (
     AttendeesPage,
     ExportCourse,
     ExportFormat,
@@ -37,19 +49,7 @@ from handlers.callbacks import (
     SessionLevel,
     parse_aid,
 )
-from handlers.filters import has_text
-from handlers.guards import require_user
-from handlers.render import attendees_page, lesson_label
-from services.attendance import (
-    AlreadyOpen,
-    AttendanceService,
-    ChooseLesson,
-    Started,
-    StartOutcome,
-)
-from services.errors import AlreadyOnList, InvalidInput, RecordNotFound, SessionGone
-from services.reports import ReportService, Sheet, course_token
-from services.status import percent_text
+from ui.render import attendees_page, lesson_label
 
 router = Router(name="teacher")
 
@@ -486,7 +486,7 @@ async def add_number(
 
 
 def _sheet_view(
-    sheet: Sheet, page: int, lang: str, reports: ReportService
+    sheet: SavedSheet, page: int, lang: str, reports: ReportService
 ) -> tuple[str, InlineKeyboardMarkup]:
     attendance = sheet.attendance
     aid = attendance.attendance_id.hex

@@ -17,7 +17,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from urllib.parse import parse_qs, urljoin, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -28,9 +28,6 @@ from dal.models import Role
 from services.lesson_finder import Lesson, parse_schedule
 from services.text import strip_titles, turkish_casefold
 
-if TYPE_CHECKING:
-    from bot.config import Settings
-
 __all__ = [
     "AksisClient",
     "AksisError",
@@ -40,7 +37,6 @@ __all__ = [
     "PortalChanged",
     "PortalIdentity",
     "PortalUnavailable",
-    "build_aksis_client",
     "staff_identifier",
 ]
 
@@ -262,17 +258,6 @@ class LiveAksisClient:
         self._staff_id_key = staff_id_key
         self._tz = tz
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> LiveAksisClient:
-        return cls(
-            login_url=settings.aksis_login_url,
-            obs_url=settings.aksis_obs_url,
-            schedule_url=settings.aksis_schedule_url,
-            timeout_seconds=settings.aksis_timeout_seconds,
-            staff_id_key=settings.key("staff_id_key"),
-            tz=settings.tz,
-        )
-
     def __repr__(self) -> str:
         return f"LiveAksisClient(login_host={urlsplit(self._login_url).hostname!r})"
 
@@ -378,12 +363,3 @@ async def _read_limited(resp: aiohttp.ClientResponse) -> str:
         return b"".join(chunks).decode(charset, errors="replace")
     except LookupError:
         return b"".join(chunks).decode("utf-8", errors="replace")
-
-
-def build_aksis_client(settings: Settings) -> AksisClient:
-    """The portal client `AKSIS_MODE` asks for: the live portal or the built-in demo."""
-    if settings.aksis_mode == "demo":
-        from services.demo_aksis import DemoAksisClient  # demo imports this module
-
-        return DemoAksisClient(settings.tz, staff_id_key=settings.key("staff_id_key"))
-    return LiveAksisClient.from_settings(settings)

@@ -194,9 +194,6 @@ class AttendanceService:
 
     # --- lesson finding ------------------------------------------------------------------
 
-    async def lessons_today(self, *, teacher: UserSessionRedis) -> list[Lesson]:
-        return (await self.teacher_lessons(teacher=teacher)).lessons
-
     async def teacher_lessons(self, *, teacher: UserSessionRedis) -> TeacherLessons:
         """Today's lessons of a teacher (issue 9, item 2).
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from uuid import UUID
-
 
 class ServiceError(Exception):
     """Base of the errors that services report to handlers."""
@@ -62,8 +60,3 @@ class PortalBusy(ServiceError):
         super().__init__(retry_after)
         self.retry_after = retry_after
 
-
-class SessionAlreadyOpen(ServiceError):
-    def __init__(self, attendance_id: UUID) -> None:
-        super().__init__(attendance_id)
-        self.attendance_id = attendance_id

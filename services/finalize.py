@@ -63,11 +63,10 @@ from services.status import StatusCounts, split_reason, status_rule
 from services.warnings import AttendanceWarnings
 
 __all__ = [
+    "FinalSheet",
     "FinalizeReport",
     "Finalizer",
     "OutageLog",
-    "Sheet",
-    "SheetCounts",
     "build_sheet",
     "final_dedupe_key",
 ]
@@ -126,18 +125,15 @@ class OutageLog:
         self._tries = 0
 
 
-# The counts of a sheet: the one status vocabulary (services.status), as everywhere else.
-SheetCounts = StatusCounts
-
-
 @dataclass(frozen=True, slots=True)
-class Sheet:
-    """What one session becomes in PostgreSQL."""
+class FinalSheet:
+    """What one ended session becomes in PostgreSQL, before it is written. Read back for
+    /history it is services.reports.SavedSheet."""
 
     attendance: Attendance
     records: list[RecordRow]
     users: list[User]  # to upsert: students first, the teacher last
-    counts: SheetCounts
+    counts: StatusCounts  # the one status vocabulary (services.status)
 
 
 def _name(raw: str, fallback: str) -> str:
@@ -152,7 +148,7 @@ def build_sheet(
     enrolled: Iterable[str],
     known_users: Mapping[str, User],
     late_after: timedelta,
-) -> Sheet:
+) -> FinalSheet:
     """The PostgreSQL rows for an ended session (pure: no I/O).
 
     Records keep their state, with the status of services.status (one lateness rule: after
@@ -238,7 +234,7 @@ def build_sheet(
         security_option=attendance.security_option,
     )
     counts = StatusCounts.of(row.status for row in rows)
-    return Sheet(attendance=row, records=rows, users=user_list, counts=counts)
+    return FinalSheet(attendance=row, records=rows, users=user_list, counts=counts)
 
 
 @dataclass(slots=True)
@@ -290,7 +286,7 @@ class _Loaded:
         return numbers
 
 
-def _batch_users(sheets: Sequence[Sheet]) -> list[User]:
+def _batch_users(sheets: Sequence[FinalSheet]) -> list[User]:
     """The users of several sheets for one upsert: students first, teachers last.
 
     One upsert keeps the last entry of a school number, so a teacher of one session whose
@@ -432,14 +428,6 @@ class Finalizer:
             )
         return report
 
-    async def finalize_session(self, *, attendance_id: UUID, report: FinalizeReport) -> None:
-        """Claim, write and clean up one ended session (see the module docstring).
-
-        `DatabaseUnavailable` and `RedisUnavailable` propagate with Redis untouched; any other
-        failure is logged (once per session) and counted, and the session stays in Redis.
-        """
-        await self._finalize_batch([attendance_id], report)
-
     async def _finalize_batch(self, ids: Sequence[UUID], report: FinalizeReport) -> None:
         """Claim, write and clean up these sessions; those claimed elsewhere are skipped."""
         tokens = {attendance_id: f"{self._owner}:{uuid.uuid4().hex}" for attendance_id in ids}
@@ -508,7 +496,7 @@ class Finalizer:
 
     def _build(
         self, loaded: _Loaded, known: Mapping[str, User], report: FinalizeReport
-    ) -> Sheet | None:
+    ) -> FinalSheet | None:
         try:
             return build_sheet(
                 attendance=loaded.attendance,
@@ -597,11 +585,11 @@ class Finalizer:
 
     async def _persist_one_by_one(
         self, loaded: Sequence[_Loaded], report: FinalizeReport
-    ) -> tuple[list[Sheet], Exception | None]:
+    ) -> tuple[list[FinalSheet], Exception | None]:
         """Each session in its own transaction, as if it were alone: its users read again,
         its sheet built again. Returns the stored sheets and the first unexpected error
         (raised by the caller once the stored sessions are cleaned up)."""
-        stored: list[Sheet] = []
+        stored: list[FinalSheet] = []
         unexpected: Exception | None = None
         for session in loaded:
             try:
@@ -631,7 +619,7 @@ class Finalizer:
         return stored, unexpected
 
     async def _check_warnings(
-        self, sheets: Sequence[Sheet], contacts: Mapping[str, LinkedUser]
+        self, sheets: Sequence[FinalSheet], contacts: Mapping[str, LinkedUser]
     ) -> None:
         """Low-attendance warnings for the students of the stored sessions. A failure here is
         logged and loses no attendance: the next finalization of the course looks again."""
@@ -646,7 +634,7 @@ class Finalizer:
             log.exception("low-attendance warnings failed; the next finalization retries")
 
     async def _notify_and_remove(
-        self, sheet: Sheet, contacts: Mapping[str, LinkedUser], report: FinalizeReport
+        self, sheet: FinalSheet, contacts: Mapping[str, LinkedUser], report: FinalizeReport
     ) -> None:
         """After the commit: the messages (once), then the session's Redis keys."""
         report.notified += await self._notify(sheet, contacts)
@@ -656,7 +644,7 @@ class Finalizer:
         report.records += len(sheet.records)
         report.absent += sheet.counts.absent
 
-    async def _notify(self, sheet: Sheet, contacts: Mapping[str, LinkedUser]) -> int:
+    async def _notify(self, sheet: FinalSheet, contacts: Mapping[str, LinkedUser]) -> int:
         """Queue the teacher's summary and the students' results, once per session.
 
         Enqueued in the durable outbox (sent in the background, not awaited) together with the

@@ -65,9 +65,6 @@ class Lesson:
     def is_running(self, now: datetime) -> bool:
         return self.start <= now < self.end
 
-    def taught_by(self, teacher_key: str) -> bool:
-        return person_key(teacher_key) in self.teacher_keys
-
 
 @dataclass(frozen=True, slots=True)
 class ParsedSchedule:

@@ -67,16 +67,19 @@ MARKED_ABSENT = FailReason.MARKED_ABSENT.value  # a teacher corrected a saved re
 
 
 @dataclass(frozen=True, slots=True)
-class SheetRow:
+class SavedSheetRow:
     student_number: str
     full_name: str
     record: AttendanceRecord
 
 
 @dataclass(frozen=True, slots=True)
-class Sheet:
+class SavedSheet:
+    """A session saved in PostgreSQL with its records and the students' names (/history, the
+    one-session CSV). The sheet written at finalization is services.finalize.FinalSheet."""
+
     attendance: Attendance
-    rows: list[SheetRow]
+    rows: list[SavedSheetRow]
 
     @property
     def counts(self) -> StatusCounts:
@@ -117,14 +120,14 @@ class ReportService:
 
     async def history(
         self, *, teacher: UserSessionRedis, limit: int = 8, offset: int = 0
-    ) -> list[Sheet]:
+    ) -> list[SavedSheet]:
         _require_teacher(teacher)
         attendances = await self._pg.get_attendances(
             teacher_school_number=teacher.school_number, limit=limit, offset=offset
         )
         return [await self._sheet(a) for a in attendances]
 
-    async def sheet(self, *, teacher: UserSessionRedis, attendance_id: UUID) -> Sheet:
+    async def sheet(self, *, teacher: UserSessionRedis, attendance_id: UUID) -> SavedSheet:
         return await self._sheet(await self._owned(teacher, attendance_id))
 
     async def toggle(
@@ -258,13 +261,6 @@ class ReportService:
             corrections=corrections,
         )
 
-    async def export_course(
-        self, *, teacher: UserSessionRedis, course_key: str, formats: tuple[str, ...], now: datetime
-    ) -> list[tuple[str, bytes]]:
-        """The course's documents in `formats` ("xlsx", "csv"): (file name, content)."""
-        data = await self.course_data(teacher=teacher, course_key=course_key)
-        return self.render_documents(data, formats=formats, now=now)
-
     def render_documents(
         self, data: CourseData, *, formats: tuple[str, ...], now: datetime
     ) -> list[tuple[str, bytes]]:
@@ -320,11 +316,6 @@ class ReportService:
         name = f"attendance-{code}-{start:%Y%m%d-%H%M}.csv"
         return name, csv_document(header, rows)
 
-    async def student_history(
-        self, *, student: UserSessionRedis, limit: int = 20
-    ) -> list[StudentAttendanceRow]:
-        return await self._pg.get_student_history(student_number=student.school_number, limit=limit)
-
     async def _owned(self, teacher: UserSessionRedis, attendance_id: UUID) -> Attendance:
         _require_teacher(teacher)
         try:
@@ -335,16 +326,16 @@ class ReportService:
             raise NotOwner
         return attendance
 
-    async def _sheet(self, attendance: Attendance) -> Sheet:
+    async def _sheet(self, attendance: Attendance) -> SavedSheet:
         records = await self._pg.get_attendance_records(attendance_id=attendance.attendance_id)
         users = await self._pg.get_users(school_numbers=[r.student_number for r in records])
         names = {u.user_school_number: u.user_full_name for u in users}
         rows = [
-            SheetRow(r.student_number, names.get(r.student_number, r.student_number), r)
+            SavedSheetRow(r.student_number, names.get(r.student_number, r.student_number), r)
             for r in records
         ]
         rows.sort(key=lambda row: (row.full_name, row.student_number))
-        return Sheet(attendance, rows)
+        return SavedSheet(attendance, rows)
 
 
 def _require_teacher(user: UserSessionRedis) -> None:

@@ -14,6 +14,7 @@ import unicodedata
 __all__ = [
     "CODE_LENGTH",
     "code_digits",
+    "is_code",
     "person_key",
     "strip_titles",
     "teacher_keys",
@@ -132,3 +133,9 @@ def code_digits(text: str | None) -> str | None:
         return "".join(str(unicodedata.decimal(c)) for c in stripped)
     except ValueError:  # not a decimal digit
         return None
+
+
+def is_code(text: str | None) -> bool:
+    """Exactly a six-digit check-in code: the one test of the check-in handler's filter and of
+    the lock-free path in front of it (bot/fsm.py), so that the two never disagree."""
+    return code_digits(text) is not None

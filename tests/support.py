@@ -1,4 +1,5 @@
-"""Shared helpers for the background-job tests (finalize, purge, reminders, scheduler).
+"""Shared helpers for the background-job tests (finalize, purge, reminders, scheduler) and the
+process-level ones (test_delivery_process, test_replicas_class).
 
 Fixtures, registered under the names `pg_client` and `redis_client` (import the functions into
 a test module: `from tests.support import pg_client_fixture, redis_client_fixture  # noqa:
@@ -9,29 +10,41 @@ every test that takes them):
 - `redis_client`: a `RedisStores` on the flushed test Redis database (ATTN_TEST_REDIS_DB).
 
 Plus a `RecordingNotifier` (a `services.notify.Notifier` that keeps every notice), a `Clock`
-the tests move by hand, a `TcpProxy` that can cut PostgreSQL off for real, and seeding
-helpers that go through the real clients.
+the tests move by hand, a `TcpProxy` that can cut PostgreSQL off for real, seeding
+helpers that go through the real clients, and `BotProcess` (`python -m bot` in a subprocess,
+with `bot_env`, `prepare_stores`, `round_robin` in front of webhook replicas, `poll_until`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import os
+import signal
+import socket
+import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
+from aiohttp import web
 
 from dal.models import AttendanceRecordRedis, AttendanceRedis, RecordSource, Role, User
 from dal.postgres import AsyncPostgresClient
 from dal.redis.keys import records as records_key
 from dal.redis.stores import RedisStores
 from services.notify import Notice
+from tests.fakes.telegram_server import FakeTelegram
+from tests.harness import flush_redis, reset_database
 
 IST = ZoneInfo("Europe/Istanbul")
 
@@ -337,3 +350,111 @@ async def session_keys(raw: aioredis.Redis, attendance: AttendanceRedis) -> list
     if await raw.zscore("attendances:due", str(aid)) is not None:
         found.append("due index")
     return found
+
+
+# --- the bot as a process (`python -m bot`): test_delivery_process, test_replicas_class ---
+
+ROOT = Path(__file__).resolve().parent.parent
+STUDENT_BASE = 7_000_000_000  # Telegram ids past 2**32
+
+
+class BotProcess:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, telegram: FakeTelegram, ready: Callable[[], bool]) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log.open("ab"),
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while not ready():
+            assert self.proc.returncode is None, self.log.read_text()
+            assert time.monotonic() < deadline, "the bot did not start"
+            await asyncio.sleep(0.02)
+
+    async def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    async def terminate(self, timeout: float = 15.0) -> tuple[int, float]:
+        """SIGTERM; (exit status, seconds until the process was gone)."""
+        assert self.proc is not None
+        began = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        return code, time.monotonic() - began
+
+    async def ensure_stopped(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
+
+
+def bot_env(telegram: FakeTelegram, pg_dsn: str, redis_url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BOT_TOKEN": telegram.token,
+        "TELEGRAM_API_URL": telegram.base_url,
+        "DATABASE_URL": pg_dsn,
+        "REDIS_URL": redis_url,
+        "AKSIS_MODE": "demo",
+        "WEB_PORT": "0",
+        "WEB_HOST": "127.0.0.1",
+        "LOG_LEVEL": "INFO",
+        **extra,
+    }
+
+
+async def prepare_stores(pg_dsn: str, redis_url: str) -> None:
+    await reset_database(pg_dsn)
+    await flush_redis(redis_url)
+    pg = await AsyncPostgresClient.connect(pg_dsn)  # applies the schema before the bots start
+    await pg.close()
+
+
+async def poll_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def round_robin(targets: list[str]) -> AsyncIterator[str]:
+    """An HTTP proxy that sends each request to the next of `targets` in turn."""
+    turn = itertools.cycle(targets)
+    session = aiohttp.ClientSession()
+
+    async def forward(request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
+        async with session.post(next(turn) + request.path, data=body, headers=headers) as answer:
+            return web.Response(status=answer.status, body=await answer.read())
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", forward)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+        await session.close()

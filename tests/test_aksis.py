@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from selectolax.lexbor import LexborHTMLParser
 
+from bot.app import build_aksis_client
 from bot.config import Settings
 from dal.models import Role
 from services.aksis import (
@@ -21,7 +22,6 @@ from services.aksis import (
     LiveAksisClient,
     PortalChanged,
     PortalUnavailable,
-    build_aksis_client,
     find_plans_read_url,
     read_student_profile,
     staff_identifier,

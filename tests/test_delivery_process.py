@@ -12,97 +12,38 @@ local Bot API server enforcing Telegram's 30 messages/s:
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
-import signal
-import socket
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 
 from bot.delivery import encode
 from dal.models import AttendanceRecordRedis, AttendanceRedis
-from dal.postgres import AsyncPostgresClient
 from dal.redis.outbox import Outbox
 from dal.redis.stores import RedisStores
 from services.notify import Notice, Stale
 from tests.fakes.telegram_server import FakeTelegram
-from tests.harness import flush_redis, reset_database
+from tests.support import (
+    STUDENT_BASE,
+    BotProcess,
+    bot_env,
+    free_port,
+    poll_until,
+    prepare_stores,
+    round_robin,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-STUDENT_BASE = 7_000_000_000  # Telegram ids past 2**32
 RESULT_TEXT = "📊 FIZ101"  # start of the final.present notices below
 
 pytestmark = pytest.mark.slow
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-class BotProcess:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, telegram: FakeTelegram, ready: Callable[[], bool]) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bot",
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log.open("ab"),
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while not ready():
-            assert self.proc.returncode is None, self.log.read_text()
-            assert time.monotonic() < deadline, "the bot did not start"
-            await asyncio.sleep(0.02)
-
-    async def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        await self.proc.wait()
-
-    async def terminate(self, timeout: float = 15.0) -> tuple[int, float]:
-        """SIGTERM; (exit status, seconds until the process was gone)."""
-        assert self.proc is not None
-        began = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(self.proc.wait(), timeout)
-        return code, time.monotonic() - began
-
-    async def ensure_stopped(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGKILL)
-            await self.proc.wait()
-
-
-def _env(telegram: FakeTelegram, pg_dsn: str, redis_url: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "BOT_TOKEN": telegram.token,
-        "TELEGRAM_API_URL": telegram.base_url,
-        "DATABASE_URL": pg_dsn,
-        "REDIS_URL": redis_url,
-        "AKSIS_MODE": "demo",
-        "WEB_PORT": "0",
-        "WEB_HOST": "127.0.0.1",
-        "LOG_LEVEL": "INFO",
-        **extra,
-    }
 
 
 def _polling(telegram: FakeTelegram) -> Callable[[], bool]:
@@ -120,13 +61,6 @@ def _result(i: int) -> Notice:
     )
 
 
-async def _prepare(pg_dsn: str, redis_url: str) -> None:
-    await reset_database(pg_dsn)
-    await flush_redis(redis_url)
-    pg = await AsyncPostgresClient.connect(pg_dsn)  # applies the schema before the bots start
-    await pg.close()
-
-
 async def _enqueue(redis: aioredis.Redis, notices: list[Notice]) -> None:
     outbox = Outbox(redis)
     await outbox.ensure_group()
@@ -137,13 +71,6 @@ async def _enqueue(redis: aioredis.Redis, notices: list[Notice]) -> None:
 def _count_429(telegram: FakeTelegram) -> tuple[int, int]:
     calls = telegram.calls_to("sendMessage")
     return sum(1 for c in calls if c.status == 429), sum(1 for c in calls if c.ok)
-
-
-async def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 def _results_by_student(telegram: FakeTelegram, n: int) -> Counter[int]:
@@ -164,22 +91,22 @@ async def test_kill_9_mid_delivery_then_restart_loses_nothing(
     pg_dsn: str, redis_url: str, redis_raw: aioredis.Redis, tmp_path: Path
 ) -> None:
     n = 240
-    await _prepare(pg_dsn, redis_url)
+    await prepare_stores(pg_dsn, redis_url)
     async with FakeTelegram() as telegram:
         telegram.rate_limit(per_second=30)
         for i in range(n):
             telegram.user(STUDENT_BASE + i, f"S{i}")
         await _enqueue(redis_raw, [_result(i) for i in range(n)])
-        bot = BotProcess(_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
+        bot = BotProcess(bot_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
         try:
             await bot.start(telegram, _polling(telegram))
-            await _wait(lambda: len(telegram.sent_messages) >= 80, 20, "the first 80 results")
+            await poll_until(lambda: len(telegram.sent_messages) >= 80, 20, "the first 80 results")
             await bot.kill()
             delivered_at_kill = len(_results_by_student(telegram, n))
             assert delivered_at_kill < n - 100, "delivery finished before the kill"
 
             await bot.start(telegram, _polling(telegram))
-            await _wait(
+            await poll_until(
                 lambda: len(_results_by_student(telegram, n)) == n, 25, "every result after restart"
             )
             code, _ = await bot.terminate()
@@ -202,7 +129,7 @@ async def test_backlog_direct_answers_fast_sigterm_prompt_and_nothing_lost(
     pg_dsn: str, redis_url: str, redis_raw: aioredis.Redis, tmp_path: Path
 ) -> None:
     n = 360
-    await _prepare(pg_dsn, redis_url)
+    await prepare_stores(pg_dsn, redis_url)
     async with FakeTelegram() as telegram:
         # Strict accounting: 30/s with no more than two messages back to back.
         telegram.rate_limit(per_second=30, global_burst=2)
@@ -210,10 +137,10 @@ async def test_backlog_direct_answers_fast_sigterm_prompt_and_nothing_lost(
             telegram.user(STUDENT_BASE + i, f"S{i}")
         probes = [telegram.user(900 + i, f"Teacher {i}") for i in range(12)]
         await _enqueue(redis_raw, [_result(i) for i in range(n)])
-        bot = BotProcess(_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
+        bot = BotProcess(bot_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
         try:
             await bot.start(telegram, _polling(telegram))
-            await _wait(lambda: len(telegram.sent_messages) >= 60, 15, "the backlog to flow")
+            await poll_until(lambda: len(telegram.sent_messages) >= 60, 15, "the backlog to flow")
 
             latencies: list[float] = []
             for user in probes:
@@ -228,7 +155,7 @@ async def test_backlog_direct_answers_fast_sigterm_prompt_and_nothing_lost(
             assert code == 0, bot.log.read_text()
 
             await bot.start(telegram, _polling(telegram))
-            await _wait(
+            await poll_until(
                 lambda: len(_results_by_student(telegram, n)) == n, 25, "every result after restart"
             )
             code, _ = await bot.terminate()
@@ -259,10 +186,10 @@ async def test_backlog_direct_answers_fast_sigterm_prompt_and_nothing_lost(
 async def test_kill_9_while_a_handler_runs_does_not_lock_the_user_out(
     pg_dsn: str, redis_url: str, redis_raw: aioredis.Redis, tmp_path: Path
 ) -> None:
-    await _prepare(pg_dsn, redis_url)
+    await prepare_stores(pg_dsn, redis_url)
     async with FakeTelegram() as telegram:
         teacher = telegram.user(4242, "Teacher")
-        bot = BotProcess(_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
+        bot = BotProcess(bot_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
         try:
             await bot.start(telegram, _polling(telegram))
             # The /start handler's answer keeps failing (network, retried with backoff), so the
@@ -297,38 +224,6 @@ async def test_kill_9_while_a_handler_runs_does_not_lock_the_user_out(
 # --- (d) two replicas, webhook mode, round-robin proxy ------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@asynccontextmanager
-async def _round_robin(targets: list[str]) -> AsyncIterator[str]:
-    """An HTTP proxy that sends each request to the next of `targets` in turn."""
-    turn = itertools.cycle(targets)
-    session = aiohttp.ClientSession()
-
-    async def forward(request: web.Request) -> web.Response:
-        body = await request.read()
-        headers = {k: v for k, v in request.headers.items() if k.lower() != "host"}
-        async with session.post(next(turn) + request.path, data=body, headers=headers) as answer:
-            return web.Response(status=answer.status, body=await answer.read())
-
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", forward)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-        await session.close()
-
-
 async def _open_session(redis: RedisStores, numbers: list[str]) -> uuid.UUID:
     now = datetime.now(UTC)
     session = await redis.sessions.open_attendance(
@@ -351,7 +246,7 @@ async def test_two_webhook_replicas_share_the_flood_budget_and_drop_stale_notice
     pg_dsn: str, redis_url: str, redis_raw: aioredis.Redis, tmp_path: Path
 ) -> None:
     students = 60
-    await _prepare(pg_dsn, redis_url)
+    await prepare_stores(pg_dsn, redis_url)
     redis = RedisStores.from_url(redis_url)
     try:
         numbers = [f"2024{i:04d}" for i in range(students)]
@@ -396,11 +291,11 @@ async def test_two_webhook_replicas_share_the_flood_budget_and_drop_stale_notice
                 )
                 for i in range(others)
             ]
-            ports = [_free_port(), _free_port()]
-            async with _round_robin([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
+            ports = [free_port(), free_port()]
+            async with round_robin([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
                 replicas = [
                     BotProcess(
-                        _env(
+                        bot_env(
                             telegram,
                             pg_dsn,
                             redis_url,
@@ -425,7 +320,7 @@ async def test_two_webhook_replicas_share_the_flood_budget_and_drop_stale_notice
                         await user.send("/start")
                         await asyncio.sleep(0.05)
                     expected_sends = others + students // 2 + students
-                    await _wait(
+                    await poll_until(
                         lambda: (
                             sum(1 for c in telegram.calls_to("sendMessage") if c.ok)
                             >= expected_sends

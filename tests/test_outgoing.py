@@ -14,7 +14,7 @@ from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError, Teleg
 from aiogram.filters import CommandStart
 from aiogram.types import Message
 
-from bot.outgoing import OutgoingMiddleware, deliver
+from bot.outgoing import OutgoingMiddleware
 from tests.fakes.telegram_server import FakeTelegram
 
 
@@ -174,8 +174,9 @@ async def test_blocked_chat_is_reported_once_and_not_retried(
     assert outgoing.stats.failed_permanent == 1
     assert outgoing.stats.retried_429 == outgoing.stats.retried_network == 0
 
-    # background jobs use deliver(): recorded, swallowed
-    assert await deliver(bot.send_message(1001, "again")) is None
+    # every refusal is reported, and raised to the caller
+    with pytest.raises(TelegramForbiddenError):
+        await bot.send_message(1001, "again")
     assert len(report.calls) == 2
 
 
@@ -184,15 +185,14 @@ async def test_chat_not_found_is_undeliverable_but_other_bad_requests_are_not(
 ) -> None:
     report = Undeliverable()
     _attach(bot, on_undeliverable=report)
-    assert await deliver(bot.send_message(777, "never started the bot")) is None
+    with pytest.raises(TelegramBadRequest, match="chat not found"):
+        await bot.send_message(777, "never started the bot")
     assert report.calls == [(777, "sendMessage", "Bad Request: chat not found")]
 
     alice = fake.user(1001, "Alice")
     sent = await bot.send_message(alice.id, "same")
     with pytest.raises(TelegramBadRequest, match="not modified"):
-        await deliver(
-            bot.edit_message_text(text="same", chat_id=alice.id, message_id=sent.message_id)
-        )
+        await bot.edit_message_text(text="same", chat_id=alice.id, message_id=sent.message_id)
     assert len(report.calls) == 1
     assert fake.call_count("editMessageText") == 1
 

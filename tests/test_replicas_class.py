@@ -15,15 +15,18 @@ import pytest
 from dal.postgres import AsyncPostgresClient
 from dal.redis.stores import RedisStores
 from tests.fakes.telegram_server import FakeTelegram
-from tests.support import link, open_session, student_user, teacher_user
-from tests.test_delivery_process import (
+from tests.support import (
     STUDENT_BASE,
     BotProcess,
-    _env,
-    _free_port,
-    _prepare,
-    _round_robin,
-    _wait,
+    bot_env,
+    free_port,
+    link,
+    open_session,
+    poll_until,
+    prepare_stores,
+    round_robin,
+    student_user,
+    teacher_user,
 )
 
 pytestmark = pytest.mark.slow
@@ -36,7 +39,7 @@ async def test_two_webhook_replicas_take_one_class_exactly_once(
     pg_dsn: str, redis_url: str, tmp_path: Path
 ) -> None:
     n = 40
-    await _prepare(pg_dsn, redis_url)
+    await prepare_stores(pg_dsn, redis_url)
     numbers = [f"2025{i:04d}" for i in range(n)]
     pg = await AsyncPostgresClient.connect(pg_dsn)
     redis = RedisStores.from_url(redis_url)
@@ -58,11 +61,11 @@ async def test_two_webhook_replicas_take_one_class_exactly_once(
         async with FakeTelegram() as telegram:
             telegram.user(TEACHER_ID, "Teacher")
             students = [telegram.user(STUDENT_BASE + i, f"S{i}") for i in range(n)]
-            ports = [_free_port(), _free_port()]
-            async with _round_robin([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
+            ports = [free_port(), free_port()]
+            async with round_robin([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
                 replicas = [
                     BotProcess(
-                        _env(
+                        bot_env(
                             telegram,
                             pg_dsn,
                             redis_url,
@@ -83,13 +86,13 @@ async def test_two_webhook_replicas_take_one_class_exactly_once(
                         )
                     # The class: every student sends the code once; the proxy alternates.
                     await asyncio.gather(*(s.send(session.code) for s in students))
-                    await _wait(
+                    await poll_until(
                         lambda: all(len(s.messages) >= 1 for s in students), 20, "every reply"
                     )
                     await redis.sessions.finish_attendance(
                         attendance_id=session.attendance_id, end_time=datetime.now(UTC)
                     )
-                    await _wait(
+                    await poll_until(
                         lambda: all(len(s.messages) >= 2 for s in students), 30, "every result"
                     )
                     await asyncio.sleep(2)  # room for a duplicate to show up

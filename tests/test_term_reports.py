@@ -23,6 +23,7 @@ from dal.models import (
     RecordStatus,
     Role,
     User,
+    UserSessionRedis,
 )
 from dal.postgres import AsyncPostgresClient, LinkedUser
 from dal.redis.stores import RedisStores
@@ -90,6 +91,19 @@ def _record(aid: uuid.UUID, number: str, letter: str, when: datetime) -> Attenda
     )
 
 
+async def _documents(
+    reports: ReportService,
+    teacher: UserSessionRedis,
+    *,
+    course_key: str,
+    formats: tuple[str, ...],
+    now: datetime,
+) -> list[tuple[str, bytes]]:
+    """The export as /export sends it: the course's data, then its documents."""
+    data = await reports.course_data(teacher=teacher, course_key=course_key)
+    return reports.render_documents(data, formats=formats, now=now)
+
+
 async def _course(pg: AsyncPostgresClient) -> tuple[list[uuid.UUID], ReportService]:
     teacher = teacher_user("T0001", "Ayşe Öğretmen")
     other = teacher_user("T0002", "Başka Hoca")
@@ -152,8 +166,8 @@ async def test_the_xlsx_matrix_totals_and_percentages_match_the_hand_count(
     teacher = _session("T0001", Role.TEACHER)
     (course,) = await reports.export_courses(teacher=teacher)
     assert (course.course_key, course.sessions) == (COURSE, 5)  # the deleted one is not held
-    documents = await reports.export_course(
-        teacher=teacher, course_key=COURSE, formats=("xlsx", "csv"), now=START
+    documents = await _documents(
+        reports, teacher=teacher, course_key=COURSE, formats=("xlsx", "csv"), now=START
     )
     assert [name for name, _ in documents] == ["YBS101_2026-02-16.xlsx", "YBS101_2026-02-16.csv"]
     book = openpyxl.load_workbook(io.BytesIO(documents[0][1]))
@@ -191,8 +205,8 @@ async def test_the_csv_has_one_row_per_student_per_session_with_a_bom_and_semico
     pg_client: AsyncPostgresClient,
 ) -> None:
     _, reports = await _course(pg_client)
-    ((name, data),) = await reports.export_course(
-        teacher=_session("T0001", Role.TEACHER), course_key=COURSE, formats=("csv",), now=START
+    ((name, data),) = await _documents(
+        reports, _session("T0001", Role.TEACHER), course_key=COURSE, formats=("csv",), now=START
     )
     assert name == "YBS101_2026-02-16.csv"
     assert data.startswith(b"\xef\xbb\xbf")
@@ -289,7 +303,8 @@ async def test_a_400_by_14_course_exports_in_well_under_three_seconds(
     reports = ReportService(pg=pg_client, tz=IST)
     await seed_course(pg_client, students=400, sessions=14)
     began = time.perf_counter()
-    documents = await reports.export_course(
+    documents = await _documents(
+        reports,
         teacher=_session("T0001", Role.TEACHER),
         course_key="BENCH400",
         formats=("xlsx", "csv"),
@@ -452,8 +467,8 @@ async def test_a_student_added_to_a_saved_session_is_a_correction(
     assert [(c.action, c.student_number, c.new_status, c.changed_by) for c in trail] == [
         ("added", "2024777", "present", "T0001")
     ]
-    ((_, xlsx),) = await reports.export_course(
-        teacher=owner, course_key=COURSE, formats=("xlsx",), now=START
+    ((_, xlsx),) = await _documents(
+        reports, teacher=owner, course_key=COURSE, formats=("xlsx",), now=START
     )
     notes = list(openpyxl.load_workbook(io.BytesIO(xlsx)).worksheets[1].iter_rows(values_only=True))
     assert {(row[0], row[2]) for row in notes if row[0] == "added"} == {

@@ -11,9 +11,9 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import Raw, t
 from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, RecordSource
-from handlers.callbacks import AttendeesPage, Review, SessionAction, SessionLevel
 from services.attendance import AttendanceService, Roster
 from services.lesson_finder import Lesson
+from ui.callbacks import AttendeesPage, Review, SessionAction, SessionLevel
 
 PAGE_SIZE = 20
 # Pending reasons of security levels 2/3 and the head-count cap (issue 12), named in the list.
