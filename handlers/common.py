@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import Router
 from aiogram.filters import Command, CommandStart
 from aiogram.fsm.context import FSMContext
-from aiogram.types import Message
+from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 
 from bot.i18n import t
@@ -60,7 +60,7 @@ async def non_text(message: Message, lang: str) -> Reply:
 
 
 @router.callback_query()
-async def outdated_button(callback_answer: CallbackAnswer, lang: str) -> None:
+async def outdated_button(query: CallbackQuery, callback_answer: CallbackAnswer, lang: str) -> None:
     """A button no handler takes: its data no longer parses (an older release's button, or a
     forged one). The presser is told, instead of a spinner that never stops."""
     callback_answer.text = t("button.outdated", lang)
