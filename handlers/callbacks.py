@@ -11,14 +11,10 @@ Every handler that receives one of these re-checks on the server that the presse
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from enum import StrEnum
 from uuid import UUID
 
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import InlineKeyboardButton
-
-from bot.i18n import t
 
 
 class Act(StrEnum):
@@ -115,18 +111,3 @@ class ExportFormat(CallbackData, prefix="ef"):
     token: str
     fmt: Fmt
 
-
-def page_row(
-    page: int, *, has_next: bool, lang: str, to: Callable[[int], CallbackData]
-) -> list[InlineKeyboardButton]:
-    """The ◀️ / ▶️ buttons of a paged list (empty on a single page); `to(n)` is page n's data."""
-    row = []
-    if page > 0:
-        row.append(
-            InlineKeyboardButton(text=t("button.prev", lang), callback_data=to(page - 1).pack())
-        )
-    if has_next:
-        row.append(
-            InlineKeyboardButton(text=t("button.next", lang), callback_data=to(page + 1).pack())
-        )
-    return row

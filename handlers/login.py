@@ -52,6 +52,7 @@ async def _forget(bot: Bot, message: Message, lang: str) -> None:
         await bot.delete_message(chat_id=message.chat.id, message_id=message.message_id)
     except TelegramAPIError:
         log.warning("could not delete a credential message in chat %s", message.chat.id)
+        # Awaited: the handler's own reply follows and must come after this one.
         await message.answer(t("login.delete_failed", lang))
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
@@ -23,7 +25,6 @@ from handlers.callbacks import (
     SessionAction,
     SessionLevel,
     Verdict,
-    page_row,
 )
 from services.attendance import AttendanceService, Roster
 from services.lesson_finder import Lesson
@@ -155,6 +156,23 @@ def record_line(
         time=hhmm(record.attendance_time, tz),
         note=Raw(note),
     )
+
+
+def page_row(
+    page: int, *, has_next: bool, lang: str, to: Callable[[int], CallbackData]
+) -> list[InlineKeyboardButton]:
+    """The ◀️ / ▶️ buttons of a paged list (empty on a single page); `to(n)` is page n's data.
+    The one builder of page buttons: live attendees, saved sheets and the history list."""
+    row: list[InlineKeyboardButton] = []
+    if page > 0:
+        row.append(
+            InlineKeyboardButton(text=t("button.prev", lang), callback_data=to(page - 1).pack())
+        )
+    if has_next:
+        row.append(
+            InlineKeyboardButton(text=t("button.next", lang), callback_data=to(page + 1).pack())
+        )
+    return row
 
 
 def attendees_page(

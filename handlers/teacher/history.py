@@ -26,9 +26,9 @@ from handlers.callbacks import (
     HistoryList,
     HistoryOpen,
     HistoryToggle,
-    page_row,
 )
 from handlers.filters import has_text
+from handlers.render import page_row
 from handlers.replies import Reply
 from handlers.teacher.shared import message_of, recalled_aid, remember_aid
 from services.attendance import AttendanceService
