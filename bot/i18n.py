@@ -270,6 +270,10 @@ _MESSAGES: Final[dict[str, tuple[str, str]]] = {
     "button.add": ("➕ Add student", "➕ Öğrenci ekle"),
     "button.prev": ("◀️", "◀️"),
     "button.next": ("▶️", "▶️"),
+    "button.outdated": (
+        "This button is outdated. Send the command again for a fresh one.",
+        "Bu düğmenin süresi geçmiş. Yenisi için komutu tekrar gönderin.",
+    ),
     "button.start_attendance": ("▶️ Start attendance", "▶️ Yoklamayı başlat"),
     "attendees.header": (
         "👥 <b>{lesson}</b> — {total} records (page {page}/{pages})",

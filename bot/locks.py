@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.redis import RedisEventIsolation
 from redis.asyncio.lock import Lock
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,15 @@ class RenewingRedisEventIsolation(RedisEventIsolation):
             renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewal
-            with contextlib.suppress(LockError):
+            try:
                 await lock.release()
+            except LockError:
+                pass
+            except RedisError as exc:
+                # The handler is done; its returned reply is sent after this (handlers/replies.py)
+                # and must not be lost because the store went away (e.g. closed at shutdown).
+                # The lock expires by itself within `ttl`.
+                log.warning("could not release per-user lock %s: %s", name, exc)
 
     async def _renew(self, lock: Lock) -> None:
         while True:

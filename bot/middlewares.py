@@ -17,14 +17,16 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from bot.i18n import pick_language
 from dal.errors import RedisUnavailable
 from services.accounts import AccountService
+from services.members import Member
 
 log = logging.getLogger(__name__)
 
 
 class LinkedAccountMiddleware(BaseMiddleware):
-    """Puts `user` (the sender's linked account, or None) and `lang` (from the Telegram
-    client's language) into the handler data. One Redis read on the common path. (aiogram's
-    own `UserContextMiddleware`, which every Dispatcher has, puts `event_from_user` there.)"""
+    """Puts `lang` (from the Telegram client's language) and `user` (the sender's linked
+    account as a `services.members.Member`, or None) into the handler data. One Redis read on
+    the common path. (aiogram's own `UserContextMiddleware`, which every Dispatcher has, puts
+    `event_from_user` there.)"""
 
     def __init__(self, accounts: AccountService) -> None:
         self._accounts = accounts
@@ -40,7 +42,8 @@ class LinkedAccountMiddleware(BaseMiddleware):
         if sender is None or sender.is_bot:
             data["user"] = None
         else:
-            data["user"] = await self._accounts.current_user(telegram_id=sender.id)
+            account = await self._accounts.current_user(telegram_id=sender.id)
+            data["user"] = None if account is None else Member.of(account)
         return await handler(event, data)
 
 

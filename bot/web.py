@@ -132,8 +132,11 @@ def build_web(app: App) -> web.Application:
         # X-Telegram-Bot-Api-Secret-Token header get 401 (TELEGRAM.md).
         secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
         path = urlsplit(settings.webhook_url).path or "/webhook"
-        SimpleRequestHandler(dispatcher=app.dispatcher, bot=app.bot, secret_token=secret).register(
-            web_app, path=path
-        )
+        # In the background: the update is acknowledged at once and a reply its handler returns
+        # is sent through the Bot API (paced, once), never in this HTTP response
+        # (handlers/replies.py).
+        SimpleRequestHandler(
+            dispatcher=app.dispatcher, bot=app.bot, secret_token=secret, handle_in_background=True
+        ).register(web_app, path=path)
         setup_application(web_app, app.dispatcher, bot=app.bot)
     return web_app

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from aiogram import BaseMiddleware, Router
 from aiogram.filters import StateFilter
+from aiogram.utils.callback_answer import CallbackAnswerMiddleware
 
+from handlers.access import RefusalAnswers
 from handlers.aiogram_compat import detach
 from handlers.filters import check_in_code, private_chat, private_query
 
@@ -27,8 +29,14 @@ def build_router(user_context: BaseMiddleware) -> Router:
     Then private chats: conversations before commands before catch-alls; then group chats.
     `user_context` (the linked account and language) runs for those routers only: the
     check-in handler gets both from its one Redis script.
+
+    Every button press in a private chat is answered once by aiogram's
+    `CallbackAnswerMiddleware` after its handler (a handler that has something to say sets
+    the injected `callback_answer`); a refusal is answered by the error router instead.
+    Access (linked, teacher) is checked by the student, teacher and account routers
+    themselves (handlers.access.MemberGate).
     """
-    from handlers import common, errors, groups, login, privacy, student, teacher
+    from handlers import account, common, errors, groups, login, privacy, student, teacher
 
     root = Router(name="attn")
     root.message.register(student.code_message, private_chat, StateFilter(None), check_in_code)
@@ -41,7 +49,17 @@ def build_router(user_context: BaseMiddleware) -> Router:
     private.callback_query.filter(private_query)
     private.message.outer_middleware(user_context)
     private.callback_query.outer_middleware(user_context)
-    _adopt(private, student.router, login.router, teacher.router, privacy.router, common.router)
+    private.callback_query.middleware(CallbackAnswerMiddleware())
+    private.callback_query.middleware(RefusalAnswers())
+    _adopt(
+        private,
+        student.router,
+        login.router,
+        teacher.router,
+        privacy.router,
+        account.router,
+        common.router,
+    )
     root.include_router(private)
     # The context middleware goes on a router made here, not on the module-level one, which
     # would keep the middleware (and the stores) of every earlier build.

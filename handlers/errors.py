@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 
 async def _tell(event: ErrorEvent, bot: Bot, key: str, **values: object) -> None:
+    # Awaited, not returned: error handlers run in aiogram's error middleware, which wraps the
+    # FSM middleware, so the per-user lock is already released here (handlers/replies.py).
     update = event.update
     query, message = update.callback_query, update.message
     source = query or message

@@ -20,11 +20,13 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
+from aiogram.methods import SendMessage
 from aiogram.types import Message
 
 from bot.i18n import COMMANDS, pick_language, t
 from handlers.deps import Sealer
 from handlers.filters import has_text, no_text
+from handlers.replies import Reply
 from services.accounts import AccountService
 from services.aksis import InvalidCredentials, PortalChanged, PortalUnavailable
 from services.errors import LoginThrottled, PortalBusy
@@ -46,6 +48,7 @@ async def _forget(bot: Bot, message: Message, lang: str) -> None:
         await bot.delete_message(chat_id=message.chat.id, message_id=message.message_id)
     except TelegramAPIError:
         log.warning("could not delete a credential message in chat %s", message.chat.id)
+        # Awaited: the handler's own reply follows and must come after this one.
         await message.answer(t("login.delete_failed", lang))
 
 
@@ -55,13 +58,13 @@ def _minutes(seconds: int) -> int:
 
 async def _ask(
     message: Message, state: FSMContext, accounts: AccountService, step: State, text: str
-) -> None:
+) -> SendMessage:
     """Ask for a credential: the conversation state, the note that one is expected, the
     question."""
     assert message.from_user is not None
     await state.set_state(step)
     await accounts.prompted_for_credential(telegram_id=message.from_user.id, step=step.state or "")
-    await message.answer(text)
+    return message.answer(text)
 
 
 @router.message(Command("login"))
@@ -73,7 +76,7 @@ async def login_start(
     bot: Bot,
     accounts: AccountService,
     sealer: Sealer,
-) -> None:
+) -> Reply:
     await state.clear()
     assert message.from_user is not None
     username = (command.args or "").strip()
@@ -81,16 +84,17 @@ async def login_start(
         await _forget(bot, message, lang)
     wait = await accounts.login_retry_after(telegram_id=message.from_user.id)
     if wait:
-        await message.answer(t("login.throttled", lang, minutes=_minutes(wait)))
-        return
+        return message.answer(t("login.throttled", lang, minutes=_minutes(wait)))
     if not username:
-        await _ask(message, state, accounts, LoginForm.username, t("login.ask_username", lang))
-        return
+        return await _ask(
+            message, state, accounts, LoginForm.username, t("login.ask_username", lang)
+        )
     if not _valid_username(username):
-        await _ask(message, state, accounts, LoginForm.username, t("login.bad_username", lang))
-        return
+        return await _ask(
+            message, state, accounts, LoginForm.username, t("login.bad_username", lang)
+        )
     await state.set_data({"u": sealer.seal(username)})
-    await _ask(message, state, accounts, LoginForm.password, t("login.ask_password", lang))
+    return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password", lang))
 
 
 @router.message(StateFilter(LoginForm.username), has_text, ~Command(*COMMANDS))
@@ -101,14 +105,15 @@ async def login_username(
     bot: Bot,
     accounts: AccountService,
     sealer: Sealer,
-) -> None:
+) -> Reply:
     username = (message.text or "").strip()
     await _forget(bot, message, lang)
     if not _valid_username(username):
-        await _ask(message, state, accounts, LoginForm.username, t("login.bad_username", lang))
-        return
+        return await _ask(
+            message, state, accounts, LoginForm.username, t("login.bad_username", lang)
+        )
     await state.set_data({"u": sealer.seal(username)})
-    await _ask(message, state, accounts, LoginForm.password, t("login.ask_password", lang))
+    return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password", lang))
 
 
 @router.message(StateFilter(LoginForm.password), has_text, ~Command(*COMMANDS))
@@ -119,7 +124,7 @@ async def login_password(
     bot: Bot,
     accounts: AccountService,
     sealer: Sealer,
-) -> None:
+) -> Reply:
     password = message.text or ""
     await _forget(bot, message, lang)
     sealed = (await state.get_data()).get("u")
@@ -127,9 +132,9 @@ async def login_password(
     username = sealer.unseal(sealed) if isinstance(sealed, str) else None
     assert message.from_user is not None
     if username is None:  # the step expired: the "login expired" window goes on
-        await message.answer(t("login.expired", lang))
-        return
+        return message.answer(t("login.expired", lang))
     await accounts.credential_answered(telegram_id=message.from_user.id)
+    # Awaited, not returned: the result replaces this message, which needs its id.
     progress = await message.answer(t("login.checking", lang))
     try:
         outcome = await accounts.login(
@@ -159,17 +164,17 @@ async def login_password(
             number=session.school_number,
             lessons=outcome.lessons,
         )
-    await progress.edit_text(text)
+    return progress.edit_text(text)
 
 
-async def late_credential(message: Message, bot: Bot) -> None:
+async def late_credential(message: Message, bot: Bot) -> Reply:
     """Plain text, outside any conversation, from an account the bot last asked for a
     credential: it may be the password typed after the login step expired, so it is deleted
     (and never taken as a check-in code). Registered on the root router right after the
     check-in handler (handlers.build_router), with the `expects_credential` filter."""
     lang = pick_language(message.from_user.language_code if message.from_user else None)
     await _forget(bot, message, lang)
-    await message.answer(t("login.expired", lang))
+    return message.answer(t("login.expired", lang))
 
 
 async def expects_credential(
@@ -191,13 +196,13 @@ async def expects_credential(
 
 
 @router.message(StateFilter(LoginForm.username, LoginForm.password), no_text)
-async def login_not_text(message: Message, lang: str) -> None:
-    await message.answer(t("login.text_only", lang))
+async def login_not_text(message: Message, lang: str) -> Reply:
+    return message.answer(t("login.text_only", lang))
 
 
 @router.message(Command("logout"))
-async def logout(message: Message, state: FSMContext, lang: str, accounts: AccountService) -> None:
+async def logout(message: Message, state: FSMContext, lang: str, accounts: AccountService) -> Reply:
     await state.clear()
     assert message.from_user is not None
     unlinked = await accounts.logout(telegram_id=message.from_user.id)
-    await message.answer(t("logout.ok" if unlinked else "auth.not_linked", lang))
+    return message.answer(t("logout.ok" if unlinked else "auth.not_linked", lang))

@@ -13,13 +13,14 @@ from aiogram.types import Message
 
 from bot.i18n import t
 from handlers.deps import Settings
+from handlers.replies import Reply
 
 router = Router(name="privacy")
 
 
 @router.message(Command("privacy"))
-async def privacy(message: Message, lang: str, settings: Settings) -> None:
-    await message.answer(
+async def privacy(message: Message, lang: str, settings: Settings) -> Reply:
+    return message.answer(
         t(
             "privacy.text",
             lang,

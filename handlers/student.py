@@ -7,26 +7,28 @@ from aiogram.filters import Command
 from aiogram.types import (
     CallbackQuery,
     InlineKeyboardMarkup,
-    KeyboardButton,
     Message,
-    ReplyKeyboardMarkup,
     ReplyKeyboardRemove,
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import Raw, pick_language, t
-from dal.models import FailReason, RecordStatus, Role, UserSessionRedis
+from dal.models import FailReason, RecordStatus
 from dal.postgres import StudentAttendanceRow
 from dal.redis.checkins import CheckInStatus
+from handlers.access import MemberGate
 from handlers.deps import AnswerQueue, Metrics, StatusBoard
-from handlers.guards import require_user
+from handlers.replies import Reply
 from services.attendance import AttendanceService
+from services.members import Member
 from services.reports import CourseStanding, ReportService
 from services.status import percent_text
 from ui.callbacks import MyCourse, MyCourses
-from ui.render import hhmm
+from ui.render import hhmm, location_keyboard
 
 router = Router(name="student")
+router.message.middleware(MemberGate())
+router.callback_query.middleware(MemberGate())
 
 
 async def reply_check_in(
@@ -38,7 +40,9 @@ async def reply_check_in(
     board: StatusBoard | None = None,
     metrics: Metrics | None = None,
     answers: AnswerQueue | None = None,
-) -> None:
+) -> Reply:
+    """The answer to a check-in code: handed to `answers` when given (the hot path), else
+    returned."""
     assert message.from_user is not None
     result = await attendance.check_in(telegram_id=message.from_user.id, code=code)
     if metrics is not None:
@@ -67,8 +71,7 @@ async def reply_check_in(
         text = t("checkin.need_location", lang, lesson=lesson, minutes=minutes)
         if board is not None:
             board.touch(session.attendance_id)
-        await message.answer(text, reply_markup=location_keyboard(lang))
-        return
+        return message.answer(text, reply_markup=location_keyboard(lang))
     elif status is CheckInStatus.EXPIRED:
         text = t("checkin.expired", lang)
     elif status is CheckInStatus.DUPLICATE and record:
@@ -95,14 +98,8 @@ async def reply_check_in(
         board.touch(session.attendance_id)
     if answers is not None:  # handed off: the handler does not wait for the flood budget
         answers.put(message.chat.id, text)
-    else:
-        await message.answer(text)
-
-
-def location_keyboard(lang: str) -> ReplyKeyboardMarkup:
-    """One tap sends the phone's current location (private chats only)."""
-    button = KeyboardButton(text=t("button.send_location", lang), request_location=True)
-    return ReplyKeyboardMarkup(keyboard=[[button]], resize_keyboard=True, one_time_keyboard=True)
+        return None
+    return message.answer(text)
 
 
 async def code_message(
@@ -111,13 +108,13 @@ async def code_message(
     board: StatusBoard,
     metrics: Metrics,
     answers: AnswerQueue | None = None,
-) -> None:
+) -> Reply:
     """A six-digit code outside any conversation: the hot path. Registered first on the root
     router (handlers.build_router) and reached without the user-context middleware: the
     check-in script reads the sender's linked account itself."""
     lang = pick_language(message.from_user.language_code if message.from_user else None)
     code = (message.text or "").strip()
-    await reply_check_in(
+    return await reply_check_in(
         message,
         code,
         lang=lang,
@@ -196,33 +193,27 @@ def _status_line(row: StudentAttendanceRow, lang: str, reports: ReportService) -
 
 
 @router.message(Command("my_attendance"))
-async def my_attendance(
-    message: Message, user: UserSessionRedis | None, lang: str, reports: ReportService
-) -> None:
+async def my_attendance(message: Message, user: Member, lang: str, reports: ReportService) -> Reply:
     """One line per course (attended / held, percentage, marked below the threshold), then
     a button per course for its dated list."""
-    student = require_user(user)
-    standings = await reports.my_courses(student=student)
+    standings = await reports.my_courses(student=user)
     if not standings:
-        await message.answer(t("my.empty", lang))
-        return
+        return message.answer(t("my.empty", lang))
     text, keyboard = _course_list(standings, lang, reports)
-    await message.answer(text, reply_markup=keyboard)
+    return message.answer(text, reply_markup=keyboard)
 
 
 @router.callback_query(MyCourse.filter())
 async def my_course(
     query: CallbackQuery,
     callback_data: MyCourse,
-    user: UserSessionRedis | None,
+    user: Member,
     lang: str,
     reports: ReportService,
-) -> None:
+) -> Reply:
     """A course's dated list, missed sessions first. The token is looked up among the
     presser's own courses: a forged one shows nothing of anyone else."""
-    student = require_user(user)
-    course = await reports.my_course(student=student, token=callback_data.token)
-    await query.answer()
+    course = await reports.my_course(student=user, token=callback_data.token)
     lines = [
         t(
             "my.course_detail",
@@ -236,52 +227,49 @@ async def my_course(
     lines.extend(_status_line(row, lang, reports) for row in course.missed_first()[:60])
     builder = InlineKeyboardBuilder()
     builder.button(text=t("button.back", lang), callback_data=MyCourses())
-    if isinstance(query.message, Message):
-        await query.message.edit_text("\n".join(lines), reply_markup=builder.as_markup())
+    if not isinstance(query.message, Message):
+        return None
+    return query.message.edit_text("\n".join(lines), reply_markup=builder.as_markup())
 
 
 @router.callback_query(MyCourses.filter())
 async def my_courses_again(
-    query: CallbackQuery, user: UserSessionRedis | None, lang: str, reports: ReportService
-) -> None:
-    student = require_user(user)
-    standings = await reports.my_courses(student=student)
-    await query.answer()
-    if isinstance(query.message, Message) and standings:
-        text, keyboard = _course_list(standings, lang, reports)
-        await query.message.edit_text(text, reply_markup=keyboard)
+    query: CallbackQuery, user: Member, lang: str, reports: ReportService
+) -> Reply:
+    standings = await reports.my_courses(student=user)
+    if not isinstance(query.message, Message) or not standings:
+        return None
+    text, keyboard = _course_list(standings, lang, reports)
+    return query.message.edit_text(text, reply_markup=keyboard)
 
 
 @router.message(F.location)
 async def location_message(
     message: Message,
-    user: UserSessionRedis | None,
+    user: Member,
     lang: str,
     attendance: AttendanceService,
     board: StatusBoard,
-) -> None:
+) -> Reply:
     """A shared location: a teacher's anchors their open session, a student's decides the
     check-in waiting for it (security levels 2 and 3)."""
-    account = require_user(user)
     location = message.location
     assert location is not None
     done = ReplyKeyboardRemove()
-    if account.role is Role.TEACHER:
+    if user.is_teacher:
         session = await attendance.share_teacher_location(
-            teacher=account, latitude=location.latitude, longitude=location.longitude
+            teacher=user, latitude=location.latitude, longitude=location.longitude
         )
         if session is None:
-            await message.answer(t("teacher.location_no_session", lang), reply_markup=done)
-            return
+            return message.answer(t("teacher.location_no_session", lang), reply_markup=done)
         board.touch(session.attendance_id)
         radius = round(attendance.location_radius_meters)
-        await message.answer(
+        return message.answer(
             t("teacher.location_saved", lang, lesson=session.lesson_name, radius=radius),
             reply_markup=done,
         )
-        return
     result = await attendance.submit_location(
-        telegram_id=account.telegram_id,
+        telegram_id=user.telegram_id,
         latitude=location.latitude,
         longitude=location.longitude,
         accuracy=location.horizontal_accuracy,
@@ -307,4 +295,4 @@ async def location_message(
         text = t("location.no_wait", lang)
     if session is not None:
         board.touch(session.attendance_id)
-    await message.answer(text, reply_markup=done)
+    return message.answer(text, reply_markup=done)

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,6 +19,7 @@ from dal.redis.guards import Guards
 from services.aksis import AksisClient, InvalidCredentials
 from services.errors import LoginThrottled, PortalBusy
 from services.lesson_finder import Lesson, lesson_slot
+from services.members import Member
 from services.notify import Notice, Notifier
 
 log = logging.getLogger(__name__)
@@ -337,8 +338,12 @@ class AccountService:
             log.info("term %s began: %d user(s) asked to /login again", term, len(notices))
             self._notifier.notify_later(notices)
 
-    async def set_reminders(self, *, user: UserSessionRedis, enabled: bool) -> UserSessionRedis:
-        await self._pg.set_reminders(school_number=user.school_number, enabled=enabled)
-        updated = user.model_copy(update={"reminders_enabled": enabled})
-        await self._user_store.save_user_session(session=updated, ttl_seconds=self._ttl(user.role))
-        return updated
+    async def set_reminders(self, *, member: Member, enabled: bool) -> Member:
+        await self._pg.set_reminders(school_number=member.school_number, enabled=enabled)
+        cached = await self._user_store.get_user_session(telegram_id=member.telegram_id)
+        if cached is not None:
+            updated = cached.model_copy(update={"reminders_enabled": enabled})
+            await self._user_store.save_user_session(
+                session=updated, ttl_seconds=self._ttl(member.role)
+            )
+        return replace(member, reminders_enabled=enabled)

@@ -18,7 +18,6 @@ from dal.models import (
     FailReason,
     RecordSource,
     RecordStatus,
-    Role,
     ScheduleEntry,
     UserSessionRedis,
 )
@@ -31,13 +30,13 @@ from services.errors import (
     AlreadyOnList,
     InvalidInput,
     NotOwner,
-    NotTeacher,
     RecordNotFound,
     SessionClosed,
     SessionGone,
 )
 from services.lesson_finder import Lesson, current_lesson, lesson_slot
 from services.location import location_verdict
+from services.members import Identity, require_teacher
 from services.notify import Notice, Notifier, Stale
 from services.status import StatusCounts, is_late, live_status
 from services.text import code_digits, person_key, turkish_casefold
@@ -194,7 +193,7 @@ class AttendanceService:
 
     # --- lesson finding ------------------------------------------------------------------
 
-    async def teacher_lessons(self, *, teacher: UserSessionRedis) -> TeacherLessons:
+    async def teacher_lessons(self, *, teacher: Identity) -> TeacherLessons:
         """Today's lessons of a teacher (issue 9, item 2).
 
         A lesson in the teacher's own portal schedule is theirs. Without one, the lessons whose
@@ -202,7 +201,7 @@ class AttendanceService:
         teacher has in their own schedule; when another linked teacher shares the normalized
         name, the list is only offered to pick from (`ambiguous`), never opened unasked.
         """
-        _require_teacher(teacher)
+        require_teacher(teacher)
         local_day = self._clock().astimezone(self._tz).date()
         start = datetime.combine(local_day, time(0), self._tz)
         end = start + timedelta(days=1)
@@ -238,9 +237,9 @@ class AttendanceService:
     # --- opening -------------------------------------------------------------------------
 
     async def start_session(
-        self, *, teacher: UserSessionRedis, chat_id: int, lesson_name: str | None = None
+        self, *, teacher: Identity, chat_id: int, lesson_name: str | None = None
     ) -> StartOutcome:
-        _require_teacher(teacher)
+        require_teacher(teacher)
         existing = await self.open_session(teacher=teacher)
         if existing is not None:
             return AlreadyOpen(existing)
@@ -263,10 +262,10 @@ class AttendanceService:
         return await self._open(teacher=teacher, chat_id=chat_id, lesson=lesson)
 
     async def start_chosen(
-        self, *, teacher: UserSessionRedis, chat_id: int, course_code: str, start_epoch: int
+        self, *, teacher: Identity, chat_id: int, course_code: str, start_epoch: int
     ) -> StartOutcome:
         """Open the lesson a teacher picked from today's list (or a reminder's button)."""
-        _require_teacher(teacher)
+        require_teacher(teacher)
         existing = await self.open_session(teacher=teacher)
         if existing is not None:
             return AlreadyOpen(existing)
@@ -289,7 +288,7 @@ class AttendanceService:
         )
 
     async def _open(
-        self, *, teacher: UserSessionRedis, chat_id: int, lesson: Lesson
+        self, *, teacher: Identity, chat_id: int, lesson: Lesson
     ) -> StartOutcome:
         now = self._clock()
         slot: str | None = None
@@ -366,17 +365,17 @@ class AttendanceService:
 
     # --- the teacher's session -----------------------------------------------------------
 
-    async def open_session(self, *, teacher: UserSessionRedis) -> AttendanceRedis | None:
-        _require_teacher(teacher)
+    async def open_session(self, *, teacher: Identity) -> AttendanceRedis | None:
+        require_teacher(teacher)
         return await self._sessions.get_open_attendance(
             teacher_school_number=teacher.school_number, now=self._clock()
         )
 
     async def owned_session(
-        self, *, teacher: UserSessionRedis, attendance_id: UUID
+        self, *, teacher: Identity, attendance_id: UUID
     ) -> AttendanceRedis:
         """The live session `attendance_id`, checked to belong to this teacher."""
-        _require_teacher(teacher)
+        require_teacher(teacher)
         attendance = await self._sessions.get_attendance(attendance_id=attendance_id)
         if attendance is None:
             raise SessionGone
@@ -392,7 +391,7 @@ class AttendanceService:
         )
 
     async def set_security_level(
-        self, *, teacher: UserSessionRedis, attendance_id: UUID, level: int
+        self, *, teacher: Identity, attendance_id: UUID, level: int
     ) -> AttendanceRedis:
         """Change the level of the teacher's open session (its owner only; refused by Redis
         once the session has ended or is claimed). Lowering the level never touches records
@@ -408,7 +407,7 @@ class AttendanceService:
             raise SessionGone from None
 
     async def end_session(
-        self, *, teacher: UserSessionRedis, attendance_id: UUID | None = None
+        self, *, teacher: Identity, attendance_id: UUID | None = None
     ) -> Roster | None:
         """End the teacher's open session now (or the one named); None if there is none."""
         if attendance_id is None:
@@ -424,7 +423,7 @@ class AttendanceService:
         return await self._roster(attendance)
 
     async def roster(
-        self, *, teacher: UserSessionRedis, attendance_id: UUID | None = None
+        self, *, teacher: Identity, attendance_id: UUID | None = None
     ) -> Roster | None:
         if attendance_id is None:
             attendance = await self.open_session(teacher=teacher)
@@ -462,7 +461,7 @@ class AttendanceService:
     # --- corrections during the session --------------------------------------------------
 
     async def _live_session(
-        self, *, teacher: UserSessionRedis, attendance_id: UUID
+        self, *, teacher: Identity, attendance_id: UUID
     ) -> AttendanceRedis:
         """The teacher's session, still open by this replica's clock: a quick first answer.
         The write itself is what decides: Redis refuses it once the session has ended by
@@ -477,7 +476,7 @@ class AttendanceService:
     async def review(
         self,
         *,
-        teacher: UserSessionRedis,
+        teacher: Identity,
         attendance_id: UUID,
         student_number: str,
         accept: bool,
@@ -511,7 +510,7 @@ class AttendanceService:
         return updated
 
     async def add_student(
-        self, *, teacher: UserSessionRedis, attendance_id: UUID, student_number: str
+        self, *, teacher: Identity, attendance_id: UUID, student_number: str
     ) -> AttendanceRecordRedis:
         number = student_number.strip()
         if not SCHOOL_NUMBER.fullmatch(number):
@@ -659,7 +658,7 @@ class AttendanceService:
     # --- security levels, the teacher's location, the head-count cap -------------------
 
     async def share_teacher_location(
-        self, *, teacher: UserSessionRedis, latitude: float, longitude: float
+        self, *, teacher: Identity, latitude: float, longitude: float
     ) -> AttendanceRedis | None:
         """Anchor the teacher's open session at their location; None when none is open."""
         session = await self.open_session(teacher=teacher)
@@ -675,7 +674,7 @@ class AttendanceService:
             raise SessionGone from None
 
     async def set_head_count_cap(
-        self, *, teacher: UserSessionRedis, attendance_id: UUID, cap: int | None
+        self, *, teacher: Identity, attendance_id: UUID, cap: int | None
     ) -> AttendanceRedis:
         """The number of students in the room: check-ins beyond it are pending (OVER_CAP)."""
         if cap is not None and not 1 <= cap <= 10_000:
@@ -705,12 +704,9 @@ class AttendanceService:
         return rotated
 
 
-def _require_teacher(user: UserSessionRedis) -> None:
-    if user.role is not Role.TEACHER:
-        raise NotTeacher
 
 
-def _log_choice(teacher: UserSessionRedis, lesson: Lesson, how: str) -> None:
+def _log_choice(teacher: Identity, lesson: Lesson, how: str) -> None:
     """A lesson found by name, not in the teacher's own schedule: who took it, for the record."""
     log.info(
         "teacher %s %s lesson %s starting %s (found by name, not in their own schedule)",

@@ -14,8 +14,6 @@ from dal.models import (
     AttendanceRecord,
     FailReason,
     RecordStatus,
-    Role,
-    UserSessionRedis,
 )
 from dal.postgres import AsyncPostgresClient, CourseSummary, StudentAttendanceRow
 from services.attendance import SCHOOL_NUMBER
@@ -24,11 +22,11 @@ from services.errors import (
     AlreadyOnList,
     InvalidInput,
     NotOwner,
-    NotTeacher,
     RecordNotFound,
     SessionGone,
 )
 from services.exports import CourseData, StudentLine, course_csv, course_xlsx, document_name
+from services.members import Identity, require_teacher
 from services.status import AttendanceRate, StatusCounts
 from services.warnings import WarningRule
 
@@ -119,19 +117,19 @@ class ReportService:
         return self._tz
 
     async def history(
-        self, *, teacher: UserSessionRedis, limit: int = 8, offset: int = 0
+        self, *, teacher: Identity, limit: int = 8, offset: int = 0
     ) -> list[SavedSheet]:
-        _require_teacher(teacher)
+        require_teacher(teacher)
         attendances = await self._pg.get_attendances(
             teacher_school_number=teacher.school_number, limit=limit, offset=offset
         )
         return [await self._sheet(a) for a in attendances]
 
-    async def sheet(self, *, teacher: UserSessionRedis, attendance_id: UUID) -> SavedSheet:
+    async def sheet(self, *, teacher: Identity, attendance_id: UUID) -> SavedSheet:
         return await self._sheet(await self._owned(teacher, attendance_id))
 
     async def toggle(
-        self, *, teacher: UserSessionRedis, attendance_id: UUID, student_number: str
+        self, *, teacher: Identity, attendance_id: UUID, student_number: str
     ) -> AttendanceRecord:
         """Switch a saved record between present and absent (a historical correction)."""
         await self._owned(teacher, attendance_id)
@@ -155,7 +153,7 @@ class ReportService:
     async def excuse(
         self,
         *,
-        teacher: UserSessionRedis,
+        teacher: Identity,
         attendance_id: UUID,
         student_number: str,
         reason: str,
@@ -181,7 +179,7 @@ class ReportService:
             raise RecordNotFound(student_number) from None
 
     async def add_to_saved(
-        self, *, teacher: UserSessionRedis, attendance_id: UUID, student_number: str, at: datetime
+        self, *, teacher: Identity, attendance_id: UUID, student_number: str, at: datetime
     ) -> AttendanceRecord:
         """Add a student as present to a saved session (kept in the audit trail)."""
         number = student_number.strip()
@@ -202,7 +200,7 @@ class ReportService:
 
     # --- term figures (issue 13) ---------------------------------------------------------
 
-    async def my_courses(self, *, student: UserSessionRedis) -> list[CourseStanding]:
+    async def my_courses(self, *, student: Identity) -> list[CourseStanding]:
         """The student's standing per course, by course name."""
         rows = await self._pg.get_student_records(student_number=student.school_number)
         by_course: dict[str, list[StudentAttendanceRow]] = {}
@@ -223,24 +221,24 @@ class ReportService:
         standings.sort(key=lambda c: (c.lesson_name, c.course_key))
         return standings
 
-    async def my_course(self, *, student: UserSessionRedis, token: str) -> CourseStanding:
+    async def my_course(self, *, student: Identity, token: str) -> CourseStanding:
         for standing in await self.my_courses(student=student):
             if standing.token == token:
                 return standing
         raise RecordNotFound(token)
 
-    async def export_courses(self, *, teacher: UserSessionRedis) -> list[CourseSummary]:
-        _require_teacher(teacher)
+    async def export_courses(self, *, teacher: Identity) -> list[CourseSummary]:
+        require_teacher(teacher)
         return await self._pg.get_teacher_courses(teacher_school_number=teacher.school_number)
 
-    async def course_by_token(self, *, teacher: UserSessionRedis, token: str) -> CourseSummary:
+    async def course_by_token(self, *, teacher: Identity, token: str) -> CourseSummary:
         for course in await self.export_courses(teacher=teacher):
             if course_token(course.course_key) == token:
                 return course
         raise SessionGone
 
-    async def course_data(self, *, teacher: UserSessionRedis, course_key: str) -> CourseData:
-        _require_teacher(teacher)
+    async def course_data(self, *, teacher: Identity, course_key: str) -> CourseData:
+        require_teacher(teacher)
         number = teacher.school_number
         sessions = await self._pg.get_course_sessions(
             teacher_school_number=number, course_key=course_key
@@ -283,7 +281,7 @@ class ReportService:
         return [line for line in data.students() if self._rule.below(line.rate)]
 
     async def export_csv(
-        self, *, teacher: UserSessionRedis, attendance_id: UUID
+        self, *, teacher: Identity, attendance_id: UUID
     ) -> tuple[str, bytes]:
         sheet = await self.sheet(teacher=teacher, attendance_id=attendance_id)
         rows = [
@@ -316,8 +314,8 @@ class ReportService:
         name = f"attendance-{code}-{start:%Y%m%d-%H%M}.csv"
         return name, csv_document(header, rows)
 
-    async def _owned(self, teacher: UserSessionRedis, attendance_id: UUID) -> Attendance:
-        _require_teacher(teacher)
+    async def _owned(self, teacher: Identity, attendance_id: UUID) -> Attendance:
+        require_teacher(teacher)
         try:
             attendance = await self._pg.get_attendance_by_id(attendance_id=attendance_id)
         except NotFound:
@@ -338,6 +336,3 @@ class ReportService:
         return SavedSheet(attendance, rows)
 
 
-def _require_teacher(user: UserSessionRedis) -> None:
-    if user.role is not Role.TEACHER:
-        raise NotTeacher

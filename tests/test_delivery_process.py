@@ -192,11 +192,20 @@ async def test_kill_9_while_a_handler_runs_does_not_lock_the_user_out(
         bot = BotProcess(bot_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
         try:
             await bot.start(telegram, _polling(telegram))
-            # The /start handler's answer keeps failing (network, retried with backoff), so the
-            # handler runs on, holding the user's lock, when the process is killed.
+            # A reply is returned by its handler and sent after the user's lock is released
+            # (handlers/replies.py): while /start's answer keeps failing, no lock is held.
             telegram.disconnect_next("sendMessage", 5)
             await teacher.send("/start")
             await telegram.wait_for_calls("sendMessage", 2, timeout=10)
+            assert [key async for key in redis_raw.scan_iter(match="fsm:*:lock")] == []
+            telegram.clear_faults()
+            await teacher.wait_until(lambda: bool(teacher.unread), what="the answer to /start")
+            # `/login NAME` deletes the message inside its handler, before anything else; that
+            # call keeps failing (network, retried with backoff), so the handler runs on,
+            # holding the user's lock, when the process is killed.
+            telegram.disconnect_next("deleteMessage", 5)
+            await teacher.send("/login someone")
+            await telegram.wait_for_calls("deleteMessage", 2, timeout=10)
             locks = [key async for key in redis_raw.scan_iter(match="fsm:*:lock")]
             assert len(locks) == 1
             await bot.kill()

@@ -1,14 +1,40 @@
 """Inline button payloads. Telegram allows 64 bytes of callback data: ids only, never names.
 
+Fields are typed: aiogram packs a `UUID` as its 32 hex digits and an `Enum` as its value, and
+unpacks both with validation, so a forged or mangled payload matches no handler (it gets the
+"outdated button" answer, handlers.common.outdated_button). The wire format is the one older
+buttons already in chats carry (`sa:end:<32 hex>`), so they keep working.
+
 Every handler that receives one of these re-checks on the server that the presser may act
 (role and ownership), so forged data changes nothing.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from uuid import UUID
 
 from aiogram.filters.callback_data import CallbackData
+
+
+class Act(StrEnum):
+    """What a button on the status message asks for."""
+
+    END = "end"
+    LIST = "list"
+    CAP = "cap"
+    ADD = "add"
+
+
+class Verdict(StrEnum):
+    ACCEPT = "a"
+    REJECT = "r"
+
+
+class Fmt(StrEnum):
+    XLSX = "xlsx"
+    CSV = "csv"
+    BOTH = "both"
 
 
 class LessonPick(CallbackData, prefix="lp"):
@@ -17,39 +43,39 @@ class LessonPick(CallbackData, prefix="lp"):
 
 
 class SessionAction(CallbackData, prefix="sa"):
-    action: str  # "end" | "list" | "add"
-    aid: str  # attendance id, 32 hex digits
+    action: Act
+    aid: UUID
 
 
 class SessionLevel(CallbackData, prefix="sl"):
-    aid: str  # attendance id, 32 hex digits ("sl:<32>:<1>": 37 bytes)
+    aid: UUID  # "sl:<32 hex>:<1>": 37 bytes
     level: int
 
 
 class AttendeesPage(CallbackData, prefix="ap"):
-    aid: str
+    aid: UUID
     page: int
 
 
 class Review(CallbackData, prefix="rv"):
-    action: str  # "a" accept | "r" reject
-    aid: str
+    action: Verdict
+    aid: UUID
     sn: str
 
 
 class HistoryOpen(CallbackData, prefix="ho"):
-    aid: str
+    aid: UUID
     page: int = 0
 
 
 class HistoryToggle(CallbackData, prefix="ht"):
-    aid: str
+    aid: UUID
     sn: str
     page: int = 0
 
 
 class HistoryCsv(CallbackData, prefix="hc"):
-    aid: str
+    aid: UUID
 
 
 class HistoryList(CallbackData, prefix="hl"):
@@ -57,16 +83,16 @@ class HistoryList(CallbackData, prefix="hl"):
 
 
 class HistoryExcuseList(CallbackData, prefix="hx"):
-    aid: str
+    aid: UUID
 
 
 class HistoryExcuse(CallbackData, prefix="he"):
-    aid: str
+    aid: UUID
     sn: str
 
 
 class HistoryAdd(CallbackData, prefix="hd"):
-    aid: str
+    aid: UUID
 
 
 class MyCourse(CallbackData, prefix="mc"):
@@ -83,12 +109,5 @@ class ExportCourse(CallbackData, prefix="ec"):
 
 class ExportFormat(CallbackData, prefix="ef"):
     token: str
-    fmt: str  # "xlsx" | "csv" | "both"
+    fmt: Fmt
 
-
-def parse_aid(value: str) -> UUID | None:
-    """The attendance id carried in a button, or None when it is not one (forged or stale)."""
-    try:
-        return UUID(hex=value)
-    except ValueError:
-        return None

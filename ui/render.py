@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+)
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import Raw, t
 from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, RecordSource
 from services.attendance import AttendanceService, Roster
 from services.lesson_finder import Lesson
-from ui.callbacks import AttendeesPage, Review, SessionAction, SessionLevel
+from ui.callbacks import (
+    Act,
+    AttendeesPage,
+    Review,
+    SessionAction,
+    SessionLevel,
+    Verdict,
+)
 
 PAGE_SIZE = 20
 # Pending reasons of security levels 2/3 and the head-count cap (issue 12), named in the list.
@@ -84,13 +98,13 @@ def session_status(
 
 
 def session_keyboard(attendance: AttendanceRedis, lang: str) -> InlineKeyboardMarkup:
-    aid = attendance.attendance_id.hex
+    aid = attendance.attendance_id
     builder = InlineKeyboardBuilder()
     builder.button(
-        text=t("button.attendees", lang), callback_data=SessionAction(action="list", aid=aid)
+        text=t("button.attendees", lang), callback_data=SessionAction(action=Act.LIST, aid=aid)
     )
-    builder.button(text=t("button.end", lang), callback_data=SessionAction(action="end", aid=aid))
-    builder.button(text=t("button.cap", lang), callback_data=SessionAction(action="cap", aid=aid))
+    builder.button(text=t("button.end", lang), callback_data=SessionAction(action=Act.END, aid=aid))
+    builder.button(text=t("button.cap", lang), callback_data=SessionAction(action=Act.CAP, aid=aid))
     for level in (1, 2, 3):
         key = "button.level_on" if level == attendance.security_option else "button.level"
         builder.button(
@@ -98,6 +112,12 @@ def session_keyboard(attendance: AttendanceRedis, lang: str) -> InlineKeyboardMa
         )
     builder.adjust(3, 3)
     return builder.as_markup()
+
+
+def location_keyboard(lang: str) -> ReplyKeyboardMarkup:
+    """One tap sends the phone's current location (private chats only)."""
+    button = KeyboardButton(text=t("button.send_location", lang), request_location=True)
+    return ReplyKeyboardMarkup(keyboard=[[button]], resize_keyboard=True, one_time_keyboard=True)
 
 
 def lesson_label(lesson: Lesson, tz: ZoneInfo) -> str:
@@ -138,11 +158,28 @@ def record_line(
     )
 
 
+def page_row(
+    page: int, *, has_next: bool, lang: str, to: Callable[[int], CallbackData]
+) -> list[InlineKeyboardButton]:
+    """The ◀️ / ▶️ buttons of a paged list (empty on a single page); `to(n)` is page n's data.
+    The one builder of page buttons: live attendees, saved sheets and the history list."""
+    row: list[InlineKeyboardButton] = []
+    if page > 0:
+        row.append(
+            InlineKeyboardButton(text=t("button.prev", lang), callback_data=to(page - 1).pack())
+        )
+    if has_next:
+        row.append(
+            InlineKeyboardButton(text=t("button.next", lang), callback_data=to(page + 1).pack())
+        )
+    return row
+
+
 def attendees_page(
     service: AttendanceService, roster: Roster, page: int, *, lang: str, tz: ZoneInfo
 ) -> tuple[str, InlineKeyboardMarkup]:
     attendance = roster.attendance
-    aid = attendance.attendance_id.hex
+    aid = attendance.attendance_id
     records = roster.records
     pages = max(1, math.ceil(len(records) / PAGE_SIZE))
     page = min(max(page, 0), pages - 1)
@@ -167,35 +204,26 @@ def attendees_page(
             if record.is_attended:
                 builder.button(
                     text=t("button.reject", lang, number=record.student_number),
-                    callback_data=Review(action="r", aid=aid, sn=record.student_number),
+                    callback_data=Review(action=Verdict.REJECT, aid=aid, sn=record.student_number),
                 )
             else:
                 builder.button(
                     text=t("button.accept", lang, number=record.student_number),
-                    callback_data=Review(action="a", aid=aid, sn=record.student_number),
+                    callback_data=Review(action=Verdict.ACCEPT, aid=aid, sn=record.student_number),
                 )
         builder.adjust(3)
-    nav: list[InlineKeyboardButton] = []
-    if page > 0:
-        nav.append(
-            InlineKeyboardButton(
-                text=t("button.prev", lang),
-                callback_data=AttendeesPage(aid=aid, page=page - 1).pack(),
-            )
-        )
-    if page < pages - 1:
-        nav.append(
-            InlineKeyboardButton(
-                text=t("button.next", lang),
-                callback_data=AttendeesPage(aid=aid, page=page + 1).pack(),
-            )
-        )
+    nav = page_row(
+        page,
+        has_next=page < pages - 1,
+        lang=lang,
+        to=lambda n: AttendeesPage(aid=aid, page=n),
+    )
     if nav:
         builder.row(*nav)
     builder.row(
         InlineKeyboardButton(
             text=t("button.add", lang),
-            callback_data=SessionAction(action="add", aid=aid).pack(),
+            callback_data=SessionAction(action=Act.ADD, aid=aid).pack(),
         )
     )
     return text, builder.as_markup()

@@ -1,0 +1,60 @@
+"""The linked account: /me, /reminders, and the check-in deep link (linked users only)."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.fsm.context import FSMContext
+from aiogram.types import Message
+
+from bot.i18n import t
+from handlers.access import MemberGate
+from handlers.deps import Metrics, StatusBoard
+from handlers.replies import Reply
+from handlers.student import reply_check_in
+from services.accounts import AccountService
+from services.attendance import AttendanceService
+from services.members import Member
+
+router = Router(name="account")
+router.message.middleware(MemberGate())
+
+
+@router.message(CommandStart(deep_link=True, magic=F.args.regexp(r"^ci_\d{6}$")))
+async def start_check_in(
+    message: Message,
+    command: CommandObject,
+    lang: str,
+    attendance: AttendanceService,
+    board: StatusBoard,
+    state: FSMContext,
+    metrics: Metrics,
+) -> Reply:
+    """`https://t.me/<bot>?start=ci_<code>` checks in like sending the code."""
+    await state.clear()
+    code = (command.args or "")[3:]
+    return await reply_check_in(
+        message, code, lang=lang, attendance=attendance, board=board, metrics=metrics
+    )
+
+
+@router.message(Command("me"))
+async def me(message: Message, user: Member, lang: str) -> Reply:
+    return message.answer(
+        t(
+            "me.info",
+            lang,
+            name=user.full_name,
+            role=t(f"role.{user.role}", lang),
+            number=user.school_number,
+            reminders=t("on" if user.reminders_enabled else "off", lang),
+        )
+    )
+
+
+@router.message(Command("reminders"))
+async def reminders(message: Message, user: Member, lang: str, accounts: AccountService) -> Reply:
+    updated = await accounts.set_reminders(member=user, enabled=not user.reminders_enabled)
+    return message.answer(
+        t("reminders.now", lang, state=t("on" if updated.reminders_enabled else "off", lang))
+    )

@@ -1,0 +1,175 @@
+"""Teachers: the live attendee list, reviewing pending check-ins, adding a student by hand."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from aiogram import F, Router
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.callback_answer import CallbackAnswer
+
+from bot.i18n import COMMANDS, t
+from handlers.deps import StatusBoard
+from handlers.filters import has_text
+from handlers.replies import Reply
+from handlers.teacher.shared import message_of, recalled_aid, remember_aid
+from services.attendance import AttendanceService
+from services.errors import AlreadyOnList, RecordNotFound
+from services.members import Member
+from ui.callbacks import AttendeesPage, Review, Verdict
+from ui.render import attendees_page
+
+router = Router(name="teacher.attendees")
+
+
+class RejectForm(StatesGroup):
+    reason = State()
+
+
+class AddForm(StatesGroup):
+    number = State()
+
+
+async def send_attendees(
+    target: Message,
+    teacher: Member,
+    lang: str,
+    attendance: AttendanceService,
+    *,
+    aid: UUID | None = None,
+    page: int = 0,
+    edit: bool = False,
+) -> Reply:
+    """The list as a new message, or (`edit`) in place of the one under the pressed button."""
+    roster = await attendance.roster(teacher=teacher, attendance_id=aid)
+    if roster is None:
+        return target.answer(t("session.none_open", lang))
+    text, keyboard = attendees_page(attendance, roster, page, lang=lang, tz=attendance.tz)
+    if edit:
+        return target.edit_text(text, reply_markup=keyboard)
+    return target.answer(text, reply_markup=keyboard)
+
+
+@router.message(Command("attendees"))
+async def attendees(
+    message: Message, user: Member, lang: str, attendance: AttendanceService
+) -> Reply:
+    return await send_attendees(message, user, lang, attendance)
+
+
+@router.callback_query(AttendeesPage.filter())
+async def attendees_paged(
+    query: CallbackQuery,
+    callback_data: AttendeesPage,
+    user: Member,
+    lang: str,
+    attendance: AttendanceService,
+) -> Reply:
+    message = message_of(query)
+    if message is None:
+        return None
+    return await send_attendees(
+        message, user, lang, attendance, aid=callback_data.aid, page=callback_data.page, edit=True
+    )
+
+
+@router.callback_query(Review.filter(F.action == Verdict.ACCEPT))
+async def accept(
+    query: CallbackQuery,
+    callback_data: Review,
+    callback_answer: CallbackAnswer,
+    user: Member,
+    lang: str,
+    attendance: AttendanceService,
+    board: StatusBoard,
+) -> Reply:
+    record = await attendance.review(
+        teacher=user, attendance_id=callback_data.aid, student_number=callback_data.sn, accept=True
+    )
+    board.touch(callback_data.aid)
+    callback_answer.text = t(
+        "review.accepted", lang, name=record.student_full_name, number=record.student_number
+    )
+    message = message_of(query)
+    if message is None:
+        return None
+    return await send_attendees(message, user, lang, attendance, aid=callback_data.aid, edit=True)
+
+
+@router.callback_query(Review.filter(F.action == Verdict.REJECT))
+async def reject_ask(
+    query: CallbackQuery,
+    callback_data: Review,
+    user: Member,
+    lang: str,
+    attendance: AttendanceService,
+    state: FSMContext,
+) -> Reply:
+    roster = await attendance.roster(teacher=user, attendance_id=callback_data.aid)
+    record = (
+        next((r for r in roster.records if r.student_number == callback_data.sn), None)
+        if roster
+        else None
+    )
+    if record is None:
+        raise RecordNotFound(callback_data.sn)
+    await remember_aid(state, RejectForm.reason, callback_data.aid, sn=callback_data.sn)
+    message = message_of(query)
+    if message is None:
+        return None
+    return message.answer(
+        t("review.ask_reason", lang, name=record.student_full_name, number=record.student_number)
+    )
+
+
+@router.message(StateFilter(RejectForm.reason), has_text, ~Command(*COMMANDS))
+async def reject_reason(
+    message: Message,
+    user: Member,
+    lang: str,
+    attendance: AttendanceService,
+    board: StatusBoard,
+    state: FSMContext,
+) -> Reply:
+    attendance_id, data = await recalled_aid(state)
+    await state.clear()
+    reason = (message.text or "").strip()
+    record = await attendance.review(
+        teacher=user,
+        attendance_id=attendance_id,
+        student_number=str(data.get("sn", "")),
+        accept=False,
+        reason=None if reason in ("", "-") else reason,
+    )
+    board.touch(attendance_id)
+    return message.answer(
+        t("review.rejected", lang, name=record.student_full_name, number=record.student_number)
+    )
+
+
+@router.message(StateFilter(AddForm.number), has_text, ~Command(*COMMANDS))
+async def add_number(
+    message: Message,
+    user: Member,
+    lang: str,
+    attendance: AttendanceService,
+    board: StatusBoard,
+    state: FSMContext,
+) -> Reply:
+    attendance_id, _ = await recalled_aid(state)
+    try:
+        record = await attendance.add_student(
+            teacher=user, attendance_id=attendance_id, student_number=message.text or ""
+        )
+    except AlreadyOnList as exc:
+        await state.clear()
+        return message.answer(t("add.already", lang, number=exc.student_number))
+    # A malformed number raises InvalidInput before this line and keeps the step open.
+    await state.clear()
+    board.touch(attendance_id)
+    return message.answer(
+        t("add.ok", lang, number=record.student_number, name=record.student_full_name)
+    )

@@ -1,0 +1,331 @@
+"""Teachers: saved sessions (/history), corrections, excused absences, one-session CSV."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+)
+from aiogram.utils.callback_answer import CallbackAnswer
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.i18n import COMMANDS, t
+from dal.models import RecordStatus
+from handlers.filters import has_text
+from handlers.replies import Reply
+from handlers.teacher.shared import message_of, recalled_aid, remember_aid
+from services.attendance import AttendanceService
+from services.errors import AlreadyOnList, InvalidInput
+from services.members import Member
+from services.reports import ReportService, SavedSheet
+from ui.callbacks import (
+    HistoryAdd,
+    HistoryCsv,
+    HistoryExcuse,
+    HistoryExcuseList,
+    HistoryList,
+    HistoryOpen,
+    HistoryToggle,
+)
+from ui.render import page_row
+
+router = Router(name="teacher.history")
+
+HISTORY_PAGE = 8
+SHEET_PAGE = 24
+
+
+class ExcuseForm(StatesGroup):
+    reason = State()
+
+
+class SavedAddForm(StatesGroup):
+    number = State()
+
+
+def _sheet_view(
+    sheet: SavedSheet, page: int, lang: str, reports: ReportService
+) -> tuple[str, InlineKeyboardMarkup]:
+    attendance = sheet.attendance
+    aid = attendance.attendance_id
+    date = attendance.start_time.astimezone(reports.tz).strftime("%d.%m.%Y %H:%M")
+    text = t(
+        "history.detail",
+        lang,
+        lesson=attendance.lesson_name,
+        date=date,
+        present=sheet.counts.present,
+        late=sheet.counts.late,
+        absent=sheet.counts.absent,
+        excused=sheet.counts.excused,
+        pending=sheet.counts.pending,
+        rejected=sheet.counts.rejected,
+    )
+    pages = max(1, -(-len(sheet.rows) // SHEET_PAGE))
+    page = min(max(page, 0), pages - 1)
+    builder = InlineKeyboardBuilder()
+    for row in sheet.rows[page * SHEET_PAGE : (page + 1) * SHEET_PAGE]:
+        status = row.record.status
+        icon = "✅" if status.attended else "🩺" if status is RecordStatus.EXCUSED else "❌"
+        builder.button(
+            text=f"{icon} {row.student_number} {row.full_name}"[:40],
+            callback_data=HistoryToggle(aid=aid, sn=row.student_number, page=page),
+        )
+    builder.adjust(2)
+    nav = page_row(
+        page, has_next=page < pages - 1, lang=lang, to=lambda n: HistoryOpen(aid=aid, page=n)
+    )
+    if nav:
+        builder.row(*nav)
+    builder.row(
+        InlineKeyboardButton(
+            text=t("button.excuse", lang), callback_data=HistoryExcuseList(aid=aid).pack()
+        ),
+        InlineKeyboardButton(
+            text=t("button.add_saved", lang), callback_data=HistoryAdd(aid=aid).pack()
+        ),
+    )
+    builder.row(
+        InlineKeyboardButton(text=t("button.csv", lang), callback_data=HistoryCsv(aid=aid).pack()),
+        InlineKeyboardButton(text=t("button.back", lang), callback_data=HistoryList().pack()),
+    )
+    return text, builder.as_markup()
+
+
+async def _history_list(
+    target: Message,
+    teacher: Member,
+    lang: str,
+    reports: ReportService,
+    *,
+    page: int = 0,
+    edit: bool = False,
+) -> Reply:
+    sheets = await reports.history(
+        teacher=teacher, limit=HISTORY_PAGE + 1, offset=page * HISTORY_PAGE
+    )
+    if not sheets and page == 0:
+        return target.answer(t("history.empty", lang))
+    builder = InlineKeyboardBuilder()
+    for sheet in sheets[:HISTORY_PAGE]:
+        attendance = sheet.attendance
+        builder.button(
+            text=t(
+                "history.line",
+                lang,
+                date=attendance.start_time.astimezone(reports.tz).strftime("%d.%m %H:%M"),
+                lesson=attendance.lesson_name[:30],
+                present=sheet.counts.attended,
+                total=len(sheet.rows),
+            ),
+            callback_data=HistoryOpen(aid=attendance.attendance_id),
+        )
+    builder.adjust(1)
+    nav = page_row(
+        page, has_next=len(sheets) > HISTORY_PAGE, lang=lang, to=lambda n: HistoryList(page=n)
+    )
+    if nav:
+        builder.row(*nav)
+    text = t("history.header", lang)
+    if edit:
+        return target.edit_text(text, reply_markup=builder.as_markup())
+    return target.answer(text, reply_markup=builder.as_markup())
+
+
+@router.message(Command("history"))
+async def history(message: Message, user: Member, lang: str, reports: ReportService) -> Reply:
+    return await _history_list(message, user, lang, reports)
+
+
+@router.callback_query(HistoryList.filter())
+async def history_list(
+    query: CallbackQuery,
+    callback_data: HistoryList,
+    user: Member,
+    lang: str,
+    reports: ReportService,
+) -> Reply:
+    message = message_of(query)
+    if message is None:
+        return None
+    return await _history_list(message, user, lang, reports, page=callback_data.page, edit=True)
+
+
+@router.callback_query(HistoryOpen.filter())
+async def history_open(
+    query: CallbackQuery,
+    callback_data: HistoryOpen,
+    user: Member,
+    lang: str,
+    reports: ReportService,
+) -> Reply:
+    sheet = await reports.sheet(teacher=user, attendance_id=callback_data.aid)
+    message = message_of(query)
+    if message is None:
+        return None
+    text, keyboard = _sheet_view(sheet, callback_data.page, lang, reports)
+    return message.edit_text(text, reply_markup=keyboard)
+
+
+@router.callback_query(HistoryToggle.filter())
+async def history_toggle(
+    query: CallbackQuery,
+    callback_data: HistoryToggle,
+    callback_answer: CallbackAnswer,
+    user: Member,
+    lang: str,
+    reports: ReportService,
+) -> Reply:
+    attendance_id = callback_data.aid
+    record = await reports.toggle(
+        teacher=user, attendance_id=attendance_id, student_number=callback_data.sn
+    )
+    state_word = t("state.present" if record.is_attended else "state.absent", lang)
+    callback_answer.text = t(
+        "history.corrected", lang, number=record.student_number, state=state_word
+    )
+    sheet = await reports.sheet(teacher=user, attendance_id=attendance_id)
+    message = message_of(query)
+    if message is None:
+        return None
+    text, keyboard = _sheet_view(sheet, callback_data.page, lang, reports)
+    return message.edit_text(text, reply_markup=keyboard)
+
+
+@router.callback_query(HistoryCsv.filter())
+async def history_csv(
+    query: CallbackQuery, callback_data: HistoryCsv, user: Member, reports: ReportService
+) -> Reply:
+    name, data = await reports.export_csv(teacher=user, attendance_id=callback_data.aid)
+    message = message_of(query)
+    if message is None:
+        return None
+    return message.answer_document(BufferedInputFile(data, filename=name))
+
+
+# --- excused absences (issue 13) ------------------------------------------------------------
+
+
+@router.callback_query(HistoryExcuseList.filter())
+async def excuse_list(
+    query: CallbackQuery,
+    callback_data: HistoryExcuseList,
+    user: Member,
+    lang: str,
+    reports: ReportService,
+) -> Reply:
+    sheet = await reports.sheet(teacher=user, attendance_id=callback_data.aid)
+    message = message_of(query)
+    if message is None:
+        return None
+    absent = [row for row in sheet.rows if row.record.status is RecordStatus.ABSENT]
+    if not absent:
+        return message.answer(t("excuse.none", lang))
+    builder = InlineKeyboardBuilder()
+    for row in absent[:90]:
+        builder.button(
+            text=f"❌ {row.student_number} {row.full_name}"[:40],
+            callback_data=HistoryExcuse(aid=callback_data.aid, sn=row.student_number),
+        )
+    builder.adjust(2)
+    return message.answer(t("excuse.choose", lang), reply_markup=builder.as_markup())
+
+
+@router.callback_query(HistoryExcuse.filter())
+async def excuse_pick(
+    query: CallbackQuery,
+    callback_data: HistoryExcuse,
+    user: Member,
+    lang: str,
+    reports: ReportService,
+    state: FSMContext,
+) -> Reply:
+    """Ask for the reason; ownership is checked now and again when the reason arrives."""
+    await reports.sheet(teacher=user, attendance_id=callback_data.aid)
+    await remember_aid(state, ExcuseForm.reason, callback_data.aid, sn=callback_data.sn)
+    message = message_of(query)
+    if message is None:
+        return None
+    return message.answer(t("excuse.ask_reason", lang, number=callback_data.sn))
+
+
+@router.message(StateFilter(ExcuseForm.reason), has_text, ~Command(*COMMANDS))
+async def excuse_reason(
+    message: Message,
+    user: Member,
+    lang: str,
+    reports: ReportService,
+    state: FSMContext,
+) -> Reply:
+    attendance_id, data = await recalled_aid(state)
+    try:
+        record = await reports.excuse(
+            teacher=user,
+            attendance_id=attendance_id,
+            student_number=str(data.get("sn", "")),
+            reason=message.text or "",
+        )
+    except InvalidInput:
+        raise  # the step stays open for another try
+    except Exception:
+        await state.clear()
+        raise
+    await state.clear()
+    return message.answer(
+        t("excuse.ok", lang, number=record.student_number, reason=record.teacher_note or "")
+    )
+
+
+@router.callback_query(HistoryAdd.filter())
+async def saved_add_ask(
+    query: CallbackQuery,
+    callback_data: HistoryAdd,
+    user: Member,
+    lang: str,
+    reports: ReportService,
+    state: FSMContext,
+) -> Reply:
+    """Add a student to a saved session: ask for the number (ownership checked now and when
+    the number arrives)."""
+    await reports.sheet(teacher=user, attendance_id=callback_data.aid)
+    await remember_aid(state, SavedAddForm.number, callback_data.aid)
+    message = message_of(query)
+    if message is None:
+        return None
+    return message.answer(t("add.ask_number", lang))
+
+
+@router.message(StateFilter(SavedAddForm.number), has_text, ~Command(*COMMANDS))
+async def saved_add_number(
+    message: Message,
+    user: Member,
+    lang: str,
+    reports: ReportService,
+    attendance: AttendanceService,
+    state: FSMContext,
+) -> Reply:
+    attendance_id, _ = await recalled_aid(state)
+    try:
+        record = await reports.add_to_saved(
+            teacher=user,
+            attendance_id=attendance_id,
+            student_number=message.text or "",
+            at=attendance.now(),
+        )
+    except InvalidInput:
+        raise  # a malformed number keeps the step open
+    except AlreadyOnList as exc:
+        await state.clear()
+        return message.answer(t("add.already", lang, number=exc.student_number))
+    except Exception:
+        await state.clear()
+        raise
+    await state.clear()
+    return message.answer(t("history.added", lang, number=record.student_number))
