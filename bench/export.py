@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from dal.models import Attendance, AttendanceRecord, FailReason, Role, User, UserSessionRedis
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 
 COURSE = "BENCH400"
 TEACHER = "T0001"
@@ -27,7 +27,7 @@ _REASONS = {
 }
 
 
-async def seed_course(pg: AsyncPostgresClient, *, students: int, sessions: int) -> None:
+async def seed_course(pg: Postgres, *, students: int, sessions: int) -> None:
     """A course of `sessions` sessions with a record per student in each."""
     users = [User(user_school_number=TEACHER, user_full_name="Öğretmen Bench", role=Role.TEACHER)]
     users += [
@@ -38,10 +38,10 @@ async def seed_course(pg: AsyncPostgresClient, *, students: int, sessions: int) 
         )
         for n in range(students)
     ]
-    await pg.add_users(users=users)
+    await pg.accounts.add_users(users=users)
     start = datetime(2026, 2, 16, 6, 0, tzinfo=UTC)
     ids = [uuid.uuid4() for _ in range(sessions)]
-    await pg.add_attendances(
+    await pg.attendance.add_attendances(
         attendances=[
             Attendance(
                 attendance_id=aid,
@@ -70,7 +70,7 @@ async def seed_course(pg: AsyncPostgresClient, *, students: int, sessions: int) 
                     fail_reason=None if reason is None else reason.value,
                 )
             )
-    await pg.add_attendance_records(records=records)
+    await pg.attendance.add_attendance_records(records=records)
 
 
 async def measure(
@@ -80,11 +80,17 @@ async def measure(
 
     from services.reports import ReportService
 
-    pg = await AsyncPostgresClient.connect(dsn, max_size=4)
+    pg = await Postgres.connect(dsn, max_size=4)
     try:
-        await pg.pool.execute("TRUNCATE users, attendances, attendance_records CASCADE")
+        await pg.db.pool.execute("TRUNCATE users, attendances, attendance_records CASCADE")
         await seed_course(pg, students=students, sessions=sessions)
-        reports = ReportService(pg=pg, tz=ZoneInfo("Europe/Istanbul"))
+        reports = ReportService(
+            accounts=pg.accounts,
+            attendance=pg.attendance,
+            corrections=pg.corrections,
+            reports=pg.reports,
+            tz=ZoneInfo("Europe/Istanbul"),
+        )
         teacher = UserSessionRedis(
             telegram_id=1,
             school_number=TEACHER,
@@ -102,7 +108,7 @@ async def measure(
             times.append(time.perf_counter() - began)
             sizes = {name.rsplit(".", 1)[1]: len(data) for name, data in documents}
     finally:
-        await pg.close()
+        await pg.db.close()
     return {
         "seconds": statistics.median(times),
         "runs_seconds": sorted(round(t, 3) for t in times),  # type: ignore[dict-item]

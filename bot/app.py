@@ -43,7 +43,7 @@ from bot.scheduler import build_scheduler
 from bot.secrets import Sealer
 from bot.status import StatusBoard
 from dal.outbox import Outbox
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis_client import RedisClient
 from handlers import build_router
 from services.accounts import AccountService
@@ -75,7 +75,7 @@ _RESPONSE_TYPES = (
 @dataclass
 class App:
     settings: Settings
-    pg: AsyncPostgresClient
+    pg: Postgres
     redis: RedisClient
     bot: Bot
     dispatcher: Dispatcher
@@ -183,7 +183,7 @@ async def build_app(
     try:
         await redis.ping()
         await redis.require_supported_version()
-        pg = await AsyncPostgresClient.connect(settings.database_url)
+        pg = await Postgres.connect(settings.database_url)
     except BaseException:
         await redis.close()
         raise
@@ -206,7 +206,9 @@ async def build_app(
         tz = settings.tz
         secret = settings.key("secret_key")
         accounts = AccountService(
-            pg=pg,
+            accounts=pg.accounts,
+            schedules=pg.schedules,
+            retention=pg.retention,
             redis=redis,
             aksis=MeteredAksis(aksis or build_aksis_client(settings), metrics),
             notifier=notifier,
@@ -230,7 +232,8 @@ async def build_app(
         # Inside the outgoing middleware: sees each attempt, retried ones included.
         bot.session.middleware(TelegramMetrics(metrics))
         attendance = AttendanceService(
-            pg=pg,
+            accounts=pg.accounts,
+            schedules=pg.schedules,
             redis=redis,
             notifier=notifier,
             tz=tz,
@@ -243,7 +246,14 @@ async def build_app(
             clock=clock or _utc_now,
             user_loader=lambda telegram_id: accounts.current_user(telegram_id=telegram_id),
         )
-        reports = ReportService(pg=pg, tz=tz, rule=warning_rule(settings))
+        reports = ReportService(
+            accounts=pg.accounts,
+            attendance=pg.attendance,
+            corrections=pg.corrections,
+            reports=pg.reports,
+            tz=tz,
+            rule=warning_rule(settings),
+        )
         board = StatusBoard(
             bot=bot,
             attendance=attendance,
@@ -336,4 +346,4 @@ async def build_app(
         yield app
     finally:
         await redis.close()
-        await pg.close()
+        await pg.db.close()

@@ -49,7 +49,7 @@ from redis.exceptions import RedisError
 
 from dal.errors import DatabaseUnavailable, RedisUnavailable
 from dal.outbox import Outbox
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Database
 from dal.redis_client import RedisClient
 from services.aksis import (
     AksisClient,
@@ -212,7 +212,7 @@ class Metrics:
         self,
         *,
         redis: RedisClient,
-        pg: AsyncPostgresClient,
+        pg: Database,
         now: datetime,
         outbox: Outbox | None = None,
     ) -> None:

@@ -33,7 +33,7 @@ from bot.config import Settings
 from bot.logs import job_context
 from bot.metrics import Metrics
 from dal.errors import RedisUnavailable
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis_client import RedisClient
 from handlers.login import LoginForm
 from services.attendance import AttendanceService
@@ -181,7 +181,7 @@ class ScheduledJobs:
 def build_scheduler(
     *,
     settings: Settings,
-    pg: AsyncPostgresClient,
+    pg: Postgres,
     redis: RedisClient,
     notifier: Notifier,
     attendance: AttendanceService,
@@ -199,7 +199,9 @@ def build_scheduler(
     jobs = ScheduledJobs(
         redis=redis,
         finalizer=Finalizer(
-            pg=pg,
+            db=pg.db,
+            accounts=pg.accounts,
+            attendance=pg.attendance,
             redis=redis,
             notifier=notifier,
             tz=tz,
@@ -208,10 +210,13 @@ def build_scheduler(
             claim_ttl_seconds=settings.finalize_claim_seconds,
             settle_seconds=SETTLE_SECONDS,
             clock=now,
-            warnings=AttendanceWarnings(pg=pg, notifier=notifier, rule=warning_rule(settings)),
+            warnings=AttendanceWarnings(
+                reports=pg.reports, notifier=notifier, rule=warning_rule(settings)
+            ),
         ),
         purger=Purger(
-            pg=pg,
+            db=pg.db,
+            retention=pg.retention,
             redis=redis,
             # An unlinked account may be half-way through /login; any other state it has is
             # a leftover (of a logout, or of a link moved to another account).
@@ -219,7 +224,8 @@ def build_scheduler(
             retention_days=settings.retention_days,
         ),
         reminders=ReminderService(
-            pg=pg,
+            accounts=pg.accounts,
+            schedules=pg.schedules,
             redis=redis,
             notifier=notifier,
             tz=tz,

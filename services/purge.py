@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from dal.errors import DatabaseUnavailable
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Database, RetentionStore
 from dal.redis_client import RedisClient
 from services.finalize import OutageLog
 
@@ -83,7 +83,8 @@ class Purger:
     def __init__(
         self,
         *,
-        pg: AsyncPostgresClient,
+        db: Database,
+        retention: RetentionStore,
         redis: RedisClient,
         keep_fsm_states: Collection[str] = (),
         fsm_prefix: str = "fsm",
@@ -91,7 +92,8 @@ class Purger:
         retention_days: int | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._pg = pg
+        self._db = db
+        self._retention_store = retention
         self._redis = redis
         self._keep_states = sorted(keep_fsm_states)
         self._fsm_prefix = fsm_prefix
@@ -145,8 +147,8 @@ class Purger:
 
     async def _forget_inactive(self) -> int:
         assert self._retention is not None
-        with self._pg.outage_as_unavailable():
-            telegram_ids = await self._pg.forget_inactive_users(
+        with self._db.outage_as_unavailable():
+            telegram_ids = await self._retention_store.forget_inactive_users(
                 inactive_since=self._clock() - self._retention
             )
         for telegram_id in telegram_ids:
@@ -178,8 +180,10 @@ class Purger:
                 continue
         if not owners:
             return 0
-        with self._pg.outage_as_unavailable():
-            linked = await self._pg.get_linked_telegram_ids(telegram_ids=list(owners.values()))
+        with self._db.outage_as_unavailable():
+            linked = await self._retention_store.get_linked_telegram_ids(
+                telegram_ids=list(owners.values())
+            )
         pairs = [
             (f"{base}:state", f"{base}:data")
             for base, user_id in owners.items()

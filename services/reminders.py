@@ -26,7 +26,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from dal.models import Role, ScheduleEntry
-from dal.postgres import AsyncPostgresClient
+from dal.pg import AccountStore, ScheduleStore
 from dal.redis_client import RedisClient
 from services.attendance import EVERYONE, entry_to_lesson
 from services.notify import Button, Notice, Notifier, Stale
@@ -66,7 +66,8 @@ class ReminderService:
     def __init__(
         self,
         *,
-        pg: AsyncPostgresClient,
+        accounts: AccountStore,
+        schedules: ScheduleStore,
         redis: RedisClient,
         notifier: Notifier,
         tz: ZoneInfo,
@@ -76,7 +77,8 @@ class ReminderService:
         max_sessions: int = 1_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._pg = pg
+        self._accounts = accounts
+        self._schedules = schedules
         self._redis = redis
         self._notifier = notifier
         self._tz = tz
@@ -98,7 +100,7 @@ class ReminderService:
 
     async def remind_teachers(self, *, now: datetime) -> int:
         """Remind teachers of lessons starting within `lead` from `now` (not yet started)."""
-        entries = await self._pg.get_teacher_lessons_starting(
+        entries = await self._schedules.get_teacher_lessons_starting(
             start=now, end=now + self._lead + _TICK
         )
         if not entries:
@@ -108,7 +110,7 @@ class ReminderService:
             unique.setdefault((entry.school_number, entry.course_code, entry.start_time), entry)
         contacts = {
             c.school_number: c
-            for c in await self._pg.get_contacts(
+            for c in await self._accounts.get_contacts(
                 school_numbers=sorted({e.school_number for e in unique.values()})
             )
         }
@@ -165,7 +167,7 @@ class ReminderService:
             missing = enrolled - {r.student_number for r in records}
             if not missing:
                 continue
-            contacts = await self._pg.get_contacts(school_numbers=sorted(missing))
+            contacts = await self._accounts.get_contacts(school_numbers=sorted(missing))
             recipients = [c for c in contacts if c.role is Role.STUDENT and c.reminders_enabled]
             if not recipients:
                 continue
