@@ -28,7 +28,8 @@ _REASONS = {
 
 
 async def seed_course(pg: Postgres, *, students: int, sessions: int) -> None:
-    """A course of `sessions` sessions with a record per student in each."""
+    """A course of `sessions` sessions with a record per student in each, stored the way
+    finalization stores them (`persist_sessions`)."""
     users = [User(user_school_number=TEACHER, user_full_name="Öğretmen Bench", role=Role.TEACHER)]
     users += [
         User(
@@ -38,22 +39,19 @@ async def seed_course(pg: Postgres, *, students: int, sessions: int) -> None:
         )
         for n in range(students)
     ]
-    await pg.accounts.add_users(users=users)
     start = datetime(2026, 2, 16, 6, 0, tzinfo=UTC)
     ids = [uuid.uuid4() for _ in range(sessions)]
-    await pg.attendance.add_attendances(
-        attendances=[
-            Attendance(
-                attendance_id=aid,
-                teacher_school_number=TEACHER,
-                lesson_name="Büyük Ölçekli Ders",
-                lesson_code=COURSE,
-                start_time=start + timedelta(weeks=week),
-                end_time=start + timedelta(weeks=week, minutes=50),
-            )
-            for week, aid in enumerate(ids)
-        ]
-    )
+    attendances = [
+        Attendance(
+            attendance_id=aid,
+            teacher_school_number=TEACHER,
+            lesson_name="Büyük Ölçekli Ders",
+            lesson_code=COURSE,
+            start_time=start + timedelta(weeks=week),
+            end_time=start + timedelta(weeks=week, minutes=50),
+        )
+        for week, aid in enumerate(ids)
+    ]
     records = []
     for week, aid in enumerate(ids):
         for n in range(students):
@@ -70,7 +68,7 @@ async def seed_course(pg: Postgres, *, students: int, sessions: int) -> None:
                     fail_reason=None if reason is None else reason.value,
                 )
             )
-    await pg.attendance.add_attendance_records(records=records)
+    await pg.attendance.persist_sessions(users=users, attendances=attendances, records=records)
 
 
 async def measure(

@@ -723,7 +723,8 @@ async def test_outage_as_unavailable_tells_a_lost_server_from_other_errors(
     # dal/pg/pool.py (issue 5): what the finalizer relies on to spot an outage.
     async with pg_behind_proxy(pg_dsn) as (pg, proxy):
         with pytest.raises(NotFound), pg.db.outage_as_unavailable():
-            await pg.accounts.get_user(school_number="nobody")  # not an outage: passes unchanged
+            # not an outage: passes unchanged
+            await pg.accounts.set_reminders(school_number="nobody", enabled=True)
         await proxy.cut()
         with (
             pytest.raises(DatabaseUnavailable, match="PostgreSQL unreachable at"),

@@ -148,7 +148,7 @@ async def test_connect_without_migrating_still_checks_the_server(pg_dsn: str) ->
 async def test_turkish_names_round_trip(pg: Postgres) -> None:
     await pg.accounts.add_users(users=[student("2024001", TURKISH_NAME)])
 
-    user = await pg.accounts.get_user(school_number="2024001")
+    (user,) = await pg.accounts.get_users(school_numbers=["2024001"])
 
     assert user.user_full_name == TURKISH_NAME
     assert user.role is Role.STUDENT
@@ -163,9 +163,9 @@ async def test_add_users_updates_name_and_role_but_keeps_the_telegram_link(
         users=[User(user_school_number="1", user_full_name="Yeni Ad", role=Role.TEACHER)]
     )
 
-    assert await pg.accounts.get_user(school_number="1") == User(
-        user_school_number="1", user_full_name="Yeni Ad", role=Role.TEACHER
-    )
+    assert await pg.accounts.get_users(school_numbers=["1"]) == [
+        User(user_school_number="1", user_full_name="Yeni Ad", role=Role.TEACHER)
+    ]
     linked = await pg.accounts.get_linked_user(telegram_id=500)
     assert linked is not None
     assert linked.language == "tr"
@@ -174,7 +174,8 @@ async def test_add_users_updates_name_and_role_but_keeps_the_telegram_link(
 
 async def test_repeated_school_number_in_one_batch_keeps_the_last(pg: Postgres) -> None:
     await pg.accounts.add_users(users=[student("1", "Eski"), student("1", "Son")])
-    assert (await pg.accounts.get_user(school_number="1")).user_full_name == "Son"
+    (user,) = await pg.accounts.get_users(school_numbers=["1"])
+    assert user.user_full_name == "Son"
 
 
 async def test_get_users_all_or_selected(pg: Postgres) -> None:
@@ -184,11 +185,6 @@ async def test_get_users_all_or_selected(pg: Postgres) -> None:
     chosen = await pg.accounts.get_users(school_numbers=["3", "1", "9"])
     assert [u.user_school_number for u in chosen] == ["1", "3"]
     assert await pg.accounts.get_users(school_numbers=[]) == []
-
-
-async def test_get_user_unknown_raises_not_found(pg: Postgres) -> None:
-    with pytest.raises(NotFound):
-        await pg.accounts.get_user(school_number="nope")
 
 
 # --- Telegram link ------------------------------------------------------------------------
@@ -637,7 +633,8 @@ async def test_persist_session_twice_leaves_one_copy(pg: Postgres) -> None:
     assert await count(pg, "attendances") == 1
     assert await count(pg, "attendance_records") == 40
     assert await pg.attendance.get_attendance_records(attendance_id=att.attendance_id) == records
-    assert (await pg.accounts.get_user(school_number="S0003")).user_full_name == "Öğrenci İş 3"
+    (user,) = await pg.accounts.get_users(school_numbers=["S0003"])
+    assert user.user_full_name == "Öğrenci İş 3"
 
 
 async def test_persist_session_keeps_existing_telegram_links(pg: Postgres) -> None:

@@ -434,10 +434,10 @@ async def test_finalization_warns_a_student_who_falls_below_once(
     assert warning.telegram_id == 9002 and warning.language == "tr"
     assert warning.values["lesson"] == "FIZ101 - Fizik I"
     assert (warning.values["attended"], warning.values["held"]) == (0, 3)
-    assert await pg_client.reports.get_warning_states(course_key="FIZ101") == {
-        "S1": False,
-        "S2": True,
-    }
+    states = await pg_client.db.pool.fetch(
+        "SELECT student_number, below FROM attendance_warnings WHERE course_key = $1", "FIZ101"
+    )
+    assert {row["student_number"]: row["below"] for row in states} == {"S1": False, "S2": True}
 
 
 async def test_a_student_added_to_a_saved_session_is_a_correction(

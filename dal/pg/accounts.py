@@ -62,14 +62,6 @@ class AccountStore(Store):
             )
         return [User.model_validate(dict(row)) for row in rows]
 
-    async def get_user(self, *, school_number: str) -> User:
-        row = await self._pool.fetchrow(
-            f"SELECT {USER_COLUMNS} FROM users WHERE user_school_number = $1", school_number
-        )
-        if row is None:
-            raise NotFound(f"no user with school number {school_number!r}")
-        return User.model_validate(dict(row))
-
     async def link_telegram(self, *, user: User, telegram_id: int, language: str) -> int | None:
         """Link `telegram_id` to `user` (upserted), moving the link from any other user.
 

@@ -206,13 +206,6 @@ class ReportStore(Store):
         )
         return {row["student_number"]: bool(row["below"]) for row in rows}
 
-    async def get_warning_states(self, *, course_key: str) -> dict[str, bool]:
-        rows = await self._pool.fetch(
-            "SELECT student_number, below FROM attendance_warnings WHERE course_key = $1",
-            course_key,
-        )
-        return {row["student_number"]: bool(row["below"]) for row in rows}
-
 
 def _check_page(limit: int, offset: int) -> None:
     if limit < 0 or offset < 0:
