@@ -19,7 +19,7 @@ from bot.i18n import Raw, pick_language, t
 from bot.metrics import Metrics
 from bot.status import StatusBoard
 from dal.models import FailReason, RecordStatus, Role, UserSessionRedis
-from dal.postgres import StudentAttendanceRow
+from dal.pg import StudentAttendanceRow
 from dal.redis.checkins import CheckInStatus
 from handlers.callbacks import MyCourse, MyCourses
 from handlers.guards import require_user

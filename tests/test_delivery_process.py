@@ -32,7 +32,7 @@ from aiohttp import web
 
 from bot.delivery import encode
 from dal.models import AttendanceRecordRedis, AttendanceRedis
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.outbox import Outbox
 from dal.redis.stores import RedisStores
 from services.notify import Notice, Stale
@@ -123,8 +123,8 @@ def _result(i: int) -> Notice:
 async def _prepare(pg_dsn: str, redis_url: str) -> None:
     await reset_database(pg_dsn)
     await flush_redis(redis_url)
-    pg = await AsyncPostgresClient.connect(pg_dsn)  # applies the schema before the bots start
-    await pg.close()
+    pg = await Postgres.connect(pg_dsn)  # applies the schema before the bots start
+    await pg.db.close()
 
 
 async def _enqueue(redis: aioredis.Redis, notices: list[Notice]) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import link, open_session, student_user, teacher_user
@@ -38,7 +38,7 @@ async def test_two_webhook_replicas_take_one_class_exactly_once(
     n = 40
     await _prepare(pg_dsn, redis_url)
     numbers = [f"2025{i:04d}" for i in range(n)]
-    pg = await AsyncPostgresClient.connect(pg_dsn)
+    pg = await Postgres.connect(pg_dsn)
     redis = RedisStores.from_url(redis_url)
     try:
         teacher = teacher_user()
@@ -109,7 +109,7 @@ async def test_two_webhook_replicas_take_one_class_exactly_once(
                 assert texts[1].startswith("📊 FIZ101"), (i, texts)
     finally:
         await redis.close()
-        await pg.close()
+        await pg.db.close()
 
     conn = await asyncpg.connect(pg_dsn)
     try:
