@@ -39,7 +39,7 @@ async def _finalize(dsn: str) -> list[Row]:
     """Records per second of `Finalizer.run_once()` over 100 ended sessions x 300 records, with
     the finalizer's default concurrency, using bench/finalize.py's seeding and timing."""
     from bench import finalize as fin
-    from dal.postgres import AsyncPostgresClient
+    from dal.pg import Postgres
     from dal.redis.stores import RedisStores
 
     url = redis_url()
@@ -48,7 +48,7 @@ async def _finalize(dsn: str) -> list[Row]:
     # As `python -m bot` does once it has started (bot/__main__.py): the long-lived objects of
     # the process (here the other benchmarks' modules too) are kept out of collections.
     gc.freeze()
-    pg = await AsyncPostgresClient.connect(dsn, max_size=8)
+    pg = await Postgres.connect(dsn, max_size=8)
     try:
         # A full-size warm-up run, as bench/finalize.py has before its concurrency-4 runs.
         await fin._once(
@@ -68,7 +68,7 @@ async def _finalize(dsn: str) -> list[Row]:
         )
     finally:
         gc.unfreeze()
-        await pg.close()
+        await pg.db.close()
         await redis.close()
     total = FINALIZE_SESSIONS * FINALIZE_RECORDS
     rate = total / elapsed

@@ -1,4 +1,4 @@
-"""Rows per second of `AsyncPostgresClient.add_attendance_records`: executemany vs COPY.
+"""Rows per second of `Postgres.add_attendance_records`: executemany vs COPY.
 
     python -m bench.bulk_insert [--sizes 10000,100000] [--repeat 3]
 
@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from dal.models import Attendance, AttendanceRecord, Role, User
-from dal.postgres import AsyncPostgresClient, RecordMethod
+from dal.pg import Postgres, RecordMethod
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 STUDENTS = 1_000
@@ -64,11 +64,11 @@ def _records(size: int) -> tuple[list[User], list[Attendance], list[AttendanceRe
 
 
 async def _measure(
-    client: AsyncPostgresClient, records: Sequence[AttendanceRecord], method: RecordMethod
+    client: Postgres, records: Sequence[AttendanceRecord], method: RecordMethod
 ) -> float:
-    await client.pool.execute("TRUNCATE attendance_records")
+    await client.db.pool.execute("TRUNCATE attendance_records")
     began = time.perf_counter()
-    inserted = await client.add_attendance_records(records=records, method=method)
+    inserted = await client.attendance.add_attendance_records(records=records, method=method)
     elapsed = time.perf_counter() - began
     if inserted != len(records):
         raise RuntimeError(f"{method}: inserted {inserted} of {len(records)}")
@@ -83,19 +83,19 @@ async def run(dsn: str, sizes: Sequence[int], repeat: int) -> None:
     finally:
         await admin.close()
     try:
-        client = await AsyncPostgresClient.connect(_with_database(dsn, name), max_size=2)
+        client = await Postgres.connect(_with_database(dsn, name), max_size=2)
         try:
-            version = await client.pool.fetchval("SHOW server_version")
+            version = await client.db.pool.fetchval("SHOW server_version")
             print(f"PostgreSQL {version}; median (best) of {repeat} runs into an empty table")
             header = f"{'rows':>8}  {'method':<12} {'seconds':>9}  {'rows/s':>10}"
             print(f"{header}  {'best rows/s':>11}")
             for size in sizes:
                 users, sessions, records = _records(size)
-                await client.pool.execute(
+                await client.db.pool.execute(
                     "TRUNCATE users, attendances, attendance_records, schedule_entries CASCADE"
                 )
-                await client.add_users(users=users)
-                await client.add_attendances(attendances=sessions)
+                await client.accounts.add_users(users=users)
+                await client.attendance.add_attendances(attendances=sessions)
                 for method in METHODS:
                     await _measure(client, records[: min(size, 1_000)], method)  # warm-up
                     times = [await _measure(client, records, method) for _ in range(repeat)]
@@ -105,7 +105,7 @@ async def run(dsn: str, sizes: Sequence[int], repeat: int) -> None:
                         f"  {size / min(times):>11,.0f}"
                     )
         finally:
-            await client.close()
+            await client.db.close()
     finally:
         admin = await asyncpg.connect(dsn)
         try:

@@ -336,7 +336,7 @@ class ProjectBot:
             teacher_days=settings.teacher_session_ttl_days,
         )
         now = now_utc()
-        await self.app.pg.add_users(
+        await self.app.pg.accounts.add_users(
             users=[
                 User(
                     user_school_number=self.number(n),

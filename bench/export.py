@@ -15,7 +15,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from dal.models import Attendance, AttendanceRecord, FailReason, Role, User, UserSessionRedis
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 
 COURSE = "BENCH400"
 TEACHER = "T0001"
@@ -27,8 +27,9 @@ _REASONS = {
 }
 
 
-async def seed_course(pg: AsyncPostgresClient, *, students: int, sessions: int) -> None:
-    """A course of `sessions` sessions with a record per student in each."""
+async def seed_course(pg: Postgres, *, students: int, sessions: int) -> None:
+    """A course of `sessions` sessions with a record per student in each, stored the way
+    finalization stores them (`persist_sessions`)."""
     users = [User(user_school_number=TEACHER, user_full_name="Öğretmen Bench", role=Role.TEACHER)]
     users += [
         User(
@@ -38,22 +39,19 @@ async def seed_course(pg: AsyncPostgresClient, *, students: int, sessions: int) 
         )
         for n in range(students)
     ]
-    await pg.add_users(users=users)
     start = datetime(2026, 2, 16, 6, 0, tzinfo=UTC)
     ids = [uuid.uuid4() for _ in range(sessions)]
-    await pg.add_attendances(
-        attendances=[
-            Attendance(
-                attendance_id=aid,
-                teacher_school_number=TEACHER,
-                lesson_name="Büyük Ölçekli Ders",
-                lesson_code=COURSE,
-                start_time=start + timedelta(weeks=week),
-                end_time=start + timedelta(weeks=week, minutes=50),
-            )
-            for week, aid in enumerate(ids)
-        ]
-    )
+    attendances = [
+        Attendance(
+            attendance_id=aid,
+            teacher_school_number=TEACHER,
+            lesson_name="Büyük Ölçekli Ders",
+            lesson_code=COURSE,
+            start_time=start + timedelta(weeks=week),
+            end_time=start + timedelta(weeks=week, minutes=50),
+        )
+        for week, aid in enumerate(ids)
+    ]
     records = []
     for week, aid in enumerate(ids):
         for n in range(students):
@@ -70,7 +68,7 @@ async def seed_course(pg: AsyncPostgresClient, *, students: int, sessions: int) 
                     fail_reason=None if reason is None else reason.value,
                 )
             )
-    await pg.add_attendance_records(records=records)
+    await pg.attendance.persist_sessions(users=users, attendances=attendances, records=records)
 
 
 async def measure(
@@ -80,11 +78,17 @@ async def measure(
 
     from services.reports import ReportService
 
-    pg = await AsyncPostgresClient.connect(dsn, max_size=4)
+    pg = await Postgres.connect(dsn, max_size=4)
     try:
-        await pg.pool.execute("TRUNCATE users, attendances, attendance_records CASCADE")
+        await pg.db.pool.execute("TRUNCATE users, attendances, attendance_records CASCADE")
         await seed_course(pg, students=students, sessions=sessions)
-        reports = ReportService(pg=pg, tz=ZoneInfo("Europe/Istanbul"))
+        reports = ReportService(
+            accounts=pg.accounts,
+            attendance=pg.attendance,
+            corrections=pg.corrections,
+            reports=pg.reports,
+            tz=ZoneInfo("Europe/Istanbul"),
+        )
         teacher = UserSessionRedis(
             telegram_id=1,
             school_number=TEACHER,
@@ -104,7 +108,7 @@ async def measure(
             times.append(time.perf_counter() - began)
             sizes = {name.rsplit(".", 1)[1]: len(data) for name, data in documents}
     finally:
-        await pg.close()
+        await pg.db.close()
     return {
         "seconds": statistics.median(times),
         "runs_seconds": sorted(round(t, 3) for t in times),  # type: ignore[dict-item]

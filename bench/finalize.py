@@ -31,7 +31,7 @@ import asyncpg
 
 from bot.delivery import OutboxNotifier
 from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, Role, User
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.keys import DUE as DUE_KEY
 from dal.redis.keys import records as records_key
 from dal.redis.outbox import Outbox
@@ -48,11 +48,9 @@ def _with_path(url: str, path: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path=path))
 
 
-async def _seed(
-    pg: AsyncPostgresClient, redis: RedisStores, sessions: int, per_session: int
-) -> datetime:
+async def _seed(pg: Postgres, redis: RedisStores, sessions: int, per_session: int) -> datetime:
     """Ended sessions in Redis, users in PostgreSQL; returns a moment after every end."""
-    await pg.pool.execute(
+    await pg.db.pool.execute(
         "TRUNCATE users, attendances, attendance_records, schedule_entries CASCADE"
     )
     students = [
@@ -63,7 +61,7 @@ async def _seed(
         User(user_school_number=f"T{n:04d}", user_full_name=f"Hoca {n}", role=Role.TEACHER)
         for n in range(sessions)
     ]
-    await pg.add_users(users=[*teachers, *students])
+    await pg.accounts.add_users(users=[*teachers, *students])
     numbers = [s.user_school_number for s in students]
     enrolled = numbers[: max(0, per_session - PENDING)]
     start = datetime.now(UTC) - timedelta(days=1)
@@ -105,7 +103,7 @@ async def _seed(
 
 
 async def _once(
-    pg: AsyncPostgresClient,
+    pg: Postgres,
     redis: RedisStores,
     *,
     sessions: int,
@@ -114,7 +112,9 @@ async def _once(
 ) -> tuple[float, FinalizeReport]:
     now = await _seed(pg, redis, sessions, per_session)
     finalizer = Finalizer(
-        pg=pg,
+        db=pg.db,
+        accounts=pg.accounts,
+        attendance=pg.attendance,
         sessions=redis.sessions,
         finalization=redis.finalization,
         # The real durable outbox: the finalizer's marker + XADD step is part of the cost.
@@ -128,13 +128,13 @@ async def _once(
     began = time.perf_counter()
     report = await finalizer.run_once()
     elapsed = time.perf_counter() - began
-    stored = await pg.pool.fetchval("SELECT count(*) FROM attendance_records")
+    stored = await pg.db.pool.fetchval("SELECT count(*) FROM attendance_records")
     expected = sessions * per_session
     if report.finalized != sessions or stored != expected:
         raise RuntimeError(
             f"finalized {report.finalized}/{sessions} sessions, {stored}/{expected} records"
         )
-    ids = await pg.pool.fetch("SELECT attendance_id FROM attendances")
+    ids = await pg.db.pool.fetch("SELECT attendance_id FROM attendances")
     await redis.redis.delete(*[f"once:final:{row['attendance_id']}" for row in ids])
     return elapsed, report
 
@@ -151,9 +151,9 @@ async def run(dsn: str, redis_url: str, sessions: int, per_session: int, repeat:
         finally:
             await admin.close()
         try:
-            pg = await AsyncPostgresClient.connect(_with_path(dsn, f"/{name}"), max_size=8)
+            pg = await Postgres.connect(_with_path(dsn, f"/{name}"), max_size=8)
             try:
-                version = await pg.pool.fetchval("SHOW server_version")
+                version = await pg.db.pool.fetchval("SHOW server_version")
                 total = sessions * per_session
                 print(
                     f"PostgreSQL {version}; {sessions} sessions x {per_session} records"
@@ -199,7 +199,7 @@ async def run(dsn: str, redis_url: str, sessions: int, per_session: int, repeat:
                         f" ({report.cleanup_seconds / spent:.0%})"
                     )
             finally:
-                await pg.close()
+                await pg.db.close()
         finally:
             admin = await asyncpg.connect(dsn)
             try:

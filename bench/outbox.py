@@ -71,15 +71,15 @@ async def measure(dsn: str, backlog: int = 1000, n: int = 500) -> dict[str, Any]
     import redis.asyncio as aioredis
 
     from bot.delivery import encode
-    from dal.postgres import AsyncPostgresClient
+    from dal.pg import Postgres
     from dal.redis.outbox import Outbox
     from services.notify import Notice
     from tests.fakes.telegram_server import FakeTelegram
 
     url = redis_url()
     log = Path(tempfile.gettempdir()) / f"attn-bench-outbox-{os.getpid()}.log"
-    pg = await AsyncPostgresClient.connect(dsn)  # the schema, before the bot starts
-    await pg.close()
+    pg = await Postgres.connect(dsn)  # the schema, before the bot starts
+    await pg.db.close()
     redis = aioredis.Redis.from_url(url)
     result: dict[str, Any] = {"backlog": backlog, "n": n}
 

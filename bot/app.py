@@ -47,7 +47,7 @@ from bot.projector import projector_url
 from bot.scheduler import build_scheduler
 from bot.secrets import Sealer
 from bot.status import StatusBoard
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.outbox import Outbox
 from dal.redis.stores import RedisStores
 from handlers import build_router
@@ -82,7 +82,7 @@ _RESPONSE_TYPES = (
 @dataclass
 class App:
     settings: Settings
-    pg: AsyncPostgresClient
+    pg: Postgres
     redis: RedisStores
     bot: Bot
     dispatcher: Dispatcher
@@ -204,7 +204,7 @@ async def build_app(
     try:
         await redis.ping()
         await redis.require_supported_version()
-        pg = await AsyncPostgresClient.connect(settings.database_url)
+        pg = await Postgres.connect(settings.database_url)
     except BaseException:
         await redis.close()
         raise
@@ -227,8 +227,10 @@ async def build_app(
         tz = settings.tz
         secret = settings.key("secret_key")
         accounts = AccountService(
-            pg=pg,
-            accounts=redis.accounts,
+            accounts=pg.accounts,
+            schedules=pg.schedules,
+            retention=pg.retention,
+            user_store=redis.accounts,
             guards=redis.guards,
             aksis=MeteredAksis(aksis or build_aksis_client(settings), metrics),
             notifier=notifier,
@@ -252,10 +254,11 @@ async def build_app(
         # Inside the outgoing middleware: sees each attempt, retried ones included.
         bot.session.middleware(TelegramMetrics(metrics))
         attendance = AttendanceService(
-            pg=pg,
+            accounts=pg.accounts,
+            schedules=pg.schedules,
             sessions=redis.sessions,
             checkins=redis.checkins,
-            accounts=redis.accounts,
+            user_store=redis.accounts,
             notifier=notifier,
             tz=tz,
             early_margin=timedelta(minutes=settings.lesson_early_margin_minutes),
@@ -267,7 +270,14 @@ async def build_app(
             clock=clock or _utc_now,
             user_loader=lambda telegram_id: accounts.current_user(telegram_id=telegram_id),
         )
-        reports = ReportService(pg=pg, tz=tz, rule=warning_rule(settings))
+        reports = ReportService(
+            accounts=pg.accounts,
+            attendance=pg.attendance,
+            corrections=pg.corrections,
+            reports=pg.reports,
+            tz=tz,
+            rule=warning_rule(settings),
+        )
         board = StatusBoard(
             bot=bot,
             attendance=attendance,
@@ -366,4 +376,4 @@ async def build_app(
         yield app
     finally:
         await redis.close()
-        await pg.close()
+        await pg.db.close()

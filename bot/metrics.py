@@ -48,7 +48,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from dal.errors import DatabaseUnavailable, RedisUnavailable
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Database
 from dal.redis.outbox import Outbox
 from dal.redis.sessions import LiveSessions
 from services.aksis import (
@@ -212,7 +212,7 @@ class Metrics:
         self,
         *,
         sessions: LiveSessions,
-        pg: AsyncPostgresClient,
+        pg: Database,
         now: datetime,
         outbox: Outbox | None = None,
     ) -> None:

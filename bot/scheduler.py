@@ -33,7 +33,7 @@ from bot.config import Settings
 from bot.logs import job_context
 from bot.metrics import Metrics
 from dal.errors import RedisUnavailable
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.guards import Guards
 from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService
@@ -182,7 +182,7 @@ class ScheduledJobs:
 def build_scheduler(
     *,
     settings: Settings,
-    pg: AsyncPostgresClient,
+    pg: Postgres,
     redis: RedisStores,
     notifier: Notifier,
     attendance: AttendanceService,
@@ -200,7 +200,9 @@ def build_scheduler(
     jobs = ScheduledJobs(
         guards=redis.guards,
         finalizer=Finalizer(
-            pg=pg,
+            db=pg.db,
+            accounts=pg.accounts,
+            attendance=pg.attendance,
             sessions=redis.sessions,
             finalization=redis.finalization,
             notifier=notifier,
@@ -210,19 +212,23 @@ def build_scheduler(
             claim_ttl_seconds=settings.finalize_claim_seconds,
             settle_seconds=SETTLE_SECONDS,
             clock=now,
-            warnings=AttendanceWarnings(pg=pg, notifier=notifier, rule=warning_rule(settings)),
+            warnings=AttendanceWarnings(
+                reports=pg.reports, notifier=notifier, rule=warning_rule(settings)
+            ),
         ),
         purger=Purger(
-            pg=pg,
+            db=pg.db,
+            retention=pg.retention,
             purge=redis.purge,
-            accounts=redis.accounts,
+            user_store=redis.accounts,
             # An unlinked account may be half-way through /login; any other state it has is
             # a leftover (of a logout, or of a link moved to another account).
             keep_fsm_states=login_states(),
             retention_days=settings.retention_days,
         ),
         reminders=ReminderService(
-            pg=pg,
+            accounts=pg.accounts,
+            schedules=pg.schedules,
             sessions=redis.sessions,
             notifier=notifier,
             tz=tz,

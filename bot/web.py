@@ -49,7 +49,7 @@ async def _probe(name: str, check: Awaitable[None]) -> str:
 async def ready(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     checks = {
-        "postgres": await _probe("postgres", app.pg.ping()),
+        "postgres": await _probe("postgres", app.pg.db.ping()),
         "redis": await _probe("redis", app.redis.ping()),
     }
     healthy = all(v == "ok" for v in checks.values())
@@ -71,7 +71,7 @@ async def metrics(request: web.Request) -> web.Response:
         if not hmac.compare_digest(given, expected):
             return web.Response(status=401, text="metrics token required\n")
     await app.metrics.refresh(
-        sessions=app.redis.sessions, pg=app.pg, now=datetime.now(UTC), outbox=app.outbox
+        sessions=app.redis.sessions, pg=app.pg.db, now=datetime.now(UTC), outbox=app.outbox
     )
     response = web.Response(body=app.metrics.exposition())
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST

@@ -14,7 +14,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import Raw, pick_language, t
 from dal.models import FailReason, RecordStatus
-from dal.postgres import StudentAttendanceRow
+from dal.pg import StudentAttendanceRow
 from dal.redis.checkins import CheckInStatus
 from handlers.access import MemberGate
 from handlers.deps import AnswerQueue, Metrics, StatusBoard

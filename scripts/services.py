@@ -48,7 +48,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import redis
 
-from dal.postgres import MIN_POSTGRES_MAJOR
+from dal.pg import MIN_POSTGRES_MAJOR
 from dal.redis.stores import MIN_REDIS_VERSION
 
 log = logging.getLogger("services")

@@ -12,9 +12,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dal.models import Role, ScheduleEntry, User, UserSessionRedis
-from dal.postgres import AsyncPostgresClient
+from dal.pg import AccountStore, RetentionStore, ScheduleStore
 from dal.redis import keys
-from dal.redis.accounts import AccountStore, session_ttl_seconds
+from dal.redis.accounts import AccountStore as RedisAccountStore
+from dal.redis.accounts import session_ttl_seconds
 from dal.redis.guards import Guards
 from services.aksis import AksisClient, InvalidCredentials
 from services.errors import LoginThrottled, PortalBusy
@@ -67,8 +68,10 @@ class AccountService:
     def __init__(
         self,
         *,
-        pg: AsyncPostgresClient,
         accounts: AccountStore,
+        schedules: ScheduleStore,
+        retention: RetentionStore,
+        user_store: RedisAccountStore,
         guards: Guards,
         aksis: AksisClient,
         notifier: Notifier,
@@ -83,8 +86,10 @@ class AccountService:
         tz: ZoneInfo | None = None,
     ) -> None:
         self._tz = tz or ZoneInfo("Europe/Istanbul")  # DESIGN.md's TIMEZONE default
-        self._pg = pg
-        self._user_store = accounts
+        self._accounts = accounts
+        self._schedules = schedules
+        self._retention = retention
+        self._user_store = user_store
         self._guards = guards
         self._aksis = aksis
         self._notifier = notifier
@@ -155,7 +160,7 @@ class AccountService:
     async def mark_undeliverable(self, *, telegram_id: int, reason: str) -> None:
         """Telegram refused for good to deliver to this account (it blocked the bot): notices
         skip it until it is heard from again (`heard_from`)."""
-        await self._pg.mark_undeliverable(telegram_id=telegram_id, reason=reason)
+        await self._accounts.mark_undeliverable(telegram_id=telegram_id, reason=reason)
         await self._user_store.add_undeliverable(telegram_ids=[telegram_id])
 
     async def heard_from(self, *, telegram_id: int) -> bool:
@@ -164,14 +169,14 @@ class AccountService:
         True when it was."""
         if not await self._user_store.remove_undeliverable(telegram_id=telegram_id):
             return False
-        await self._pg.mark_deliverable(telegram_id=telegram_id)
+        await self._accounts.mark_deliverable(telegram_id=telegram_id)
         log.info("chat %s is deliverable again", telegram_id)
         return True
 
     async def load_undeliverable(self) -> int:
         """Copy the undeliverable marks from PostgreSQL into Redis (at start-up: the set in
         Redis is what `heard_from` checks). Returns how many there are."""
-        ids = await self._pg.get_undeliverable_telegram_ids()
+        ids = await self._accounts.get_undeliverable_telegram_ids()
         await self._user_store.add_undeliverable(telegram_ids=ids)
         return len(ids)
 
@@ -202,11 +207,11 @@ class AccountService:
             user_full_name=identity.full_name,
             role=identity.role,
         )
-        previous = await self._pg.link_telegram(
+        previous = await self._accounts.link_telegram(
             user=user, telegram_id=telegram_id, language=language
         )
-        term_before = await self._pg.get_current_term()
-        await self._pg.replace_schedule(
+        term_before = await self._schedules.get_current_term()
+        await self._schedules.replace_schedule(
             school_number=user.user_school_number,
             entries=[
                 lesson_to_entry(user.user_school_number, x, result.term) for x in result.lessons
@@ -214,7 +219,7 @@ class AccountService:
         )
         if result.term is not None and (term_before is None or result.term > term_before):
             await self._ask_stale_users_to_login(result.term)
-        linked = await self._pg.get_linked_user(telegram_id=telegram_id)
+        linked = await self._accounts.get_linked_user(telegram_id=telegram_id)
         session = UserSessionRedis(
             telegram_id=telegram_id,
             school_number=user.user_school_number,
@@ -254,7 +259,7 @@ class AccountService:
         schedule, the language and reminder preferences (PostgreSQL, one transaction), then
         the Redis copy of the link and the login throttle of the account. Attendance records
         stay (they are the institution's). True if the account was linked."""
-        unlinked = await self._pg.forget_telegram_user(telegram_id=telegram_id)
+        unlinked = await self._retention.forget_telegram_user(telegram_id=telegram_id)
         await self._user_store.delete_user_session(telegram_id=telegram_id)
         for key, _ in self._throttle_keys(telegram_id, None):
             await self._guards.reset_counter(key=key)
@@ -275,7 +280,7 @@ class AccountService:
         session = await self._user_store.get_user_session(telegram_id=telegram_id)
         if session is not None:
             return session
-        linked = await self._pg.get_linked_user(telegram_id=telegram_id)
+        linked = await self._accounts.get_linked_user(telegram_id=telegram_id)
         if linked is None or linked.linked_at is None:
             return None
         ttl = self._ttl(linked.role)
@@ -300,7 +305,7 @@ class AccountService:
     async def _courses(self, school_number: str) -> dict[str, Any]:
         """Course codes and lesson slots of the cached schedule's current term."""
         now = self._clock()
-        entries = await self._pg.get_schedule(
+        entries = await self._schedules.get_schedule(
             school_number=school_number,
             start=now - timedelta(days=366),
             end=now + timedelta(days=366),
@@ -321,7 +326,7 @@ class AccountService:
         """A new term has begun (the first schedule of `term` just came in): users whose
         cached schedule is from an older term are asked, once each, to /login again."""
         notices: list[Notice] = []
-        for contact in await self._pg.get_stale_term_contacts(term=term):
+        for contact in await self._schedules.get_stale_term_contacts(term=term):
             if await self._guards.mark_once(
                 key=term_notice_key(term, contact.school_number),
                 ttl_seconds=_TERM_NOTICE_TTL_SECONDS,
@@ -339,7 +344,7 @@ class AccountService:
             self._notifier.notify_later(notices)
 
     async def set_reminders(self, *, member: Member, enabled: bool) -> Member:
-        await self._pg.set_reminders(school_number=member.school_number, enabled=enabled)
+        await self._accounts.set_reminders(school_number=member.school_number, enabled=enabled)
         cached = await self._user_store.get_user_session(telegram_id=member.telegram_id)
         if cached is not None:
             updated = cached.model_copy(update={"reminders_enabled": enabled})

@@ -21,9 +21,9 @@ from dal.models import (
     ScheduleEntry,
     UserSessionRedis,
 )
-from dal.postgres import AsyncPostgresClient
+from dal.pg import AccountStore, ScheduleStore
 from dal.redis import keys
-from dal.redis.accounts import AccountStore
+from dal.redis.accounts import AccountStore as RedisAccountStore
 from dal.redis.checkins import CheckInResult, CheckIns, CheckInStatus, LocationResult
 from dal.redis.sessions import AttendanceAlreadyOpen, AttendanceEnded, LiveSessions
 from services.errors import (
@@ -146,10 +146,11 @@ class AttendanceService:
     def __init__(
         self,
         *,
-        pg: AsyncPostgresClient,
+        accounts: AccountStore,
+        schedules: ScheduleStore,
         sessions: LiveSessions,
         checkins: CheckIns,
-        accounts: AccountStore,
+        user_store: RedisAccountStore,
         notifier: Notifier,
         tz: ZoneInfo,
         early_margin: timedelta,
@@ -164,10 +165,11 @@ class AttendanceService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         user_loader: Callable[[int], Awaitable[UserSessionRedis | None]] | None = None,
     ) -> None:
-        self._pg = pg
+        self._accounts = accounts
+        self._schedules = schedules
         self._sessions = sessions
         self._checkins = checkins
-        self._user_store = accounts
+        self._user_store = user_store
         self._notifier = notifier
         self._user_loader = user_loader
         self._tz = tz
@@ -205,18 +207,18 @@ class AttendanceService:
         local_day = self._clock().astimezone(self._tz).date()
         start = datetime.combine(local_day, time(0), self._tz)
         end = start + timedelta(days=1)
-        entries = await self._pg.get_schedule(
+        entries = await self._schedules.get_schedule(
             school_number=teacher.school_number, start=start, end=end
         )
         own = bool(entries)
         ambiguous = False
         if not own:
             key = person_key(teacher.full_name)
-            entries = await self._pg.find_lessons_by_teacher_key(
+            entries = await self._schedules.find_lessons_by_teacher_key(
                 teacher_key=key, start=start, end=end
             )
             if entries:
-                others = await self._pg.get_teacher_lessons_starting(
+                others = await self._schedules.get_teacher_lessons_starting(
                     start=start - timedelta(days=1), end=end
                 )
                 taken = {
@@ -228,7 +230,7 @@ class AttendanceService:
                 ambiguous = any(
                     u.user_school_number != teacher.school_number
                     and person_key(u.user_full_name) == key
-                    for u in await self._pg.get_linked_teachers()
+                    for u in await self._accounts.get_linked_teachers()
                 )
         lessons = {(e.course_code, e.start_time): entry_to_lesson(e) for e in entries}
         ordered = sorted(lessons.values(), key=lambda lesson: (lesson.start, lesson.course_code))
@@ -293,10 +295,10 @@ class AttendanceService:
         now = self._clock()
         slot: str | None = None
         enrolled: list[str] = []
-        term = await self._pg.get_current_term()
+        term = await self._schedules.get_current_term()
         if lesson.course_code:
             slot = lesson_slot(lesson.course_code, lesson.start, lesson.teacher_keys, self._tz)
-            entries = await self._pg.get_course_entries(course_code=lesson.course_code)
+            entries = await self._schedules.get_course_entries(course_code=lesson.course_code)
             enrolled = sorted(
                 {
                     e.school_number
@@ -345,7 +347,7 @@ class AttendanceService:
     async def _announce_open(self, attendance: AttendanceRedis, enrolled: Sequence[str]) -> None:
         if not enrolled:
             return
-        contacts = await self._pg.get_contacts(school_numbers=list(enrolled))
+        contacts = await self._accounts.get_contacts(school_numbers=list(enrolled))
         notices = [
             Notice(
                 telegram_id=c.telegram_id,
@@ -525,8 +527,8 @@ class AttendanceService:
             return await self.review(
                 teacher=teacher, attendance_id=attendance_id, student_number=number, accept=True
             )
-        known = await self._pg.get_users(school_numbers=[number])
-        contacts = await self._pg.get_contacts(school_numbers=[number])
+        known = await self._accounts.get_users(school_numbers=[number])
+        contacts = await self._accounts.get_contacts(school_numbers=[number])
         contact = contacts[0] if contacts else None
         record = AttendanceRecordRedis(
             attendance_id=attendance_id,

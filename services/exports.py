@@ -30,7 +30,7 @@ import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from dal.models import Attendance, FailReason, RecordStatus
-from dal.postgres import Correction, CourseRecordRow
+from dal.pg import Correction, CourseRecordRow
 from services.csv_export import csv_document
 from services.status import AttendanceRate, StatusCounts
 

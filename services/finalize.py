@@ -53,7 +53,7 @@ from dal.models import (
     Role,
     User,
 )
-from dal.postgres import AsyncPostgresClient, LinkedUser
+from dal.pg import AccountStore, AttendanceStore, Database, LinkedUser
 from dal.redis import keys
 from dal.redis.finalization import ClaimOutcome, FinalizationStore
 from dal.redis.sessions import LiveSessions
@@ -317,7 +317,9 @@ class Finalizer:
     def __init__(
         self,
         *,
-        pg: AsyncPostgresClient,
+        db: Database,
+        accounts: AccountStore,
+        attendance: AttendanceStore,
         sessions: LiveSessions,
         finalization: FinalizationStore,
         notifier: Notifier,
@@ -333,7 +335,9 @@ class Finalizer:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         warnings: AttendanceWarnings | None = None,
     ) -> None:
-        self._pg = pg
+        self._db = db
+        self._accounts = accounts
+        self._attendance = attendance
         self._warnings = warnings  # low-attendance warnings after the commit (issue 13)
         self._sessions = sessions
         self._finalization = finalization
@@ -368,8 +372,8 @@ class Finalizer:
         if not ids:
             return report
         try:
-            with self._pg.outage_as_unavailable():
-                await self._pg.ping()
+            with self._db.outage_as_unavailable():
+                await self._db.ping()
         except DatabaseUnavailable as exc:
             self._pg_outage.failed(exc)
             report.postponed = len(ids)
@@ -521,16 +525,16 @@ class Finalizer:
         for session in loaded:
             numbers |= session.numbers()
         deferred: Exception | None = None
-        with self._pg.outage_as_unavailable():
-            known_list = await self._pg.get_users(school_numbers=sorted(numbers))
+        with self._db.outage_as_unavailable():
+            known_list = await self._accounts.get_users(school_numbers=sorted(numbers))
         looked_up = time.perf_counter()
         known = {user.user_school_number: user for user in known_list}
         sheets = [s for s in (self._build(x, known, report) for x in loaded) if s is not None]
         built = time.perf_counter()
         try:
             if sheets:
-                with self._pg.outage_as_unavailable():
-                    await self._pg.persist_sessions(
+                with self._db.outage_as_unavailable():
+                    await self._attendance.persist_sessions(
                         users=_batch_users(sheets),
                         attendances=[sheet.attendance for sheet in sheets],
                         records=[record for sheet in sheets for record in sheet.records],
@@ -560,8 +564,8 @@ class Finalizer:
             for sheet in sheets:
                 contact_numbers.update(r.student_number for r in sheet.records)
                 contact_numbers.add(sheet.attendance.teacher_school_number)
-            with self._pg.outage_as_unavailable():
-                contacts = await self._pg.get_contacts(school_numbers=sorted(contact_numbers))
+            with self._db.outage_as_unavailable():
+                contacts = await self._accounts.get_contacts(school_numbers=sorted(contact_numbers))
         read_contacts = time.perf_counter()
         report.users_read_seconds += looked_up - read
         report.build_seconds += built - looked_up
@@ -593,8 +597,8 @@ class Finalizer:
         unexpected: Exception | None = None
         for session in loaded:
             try:
-                with self._pg.outage_as_unavailable():
-                    known = await self._pg.get_users(school_numbers=sorted(session.numbers()))
+                with self._db.outage_as_unavailable():
+                    known = await self._accounts.get_users(school_numbers=sorted(session.numbers()))
                     sheet = build_sheet(
                         attendance=session.attendance,
                         records=session.records,
@@ -602,7 +606,7 @@ class Finalizer:
                         known_users={user.user_school_number: user for user in known},
                         late_after=self._late_after,
                     )
-                    await self._pg.persist_session(
+                    await self._attendance.persist_session(
                         users=sheet.users, attendance=sheet.attendance, records=sheet.records
                     )
             except DatabaseUnavailable:
@@ -625,7 +629,7 @@ class Finalizer:
         logged and loses no attendance: the next finalization of the course looks again."""
         assert self._warnings is not None
         try:
-            with self._pg.outage_as_unavailable():
+            with self._db.outage_as_unavailable():
                 await self._warnings.check(
                     ((s.attendance, (r.student_number for r in s.records)) for s in sheets),
                     contacts,

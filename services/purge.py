@@ -39,16 +39,15 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from dal.errors import DatabaseUnavailable
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Database, RetentionStore
 from dal.redis import keys
-from dal.redis.accounts import AccountStore
+from dal.redis.accounts import AccountStore as RedisAccountStore
 from dal.redis.purge import PurgeStore
 from services.finalize import OutageLog
 
 __all__ = ["PurgeReport", "Purger"]
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(slots=True)
@@ -82,18 +81,20 @@ class Purger:
     def __init__(
         self,
         *,
-        pg: AsyncPostgresClient,
+        db: Database,
+        retention: RetentionStore,
         purge: PurgeStore,
-        accounts: AccountStore,
+        user_store: RedisAccountStore,
         keep_fsm_states: Collection[str] = (),
         fsm_prefix: str = "fsm",
         batch: int = 500,
         retention_days: int | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._pg = pg
+        self._db = db
+        self._retention_store = retention
         self._purge = purge
-        self._user_store = accounts
+        self._user_store = user_store
         self._keep_states = sorted(keep_fsm_states)
         self._fsm_prefix = fsm_prefix
         self._batch = batch
@@ -146,8 +147,8 @@ class Purger:
 
     async def _forget_inactive(self) -> int:
         assert self._retention is not None
-        with self._pg.outage_as_unavailable():
-            telegram_ids = await self._pg.forget_inactive_users(
+        with self._db.outage_as_unavailable():
+            telegram_ids = await self._retention_store.forget_inactive_users(
                 inactive_since=self._clock() - self._retention
             )
         for telegram_id in telegram_ids:
@@ -175,7 +176,9 @@ class Purger:
                 owners[owner[0]] = owner[1]
         if not owners:
             return 0
-        with self._pg.outage_as_unavailable():
-            linked = await self._pg.get_linked_telegram_ids(telegram_ids=list(owners.values()))
+        with self._db.outage_as_unavailable():
+            linked = await self._retention_store.get_linked_telegram_ids(
+                telegram_ids=list(owners.values())
+            )
         pairs = [keys.fsm_pair(base) for base, user_id in owners.items() if user_id not in linked]
         return await self._purge.drop_fsm_keys(pairs=pairs, keep_states=self._keep_states)

@@ -26,7 +26,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from dal.models import Role, ScheduleEntry
-from dal.postgres import AsyncPostgresClient
+from dal.pg import AccountStore, ScheduleStore
 from dal.redis import keys
 from dal.redis.sessions import LiveSessions
 from services.attendance import EVERYONE, entry_to_lesson
@@ -67,7 +67,8 @@ class ReminderService:
     def __init__(
         self,
         *,
-        pg: AsyncPostgresClient,
+        accounts: AccountStore,
+        schedules: ScheduleStore,
         sessions: LiveSessions,
         notifier: Notifier,
         tz: ZoneInfo,
@@ -77,7 +78,8 @@ class ReminderService:
         max_sessions: int = 1_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._pg = pg
+        self._accounts = accounts
+        self._schedules = schedules
         self._sessions = sessions
         self._notifier = notifier
         self._tz = tz
@@ -99,7 +101,7 @@ class ReminderService:
 
     async def remind_teachers(self, *, now: datetime) -> int:
         """Remind teachers of lessons starting within `lead` from `now` (not yet started)."""
-        entries = await self._pg.get_teacher_lessons_starting(
+        entries = await self._schedules.get_teacher_lessons_starting(
             start=now, end=now + self._lead + _TICK
         )
         if not entries:
@@ -109,7 +111,7 @@ class ReminderService:
             unique.setdefault((entry.school_number, entry.course_code, entry.start_time), entry)
         contacts = {
             c.school_number: c
-            for c in await self._pg.get_contacts(
+            for c in await self._accounts.get_contacts(
                 school_numbers=sorted({e.school_number for e in unique.values()})
             )
         }
@@ -166,7 +168,7 @@ class ReminderService:
             missing = enrolled - {r.student_number for r in records}
             if not missing:
                 continue
-            contacts = await self._pg.get_contacts(school_numbers=sorted(missing))
+            contacts = await self._accounts.get_contacts(school_numbers=sorted(missing))
             recipients = [c for c in contacts if c.role is Role.STUDENT and c.reminders_enabled]
             if not recipients:
                 continue

@@ -15,7 +15,14 @@ from dal.models import (
     FailReason,
     RecordStatus,
 )
-from dal.postgres import AsyncPostgresClient, CourseSummary, StudentAttendanceRow
+from dal.pg import (
+    AccountStore,
+    AttendanceStore,
+    CorrectionStore,
+    CourseSummary,
+    ReportStore,
+    StudentAttendanceRow,
+)
 from services.attendance import SCHOOL_NUMBER
 from services.csv_export import csv_document
 from services.errors import (
@@ -102,9 +109,19 @@ _STATUS_WORDS = {
 
 class ReportService:
     def __init__(
-        self, *, pg: AsyncPostgresClient, tz: ZoneInfo, rule: WarningRule | None = None
+        self,
+        *,
+        accounts: AccountStore,
+        attendance: AttendanceStore,
+        corrections: CorrectionStore,
+        reports: ReportStore,
+        tz: ZoneInfo,
+        rule: WarningRule | None = None,
     ) -> None:
-        self._pg = pg
+        self._accounts = accounts
+        self._attendance = attendance
+        self._corrections = corrections
+        self._reports = reports
         self._tz = tz
         self._rule = rule or WarningRule()
 
@@ -120,7 +137,7 @@ class ReportService:
         self, *, teacher: Identity, limit: int = 8, offset: int = 0
     ) -> list[SavedSheet]:
         require_teacher(teacher)
-        attendances = await self._pg.get_attendances(
+        attendances = await self._reports.get_attendances(
             teacher_school_number=teacher.school_number, limit=limit, offset=offset
         )
         return [await self._sheet(a) for a in attendances]
@@ -133,13 +150,13 @@ class ReportService:
     ) -> AttendanceRecord:
         """Switch a saved record between present and absent (a historical correction)."""
         await self._owned(teacher, attendance_id)
-        records = await self._pg.get_attendance_records(attendance_id=attendance_id)
+        records = await self._attendance.get_attendance_records(attendance_id=attendance_id)
         current = next((r for r in records if r.student_number == student_number), None)
         if current is None:
             raise RecordNotFound(student_number)
         attended = not current.is_attended
         try:
-            return await self._pg.set_record_attended(
+            return await self._corrections.set_record_attended(
                 attendance_id=attendance_id,
                 student_number=student_number,
                 is_attended=attended,
@@ -165,7 +182,7 @@ class ReportService:
         if not reason or len(reason) > MAX_REASON_LENGTH:
             raise InvalidInput("excuse.reason_invalid")
         try:
-            return await self._pg.set_record_attended(
+            return await self._corrections.set_record_attended(
                 attendance_id=attendance_id,
                 student_number=student_number,
                 is_attended=False,
@@ -187,7 +204,7 @@ class ReportService:
             raise InvalidInput("add.bad_number")
         await self._owned(teacher, attendance_id)
         try:
-            return await self._pg.add_saved_record(
+            return await self._corrections.add_saved_record(
                 attendance_id=attendance_id,
                 student_number=number,
                 changed_by=teacher.school_number,
@@ -202,7 +219,7 @@ class ReportService:
 
     async def my_courses(self, *, student: Identity) -> list[CourseStanding]:
         """The student's standing per course, by course name."""
-        rows = await self._pg.get_student_records(student_number=student.school_number)
+        rows = await self._reports.get_student_records(student_number=student.school_number)
         by_course: dict[str, list[StudentAttendanceRow]] = {}
         for row in rows:
             by_course.setdefault(row.lesson_code or row.lesson_name, []).append(row)
@@ -229,7 +246,7 @@ class ReportService:
 
     async def export_courses(self, *, teacher: Identity) -> list[CourseSummary]:
         require_teacher(teacher)
-        return await self._pg.get_teacher_courses(teacher_school_number=teacher.school_number)
+        return await self._reports.get_teacher_courses(teacher_school_number=teacher.school_number)
 
     async def course_by_token(self, *, teacher: Identity, token: str) -> CourseSummary:
         for course in await self.export_courses(teacher=teacher):
@@ -240,15 +257,15 @@ class ReportService:
     async def course_data(self, *, teacher: Identity, course_key: str) -> CourseData:
         require_teacher(teacher)
         number = teacher.school_number
-        sessions = await self._pg.get_course_sessions(
+        sessions = await self._reports.get_course_sessions(
             teacher_school_number=number, course_key=course_key
         )
         if not sessions:
             raise SessionGone
-        records = await self._pg.get_course_records(
+        records = await self._reports.get_course_records(
             teacher_school_number=number, course_key=course_key
         )
-        corrections = await self._pg.get_course_corrections(
+        corrections = await self._corrections.get_course_corrections(
             teacher_school_number=number, course_key=course_key
         )
         return CourseData(
@@ -317,7 +334,7 @@ class ReportService:
     async def _owned(self, teacher: Identity, attendance_id: UUID) -> Attendance:
         require_teacher(teacher)
         try:
-            attendance = await self._pg.get_attendance_by_id(attendance_id=attendance_id)
+            attendance = await self._attendance.get_attendance_by_id(attendance_id=attendance_id)
         except NotFound:
             raise SessionGone from None
         if attendance.teacher_school_number != teacher.school_number:
@@ -325,8 +342,10 @@ class ReportService:
         return attendance
 
     async def _sheet(self, attendance: Attendance) -> SavedSheet:
-        records = await self._pg.get_attendance_records(attendance_id=attendance.attendance_id)
-        users = await self._pg.get_users(school_numbers=[r.student_number for r in records])
+        records = await self._attendance.get_attendance_records(
+            attendance_id=attendance.attendance_id
+        )
+        users = await self._accounts.get_users(school_numbers=[r.student_number for r in records])
         names = {u.user_school_number: u.user_full_name for u in users}
         rows = [
             SavedSheetRow(r.student_number, names.get(r.student_number, r.student_number), r)

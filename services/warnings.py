@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from dal.models import Attendance, RecordStatus
-from dal.postgres import AsyncPostgresClient, LinkedUser
+from dal.pg import LinkedUser, ReportStore
 from services.notify import Notice, Notifier
 from services.status import AttendanceRate, StatusCounts, percent_text
 
@@ -47,7 +47,7 @@ class WarningSettings(Protocol):
 
 def course_key(attendance: Attendance) -> str:
     """The course a session belongs to: its lesson code, else its lesson name (as
-    dal.postgres.COURSE_KEY_SQL)."""
+    dal.pg.common.COURSE_KEY_SQL)."""
     return attendance.lesson_code or attendance.lesson_name
 
 
@@ -58,8 +58,8 @@ def rate_of(counts: Mapping[str, int]) -> AttendanceRate:
 
 
 class AttendanceWarnings:
-    def __init__(self, *, pg: AsyncPostgresClient, notifier: Notifier, rule: WarningRule) -> None:
-        self._pg = pg
+    def __init__(self, *, reports: ReportStore, notifier: Notifier, rule: WarningRule) -> None:
+        self._reports = reports
         self._notifier = notifier
         self._rule = rule
 
@@ -78,11 +78,11 @@ class AttendanceWarnings:
             entry[1].update(numbers)
         notices: list[Notice] = []
         for key, (lesson, numbers) in sorted(by_course.items()):
-            counts = await self._pg.get_course_status_counts(
+            counts = await self._reports.get_course_status_counts(
                 course_key=key, student_numbers=sorted(numbers)
             )
             rates = {number: rate_of(counts.get(number, {})) for number in numbers}
-            changed = await self._pg.set_warning_states(
+            changed = await self._reports.set_warning_states(
                 course_key=key,
                 states={number: self._rule.below(rate) for number, rate in rates.items()},
             )

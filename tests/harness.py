@@ -58,7 +58,7 @@ class Running:
         await self.app.dispatcher.stop_polling()
         await asyncio.wait_for(asyncio.shield(self.polling), 30)
         await self.app.redis.close()
-        await self.app.pg.close()
+        await self.app.pg.db.close()
 
     def user(self, user_id: int, name: str = "User", lang: str = "en") -> FakeUser:
         return self.telegram.user(user_id, name, lang)

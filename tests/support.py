@@ -6,7 +6,7 @@ a test module: `from tests.support import pg_client_fixture, redis_client_fixtur
 F401`; the function names differ from the fixture names so that ruff's F811 does not flag
 every test that takes them):
 
-- `pg_client`: an `AsyncPostgresClient` on the run's database, tables truncated per test;
+- `pg_client`: a `Postgres` (dal.pg) on the run's database, tables truncated per test;
 - `redis_client`: a `RedisStores` on the flushed test Redis database (ATTN_TEST_REDIS_DB).
 
 Plus a `RecordingNotifier` (a `services.notify.Notifier` that keeps every notice), a `Clock`
@@ -39,7 +39,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from dal.models import AttendanceRecordRedis, AttendanceRedis, RecordSource, Role, User
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.keys import records as records_key
 from dal.redis.stores import RedisStores
 from services.notify import Notice
@@ -53,15 +53,15 @@ IST = ZoneInfo("Europe/Istanbul")
 
 
 @pytest.fixture(name="pg_client")
-async def pg_client_fixture(pg_dsn: str) -> AsyncIterator[AsyncPostgresClient]:
-    client = await AsyncPostgresClient.connect(pg_dsn, max_size=8)
-    await client.pool.execute(
+async def pg_client_fixture(pg_dsn: str) -> AsyncIterator[Postgres]:
+    client = await Postgres.connect(pg_dsn, max_size=8)
+    await client.db.pool.execute(
         "TRUNCATE users, attendances, attendance_records, schedule_entries CASCADE"
     )
     try:
         yield client
     finally:
-        await client.close()
+        await client.db.close()
 
 
 @pytest.fixture(name="redis_client")
@@ -225,11 +225,11 @@ def dsn_via(dsn: str, port: int) -> str:
 @contextlib.asynccontextmanager
 async def pg_behind_proxy(
     dsn: str, *, delay: float = 0.0
-) -> AsyncIterator[tuple[AsyncPostgresClient, TcpProxy]]:
+) -> AsyncIterator[tuple[Postgres, TcpProxy]]:
     parts = urlsplit(dsn)
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432, delay=delay)
     await proxy.start()
-    client = await AsyncPostgresClient.connect(
+    client = await Postgres.connect(
         dsn_via(dsn, proxy.port), max_size=4, migrate=False, connect_timeout=3
     )
     try:
@@ -237,7 +237,7 @@ async def pg_behind_proxy(
     finally:
         await proxy.cut()
         with contextlib.suppress(Exception):
-            client.pool.terminate()
+            client.db.pool.terminate()
         await proxy.close()
 
 
@@ -255,16 +255,16 @@ def student_user(number: str, name: str | None = None) -> User:
 
 
 async def link(
-    pg: AsyncPostgresClient,
+    pg: Postgres,
     user: User,
     telegram_id: int,
     *,
     reminders: bool = True,
     language: str = "en",
 ) -> None:
-    await pg.link_telegram(user=user, telegram_id=telegram_id, language=language)
+    await pg.accounts.link_telegram(user=user, telegram_id=telegram_id, language=language)
     if not reminders:
-        await pg.set_reminders(school_number=user.user_school_number, enabled=False)
+        await pg.accounts.set_reminders(school_number=user.user_school_number, enabled=False)
 
 
 async def open_session(
@@ -417,8 +417,8 @@ def bot_env(telegram: FakeTelegram, pg_dsn: str, redis_url: str, **extra: str) -
 async def prepare_stores(pg_dsn: str, redis_url: str) -> None:
     await reset_database(pg_dsn)
     await flush_redis(redis_url)
-    pg = await AsyncPostgresClient.connect(pg_dsn)  # applies the schema before the bots start
-    await pg.close()
+    pg = await Postgres.connect(pg_dsn)  # applies the schema before the bots start
+    await pg.db.close()
 
 
 async def poll_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -259,7 +259,7 @@ async def test_burst_of_300_check_ins_with_429s(bot: Running) -> None:
     pg = bot.app.pg
     now = datetime.now(UTC)
     for i, user in enumerate(students):
-        await pg.link_telegram(
+        await pg.accounts.link_telegram(
             user=User(
                 user_school_number=f"9{i:06d}", user_full_name=f"ÖĞRENCİ {i}", role=Role.STUDENT
             ),
@@ -313,7 +313,7 @@ async def test_a_blocked_chat_is_recorded_and_skipped(bot: Running) -> None:
     pg = bot.app.pg
 
     async def skipped() -> bool:
-        return await pg.get_contacts(school_numbers=["2024001"]) == []
+        return await pg.accounts.get_contacts(school_numbers=["2024001"]) == []
 
     for _ in range(50):
         if await skipped():
@@ -322,7 +322,9 @@ async def test_a_blocked_chat_is_recorded_and_skipped(bot: Running) -> None:
     assert await skipped()
     bot.telegram.allow_chat(blocker.id)
     await bot.login(blocker, "student1")  # linking again makes the account reachable
-    assert [c.telegram_id for c in await pg.get_contacts(school_numbers=["2024001"])] == [201]
+    assert [c.telegram_id for c in await pg.accounts.get_contacts(school_numbers=["2024001"])] == [
+        201
+    ]
 
 
 async def test_shutdown_lets_a_running_handler_finish(bot: Running) -> None:
@@ -370,7 +372,7 @@ async def test_history_correction_and_csv_after_finalization(
         await teacher.send("/end_session")
         await teacher.next_message()
         for _ in range(150):  # finalization waits a few seconds after the end, then runs
-            saved = await bot.app.pg.get_attendances(teacher_school_number=_teacher_id(bot))
+            saved = await bot.app.pg.reports.get_attendances(teacher_school_number=_teacher_id(bot))
             if saved:
                 break
             await asyncio.sleep(0.1)
@@ -389,7 +391,9 @@ async def test_history_correction_and_csv_after_finalization(
         assert absent_button["text"].startswith("❌")
         query = await teacher.click(sheet, absent_button["callback_data"])
         assert "2024002" in (await teacher.callback_answer(query)).get("text", "")
-        records = await bot.app.pg.get_attendance_records(attendance_id=saved[0].attendance_id)
+        records = await bot.app.pg.attendance.get_attendance_records(
+            attendance_id=saved[0].attendance_id
+        )
         assert [r.is_attended for r in records] == [True, True]
 
         await teacher.click_button("⬇️ CSV", teacher.messages[-1])

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from dal.models import AttendanceRecordRedis, AttendanceRedis
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from tests.fakes.telegram_server import FakeTelegram
 from tests.harness import flush_redis, reset_database
@@ -86,8 +86,8 @@ async def test_kill_9_while_finalizing_then_restart(
 ) -> None:
     await reset_database(pg_dsn)
     await flush_redis(redis_url)
-    pg = await AsyncPostgresClient.connect(pg_dsn)  # applies the schema
-    await pg.close()
+    pg = await Postgres.connect(pg_dsn)  # applies the schema
+    await pg.db.close()
     redis = RedisStores.from_url(redis_url)
     conn = await asyncpg.connect(pg_dsn)
     log = tmp_path / "bot.log"

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from dal.errors import DatabaseUnavailable, NotFound
 from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, RecordSource, User
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.keys import records as records_key
 from dal.redis.stores import RedisStores
 from services.attendance import EVERYONE
@@ -41,7 +41,7 @@ TEACHER = teacher_user()
 
 
 def finalizer(
-    pg: AsyncPostgresClient,
+    pg: Postgres,
     redis: RedisStores,
     clock: Clock,
     notifier: RecordingNotifier | None = None,
@@ -53,7 +53,9 @@ def finalizer(
     notifier = notifier or RecordingNotifier()
     notifier.redis = redis.redis  # dedupe markers in Redis, as the outbox keeps them
     return Finalizer(
-        pg=pg,
+        db=pg.db,
+        accounts=pg.accounts,
+        attendance=pg.attendance,
         sessions=redis.sessions,
         finalization=redis.finalization,
         notifier=notifier,
@@ -67,8 +69,8 @@ def finalizer(
     )
 
 
-async def pg_records(pg: AsyncPostgresClient, attendance_id: UUID) -> dict[str, dict[str, object]]:
-    rows = await pg.pool.fetch(
+async def pg_records(pg: Postgres, attendance_id: UUID) -> dict[str, dict[str, object]]:
+    rows = await pg.db.pool.fetch(
         "SELECT student_number, is_attended, attendance_time, fail_reason, is_late, source"
         " FROM attendance_records WHERE attendance_id = $1",
         attendance_id,
@@ -76,19 +78,19 @@ async def pg_records(pg: AsyncPostgresClient, attendance_id: UUID) -> dict[str, 
     return {row["student_number"]: dict(row) for row in rows}
 
 
-async def count_rows(pg: AsyncPostgresClient) -> tuple[int, int]:
-    attendances = await pg.pool.fetchval("SELECT count(*) FROM attendances")
-    records = await pg.pool.fetchval("SELECT count(*) FROM attendance_records")
+async def count_rows(pg: Postgres) -> tuple[int, int]:
+    attendances = await pg.db.pool.fetchval("SELECT count(*) FROM attendances")
+    records = await pg.db.pool.fetchval("SELECT count(*) FROM attendance_records")
     return int(attendances), int(records)
 
 
 async def mixed_session(
-    pg: AsyncPostgresClient, redis: RedisStores, *, teacher: User = TEACHER
+    pg: Postgres, redis: RedisStores, *, teacher: User = TEACHER
 ) -> AttendanceRedis:
     """S1 on time, S2 late, S3 added by the teacher late in the lesson, S4 pending review,
     S5 rejected, S6 and S7 enrolled and absent. S4 is not enrolled."""
     enrolled = ["S1", "S2", "S3", "S5", "S6", "S7"]
-    await pg.add_users(users=[teacher, *(student_user(n) for n in [*enrolled, "S4"])])
+    await pg.accounts.add_users(users=[teacher, *(student_user(n) for n in [*enrolled, "S4"])])
     attendance = await open_session(
         redis, teacher=teacher, start=START, end=PLANNED_END, enrolled=enrolled
     )
@@ -112,7 +114,7 @@ async def mixed_session(
 
 
 async def test_ended_session_is_written_with_the_right_values_and_removed_from_redis(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     attendance = await mixed_session(pg_client, redis_client)
     ended_at = START + timedelta(minutes=45)
@@ -124,7 +126,7 @@ async def test_ended_session_is_written_with_the_right_values_and_removed_from_r
     report = await finalizer(pg_client, redis_client, clock).run_once()
 
     assert (report.finalized, report.records, report.absent) == (1, 7, 2)
-    stored = await pg_client.get_attendance_by_id(attendance_id=attendance.attendance_id)
+    stored = await pg_client.attendance.get_attendance_by_id(attendance_id=attendance.attendance_id)
     assert stored.end_time == ended_at
     assert stored.lesson_code == "FIZ101"
     assert stored.lesson_name == "FIZ101 - Fizik I"
@@ -148,7 +150,7 @@ async def test_ended_session_is_written_with_the_right_values_and_removed_from_r
 
 
 async def test_a_session_left_open_past_its_planned_end_is_finalized_with_that_end(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     attendance = await mixed_session(pg_client, redis_client)
     clock = Clock(PLANNED_END - timedelta(seconds=1))
@@ -161,21 +163,23 @@ async def test_a_session_left_open_past_its_planned_end_is_finalized_with_that_e
     clock.at(PLANNED_END + timedelta(seconds=6))
     assert (await job.run_once()).finalized == 1
 
-    stored = await pg_client.get_attendance_by_id(attendance_id=attendance.attendance_id)
+    stored = await pg_client.attendance.get_attendance_by_id(attendance_id=attendance.attendance_id)
     assert stored.end_time == PLANNED_END
     assert await session_keys(redis_raw, attendance) == []
 
 
 async def test_absent_records_are_written_for_enrolled_students_only(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
-    await pg_client.add_users(users=[TEACHER, *(student_user(f"S{i}") for i in range(1, 6))])
+    await pg_client.accounts.add_users(
+        users=[TEACHER, *(student_user(f"S{i}") for i in range(1, 6))]
+    )
     scheduled = await open_session(
         redis_client, teacher=TEACHER, start=START, end=PLANNED_END, enrolled=["S1", "S2", "S3"]
     )
     await put_records(redis_client, [record(scheduled, "S1"), record(scheduled, "S4")])
     other = teacher_user("T0002", "Mehmet Hoca")
-    await pg_client.add_users(users=[other])
+    await pg_client.accounts.add_users(users=[other])
     # Opened by name: no known enrolment, EVERYONE in the set, nobody can be absent.
     by_name = await open_session(
         redis_client,
@@ -199,16 +203,16 @@ async def test_absent_records_are_written_for_enrolled_students_only(
     }
     by_name_rows = await pg_records(pg_client, by_name.attendance_id)
     assert list(by_name_rows) == ["S5"]
-    assert EVERYONE not in {u.user_school_number for u in await pg_client.get_users()}
-    stored = await pg_client.get_attendance_by_id(attendance_id=by_name.attendance_id)
+    assert EVERYONE not in {u.user_school_number for u in await pg_client.accounts.get_users()}
+    stored = await pg_client.attendance.get_attendance_by_id(attendance_id=by_name.attendance_id)
     assert stored.lesson_code is None
 
 
 async def test_users_are_upserted_without_renaming_or_demoting_anyone(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     colleague = teacher_user("T0009", "Zeynep Hoca")
-    await pg_client.add_users(users=[colleague, student_user("S1", "Old Name")])
+    await pg_client.accounts.add_users(users=[colleague, student_user("S1", "Old Name")])
     # The teacher is not in PostgreSQL yet (first session ever); S1 logged in again with a
     # new portal name; S2 is new; the teacher typed a colleague's number and an unknown one.
     attendance = await open_session(
@@ -226,7 +230,8 @@ async def test_users_are_upserted_without_renaming_or_demoting_anyone(
     await finalizer(pg_client, redis_client, Clock(PLANNED_END + timedelta(minutes=1))).run_once()
 
     users = {
-        u.user_school_number: (u.user_full_name, u.role.value) for u in await pg_client.get_users()
+        u.user_school_number: (u.user_full_name, u.role.value)
+        for u in await pg_client.accounts.get_users()
     }
     assert users == {
         "T0001": ("Ayşe Öğretmen", "teacher"),
@@ -238,11 +243,11 @@ async def test_users_are_upserted_without_renaming_or_demoting_anyone(
 
 
 async def test_100_sessions_of_300_records_move_all_30000_records(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     students = [student_user(f"S{i:04d}") for i in range(300)]
     teachers = [teacher_user(f"T{t:03d}", f"Hoca {t}") for t in range(100)]
-    await pg_client.add_users(users=[*teachers, *students])
+    await pg_client.accounts.add_users(users=[*teachers, *students])
     numbers = [s.user_school_number for s in students]
     sessions: list[AttendanceRedis] = []
     for t, teacher in enumerate(teachers):
@@ -286,7 +291,7 @@ async def test_100_sessions_of_300_records_move_all_30000_records(
     assert per_session == 300
     assert report.finalized == 100
     assert report.records == 100 * per_session
-    counts = await pg_client.pool.fetchrow(
+    counts = await pg_client.db.pool.fetchrow(
         "SELECT count(*) AS total,"
         " count(*) FILTER (WHERE is_attended AND NOT is_late) AS present,"
         " count(*) FILTER (WHERE is_attended AND is_late) AS late,"
@@ -316,7 +321,7 @@ async def test_100_sessions_of_300_records_move_all_30000_records(
 
 
 async def test_running_twice_changes_nothing_and_notifies_once(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     attendance = await mixed_session(pg_client, redis_client)
     await link(pg_client, TEACHER, 100)
@@ -336,7 +341,7 @@ async def test_running_twice_changes_nothing_and_notifies_once(
 
 
 async def test_crash_between_commit_and_cleanup_then_rerun_leaves_exactly_one_copy(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
     redis_client: RedisStores,
     redis_raw: aioredis.Redis,
     monkeypatch: pytest.MonkeyPatch,
@@ -368,7 +373,7 @@ async def test_crash_between_commit_and_cleanup_then_rerun_leaves_exactly_one_co
 
 
 async def test_claim_of_a_crashed_worker_delays_the_session_until_it_expires(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     attendance = await mixed_session(pg_client, redis_client)
     # A worker claimed the session and was killed before releasing its claim.
@@ -385,7 +390,7 @@ async def test_claim_of_a_crashed_worker_delays_the_session_until_it_expires(
 
 
 async def test_postgres_unreachable_leaves_redis_intact_logs_once_and_a_later_tick_succeeds(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
     pg_dsn: str,
     redis_client: RedisStores,
     redis_raw: aioredis.Redis,
@@ -394,7 +399,7 @@ async def test_postgres_unreachable_leaves_redis_intact_logs_once_and_a_later_ti
     sessions = [await mixed_session(pg_client, redis_client)]
     for n in range(2, 4):
         teacher = teacher_user(f"T000{n}", f"Hoca {n}")
-        await pg_client.add_users(users=[teacher])
+        await pg_client.accounts.add_users(users=[teacher])
         sessions.append(await mixed_session(pg_client, redis_client, teacher=teacher))
     keys_before = sorted(await redis_raw.keys("*"))
     clock = Clock(PLANNED_END + timedelta(minutes=1))
@@ -432,7 +437,7 @@ async def test_postgres_unreachable_leaves_redis_intact_logs_once_and_a_later_ti
 
 
 async def test_postgres_lost_in_the_middle_of_a_tick_removes_nothing(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
     pg_dsn: str,
     redis_client: RedisStores,
     redis_raw: aioredis.Redis,
@@ -441,13 +446,13 @@ async def test_postgres_lost_in_the_middle_of_a_tick_removes_nothing(
     attendance = await mixed_session(pg_client, redis_client)
     clock = Clock(PLANNED_END + timedelta(minutes=1))
     async with pg_behind_proxy(pg_dsn) as (pg, proxy):
-        real_get_users = pg.get_users
+        real_get_users = pg.accounts.get_users
 
         async def server_dies_now(*, school_numbers: list[str]) -> list[User]:
             await proxy.cut()  # after the tick's ping, before the write
             return await real_get_users(school_numbers=school_numbers)
 
-        monkeypatch.setattr(pg, "get_users", server_dies_now)
+        monkeypatch.setattr(pg.accounts, "get_users", server_dies_now)
         report = await finalizer(pg, redis_client, clock).run_once()
         assert (report.finalized, report.postponed, report.failed) == (0, 1, 0)
         assert len(await session_keys(redis_raw, attendance)) == 6  # all keys and indexes
@@ -458,10 +463,10 @@ async def test_postgres_lost_in_the_middle_of_a_tick_removes_nothing(
 
 
 async def test_two_finalizers_at_once_finalize_each_session_once(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     teachers = [teacher_user(f"T{n:03d}", f"Hoca {n}") for n in range(20)]
-    await pg_client.add_users(users=teachers)
+    await pg_client.accounts.add_users(users=teachers)
     for n, teacher in enumerate(teachers):
         await link(pg_client, teacher, 1000 + n)
         await mixed_session(pg_client, redis_client, teacher=teacher)
@@ -479,7 +484,7 @@ async def test_two_finalizers_at_once_finalize_each_session_once(
 
 
 async def test_teacher_and_students_are_told_the_result(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     attendance = await mixed_session(pg_client, redis_client)
     await link(pg_client, TEACHER, 100, language="tr")
@@ -531,9 +536,9 @@ async def test_teacher_and_students_are_told_the_result(
 
 
 async def test_summary_without_pending_uses_the_plain_key(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
-    await pg_client.add_users(users=[TEACHER, student_user("S1")])
+    await pg_client.accounts.add_users(users=[TEACHER, student_user("S1")])
     await link(pg_client, TEACHER, 100)
     attendance = await open_session(
         redis_client, teacher=TEACHER, start=START, end=PLANNED_END, enrolled=["S1"]
@@ -550,7 +555,7 @@ async def test_summary_without_pending_uses_the_plain_key(
 
 
 async def test_a_corrupt_session_stays_in_redis_is_logged_once_and_others_go_through(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
     redis_client: RedisStores,
     redis_raw: aioredis.Redis,
     caplog: pytest.LogCaptureFixture,
@@ -558,7 +563,7 @@ async def test_a_corrupt_session_stays_in_redis_is_logged_once_and_others_go_thr
     broken = await mixed_session(pg_client, redis_client)
     await redis_raw.hset(records_key(broken.attendance_id), "S9", "{not json")
     other = teacher_user("T0002", "Mehmet Hoca")
-    await pg_client.add_users(users=[other])
+    await pg_client.accounts.add_users(users=[other])
     fine = await mixed_session(pg_client, redis_client, teacher=other)
     job = finalizer(pg_client, redis_client, Clock(PLANNED_END + timedelta(minutes=1)))
     caplog.set_level(logging.ERROR, logger="services.finalize")
@@ -574,10 +579,10 @@ async def test_a_corrupt_session_stays_in_redis_is_logged_once_and_others_go_thr
 
 
 async def test_sessions_are_stored_in_batches_of_whole_sessions(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     teachers = [teacher_user(f"T{n:03d}", f"Hoca {n}") for n in range(25)]
-    await pg_client.add_users(users=teachers)
+    await pg_client.accounts.add_users(users=teachers)
     sessions = [await mixed_session(pg_client, redis_client, teacher=t) for t in teachers]
     clock = Clock(PLANNED_END + timedelta(minutes=1))
     job = finalizer(pg_client, redis_client, clock, concurrency=2, batch_sessions=10)
@@ -592,13 +597,13 @@ async def test_sessions_are_stored_in_batches_of_whole_sessions(
 
 
 async def test_a_session_postgres_refuses_is_isolated_from_the_rest_of_its_batch(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
     redis_client: RedisStores,
     redis_raw: aioredis.Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A real refusal by the server, for one session only (as a foreign key would).
-    await pg_client.pool.execute(
+    await pg_client.db.pool.execute(
         """
         CREATE FUNCTION attn_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
@@ -610,7 +615,9 @@ async def test_a_session_postgres_refuses_is_isolated_from_the_rest_of_its_batch
     )
     try:
         teachers = [teacher_user(f"T{n:03d}", f"Hoca {n}") for n in range(3)]
-        await pg_client.add_users(users=[*teachers, student_user("S1"), student_user("S2")])
+        await pg_client.accounts.add_users(
+            users=[*teachers, student_user("S1"), student_user("S2")]
+        )
         sessions = []
         for n, teacher in enumerate(teachers):
             attendance = await open_session(
@@ -641,13 +648,13 @@ async def test_a_session_postgres_refuses_is_isolated_from_the_rest_of_its_batch
         errors = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert len(errors) == 1 and str(bad.attendance_id) in errors[0].getMessage()
     finally:
-        await pg_client.pool.execute(
+        await pg_client.db.pool.execute(
             "DROP TRIGGER attn_test_refuse ON attendances; DROP FUNCTION attn_test_refuse()"
         )
 
 
 async def test_a_teacher_named_in_another_session_of_the_batch_stays_a_teacher(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     # Neither teacher is in PostgreSQL yet (their first sessions); the second one added the
     # first by number to their sheet. Stored one after the other, the first teacher's row
@@ -670,7 +677,8 @@ async def test_a_teacher_named_in_another_session_of_the_batch_stays_a_teacher(
 
     assert (report.finalized, report.batches) == (2, 1)
     users = {
-        u.user_school_number: (u.user_full_name, u.role.value) for u in await pg_client.get_users()
+        u.user_school_number: (u.user_full_name, u.role.value)
+        for u in await pg_client.accounts.get_users()
     }
     assert users == {"T0100": ("Yeni Hoca", "teacher"), "T0200": ("Diğer Hoca", "teacher")}
     assert set(await pg_records(pg_client, second.attendance_id)) == {"T0100"}
@@ -716,18 +724,19 @@ def test_build_sheet_counts_and_never_lists_the_everyone_marker() -> None:
 
 
 async def test_outage_as_unavailable_tells_a_lost_server_from_other_errors(
-    pg_client: AsyncPostgresClient, pg_dsn: str
+    pg_client: Postgres, pg_dsn: str
 ) -> None:
-    # dal/postgres.py addition (issue 5): what the finalizer relies on to spot an outage.
+    # dal/pg/pool.py (issue 5): what the finalizer relies on to spot an outage.
     async with pg_behind_proxy(pg_dsn) as (pg, proxy):
-        with pytest.raises(NotFound), pg.outage_as_unavailable():
-            await pg.get_user(school_number="nobody")  # not an outage: passes unchanged
+        with pytest.raises(NotFound), pg.db.outage_as_unavailable():
+            # not an outage: passes unchanged
+            await pg.accounts.set_reminders(school_number="nobody", enabled=True)
         await proxy.cut()
         with (
             pytest.raises(DatabaseUnavailable, match="PostgreSQL unreachable at"),
-            pg.outage_as_unavailable(),
+            pg.db.outage_as_unavailable(),
         ):
-            await pg.get_users(school_numbers=["S1"])
+            await pg.accounts.get_users(school_numbers=["S1"])
         await proxy.restore()
-        with pg.outage_as_unavailable():
-            assert await pg.get_users(school_numbers=["S1"]) == []
+        with pg.db.outage_as_unavailable():
+            assert await pg.accounts.get_users(school_numbers=["S1"]) == []

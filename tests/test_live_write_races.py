@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dal.models import AttendanceRedis, Role, UserSessionRedis
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.checkins import CheckInStatus
 from dal.redis.finalization import ClaimOutcome
 from dal.redis.stores import RedisStores
@@ -44,14 +44,13 @@ def real_clock(offset: timedelta = timedelta(0)) -> Callable[[], datetime]:
     return lambda: datetime.now(UTC) + offset
 
 
-def service(
-    pg: AsyncPostgresClient, redis: RedisStores, clock: Callable[[], datetime]
-) -> AttendanceService:
+def service(pg: Postgres, redis: RedisStores, clock: Callable[[], datetime]) -> AttendanceService:
     return AttendanceService(
-        pg=pg,
+        accounts=pg.accounts,
+        schedules=pg.schedules,
         sessions=redis.sessions,
         checkins=redis.checkins,
-        accounts=redis.accounts,
+        user_store=redis.accounts,
         notifier=RecordingNotifier(),
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -62,11 +61,11 @@ def service(
     )
 
 
-def finalizer(
-    pg: AsyncPostgresClient, redis: RedisStores, clock: Callable[[], datetime]
-) -> Finalizer:
+def finalizer(pg: Postgres, redis: RedisStores, clock: Callable[[], datetime]) -> Finalizer:
     return Finalizer(
-        pg=pg,
+        db=pg.db,
+        accounts=pg.accounts,
+        attendance=pg.attendance,
         sessions=redis.sessions,
         finalization=redis.finalization,
         notifier=RecordingNotifier(),
@@ -118,15 +117,15 @@ async def finalize_until_gone(job: Finalizer, redis: RedisStores, attendance_id:
             await asyncio.sleep(0.002)
 
 
-async def stored_numbers(pg: AsyncPostgresClient, attendance_id: uuid.UUID) -> dict[str, bool]:
-    records = await pg.get_attendance_records(attendance_id=attendance_id)
+async def stored_numbers(pg: Postgres, attendance_id: uuid.UUID) -> dict[str, bool]:
+    records = await pg.attendance.get_attendance_records(attendance_id=attendance_id)
     return {r.student_number: r.is_attended for r in records}
 
 
 async def test_check_in_from_a_clock_10_s_behind_after_the_claim_is_closed(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
-    await pg_client.add_users(users=[TEACHER, student_user("S1")])
+    await pg_client.accounts.add_users(users=[TEACHER, student_user("S1")])
     ids = await link_students(redis_client, ["S1"])
     attendance = await open_ending_in(redis_client, 1.0, ["S1"])
     aid = attendance.attendance_id
@@ -151,9 +150,9 @@ async def test_check_in_from_a_clock_10_s_behind_after_the_claim_is_closed(
 
 
 async def test_teacher_add_after_the_claim_is_refused_even_with_the_clock_behind(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
-    await pg_client.add_users(users=[TEACHER, student_user("S0001")])
+    await pg_client.accounts.add_users(users=[TEACHER, student_user("S0001")])
     attendance = await open_ending_in(redis_client, 0.5, [])
     await asyncio.sleep(0.6)
     claim = await redis_client.finalization.claim_attendance(
@@ -178,10 +177,10 @@ async def test_teacher_add_after_the_claim_is_refused_even_with_the_clock_behind
 
 @pytest.mark.slow
 async def test_check_ins_racing_the_finalizer_from_a_clock_10_s_behind_are_never_lost(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     students = [f"S{n:03d}" for n in range(40)]
-    await pg_client.add_users(users=[TEACHER, *(student_user(s) for s in students)])
+    await pg_client.accounts.add_users(users=[TEACHER, *(student_user(s) for s in students)])
     ids = await link_students(redis_client, students)
     behind = service(pg_client, redis_client, real_clock(timedelta(seconds=-10)))
     confirmed_total = refused_total = 0
@@ -216,10 +215,10 @@ async def test_check_ins_racing_the_finalizer_from_a_clock_10_s_behind_are_never
 
 @pytest.mark.slow
 async def test_teacher_add_with_a_slow_postgresql_racing_the_finalizer_lands_or_is_refused(
-    pg_dsn: str, pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_dsn: str, pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     numbers = [f"A{n:03d}" for n in range(RACES)]
-    await pg_client.add_users(users=[TEACHER, *(student_user(n) for n in numbers)])
+    await pg_client.accounts.add_users(users=[TEACHER, *(student_user(n) for n in numbers)])
     teacher = UserSessionRedis(
         telegram_id=1,
         school_number=TEACHER.user_school_number,

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from bot.i18n import t
 from dal.models import Attendance, AttendanceRecord, ScheduleEntry
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from services.purge import Purger
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
@@ -162,7 +162,7 @@ def _entry(number: str, start: datetime) -> ScheduleEntry:
 
 
 async def test_purge_forgets_accounts_inactive_for_the_retention_period(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     now = datetime.now(UTC)
     long_ago = now - timedelta(days=400)
@@ -175,10 +175,10 @@ async def test_purge_forgets_accounts_inactive_for_the_retention_period(
     }
     for user, telegram_id in users.values():
         await link(pg_client, user, telegram_id, language="tr", reminders=False)
-        await pg_client.replace_schedule(
+        await pg_client.schedules.replace_schedule(
             school_number=user.user_school_number, entries=[_entry(user.user_school_number, now)]
         )
-    await pg_client.pool.execute(
+    await pg_client.db.pool.execute(
         "UPDATE users SET linked_at = $1 WHERE user_school_number <> 'S200'", long_ago
     )
     # Attendance saved long ago for the idle ones, lately for the active ones.
@@ -193,7 +193,7 @@ async def test_purge_forgets_accounts_inactive_for_the_retention_period(
             start_time=start,
             end_time=start + timedelta(minutes=50),
         )
-        await pg_client.persist_session(
+        await pg_client.attendance.persist_session(
             users=[],
             attendance=attendance,
             records=[
@@ -209,23 +209,26 @@ async def test_purge_forgets_accounts_inactive_for_the_retention_period(
         await redis_client.redis.set(f"users:{telegram_id}", "{}")
 
     report = await Purger(
-        pg=pg_client,
+        db=pg_client.db,
+        retention=pg_client.retention,
         purge=redis_client.purge,
-        accounts=redis_client.accounts,
+        user_store=redis_client.accounts,
         retention_days=365,
     ).run_once()
 
     assert report.inactive == 2
     rows = {
         r["user_school_number"]: r
-        for r in await pg_client.pool.fetch(
+        for r in await pg_client.db.pool.fetch(
             "SELECT user_school_number, user_full_name, telegram_id, language,"
             " reminders_enabled FROM users"
         )
     }
     schedules = {
         r["school_number"]
-        for r in await pg_client.pool.fetch("SELECT DISTINCT school_number FROM schedule_entries")
+        for r in await pg_client.db.pool.fetch(
+            "SELECT DISTINCT school_number FROM schedule_entries"
+        )
     }
     for name in ("idle", "idle_teacher"):
         user, telegram_id = users[name]
@@ -240,4 +243,4 @@ async def test_purge_forgets_accounts_inactive_for_the_retention_period(
         assert user.user_school_number in schedules
         assert await redis_client.redis.exists(f"users:{telegram_id}") == 1
     # The institution's records stay.
-    assert await pg_client.pool.fetchval("SELECT count(*) FROM attendance_records") == 2
+    assert await pg_client.db.pool.fetchval("SELECT count(*) FROM attendance_records") == 2

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import redis.asyncio as aioredis
 
 from dal.models import AttendanceRedis
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.keys import claim as claim_key
 from dal.redis.stores import RedisStores
 from services.purge import Purger
@@ -70,7 +70,7 @@ async def seed_stale(raw: aioredis.Redis) -> None:
     await raw.set("locks:job:purge", "replica-up", ex=600)
 
 
-async def seed_fsm(pg: AsyncPostgresClient, raw: aioredis.Redis) -> set[str]:
+async def seed_fsm(pg: Postgres, raw: aioredis.Redis) -> set[str]:
     """FSM keys; returns the ones that must survive."""
     await link(pg, teacher_user("T5"), 500)
     await raw.set("fsm:500:500:state", "AddForm:number", ex=900)  # linked: kept
@@ -93,16 +93,17 @@ async def seed_fsm(pg: AsyncPostgresClient, raw: aioredis.Redis) -> set[str]:
 
 
 async def test_stale_keys_of_each_kind_are_removed_and_live_sessions_survive(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     live = await seed_live(redis_client)
     live_keys = [await session_keys(redis_raw, a) for a in live]
     await seed_stale(redis_raw)
     kept_fsm = await seed_fsm(pg_client, redis_raw)
     purger = Purger(
-        pg=pg_client,
+        db=pg_client.db,
+        retention=pg_client.retention,
         purge=redis_client.purge,
-        accounts=redis_client.accounts,
+        user_store=redis_client.accounts,
         keep_fsm_states=LOGIN_STATES,
         batch=3,
     )
@@ -138,7 +139,7 @@ async def test_stale_keys_of_each_kind_are_removed_and_live_sessions_survive(
 
 
 async def test_without_postgres_fsm_keys_are_left_alone_and_the_rest_is_purged(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
     pg_dsn: str,
     redis_client: RedisStores,
     redis_raw: aioredis.Redis,
@@ -149,9 +150,10 @@ async def test_without_postgres_fsm_keys_are_left_alone_and_the_rest_is_purged(
     async with pg_behind_proxy(pg_dsn) as (pg, proxy):
         await proxy.cut()
         report = await Purger(
-            pg=pg,
+            db=pg.db,
+            retention=pg.retention,
             purge=redis_client.purge,
-            accounts=redis_client.accounts,
+            user_store=redis_client.accounts,
             keep_fsm_states=LOGIN_STATES,
         ).run_once()
 
@@ -162,7 +164,7 @@ async def test_without_postgres_fsm_keys_are_left_alone_and_the_rest_is_purged(
 
 
 async def test_a_live_session_is_never_purged_even_with_nothing_else_pointing_at_it(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     live = await seed_live(redis_client)
     # The code and teacher pointers of a finished session are gone (as after /end_session and
@@ -172,9 +174,10 @@ async def test_a_live_session_is_never_purged_even_with_nothing_else_pointing_at
     before = sorted(await redis_raw.keys("*"))
 
     report = await Purger(
-        pg=pg_client,
+        db=pg_client.db,
+        retention=pg_client.retention,
         purge=redis_client.purge,
-        accounts=redis_client.accounts,
+        user_store=redis_client.accounts,
     ).run_once()
 
     assert report.total == 0
@@ -182,16 +185,18 @@ async def test_a_live_session_is_never_purged_even_with_nothing_else_pointing_at
 
 
 async def test_get_linked_telegram_ids_returns_only_linked_accounts(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
 ) -> None:
-    # dal/postgres.py addition (issue 5): the purge's batch lookup.
+    # dal/pg/retention.py (issue 5): the purge's batch lookup.
     await link(pg_client, student_user("S1"), 501)
     await link(pg_client, teacher_user("T1"), 502)
     await link(pg_client, student_user("S3"), 503)
-    await pg_client.unlink_telegram(telegram_id=503)
+    await pg_client.retention.forget_telegram_user(telegram_id=503)  # /logout
 
-    assert await pg_client.get_linked_telegram_ids(telegram_ids=[501, 502, 503, 504, 501]) == {
+    assert await pg_client.retention.get_linked_telegram_ids(
+        telegram_ids=[501, 502, 503, 504, 501]
+    ) == {
         501,
         502,
     }
-    assert await pg_client.get_linked_telegram_ids(telegram_ids=[]) == set()
+    assert await pg_client.retention.get_linked_telegram_ids(telegram_ids=[]) == set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 
 from dal.models import ScheduleEntry, User, UserSessionRedis
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.checkins import CheckInStatus
 from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService, Started
@@ -43,11 +43,12 @@ def entry(number: str, code: str = "FIZ101", start: datetime = LESSON) -> Schedu
 
 
 def reminders(
-    pg: AsyncPostgresClient, redis: RedisStores, clock: Clock, notifier: RecordingNotifier
+    pg: Postgres, redis: RedisStores, clock: Clock, notifier: RecordingNotifier
 ) -> ReminderService:
     notifier.redis = redis.redis  # dedupe markers in Redis, as the outbox keeps them
     return ReminderService(
-        pg=pg,
+        accounts=pg.accounts,
+        schedules=pg.schedules,
         sessions=redis.sessions,
         notifier=notifier,
         tz=IST,
@@ -58,13 +59,14 @@ def reminders(
 
 
 def attendance_service(
-    pg: AsyncPostgresClient, redis: RedisStores, clock: Clock, notifier: RecordingNotifier
+    pg: Postgres, redis: RedisStores, clock: Clock, notifier: RecordingNotifier
 ) -> AttendanceService:
     return AttendanceService(
-        pg=pg,
+        accounts=pg.accounts,
+        schedules=pg.schedules,
         sessions=redis.sessions,
         checkins=redis.checkins,
-        accounts=redis.accounts,
+        user_store=redis.accounts,
         notifier=notifier,
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -84,15 +86,15 @@ def session_of(user: User, telegram_id: int) -> UserSessionRedis:
     )
 
 
-async def seed_class(pg: AsyncPostgresClient) -> dict[str, User]:
+async def seed_class(pg: Postgres) -> dict[str, User]:
     """FIZ101 at 10:00 taught by T0001. Enrolled: S1 (linked), S2 (linked, opted out), S3 (not
     linked), S4 and S6 (linked). S5 is linked but takes another course."""
     students = {n: student_user(n) for n in ["S1", "S2", "S3", "S4", "S5", "S6"]}
-    await pg.add_users(users=[TEACHER, *students.values()])
-    await pg.replace_schedule(school_number="T0001", entries=[entry("T0001")])
+    await pg.accounts.add_users(users=[TEACHER, *students.values()])
+    await pg.schedules.replace_schedule(school_number="T0001", entries=[entry("T0001")])
     for number in ["S1", "S2", "S3", "S4", "S6"]:
-        await pg.replace_schedule(school_number=number, entries=[entry(number)])
-    await pg.replace_schedule(school_number="S5", entries=[entry("S5", code="MAT101")])
+        await pg.schedules.replace_schedule(school_number=number, entries=[entry(number)])
+    await pg.schedules.replace_schedule(school_number="S5", entries=[entry("S5", code="MAT101")])
     await link(pg, TEACHER, 100)
     await link(pg, students["S1"], 201)
     await link(pg, students["S2"], 202, reminders=False)
@@ -103,12 +105,12 @@ async def seed_class(pg: AsyncPostgresClient) -> dict[str, User]:
 
 
 async def test_teacher_reminder_fires_once_at_the_lead_time_with_a_start_button(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     await seed_class(pg_client)
     later = teacher_user("T0004", "Can Hoca")
-    await pg_client.add_users(users=[later])
-    await pg_client.replace_schedule(
+    await pg_client.accounts.add_users(users=[later])
+    await pg_client.schedules.replace_schedule(
         school_number="T0004",
         entries=[entry("T0004", code="MAT101", start=LESSON + timedelta(minutes=30))],
     )
@@ -135,17 +137,17 @@ async def test_teacher_reminder_fires_once_at_the_lead_time_with_a_start_button(
 
 
 async def test_teacher_reminder_respects_opt_out_link_and_an_already_open_session(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     opted_out, unlinked, busy = (
         teacher_user("T0002", "Bir Hoca"),
         teacher_user("T0003", "İki Hoca"),
         teacher_user("T0005", "Üç Hoca"),
     )
-    await pg_client.add_users(users=[opted_out, unlinked, busy])
+    await pg_client.accounts.add_users(users=[opted_out, unlinked, busy])
     for teacher in (opted_out, unlinked, busy):
         number = teacher.user_school_number
-        await pg_client.replace_schedule(school_number=number, entries=[entry(number)])
+        await pg_client.schedules.replace_schedule(school_number=number, entries=[entry(number)])
     await link(pg_client, opted_out, 302, reminders=False)
     await link(pg_client, busy, 305)
     # T0005 opened attendance for the lesson early, before the reminder was due.
@@ -165,7 +167,7 @@ async def test_teacher_reminder_respects_opt_out_link_and_an_already_open_sessio
 
 
 async def test_open_reminder_reaches_the_enrolled_linked_students_who_did_not_opt_out(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     await seed_class(pg_client)
     notifier = RecordingNotifier()
@@ -186,7 +188,7 @@ async def test_open_reminder_reaches_the_enrolled_linked_students_who_did_not_op
 
 
 async def test_closing_reminder_reaches_enrolled_students_not_checked_in_once(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     students = await seed_class(pg_client)
     clock = Clock(LESSON + timedelta(minutes=2))
@@ -224,7 +226,7 @@ async def test_closing_reminder_reaches_enrolled_students_not_checked_in_once(
 
 
 async def test_no_closing_reminder_for_a_session_the_teacher_already_ended(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     await seed_class(pg_client)
     clock = Clock(LESSON + timedelta(minutes=2))
@@ -247,7 +249,7 @@ async def test_no_closing_reminder_for_a_session_the_teacher_already_ended(
 
 
 async def test_closing_reminder_skips_a_session_without_known_enrolment(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     await seed_class(pg_client)
     clock = Clock(LESSON + timedelta(minutes=2))

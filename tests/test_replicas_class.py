@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import (
@@ -41,7 +41,7 @@ async def test_two_webhook_replicas_take_one_class_exactly_once(
     n = 40
     await prepare_stores(pg_dsn, redis_url)
     numbers = [f"2025{i:04d}" for i in range(n)]
-    pg = await AsyncPostgresClient.connect(pg_dsn)
+    pg = await Postgres.connect(pg_dsn)
     redis = RedisStores.from_url(redis_url)
     try:
         teacher = teacher_user()
@@ -112,7 +112,7 @@ async def test_two_webhook_replicas_take_one_class_exactly_once(
                 assert texts[1].startswith("📊 FIZ101"), (i, texts)
     finally:
         await redis.close()
-        await pg.close()
+        await pg.db.close()
 
     conn = await asyncpg.connect(pg_dsn)
     try:

@@ -14,7 +14,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot.config import Settings
 from bot.scheduler import JOB_IDS, ScheduledJobs, build_scheduler
 from dal.models import AttendanceRedis
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService
 from services.finalize import FinalizeReport
@@ -39,7 +39,7 @@ def settings(**overrides: object) -> Settings:
 
 
 def make_scheduler(
-    pg: AsyncPostgresClient,
+    pg: Postgres,
     redis: RedisStores,
     notifier: RecordingNotifier,
     *,
@@ -48,10 +48,11 @@ def make_scheduler(
 ) -> AsyncIOScheduler:
     config = settings(**overrides)
     attendance = AttendanceService(
-        pg=pg,
+        accounts=pg.accounts,
+        schedules=pg.schedules,
         sessions=redis.sessions,
         checkins=redis.checkins,
-        accounts=redis.accounts,
+        user_store=redis.accounts,
         notifier=notifier,
         tz=config.tz,
         early_margin=timedelta(minutes=10),
@@ -79,13 +80,11 @@ def jobs_of(scheduler: AsyncIOScheduler) -> ScheduledJobs:
     return owner
 
 
-async def ended_sessions(
-    pg: AsyncPostgresClient, redis: RedisStores, count: int
-) -> list[AttendanceRedis]:
+async def ended_sessions(pg: Postgres, redis: RedisStores, count: int) -> list[AttendanceRedis]:
     sessions: list[AttendanceRedis] = []
     for n in range(count):
         teacher = teacher_user(f"T{n:03d}", f"Hoca {n}")
-        await pg.add_users(users=[teacher, student_user("S1"), student_user("S2")])
+        await pg.accounts.add_users(users=[teacher, student_user("S1"), student_user("S2")])
         attendance = await open_session(
             redis,
             teacher=teacher,
@@ -99,7 +98,7 @@ async def ended_sessions(
 
 
 async def test_build_scheduler_returns_an_unstarted_scheduler_with_three_deliberate_jobs(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     scheduler = make_scheduler(
         pg_client,
@@ -121,7 +120,7 @@ async def test_build_scheduler_returns_an_unstarted_scheduler_with_three_deliber
 
 
 async def test_two_replicas_ticking_at_the_same_time_finalize_each_session_once(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     sessions = await ended_sessions(pg_client, redis_client, 12)
     notifier = RecordingNotifier()
@@ -134,19 +133,19 @@ async def test_two_replicas_ticking_at_the_same_time_finalize_each_session_once(
     ran = [r for r in reports if r is not None]
     assert len(ran) == 1  # the other replica found the lock taken
     assert isinstance(ran[0], FinalizeReport) and ran[0].finalized == 12
-    assert await pg_client.pool.fetchval("SELECT count(*) FROM attendances") == 12
-    assert await pg_client.pool.fetchval("SELECT count(*) FROM attendance_records") == 24
+    assert await pg_client.db.pool.fetchval("SELECT count(*) FROM attendances") == 12
+    assert await pg_client.db.pool.fetchval("SELECT count(*) FROM attendance_records") == 24
     for attendance in sessions:
         assert await session_keys(redis_raw, attendance) == []
     assert await redis_raw.exists("locks:job:finalize") == 0  # released by its owner
 
     again = await asyncio.gather(first.finalize(), second.finalize())
     assert sum(r.finalized for r in again if r is not None) == 0
-    assert await pg_client.pool.fetchval("SELECT count(*) FROM attendance_records") == 24
+    assert await pg_client.db.pool.fetchval("SELECT count(*) FROM attendance_records") == 24
 
 
 async def test_a_tick_skips_while_another_replica_holds_the_lock_and_leaves_it_alone(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     (attendance,) = await ended_sessions(pg_client, redis_client, 1)
     jobs = jobs_of(make_scheduler(pg_client, redis_client, RecordingNotifier()))
@@ -161,7 +160,7 @@ async def test_a_tick_skips_while_another_replica_holds_the_lock_and_leaves_it_a
 
 
 async def test_a_failing_tick_is_logged_and_releases_its_lock(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
     redis_client: RedisStores,
     redis_raw: aioredis.Redis,
     monkeypatch: pytest.MonkeyPatch,
@@ -180,7 +179,7 @@ async def test_a_failing_tick_is_logged_and_releases_its_lock(
 
 
 async def test_redis_outage_skips_ticks_and_is_logged_once(
-    pg_client: AsyncPostgresClient, caplog: pytest.LogCaptureFixture
+    pg_client: Postgres, caplog: pytest.LogCaptureFixture
 ) -> None:
     dead = RedisStores.from_url("redis://127.0.0.1:1/0", timeout=1)
     try:
@@ -199,7 +198,7 @@ async def test_redis_outage_skips_ticks_and_is_logged_once(
 
 
 async def test_started_scheduler_finalizes_an_ended_session_and_shuts_down(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     (attendance,) = await ended_sessions(pg_client, redis_client, 1)
     scheduler = make_scheduler(
@@ -216,12 +215,14 @@ async def test_started_scheduler_finalizes_an_ended_session_and_shuts_down(
         scheduler.shutdown(wait=False)
 
     assert await session_keys(redis_raw, attendance) == []
-    stored = await pg_client.get_attendance_records(attendance_id=attendance.attendance_id)
+    stored = await pg_client.attendance.get_attendance_records(
+        attendance_id=attendance.attendance_id
+    )
     assert [(r.student_number, r.fail_reason) for r in stored] == [("S1", None), ("S2", "ABSENT")]
 
 
 async def test_the_jobs_follow_the_injected_clock(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, redis_raw: aioredis.Redis
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     (attendance,) = await ended_sessions(pg_client, redis_client, 1)
     clock = Clock(NOW - timedelta(minutes=2))  # before the session's end

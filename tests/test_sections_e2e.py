@@ -50,7 +50,9 @@ async def _only_session_id(bot: Running) -> UUID:
 async def _finalize(bot: Running) -> None:
     """End-of-session work as the scheduler does it, without waiting for its tick."""
     job = Finalizer(
-        pg=bot.app.pg,
+        db=bot.app.pg.db,
+        accounts=bot.app.pg.accounts,
+        attendance=bot.app.pg.attendance,
         sessions=bot.app.redis.sessions,
         finalization=bot.app.redis.finalization,
         notifier=bot.app.notifier,
@@ -126,7 +128,8 @@ async def test_two_sections_only_the_opened_section_is_notified_listed_and_absen
     await _finalize(bot)
 
     stored = {
-        r.student_number: r for r in await bot.app.pg.get_attendance_records(attendance_id=aid)
+        r.student_number: r
+        for r in await bot.app.pg.attendance.get_attendance_records(attendance_id=aid)
     }
     assert {n: r.status for n, r in stored.items()} == {
         "2024101": RecordStatus.PRESENT,
@@ -139,7 +142,7 @@ async def test_two_sections_only_the_opened_section_is_notified_listed_and_absen
     stayed_home.mark_read()
     await stayed_home.send("/my_attendance")
     assert "absent" not in _text(await reply(stayed_home)).lower()
-    assert await bot.app.pg.get_student_history(student_number="2024202") == []
+    assert await bot.app.pg.reports.get_student_history(student_number="2024202") == []
 
 
 async def test_a_namesake_teacher_without_a_schedule_reaches_no_student_of_the_course(
@@ -212,6 +215,6 @@ async def test_a_schedule_from_an_old_term_does_not_enrol_and_its_owner_is_asked
             await _finalize(bot)
             stored = {
                 r.student_number: r.status
-                for r in await bot.app.pg.get_attendance_records(attendance_id=aid)
+                for r in await bot.app.pg.attendance.get_attendance_records(attendance_id=aid)
             }
             assert stored == {"2024001": RecordStatus.ABSENT, "2023001": RecordStatus.PENDING}

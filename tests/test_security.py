@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dal.models import Attendance, AttendanceRecord, Role, UserSessionRedis
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.checkins import CheckInStatus
 from dal.redis.stores import RedisStores
 from services.accounts import AccountService
@@ -55,11 +55,13 @@ def _session(user_number: str, role: Role, telegram_id: int = 1) -> UserSessionR
 
 
 def _accounts(
-    pg: AsyncPostgresClient, redis: RedisStores, aksis: AksisClient | None = None, **limits: int
+    pg: Postgres, redis: RedisStores, aksis: AksisClient | None = None, **limits: int
 ) -> AccountService:
     return AccountService(
-        pg=pg,
-        accounts=redis.accounts,
+        accounts=pg.accounts,
+        schedules=pg.schedules,
+        retention=pg.retention,
+        user_store=redis.accounts,
         guards=redis.guards,
         aksis=aksis or DemoAksisClient(IST, staff_id_key="k" * 32),
         notifier=RecordingNotifier(),
@@ -71,17 +73,18 @@ def _accounts(
 
 
 def _attendance(
-    pg: AsyncPostgresClient,
+    pg: Postgres,
     redis: RedisStores,
     notifier: RecordingNotifier | None = None,
     accounts: AccountService | None = None,
 ) -> AttendanceService:
     loader = accounts.current_user if accounts is not None else None
     return AttendanceService(
-        pg=pg,
+        accounts=pg.accounts,
+        schedules=pg.schedules,
         sessions=redis.sessions,
         checkins=redis.checkins,
-        accounts=redis.accounts,
+        user_store=redis.accounts,
         notifier=notifier or RecordingNotifier(),
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -99,7 +102,7 @@ FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 # --- 6. exports are safe to open ----------------------------------------------------------
 
 
-async def test_exported_formula_names_open_as_text(pg_client: AsyncPostgresClient) -> None:
+async def test_exported_formula_names_open_as_text(pg_client: Postgres) -> None:
     teacher = teacher_user()
     evil = [
         student_user("2024001", HYPERLINK),
@@ -110,9 +113,9 @@ async def test_exported_formula_names_open_as_text(pg_client: AsyncPostgresClien
         student_user("2024006", "\rCR"),
         student_user("2024007", "AYŞE YILDIZ"),
     ]
-    await pg_client.add_users(users=[teacher, *evil])
+    await pg_client.accounts.add_users(users=[teacher, *evil])
     aid = uuid.uuid4()
-    await pg_client.add_attendances(
+    await pg_client.attendance.add_attendances(
         attendances=[
             Attendance(
                 attendance_id=aid,
@@ -123,7 +126,7 @@ async def test_exported_formula_names_open_as_text(pg_client: AsyncPostgresClien
             )
         ]
     )
-    await pg_client.add_attendance_records(
+    await pg_client.attendance.add_attendance_records(
         records=[
             AttendanceRecord(
                 attendance_id=aid,
@@ -135,7 +138,13 @@ async def test_exported_formula_names_open_as_text(pg_client: AsyncPostgresClien
             for i, s in enumerate(evil)
         ]
     )
-    reports = ReportService(pg=pg_client, tz=IST)
+    reports = ReportService(
+        accounts=pg_client.accounts,
+        attendance=pg_client.attendance,
+        corrections=pg_client.corrections,
+        reports=pg_client.reports,
+        tz=IST,
+    )
     _, data = await reports.export_csv(
         teacher=_session(teacher.user_school_number, Role.TEACHER), attendance_id=aid
     )
@@ -174,7 +183,7 @@ def test_code_digits_reads_any_scripts_decimal_digits() -> None:
 
 @pytest.mark.parametrize("digits", [ARABIC_INDIC, PERSIAN, FULL_WIDTH])
 async def test_a_code_in_other_digits_checks_in(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, digits: dict[int, str]
+    pg_client: Postgres, redis_client: RedisStores, digits: dict[int, str]
 ) -> None:
     session = await open_session(
         redis_client,
@@ -194,7 +203,7 @@ async def test_a_code_in_other_digits_checks_in(
 
 
 async def test_text_that_cannot_be_a_code_is_not_counted_as_a_wrong_code(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     await redis_client.accounts.save_user_session(
         session=_session("2024001", Role.STUDENT, telegram_id=501), ttl_seconds=3600
@@ -207,7 +216,7 @@ async def test_text_that_cannot_be_a_code_is_not_counted_as_a_wrong_code(
 
 
 async def test_a_long_rejection_note_is_capped_once_where_it_is_stored(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     teacher = teacher_user()
     session = await open_session(
@@ -245,7 +254,7 @@ async def test_a_long_rejection_note_is_capped_once_where_it_is_stored(
 
 
 async def test_codes_from_an_unlinked_account_cost_no_query_after_the_throttle(
-    pg_dsn: str, pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_dsn: str, pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     """Every code from an account with no Redis session used to look the account up in
     PostgreSQL. Now such codes count like wrong codes; once throttled, none reaches it."""
@@ -272,7 +281,7 @@ async def test_codes_from_an_unlinked_account_cost_no_query_after_the_throttle(
 
 
 async def test_a_linked_student_with_a_cold_cache_still_checks_in(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     student = student_user("2024001")
     await link(pg_client, student, 501)
@@ -299,7 +308,7 @@ async def portal() -> AsyncIterator[FakeAksis]:
 
 
 async def test_another_account_cannot_lock_the_owner_of_a_user_name_out(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, portal: FakeAksis
+    pg_client: Postgres, redis_client: RedisStores, portal: FakeAksis
 ) -> None:
     accounts = _accounts(pg_client, redis_client, portal.live_client())
     attacker, owner = 300, 201
@@ -320,7 +329,7 @@ async def test_another_account_cannot_lock_the_owner_of_a_user_name_out(
 
 
 async def test_a_user_name_has_its_own_higher_ceiling(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, portal: FakeAksis
+    pg_client: Postgres, redis_client: RedisStores, portal: FakeAksis
 ) -> None:
     """Many accounts guessing one user name are stopped at the user name's ceiling."""
     accounts = _accounts(
@@ -339,7 +348,7 @@ async def test_a_user_name_has_its_own_higher_ceiling(
 
 
 async def test_portal_sign_ons_are_capped_per_minute(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores, portal: FakeAksis
+    pg_client: Postgres, redis_client: RedisStores, portal: FakeAksis
 ) -> None:
     accounts = _accounts(pg_client, redis_client, portal.live_client(), portal_logins_per_minute=3)
     for i in range(1, 4):
@@ -360,17 +369,19 @@ async def test_portal_sign_ons_are_capped_per_minute(
 
 
 async def test_marks_made_before_start_up_are_cleared_by_the_next_update(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     """A mark written to PostgreSQL only (by an older version, or before Redis was emptied)
     is loaded at start-up, so the account's next update still clears it."""
     await link(pg_client, student_user("2024001"), 501)
-    await pg_client.mark_undeliverable(telegram_id=501, reason="Forbidden: bot was blocked")
+    await pg_client.accounts.mark_undeliverable(
+        telegram_id=501, reason="Forbidden: bot was blocked"
+    )
     accounts = _accounts(pg_client, redis_client)
-    assert await pg_client.get_contacts(school_numbers=["2024001"]) == []
+    assert await pg_client.accounts.get_contacts(school_numbers=["2024001"]) == []
     assert not await accounts.heard_from(telegram_id=501)  # Redis does not know it yet
 
     assert await accounts.load_undeliverable() == 1
     assert await accounts.heard_from(telegram_id=501)
-    assert len(await pg_client.get_contacts(school_numbers=["2024001"])) == 1
+    assert len(await pg_client.accounts.get_contacts(school_numbers=["2024001"])) == 1
     assert not await accounts.heard_from(telegram_id=501)  # once is enough

@@ -189,10 +189,10 @@ async def test_a_user_who_unblocks_the_bot_gets_the_next_notice(bot: Running) ->
     bot.telegram.forbid_chat(student.id)  # the student blocks the bot
     await bot.start_session(teacher)
     for _ in range(100):  # the announcement is refused for good: marked undeliverable
-        if not await bot.app.pg.get_contacts(school_numbers=["2024001"]):
+        if not await bot.app.pg.accounts.get_contacts(school_numbers=["2024001"]):
             break
         await asyncio.sleep(0.05)
-    assert await bot.app.pg.get_contacts(school_numbers=["2024001"]) == []
+    assert await bot.app.pg.accounts.get_contacts(school_numbers=["2024001"]) == []
     await teacher.send("/end_session")
     await teacher.next_message()
 
@@ -200,7 +200,7 @@ async def test_a_user_who_unblocks_the_bot_gets_the_next_notice(bot: Running) ->
     student.mark_read()
     await student.send("/help")
     await student.next_message()
-    assert len(await bot.app.pg.get_contacts(school_numbers=["2024001"])) == 1
+    assert len(await bot.app.pg.accounts.get_contacts(school_numbers=["2024001"])) == 1
 
     await bot.start_session(teacher)  # ... and the next notice reaches them
     assert "Attendance is open" in _text(await student.next_message())

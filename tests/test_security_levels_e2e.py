@@ -103,7 +103,7 @@ async def test_level_shown_at_start_and_changed_by_the_owner_only(
     await teacher.send("/end_session")
     await reply(teacher)
     for _ in range(150):  # finalization waits a few seconds after the end, then runs
-        saved = await bot.app.pg.get_attendances(teacher_school_number=_teacher_id(bot))
+        saved = await bot.app.pg.reports.get_attendances(teacher_school_number=_teacher_id(bot))
         if saved:
             break
         await asyncio.sleep(0.1)

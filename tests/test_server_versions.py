@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from tests.fakes.old_servers import OldPostgresProxy, OldRedisServer
 
@@ -80,8 +80,8 @@ async def test_bot_refuses_redis_older_than_6_2(
 
 async def test_the_servers_under_test_are_supported(pg_dsn: str, redis_url: str) -> None:
     """The version check passes on the servers this run uses (machine's or embedded)."""
-    pg = await AsyncPostgresClient.connect(pg_dsn, migrate=False)
-    await pg.close()
+    pg = await Postgres.connect(pg_dsn, migrate=False)
+    await pg.db.close()
     async with RedisStores.from_url(redis_url) as redis:
         version = await redis.require_supported_version()
     assert tuple(int(p) for p in version.split(".")[:2]) >= (6, 2)

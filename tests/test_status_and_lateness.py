@@ -23,7 +23,7 @@ from dal.models import (
     Role,
     UserSessionRedis,
 )
-from dal.postgres import AsyncPostgresClient
+from dal.pg import Postgres
 from dal.redis.checkins import CheckInStatus
 from dal.redis.stores import RedisStores
 from services.accounts import lesson_to_entry
@@ -51,12 +51,13 @@ TEACHER = teacher_user("T0001", "Elif Kartal")
 HOCALAR = "Doç. Dr. ELİF KARTAL"
 
 
-def service(pg: AsyncPostgresClient, redis: RedisStores, clock: Clock) -> AttendanceService:
+def service(pg: Postgres, redis: RedisStores, clock: Clock) -> AttendanceService:
     return AttendanceService(
-        pg=pg,
+        accounts=pg.accounts,
+        schedules=pg.schedules,
         sessions=redis.sessions,
         checkins=redis.checkins,
-        accounts=redis.accounts,
+        user_store=redis.accounts,
         notifier=RecordingNotifier(),
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -87,13 +88,13 @@ def lesson(start: datetime) -> Lesson:
     )
 
 
-async def scheduled_class(pg: AsyncPostgresClient, start: datetime) -> None:
+async def scheduled_class(pg: Postgres, start: datetime) -> None:
     """The teacher and students S1..S4 with FIZ101 at `start` in their cached schedules."""
     students = [student_user(f"S{n}") for n in range(1, 5)]
-    await pg.add_users(users=[TEACHER, *students])
+    await pg.accounts.add_users(users=[TEACHER, *students])
     for user in [TEACHER, *students]:
         number = user.user_school_number
-        await pg.replace_schedule(
+        await pg.schedules.replace_schedule(
             school_number=number, entries=[lesson_to_entry(number, lesson(start))]
         )
 
@@ -135,7 +136,7 @@ def _future_start() -> datetime:
 
 
 async def test_opened_10_minutes_before_the_lesson_lateness_counts_from_the_start(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     start = _future_start()
     await scheduled_class(pg_client, start)
@@ -157,7 +158,7 @@ async def test_opened_10_minutes_before_the_lesson_lateness_counts_from_the_star
 
 
 async def test_opened_20_minutes_after_the_start_lateness_counts_from_the_opening(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     start = _future_start()
     await scheduled_class(pg_client, start)
@@ -180,9 +181,9 @@ async def test_opened_20_minutes_after_the_start_lateness_counts_from_the_openin
 
 
 async def test_an_ad_hoc_session_counts_from_the_opening(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
-    await pg_client.add_users(users=[TEACHER])
+    await pg_client.accounts.add_users(users=[TEACHER])
     opened = datetime.now(UTC).replace(microsecond=0)
     clock = Clock(opened)
     svc = service(pg_client, redis_client, clock)
@@ -202,15 +203,15 @@ async def test_an_ad_hoc_session_counts_from_the_opening(
 
 
 async def test_two_linked_namesakes_pick_the_lesson_and_the_choice_is_logged(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
     redis_client: RedisStores,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Neither namesake has a schedule of their own: the lesson is offered, never opened."""
     start = datetime.now(IST).replace(second=0, microsecond=0) - timedelta(minutes=5)
     student = student_user("S1")
-    await pg_client.add_users(users=[student])
-    await pg_client.replace_schedule(
+    await pg_client.accounts.add_users(users=[student])
+    await pg_client.schedules.replace_schedule(
         school_number="S1", entries=[lesson_to_entry("S1", lesson(start))]
     )
     first, second = teacher_user("TA", "Elif Kartal"), teacher_user("TB", "ELİF KARTAL")
@@ -236,12 +237,12 @@ async def test_two_linked_namesakes_pick_the_lesson_and_the_choice_is_logged(
 
 
 async def test_summary_history_export_and_my_attendance_give_the_same_counts(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     """One session with present, late, absent, pending and rejected records."""
     now = datetime.now(UTC).replace(microsecond=0)
     students = [student_user(f"S{n}") for n in range(1, 6)]
-    await pg_client.add_users(users=[TEACHER, *students])
+    await pg_client.accounts.add_users(users=[TEACHER, *students])
     await link(pg_client, TEACHER, 100)
     for n in range(1, 6):
         await link(pg_client, students[n - 1], 100 + n)
@@ -269,7 +270,9 @@ async def test_summary_history_export_and_my_attendance_give_the_same_counts(
     )  # S3: enrolled, never came: absent
     notifier = RecordingNotifier()
     job = Finalizer(
-        pg=pg_client,
+        db=pg_client.db,
+        accounts=pg_client.accounts,
+        attendance=pg_client.attendance,
         sessions=redis_client.sessions,
         finalization=redis_client.finalization,
         notifier=notifier,
@@ -284,7 +287,13 @@ async def test_summary_history_export_and_my_attendance_give_the_same_counts(
     (summary,) = notifier.keys("final.teacher")
     assert {k: summary.values[k] for k in expected} == expected
 
-    reports = ReportService(pg=pg_client, tz=IST)
+    reports = ReportService(
+        accounts=pg_client.accounts,
+        attendance=pg_client.attendance,
+        corrections=pg_client.corrections,
+        reports=pg_client.reports,
+        tz=IST,
+    )
     teacher = session_of("T0001", TEACHER.user_full_name, Role.TEACHER, 100)
     sheet = await reports.sheet(teacher=teacher, attendance_id=attendance.attendance_id)
     counts = sheet.counts
@@ -305,5 +314,8 @@ async def test_summary_history_export_and_my_attendance_give_the_same_counts(
         mine[row.status.value] += 1
     assert dict(mine) == expected
 
-    stored = await pg_client.get_attendance_summary(attendance_id=attendance.attendance_id)
+    records = await pg_client.attendance.get_attendance_records(
+        attendance_id=attendance.attendance_id
+    )
+    stored = Counter(r.status.value for r in records)
     assert {k: stored[k] for k in expected} == expected

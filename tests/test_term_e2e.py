@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.stores]
 
 async def _finalized(bot: Running) -> None:
     for _ in range(150):  # finalization waits a few seconds after the end, then runs
-        if await bot.app.pg.get_attendances(teacher_school_number=_teacher_id(bot)):
+        if await bot.app.pg.reports.get_attendances(teacher_school_number=_teacher_id(bot)):
             return
         await asyncio.sleep(0.1)
     raise AssertionError("the session was not finalized")
@@ -115,14 +115,19 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         assert answer.get("text") == t("auth.teachers_only", "en")
         await asyncio.sleep(0.3)
         assert len(bot.telegram.files) == files_before
-        (saved,) = await bot.app.pg.get_attendances(teacher_school_number=_teacher_id(bot))
+        (saved,) = await bot.app.pg.reports.get_attendances(teacher_school_number=_teacher_id(bot))
         aid = saved.attendance_id.hex
-        records = await bot.app.pg.get_attendance_records(attendance_id=saved.attendance_id)
+        records = await bot.app.pg.attendance.get_attendance_records(
+            attendance_id=saved.attendance_id
+        )
         for forged in (f"ht:{aid}:2024001:0", f"he:{aid}:2024001", f"hd:{aid}"):
             query = await present.click(mine, forged)
             answer = await present.callback_answer(query)
             assert answer.get("text") == t("auth.teachers_only", "en")
-        assert await bot.app.pg.get_attendance_records(attendance_id=saved.attendance_id) == records
+        assert (
+            await bot.app.pg.attendance.get_attendance_records(attendance_id=saved.attendance_id)
+            == records
+        )
 
         # /my_attendance: one line per course with the percentage, and the dated list.
         assert "YBSB1008" in _text(mine) and "1/1 · 100%" in _text(mine)
@@ -144,7 +149,7 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         await _wait_text(teacher, t("add.ask_number", "en"))
         await teacher.send("2024003")
         await _wait_text(teacher, "2024003 is added")
-        trail = await bot.app.pg.get_corrections(attendance_id=saved.attendance_id)
+        trail = await bot.app.pg.corrections.get_corrections(attendance_id=saved.attendance_id)
         assert [(c.action, c.student_number) for c in trail] == [
             ("excused", "2024002"),
             ("added", "2024003"),

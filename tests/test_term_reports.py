@@ -25,7 +25,7 @@ from dal.models import (
     User,
     UserSessionRedis,
 )
-from dal.postgres import AsyncPostgresClient, LinkedUser
+from dal.pg import LinkedUser, Postgres
 from dal.redis.stores import RedisStores
 from services.errors import (
     AlreadyOnList,
@@ -104,14 +104,14 @@ async def _documents(
     return reports.render_documents(data, formats=formats, now=now)
 
 
-async def _course(pg: AsyncPostgresClient) -> tuple[list[uuid.UUID], ReportService]:
+async def _course(pg: Postgres) -> tuple[list[uuid.UUID], ReportService]:
     teacher = teacher_user("T0001", "Ayşe Öğretmen")
     other = teacher_user("T0002", "Başka Hoca")
-    await pg.add_users(
+    await pg.accounts.add_users(
         users=[teacher, other, *(student_user(n, name) for n, (name, _) in PLAN.items())]
     )
     ids = [uuid.uuid4() for _ in range(6)]
-    await pg.add_attendances(
+    await pg.attendance.add_attendances(
         attendances=[
             Attendance(
                 attendance_id=aid,
@@ -138,8 +138,15 @@ async def _course(pg: AsyncPostgresClient) -> tuple[list[uuid.UUID], ReportServi
         else r
         for r in records
     ]
-    await pg.add_attendance_records(records=records)
-    reports = ReportService(pg=pg, tz=IST, rule=WarningRule(percent=70, min_sessions=3))
+    await pg.attendance.add_attendance_records(records=records)
+    reports = ReportService(
+        accounts=pg.accounts,
+        attendance=pg.attendance,
+        corrections=pg.corrections,
+        reports=pg.reports,
+        tz=IST,
+        rule=WarningRule(percent=70, min_sessions=3),
+    )
     teacher_session = _session("T0001", Role.TEACHER)
     await reports.excuse(
         teacher=teacher_session,
@@ -152,15 +159,17 @@ async def _course(pg: AsyncPostgresClient) -> tuple[list[uuid.UUID], ReportServi
         await reports.toggle(
             teacher=teacher_session, attendance_id=ids[0], student_number="2024003"
         )
-    await pg.delete_attendance_record(
+    await pg.corrections.delete_attendance_record(
         attendance_id=ids[4], student_number="2024003", reason="çift kayıt", changed_by="T0001"
     )
-    await pg.delete_attendance(attendance_id=ids[5], reason="yanlış ders", changed_by="T0001")
+    await pg.corrections.delete_attendance(
+        attendance_id=ids[5], reason="yanlış ders", changed_by="T0001"
+    )
     return ids, reports
 
 
 async def test_the_xlsx_matrix_totals_and_percentages_match_the_hand_count(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
 ) -> None:
     _, reports = await _course(pg_client)
     teacher = _session("T0001", Role.TEACHER)
@@ -202,7 +211,7 @@ async def test_the_xlsx_matrix_totals_and_percentages_match_the_hand_count(
 
 
 async def test_the_csv_has_one_row_per_student_per_session_with_a_bom_and_semicolons(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
 ) -> None:
     _, reports = await _course(pg_client)
     ((name, data),) = await _documents(
@@ -228,7 +237,7 @@ async def test_the_csv_has_one_row_per_student_per_session_with_a_bom_and_semico
     assert {r["course"] for r in rows} == {COURSE}
 
 
-async def test_my_attendance_history_and_export_agree(pg_client: AsyncPostgresClient) -> None:
+async def test_my_attendance_history_and_export_agree(pg_client: Postgres) -> None:
     ids, reports = await _course(pg_client)
     teacher = _session("T0001", Role.TEACHER)
     data = await reports.course_data(teacher=teacher, course_key=COURSE)
@@ -258,11 +267,11 @@ async def test_my_attendance_history_and_export_agree(pg_client: AsyncPostgresCl
 
 
 async def test_only_the_owning_teacher_changes_or_exports_a_course(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
 ) -> None:
     ids, reports = await _course(pg_client)
-    before = await pg_client.get_attendance_records(attendance_id=ids[1])
-    trail = await pg_client.get_corrections(attendance_id=ids[1])
+    before = await pg_client.attendance.get_attendance_records(attendance_id=ids[1])
+    trail = await pg_client.corrections.get_corrections(attendance_id=ids[1])
     other = _session("T0002", Role.TEACHER)
     with pytest.raises(NotOwner):
         await reports.excuse(
@@ -291,16 +300,22 @@ async def test_only_the_owning_teacher_changes_or_exports_a_course(
         await reports.excuse(
             teacher=owner, attendance_id=ids[1], student_number="2024002", reason="   "
         )
-    assert await pg_client.get_attendance_records(attendance_id=ids[1]) == before
-    assert await pg_client.get_corrections(attendance_id=ids[1]) == trail
+    assert await pg_client.attendance.get_attendance_records(attendance_id=ids[1]) == before
+    assert await pg_client.corrections.get_corrections(attendance_id=ids[1]) == trail
 
 
 async def test_a_400_by_14_course_exports_in_well_under_three_seconds(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
 ) -> None:
     from bench.export import seed_course
 
-    reports = ReportService(pg=pg_client, tz=IST)
+    reports = ReportService(
+        accounts=pg_client.accounts,
+        attendance=pg_client.attendance,
+        corrections=pg_client.corrections,
+        reports=pg_client.reports,
+        tz=IST,
+    )
     await seed_course(pg_client, students=400, sessions=14)
     began = time.perf_counter()
     documents = await _documents(
@@ -321,12 +336,14 @@ async def test_a_400_by_14_course_exports_in_well_under_three_seconds(
 
 
 async def test_a_warning_fires_once_per_crossing_and_again_only_after_recovery(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
 ) -> None:
-    await pg_client.add_users(users=[teacher_user(), student_user("2024050", "Deniz Öztürk")])
+    await pg_client.accounts.add_users(
+        users=[teacher_user(), student_user("2024050", "Deniz Öztürk")]
+    )
     notifier = RecordingNotifier()
     warnings = AttendanceWarnings(
-        pg=pg_client, notifier=notifier, rule=WarningRule(percent=70, min_sessions=3)
+        reports=pg_client.reports, notifier=notifier, rule=WarningRule(percent=70, min_sessions=3)
     )
     contact = LinkedUser(
         school_number="2024050",
@@ -349,8 +366,8 @@ async def test_a_warning_fires_once_per_crossing_and_again_only_after_recovery(
             lesson_code=COURSE,
             start_time=START + timedelta(weeks=week),
         )
-        await pg_client.add_attendances(attendances=[attendance])
-        await pg_client.add_attendance_records(
+        await pg_client.attendance.add_attendances(attendances=[attendance])
+        await pg_client.attendance.add_attendance_records(
             records=[_record(aid, "2024050", letter, attendance.start_time)]
         )
         before = len(notifier.sent)
@@ -373,30 +390,30 @@ async def test_a_warning_fires_once_per_crossing_and_again_only_after_recovery(
 
 
 async def test_an_excused_absence_is_not_held_against_the_student(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
 ) -> None:
     _, reports = await _course(pg_client)
     (standing,) = await reports.my_courses(student=_session("2024001", Role.STUDENT))
     # P L A E P: 3 attended of 4 counted (the excused one is left out), 5 held.
     assert (standing.rate.attended, standing.rate.counted, standing.rate.held) == (3, 4, 5)
     assert standing.rate.percent == 75.0
-    users = await pg_client.get_users(school_numbers=["2024001"])
+    users = await pg_client.accounts.get_users(school_numbers=["2024001"])
     assert users == [
         User(user_school_number="2024001", user_full_name="Çağrı Şahin", role=Role.STUDENT)
     ]
 
 
 async def test_finalization_warns_a_student_who_falls_below_once(
-    pg_client: AsyncPostgresClient, redis_client: RedisStores
+    pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     """Through the finalizer's hook: the third absence in a row crosses the threshold (after
     the minimum of three sessions) and warns once; the fourth does not warn again; a student
     who attends is never warned."""
     teacher = teacher_user()
     regular, missing = student_user("S1", "Sevgi Çalışkan"), student_user("S2", "Oğuz Yılmaz")
-    await pg_client.add_users(users=[teacher, regular, missing])
-    await pg_client.link_telegram(user=regular, telegram_id=9001, language="en")
-    await pg_client.link_telegram(user=missing, telegram_id=9002, language="tr")
+    await pg_client.accounts.add_users(users=[teacher, regular, missing])
+    await pg_client.accounts.link_telegram(user=regular, telegram_id=9001, language="en")
+    await pg_client.accounts.link_telegram(user=missing, telegram_id=9002, language="tr")
     notifier = RecordingNotifier()
     warned: list[int] = []
     for week in range(4):
@@ -410,7 +427,9 @@ async def test_finalization_warns_a_student_who_falls_below_once(
         )
         await put_records(redis_client, [record(attendance, "S1", minutes=2)])
         job = Finalizer(
-            pg=pg_client,
+            db=pg_client.db,
+            accounts=pg_client.accounts,
+            attendance=pg_client.attendance,
             sessions=redis_client.sessions,
             finalization=redis_client.finalization,
             notifier=notifier,
@@ -419,7 +438,9 @@ async def test_finalization_warns_a_student_who_falls_below_once(
             owner="replica-a",
             clock=Clock(start + timedelta(hours=1)),
             warnings=AttendanceWarnings(
-                pg=pg_client, notifier=notifier, rule=WarningRule(percent=70, min_sessions=3)
+                reports=pg_client.reports,
+                notifier=notifier,
+                rule=WarningRule(percent=70, min_sessions=3),
             ),
         )
         assert (await job.run_once()).finalized == 1
@@ -429,11 +450,14 @@ async def test_finalization_warns_a_student_who_falls_below_once(
     assert warning.telegram_id == 9002 and warning.language == "tr"
     assert warning.values["lesson"] == "FIZ101 - Fizik I"
     assert (warning.values["attended"], warning.values["held"]) == (0, 3)
-    assert await pg_client.get_warning_states(course_key="FIZ101") == {"S1": False, "S2": True}
+    states = await pg_client.db.pool.fetch(
+        "SELECT student_number, below FROM attendance_warnings WHERE course_key = $1", "FIZ101"
+    )
+    assert {row["student_number"]: row["below"] for row in states} == {"S1": False, "S2": True}
 
 
 async def test_a_student_added_to_a_saved_session_is_a_correction(
-    pg_client: AsyncPostgresClient,
+    pg_client: Postgres,
 ) -> None:
     ids, reports = await _course(pg_client)
     owner, other = _session("T0001", Role.TEACHER), _session("T0002", Role.TEACHER)
@@ -449,7 +473,7 @@ async def test_a_student_added_to_a_saved_session_is_a_correction(
         await reports.add_to_saved(
             teacher=owner, attendance_id=ids[1], student_number="2024001", at=START
         )
-    assert len(await pg_client.get_attendance_records(attendance_id=ids[1])) == 3
+    assert len(await pg_client.attendance.get_attendance_records(attendance_id=ids[1])) == 3
     at = START + timedelta(weeks=1, minutes=30)
     added = await reports.add_to_saved(
         teacher=owner, attendance_id=ids[1], student_number="2024777", at=at
@@ -463,7 +487,7 @@ async def test_a_student_added_to_a_saved_session_is_a_correction(
     await reports.add_to_saved(teacher=owner, attendance_id=ids[4], student_number="2024003", at=at)
     (ipek,) = await reports.my_courses(student=_session("2024003", Role.STUDENT))
     assert (ipek.rate.attended, ipek.rate.held) == (5, 5)
-    trail = await pg_client.get_corrections(attendance_id=ids[1])
+    trail = await pg_client.corrections.get_corrections(attendance_id=ids[1])
     assert [(c.action, c.student_number, c.new_status, c.changed_by) for c in trail] == [
         ("added", "2024777", "present", "T0001")
     ]

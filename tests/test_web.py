@@ -93,7 +93,7 @@ async def test_health_says_down_without_internal_detail(
             url = f"http://127.0.0.1:{runner.addresses[0][1]}/health"
             try:
                 await proxy.cut()
-                app.pg.pool.terminate()  # the pool's idle connections went with the server
+                app.pg.db.pool.terminate()  # the pool's idle connections went with the server
                 async with aiohttp.ClientSession() as http, http.get(url) as response:
                     assert response.status == 503
                     body = await response.text()
