@@ -17,7 +17,13 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-install: $(STAMP)
+# Compiled catalogs are built here, not committed; ui/i18n.py compiles a stale one in memory.
+MO := $(patsubst %.po,%.mo,$(wildcard locales/*/LC_MESSAGES/attn.po))
+
+install: $(STAMP) $(MO)
+
+locales/%/LC_MESSAGES/attn.mo: locales/%/LC_MESSAGES/attn.po $(STAMP)
+	$(PY) scripts/i18n.py compile
 
 services: $(STAMP)
 	@mkdir -p $(RUN)
@@ -28,7 +34,7 @@ stop-services:
 	-$(PY) scripts/services.py stop --state-dir $(RUN)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check bot handlers dal services tests bench scripts
+	$(VENV)/bin/ruff check bot handlers dal services ui tests bench scripts
 	$(VENV)/bin/mypy
 
 # The whole suite against the configured servers (or embedded ones when none answer), then every

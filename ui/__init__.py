@@ -1,0 +1,1 @@
+"""Presentation shared by `bot/` and `handlers/`: translations, message text and keyboards."""
