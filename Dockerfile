@@ -10,7 +10,13 @@ COPY handlers ./handlers
 COPY dal ./dal
 COPY services ./services
 COPY ui ./ui
+COPY locales ./locales
+COPY scripts/i18n.py ./scripts/i18n.py
 RUN /opt/attn/bin/pip install --upgrade pip && /opt/attn/bin/pip install .
+# Compiled translation catalogs, kept in the environment (ui/i18n.py looks there when the
+# source tree is not beside the package).
+RUN /opt/attn/bin/python scripts/i18n.py compile \
+    && mkdir -p /opt/attn/share/attn && cp -r locales /opt/attn/share/attn/locales
 
 # Runtime stage: the virtual environment only, run as an unprivileged user.
 FROM python:3.11-slim

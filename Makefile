@@ -22,7 +22,13 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-install: $(STAMP)
+# Compiled catalogs are built here, not committed; ui/i18n.py compiles a stale one in memory.
+MO := $(patsubst %.po,%.mo,$(wildcard locales/*/LC_MESSAGES/attn.po))
+
+install: $(STAMP) $(MO)
+
+locales/%/LC_MESSAGES/attn.mo: locales/%/LC_MESSAGES/attn.po $(STAMP)
+	$(PY) scripts/i18n.py compile
 
 services: $(STAMP)
 	@mkdir -p $(RUN)
