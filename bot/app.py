@@ -32,7 +32,6 @@ from bot.config import Settings
 from bot.delivery import DeliveryWorker, OutboxNotifier
 from bot.flood import RedisFloodBudget
 from bot.fsm import CodeAwareFSMMiddleware
-from bot.i18n import COMMANDS, t
 from bot.locks import RenewingRedisEventIsolation
 from bot.logs import LogContextMiddleware
 from bot.metrics import MeteredAksis, Metrics, TelegramMetrics, UpdateMetricsMiddleware
@@ -58,6 +57,7 @@ from services.attendance import AttendanceService
 from services.demo_aksis import DemoAksisClient
 from services.reports import ReportService
 from services.warnings import warning_rule
+from ui.i18n import COMMANDS, DEFAULT_LOCALE, LocaleMiddleware, default_catalogs, t
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +142,12 @@ def build_storage(settings: Settings) -> RedisStorage:
 
 
 async def register_commands(bot: Bot) -> None:
-    """The command menu in English (default) and Turkish (`language_code="tr"`)."""
-    for lang in ("en", "tr"):
+    """The command menu in every catalog's language; English is also the default menu."""
+    for locale in default_catalogs().available_locales:
         await bot.set_my_commands(
-            [BotCommand(command=c, description=t(f"cmd.{c}", lang)) for c in COMMANDS],
+            [BotCommand(command=c, description=t(f"cmd.{c}", locale=locale)) for c in COMMANDS],
             scope=BotCommandScopeDefault(),
-            language_code=None if lang == "en" else lang,
+            language_code=None if locale == DEFAULT_LOCALE else locale,
         )
 
 
@@ -312,6 +312,8 @@ async def build_app(
         dispatcher.update.outer_middleware(fsm)
         dispatcher.update.outer_middleware(HeardFromMiddleware(accounts))
         dispatcher.include_router(build_router(LinkedAccountMiddleware(accounts)))
+        # The reply locale of every event, errors included (ui/i18n.py).
+        LocaleMiddleware(default_catalogs()).setup(dispatcher)
         in_flight = InFlightMiddleware()
         _wrap_updates(
             dispatcher,

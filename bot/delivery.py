@@ -45,11 +45,11 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.i18n import t
 from bot.notifier import callback_data
 from bot.outgoing import BULK, Bulk, NoLongerWanted
 from dal.redis.outbox import Entry, Outbox, encode_conditions
 from services.notify import Button, Notice, Stale
+from ui.i18n import t
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +104,13 @@ def render(notice: Notice) -> tuple[str, InlineKeyboardMarkup | None]:
             inline_keyboard=[
                 [
                     InlineKeyboardButton(
-                        text=t(b.label_key, notice.language), callback_data=callback_data(b)
+                        text=t(b.label_key, locale=notice.language), callback_data=callback_data(b)
                     )
                 ]
                 for b in notice.buttons
             ]
         )
-    return t(notice.key, notice.language, **notice.values), markup
+    return t(notice.key, locale=notice.language, **notice.values), markup
 
 
 # --- the Notifier ----------------------------------------------------------------------

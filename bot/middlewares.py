@@ -1,6 +1,7 @@
-"""The per-update context (the user's language and their linked account); the note that a user
-who blocked the bot once is reachable again; the translation of store connection errors
-raised outside `dal/` (aiogram's FSM storage); and the updates in flight, for shutdown."""
+"""The per-update context (the user's linked account; the locale is ui.i18n.LocaleMiddleware's);
+the note that a user who blocked the bot once is reachable again; the translation of store
+connection errors raised outside `dal/` (aiogram's FSM storage); and the updates in flight, for
+shutdown."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from aiogram.types import TelegramObject, User
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.i18n import pick_language
 from dal.errors import RedisUnavailable
 from services.accounts import AccountService
 from services.members import Member
@@ -23,10 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class LinkedAccountMiddleware(BaseMiddleware):
-    """Puts `lang` (from the Telegram client's language) and `user` (the sender's linked
-    account as a `services.members.Member`, or None) into the handler data. One Redis read on
-    the common path. (aiogram's own `UserContextMiddleware`, which every Dispatcher has, puts
-    `event_from_user` there.)"""
+    """Puts `user` (the sender's linked account as a `services.members.Member`, or None) into
+    the handler data. One Redis read on the common path. (aiogram's own
+    `UserContextMiddleware`, which every Dispatcher has, puts `event_from_user` there.)"""
 
     def __init__(self, accounts: AccountService) -> None:
         self._accounts = accounts
@@ -38,7 +37,6 @@ class LinkedAccountMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         sender: User | None = data.get("event_from_user")
-        data["lang"] = pick_language(sender.language_code if sender else None)
         if sender is None or sender.is_bot:
             data["user"] = None
         else:

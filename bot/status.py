@@ -21,6 +21,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 
 from dal.models import AttendanceRedis
 from services.attendance import AttendanceService
+from ui.i18n import current_locale, use_locale
 from ui.render import session_keyboard, session_status
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,9 @@ class StatusBoard:
         me = await self._bot.me()
         return me.username or "bot"
 
-    async def post(self, attendance: AttendanceRedis, *, chat_id: int, lang: str) -> None:
+    async def post(self, attendance: AttendanceRedis, *, chat_id: int) -> None:
         """Send the status message of a newly opened session and remember where it is."""
+        lang = current_locale()
         roster = await self._attendance.status(attendance_id=attendance.attendance_id)
         if roster is None:
             return
@@ -61,13 +63,12 @@ class StatusBoard:
             chat_id,
             session_status(
                 roster,
-                lang=lang,
                 tz=self._attendance.tz,
                 now=self._attendance.now(),
                 bot_username=await self._username(),
                 projector_url=self._projector_url(attendance.attendance_id),
             ),
-            reply_markup=session_keyboard(attendance, lang),
+            reply_markup=session_keyboard(attendance),
         )
         await self._attendance.set_status_message(
             attendance=attendance, chat_id=chat_id, message_id=message.message_id
@@ -93,19 +94,22 @@ class StatusBoard:
         )
         now = self._attendance.now()
         ended = session.end_time is not None and session.end_time <= now
+        username = await self._username()
+        with use_locale(lang):  # a background edit: the teacher's locale, not an update's
+            text = session_status(
+                roster,
+                tz=self._attendance.tz,
+                now=now,
+                bot_username=username,
+                projector_url=self._projector_url(attendance_id),
+            )
+            markup = None if ended else session_keyboard(session)
         try:
             await self._bot.edit_message_text(
-                text=session_status(
-                    roster,
-                    lang=lang,
-                    tz=self._attendance.tz,
-                    now=now,
-                    bot_username=await self._username(),
-                    projector_url=self._projector_url(attendance_id),
-                ),
+                text=text,
                 chat_id=session.status_chat_id,
                 message_id=session.status_message_id,
-                reply_markup=None if ended else session_keyboard(session, lang),
+                reply_markup=markup,
             )
         except TelegramBadRequest as exc:
             if "not modified" not in str(exc):

@@ -27,8 +27,9 @@ def build_router(user_context: BaseMiddleware) -> Router:
     and wraps the middlewares again). It applies only outside a conversation: a six-digit
     password typed during /login has a state set and goes to the login router.
     Then private chats: conversations before commands before catch-alls; then group chats.
-    `user_context` (the linked account and language) runs for those routers only: the
-    check-in handler gets both from its one Redis script.
+    `user_context` (the linked account) runs for those routers only: the check-in handler
+    gets it from its one Redis script. The locale is set for every event by
+    ui.i18n.LocaleMiddleware (bot/app.py).
 
     Every button press in a private chat is answered once by aiogram's
     `CallbackAnswerMiddleware` after its handler (a handler that has something to say sets

@@ -7,7 +7,6 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 
-from bot.i18n import t
 from handlers.access import MemberGate
 from handlers.deps import Metrics, StatusBoard
 from handlers.replies import Reply
@@ -15,6 +14,7 @@ from handlers.student import reply_check_in
 from services.accounts import AccountService
 from services.attendance import AttendanceService
 from services.members import Member
+from ui.i18n import t
 
 router = Router(name="account")
 router.message.middleware(MemberGate())
@@ -24,7 +24,6 @@ router.message.middleware(MemberGate())
 async def start_check_in(
     message: Message,
     command: CommandObject,
-    lang: str,
     attendance: AttendanceService,
     board: StatusBoard,
     state: FSMContext,
@@ -34,27 +33,26 @@ async def start_check_in(
     await state.clear()
     code = (command.args or "")[3:]
     return await reply_check_in(
-        message, code, lang=lang, attendance=attendance, board=board, metrics=metrics
+        message, code, attendance=attendance, board=board, metrics=metrics
     )
 
 
 @router.message(Command("me"))
-async def me(message: Message, user: Member, lang: str) -> Reply:
+async def me(message: Message, user: Member) -> Reply:
     return message.answer(
         t(
             "me.info",
-            lang,
             name=user.full_name,
-            role=t(f"role.{user.role}", lang),
+            role=t(f"role.{user.role}"),
             number=user.school_number,
-            reminders=t("on" if user.reminders_enabled else "off", lang),
+            reminders=t("on" if user.reminders_enabled else "off"),
         )
     )
 
 
 @router.message(Command("reminders"))
-async def reminders(message: Message, user: Member, lang: str, accounts: AccountService) -> Reply:
+async def reminders(message: Message, user: Member, accounts: AccountService) -> Reply:
     updated = await accounts.set_reminders(member=user, enabled=not user.reminders_enabled)
     return message.answer(
-        t("reminders.now", lang, state=t("on" if updated.reminders_enabled else "off", lang))
+        t("reminders.now", state=t("on" if updated.reminders_enabled else "off"))
     )

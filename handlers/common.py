@@ -8,10 +8,10 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 
-from bot.i18n import t
 from handlers.filters import has_text, too_long
 from handlers.replies import Reply
 from services.members import Member
+from ui.i18n import t
 
 router = Router(name="common")
 
@@ -23,45 +23,45 @@ def _help_key(user: Member | None) -> str:
 
 
 @router.message(CommandStart())
-async def start(message: Message, user: Member | None, lang: str) -> Reply:
+async def start(message: Message, user: Member | None) -> Reply:
     if user is None:
-        return message.answer(t("start.unlinked", lang))
+        return message.answer(t("start.unlinked"))
     return message.answer(
-        t("start.linked", lang, name=user.full_name, role=t(f"role.{user.role}", lang))
+        t("start.linked", name=user.full_name, role=t(f"role.{user.role}"))
     )
 
 
 @router.message(Command("help"))
-async def help_(message: Message, user: Member | None, lang: str) -> Reply:
-    return message.answer(t(_help_key(user), lang))
+async def help_(message: Message, user: Member | None) -> Reply:
+    return message.answer(t(_help_key(user)))
 
 
 @router.message(Command("cancel"))
-async def cancel(message: Message, state: FSMContext, lang: str) -> Reply:
+async def cancel(message: Message, state: FSMContext) -> Reply:
     if await state.get_state() is None:
-        return message.answer(t("cancel.nothing", lang))
+        return message.answer(t("cancel.nothing"))
     await state.clear()
-    return message.answer(t("cancel.done", lang))
+    return message.answer(t("cancel.done"))
 
 
 @router.message(too_long)
-async def text_too_long(message: Message, lang: str) -> Reply:
-    return message.answer(t("text.too_long", lang))
+async def text_too_long(message: Message) -> Reply:
+    return message.answer(t("text.too_long"))
 
 
 @router.message(has_text)
-async def unknown_text(message: Message, lang: str) -> Reply:
-    return message.answer(t("text.unknown", lang))
+async def unknown_text(message: Message) -> Reply:
+    return message.answer(t("text.unknown"))
 
 
 @router.message()
-async def non_text(message: Message, lang: str) -> Reply:
-    return message.answer(t("text.non_text", lang))
+async def non_text(message: Message) -> Reply:
+    return message.answer(t("text.non_text"))
 
 
 @router.callback_query()
-async def outdated_button(query: CallbackQuery, callback_answer: CallbackAnswer, lang: str) -> None:
+async def outdated_button(query: CallbackQuery, callback_answer: CallbackAnswer) -> None:
     """A button no handler takes: its data no longer parses (an older release's button, or a
     forged one). The presser is told, instead of a spinner that never stops."""
-    callback_answer.text = t("button.outdated", lang)
+    callback_answer.text = t("button.outdated")
     callback_answer.show_alert = True

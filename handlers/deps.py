@@ -24,7 +24,7 @@ from services.reports import ReportService
 class StatusBoard(Protocol):
     """The teacher's live session message (bot.status.StatusBoard)."""
 
-    async def post(self, attendance: AttendanceRedis, *, chat_id: int, lang: str) -> None: ...
+    async def post(self, attendance: AttendanceRedis, *, chat_id: int) -> None: ...
 
     def touch(self, attendance_id: UUID) -> None:
         """A check-in changed the counts: edit the message soon (batched)."""

@@ -13,7 +13,6 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import ExceptionTypeFilter
 from aiogram.types import ErrorEvent
 
-from bot.i18n import pick_language, t
 from dal.errors import DatabaseUnavailable, RedisUnavailable
 from handlers.deps import Metrics
 from services.errors import (
@@ -26,20 +25,18 @@ from services.errors import (
     SessionClosed,
     SessionGone,
 )
+from ui.i18n import t
 
 router = Router(name="errors")
 log = logging.getLogger(__name__)
 
 
-async def _tell(event: ErrorEvent, bot: Bot, key: str, **values: object) -> None:
+async def _tell(event: ErrorEvent, bot: Bot, key: str, **values: str) -> None:
     # Awaited, not returned: error handlers run in aiogram's error middleware, which wraps the
     # FSM middleware, so the per-user lock is already released here (handlers/replies.py).
     update = event.update
     query, message = update.callback_query, update.message
-    source = query or message
-    user = source.from_user if source is not None else None
-    lang = pick_language(user.language_code if user else None)
-    text = t(key, lang, **values)
+    text = t(key, **values)  # in the sender's locale: LocaleMiddleware covers errors too
     try:
         if query is not None:
             await query.answer(text[:200], show_alert=True)

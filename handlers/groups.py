@@ -13,9 +13,9 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
-from bot.i18n import t
 from handlers.filters import command_text, group_chat
 from handlers.replies import Reply
+from ui.i18n import t
 
 router = Router(name="groups")
 router.message.filter(group_chat)
@@ -23,18 +23,18 @@ log = logging.getLogger(__name__)
 
 
 @router.message(Command("login"))
-async def group_login(message: Message, command: CommandObject, lang: str, bot: Bot) -> Reply:
+async def group_login(message: Message, command: CommandObject, bot: Bot) -> Reply:
     if not (command.args or "").strip():
-        return message.answer(t("text.private_only", lang))
+        return message.answer(t("text.private_only"))
     key = "text.private_only_deleted"
     try:
         await bot.delete_message(chat_id=message.chat.id, message_id=message.message_id)
     except TelegramAPIError:
         log.warning("could not delete a /login with a user name in group %s", message.chat.id)
         key = "login.delete_failed"
-    return message.answer(t(key, lang))
+    return message.answer(t(key))
 
 
 @router.message(command_text)
-async def group_command(message: Message, lang: str) -> Reply:
-    return message.answer(t("text.private_only", lang))
+async def group_command(message: Message) -> Reply:
+    return message.answer(t("text.private_only"))

@@ -23,13 +23,13 @@ from aiogram.fsm.state import State
 from aiogram.methods import SendMessage
 from aiogram.types import Message
 
-from bot.i18n import COMMANDS, pick_language, t
 from handlers.deps import Sealer
 from handlers.filters import has_text, no_text
 from handlers.replies import Reply
 from services.accounts import AccountService
 from services.aksis import InvalidCredentials, PortalChanged, PortalUnavailable
 from services.errors import LoginThrottled, PortalBusy
+from ui.i18n import COMMANDS, current_locale, t
 from ui.states import LoginForm
 
 router = Router(name="login")
@@ -42,14 +42,14 @@ def _valid_username(text: str) -> bool:
     return 3 <= len(text) <= 64 and set(text) <= USERNAME_CHARS
 
 
-async def _forget(bot: Bot, message: Message, lang: str) -> None:
+async def _forget(bot: Bot, message: Message) -> None:
     """Delete a message that carried a credential; if Telegram refuses, ask the user to."""
     try:
         await bot.delete_message(chat_id=message.chat.id, message_id=message.message_id)
     except TelegramAPIError:
         log.warning("could not delete a credential message in chat %s", message.chat.id)
         # Awaited: the handler's own reply follows and must come after this one.
-        await message.answer(t("login.delete_failed", lang))
+        await message.answer(t("login.delete_failed"))
 
 
 def _minutes(seconds: int) -> int:
@@ -72,7 +72,6 @@ async def login_start(
     message: Message,
     command: CommandObject,
     state: FSMContext,
-    lang: str,
     bot: Bot,
     accounts: AccountService,
     sealer: Sealer,
@@ -81,61 +80,60 @@ async def login_start(
     assert message.from_user is not None
     username = (command.args or "").strip()
     if username:  # the command itself carries a user name: gone before anything else
-        await _forget(bot, message, lang)
+        await _forget(bot, message)
     wait = await accounts.login_retry_after(telegram_id=message.from_user.id)
     if wait:
-        return message.answer(t("login.throttled", lang, minutes=_minutes(wait)))
+        return message.answer(t("login.throttled", minutes=_minutes(wait)))
     if not username:
         return await _ask(
-            message, state, accounts, LoginForm.username, t("login.ask_username", lang)
+            message, state, accounts, LoginForm.username, t("login.ask_username")
         )
     if not _valid_username(username):
         return await _ask(
-            message, state, accounts, LoginForm.username, t("login.bad_username", lang)
+            message, state, accounts, LoginForm.username, t("login.bad_username")
         )
     await state.set_data({"u": sealer.seal(username)})
-    return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password", lang))
+    return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password"))
 
 
 @router.message(StateFilter(LoginForm.username), has_text, ~Command(*COMMANDS))
 async def login_username(
     message: Message,
     state: FSMContext,
-    lang: str,
     bot: Bot,
     accounts: AccountService,
     sealer: Sealer,
 ) -> Reply:
     username = (message.text or "").strip()
-    await _forget(bot, message, lang)
+    await _forget(bot, message)
     if not _valid_username(username):
         return await _ask(
-            message, state, accounts, LoginForm.username, t("login.bad_username", lang)
+            message, state, accounts, LoginForm.username, t("login.bad_username")
         )
     await state.set_data({"u": sealer.seal(username)})
-    return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password", lang))
+    return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password"))
 
 
 @router.message(StateFilter(LoginForm.password), has_text, ~Command(*COMMANDS))
 async def login_password(
     message: Message,
     state: FSMContext,
-    lang: str,
     bot: Bot,
     accounts: AccountService,
     sealer: Sealer,
 ) -> Reply:
+    lang = current_locale()
     password = message.text or ""
-    await _forget(bot, message, lang)
+    await _forget(bot, message)
     sealed = (await state.get_data()).get("u")
     await state.clear()
     username = sealer.unseal(sealed) if isinstance(sealed, str) else None
     assert message.from_user is not None
     if username is None:  # the step expired: the "login expired" window goes on
-        return message.answer(t("login.expired", lang))
+        return message.answer(t("login.expired"))
     await accounts.credential_answered(telegram_id=message.from_user.id)
     # Awaited, not returned: the result replaces this message, which needs its id.
-    progress = await message.answer(t("login.checking", lang))
+    progress = await message.answer(t("login.checking"))
     try:
         outcome = await accounts.login(
             telegram_id=message.from_user.id,
@@ -144,23 +142,22 @@ async def login_password(
             password=password,
         )
     except LoginThrottled as exc:
-        text = t("login.throttled", lang, minutes=_minutes(exc.retry_after))
+        text = t("login.throttled", minutes=_minutes(exc.retry_after))
     except PortalBusy as exc:
-        text = t("login.busy", lang, minutes=_minutes(exc.retry_after))
+        text = t("login.busy", minutes=_minutes(exc.retry_after))
     except InvalidCredentials:
-        text = t("login.wrong", lang)
+        text = t("login.wrong")
     except PortalUnavailable:
-        text = t("login.portal_down", lang)
+        text = t("login.portal_down")
     except PortalChanged:
         log.error("Aksis pages did not look as expected during a login")
-        text = t("login.portal_changed", lang)
+        text = t("login.portal_changed")
     else:
         session = outcome.session
         text = t(
             "login.ok",
-            lang,
             name=session.full_name,
-            role=t(f"role.{session.role}", lang),
+            role=t(f"role.{session.role}"),
             number=session.school_number,
             lessons=outcome.lessons,
         )
@@ -172,9 +169,8 @@ async def late_credential(message: Message, bot: Bot) -> Reply:
     credential: it may be the password typed after the login step expired, so it is deleted
     (and never taken as a check-in code). Registered on the root router right after the
     check-in handler (handlers.build_router), with the `expects_credential` filter."""
-    lang = pick_language(message.from_user.language_code if message.from_user else None)
-    await _forget(bot, message, lang)
-    return message.answer(t("login.expired", lang))
+    await _forget(bot, message)
+    return message.answer(t("login.expired"))
 
 
 async def expects_credential(
@@ -196,13 +192,13 @@ async def expects_credential(
 
 
 @router.message(StateFilter(LoginForm.username, LoginForm.password), no_text)
-async def login_not_text(message: Message, lang: str) -> Reply:
-    return message.answer(t("login.text_only", lang))
+async def login_not_text(message: Message) -> Reply:
+    return message.answer(t("login.text_only"))
 
 
 @router.message(Command("logout"))
-async def logout(message: Message, state: FSMContext, lang: str, accounts: AccountService) -> Reply:
+async def logout(message: Message, state: FSMContext, accounts: AccountService) -> Reply:
     await state.clear()
     assert message.from_user is not None
     unlinked = await accounts.logout(telegram_id=message.from_user.id)
-    return message.answer(t("logout.ok" if unlinked else "auth.not_linked", lang))
+    return message.answer(t("logout.ok" if unlinked else "auth.not_linked"))

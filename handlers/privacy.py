@@ -11,19 +11,18 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
-from bot.i18n import t
 from handlers.deps import Settings
 from handlers.replies import Reply
+from ui.i18n import t
 
 router = Router(name="privacy")
 
 
 @router.message(Command("privacy"))
-async def privacy(message: Message, lang: str, settings: Settings) -> Reply:
+async def privacy(message: Message, settings: Settings) -> Reply:
     return message.answer(
         t(
             "privacy.text",
-            lang,
             student_days=settings.student_session_ttl_days,
             teacher_days=settings.teacher_session_ttl_days,
             retention_days=settings.retention_days,

@@ -12,7 +12,6 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.i18n import Raw, pick_language, t
 from dal.models import FailReason, RecordStatus
 from dal.pg import StudentAttendanceRow
 from dal.redis.checkins import CheckInStatus
@@ -24,6 +23,7 @@ from services.members import Member
 from services.reports import CourseStanding, ReportService
 from services.status import percent_text
 from ui.callbacks import MyCourse, MyCourses
+from ui.i18n import Raw, t
 from ui.render import hhmm, location_keyboard
 
 router = Router(name="student")
@@ -35,7 +35,6 @@ async def reply_check_in(
     message: Message,
     code: str,
     *,
-    lang: str,
     attendance: AttendanceService,
     board: StatusBoard | None = None,
     metrics: Metrics | None = None,
@@ -53,7 +52,7 @@ async def reply_check_in(
     if status in (CheckInStatus.OK_PRESENT, CheckInStatus.OK_PENDING) and session and record:
         # The record's status in the one vocabulary (services.status), as the sheet will say.
         recorded = attendance.status_of(session, record)
-        extra: dict[str, object] = {}
+        extra: dict[str, Raw] = {}
         if recorded is RecordStatus.LATE:
             key = "checkin.ok_late"
         elif recorded is RecordStatus.PRESENT:
@@ -61,31 +60,31 @@ async def reply_check_in(
         elif record.fail_reason == FailReason.ANOTHER_SECTION:
             key = "checkin.another_section"
         elif record.fail_reason == FailReason.OVER_CAP:
-            why = t("why.OVER_CAP", lang)
+            why = t("why.OVER_CAP")
             key, extra = "location.pending", {"why": Raw(why)}
         else:
             key = "checkin.pending"
-        text = t(key, lang, lesson=lesson, time=hhmm(record.attendance_time, tz), **extra)
+        text = t(key, lesson=lesson, time=hhmm(record.attendance_time, tz), **extra)
     elif status is CheckInStatus.OK_LOCATION and session:
         minutes = max(1, attendance.location_wait_seconds // 60)
-        text = t("checkin.need_location", lang, lesson=lesson, minutes=minutes)
+        text = t("checkin.need_location", lesson=lesson, minutes=minutes)
         if board is not None:
             board.touch(session.attendance_id)
-        return message.answer(text, reply_markup=location_keyboard(lang))
+        return message.answer(text, reply_markup=location_keyboard())
     elif status is CheckInStatus.EXPIRED:
-        text = t("checkin.expired", lang)
+        text = t("checkin.expired")
     elif status is CheckInStatus.DUPLICATE and record:
-        text = t("checkin.duplicate", lang, lesson=lesson, time=hhmm(record.attendance_time, tz))
+        text = t("checkin.duplicate", lesson=lesson, time=hhmm(record.attendance_time, tz))
     elif status is CheckInStatus.ENDED:
-        text = t("checkin.ended", lang, lesson=lesson)
+        text = t("checkin.ended", lesson=lesson)
     elif status is CheckInStatus.THROTTLED:
-        text = t("checkin.throttled", lang, seconds=result.retry_after or 60)
+        text = t("checkin.throttled", seconds=result.retry_after or 60)
     elif status is CheckInStatus.NOT_LINKED:
-        text = t("auth.not_linked", lang)
+        text = t("auth.not_linked")
     elif status is CheckInStatus.NOT_STUDENT:
-        text = t("checkin.teacher", lang)
+        text = t("checkin.teacher")
     else:
-        text = t("checkin.wrong", lang)
+        text = t("checkin.wrong")
     if (
         board is not None
         and session is not None
@@ -112,12 +111,10 @@ async def code_message(
     """A six-digit code outside any conversation: the hot path. Registered first on the root
     router (handlers.build_router) and reached without the user-context middleware: the
     check-in script reads the sender's linked account itself."""
-    lang = pick_language(message.from_user.language_code if message.from_user else None)
     code = (message.text or "").strip()
     return await reply_check_in(
         message,
         code,
-        lang=lang,
         attendance=attendance,
         board=board,
         metrics=metrics,
@@ -132,26 +129,25 @@ def _course_label(course: CourseStanding) -> str:
 
 
 def _course_list(
-    standings: list[CourseStanding], lang: str, reports: ReportService
+    standings: list[CourseStanding], reports: ReportService
 ) -> tuple[str, InlineKeyboardMarkup]:
     threshold = percent_text(reports.rule.percent)
-    lines = [t("my.courses", lang)]
+    lines = [t("my.courses")]
     builder = InlineKeyboardBuilder()
     for course in standings:
         rate = course.rate
         lines.append(
             t(
                 "my.course_line",
-                lang,
                 mark="⚠️" if course.below else "📘",
                 lesson=_course_label(course),
                 attended=rate.attended,
                 held=rate.counted,
                 percent=percent_text(rate.percent),
                 below=Raw(
-                    (t("my.below", lang, threshold=threshold) if course.below else "")
+                    (t("my.below", threshold=threshold) if course.below else "")
                     + (
-                        t("my.excused_part", lang, excused=rate.counts.excused)
+                        t("my.excused_part", excused=rate.counts.excused)
                         if rate.counts.excused
                         else ""
                     )
@@ -161,30 +157,29 @@ def _course_list(
         builder.button(
             text=course.lesson_name[:32]
             + " · "
-            + t("my.percent", lang, percent=percent_text(rate.percent)),
+            + t("my.percent", percent=percent_text(rate.percent)),
             callback_data=MyCourse(token=course.token),
         )
     builder.adjust(1)
-    lines.append(t("my.course_hint", lang))
+    lines.append(t("my.course_hint"))
     return "\n".join(lines), builder.as_markup()
 
 
-def _status_line(row: StudentAttendanceRow, lang: str, reports: ReportService) -> str:
+def _status_line(row: StudentAttendanceRow, reports: ReportService) -> str:
     if row.status.attended:
         icon = "✅"
-        note = t("note.late", lang) if row.status is RecordStatus.LATE else ""
+        note = t("note.late") if row.status is RecordStatus.LATE else ""
     elif row.status is RecordStatus.PENDING:
-        icon, note = "🕓", t("note.pending", lang)
+        icon, note = "🕓", t("note.pending")
     elif row.status is RecordStatus.EXCUSED:
-        icon, note = "🩺", t("note.excused", lang)
+        icon, note = "🩺", t("note.excused")
     else:
         icon, note = (
             "❌",
-            t("note.rejected", lang) if row.status is RecordStatus.REJECTED else "",
+            t("note.rejected") if row.status is RecordStatus.REJECTED else "",
         )
     return t(
         "my.line",
-        lang,
         icon=icon,
         date=row.start_time.astimezone(reports.tz).strftime("%d.%m.%Y %H:%M"),
         lesson=row.lesson_name,
@@ -193,13 +188,13 @@ def _status_line(row: StudentAttendanceRow, lang: str, reports: ReportService) -
 
 
 @router.message(Command("my_attendance"))
-async def my_attendance(message: Message, user: Member, lang: str, reports: ReportService) -> Reply:
+async def my_attendance(message: Message, user: Member, reports: ReportService) -> Reply:
     """One line per course (attended / held, percentage, marked below the threshold), then
     a button per course for its dated list."""
     standings = await reports.my_courses(student=user)
     if not standings:
-        return message.answer(t("my.empty", lang))
-    text, keyboard = _course_list(standings, lang, reports)
+        return message.answer(t("my.empty"))
+    text, keyboard = _course_list(standings, reports)
     return message.answer(text, reply_markup=keyboard)
 
 
@@ -208,7 +203,6 @@ async def my_course(
     query: CallbackQuery,
     callback_data: MyCourse,
     user: Member,
-    lang: str,
     reports: ReportService,
 ) -> Reply:
     """A course's dated list, missed sessions first. The token is looked up among the
@@ -217,16 +211,15 @@ async def my_course(
     lines = [
         t(
             "my.course_detail",
-            lang,
             lesson=_course_label(course),
             attended=course.rate.attended,
             held=course.rate.counted,
             percent=percent_text(course.rate.percent),
         )
     ]
-    lines.extend(_status_line(row, lang, reports) for row in course.missed_first()[:60])
+    lines.extend(_status_line(row, reports) for row in course.missed_first()[:60])
     builder = InlineKeyboardBuilder()
-    builder.button(text=t("button.back", lang), callback_data=MyCourses())
+    builder.button(text=t("button.back"), callback_data=MyCourses())
     if not isinstance(query.message, Message):
         return None
     return query.message.edit_text("\n".join(lines), reply_markup=builder.as_markup())
@@ -234,12 +227,12 @@ async def my_course(
 
 @router.callback_query(MyCourses.filter())
 async def my_courses_again(
-    query: CallbackQuery, user: Member, lang: str, reports: ReportService
+    query: CallbackQuery, user: Member, reports: ReportService
 ) -> Reply:
     standings = await reports.my_courses(student=user)
     if not isinstance(query.message, Message) or not standings:
         return None
-    text, keyboard = _course_list(standings, lang, reports)
+    text, keyboard = _course_list(standings, reports)
     return query.message.edit_text(text, reply_markup=keyboard)
 
 
@@ -247,7 +240,6 @@ async def my_courses_again(
 async def location_message(
     message: Message,
     user: Member,
-    lang: str,
     attendance: AttendanceService,
     board: StatusBoard,
 ) -> Reply:
@@ -261,11 +253,11 @@ async def location_message(
             teacher=user, latitude=location.latitude, longitude=location.longitude
         )
         if session is None:
-            return message.answer(t("teacher.location_no_session", lang), reply_markup=done)
+            return message.answer(t("teacher.location_no_session"), reply_markup=done)
         board.touch(session.attendance_id)
         radius = round(attendance.location_radius_meters)
         return message.answer(
-            t("teacher.location_saved", lang, lesson=session.lesson_name, radius=radius),
+            t("teacher.location_saved", lesson=session.lesson_name, radius=radius),
             reply_markup=done,
         )
     result = await attendance.submit_location(
@@ -280,19 +272,18 @@ async def location_message(
     if result.outcome == "OK_PRESENT" and session and record:
         text = t(
             "location.present",
-            lang,
             lesson=session.lesson_name,
             time=hhmm(record.attendance_time, attendance.tz),
         )
     elif result.outcome == "OK_PENDING" and session and record:
-        why = t(f"why.{record.fail_reason}", lang)
-        text = t("location.pending", lang, lesson=session.lesson_name, why=Raw(why))
+        why = t(f"why.{record.fail_reason}")
+        text = t("location.pending", lesson=session.lesson_name, why=Raw(why))
     elif result.outcome == "ENDED":
-        text = t("checkin.ended", lang, lesson=session.lesson_name if session else "")
+        text = t("checkin.ended", lesson=session.lesson_name if session else "")
     elif result.outcome == "DECIDED":
-        text = t("location.decided", lang)
+        text = t("location.decided")
     else:
-        text = t("location.no_wait", lang)
+        text = t("location.no_wait")
     if session is not None:
         board.touch(session.attendance_id)
     return message.answer(text, reply_markup=done)

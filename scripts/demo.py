@@ -57,7 +57,6 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
-from bot.i18n import t
 from services.demo_aksis import (
     DEMO_PASSWORD,
     demo_course,
@@ -65,6 +64,7 @@ from services.demo_aksis import (
     demo_student_name,
 )
 from tests.fakes.telegram_server import FakeTelegram, FakeUser
+from ui.i18n import t
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -173,7 +173,7 @@ def spans(numbers: Iterable[int]) -> str:
 def _pattern(key: str, lang: str) -> re.Pattern[str]:
     """The message `key` as a regex: its literal text, any value in each placeholder."""
     regex = ""
-    for literal, name, _spec, _conv in string.Formatter().parse(t(key, lang)):
+    for literal, name, _spec, _conv in string.Formatter().parse(t(key, locale=lang)):
         regex += re.escape(literal)
         if name is not None:
             regex += ".*?"

@@ -10,8 +10,9 @@ text: the literal first argument of `t()`, `tn()`, `N_()`, `InvalidInput()` and 
 (both branches of a conditional expression count), the literal of a `key=` or `label_key=`
 argument, and, in the same packages, any other string literal that looks like a key
 (`namespace.name`) in a namespace those calls or the English catalog use (`key = "checkin.ok"`,
-dict values, `_tell(..., "error.generic")`). Keys formed at run time (`t(f"role.{role}")`) are
-named with `N_()` in ui/i18n.py.
+dict values, `_tell(..., "error.generic")`), except a `name=` argument (a router's name such as
+`Router(name="teacher.session")` is not a message). Keys formed at run time
+(`t(f"role.{role}")`) are named with `N_()` in ui/i18n.py.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ WIDTH = 100
 
 _CALLS = {"t": False, "N_": False, "InvalidInput": False, "Button": False, "tn": True}
 _KEY_ARGUMENTS = frozenset({"key", "label_key"})
+_NAME_ARGUMENTS = frozenset({"name"})  # names of things (routers), never message keys
 _KEY_SYNTAX = re.compile(r"^[a-z][a-z_]*(\.[A-Za-z0-9_]+)+$")
 # Babel keyword specs: a plural key is its own msgid_plural.
 _KEYWORDS: Mapping[str, Any] = {"t": (1,), "tn": (1, 2)}
@@ -79,6 +81,8 @@ def extract_keys(
         for keyword in node.keywords:
             if keyword.arg in _KEY_ARGUMENTS:
                 found += [(c, False) for c in _literals(keyword.value)]
+            elif keyword.arg in _NAME_ARGUMENTS:
+                seen.update(id(c) for c in _literals(keyword.value))
         for constant, plural in found:
             seen.add(id(constant))
             key = str(constant.value)

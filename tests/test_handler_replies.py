@@ -20,7 +20,6 @@ from aiohttp import web
 
 from bot.app import App, build_app
 from bot.config import load_settings
-from bot.i18n import t
 from bot.web import build_web
 from services.attendance import SCHOOL_NUMBER
 from services.reports import course_token
@@ -48,6 +47,7 @@ from ui.callbacks import (
     SessionLevel,
     Verdict,
 )
+from ui.i18n import t
 
 TEACHER_NAME = "Doç. Dr. ELİF KARTAL"
 WEBHOOK_SECRET = "webhook-secret-of-the-replies-test_0123456789"
@@ -242,7 +242,7 @@ async def test_an_outdated_button_gets_a_clear_answer(bot: Running) -> None:
     await bot.login(teacher, "teacher1")
     code = await bot.start_session(teacher)
     status = next(m for m in teacher.messages if code in _text(m))
-    outdated = t("button.outdated", "en")
+    outdated = t("button.outdated", locale="en")
     for data in ("sa:end:not-an-id", "sa:pause:" + uuid.uuid4().hex, "ef:abc:pdf", "zz:1", "rv"):
         answer = await teacher.callback_answer(await teacher.click(status, data))
         assert answer.get("text") == outdated and answer.get("show_alert"), data
@@ -263,12 +263,12 @@ async def test_a_refused_press_is_answered_once_with_its_reason(bot: Running) ->
     status = next(m for m in teacher.messages if code in _text(m))
     gone = uuid.uuid4().hex  # a well-formed id of no session
     answer = await teacher.callback_answer(await teacher.click(status, f"rv:a:{gone}:2024001"))
-    assert answer.get("text") == t("review.session_gone", "en") and answer.get("show_alert")
+    assert answer.get("text") == t("review.session_gone", locale="en") and answer.get("show_alert")
     answer = await student.callback_answer(await student.click(status, f"sa:end:{gone}"))
-    assert answer.get("text") == t("auth.teachers_only", "en") and answer.get("show_alert")
+    assert answer.get("text") == t("auth.teachers_only", locale="en") and answer.get("show_alert")
     stranger = bot.user(999, "Nobody")
     answer = await stranger.callback_answer(await stranger.click(status, f"sa:end:{gone}"))
-    assert answer.get("text") == t("auth.not_linked", "en") and answer.get("show_alert")
+    assert answer.get("text") == t("auth.not_linked", locale="en") and answer.get("show_alert")
     # One answerCallbackQuery per press (a second would be refused by Telegram).
     answered = bot.telegram.calls_to("answerCallbackQuery")
     assert len(answered) == len({c.params["callback_query_id"] for c in answered}) == 3

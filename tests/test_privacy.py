@@ -12,7 +12,6 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from bot.i18n import t
 from dal.models import Attendance, AttendanceRecord, ScheduleEntry
 from dal.pg import Postgres
 from dal.redis.stores import RedisStores
@@ -26,6 +25,7 @@ from tests.support import (  # noqa: F401
     student_user,
     teacher_user,
 )
+from ui.i18n import t
 
 STUDENT = ("ayse.yildiz", "AYŞE YILDIZ", "2024301")
 STUDENT_ID = 7_402_000_001
@@ -57,8 +57,8 @@ async def test_privacy_notice_in_both_languages_and_in_the_menu(
     assert "ATTN sizinle ilgili neleri saklar" in text_tr and "/logout" in text_tr
     assert "200 gün" in text_tr
     assert text_en != text_tr
-    assert {"command": "privacy", "description": t("cmd.privacy", "en")} in menu[""]
-    assert {"command": "privacy", "description": t("cmd.privacy", "tr")} in menu["tr"]
+    assert {"command": "privacy", "description": t("cmd.privacy", locale="en")} in menu[""]
+    assert {"command": "privacy", "description": t("cmd.privacy", locale="tr")} in menu["tr"]
 
 
 async def _everything_in_redis(url: str) -> dict[str, str]:
@@ -112,7 +112,7 @@ async def test_logout_leaves_no_personal_data_in_redis_or_the_schedule(
             assert any(str(STUDENT_ID) in k or str(STUDENT_ID) in v for k, v in stored.items())
 
             await user.send("/logout")
-            assert str((await reply(user)).get("text")) == t("logout.ok", "tr")
+            assert str((await reply(user)).get("text")) == t("logout.ok", locale="tr")
             await asyncio.sleep(0.2)  # let the FSM middleware finish with the update
 
             left = {

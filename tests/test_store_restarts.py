@@ -19,11 +19,11 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from bot.app import App
-from bot.i18n import t
 from bot.web import build_web
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, Running, reply, running_bot
 from tests.throwaway import ThrowawayPostgres, ThrowawayRedis
+from ui.i18n import t
 
 pytestmark = pytest.mark.slow
 
@@ -90,9 +90,9 @@ async def test_redis_restart_during_an_open_session(
             down = {"status": "down", "postgres": "ok", "redis": "down"}
             assert await _ready(bot.app) == (503, down)
             await second.send(code)
-            assert (await reply(second)).get("text") == t("error.unavailable", "en")
+            assert (await reply(second)).get("text") == t("error.unavailable", locale="en")
             await third.send(code)
-            assert (await reply(third)).get("text") == t("error.unavailable", "tr")
+            assert (await reply(third)).get("text") == t("error.unavailable", locale="tr")
 
             await server.start()
             raw = aioredis.Redis.from_url(server.url, decode_responses=True)
@@ -109,7 +109,7 @@ async def test_redis_restart_during_an_open_session(
                 text = str((await reply(second)).get("text"))
                 if "checked in" in text:
                     break
-                assert text == t("error.unavailable", "en"), text
+                assert text == t("error.unavailable", locale="en"), text
                 assert attempt < 19, "the bot did not recover"
                 await asyncio.sleep(0.5)
             await third.send(code)
@@ -152,7 +152,7 @@ async def test_postgres_restart_during_finalization(
             assert await live.count_attendance_records(attendance_id=attendance_id) == 3
             # A PostgreSQL-backed command is refused politely meanwhile.
             await students[0].send("/my_attendance")
-            assert (await reply(students[0])).get("text") == t("error.unavailable", "en")
+            assert (await reply(students[0])).get("text") == t("error.unavailable", locale="en")
 
             await server.start()
             conn = await asyncpg.connect(server.dsn)

@@ -14,11 +14,11 @@ from typing import Any
 import openpyxl
 import pytest
 
-from bot.i18n import t
 from services.reports import course_token
 from tests.fakes.aksis_server import FakeAksis
 from tests.harness import Running, reply, running_bot
 from tests.test_bot_e2e import _teacher_id, _text, portal  # noqa: F401
+from ui.i18n import t
 
 pytestmark = [pytest.mark.slow, pytest.mark.stores]
 
@@ -64,8 +64,8 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         listing = await _wait_text(teacher, "Your recent sessions")
         await teacher.click(listing, teacher.inline_buttons(listing)[0]["callback_data"])
         await teacher.wait_until(lambda: "2024002" in str(teacher.messages[-1]), what="sheet")
-        await teacher.click_button(t("button.excuse", "en"), teacher.messages[-1])
-        choose = await _wait_text(teacher, t("excuse.choose", "en"))
+        await teacher.click_button(t("button.excuse", locale="en"), teacher.messages[-1])
+        choose = await _wait_text(teacher, t("excuse.choose", locale="en"))
         (button,) = teacher.inline_buttons(choose)
         assert "2024002" in button["text"]
         await teacher.click(choose, button["callback_data"])
@@ -76,7 +76,7 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         # /export: course, format, then the preview and both documents.
         teacher.mark_read()
         await teacher.send("/export")
-        courses = await _wait_text(teacher, t("export.choose_course", "en"))
+        courses = await _wait_text(teacher, t("export.choose_course", locale="en"))
         (course_button,) = teacher.inline_buttons(courses)
         await teacher.click(courses, course_button["callback_data"])
         formats = await _wait_text(teacher, "which format?")
@@ -107,12 +107,12 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         files_before = len(bot.telegram.files)
         present.mark_read()
         await present.send("/export")
-        assert _text(await reply(present)) == t("auth.teachers_only", "en")
+        assert _text(await reply(present)) == t("auth.teachers_only", locale="en")
         await present.send("/my_attendance")
         mine = await _wait_text(present, "attended / held")
         query = await present.click(mine, f"ef:{course_token('YBSB1008')}:both")
         answer = await present.callback_answer(query)
-        assert answer.get("text") == t("auth.teachers_only", "en")
+        assert answer.get("text") == t("auth.teachers_only", locale="en")
         await asyncio.sleep(0.3)
         assert len(bot.telegram.files) == files_before
         (saved,) = await bot.app.pg.reports.get_attendances(teacher_school_number=_teacher_id(bot))
@@ -123,7 +123,7 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         for forged in (f"ht:{aid}:2024001:0", f"he:{aid}:2024001", f"hd:{aid}"):
             query = await present.click(mine, forged)
             answer = await present.callback_answer(query)
-            assert answer.get("text") == t("auth.teachers_only", "en")
+            assert answer.get("text") == t("auth.teachers_only", locale="en")
         assert (
             await bot.app.pg.attendance.get_attendance_records(attendance_id=saved.attendance_id)
             == records
@@ -145,8 +145,8 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         listing = await _wait_text(teacher, "Your recent sessions")
         await teacher.click(listing, teacher.inline_buttons(listing)[0]["callback_data"])
         await teacher.wait_until(lambda: "2024002" in str(teacher.messages[-1]), what="sheet")
-        await teacher.click_button(t("button.add_saved", "en"), teacher.messages[-1])
-        await _wait_text(teacher, t("add.ask_number", "en"))
+        await teacher.click_button(t("button.add_saved", locale="en"), teacher.messages[-1])
+        await _wait_text(teacher, t("add.ask_number", locale="en"))
         await teacher.send("2024003")
         await _wait_text(teacher, "2024003 is added")
         trail = await bot.app.pg.corrections.get_corrections(attendance_id=saved.attendance_id)

@@ -11,7 +11,6 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 
-from bot.i18n import COMMANDS, t
 from handlers.deps import StatusBoard
 from handlers.filters import has_text
 from handlers.replies import Reply
@@ -20,6 +19,7 @@ from services.attendance import AttendanceService
 from services.errors import AlreadyOnList, RecordNotFound
 from services.members import Member
 from ui.callbacks import AttendeesPage, Review, Verdict
+from ui.i18n import COMMANDS, t
 from ui.render import attendees_page
 
 router = Router(name="teacher.attendees")
@@ -36,7 +36,6 @@ class AddForm(StatesGroup):
 async def send_attendees(
     target: Message,
     teacher: Member,
-    lang: str,
     attendance: AttendanceService,
     *,
     aid: UUID | None = None,
@@ -46,8 +45,8 @@ async def send_attendees(
     """The list as a new message, or (`edit`) in place of the one under the pressed button."""
     roster = await attendance.roster(teacher=teacher, attendance_id=aid)
     if roster is None:
-        return target.answer(t("session.none_open", lang))
-    text, keyboard = attendees_page(attendance, roster, page, lang=lang, tz=attendance.tz)
+        return target.answer(t("session.none_open"))
+    text, keyboard = attendees_page(attendance, roster, page, tz=attendance.tz)
     if edit:
         return target.edit_text(text, reply_markup=keyboard)
     return target.answer(text, reply_markup=keyboard)
@@ -55,9 +54,9 @@ async def send_attendees(
 
 @router.message(Command("attendees"))
 async def attendees(
-    message: Message, user: Member, lang: str, attendance: AttendanceService
+    message: Message, user: Member, attendance: AttendanceService
 ) -> Reply:
-    return await send_attendees(message, user, lang, attendance)
+    return await send_attendees(message, user, attendance)
 
 
 @router.callback_query(AttendeesPage.filter())
@@ -65,14 +64,13 @@ async def attendees_paged(
     query: CallbackQuery,
     callback_data: AttendeesPage,
     user: Member,
-    lang: str,
     attendance: AttendanceService,
 ) -> Reply:
     message = message_of(query)
     if message is None:
         return None
     return await send_attendees(
-        message, user, lang, attendance, aid=callback_data.aid, page=callback_data.page, edit=True
+        message, user, attendance, aid=callback_data.aid, page=callback_data.page, edit=True
     )
 
 
@@ -82,7 +80,6 @@ async def accept(
     callback_data: Review,
     callback_answer: CallbackAnswer,
     user: Member,
-    lang: str,
     attendance: AttendanceService,
     board: StatusBoard,
 ) -> Reply:
@@ -91,12 +88,12 @@ async def accept(
     )
     board.touch(callback_data.aid)
     callback_answer.text = t(
-        "review.accepted", lang, name=record.student_full_name, number=record.student_number
+        "review.accepted", name=record.student_full_name, number=record.student_number
     )
     message = message_of(query)
     if message is None:
         return None
-    return await send_attendees(message, user, lang, attendance, aid=callback_data.aid, edit=True)
+    return await send_attendees(message, user, attendance, aid=callback_data.aid, edit=True)
 
 
 @router.callback_query(Review.filter(F.action == Verdict.REJECT))
@@ -104,7 +101,6 @@ async def reject_ask(
     query: CallbackQuery,
     callback_data: Review,
     user: Member,
-    lang: str,
     attendance: AttendanceService,
     state: FSMContext,
 ) -> Reply:
@@ -121,7 +117,7 @@ async def reject_ask(
     if message is None:
         return None
     return message.answer(
-        t("review.ask_reason", lang, name=record.student_full_name, number=record.student_number)
+        t("review.ask_reason", name=record.student_full_name, number=record.student_number)
     )
 
 
@@ -129,7 +125,6 @@ async def reject_ask(
 async def reject_reason(
     message: Message,
     user: Member,
-    lang: str,
     attendance: AttendanceService,
     board: StatusBoard,
     state: FSMContext,
@@ -146,7 +141,7 @@ async def reject_reason(
     )
     board.touch(attendance_id)
     return message.answer(
-        t("review.rejected", lang, name=record.student_full_name, number=record.student_number)
+        t("review.rejected", name=record.student_full_name, number=record.student_number)
     )
 
 
@@ -154,7 +149,6 @@ async def reject_reason(
 async def add_number(
     message: Message,
     user: Member,
-    lang: str,
     attendance: AttendanceService,
     board: StatusBoard,
     state: FSMContext,
@@ -166,10 +160,10 @@ async def add_number(
         )
     except AlreadyOnList as exc:
         await state.clear()
-        return message.answer(t("add.already", lang, number=exc.student_number))
+        return message.answer(t("add.already", number=exc.student_number))
     # A malformed number raises InvalidInput before this line and keeps the step open.
     await state.clear()
     board.touch(attendance_id)
     return message.answer(
-        t("add.ok", lang, number=record.student_number, name=record.student_full_name)
+        t("add.ok", number=record.student_number, name=record.student_full_name)
     )

@@ -7,7 +7,6 @@ from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.i18n import t
 from handlers.replies import Reply
 from handlers.teacher.shared import message_of
 from services.attendance import AttendanceService
@@ -15,28 +14,28 @@ from services.members import Member
 from services.reports import ReportService, course_token
 from services.status import percent_text
 from ui.callbacks import ExportCourse, ExportFormat, Fmt
+from ui.i18n import t
 
 router = Router(name="teacher.export")
 
 
 @router.message(Command("export"))
-async def export(message: Message, user: Member, lang: str, reports: ReportService) -> Reply:
+async def export(message: Message, user: Member, reports: ReportService) -> Reply:
     courses = await reports.export_courses(teacher=user)
     if not courses:
-        return message.answer(t("export.none", lang))
+        return message.answer(t("export.none"))
     builder = InlineKeyboardBuilder()
     for course in courses[:30]:
         builder.button(
             text=t(
                 "export.course_button",
-                lang,
                 lesson=course.lesson_name[:40],
                 sessions=course.sessions,
             ),
             callback_data=ExportCourse(token=course_token(course.course_key)),
         )
     builder.adjust(1)
-    return message.answer(t("export.choose_course", lang), reply_markup=builder.as_markup())
+    return message.answer(t("export.choose_course"), reply_markup=builder.as_markup())
 
 
 @router.callback_query(ExportCourse.filter())
@@ -44,7 +43,6 @@ async def export_course(
     query: CallbackQuery,
     callback_data: ExportCourse,
     user: Member,
-    lang: str,
     reports: ReportService,
 ) -> Reply:
     course = await reports.course_by_token(teacher=user, token=callback_data.token)
@@ -53,14 +51,14 @@ async def export_course(
     builder.button(text="XLSX", callback_data=ExportFormat(token=token, fmt=Fmt.XLSX))
     builder.button(text="CSV", callback_data=ExportFormat(token=token, fmt=Fmt.CSV))
     builder.button(
-        text=t("export.both", lang), callback_data=ExportFormat(token=token, fmt=Fmt.BOTH)
+        text=t("export.both"), callback_data=ExportFormat(token=token, fmt=Fmt.BOTH)
     )
     builder.adjust(3)
     message = message_of(query)
     if message is None:
         return None
     return message.answer(
-        t("export.choose_format", lang, lesson=course.lesson_name),
+        t("export.choose_format", lesson=course.lesson_name),
         reply_markup=builder.as_markup(),
     )
 
@@ -70,7 +68,6 @@ async def export_format(
     query: CallbackQuery,
     callback_data: ExportFormat,
     user: Member,
-    lang: str,
     reports: ReportService,
     attendance: AttendanceService,
 ) -> Reply:
@@ -87,19 +84,18 @@ async def export_format(
     below = reports.below_threshold(data)
     names = ", ".join(
         f"{line.full_name} ({line.student_number},"
-        f" {t('my.percent', lang, percent=percent_text(line.rate.percent))})"
+        f" {t('my.percent', percent=percent_text(line.rate.percent))})"
         for line in below[:40]
     )
     # Several messages in a fixed order: all but the last are awaited.
     await message.answer(
         t(
             "export.preview",
-            lang,
             lesson=course.lesson_name,
             sessions=len(data.sessions),
             students=len(data.students()),
             threshold=percent_text(reports.rule.percent),
-            below=names or t("export.nobody", lang),
+            below=names or t("export.nobody"),
         )
     )
     *first, (name, content) = documents

@@ -16,7 +16,6 @@ from aiogram.types import (
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.i18n import COMMANDS, t
 from dal.models import RecordStatus
 from handlers.filters import has_text
 from handlers.replies import Reply
@@ -34,6 +33,7 @@ from ui.callbacks import (
     HistoryOpen,
     HistoryToggle,
 )
+from ui.i18n import COMMANDS, t
 from ui.render import page_row
 
 router = Router(name="teacher.history")
@@ -51,14 +51,13 @@ class SavedAddForm(StatesGroup):
 
 
 def _sheet_view(
-    sheet: SavedSheet, page: int, lang: str, reports: ReportService
+    sheet: SavedSheet, page: int, reports: ReportService
 ) -> tuple[str, InlineKeyboardMarkup]:
     attendance = sheet.attendance
     aid = attendance.attendance_id
     date = attendance.start_time.astimezone(reports.tz).strftime("%d.%m.%Y %H:%M")
     text = t(
         "history.detail",
-        lang,
         lesson=attendance.lesson_name,
         date=date,
         present=sheet.counts.present,
@@ -80,21 +79,21 @@ def _sheet_view(
         )
     builder.adjust(2)
     nav = page_row(
-        page, has_next=page < pages - 1, lang=lang, to=lambda n: HistoryOpen(aid=aid, page=n)
+        page, has_next=page < pages - 1, to=lambda n: HistoryOpen(aid=aid, page=n)
     )
     if nav:
         builder.row(*nav)
     builder.row(
         InlineKeyboardButton(
-            text=t("button.excuse", lang), callback_data=HistoryExcuseList(aid=aid).pack()
+            text=t("button.excuse"), callback_data=HistoryExcuseList(aid=aid).pack()
         ),
         InlineKeyboardButton(
-            text=t("button.add_saved", lang), callback_data=HistoryAdd(aid=aid).pack()
+            text=t("button.add_saved"), callback_data=HistoryAdd(aid=aid).pack()
         ),
     )
     builder.row(
-        InlineKeyboardButton(text=t("button.csv", lang), callback_data=HistoryCsv(aid=aid).pack()),
-        InlineKeyboardButton(text=t("button.back", lang), callback_data=HistoryList().pack()),
+        InlineKeyboardButton(text=t("button.csv"), callback_data=HistoryCsv(aid=aid).pack()),
+        InlineKeyboardButton(text=t("button.back"), callback_data=HistoryList().pack()),
     )
     return text, builder.as_markup()
 
@@ -102,7 +101,6 @@ def _sheet_view(
 async def _history_list(
     target: Message,
     teacher: Member,
-    lang: str,
     reports: ReportService,
     *,
     page: int = 0,
@@ -112,14 +110,13 @@ async def _history_list(
         teacher=teacher, limit=HISTORY_PAGE + 1, offset=page * HISTORY_PAGE
     )
     if not sheets and page == 0:
-        return target.answer(t("history.empty", lang))
+        return target.answer(t("history.empty"))
     builder = InlineKeyboardBuilder()
     for sheet in sheets[:HISTORY_PAGE]:
         attendance = sheet.attendance
         builder.button(
             text=t(
                 "history.line",
-                lang,
                 date=attendance.start_time.astimezone(reports.tz).strftime("%d.%m %H:%M"),
                 lesson=attendance.lesson_name[:30],
                 present=sheet.counts.attended,
@@ -129,19 +126,19 @@ async def _history_list(
         )
     builder.adjust(1)
     nav = page_row(
-        page, has_next=len(sheets) > HISTORY_PAGE, lang=lang, to=lambda n: HistoryList(page=n)
+        page, has_next=len(sheets) > HISTORY_PAGE, to=lambda n: HistoryList(page=n)
     )
     if nav:
         builder.row(*nav)
-    text = t("history.header", lang)
+    text = t("history.header")
     if edit:
         return target.edit_text(text, reply_markup=builder.as_markup())
     return target.answer(text, reply_markup=builder.as_markup())
 
 
 @router.message(Command("history"))
-async def history(message: Message, user: Member, lang: str, reports: ReportService) -> Reply:
-    return await _history_list(message, user, lang, reports)
+async def history(message: Message, user: Member, reports: ReportService) -> Reply:
+    return await _history_list(message, user, reports)
 
 
 @router.callback_query(HistoryList.filter())
@@ -149,13 +146,12 @@ async def history_list(
     query: CallbackQuery,
     callback_data: HistoryList,
     user: Member,
-    lang: str,
     reports: ReportService,
 ) -> Reply:
     message = message_of(query)
     if message is None:
         return None
-    return await _history_list(message, user, lang, reports, page=callback_data.page, edit=True)
+    return await _history_list(message, user, reports, page=callback_data.page, edit=True)
 
 
 @router.callback_query(HistoryOpen.filter())
@@ -163,14 +159,13 @@ async def history_open(
     query: CallbackQuery,
     callback_data: HistoryOpen,
     user: Member,
-    lang: str,
     reports: ReportService,
 ) -> Reply:
     sheet = await reports.sheet(teacher=user, attendance_id=callback_data.aid)
     message = message_of(query)
     if message is None:
         return None
-    text, keyboard = _sheet_view(sheet, callback_data.page, lang, reports)
+    text, keyboard = _sheet_view(sheet, callback_data.page, reports)
     return message.edit_text(text, reply_markup=keyboard)
 
 
@@ -180,22 +175,21 @@ async def history_toggle(
     callback_data: HistoryToggle,
     callback_answer: CallbackAnswer,
     user: Member,
-    lang: str,
     reports: ReportService,
 ) -> Reply:
     attendance_id = callback_data.aid
     record = await reports.toggle(
         teacher=user, attendance_id=attendance_id, student_number=callback_data.sn
     )
-    state_word = t("state.present" if record.is_attended else "state.absent", lang)
+    state_word = t("state.present" if record.is_attended else "state.absent")
     callback_answer.text = t(
-        "history.corrected", lang, number=record.student_number, state=state_word
+        "history.corrected", number=record.student_number, state=state_word
     )
     sheet = await reports.sheet(teacher=user, attendance_id=attendance_id)
     message = message_of(query)
     if message is None:
         return None
-    text, keyboard = _sheet_view(sheet, callback_data.page, lang, reports)
+    text, keyboard = _sheet_view(sheet, callback_data.page, reports)
     return message.edit_text(text, reply_markup=keyboard)
 
 
@@ -218,7 +212,6 @@ async def excuse_list(
     query: CallbackQuery,
     callback_data: HistoryExcuseList,
     user: Member,
-    lang: str,
     reports: ReportService,
 ) -> Reply:
     sheet = await reports.sheet(teacher=user, attendance_id=callback_data.aid)
@@ -227,7 +220,7 @@ async def excuse_list(
         return None
     absent = [row for row in sheet.rows if row.record.status is RecordStatus.ABSENT]
     if not absent:
-        return message.answer(t("excuse.none", lang))
+        return message.answer(t("excuse.none"))
     builder = InlineKeyboardBuilder()
     for row in absent[:90]:
         builder.button(
@@ -235,7 +228,7 @@ async def excuse_list(
             callback_data=HistoryExcuse(aid=callback_data.aid, sn=row.student_number),
         )
     builder.adjust(2)
-    return message.answer(t("excuse.choose", lang), reply_markup=builder.as_markup())
+    return message.answer(t("excuse.choose"), reply_markup=builder.as_markup())
 
 
 @router.callback_query(HistoryExcuse.filter())
@@ -243,7 +236,6 @@ async def excuse_pick(
     query: CallbackQuery,
     callback_data: HistoryExcuse,
     user: Member,
-    lang: str,
     reports: ReportService,
     state: FSMContext,
 ) -> Reply:
@@ -253,14 +245,13 @@ async def excuse_pick(
     message = message_of(query)
     if message is None:
         return None
-    return message.answer(t("excuse.ask_reason", lang, number=callback_data.sn))
+    return message.answer(t("excuse.ask_reason", number=callback_data.sn))
 
 
 @router.message(StateFilter(ExcuseForm.reason), has_text, ~Command(*COMMANDS))
 async def excuse_reason(
     message: Message,
     user: Member,
-    lang: str,
     reports: ReportService,
     state: FSMContext,
 ) -> Reply:
@@ -279,7 +270,7 @@ async def excuse_reason(
         raise
     await state.clear()
     return message.answer(
-        t("excuse.ok", lang, number=record.student_number, reason=record.teacher_note or "")
+        t("excuse.ok", number=record.student_number, reason=record.teacher_note or "")
     )
 
 
@@ -288,7 +279,6 @@ async def saved_add_ask(
     query: CallbackQuery,
     callback_data: HistoryAdd,
     user: Member,
-    lang: str,
     reports: ReportService,
     state: FSMContext,
 ) -> Reply:
@@ -299,14 +289,13 @@ async def saved_add_ask(
     message = message_of(query)
     if message is None:
         return None
-    return message.answer(t("add.ask_number", lang))
+    return message.answer(t("add.ask_number"))
 
 
 @router.message(StateFilter(SavedAddForm.number), has_text, ~Command(*COMMANDS))
 async def saved_add_number(
     message: Message,
     user: Member,
-    lang: str,
     reports: ReportService,
     attendance: AttendanceService,
     state: FSMContext,
@@ -323,9 +312,9 @@ async def saved_add_number(
         raise  # a malformed number keeps the step open
     except AlreadyOnList as exc:
         await state.clear()
-        return message.answer(t("add.already", lang, number=exc.student_number))
+        return message.answer(t("add.already", number=exc.student_number))
     except Exception:
         await state.clear()
         raise
     await state.clear()
-    return message.answer(t("history.added", lang, number=record.student_number))
+    return message.answer(t("history.added", number=record.student_number))

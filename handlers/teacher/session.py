@@ -13,7 +13,6 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot.i18n import COMMANDS, Raw, t
 from handlers.deps import StatusBoard
 from handlers.filters import has_text
 from handlers.replies import Reply
@@ -23,6 +22,7 @@ from services.attendance import AlreadyOpen, AttendanceService, ChooseLesson, St
 from services.errors import InvalidInput
 from services.members import Member
 from ui.callbacks import Act, LessonPick, SessionAction, SessionLevel
+from ui.i18n import COMMANDS, Raw, t
 from ui.render import lesson_label, location_keyboard
 
 router = Router(name="teacher.session")
@@ -32,10 +32,10 @@ class CapForm(StatesGroup):
     count = State()
 
 
-def ask_teacher_location(target: Message, level: int, lang: str) -> SendMessage:
+def ask_teacher_location(target: Message, level: int) -> SendMessage:
     """One tap shares the teacher's location (levels 2 and 3 anchor the session to it)."""
     return target.answer(
-        t("teacher.ask_location", lang, level=level), reply_markup=location_keyboard(lang)
+        t("teacher.ask_location", level=level), reply_markup=location_keyboard()
     )
 
 
@@ -43,18 +43,17 @@ async def _show_start(
     target: Message,
     outcome: StartOutcome,
     *,
-    lang: str,
     attendance: AttendanceService,
     board: StatusBoard,
 ) -> Reply:
     if isinstance(outcome, Started):
         # Awaited, not returned: the status board keeps the sent message's id to edit it.
-        await board.post(outcome.attendance, chat_id=target.chat.id, lang=lang)
+        await board.post(outcome.attendance, chat_id=target.chat.id)
         level = outcome.attendance.security_option
-        ask = ask_teacher_location(target, level, lang) if level >= 2 else None
+        ask = ask_teacher_location(target, level) if level >= 2 else None
         if not outcome.ad_hoc:
             return ask
-        note = target.answer(t("session.ad_hoc", lang))
+        note = target.answer(t("session.ad_hoc"))
         if ask is None:
             return note
         await note  # two replies: the first is awaited so that they arrive in order
@@ -63,7 +62,6 @@ async def _show_start(
         return target.answer(
             t(
                 "session.already_open",
-                lang,
                 lesson=outcome.attendance.lesson_name,
                 code=outcome.attendance.code,
             )
@@ -78,8 +76,8 @@ async def _show_start(
                 ),
             )
         builder.adjust(1)
-        return target.answer(t("session.choose", lang), reply_markup=builder.as_markup())
-    return target.answer(t("session.no_lessons", lang))
+        return target.answer(t("session.choose"), reply_markup=builder.as_markup())
+    return target.answer(t("session.no_lessons"))
 
 
 @router.message(Command("start_session"))
@@ -87,14 +85,13 @@ async def start_session(
     message: Message,
     command: CommandObject,
     user: Member,
-    lang: str,
     attendance: AttendanceService,
     board: StatusBoard,
 ) -> Reply:
     outcome = await attendance.start_session(
         teacher=user, chat_id=message.chat.id, lesson_name=command.args
     )
-    return await _show_start(message, outcome, lang=lang, attendance=attendance, board=board)
+    return await _show_start(message, outcome, attendance=attendance, board=board)
 
 
 @router.callback_query(LessonPick.filter())
@@ -102,7 +99,6 @@ async def lesson_picked(
     query: CallbackQuery,
     callback_data: LessonPick,
     user: Member,
-    lang: str,
     attendance: AttendanceService,
     board: StatusBoard,
 ) -> Reply:
@@ -115,38 +111,36 @@ async def lesson_picked(
         course_code=callback_data.code,
         start_epoch=callback_data.start,
     )
-    return await _show_start(message, outcome, lang=lang, attendance=attendance, board=board)
+    return await _show_start(message, outcome, attendance=attendance, board=board)
 
 
 async def _end(
     target: Message,
     teacher: Member,
-    lang: str,
     attendance: AttendanceService,
     board: StatusBoard,
     attendance_id: UUID | None = None,
 ) -> Reply:
     roster = await attendance.end_session(teacher=teacher, attendance_id=attendance_id)
     if roster is None:
-        return target.answer(t("session.none_open", lang))
+        return target.answer(t("session.none_open"))
     await board.refresh(roster.attendance.attendance_id)
     pending = roster.tally.pending
     return target.answer(
         t(
             "session.ended",
-            lang,
             lesson=roster.attendance.lesson_name,
             present=roster.tally.attended,
-            pending=Raw(t("session.pending_part", lang, pending=pending) if pending else ""),
+            pending=Raw(t("session.pending_part", pending=pending) if pending else ""),
         )
     )
 
 
 @router.message(Command("end_session"))
 async def end_session(
-    message: Message, user: Member, lang: str, attendance: AttendanceService, board: StatusBoard
+    message: Message, user: Member, attendance: AttendanceService, board: StatusBoard
 ) -> Reply:
-    return await _end(message, user, lang, attendance, board)
+    return await _end(message, user, attendance, board)
 
 
 @router.callback_query(SessionAction.filter())
@@ -154,7 +148,6 @@ async def session_action(
     query: CallbackQuery,
     callback_data: SessionAction,
     user: Member,
-    lang: str,
     attendance: AttendanceService,
     board: StatusBoard,
     state: FSMContext,
@@ -164,15 +157,15 @@ async def session_action(
         return None
     action, aid = callback_data.action, callback_data.aid
     if action is Act.END:
-        return await _end(message, user, lang, attendance, board, attendance_id=aid)
+        return await _end(message, user, attendance, board, attendance_id=aid)
     if action is Act.LIST:
-        return await send_attendees(message, user, lang, attendance, aid=aid)
+        return await send_attendees(message, user, attendance, aid=aid)
     await attendance.owned_session(teacher=user, attendance_id=aid)
     if action is Act.CAP:
         await remember_aid(state, CapForm.count, aid)
-        return message.answer(t("cap.ask", lang))
+        return message.answer(t("cap.ask"))
     await remember_aid(state, AddForm.number, aid)
-    return message.answer(t("add.ask_number", lang))
+    return message.answer(t("add.ask_number"))
 
 
 @router.callback_query(SessionLevel.filter())
@@ -181,7 +174,6 @@ async def session_level(
     callback_data: SessionLevel,
     callback_answer: CallbackAnswer,
     user: Member,
-    lang: str,
     attendance: AttendanceService,
     board: StatusBoard,
 ) -> Reply:
@@ -191,11 +183,11 @@ async def session_level(
         teacher=user, attendance_id=callback_data.aid, level=callback_data.level
     )
     await board.refresh(callback_data.aid)
-    name = t(f"level.{session.security_option}", lang)
-    callback_answer.text = t("level.changed", lang, name=name)
+    name = t(f"level.{session.security_option}")
+    callback_answer.text = t("level.changed", name=name)
     message = message_of(query)
     if message is not None and session.security_option >= 2 and session.anchor_latitude is None:
-        return ask_teacher_location(message, session.security_option, lang)
+        return ask_teacher_location(message, session.security_option)
     return None
 
 
@@ -203,7 +195,6 @@ async def session_level(
 async def cap_count(
     message: Message,
     user: Member,
-    lang: str,
     attendance: AttendanceService,
     board: StatusBoard,
     state: FSMContext,
@@ -218,4 +209,4 @@ async def cap_count(
     )
     await state.clear()
     board.touch(attendance_id)
-    return message.answer(t("cap.set", lang, cap=count) if count else t("cap.cleared", lang))
+    return message.answer(t("cap.set", cap=count) if count else t("cap.cleared"))
