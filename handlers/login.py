@@ -29,7 +29,7 @@ from handlers.replies import Reply
 from services.accounts import AccountService
 from services.aksis import InvalidCredentials, PortalChanged, PortalUnavailable
 from services.errors import LoginThrottled, PortalBusy
-from ui.i18n import COMMANDS, current_locale, t
+from ui.i18n import COMMANDS, current_locale, t, tn
 from ui.states import LoginForm
 
 router = Router(name="login")
@@ -154,8 +154,9 @@ async def login_password(
         text = t("login.portal_changed")
     else:
         session = outcome.session
-        text = t(
+        text = tn(
             "login.ok",
+            outcome.lessons,
             name=session.full_name,
             role=t(f"role.{session.role}"),
             number=session.school_number,

@@ -13,9 +13,13 @@ from aiogram.types import Message
 
 from handlers.deps import Settings
 from handlers.replies import Reply
-from ui.i18n import t
+from ui.i18n import Raw, t, tn
 
 router = Router(name="privacy")
+
+
+def _days(count: int) -> Raw:
+    return Raw(tn("count.days", count, count=count))
 
 
 @router.message(Command("privacy"))
@@ -23,8 +27,8 @@ async def privacy(message: Message, settings: Settings) -> Reply:
     return message.answer(
         t(
             "privacy.text",
-            student_days=settings.student_session_ttl_days,
-            teacher_days=settings.teacher_session_ttl_days,
-            retention_days=settings.retention_days,
+            student_days=_days(settings.student_session_ttl_days),
+            teacher_days=_days(settings.teacher_session_ttl_days),
+            retention_days=_days(settings.retention_days),
         )
     )

@@ -21,9 +21,8 @@ from handlers.replies import Reply
 from services.attendance import AttendanceService
 from services.members import Member
 from services.reports import CourseStanding, ReportService
-from services.status import percent_text
 from ui.callbacks import MyCourse, MyCourses
-from ui.i18n import Raw, t
+from ui.i18n import Raw, date_time_text, percent_number, t
 from ui.render import hhmm, location_keyboard
 
 router = Router(name="student")
@@ -131,7 +130,7 @@ def _course_label(course: CourseStanding) -> str:
 def _course_list(
     standings: list[CourseStanding], reports: ReportService
 ) -> tuple[str, InlineKeyboardMarkup]:
-    threshold = percent_text(reports.rule.percent)
+    threshold = percent_number(reports.rule.percent)
     lines = [t("my.courses")]
     builder = InlineKeyboardBuilder()
     for course in standings:
@@ -143,7 +142,7 @@ def _course_list(
                 lesson=_course_label(course),
                 attended=rate.attended,
                 held=rate.counted,
-                percent=percent_text(rate.percent),
+                percent=percent_number(rate.percent),
                 below=Raw(
                     (t("my.below", threshold=threshold) if course.below else "")
                     + (
@@ -157,7 +156,7 @@ def _course_list(
         builder.button(
             text=course.lesson_name[:32]
             + " · "
-            + t("my.percent", percent=percent_text(rate.percent)),
+            + t("my.percent", percent=percent_number(rate.percent)),
             callback_data=MyCourse(token=course.token),
         )
     builder.adjust(1)
@@ -181,7 +180,7 @@ def _status_line(row: StudentAttendanceRow, reports: ReportService) -> str:
     return t(
         "my.line",
         icon=icon,
-        date=row.start_time.astimezone(reports.tz).strftime("%d.%m.%Y %H:%M"),
+        date=date_time_text(row.start_time, reports.tz),
         lesson=row.lesson_name,
         note=Raw(note),
     )
@@ -214,7 +213,7 @@ async def my_course(
             lesson=_course_label(course),
             attended=course.rate.attended,
             held=course.rate.counted,
-            percent=percent_text(course.rate.percent),
+            percent=percent_number(course.rate.percent),
         )
     ]
     lines.extend(_status_line(row, reports) for row in course.missed_first()[:60])

@@ -64,7 +64,7 @@ from services.demo_aksis import (
     demo_student_name,
 )
 from tests.fakes.telegram_server import FakeTelegram, FakeUser
-from ui.i18n import t
+from ui.i18n import t, tn
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE_URL: Final = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -171,13 +171,20 @@ def spans(numbers: Iterable[int]) -> str:
 
 @cache
 def _pattern(key: str, lang: str) -> re.Pattern[str]:
-    """The message `key` as a regex: its literal text, any value in each placeholder."""
-    regex = ""
-    for literal, name, _spec, _conv in string.Formatter().parse(t(key, locale=lang)):
-        regex += re.escape(literal)
-        if name is not None:
-            regex += ".*?"
-    return re.compile(regex, re.DOTALL)
+    """The message `key` as a regex: its literal text, any value in each placeholder; either
+    form of a plural message ("1 lesson", "2 lessons")."""
+    forms = [t(key, locale=lang)]
+    if tn(key, 2, locale=lang) != key:  # a plural entry (a singular one answers the key)
+        forms = [tn(key, 1, locale=lang), tn(key, 2, locale=lang)]
+    alternatives = []
+    for form in dict.fromkeys(forms):
+        regex = ""
+        for literal, name, _spec, _conv in string.Formatter().parse(form):
+            regex += re.escape(literal)
+            if name is not None:
+                regex += ".*?"
+        alternatives.append(f"(?:{regex})")
+    return re.compile("|".join(alternatives), re.DOTALL)
 
 
 def is_text(key: str, text: str, *, whole: bool = True) -> bool:

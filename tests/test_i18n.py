@@ -1,5 +1,6 @@
-"""Translations: gettext catalogs with English fallback, a third language added as a catalog, the
-HTML-escaping guarantee, `scripts/i18n.py check`, and the user's Telegram language end to end."""
+"""Translations: gettext catalogs with English fallback, a third language added as a catalog, plural
+forms, Babel dates and numbers, the HTML-escaping guarantee, `scripts/i18n.py check`, and the
+user's Telegram language end to end."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiogram.types import User
@@ -22,10 +25,14 @@ from ui.i18n import (
     Catalogs,
     LocaleMiddleware,
     Raw,
+    date_time_text,
     default_catalogs,
     locales_dir,
+    percent_number,
     pick_locale,
     t,
+    time_text,
+    tn,
     use_locale,
 )
 
@@ -78,6 +85,9 @@ def test_a_third_partial_catalog_is_used_and_falls_back_to_english(with_german: 
         assert t("cancel.done") == "Cancelled."  # empty entry
         assert t("logout.ok") == "This Telegram account is no longer linked. /login to link again."
         assert t("role.teacher", locale="tr") == "Öğretim elemanı"
+        # A plural message it lacks: English forms, by the English rule.
+        assert tn("count.students", 1, count=1) == "1 student"
+        assert tn("count.students", 3, count=3) == "3 students"
     # A German Telegram client gets German once the catalog exists, English before.
     assert pick_locale("de-DE", with_german.available_locales) == "de"
     assert pick_locale("de", default_catalogs().available_locales) == "en"
@@ -123,6 +133,68 @@ def test_values_are_escaped_unless_raw() -> None:
     assert t("checkin.ended", lesson="C++ <Lab>") == (
         "Attendance for <b>C++ &lt;Lab&gt;</b> has already closed."
     )
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [
+        ("en", ["0 records", "1 record", "2 records", "5 records"]),
+        ("tr", ["0 kayıt", "1 kayıt", "2 kayıt", "5 kayıt"]),
+    ],
+)
+def test_the_attendee_list_header_has_plural_forms(locale: str, expected: list[str]) -> None:
+    with use_locale(locale):
+        headers = [
+            tn("attendees.header", n, lesson="FİZ101", total=n, page=1, pages=1)
+            for n in (0, 1, 2, 5)
+        ]
+    assert [h.split(" — ")[1].split(" (")[0] for h in headers] == expected
+
+
+def test_the_login_answer_counts_lessons_in_both_languages() -> None:
+    def found(n: int, locale: str) -> str:
+        text = tn("login.ok", n, locale=locale, name="A", role="B", number="1", lessons=n)
+        return text.split("\n")[1].split(".")[0]
+
+    assert [found(n, "en") for n in (0, 1, 2, 5)] == [
+        "0 lessons found in your schedule",
+        "1 lesson found in your schedule",
+        "2 lessons found in your schedule",
+        "5 lessons found in your schedule",
+    ]
+    assert [found(n, "tr") for n in (0, 1, 2, 5)] == [
+        f"Programınızda {n} ders bulundu" for n in (0, 1, 2, 5)
+    ]
+    # The Turkish rule is CLDR's, as Babel writes it into the catalog header.
+    plural_forms = default_catalogs().locales["tr"].info()["plural-forms"]
+    assert plural_forms == "nplurals=2; plural=(n != 1);"
+
+
+def test_times_dates_and_percentages_follow_the_locale() -> None:
+    moment = datetime(2026, 3, 9, 6, 5, tzinfo=UTC)  # 09:05 in Istanbul
+    istanbul = ZoneInfo("Europe/Istanbul")
+    with use_locale("en"):
+        assert time_text(moment, istanbul) == "09:05"
+        assert date_time_text(moment, istanbul) == "Mar 9, 2026, 09:05"
+        assert date_time_text(moment, istanbul, year=False) == "Mar 9, 09:05"
+        assert [percent_number(v) for v in (100.0, 200 / 3, 0.04, 1234.5)] == [
+            "100",
+            "66.7",
+            "0",
+            "1,234.5",
+        ]
+        assert t("my.percent", percent=percent_number(200 / 3)) == "66.7%"
+    with use_locale("tr"):
+        assert time_text(moment, istanbul) == "09:05"
+        assert date_time_text(moment, istanbul) == "9 Mar 2026 09:05"
+        assert date_time_text(moment, istanbul, year=False) == "9 Mar 09:05"
+        assert [percent_number(v) for v in (100.0, 200 / 3, 0.04, 1234.5)] == [
+            "100",
+            "66,7",
+            "0",
+            "1.234,5",
+        ]
+        assert t("my.percent", percent=percent_number(200 / 3)) == "%66,7"
 
 
 def test_an_edited_po_wins_over_an_older_mo(tmp_path: Path) -> None:

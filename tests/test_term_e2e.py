@@ -85,7 +85,7 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
             lambda: sum("document" in m for m in teacher.messages) >= 2, what="two documents"
         )
         preview = await _wait_text(teacher, "Below 70%")
-        assert "1 sessions, 2 students" in _text(preview) and "nobody" in _text(preview)
+        assert "1 session, 2 students" in _text(preview) and "nobody" in _text(preview)
         documents = [bot.telegram.document_of(m) for m in teacher.messages if "document" in m]
         names = [d.filename for d in documents]
         assert names[0].endswith(".xlsx") and names[1].endswith(".csv")

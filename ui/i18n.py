@@ -17,7 +17,7 @@ locale: `t(key, locale=...)` or `with use_locale(...)`.
 Placeholders are `str.format` fields. `t()` HTML-escapes every value (replies are HTML) unless it
 is wrapped in `Raw`. Counted nouns go through `tn(key, n, **values)` (ngettext; a plural entry's
 msgid_plural is its key again). Times, dates and numbers are formatted by Babel for the current
-locale (`time_text`, `date_time_text`, `number_text`).
+locale (`time_text`, `date_time_text`, `percent_number`).
 
 Compiled catalogs (`.mo`) are built by `scripts/i18n.py compile` (`make install`, the Docker
 build) and are not committed. When a `.mo` is missing or older than its `.po`, the `.po` is
@@ -33,14 +33,20 @@ import sys
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime, tzinfo
+from decimal import Decimal
 from html import escape
 from pathlib import Path
 from typing import Any, Final
 
 from aiogram.types import TelegramObject, User
 from aiogram.utils.i18n import I18n, I18nMiddleware
+from babel import Locale
+from babel.dates import DateTimePattern, parse_pattern
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
+from babel.numbers import NumberPattern
+from babel.numbers import parse_pattern as parse_number_pattern
 
 DOMAIN: Final = "attn"
 DEFAULT_LOCALE: Final = "en"
@@ -142,6 +148,22 @@ class Catalogs(I18n):
 
     def __init__(self, path: Path | None = None) -> None:
         super().__init__(path=path or locales_dir(), default_locale=DEFAULT_LOCALE, domain=DOMAIN)
+        # Per locale, the singular texts looked up so far: the catalogs never change after
+        # loading, so `t()` (on the check-in path) pays one dict lookup after the first call.
+        self.memo: dict[str, dict[str, str]] = {name: {} for name in self.locales}
+
+    def reload(self) -> None:
+        super().reload()
+        self.memo = {name: {} for name in self.locales}
+
+    def remember(self, key: str, locale: str | None) -> str:
+        """`gettext(key)` in `locale` (default: the current one), noted in `memo`."""
+        locale = locale or self.ctx_locale.get()
+        text = self.gettext(key, locale=locale)
+        table = self.memo.get(locale)
+        if table is not None:
+            table[key] = text
+        return text
 
     def find_locales(self) -> dict[str, gettext.GNUTranslations]:
         names = {p.parent.parent.name for p in self.path.glob(f"*/LC_MESSAGES/{self.domain}.[pm]o")}
@@ -239,7 +261,11 @@ def _fill(template: str, values: dict[str, object]) -> str:
 def t(key: str, /, *, locale: str | None = None, **values: object) -> str:
     """The message `key` in the current locale (or `locale`), with `values` HTML-escaped
     (except `Raw` ones) and filled in."""
-    template = (_ACTIVE.get() or default_catalogs()).gettext(key, locale=locale)
+    catalogs = _ACTIVE.get() or default_catalogs()
+    table = catalogs.memo.get(locale or catalogs.ctx_locale.get())
+    template = table.get(key) if table is not None else None
+    if template is None:
+        template = catalogs.remember(key, locale)
     if not values:
         return template
     return _fill(template, values)
@@ -252,3 +278,53 @@ def tn(key: str, n: int, /, *, locale: str | None = None, **values: object) -> s
     if not values:
         return template
     return _fill(template, values)
+
+
+# --- times, dates and numbers (Babel) ------------------------------------------------------
+
+# CLDR skeletons: the locale orders the fields and picks separators and month names. `H` is the
+# 24-hour clock the university uses, in every language.
+TIME: Final = "Hm"  # 14:05
+DATE: Final = "yMMMd"  # en: Dec 1, 2026 · tr: 1 Ara 2026
+DAY: Final = "MMMd"  # en: Dec 1 · tr: 1 Ara
+
+
+@functools.cache
+def _locale(name: str) -> Locale:
+    return Locale.parse(name)
+
+
+@functools.cache
+def _pattern(skeleton: str, locale: str) -> DateTimePattern:
+    """The locale's pattern for a skeleton, parsed once (a time is in every check-in reply)."""
+    return parse_pattern(_locale(locale).datetime_skeletons[skeleton])
+
+
+@functools.cache
+def _date_and_time(locale: str) -> str:
+    """How the locale joins a date ({1}) and a time ({0}): "{1}, {0}" in English."""
+    return str(_locale(locale).datetime_formats["medium"]).replace("'", "")
+
+
+def time_text(moment: datetime, tz: tzinfo) -> str:
+    """Hours and minutes in `tz`, as the current locale writes them."""
+    locale = current_locale()
+    return _pattern(TIME, locale).apply(moment.astimezone(tz), _locale(locale))
+
+
+def date_time_text(moment: datetime, tz: tzinfo, *, year: bool = True) -> str:
+    """Date (the month by name) and time in `tz`, as the current locale writes them."""
+    locale = current_locale()
+    local, babel_locale = moment.astimezone(tz), _locale(locale)
+    date = _pattern(DATE if year else DAY, locale).apply(local, babel_locale)
+    time = _pattern(TIME, locale).apply(local, babel_locale)
+    return _date_and_time(locale).replace("{1}", date).replace("{0}", time)
+
+
+_PERCENT_NUMBER: Final[NumberPattern] = parse_number_pattern("#,##0.#")
+
+
+def percent_number(value: float) -> str:
+    """A percentage's number, at most one decimal, with the locale's decimal sign; the catalog
+    places the % sign ("{percent}%", Turkish "%{percent}")."""
+    return str(_PERCENT_NUMBER.apply(Decimal(f"{value:.1f}"), _locale(current_locale())))

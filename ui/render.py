@@ -27,7 +27,7 @@ from ui.callbacks import (
     SessionLevel,
     Verdict,
 )
-from ui.i18n import Raw, t
+from ui.i18n import Raw, t, time_text, tn
 
 PAGE_SIZE = 20
 # Pending reasons of security levels 2/3 and the head-count cap (issue 12), named in the list.
@@ -43,7 +43,7 @@ _REVIEW_REASONS = frozenset(
 
 
 def hhmm(moment: datetime, tz: ZoneInfo) -> str:
-    return moment.astimezone(tz).strftime("%H:%M")
+    return time_text(moment, tz)
 
 
 def deep_link(bot_username: str, code: str) -> str:
@@ -185,8 +185,9 @@ def attendees_page(
         text = t("attendees.empty", lesson=attendance.lesson_name)
     else:
         lines = [
-            t(
+            tn(
                 "attendees.header",
+                len(records),
                 lesson=attendance.lesson_name,
                 total=len(records),
                 page=page + 1,

@@ -12,9 +12,8 @@ from handlers.teacher.shared import message_of
 from services.attendance import AttendanceService
 from services.members import Member
 from services.reports import ReportService, course_token
-from services.status import percent_text
 from ui.callbacks import ExportCourse, ExportFormat, Fmt
-from ui.i18n import t
+from ui.i18n import Raw, percent_number, t, tn
 
 router = Router(name="teacher.export")
 
@@ -27,8 +26,9 @@ async def export(message: Message, user: Member, reports: ReportService) -> Repl
     builder = InlineKeyboardBuilder()
     for course in courses[:30]:
         builder.button(
-            text=t(
+            text=tn(
                 "export.course_button",
+                course.sessions,
                 lesson=course.lesson_name[:40],
                 sessions=course.sessions,
             ),
@@ -84,17 +84,18 @@ async def export_format(
     below = reports.below_threshold(data)
     names = ", ".join(
         f"{line.full_name} ({line.student_number},"
-        f" {t('my.percent', percent=percent_text(line.rate.percent))})"
+        f" {t('my.percent', percent=percent_number(line.rate.percent))})"
         for line in below[:40]
     )
+    sessions, students = len(data.sessions), len(data.students())
     # Several messages in a fixed order: all but the last are awaited.
     await message.answer(
         t(
             "export.preview",
             lesson=course.lesson_name,
-            sessions=len(data.sessions),
-            students=len(data.students()),
-            threshold=percent_text(reports.rule.percent),
+            sessions=Raw(tn("count.sessions", sessions, count=sessions)),
+            students=Raw(tn("count.students", students, count=students)),
+            threshold=percent_number(reports.rule.percent),
             below=names or t("export.nobody"),
         )
     )

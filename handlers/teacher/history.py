@@ -33,7 +33,7 @@ from ui.callbacks import (
     HistoryOpen,
     HistoryToggle,
 )
-from ui.i18n import COMMANDS, t
+from ui.i18n import COMMANDS, date_time_text, t
 from ui.render import page_row
 
 router = Router(name="teacher.history")
@@ -55,7 +55,7 @@ def _sheet_view(
 ) -> tuple[str, InlineKeyboardMarkup]:
     attendance = sheet.attendance
     aid = attendance.attendance_id
-    date = attendance.start_time.astimezone(reports.tz).strftime("%d.%m.%Y %H:%M")
+    date = date_time_text(attendance.start_time, reports.tz)
     text = t(
         "history.detail",
         lesson=attendance.lesson_name,
@@ -117,7 +117,7 @@ async def _history_list(
         builder.button(
             text=t(
                 "history.line",
-                date=attendance.start_time.astimezone(reports.tz).strftime("%d.%m %H:%M"),
+                date=date_time_text(attendance.start_time, reports.tz, year=False),
                 lesson=attendance.lesson_name[:30],
                 present=sheet.counts.attended,
                 total=len(sheet.rows),
