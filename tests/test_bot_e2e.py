@@ -377,6 +377,13 @@ async def test_history_correction_and_csv_after_finalization(
                 break
             await asyncio.sleep(0.1)
         assert len(saved) == 1
+        # The result notice comes through the outbox after the save: let it arrive first, so
+        # that the sheet below stays the last message.
+        await teacher.wait_until(
+            lambda: any("📊" in _text(m) for m in teacher.messages),
+            timeout=15,
+            what="the result notice",
+        )
 
         teacher.mark_read()
         await teacher.send("/history")

@@ -328,3 +328,32 @@ async def test_an_open_notice_is_dropped_when_its_student_checks_in_while_it_wai
         assert len(fake.sent_messages) <= sent_before + 1
         assert len(fake.sent_messages) + worker.dropped_stale == 12
         assert worker.dropped_stale >= 12 - sent_before - 1 > 0
+
+
+async def test_the_worker_recreates_its_group_after_redis_lost_the_outbox(
+    redis_raw: aioredis.Redis,
+) -> None:
+    """Redis restarted without persistence (here: the keyspace flushed under a running worker):
+    notices queued afterwards are still delivered, without a restart of the bot."""
+    from bot.delivery import DeliveryWorker
+    from tests.fakes.telegram_server import FakeTelegram
+
+    async with FakeTelegram() as fake:
+        user = fake.user(7001, "S1")
+        bot = fake.bot()
+        outbox = Outbox(redis_raw)
+        worker = DeliveryWorker(bot, outbox, heartbeat_ms=300)
+        await worker.start()
+        try:
+            await outbox.add([encode(Notice(user.id, "en", "", {"text": "before"}))])
+            await fake.wait_for_sent(1, timeout=5)
+            await redis_raw.flushdb()
+            await asyncio.sleep(0.5)  # the read loop and the watch loop meet the missing group
+            notice = Notice(user.id, "en", "", {"text": "after the restart"})
+            await outbox.add([encode(notice)])
+            await fake.wait_for_sent(2, timeout=5)
+        finally:
+            await worker.stop()
+            await bot.session.close()
+    assert fake.sent_messages[-1]["text"] == "after the restart"
+    assert await outbox.backlog() == 0

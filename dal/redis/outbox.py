@@ -108,9 +108,18 @@ class Outbox:
     ) -> list[Entry]:
         """New entries for `consumer` (moved to its pending list), or with `own` the ones
         already pending for it (taken over from a dead consumer, or read before a restart)."""
-        answer = await self._redis.xreadgroup(
-            self.group, consumer, {self.stream: "0" if own else ">"}, count=count, block=block_ms
-        )
+        streams: dict[Any, Any] = {self.stream: "0" if own else ">"}
+        try:
+            answer = await self._redis.xreadgroup(
+                self.group, consumer, streams, count=count, block=block_ms
+            )
+        except ResponseError as exc:
+            if not _group_gone(exc):
+                raise
+            await self.ensure_group()  # Redis lost the stream (restart without persistence)
+            answer = await self._redis.xreadgroup(
+                self.group, consumer, streams, count=count, block=block_ms
+            )
         entries: list[Entry] = []
         for item in answer or ():
             entries.extend(_entries(item[1]))
@@ -158,7 +167,13 @@ class Outbox:
         """Move the pending entries of consumers without a heartbeat to `consumer`; forget
         those consumers. Returns how many entries were taken."""
         taken = 0
-        infos = await self._redis.xinfo_consumers(self.stream, self.group)
+        try:
+            infos = await self._redis.xinfo_consumers(self.stream, self.group)
+        except ResponseError as exc:
+            if not _group_gone(exc):
+                raise
+            await self.ensure_group()  # a new group has no consumers to take over from
+            return 0
         for info in infos:
             name = _text(info["name"])
             if name == consumer or await self._redis.exists(keys.outbox_alive(name)):
@@ -186,15 +201,21 @@ class Outbox:
     async def take_over_idle(self, consumer: str, *, min_idle_ms: int, count: int = 100) -> int:
         """XAUTOCLAIM: anything pending longer than `min_idle_ms` (a consumer that is alive but
         stuck) moves to `consumer`."""
-        answer = await self._redis.xautoclaim(
-            self.stream,
-            self.group,
-            consumer,
-            min_idle_time=min_idle_ms,
-            start_id="0-0",
-            count=count,
-            justid=True,
-        )
+        try:
+            answer = await self._redis.xautoclaim(
+                self.stream,
+                self.group,
+                consumer,
+                min_idle_time=min_idle_ms,
+                start_id="0-0",
+                count=count,
+                justid=True,
+            )
+        except ResponseError as exc:
+            if not _group_gone(exc):
+                raise
+            await self.ensure_group()
+            return 0
         claimed = answer[1] if len(answer) > 1 else []
         return len(claimed)
 
@@ -233,3 +254,10 @@ class Outbox:
 
 def encode_conditions(conditions: Sequence[Sequence[str]]) -> str:
     return json.dumps([list(c) for c in conditions], ensure_ascii=False)
+
+
+def _group_gone(exc: ResponseError) -> bool:
+    """The stream or its group no longer exists: Redis restarted without persistence, or the
+    keyspace was flushed. `ensure_group` recreates both; entries added since are read from 0."""
+    text = str(exc)
+    return "NOGROUP" in text or "no such key" in text
