@@ -1,4 +1,10 @@
-"""Live attendance: teachers open, watch, correct and end sessions; students check in."""
+"""Live attendance: teachers open, watch, correct and end sessions; students check in.
+
+Why one file of ~750 lines: every use case here reads, checks and writes the same live session
+through the same few helpers (`_live_session`, `_write`, the lateness rule), and the teacher's
+changes and the students' check-ins must keep one reading of that session. Splitting it into a
+teacher-side and a student-side service is the next step if it grows (issue 11 note).
+"""
 
 from __future__ import annotations
 

@@ -26,6 +26,10 @@ not depend on it (a claim that expires under a slow worker lets a second one in,
 idempotent write still leaves one copy). With PostgreSQL down nothing is removed from Redis
 and the tick ends at the first failure: the outage is logged once, when it starts, and once
 more when it is over.
+
+Why one file of ~700 lines: the six steps above are one exactly-once pipeline, and its
+crash-safety argument is read across all of them (what each step leaves behind for the next
+run); split over modules, that argument would have no single place to be checked.
 """
 
 from __future__ import annotations
