@@ -386,7 +386,7 @@ class ProjectBot:
             role=Role.TEACHER,
             logged_in_at=now_utc(),
         )
-        await self.app.redis.accounts.save_user_session(session=teacher, ttl_seconds=3600)
+        await self.app.redis.users.save_user_session(session=teacher, ttl_seconds=3600)
         outcome = await self.app.attendance.start_session(
             teacher=teacher, chat_id=teacher.telegram_id, lesson_name="Bench Dersi 101"
         )

@@ -220,7 +220,7 @@ def build_scheduler(
             db=pg.db,
             retention=pg.retention,
             purge=redis.purge,
-            user_store=redis.accounts,
+            user_store=redis.users,
             # An unlinked account may be half-way through /login; any other state it has is
             # a leftover (of a logout, or of a link moved to another account).
             keep_fsm_states=login_states(),

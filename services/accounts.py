@@ -14,8 +14,7 @@ from zoneinfo import ZoneInfo
 from dal.models import Role, ScheduleEntry, User, UserSessionRedis
 from dal.pg import AccountStore, RetentionStore, ScheduleStore
 from dal.redis import keys
-from dal.redis.accounts import AccountStore as RedisAccountStore
-from dal.redis.accounts import session_ttl_seconds
+from dal.redis.accounts import UserStore, session_ttl_seconds
 from dal.redis.guards import Guards
 from services.aksis import AksisClient, InvalidCredentials
 from services.errors import LoginThrottled, PortalBusy
@@ -71,7 +70,7 @@ class AccountService:
         accounts: AccountStore,
         schedules: ScheduleStore,
         retention: RetentionStore,
-        user_store: RedisAccountStore,
+        user_store: UserStore,
         guards: Guards,
         aksis: AksisClient,
         notifier: Notifier,

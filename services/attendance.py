@@ -29,7 +29,7 @@ from dal.models import (
 )
 from dal.pg import AccountStore, ScheduleStore
 from dal.redis import keys
-from dal.redis.accounts import AccountStore as RedisAccountStore
+from dal.redis.accounts import UserStore
 from dal.redis.checkins import CheckInResult, CheckIns, CheckInStatus, LocationResult
 from dal.redis.sessions import AttendanceAlreadyOpen, AttendanceEnded, LiveSessions
 from services.errors import (
@@ -156,7 +156,7 @@ class AttendanceService:
         schedules: ScheduleStore,
         sessions: LiveSessions,
         checkins: CheckIns,
-        user_store: RedisAccountStore,
+        user_store: UserStore,
         notifier: Notifier,
         tz: ZoneInfo,
         early_margin: timedelta,

@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from dal.errors import DatabaseUnavailable
 from dal.pg import Database, RetentionStore
 from dal.redis import keys
-from dal.redis.accounts import AccountStore as RedisAccountStore
+from dal.redis.accounts import UserStore
 from dal.redis.purge import PurgeStore
 from services.finalize import OutageLog
 
@@ -84,7 +84,7 @@ class Purger:
         db: Database,
         retention: RetentionStore,
         purge: PurgeStore,
-        user_store: RedisAccountStore,
+        user_store: UserStore,
         keep_fsm_states: Collection[str] = (),
         fsm_prefix: str = "fsm",
         batch: int = 500,

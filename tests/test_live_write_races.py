@@ -50,7 +50,7 @@ def service(pg: Postgres, redis: RedisStores, clock: Callable[[], datetime]) -> 
         schedules=pg.schedules,
         sessions=redis.sessions,
         checkins=redis.checkins,
-        user_store=redis.accounts,
+        user_store=redis.users,
         notifier=RecordingNotifier(),
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -82,7 +82,7 @@ async def link_students(redis: RedisStores, numbers: list[str]) -> dict[str, int
     ids: dict[str, int] = {}
     for n, number in enumerate(numbers):
         telegram_id = 7_000_000_000 + n
-        await redis.accounts.save_user_session(
+        await redis.users.save_user_session(
             session=UserSessionRedis(
                 telegram_id=telegram_id,
                 school_number=number,

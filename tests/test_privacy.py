@@ -212,7 +212,7 @@ async def test_purge_forgets_accounts_inactive_for_the_retention_period(
         db=pg_client.db,
         retention=pg_client.retention,
         purge=redis_client.purge,
-        user_store=redis_client.accounts,
+        user_store=redis_client.users,
         retention_days=365,
     ).run_once()
 

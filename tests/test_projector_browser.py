@@ -161,6 +161,6 @@ async def _play(bot: Running, clock: OffsetClock, out: Path) -> None:
 
 
 async def _teacher(bot: Running, telegram_id: int) -> Any:
-    user = await bot.app.redis.accounts.get_user_session(telegram_id=telegram_id)
+    user = await bot.app.redis.users.get_user_session(telegram_id=telegram_id)
     assert user is not None
     return user

@@ -103,7 +103,7 @@ async def test_stale_keys_of_each_kind_are_removed_and_live_sessions_survive(
         db=pg_client.db,
         retention=pg_client.retention,
         purge=redis_client.purge,
-        user_store=redis_client.accounts,
+        user_store=redis_client.users,
         keep_fsm_states=LOGIN_STATES,
         batch=3,
     )
@@ -153,7 +153,7 @@ async def test_without_postgres_fsm_keys_are_left_alone_and_the_rest_is_purged(
             db=pg.db,
             retention=pg.retention,
             purge=redis_client.purge,
-            user_store=redis_client.accounts,
+            user_store=redis_client.users,
             keep_fsm_states=LOGIN_STATES,
         ).run_once()
 
@@ -177,7 +177,7 @@ async def test_a_live_session_is_never_purged_even_with_nothing_else_pointing_at
         db=pg_client.db,
         retention=pg_client.retention,
         purge=redis_client.purge,
-        user_store=redis_client.accounts,
+        user_store=redis_client.users,
     ).run_once()
 
     assert report.total == 0

@@ -97,7 +97,7 @@ async def check_in(
 ) -> CheckInResult:
     """Link `student` (a user session in Redis, as a login leaves it), then check in."""
     tid = telegram_id if telegram_id is not None else zlib.crc32(student.encode()) + 1
-    await client.accounts.save_user_session(
+    await client.users.save_user_session(
         session=UserSessionRedis(
             telegram_id=tid,
             school_number=student,
@@ -130,7 +130,7 @@ async def test_unreachable_redis_raises_redis_unavailable_with_masked_url() -> N
         with pytest.raises(RedisUnavailable) as ping_error:
             await dead.ping()
         with pytest.raises(RedisUnavailable) as call_error:
-            await dead.accounts.get_user_session(telegram_id=1)
+            await dead.users.get_user_session(telegram_id=1)
     for error in (ping_error.value, call_error.value):
         assert "s3cret-pw" not in str(error)
         assert "attn:***@127.0.0.1:1" in str(error)
@@ -155,14 +155,14 @@ async def test_user_session_round_trips_turkish_names_with_ttl(
         language="tr",
         logged_in_at=NOW,
     )
-    await client.accounts.save_user_session(session=session, ttl_seconds=120 * 86_400)
+    await client.users.save_user_session(session=session, ttl_seconds=120 * 86_400)
 
-    assert await client.accounts.get_user_session(telegram_id=session.telegram_id) == session
+    assert await client.users.get_user_session(telegram_id=session.telegram_id) == session
     ttl = await redis_raw.ttl(f"users:{session.telegram_id}")
     assert 120 * 86_400 - 5 <= ttl <= 120 * 86_400
 
-    await client.accounts.delete_user_session(telegram_id=session.telegram_id)
-    assert await client.accounts.get_user_session(telegram_id=session.telegram_id) is None
+    await client.users.delete_user_session(telegram_id=session.telegram_id)
+    assert await client.users.get_user_session(telegram_id=session.telegram_id) is None
 
 
 # --- opening, reading, finishing -------------------------------------------------------------
@@ -834,7 +834,7 @@ async def test_check_in_of_an_unlinked_account_records_nothing_and_is_throttled(
 
 async def test_a_teacher_cannot_check_in(client: RedisStores) -> None:
     opened = await open_session(client)
-    await client.accounts.save_user_session(
+    await client.users.save_user_session(
         session=UserSessionRedis(
             telegram_id=43,
             school_number="T1",
@@ -889,7 +889,7 @@ async def test_check_in_tells_the_slot_from_another_section_and_another_term(
 
     async def send(student: str, slots: list[str], term: str | None) -> CheckInResult:
         tid = zlib.crc32(student.encode()) + 1
-        await client.accounts.save_user_session(
+        await client.users.save_user_session(
             session=UserSessionRedis(
                 telegram_id=tid,
                 school_number=student,

@@ -66,7 +66,7 @@ def attendance_service(
         schedules=pg.schedules,
         sessions=redis.sessions,
         checkins=redis.checkins,
-        user_store=redis.accounts,
+        user_store=redis.users,
         notifier=notifier,
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -199,7 +199,7 @@ async def test_closing_reminder_reaches_enrolled_students_not_checked_in_once(
     code = outcome.attendance.code
     clock.advance(minutes=1)
     for number, telegram_id in (("S1", 201), ("S5", 205)):
-        await redis_client.accounts.save_user_session(
+        await redis_client.users.save_user_session(
             session=session_of(students[number], telegram_id), ttl_seconds=3600
         )
     result = await service.check_in(telegram_id=201, code=code)

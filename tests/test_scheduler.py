@@ -52,7 +52,7 @@ def make_scheduler(
         schedules=pg.schedules,
         sessions=redis.sessions,
         checkins=redis.checkins,
-        user_store=redis.accounts,
+        user_store=redis.users,
         notifier=notifier,
         tz=config.tz,
         early_margin=timedelta(minutes=10),

@@ -61,7 +61,7 @@ def _accounts(
         accounts=pg.accounts,
         schedules=pg.schedules,
         retention=pg.retention,
-        user_store=redis.accounts,
+        user_store=redis.users,
         guards=redis.guards,
         aksis=aksis or DemoAksisClient(IST, staff_id_key="k" * 32),
         notifier=RecordingNotifier(),
@@ -84,7 +84,7 @@ def _attendance(
         schedules=pg.schedules,
         sessions=redis.sessions,
         checkins=redis.checkins,
-        user_store=redis.accounts,
+        user_store=redis.users,
         notifier=notifier or RecordingNotifier(),
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -193,7 +193,7 @@ async def test_a_code_in_other_digits_checks_in(
         enrolled=["2024001"],
     )
     student = _session("2024001", Role.STUDENT, telegram_id=501)
-    await redis_client.accounts.save_user_session(session=student, ttl_seconds=3600)
+    await redis_client.users.save_user_session(session=student, ttl_seconds=3600)
     service = _attendance(pg_client, redis_client)
 
     result = await service.check_in(telegram_id=501, code=session.code.translate(digits))
@@ -205,7 +205,7 @@ async def test_a_code_in_other_digits_checks_in(
 async def test_text_that_cannot_be_a_code_is_not_counted_as_a_wrong_code(
     pg_client: Postgres, redis_client: RedisStores
 ) -> None:
-    await redis_client.accounts.save_user_session(
+    await redis_client.users.save_user_session(
         session=_session("2024001", Role.STUDENT, telegram_id=501), ttl_seconds=3600
     )
     service = _attendance(pg_client, redis_client)
@@ -226,7 +226,7 @@ async def test_a_long_rejection_note_is_capped_once_where_it_is_stored(
         end=NOW + timedelta(minutes=50),
         enrolled=["2024001"],
     )
-    await redis_client.accounts.save_user_session(
+    await redis_client.users.save_user_session(
         session=_session("2024001", Role.STUDENT, telegram_id=501), ttl_seconds=3600
     )
     notifier = RecordingNotifier()

@@ -21,7 +21,7 @@ ANCHOR = (41.0122, 28.9760)
 
 
 async def _student(redis: RedisStores, number: str, telegram_id: int) -> None:
-    await redis.accounts.save_user_session(
+    await redis.users.save_user_session(
         session=UserSessionRedis(
             telegram_id=telegram_id,
             school_number=number,

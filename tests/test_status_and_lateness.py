@@ -57,7 +57,7 @@ def service(pg: Postgres, redis: RedisStores, clock: Clock) -> AttendanceService
         schedules=pg.schedules,
         sessions=redis.sessions,
         checkins=redis.checkins,
-        user_store=redis.accounts,
+        user_store=redis.users,
         notifier=RecordingNotifier(),
         tz=IST,
         early_margin=timedelta(minutes=10),
@@ -109,7 +109,7 @@ async def check_in_at(
 ) -> bool:
     """`number` checks in at `moment` (the replica's clock); returns whether it is late."""
     telegram_id = 500 + int(number[1:])
-    await redis.accounts.save_user_session(
+    await redis.users.save_user_session(
         session=session_of(number, f"Öğrenci {number}", Role.STUDENT, telegram_id),
         ttl_seconds=3_600,
     )

@@ -10,7 +10,7 @@ from dal.models import Role, UserSessionRedis
 from dal.redis import keys
 from dal.redis.base import Store, text
 
-__all__ = ["AccountStore", "session_ttl_seconds"]
+__all__ = ["UserStore", "session_ttl_seconds"]
 
 _DAY: Final = 86_400
 
@@ -21,7 +21,7 @@ def session_ttl_seconds(role: Role, *, student_days: int, teacher_days: int) -> 
     return days * _DAY
 
 
-class AccountStore(Store):
+class UserStore(Store):
     """`keys.user`, `keys.login_prompt` and `keys.undeliverable` of each Telegram account."""
 
     # --- user sessions ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dal.errors import RedisUnavailable, UnsupportedServer
-from dal.redis.accounts import AccountStore
+from dal.redis.accounts import UserStore
 from dal.redis.checkins import CheckIns
 from dal.redis.finalization import FinalizationStore
 from dal.redis.guards import Guards
@@ -50,7 +50,7 @@ class RedisStores:
         self.sessions = LiveSessions(redis, url=url)
         self.checkins = CheckIns(redis, url=url)
         self.finalization = FinalizationStore(redis, url=url)
-        self.accounts = AccountStore(redis, url=url)
+        self.users = UserStore(redis, url=url)
         self.guards = Guards(redis, url=url)
         self.purge = PurgeStore(redis, url=url)
 
