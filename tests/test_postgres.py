@@ -423,7 +423,7 @@ async def test_soft_deleted_attendance_disappears_with_its_records(
     with pytest.raises(NotFound):
         await pg.attendance.get_attendance_by_id(attendance_id=att.attendance_id)
     assert await pg.attendance.get_attendance_records(attendance_id=att.attendance_id) == []
-    assert await pg.reports.get_student_history(student_number="1") == []
+    assert await pg.reports.get_student_records(student_number="1") == []
     with pytest.raises(NotFound):
         await pg.corrections.delete_attendance(attendance_id=att.attendance_id, reason="again")
     row = await pg.db.pool.fetchrow(
@@ -522,7 +522,7 @@ async def test_soft_deleted_record_is_excluded(pg: Postgres) -> None:
 
     stored = await pg.attendance.get_attendance_records(attendance_id=att.attendance_id)
     assert [r.student_number for r in stored] == ["0001"]
-    assert await pg.reports.get_student_history(student_number="0000") == []
+    assert await pg.reports.get_student_records(student_number="0000") == []
     with pytest.raises(NotFound):
         await pg.corrections.delete_attendance_record(
             attendance_id=att.attendance_id, student_number="0000", reason="again"
@@ -579,7 +579,7 @@ async def test_teacher_accepts_then_rejects_a_pending_record(pg: Postgres) -> No
         )
 
 
-async def test_student_history_newest_first_with_limit(pg: Postgres) -> None:
+async def test_student_records_oldest_first_every_status(pg: Postgres) -> None:
     await pg.accounts.add_users(users=[TEACHER, student("1")])
     sessions = [attendance(start=T0 + timedelta(days=d), name=f"Ders {d}") for d in range(3)]
     await pg.attendance.add_attendances(attendances=sessions)
@@ -602,14 +602,15 @@ async def test_student_history_newest_first_with_limit(pg: Postgres) -> None:
         ]
     )
 
-    history = await pg.reports.get_student_history(student_number="1", limit=2)
+    history = await pg.reports.get_student_records(student_number="1")
 
     assert [(h.lesson_name, h.is_attended, h.is_late, h.fail_reason) for h in history] == [
-        ("Ders 2", False, False, "ABSENT"),
+        ("Ders 0", True, False, None),
         ("Ders 1", True, True, None),
+        ("Ders 2", False, False, "ABSENT"),
     ]
-    assert history[0].lesson_code == "FIZ101"
-    assert history[0].start_time == T0 + timedelta(days=2)
+    assert history[2].lesson_code == "FIZ101"
+    assert history[2].start_time == T0 + timedelta(days=2)
 
 
 # --- finalization -------------------------------------------------------------------------

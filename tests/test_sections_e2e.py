@@ -142,7 +142,7 @@ async def test_two_sections_only_the_opened_section_is_notified_listed_and_absen
     stayed_home.mark_read()
     await stayed_home.send("/my_attendance")
     assert "absent" not in _text(await reply(stayed_home)).lower()
-    assert await bot.app.pg.reports.get_student_history(student_number="2024202") == []
+    assert await bot.app.pg.reports.get_student_records(student_number="2024202") == []
 
 
 async def test_a_namesake_teacher_without_a_schedule_reaches_no_student_of_the_course(

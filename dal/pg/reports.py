@@ -75,23 +75,6 @@ class ReportStore(Store):
         )
         return [Attendance.model_validate(dict(row)) for row in rows]
 
-    async def get_student_history(
-        self, *, student_number: str, limit: int = 20
-    ) -> list[StudentAttendanceRow]:
-        """The student's records, newest lesson first."""
-        _check_page(limit, 0)
-        rows = await self._pool.fetch(
-            "SELECT a.attendance_id, a.lesson_name, a.lesson_code, a.start_time,"
-            " r.is_attended, r.is_late, r.fail_reason, r.status"
-            " FROM attendance_records AS r"
-            " JOIN attendances AS a ON a.attendance_id = r.attendance_id"
-            " WHERE r.student_number = $1 AND NOT r.is_deleted AND NOT a.is_deleted"
-            " ORDER BY a.start_time DESC, a.attendance_id LIMIT $2",
-            student_number,
-            limit,
-        )
-        return [StudentAttendanceRow.model_validate(dict(row)) for row in rows]
-
     async def get_student_records(self, *, student_number: str) -> list[StudentAttendanceRow]:
         """Every visible record of the student (no page limit), oldest lesson first: the
         per-course statistics of /my_attendance and the warnings count them all."""
