@@ -313,7 +313,7 @@ async def build_app(
         dispatcher.update.outer_middleware(HeardFromMiddleware(accounts))
         dispatcher.include_router(build_router(LinkedAccountMiddleware(accounts)))
         # The reply locale of every event, errors included (ui/i18n.py).
-        LocaleMiddleware(default_catalogs()).setup(dispatcher)
+        LocaleMiddleware(default_catalogs()).register(dispatcher)
         in_flight = InFlightMiddleware()
         _wrap_updates(
             dispatcher,

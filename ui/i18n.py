@@ -30,7 +30,7 @@ import functools
 import gettext
 import io
 import sys
-from collections.abc import Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import datetime, tzinfo
@@ -39,6 +39,7 @@ from html import escape
 from pathlib import Path
 from typing import Any, Final
 
+from aiogram import Dispatcher
 from aiogram.types import TelegramObject, User
 from aiogram.utils.i18n import I18n, I18nMiddleware
 from babel import Locale
@@ -237,16 +238,44 @@ def pick_locale(language_code: str | None, available: Collection[str]) -> str:
 
 
 class LocaleMiddleware(I18nMiddleware):
-    """Sets the update's locale from the sender's Telegram language. Registered on every event
-    observer of the Dispatcher but errors (`setup(dispatcher, exclude={"error"})`): the error
-    router runs after this context has closed and picks the locale itself."""
+    """Sets the update's locale from the sender's Telegram language.
+
+    Registered once per update (an update outer middleware, after aiogram's own that finds the
+    sender) and on the `errors` observer, so that the error router answers in the sender's
+    language too: `register(dispatcher)`. aiogram's `I18nMiddleware.setup` would put it on every
+    event observer instead, and its call enters two context managers; this one sets the three
+    context variables directly (the check-in path runs it for every code).
+    """
 
     def __init__(self, catalogs: Catalogs) -> None:
         super().__init__(i18n=catalogs, i18n_key=None)
+        self._catalogs = catalogs
+
+    def register(self, dispatcher: Dispatcher) -> LocaleMiddleware:
+        dispatcher.update.outer_middleware(self)
+        dispatcher.errors.outer_middleware(self)
+        return self
 
     async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
         sender: User | None = data.get("event_from_user")
-        return pick_locale(sender.language_code if sender else None, self.i18n.locales)
+        return pick_locale(sender.language_code if sender else None, self._catalogs.locales)
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        catalogs = self._catalogs
+        locale = catalogs.ctx_locale.set(await self.get_locale(event, data))
+        active = _ACTIVE.set(catalogs)
+        instance = catalogs.set_current(catalogs)
+        try:
+            return await handler(event, data)
+        finally:
+            catalogs.reset_current(instance)
+            _ACTIVE.reset(active)
+            catalogs.ctx_locale.reset(locale)
 
 
 # --- rendering -------------------------------------------------------------------------
