@@ -34,7 +34,9 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -48,8 +50,8 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from bot.notifier import callback_data
 from bot.outgoing import BULK, Bulk, NoLongerWanted
 from dal.redis.outbox import Entry, Outbox, encode_conditions
-from services.notify import Button, Notice, Stale
-from ui.i18n import t
+from services.notify import Button, Moment, Notice, Percent, Stale
+from ui.i18n import date_time_text, percent_number, t, time_text, use_locale
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,30 @@ def encode(notice: Notice, attempts: int = 0) -> str:
         body["d"] = [[c.kind, *c.args] for c in notice.drop_if]
     if attempts:
         body["a"] = attempts
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=_typed)
+
+
+def _typed(value: object) -> object:
+    """A value JSON has no type for: times and percentages keep theirs, to be written in the
+    recipient's locale when the notice is delivered (`render`)."""
+    if isinstance(value, Moment):
+        typed: dict[str, object] = {"$m": value.at.isoformat(), "z": value.tz}
+        if value.time_only:
+            typed["o"] = 1
+        return typed
+    if isinstance(value, Percent):
+        return {"$p": value.value}
+    return str(value)
+
+
+def _untyped(value: object) -> object:
+    if isinstance(value, dict):
+        if "$m" in value:
+            at = datetime.fromisoformat(str(value["$m"]))
+            return Moment(at, str(value["z"]), time_only=bool(value.get("o")))
+        if "$p" in value:
+            return Percent(float(value["$p"]))
+    return value
 
 
 def encode_text(chat_id: int, text: str) -> str:
@@ -88,7 +113,7 @@ def decode(payload: str) -> tuple[Notice, int]:
         telegram_id=int(body["t"]),
         language=str(body["l"]),
         key=str(body["k"]),
-        values=dict(body.get("v") or {}),
+        values={k: _untyped(v) for k, v in (body.get("v") or {}).items()},
         buttons=tuple(Button(b[0], b[1], tuple(b[2])) for b in body.get("b") or ()),
         drop_if=tuple(Stale(c[0], tuple(c[1:])) for c in body.get("d") or ()),
     )
@@ -110,7 +135,19 @@ def render(notice: Notice) -> tuple[str, InlineKeyboardMarkup | None]:
                 for b in notice.buttons
             ]
         )
-    return t(notice.key, locale=notice.language, **notice.values), markup
+    with use_locale(notice.language):
+        values: dict[str, Any] = {k: _shown(v) for k, v in notice.values.items()}
+        return t(notice.key, **values), markup
+
+
+def _shown(value: object) -> object:
+    """Times and percentages as the current locale writes them (Babel)."""
+    if isinstance(value, Moment):
+        tz = ZoneInfo(value.tz)
+        return time_text(value.at, tz) if value.time_only else date_time_text(value.at, tz)
+    if isinstance(value, Percent):
+        return percent_number(value.value)
+    return value
 
 
 # --- the Notifier ----------------------------------------------------------------------

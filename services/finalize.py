@@ -62,7 +62,7 @@ from dal.redis import keys
 from dal.redis.finalization import ClaimOutcome, FinalizationStore
 from dal.redis.sessions import LiveSessions
 from services.attendance import EVERYONE
-from services.notify import Notice, Notifier
+from services.notify import Moment, Notice, Notifier
 from services.status import StatusCounts, split_reason, status_rule
 from services.warnings import AttendanceWarnings
 
@@ -78,7 +78,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _NAME_MAX: Final = 200  # users.user_full_name, as validated by dal.models.User
-DATE_FORMAT: Final = "%d.%m.%Y %H:%M"
 
 
 _RESULT_KEYS: Final = {
@@ -661,7 +660,7 @@ class Finalizer:
         """
         attendance = sheet.attendance
         by_number = contacts
-        when = attendance.start_time.astimezone(self._tz).strftime(DATE_FORMAT)
+        when = Moment(attendance.start_time, self._tz.key)
         lesson = attendance.lesson_name
         notices: list[Notice] = []
         teacher = by_number.get(attendance.teacher_school_number)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 
@@ -54,6 +55,24 @@ class Stale:
     def lesson_opened(cls, teacher_school_number: str, lesson_code: str) -> Stale:
         """The teacher has a session open for this lesson."""
         return cls("lesson_opened", (teacher_school_number, lesson_code))
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """A time a notice shows, written for each recipient's locale when it is delivered (Babel):
+    `at` (timezone-aware) in the university's `tz` (an IANA name); the date too unless
+    `time_only`."""
+
+    at: datetime
+    tz: str
+    time_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Percent:
+    """A percentage's number a notice shows, written with the recipient's decimal sign."""
+
+    value: float
 
 
 @dataclass(frozen=True, slots=True)

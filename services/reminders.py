@@ -30,7 +30,7 @@ from dal.pg import AccountStore, ScheduleStore
 from dal.redis import keys
 from dal.redis.sessions import LiveSessions
 from services.attendance import EVERYONE, entry_to_lesson
-from services.notify import Button, Notice, Notifier, Stale
+from services.notify import Button, Moment, Notice, Notifier, Stale
 
 __all__ = [
     "ReminderReport",
@@ -41,7 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_TIME_FORMAT: Final = "%H:%M"
 # PostgreSQL keeps microseconds: the window [now, now + lead + 1 µs) includes a lesson that
 # starts exactly `lead` from now.
 _TICK: Final = timedelta(microseconds=1)
@@ -132,7 +131,7 @@ class ReminderService:
                 key="remind.teacher",
                 values={
                     "lesson": entry_to_lesson(entry).title,
-                    "start": entry.start_time.astimezone(self._tz).strftime(_TIME_FORMAT),
+                    "start": Moment(entry.start_time, self._tz.key, time_only=True),
                 },
                 buttons=(
                     Button(
@@ -172,7 +171,7 @@ class ReminderService:
             recipients = [c for c in contacts if c.role is Role.STUDENT and c.reminders_enabled]
             if not recipients:
                 continue
-            end = attendance.planned_end_time.astimezone(self._tz).strftime(_TIME_FORMAT)
+            end = Moment(attendance.planned_end_time, self._tz.key, time_only=True)
             if not await self._notifier.enqueue(
                 [
                     Notice(

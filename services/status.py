@@ -31,7 +31,6 @@ __all__ = [
     "is_late",
     "late_after_moment",
     "live_status",
-    "percent_text",
     "split_reason",
     "status_rule",
 ]
@@ -161,9 +160,3 @@ class AttendanceRate:
     def below(self, threshold_percent: float, min_sessions: int) -> bool:
         """Below the warning threshold, once at least `min_sessions` sessions were held."""
         return self.held >= min_sessions and self.percent < threshold_percent
-
-
-def percent_text(value: float) -> str:
-    """A percentage as every view prints it: one decimal, no trailing `.0`."""
-    text = f"{value:.1f}"
-    return text[:-2] if text.endswith(".0") else text

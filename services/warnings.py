@@ -18,8 +18,8 @@ from typing import Protocol
 
 from dal.models import Attendance, RecordStatus
 from dal.pg import LinkedUser, ReportStore
-from services.notify import Notice, Notifier
-from services.status import AttendanceRate, StatusCounts, percent_text
+from services.notify import Notice, Notifier, Percent
+from services.status import AttendanceRate, StatusCounts
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +100,8 @@ class AttendanceWarnings:
                             "lesson": lesson,
                             "attended": rate.attended,
                             "held": rate.counted,
-                            "percent": percent_text(rate.percent),
-                            "threshold": percent_text(self._rule.percent),
+                            "percent": Percent(rate.percent),
+                            "threshold": Percent(self._rule.percent),
                         },
                     )
                 )

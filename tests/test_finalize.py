@@ -11,6 +11,7 @@ from uuid import UUID
 import pytest
 import redis.asyncio as aioredis
 
+from bot.delivery import decode, encode, render
 from dal.errors import DatabaseUnavailable, NotFound
 from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, RecordSource, User
 from dal.pg import Postgres
@@ -18,6 +19,7 @@ from dal.redis.keys import records as records_key
 from dal.redis.stores import RedisStores
 from services.attendance import EVERYONE
 from services.finalize import Finalizer, build_sheet, final_dedupe_key
+from services.notify import Moment
 from tests.support import (  # noqa: F401
     IST,
     Clock,
@@ -510,7 +512,7 @@ async def test_teacher_and_students_are_told_the_result(
     assert (summary.key, summary.language) == ("final.teacher", "tr")
     assert summary.values == {
         "lesson": "FIZ101 - Fizik I",
-        "date": "10.03.2025 09:00",
+        "date": Moment(START, "Europe/Istanbul"),
         "present": 2,
         "late": 1,
         "absent": 2,
@@ -525,7 +527,13 @@ async def test_teacher_and_students_are_told_the_result(
         105: "final.not_accepted",
         106: "final.absent",
     }
-    assert by_id[106].values == {"lesson": "FIZ101 - Fizik I", "date": "10.03.2025 09:00"}
+    assert by_id[106].values == {
+        "lesson": "FIZ101 - Fizik I",
+        "date": Moment(START, "Europe/Istanbul"),
+    }
+    # Written for each recipient when the outbox delivers it: Turkish, English.
+    assert "(10 Mar 2025 09:00)" in render(decode(encode(summary))[0])[0]
+    assert "(Mar 10, 2025, 09:00)" in render(decode(encode(by_id[106]))[0])[0]
     assert notifier.now_calls == 0  # queued through notify_later, never awaited
     assert (
         await redis_client.guards.mark_once(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import openpyxl
 import pytest
 
+from bot.delivery import decode, encode, render
 from dal.models import (
     Attendance,
     AttendanceRecord,
@@ -37,6 +38,7 @@ from services.errors import (
 )
 from services.exports import CSV_HEADER, MATRIX_LEFT, MATRIX_RIGHT, ROW_ATTENDED, ROW_RECORDS
 from services.finalize import Finalizer
+from services.notify import Percent
 from services.reports import ReportService, course_token
 from services.warnings import AttendanceWarnings, WarningRule
 from tests.support import (
@@ -383,10 +385,12 @@ async def test_a_warning_fires_once_per_crossing_and_again_only_after_recovery(
         "lesson": LESSON,
         "attended": 1,
         "held": 3,
-        "percent": "33.3",
-        "threshold": "70",
+        "percent": Percent(100 / 3),
+        "threshold": Percent(70),
     }
     assert second.values["attended"] == 7 and second.values["held"] == 11
+    # The Turkish student reads a Turkish decimal comma when the outbox delivers it.
+    assert "(%33,3), %70" in render(decode(encode(first))[0])[0]
 
 
 async def test_an_excused_absence_is_not_held_against_the_student(
