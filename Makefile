@@ -7,10 +7,10 @@ RUN := .run
 # Servers started from the wheels whatever is configured: the fresh-machine path, and the oldest
 # Redis (6.2) and newest PostgreSQL the project supports.
 EMBEDDED := $(RUN)/embedded
-# Parallel test workers (pytest-xdist): the suite mostly waits on servers and processes, so two
-# workers halve its wall time even on a small machine. Each worker has its own PostgreSQL
-# database and Redis database (tests/conftest.py). `make test TEST_WORKERS=0` runs serially.
-TEST_WORKERS ?= 2
+# Parallel test workers (pytest-xdist; each worker has its own PostgreSQL and Redis database,
+# tests/conftest.py). Serial by default: under two workers the process-level delivery tests
+# (kill -9 and replicas) failed now and then, cause not yet found. `make test TEST_WORKERS=2`.
+TEST_WORKERS ?= 0
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: install test test-embedded lint demo bench services stop-services clean
