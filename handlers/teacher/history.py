@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from aiogram import Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
@@ -161,11 +163,18 @@ async def history_open(
     user: Member,
     reports: ReportService,
 ) -> Reply:
-    sheet = await reports.sheet(teacher=user, attendance_id=callback_data.aid)
+    return await _show_sheet(query, user, reports, callback_data.aid, callback_data.page)
+
+
+async def _show_sheet(
+    query: CallbackQuery, user: Member, reports: ReportService, attendance_id: UUID, page: int
+) -> Reply:
+    """The saved sheet, read again, in place of the pressed message."""
+    sheet = await reports.sheet(teacher=user, attendance_id=attendance_id)
     message = message_of(query)
     if message is None:
         return None
-    text, keyboard = _sheet_view(sheet, callback_data.page, reports)
+    text, keyboard = _sheet_view(sheet, page, reports)
     return message.edit_text(text, reply_markup=keyboard)
 
 
@@ -185,12 +194,7 @@ async def history_toggle(
     callback_answer.text = t(
         "history.corrected", number=record.student_number, state=state_word
     )
-    sheet = await reports.sheet(teacher=user, attendance_id=attendance_id)
-    message = message_of(query)
-    if message is None:
-        return None
-    text, keyboard = _sheet_view(sheet, callback_data.page, reports)
-    return message.edit_text(text, reply_markup=keyboard)
+    return await _show_sheet(query, user, reports, attendance_id, callback_data.page)
 
 
 @router.callback_query(HistoryCsv.filter())
