@@ -11,8 +11,11 @@ sends the rest as *bulk* (`bot.outgoing.BULK`): they take only the flood budget 
 answers leave (bot/flood.py). A conditional notice is checked once more when its slot comes
 (one script call per such send, at most the bulk rate), since a student may check in while the
 notice waits behind a class's answers. An entry is acked after Telegram accepted it, or when it can
-never be delivered (the chat blocked the bot, a bad request); a transient failure puts it back
-at the end of the stream, up to `max_attempts`. Process memory holds at most `window` notices.
+never be delivered (the chat blocked the bot, a bad request). A transient failure (Telegram
+unreachable, 5xx, 429 after the middleware's own retries) puts it back at the end of the stream
+and holds the worker back (1 s, doubling up to 30 s, reset by the next success), so an outage
+of Telegram costs no notices and no busy loop; a notice is given up only after failing for
+`give_up_seconds` (a day). Process memory holds at most `window` notices.
 
 Crashes and restarts: each process is one consumer with a heartbeat key. Entries a dead
 consumer had taken stay pending in Redis; a live worker takes them over within a couple of
@@ -33,8 +36,10 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -59,21 +64,31 @@ log = logging.getLogger(__name__)
 # --- the payload -----------------------------------------------------------------------
 
 
-def encode(notice: Notice, attempts: int = 0) -> str:
+@dataclass(frozen=True, slots=True)
+class Tries:
+    """How often a notice failed transiently, and since when (epoch seconds of the first)."""
+
+    count: int = 0
+    since: float = 0.0
+
+    def failed(self, now: float) -> Tries:
+        return Tries(self.count + 1, self.since or now)
+
+
+def encode(notice: Notice, tries: Tries | None = None) -> str:
     if not notice.key:
         body: dict[str, Any] = {"t": notice.telegram_id, "x": notice.values["text"]}
-        if attempts:
-            body["a"] = attempts
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    body = {"t": notice.telegram_id, "l": notice.language, "k": notice.key}
-    if notice.values:
-        body["v"] = notice.values
-    if notice.buttons:
-        body["b"] = [[b.label_key, b.action, list(b.args)] for b in notice.buttons]
-    if notice.drop_if:
-        body["d"] = [[c.kind, *c.args] for c in notice.drop_if]
-    if attempts:
-        body["a"] = attempts
+    else:
+        body = {"t": notice.telegram_id, "l": notice.language, "k": notice.key}
+        if notice.values:
+            body["v"] = notice.values
+        if notice.buttons:
+            body["b"] = [[b.label_key, b.action, list(b.args)] for b in notice.buttons]
+        if notice.drop_if:
+            body["d"] = [[c.kind, *c.args] for c in notice.drop_if]
+    if tries is not None and tries.count:
+        body["a"] = tries.count
+        body["f"] = round(tries.since, 3)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=_typed)
 
 
@@ -105,10 +120,11 @@ def encode_text(chat_id: int, text: str) -> str:
     return json.dumps({"t": chat_id, "x": text}, ensure_ascii=False, separators=(",", ":"))
 
 
-def decode(payload: str) -> tuple[Notice, int]:
+def decode(payload: str) -> tuple[Notice, Tries]:
     body = json.loads(payload)
+    tries = Tries(int(body.get("a", 0)), float(body.get("f", 0.0)))
     if "x" in body:  # rendered text: no key, sent as is
-        return Notice(int(body["t"]), "", "", {"text": str(body["x"])}), int(body.get("a", 0))
+        return Notice(int(body["t"]), "", "", {"text": str(body["x"])}), tries
     notice = Notice(
         telegram_id=int(body["t"]),
         language=str(body["l"]),
@@ -117,7 +133,7 @@ def decode(payload: str) -> tuple[Notice, int]:
         buttons=tuple(Button(b[0], b[1], tuple(b[2])) for b in body.get("b") or ()),
         drop_if=tuple(Stale(c[0], tuple(c[1:])) for c in body.get("d") or ()),
     )
-    return notice, int(body.get("a", 0))
+    return notice, tries
 
 
 def render(notice: Notice) -> tuple[str, InlineKeyboardMarkup | None]:
@@ -199,19 +215,30 @@ class DeliveryWorker:
         window: int = 16,
         heartbeat_ms: int = 3000,
         stuck_ms: int = 300_000,
-        max_attempts: int = 5,
+        give_up_seconds: float = 86_400.0,
+        backoff_max: float = 30.0,
         name: str | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._bot = bot
         self._outbox = outbox
         self._window = window
         self._heartbeat_ms = heartbeat_ms
         self._stuck_ms = stuck_ms
-        self._max_attempts = max_attempts
+        self._give_up_seconds = give_up_seconds
+        self._backoff_max = backoff_max
+        self._clock = clock
         self.name = name or consumer_name()
         self._slots = asyncio.Semaphore(window)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
-        self._own_pending = True  # read our own pending list first (entries taken over)
+        # Our own pending list holds entries to read again (taken over, or failed here):
+        # read it first. `_takeovers` counts the times it was marked, so a read of it that
+        # began before a takeover does not clear the mark the takeover set.
+        self._own_pending = True
+        self._takeovers = 0
+        # After a transient failure new reads wait until `_resume_at` (loop time).
+        self._failures = 0
+        self._resume_at = 0.0
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.sent = 0
@@ -254,13 +281,12 @@ class DeliveryWorker:
         while True:
             try:
                 await self._outbox.heartbeat(self.name, self._heartbeat_ms)
-                taken = await self._outbox.take_over_dead(self.name)
-                if rounds % 30 == 0:
-                    taken += await self._outbox.take_over_idle(
-                        self.name, min_idle_ms=self._stuck_ms
-                    )
-                if taken:
-                    self._own_pending = True
+                if await self._outbox.take_over_dead(self.name):
+                    self._mark_own_pending()
+                if rounds % 30 == 0 and await self._outbox.take_over_idle(
+                    self.name, min_idle_ms=self._stuck_ms
+                ):
+                    self._mark_own_pending()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -287,12 +313,14 @@ class DeliveryWorker:
             free += 1
         started = 0
         try:
+            await self._held_back()
             if self._own_pending:
+                marked = self._takeovers
                 entries = await self._outbox.read(
                     self.name, free + len(self._in_flight), block_ms=None, own=True
                 )
                 entries = [e for e in entries if e.id not in self._in_flight][:free]
-                if not entries:
+                if not entries and self._takeovers == marked:
                     self._own_pending = False
             else:
                 entries = await self._outbox.read(self.name, free, block_ms=1000, own=False)
@@ -305,16 +333,16 @@ class DeliveryWorker:
         """Drop what no longer applies, start a send for the rest; returns sends started."""
         if not entries:
             return 0
-        decoded: list[tuple[Entry, Notice, int]] = []
+        decoded: list[tuple[Entry, Notice, Tries]] = []
         broken: list[str] = []
         for entry in entries:
             try:
-                notice, attempts = decode(entry.payload)
+                notice, tries = decode(entry.payload)
             except (ValueError, KeyError, IndexError, TypeError):
                 log.error("outbox entry %s is not a notice; dropped", entry.id)
                 broken.append(entry.id)
                 continue
-            decoded.append((entry, notice, attempts))
+            decoded.append((entry, notice, tries))
         conditional = [(e, n) for e, n, _a in decoded if n.drop_if]
         stale_ids: set[str] = set()
         if conditional:
@@ -328,22 +356,23 @@ class DeliveryWorker:
             await self._outbox.ack([*broken, *stale_ids])
             self.dropped_stale += len(stale_ids)
         started = 0
-        for entry, notice, attempts in decoded:
+        for entry, notice, tries in decoded:
             if entry.id in stale_ids:
                 continue
-            self._in_flight[entry.id] = asyncio.create_task(self._deliver(entry, notice, attempts))
+            self._in_flight[entry.id] = asyncio.create_task(self._deliver(entry, notice, tries))
             started += 1
         return started
 
-    async def _deliver(self, entry: Entry, notice: Notice, attempts: int) -> None:
+    async def _deliver(self, entry: Entry, notice: Notice, tries: Tries) -> None:
         token = BULK.set(Bulk(self._still_wanted_check(notice)))
         try:
-            await self._send(entry, notice, attempts)
+            await self._send(entry, notice, tries)
         except asyncio.CancelledError:
             raise  # shutting down: the entry stays pending and is taken over
         except Exception:
             log.exception("outbox entry %s failed; it stays pending", entry.id)
-            self._own_pending = True
+            self._mark_own_pending()
+            self._hold_back()
         finally:
             BULK.reset(token)
             self._in_flight.pop(entry.id, None)
@@ -359,7 +388,7 @@ class DeliveryWorker:
 
         return still_wanted
 
-    async def _send(self, entry: Entry, notice: Notice, attempts: int) -> None:
+    async def _send(self, entry: Entry, notice: Notice, tries: Tries) -> None:
         try:
             text, markup = render(notice)
         except (KeyError, ValueError, IndexError) as exc:
@@ -369,18 +398,23 @@ class DeliveryWorker:
         try:
             await self._bot.send_message(notice.telegram_id, text, reply_markup=markup)
         except (TelegramRetryAfter, TelegramNetworkError, TelegramServerError) as exc:
-            # The middleware has retried already; try again later, at the back.
-            if attempts + 1 >= self._max_attempts:
-                log.warning(
-                    "notice %s to %s dropped after %d attempts: %s",
-                    notice.key,
+            # The middleware has retried already: Telegram is down or overloaded. Back at the
+            # end of the stream, and the worker holds back; given up only after a day.
+            now = self._clock()
+            tries = tries.failed(now)
+            if now - tries.since >= self._give_up_seconds:
+                log.error(
+                    "notice %s to %s given up after failing %d times since %s: %s",
+                    notice.key or "(text)",
                     notice.telegram_id,
-                    attempts + 1,
+                    tries.count,
+                    datetime.fromtimestamp(tries.since, UTC).isoformat(timespec="seconds"),
                     exc,
                 )
                 await self._outbox.ack([entry.id])
             else:
-                await self._outbox.requeue([Entry(entry.id, encode(notice, attempts + 1))])
+                await self._outbox.requeue([Entry(entry.id, encode(notice, tries))])
+            self._hold_back()
             return
         except NoLongerWanted:  # went stale while it waited for its slot
             await self._outbox.ack([entry.id])
@@ -392,3 +426,23 @@ class DeliveryWorker:
             return
         await self._outbox.ack([entry.id])
         self.sent += 1
+        self._failures = 0
+
+    # --- bookkeeping ---------------------------------------------------------------------
+
+    def _mark_own_pending(self) -> None:
+        self._own_pending = True
+        self._takeovers += 1
+
+    def _hold_back(self) -> None:
+        """A transient failure: new reads wait 1 s, doubling with each further failure up to
+        `backoff_max`, until a send succeeds again."""
+        delay = min(self._backoff_max, 2.0 ** min(self._failures, 16))
+        self._failures += 1
+        loop = asyncio.get_running_loop()
+        self._resume_at = max(self._resume_at, loop.time() + delay)
+
+    async def _held_back(self) -> None:
+        delay = self._resume_at - asyncio.get_running_loop().time()
+        if delay > 0:
+            await asyncio.sleep(delay)

@@ -106,9 +106,18 @@ async def test_kill_9_mid_delivery_then_restart_loses_nothing(
             assert delivered_at_kill < n - 100, "delivery finished before the kill"
 
             await bot.start(telegram, _polling(telegram))
-            await poll_until(
-                lambda: len(_results_by_student(telegram, n)) == n, 25, "every result after restart"
-            )
+            try:
+                await poll_until(
+                    lambda: len(_results_by_student(telegram, n)) == n,
+                    25,
+                    "every result after restart",
+                )
+            except AssertionError as exc:  # what Redis and the bot say, for the next reader
+                consumers = await redis_raw.xinfo_consumers("outbox", "delivery")
+                raise AssertionError(
+                    f"{exc}: {len(_results_by_student(telegram, n))}/{n} delivered; "
+                    f"consumers {consumers}; bot log:\n{bot.log.read_text()[-6000:]}"
+                ) from None
             code, _ = await bot.terminate()
             assert code == 0, bot.log.read_text()
         finally:
@@ -155,9 +164,18 @@ async def test_backlog_direct_answers_fast_sigterm_prompt_and_nothing_lost(
             assert code == 0, bot.log.read_text()
 
             await bot.start(telegram, _polling(telegram))
-            await poll_until(
-                lambda: len(_results_by_student(telegram, n)) == n, 25, "every result after restart"
-            )
+            try:
+                await poll_until(
+                    lambda: len(_results_by_student(telegram, n)) == n,
+                    25,
+                    "every result after restart",
+                )
+            except AssertionError as exc:  # what Redis and the bot say, for the next reader
+                consumers = await redis_raw.xinfo_consumers("outbox", "delivery")
+                raise AssertionError(
+                    f"{exc}: {len(_results_by_student(telegram, n))}/{n} delivered; "
+                    f"consumers {consumers}; bot log:\n{bot.log.read_text()[-6000:]}"
+                ) from None
             code, _ = await bot.terminate()
             assert code == 0
         finally:

@@ -9,6 +9,7 @@ import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import redis.asyncio as aioredis
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.redis import DefaultKeyBuilder
@@ -17,10 +18,10 @@ from bot.delivery import decode, encode
 from bot.flood import RedisFloodBudget
 from bot.locks import RenewingRedisEventIsolation
 from dal.models import AttendanceRecordRedis, AttendanceRedis
-from dal.redis.outbox import Outbox, encode_conditions
+from dal.redis.outbox import Entry, Outbox, encode_conditions
 from dal.redis.stores import RedisStores
 from services.notify import Button, Notice, Stale
-from tests.support import redis_client_fixture  # noqa: F401
+from tests.support import poll_until, redis_client_fixture  # noqa: F401
 
 
 def _notice(i: int, *drop_if: Stale) -> Notice:
@@ -357,3 +358,133 @@ async def test_the_worker_recreates_its_group_after_redis_lost_the_outbox(
             await bot.session.close()
     assert fake.sent_messages[-1]["text"] == "after the restart"
     assert await outbox.backlog() == 0
+
+
+def _text_notice(chat_id: int) -> str:
+    return encode(Notice(chat_id, "en", "", {"text": f"result {chat_id}"}))
+
+
+async def test_entries_deleted_while_pending_leave_the_pending_list(
+    redis_raw: aioredis.Redis,
+) -> None:
+    """A pending entry whose message is gone (deleted by hand, or trimmed) must not stand at
+    the head of the pending list forever, hiding the entries behind it from a reread."""
+    outbox = Outbox(redis_raw)
+    await outbox.ensure_group()
+    await outbox.add([encode(_notice(i)) for i in range(5)])
+    taken = await outbox.read("w", 5, block_ms=None, own=False)
+    await redis_raw.xdel(outbox.stream, *[e.id for e in taken[:3]])
+
+    again = await outbox.read("w", 2, block_ms=None, own=True)  # a page of deleted ones first
+    assert again and again[0].id == taken[3].id
+    assert await outbox.pending() == 2  # the deleted three are out
+
+
+async def test_a_takeover_during_a_reread_of_the_pending_list_is_not_forgotten(
+    redis_raw: aioredis.Redis,
+) -> None:
+    """The watch loop takes over a dead consumer's entries while the read loop is rereading its
+    own pending list (the read began before the takeover and comes back empty): the taken
+    entries must still be read and sent, not left pending until the stuck-entry sweep."""
+    from bot.delivery import DeliveryWorker
+    from tests.fakes.telegram_server import FakeTelegram
+
+    taken_over = asyncio.Event()
+
+    class RacingOutbox(Outbox):
+        rereads = 0
+
+        async def read(
+            self, consumer: str, count: int, *, block_ms: int | None, own: bool
+        ) -> list[Entry]:
+            entries = await super().read(consumer, count, block_ms=block_ms, own=own)
+            if own and self.rereads == 0:
+                self.rereads += 1
+                await taken_over.wait()  # answered before the takeover, returned after it
+            return entries
+
+        async def take_over_dead(self, consumer: str, *, batch: int = 100) -> int:
+            taken = await super().take_over_dead(consumer, batch=batch)
+            if taken:
+                taken_over.set()
+            return taken
+
+    async with FakeTelegram() as fake:
+        users = [fake.user(7100 + i, f"S{i}") for i in range(3)]
+        outbox = RacingOutbox(redis_raw)
+        await outbox.ensure_group()
+        await outbox.add([_text_notice(u.id) for u in users])
+        assert len(await outbox.read("killed", 10, block_ms=None, own=False)) == 3  # no heartbeat
+        bot = fake.bot()
+        worker = DeliveryWorker(bot, outbox, heartbeat_ms=300)
+        await worker.start()
+        try:
+            await fake.wait_for_sent(3, timeout=5)
+        finally:
+            await worker.stop()
+            await bot.session.close()
+    assert sorted(m["chat"]["id"] for m in fake.sent_messages) == [u.id for u in users]
+    assert await outbox.backlog() == 0
+
+
+async def test_telegram_down_for_a_while_loses_no_notice(redis_raw: aioredis.Redis) -> None:
+    """Telegram answers 502 for longer than the middleware's retries and several rounds of
+    the worker's: every notice still arrives once, after the outage, and the worker held back
+    between rounds instead of spinning on the failing API."""
+    from bot.delivery import DeliveryWorker
+    from bot.outgoing import OutgoingMiddleware
+    from tests.fakes.telegram_server import FakeTelegram
+
+    async with FakeTelegram() as fake:
+        users = [fake.user(7200 + i, f"S{i}") for i in range(10)]
+        bot = fake.bot()
+        bot.session.middleware(OutgoingMiddleware(max_retries=1, backoff_base=0.01))
+        outbox = Outbox(redis_raw)
+        await outbox.ensure_group()
+        fake.fail_next("sendMessage", 160, error_code=502, description="Bad Gateway")
+        await outbox.add([_text_notice(u.id) for u in users])
+        worker = DeliveryWorker(bot, outbox, backoff_max=0.3)
+        began = time.monotonic()
+        await worker.start()
+        try:
+            await fake.wait_for_sent(10, timeout=30)
+        finally:
+            await worker.stop()
+            await bot.session.close()
+        took = time.monotonic() - began
+    got = Counter(m["chat"]["id"] for m in fake.sent_messages)
+    assert got == Counter(u.id for u in users)
+    assert await outbox.backlog() == 0
+    # 160 failures at 2 calls per notice per round: 8 rounds, each followed by a hold-back.
+    assert took >= 7 * 0.3
+
+
+async def test_a_notice_failing_for_a_day_is_given_up_and_logged(
+    redis_raw: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bot.delivery import DeliveryWorker
+    from bot.outgoing import OutgoingMiddleware
+    from tests.fakes.telegram_server import FakeTelegram
+
+    now = [1_800_000_000.0]
+    async with FakeTelegram() as fake:
+        user = fake.user(7300, "S1")
+        bot = fake.bot()
+        bot.session.middleware(OutgoingMiddleware(max_retries=0))
+        outbox = Outbox(redis_raw)
+        await outbox.ensure_group()
+        fake.fail_next("sendMessage", 1000, error_code=500)
+        await outbox.add([encode(Notice(user.id, "en", "", {"text": "result"}))])
+        worker = DeliveryWorker(bot, outbox, backoff_max=0.05, clock=lambda: now[0])
+        await worker.start()
+        try:
+            await fake.wait_for_calls("sendMessage", 2, timeout=5)
+            assert await outbox.backlog() == 1  # failing, kept
+            now[0] += 86_400  # a day of outage later
+            await poll_until(lambda: "given up" in caplog.text, 5, "the notice given up")
+        finally:
+            await worker.stop()
+            await bot.session.close()
+    assert fake.sent_messages == []
+    assert await outbox.backlog() == 0
+    assert "to 7300 given up after failing" in caplog.text

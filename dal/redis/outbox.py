@@ -58,15 +58,17 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _entries(raw: Any) -> list[Entry]:
+def _entries(raw: Any) -> tuple[list[Entry], list[str]]:
+    """(the entries, the ids of pending entries whose message was deleted meanwhile)."""
     out: list[Entry] = []
+    gone: list[str] = []
     for entry_id, fields in raw or ():
-        if not fields:  # deleted while pending: nothing left to deliver
-            continue
-        payload = fields.get(b"n", fields.get("n"))
-        if payload is not None:
+        payload = fields.get(b"n", fields.get("n")) if fields else None
+        if payload is None:  # deleted while pending: nothing left to deliver
+            gone.append(_text(entry_id))
+        else:
             out.append(Entry(_text(entry_id), _text(payload)))
-    return out
+    return out, gone
 
 
 class Outbox:
@@ -109,21 +111,31 @@ class Outbox:
         """New entries for `consumer` (moved to its pending list), or with `own` the ones
         already pending for it (taken over from a dead consumer, or read before a restart)."""
         streams: dict[Any, Any] = {self.stream: "0" if own else ">"}
-        try:
-            answer = await self._redis.xreadgroup(
-                self.group, consumer, streams, count=count, block=block_ms
-            )
-        except ResponseError as exc:
-            if not _group_gone(exc):
-                raise
-            await self.ensure_group()  # Redis lost the stream (restart without persistence)
-            answer = await self._redis.xreadgroup(
-                self.group, consumer, streams, count=count, block=block_ms
-            )
-        entries: list[Entry] = []
-        for item in answer or ():
-            entries.extend(_entries(item[1]))
-        return entries
+        while True:
+            try:
+                answer = await self._redis.xreadgroup(
+                    self.group, consumer, streams, count=count, block=block_ms
+                )
+            except ResponseError as exc:
+                if not _group_gone(exc):
+                    raise
+                await self.ensure_group()  # Redis lost the stream (restart without persistence)
+                answer = await self._redis.xreadgroup(
+                    self.group, consumer, streams, count=count, block=block_ms
+                )
+            entries: list[Entry] = []
+            gone: list[str] = []
+            for item in answer or ():
+                found, deleted = _entries(item[1])
+                entries.extend(found)
+                gone.extend(deleted)
+            if not gone:
+                return entries
+            # Out of the pending list, or they would come first in every read of it.
+            await self._redis.xack(self.stream, self.group, *gone)
+            if entries or not own:
+                return entries
+            # A page of the pending list that held only deleted entries: read the next one.
 
     async def ack(self, ids: Sequence[str]) -> None:
         """Done with these entries (delivered or dropped): out of the pending list and stream."""
@@ -258,6 +270,7 @@ def encode_conditions(conditions: Sequence[Sequence[str]]) -> str:
 
 def _group_gone(exc: ResponseError) -> bool:
     """The stream or its group no longer exists: Redis restarted without persistence, or the
-    keyspace was flushed. `ensure_group` recreates both; entries added since are read from 0."""
+    keyspace was flushed (a read blocked at that moment is answered UNBLOCKED). `ensure_group`
+    recreates both; entries added since are read from 0."""
     text = str(exc)
-    return "NOGROUP" in text or "no such key" in text
+    return "NOGROUP" in text or "no such key" in text or "UNBLOCKED" in text
