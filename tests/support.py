@@ -451,10 +451,61 @@ async def round_robin(targets: list[str]) -> AsyncIterator[str]:
     app.router.add_post("/{tail:.*}", forward)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    site = web.TCPSite(runner, "127.0.0.1", 0)  # the kernel picks the port: no race
+    await site.start()
+    port = runner.addresses[0][1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
         await session.close()
+
+
+WEBHOOK_SECRET = "s3cret-webhook-token-0123456789_abcdefgh"
+
+
+def called_again(telegram: FakeTelegram, method: str) -> Callable[[], bool]:
+    """A readiness check: true once `method` is called after this moment (a started bot's
+    first `getUpdates`, or its `setWebhook`)."""
+    before = telegram.call_count(method)
+    return lambda: telegram.call_count(method) > before
+
+
+@contextlib.asynccontextmanager
+async def webhook_replicas(
+    telegram: FakeTelegram,
+    pg_dsn: str,
+    redis_url: str,
+    logs: Path,
+    *,
+    n: int = 2,
+    **extra: str,
+) -> AsyncIterator[list[BotProcess]]:
+    """`n` bot processes (`python -m bot`) in webhook mode behind one round-robin proxy, as
+    replicas behind a load balancer, sharing the database and Redis; started one after the
+    other (each has registered its webhook), killed on the way out if still running. Their
+    logs are `logs / replica<k>.log`."""
+    ports = [free_port() for _ in range(n)]
+    async with round_robin([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
+        replicas = [
+            BotProcess(
+                bot_env(
+                    telegram,
+                    pg_dsn,
+                    redis_url,
+                    WEB_PORT=str(port),
+                    WEBHOOK_URL=f"{proxy}/webhook",
+                    WEBHOOK_SECRET=WEBHOOK_SECRET,
+                    **extra,
+                ),
+                logs / f"replica{k}.log",
+            )
+            for k, port in enumerate(ports)
+        ]
+        try:
+            for replica in replicas:
+                await replica.start(telegram, called_again(telegram, "setWebhook"))
+            yield replicas
+        finally:
+            for replica in replicas:
+                await replica.ensure_stopped()

@@ -15,7 +15,6 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -32,10 +31,10 @@ from tests.support import (
     STUDENT_BASE,
     BotProcess,
     bot_env,
-    free_port,
+    called_again,
     poll_until,
     prepare_stores,
-    round_robin,
+    webhook_replicas,
 )
 
 RESULT_TEXT = "📊 FIZ101"  # start of the final.present notices below
@@ -44,12 +43,6 @@ pytestmark = pytest.mark.slow
 
 
 # --- helpers ---------------------------------------------------------------------------
-
-
-def _polling(telegram: FakeTelegram) -> Callable[[], bool]:
-    """Ready once a new getUpdates arrived after the call count at the time of asking."""
-    before = telegram.call_count("getUpdates")
-    return lambda: telegram.call_count("getUpdates") > before
 
 
 def _result(i: int) -> Notice:
@@ -99,13 +92,13 @@ async def test_kill_9_mid_delivery_then_restart_loses_nothing(
         await _enqueue(redis_raw, [_result(i) for i in range(n)])
         bot = BotProcess(bot_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
         try:
-            await bot.start(telegram, _polling(telegram))
+            await bot.start(telegram, called_again(telegram, "getUpdates"))
             await poll_until(lambda: len(telegram.sent_messages) >= 80, 20, "the first 80 results")
             await bot.kill()
             delivered_at_kill = len(_results_by_student(telegram, n))
             assert delivered_at_kill < n - 100, "delivery finished before the kill"
 
-            await bot.start(telegram, _polling(telegram))
+            await bot.start(telegram, called_again(telegram, "getUpdates"))
             try:
                 await poll_until(
                     lambda: len(_results_by_student(telegram, n)) == n,
@@ -148,7 +141,7 @@ async def test_backlog_direct_answers_fast_sigterm_prompt_and_nothing_lost(
         await _enqueue(redis_raw, [_result(i) for i in range(n)])
         bot = BotProcess(bot_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
         try:
-            await bot.start(telegram, _polling(telegram))
+            await bot.start(telegram, called_again(telegram, "getUpdates"))
             await poll_until(lambda: len(telegram.sent_messages) >= 60, 15, "the backlog to flow")
 
             latencies: list[float] = []
@@ -163,7 +156,7 @@ async def test_backlog_direct_answers_fast_sigterm_prompt_and_nothing_lost(
             code, exit_seconds = await bot.terminate()
             assert code == 0, bot.log.read_text()
 
-            await bot.start(telegram, _polling(telegram))
+            await bot.start(telegram, called_again(telegram, "getUpdates"))
             try:
                 await poll_until(
                     lambda: len(_results_by_student(telegram, n)) == n,
@@ -209,7 +202,7 @@ async def test_kill_9_while_a_handler_runs_does_not_lock_the_user_out(
         teacher = telegram.user(4242, "Teacher")
         bot = BotProcess(bot_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
         try:
-            await bot.start(telegram, _polling(telegram))
+            await bot.start(telegram, called_again(telegram, "getUpdates"))
             # A reply is returned by its handler and sent after the user's lock is released
             # (handlers/replies.py): while /start's answer keeps failing, no lock is held.
             telegram.disconnect_next("sendMessage", 5)
@@ -231,7 +224,7 @@ async def test_kill_9_while_a_handler_runs_does_not_lock_the_user_out(
             assert await redis_raw.exists(locks[0])  # left behind by the dead process
 
             teacher.mark_read()
-            await bot.start(telegram, _polling(telegram))
+            await bot.start(telegram, called_again(telegram, "getUpdates"))
             began = time.monotonic()
             await teacher.send("/help")
             await teacher.wait_until(
@@ -318,52 +311,27 @@ async def test_two_webhook_replicas_share_the_flood_budget_and_drop_stale_notice
                 )
                 for i in range(others)
             ]
-            ports = [free_port(), free_port()]
-            async with round_robin([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
-                replicas = [
-                    BotProcess(
-                        bot_env(
-                            telegram,
-                            pg_dsn,
-                            redis_url,
-                            WEB_PORT=str(port),
-                            WEBHOOK_URL=f"{proxy}/webhook",
-                            WEBHOOK_SECRET="s3cret-webhook-token-0123456789_abcdefgh",
-                        ),
-                        tmp_path / f"bot{k}.log",
-                    )
-                    for k, port in enumerate(ports)
-                ]
-                try:
-                    for k, replica in enumerate(replicas):
-                        await replica.start(
-                            telegram,
-                            lambda k=k: telegram.call_count("setWebhook") > k,  # type: ignore[misc]
-                        )
-                    await asyncio.sleep(0.5)  # both workers reading
-                    began = time.monotonic()
-                    await _enqueue(redis_raw, [*results[:75], *announcements, *results[75:]])
-                    for user in users:  # direct answers through both replicas meanwhile
-                        await user.send("/start")
-                        await asyncio.sleep(0.05)
-                    expected_sends = others + students // 2 + students
-                    await poll_until(
-                        lambda: (
-                            sum(1 for c in telegram.calls_to("sendMessage") if c.ok)
-                            >= expected_sends
-                        ),
-                        30,
-                        "every message",
-                    )
-                    elapsed = time.monotonic() - began
-                    await asyncio.sleep(0.5)
-                    for replica in replicas:
-                        code, exit_seconds = await replica.terminate()
-                        assert code == 0, replica.log.read_text()
-                        assert exit_seconds <= 5.0
-                finally:
-                    for replica in replicas:
-                        await replica.ensure_stopped()
+            async with webhook_replicas(telegram, pg_dsn, redis_url, tmp_path) as replicas:
+                await asyncio.sleep(0.5)  # both workers reading
+                began = time.monotonic()
+                await _enqueue(redis_raw, [*results[:75], *announcements, *results[75:]])
+                for user in users:  # direct answers through both replicas meanwhile
+                    await user.send("/start")
+                    await asyncio.sleep(0.05)
+                expected_sends = others + students // 2 + students
+                await poll_until(
+                    lambda: (
+                        sum(1 for c in telegram.calls_to("sendMessage") if c.ok) >= expected_sends
+                    ),
+                    30,
+                    "every message",
+                )
+                elapsed = time.monotonic() - began
+                await asyncio.sleep(0.5)
+                for replica in replicas:
+                    code, exit_seconds = await replica.terminate()
+                    assert code == 0, replica.log.read_text()
+                    assert exit_seconds <= 5.0
             logs = [r.log.read_text() for r in replicas]
             assert all("webhook mode" in log for log in logs)
             calls = [c for c in telegram.calls_to("sendMessage") if c.at >= 0]

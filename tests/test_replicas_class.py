@@ -17,16 +17,13 @@ from dal.redis.stores import RedisStores
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import (
     STUDENT_BASE,
-    BotProcess,
-    bot_env,
-    free_port,
     link,
     open_session,
     poll_until,
     prepare_stores,
-    round_robin,
     student_user,
     teacher_user,
+    webhook_replicas,
 )
 
 pytestmark = pytest.mark.slow
@@ -61,47 +58,24 @@ async def test_two_webhook_replicas_take_one_class_exactly_once(
         async with FakeTelegram() as telegram:
             telegram.user(TEACHER_ID, "Teacher")
             students = [telegram.user(STUDENT_BASE + i, f"S{i}") for i in range(n)]
-            ports = [free_port(), free_port()]
-            async with round_robin([f"http://127.0.0.1:{p}" for p in ports]) as proxy:
-                replicas = [
-                    BotProcess(
-                        bot_env(
-                            telegram,
-                            pg_dsn,
-                            redis_url,
-                            WEB_PORT=str(port),
-                            WEBHOOK_URL=f"{proxy}/webhook",
-                            WEBHOOK_SECRET=SECRET,
-                            FINALIZE_INTERVAL_SECONDS="1",
-                        ),
-                        tmp_path / f"replica{k}.log",
-                    )
-                    for k, port in enumerate(ports)
-                ]
-                try:
-                    for k, replica in enumerate(replicas):
-                        await replica.start(
-                            telegram,
-                            lambda k=k: telegram.call_count("setWebhook") > k,  # type: ignore[misc]
-                        )
-                    # The class: every student sends the code once; the proxy alternates.
-                    await asyncio.gather(*(s.send(session.code) for s in students))
-                    await poll_until(
-                        lambda: all(len(s.messages) >= 1 for s in students), 20, "every reply"
-                    )
-                    await redis.sessions.finish_attendance(
-                        attendance_id=session.attendance_id, end_time=datetime.now(UTC)
-                    )
-                    await poll_until(
-                        lambda: all(len(s.messages) >= 2 for s in students), 30, "every result"
-                    )
-                    await asyncio.sleep(2)  # room for a duplicate to show up
-                    for replica in replicas:
-                        code, _ = await replica.terminate()
-                        assert code == 0, replica.log.read_text()
-                finally:
-                    for replica in replicas:
-                        await replica.ensure_stopped()
+            async with webhook_replicas(
+                telegram, pg_dsn, redis_url, tmp_path, FINALIZE_INTERVAL_SECONDS="1"
+            ) as replicas:
+                # The class: every student sends the code once; the proxy alternates.
+                await asyncio.gather(*(s.send(session.code) for s in students))
+                await poll_until(
+                    lambda: all(len(s.messages) >= 1 for s in students), 20, "every reply"
+                )
+                await redis.sessions.finish_attendance(
+                    attendance_id=session.attendance_id, end_time=datetime.now(UTC)
+                )
+                await poll_until(
+                    lambda: all(len(s.messages) >= 2 for s in students), 30, "every result"
+                )
+                await asyncio.sleep(2)  # room for a duplicate to show up
+                for replica in replicas:
+                    code, _ = await replica.terminate()
+                    assert code == 0, replica.log.read_text()
             logs = [r.log.read_text() for r in replicas]
             assert all("webhook mode" in log for log in logs)
             assert all("Traceback" not in log for log in logs), logs
@@ -120,8 +94,7 @@ async def test_two_webhook_replicas_take_one_class_exactly_once(
             "SELECT count(*) FROM attendances WHERE attendance_id = $1", session.attendance_id
         )
         rows = await conn.fetch(
-            "SELECT student_number, is_attended FROM attendance_records"
-            " WHERE attendance_id = $1",
+            "SELECT student_number, is_attended FROM attendance_records WHERE attendance_id = $1",
             session.attendance_id,
         )
     finally:
