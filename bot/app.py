@@ -25,7 +25,7 @@ from aiogram.methods.base import Response
 from aiogram.types import BotCommand, BotCommandScopeDefault, Message, Update
 from aiogram.types import User as TelegramUser
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from bot.answers import AnswerQueue
 from bot.config import Settings
@@ -47,6 +47,7 @@ from bot.scheduler import build_scheduler
 from bot.secrets import Sealer
 from bot.status import StatusBoard
 from dal.pg import Postgres
+from dal.redis.connection import blocking_pool
 from dal.redis.outbox import Outbox
 from dal.redis.stores import RedisStores
 from handlers import build_router
@@ -130,7 +131,7 @@ def build_storage(settings: Settings) -> RedisStorage:
     # than the application's (TELEGRAM.md). A blocking pool waits for a free connection under
     # a burst instead of raising MaxConnectionsError (DESIGN.md). Conversation data expires
     # after 15 minutes idle.
-    pool = BlockingConnectionPool.from_url(
+    pool = blocking_pool(
         settings.redis_url, max_connections=settings.redis_max_connections, timeout=10
     )
     return RedisStorage(

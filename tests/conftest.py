@@ -8,6 +8,7 @@ and flush it before each test that asks for it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+
+from dal.redis.connection import blocking_pool
 
 ADMIN_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BASE_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -87,11 +90,29 @@ def redis_url() -> str:
 
 @pytest.fixture
 async def redis_raw(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """A plain Redis connection to the flushed test keyspace."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    """A plain Redis client on the flushed test keyspace, over the project's pool (whose
+    connections never lose a cancellation: dal/redis/connection.py), since tests hand it to
+    the workers and locks under test."""
+    client = aioredis.Redis.from_pool(blocking_pool(redis_url, decode_responses=True))
     await client.flushdb()
     try:
         yield client
     finally:
         await client.flushdb()
         await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def _no_task_left_running() -> AsyncIterator[None]:
+    """A test must not leave work running in the event loop, which the whole session shares:
+    a delivery loop left behind by one test would read the next test's outbox (it did, and
+    sent a student's result three times). Tasks get one second to finish after the test."""
+    before = asyncio.all_tasks()
+    yield
+    left = {t for t in asyncio.all_tasks() - before if t is not asyncio.current_task()}
+    if left:
+        await asyncio.wait(left, timeout=1.0)
+    running = [t for t in left if not t.done()]
+    for task in running:
+        task.cancel()
+    assert not running, f"the test left tasks running: {running}"

@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from dal.errors import RedisUnavailable, UnsupportedServer
 from dal.redis.accounts import UserStore
 from dal.redis.checkins import CheckIns
+from dal.redis.connection import blocking_pool
 from dal.redis.finalization import FinalizationStore
 from dal.redis.guards import Guards
 from dal.redis.purge import PurgeStore
@@ -60,7 +61,7 @@ class RedisStores:
 
         redis-py's default asyncio pool raises MaxConnectionsError instead of waiting.
         """
-        pool = aioredis.BlockingConnectionPool.from_url(
+        pool = blocking_pool(
             url,
             max_connections=max_connections,
             timeout=timeout,
