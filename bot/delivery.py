@@ -413,7 +413,7 @@ class DeliveryWorker:
                 )
                 await self._outbox.ack([entry.id])
             else:
-                await self._outbox.requeue([Entry(entry.id, encode(notice, tries))])
+                await self._outbox.requeue(self.name, [Entry(entry.id, encode(notice, tries))])
             self._hold_back()
             return
         except NoLongerWanted:  # went stale while it waited for its slot

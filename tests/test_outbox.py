@@ -78,10 +78,27 @@ async def test_requeue_moves_an_entry_to_the_back(redis_raw: aioredis.Redis) -> 
     await outbox.ensure_group()
     await outbox.add([encode(_notice(0)), encode(_notice(1))])
     first, _second = await outbox.read("c", 2, block_ms=None, own=False)
-    await outbox.requeue([first])
+    assert await outbox.requeue("c", [first]) == 1
     assert await outbox.pending() == 1
     (again,) = await outbox.read("c", 5, block_ms=None, own=False)
     assert again.payload == first.payload and again.id != first.id
+
+
+async def test_requeue_leaves_an_entry_another_consumer_took_over(
+    redis_raw: aioredis.Redis,
+) -> None:
+    """A worker that stalled past its heartbeat fails its send afterwards: the entry, taken over
+    and being sent by another worker, must not be put back a second time (it would arrive
+    twice)."""
+    outbox = Outbox(redis_raw)
+    await outbox.ensure_group()
+    await outbox.add([encode(_notice(0))])
+    (entry,) = await outbox.read("stalled", 1, block_ms=None, own=False)
+    assert await outbox.take_over_dead("alive") == 1  # "stalled" has no heartbeat
+
+    assert await outbox.requeue("stalled", [entry]) == 0
+    assert await outbox.backlog() == 1
+    assert [e.id for e in await outbox.read("alive", 5, block_ms=None, own=True)] == [entry.id]
 
 
 async def test_stale_conditions_are_evaluated_in_one_call(redis_client: RedisStores) -> None:

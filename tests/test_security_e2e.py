@@ -63,9 +63,9 @@ async def _expire_conversation(redis_url: str, user: FakeUser) -> None:
 async def _ask_password(user: FakeUser, username: str = "student1") -> None:
     user.mark_read()
     await user.send("/login")
-    assert "user name" in _text(await user.next_message())
+    assert "user name" in _text(await reply(user))
     await user.send(username)
-    assert "password" in _text(await user.next_message())
+    assert "password" in _text(await reply(user))
 
 
 # --- 3. a credential never stays in the chat --------------------------------------------
@@ -81,7 +81,7 @@ async def test_login_with_user_name_while_throttled_is_deleted(bot: Running) -> 
         )
     user.mark_read()
     sent = await user.send("/login student1")
-    assert "Too many login attempts" in _text(await user.next_message())
+    assert "Too many login attempts" in _text(await reply(user))
     await _deleted(bot, user, sent)
 
 
@@ -93,20 +93,20 @@ async def test_password_after_the_conversation_expired_is_deleted(
     await _expire_conversation(redis_url, user)
     user.mark_read()
     sent = await user.send(PASSWORD)
-    assert "Login timed out, send /login again" in _text(await user.next_message())
+    assert "Login timed out, send /login again" in _text(await reply(user))
     await _deleted(bot, user, sent)
     # Within the window any plain text is treated the same way.
     another = await user.send("hunter2-again")
-    assert "Login timed out" in _text(await user.next_message())
+    assert "Login timed out" in _text(await reply(user))
     await _deleted(bot, user, another)
     # Commands still work, and a new /login starts afresh.
     answer = await bot.login(user, "student1")
     assert "Linked" in _text(answer)
     # Once the password is answered, plain text is ordinary text again.
     await user.send("hello")
-    assert "Login timed out" not in _text(await user.next_message())
+    assert "Login timed out" not in _text(await reply(user))
     await user.send("/logout")
-    assert "no longer linked" in _text(await user.next_message())
+    assert "no longer linked" in _text(await reply(user))
 
 
 async def test_password_after_the_login_step_expired_is_deleted(bot: Running) -> None:
@@ -119,7 +119,7 @@ async def test_password_after_the_login_step_expired_is_deleted(bot: Running) ->
     await asyncio.sleep(2.2)
     user.mark_read()
     sent = await user.send(PASSWORD)
-    assert "Login timed out" in _text(await user.next_message())
+    assert "Login timed out" in _text(await reply(user))
     await _deleted(bot, user, sent)
     assert bot.aksis.requests_to("/Account/LogOn", "POST") == []  # nothing was signed in
 
@@ -150,7 +150,7 @@ async def test_a_six_digit_password_after_the_login_expired_is_no_check_in(
     # After /cancel, too: the bot's last question was still the password.
     await _ask_password(student)
     await student.send("/cancel")
-    await student.next_message()
+    await reply(student)
     sent = await student.send(code)
     assert "Login timed out" in _text(await reply(student))
     await _deleted(bot, student, sent)
@@ -194,12 +194,12 @@ async def test_a_user_who_unblocks_the_bot_gets_the_next_notice(bot: Running) ->
         await asyncio.sleep(0.05)
     assert await bot.app.pg.accounts.get_contacts(school_numbers=["2024001"]) == []
     await teacher.send("/end_session")
-    await teacher.next_message()
+    await reply(teacher)
 
     bot.telegram.allow_chat(student.id)  # unblocked; any update from them ...
     student.mark_read()
     await student.send("/help")
-    await student.next_message()
+    await reply(student)
     assert len(await bot.app.pg.accounts.get_contacts(school_numbers=["2024001"])) == 1
 
     await bot.start_session(teacher)  # ... and the next notice reaches them
@@ -222,11 +222,11 @@ async def test_arabic_indic_code_checks_in_and_a_long_reason_reaches_the_student
 
     teacher.mark_read()
     await teacher.send("/attendees")
-    listing = await teacher.next_message()
+    listing = await reply(teacher)
     await teacher.click_button("❌ 2024001", listing)
-    await teacher.next_message()  # asks for the reason
+    await reply(teacher)  # asks for the reason
     await teacher.send("<b>&" * 1000)  # 4,000 characters, 12,000 once escaped
-    await teacher.next_message()  # rejected
+    await reply(teacher)  # rejected
     notice = _text(await reply(student))
     assert "rejected" in notice and "&lt;b&gt;&amp;" in notice
     assert len(notice) <= 4096

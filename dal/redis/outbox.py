@@ -80,6 +80,7 @@ class Outbox:
         self.group = group
         self._add_once = scripts.register(redis, "outbox_add_once")
         self._check_stale = scripts.register(redis, "outbox_check_stale")
+        self._requeue = scripts.register(redis, "outbox_requeue")
 
     async def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start, so nothing added earlier is
@@ -146,17 +147,16 @@ class Outbox:
             pipe.xdel(self.stream, *ids)
             await pipe.execute()
 
-    async def requeue(self, entries: Sequence[Entry]) -> None:
-        """Put entries back at the end of the stream (new ids) and drop the taken copies."""
+    async def requeue(self, consumer: str, entries: Sequence[Entry]) -> int:
+        """Put entries back at the end of the stream (new ids) and drop the taken copies, each
+        only while still pending for `consumer` (one script call). Returns how many moved."""
         if not entries:
-            return
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for entry in entries:
-                pipe.xadd(self.stream, {"n": entry.payload})
-            ids = [e.id for e in entries]
-            pipe.xack(self.stream, self.group, *ids)
-            pipe.xdel(self.stream, *ids)
-            await pipe.execute()
+            return 0
+        args: list[str] = [self.group, consumer]
+        for entry in entries:
+            args += [entry.id, entry.payload]
+        moved = await self._requeue(keys=[self.stream], args=args)
+        return int(moved)
 
     async def stale(self, conditions: Sequence[str]) -> list[bool]:
         """For each JSON list of conditions: does one of them hold? (One script call.)"""
