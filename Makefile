@@ -8,9 +8,9 @@ RUN := .run
 # Redis (6.2) and newest PostgreSQL the project supports.
 EMBEDDED := $(RUN)/embedded
 # Parallel test workers (pytest-xdist; each worker has its own PostgreSQL and Redis database,
-# tests/conftest.py). Serial by default: under two workers the process-level delivery tests
-# (kill -9 and replicas) failed now and then, cause not yet found. `make test TEST_WORKERS=2`.
-TEST_WORKERS ?= 0
+# tests/conftest.py; at most 7, below the demo's and the benchmarks' Redis databases 7 and 8).
+# `make test TEST_WORKERS=0` runs serially.
+TEST_WORKERS ?= 2
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: install test test-embedded lint demo bench services stop-services clean
