@@ -40,6 +40,7 @@ stop-services:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check bot handlers ui dal services tests bench scripts
+	$(VENV)/bin/ruff format --check bot handlers ui dal services tests bench scripts
 	$(VENV)/bin/mypy
 
 # The whole suite against the configured servers (or embedded ones when none answer), then every

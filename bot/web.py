@@ -105,9 +105,7 @@ async def projector_page(request: web.Request) -> web.Response:
     state = await _projector_state(request.app[APP_KEY], token)
     if state is None:
         return web.Response(status=404, text="This attendance is not open.\n", headers=_NO_STORE)
-    return web.Response(
-        text=render_page(token, state), content_type="text/html", headers=_NO_STORE
-    )
+    return web.Response(text=render_page(token, state), content_type="text/html", headers=_NO_STORE)
 
 
 async def projector_data(request: web.Request) -> web.Response:

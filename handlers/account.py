@@ -32,9 +32,7 @@ async def start_check_in(
     """`https://t.me/<bot>?start=ci_<code>` checks in like sending the code."""
     await state.clear()
     code = (command.args or "")[3:]
-    return await reply_check_in(
-        message, code, attendance=attendance, board=board, metrics=metrics
-    )
+    return await reply_check_in(message, code, attendance=attendance, board=board, metrics=metrics)
 
 
 @router.message(Command("me"))
@@ -53,6 +51,4 @@ async def me(message: Message, user: Member) -> Reply:
 @router.message(Command("reminders"))
 async def reminders(message: Message, user: Member, accounts: AccountService) -> Reply:
     updated = await accounts.set_reminders(member=user, enabled=not user.reminders_enabled)
-    return message.answer(
-        t("reminders.now", state=t("on" if updated.reminders_enabled else "off"))
-    )
+    return message.answer(t("reminders.now", state=t("on" if updated.reminders_enabled else "off")))

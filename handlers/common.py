@@ -26,9 +26,7 @@ def _help_key(user: Member | None) -> str:
 async def start(message: Message, user: Member | None) -> Reply:
     if user is None:
         return message.answer(t("start.unlinked"))
-    return message.answer(
-        t("start.linked", name=user.full_name, role=t(f"role.{user.role}"))
-    )
+    return message.answer(t("start.linked", name=user.full_name, role=t(f"role.{user.role}")))
 
 
 @router.message(Command("help"))

@@ -85,13 +85,9 @@ async def login_start(
     if wait:
         return message.answer(t("login.throttled", minutes=_minutes(wait)))
     if not username:
-        return await _ask(
-            message, state, accounts, LoginForm.username, t("login.ask_username")
-        )
+        return await _ask(message, state, accounts, LoginForm.username, t("login.ask_username"))
     if not _valid_username(username):
-        return await _ask(
-            message, state, accounts, LoginForm.username, t("login.bad_username")
-        )
+        return await _ask(message, state, accounts, LoginForm.username, t("login.bad_username"))
     await state.set_data({"u": sealer.seal(username)})
     return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password"))
 
@@ -107,9 +103,7 @@ async def login_username(
     username = (message.text or "").strip()
     await _forget(bot, message)
     if not _valid_username(username):
-        return await _ask(
-            message, state, accounts, LoginForm.username, t("login.bad_username")
-        )
+        return await _ask(message, state, accounts, LoginForm.username, t("login.bad_username"))
     await state.set_data({"u": sealer.seal(username)})
     return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password"))
 

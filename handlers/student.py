@@ -225,9 +225,7 @@ async def my_course(
 
 
 @router.callback_query(MyCourses.filter())
-async def my_courses_again(
-    query: CallbackQuery, user: Member, reports: ReportService
-) -> Reply:
+async def my_courses_again(query: CallbackQuery, user: Member, reports: ReportService) -> Reply:
     standings = await reports.my_courses(student=user)
     if not isinstance(query.message, Message) or not standings:
         return None

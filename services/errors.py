@@ -59,4 +59,3 @@ class PortalBusy(ServiceError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(retry_after)
         self.retry_after = retry_after
-

@@ -297,9 +297,7 @@ class ReportService:
         """The course's students below the warning threshold (the export preview)."""
         return [line for line in data.students() if self._rule.below(line.rate)]
 
-    async def export_csv(
-        self, *, teacher: Identity, attendance_id: UUID
-    ) -> tuple[str, bytes]:
+    async def export_csv(self, *, teacher: Identity, attendance_id: UUID) -> tuple[str, bytes]:
         sheet = await self.sheet(teacher=teacher, attendance_id=attendance_id)
         rows = [
             [
@@ -353,5 +351,3 @@ class ReportService:
         ]
         rows.sort(key=lambda row: (row.full_name, row.student_number))
         return SavedSheet(attendance, rows)
-
-

@@ -129,9 +129,7 @@ async def running_bot(
             telegram_per_chat_rate=50.0,
             **{**portal.settings_overrides(), **overrides},
         )
-        app = await stack.enter_async_context(
-            build_app(settings, aksis=aksis_client, clock=clock)
-        )
+        app = await stack.enter_async_context(build_app(settings, aksis=aksis_client, clock=clock))
         polling = asyncio.create_task(
             app.dispatcher.start_polling(
                 app.bot, handle_signals=False, close_bot_session=False, polling_timeout=1

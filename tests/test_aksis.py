@@ -112,9 +112,7 @@ async def test_teacher_title_without_a_dot_is_not_part_of_the_name(
 async def test_teacher_with_a_schedule_gets_their_lessons(
     portal: FakeAksis, client: LiveAksisClient
 ) -> None:
-    portal.set_lessons(
-        TEACHER_USER, [portal_lesson(LESSON_START, hocalar="Doç. Dr. ELİF KARTAL")]
-    )
+    portal.set_lessons(TEACHER_USER, [portal_lesson(LESSON_START, hocalar="Doç. Dr. ELİF KARTAL")])
 
     result = await client.login(TEACHER_USER, TEACHER_PASSWORD)
 

@@ -268,8 +268,10 @@ async def test_each_user_is_answered_in_their_telegram_language(
     pg_dsn: str, redis_url: str, portal: FakeAksis
 ) -> None:
     async with running_bot(pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal) as bot:
-        turkish, english, german = bot.user(301, "Ayşe", "tr"), bot.user(302, "Ann"), bot.user(
-            303, "Jan", "de"
+        turkish, english, german = (
+            bot.user(301, "Ayşe", "tr"),
+            bot.user(302, "Ann"),
+            bot.user(303, "Jan", "de"),
         )
         for user in (turkish, english, german):
             await user.send("/start")

@@ -158,9 +158,7 @@ async def test_one_chat_is_paced_in_order_after_a_burst(bot: Bot, fake: FakeTele
     assert outgoing.stats.retried_429 == 0
 
 
-async def test_blocked_chat_is_reported_once_and_not_retried(
-    bot: Bot, fake: FakeTelegram
-) -> None:
+async def test_blocked_chat_is_reported_once_and_not_retried(bot: Bot, fake: FakeTelegram) -> None:
     report = Undeliverable()
     outgoing = _attach(bot, on_undeliverable=report)
     fake.user(1001, "Alice")

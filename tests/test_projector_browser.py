@@ -139,9 +139,7 @@ async def _play(bot: Running, clock: OffsetClock, out: Path) -> None:
                 f"document.getElementById('code').textContent !== '{code}'", timeout=6000
             )
             new_code = (await page.inner_text("#code")).strip()
-            session = await bot.app.attendance.open_session(
-                teacher=await _teacher(bot, teacher.id)
-            )
+            session = await bot.app.attendance.open_session(teacher=await _teacher(bot, teacher.id))
             assert session is not None and new_code == session.code != code
             png = await page.locator("#qr").screenshot()
             assert _decode_qr(png) == [f"https://t.me/attn_test_bot?start=ci_{new_code}"]

@@ -292,9 +292,7 @@ async def test_a_linked_student_with_a_cold_cache_still_checks_in(
         end=NOW + timedelta(minutes=50),
         enrolled=["2024001"],
     )
-    attendance = _attendance(
-        pg_client, redis_client, accounts=_accounts(pg_client, redis_client)
-    )
+    attendance = _attendance(pg_client, redis_client, accounts=_accounts(pg_client, redis_client))
     result = await attendance.check_in(telegram_id=501, code=session.code)
     assert result.status is CheckInStatus.OK_PRESENT
 
@@ -332,9 +330,7 @@ async def test_a_user_name_has_its_own_higher_ceiling(
     pg_client: Postgres, redis_client: RedisStores, portal: FakeAksis
 ) -> None:
     """Many accounts guessing one user name are stopped at the user name's ceiling."""
-    accounts = _accounts(
-        pg_client, redis_client, portal.live_client(), max_failures_per_username=8
-    )
+    accounts = _accounts(pg_client, redis_client, portal.live_client(), max_failures_per_username=8)
     for attacker in range(300, 304):
         for _ in range(2):
             with pytest.raises(InvalidCredentials):

@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 async def _run_bot(tmp_path: Path, **env: str) -> tuple[int, str]:
     base = {k: v for k, v in os.environ.items() if not k.isupper() or k in ("PATH", "HOME")}
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot",
+        sys.executable,
+        "-m",
+        "bot",
         cwd=tmp_path,  # no .env there
         env={**base, "PYTHONPATH": str(ROOT), "BOT_TOKEN": "1:x", "AKSIS_MODE": "demo", **env},
         stdout=asyncio.subprocess.PIPE,
@@ -61,9 +63,7 @@ async def test_bot_refuses_postgres_older_than_15(
     assert "PostgreSQL" in lines[0] and "14.9" in lines[0] and "15 or newer" in lines[0]
 
 
-@pytest.mark.parametrize(
-    ("version", "shown"), [("6.0.16", "6.0.16"), ("5.0.7", "older than 6.0")]
-)
+@pytest.mark.parametrize(("version", "shown"), [("6.0.16", "6.0.16"), ("5.0.7", "older than 6.0")])
 async def test_bot_refuses_redis_older_than_6_2(
     tmp_path: Path, pg_dsn: str, version: str, shown: str
 ) -> None:

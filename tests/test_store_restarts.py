@@ -49,8 +49,7 @@ async def portal() -> AsyncIterator[FakeAksis]:
 async def _class(bot: Running) -> tuple[object, list[object], str]:
     teacher = bot.user(8_100, "Elif", "tr")
     students = [
-        bot.user(8_200 + i, name.split()[0], lang)
-        for i, (_, name, _, lang) in enumerate(STUDENTS)
+        bot.user(8_200 + i, name.split()[0], lang) for i, (_, name, _, lang) in enumerate(STUDENTS)
     ]
     await bot.login(teacher, TEACHER[0])
     for user, (username, *_rest) in zip(students, STUDENTS, strict=True):

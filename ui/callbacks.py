@@ -110,4 +110,3 @@ class ExportCourse(CallbackData, prefix="ec"):
 class ExportFormat(CallbackData, prefix="ef"):
     token: str
     fmt: Fmt
-

@@ -105,9 +105,7 @@ def session_keyboard(attendance: AttendanceRedis) -> InlineKeyboardMarkup:
     builder.button(text=t("button.cap"), callback_data=SessionAction(action=Act.CAP, aid=aid))
     for level in (1, 2, 3):
         key = "button.level_on" if level == attendance.security_option else "button.level"
-        builder.button(
-            text=t(key, level=level), callback_data=SessionLevel(aid=aid, level=level)
-        )
+        builder.button(text=t(key, level=level), callback_data=SessionLevel(aid=aid, level=level))
     builder.adjust(3, 3)
     return builder.as_markup()
 
@@ -161,13 +159,9 @@ def page_row(
     The one builder of page buttons: live attendees, saved sheets and the history list."""
     row: list[InlineKeyboardButton] = []
     if page > 0:
-        row.append(
-            InlineKeyboardButton(text=t("button.prev"), callback_data=to(page - 1).pack())
-        )
+        row.append(InlineKeyboardButton(text=t("button.prev"), callback_data=to(page - 1).pack()))
     if has_next:
-        row.append(
-            InlineKeyboardButton(text=t("button.next"), callback_data=to(page + 1).pack())
-        )
+        row.append(InlineKeyboardButton(text=t("button.next"), callback_data=to(page + 1).pack()))
     return row
 
 

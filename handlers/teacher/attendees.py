@@ -53,9 +53,7 @@ async def send_attendees(
 
 
 @router.message(Command("attendees"))
-async def attendees(
-    message: Message, user: Member, attendance: AttendanceService
-) -> Reply:
+async def attendees(message: Message, user: Member, attendance: AttendanceService) -> Reply:
     return await send_attendees(message, user, attendance)
 
 
@@ -164,6 +162,4 @@ async def add_number(
     # A malformed number raises InvalidInput before this line and keeps the step open.
     await state.clear()
     board.touch(attendance_id)
-    return message.answer(
-        t("add.ok", number=record.student_number, name=record.student_full_name)
-    )
+    return message.answer(t("add.ok", number=record.student_number, name=record.student_full_name))

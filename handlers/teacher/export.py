@@ -50,9 +50,7 @@ async def export_course(
     builder = InlineKeyboardBuilder()
     builder.button(text="XLSX", callback_data=ExportFormat(token=token, fmt=Fmt.XLSX))
     builder.button(text="CSV", callback_data=ExportFormat(token=token, fmt=Fmt.CSV))
-    builder.button(
-        text=t("export.both"), callback_data=ExportFormat(token=token, fmt=Fmt.BOTH)
-    )
+    builder.button(text=t("export.both"), callback_data=ExportFormat(token=token, fmt=Fmt.BOTH))
     builder.adjust(3)
     message = message_of(query)
     if message is None:

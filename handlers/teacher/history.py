@@ -80,18 +80,14 @@ def _sheet_view(
             callback_data=HistoryToggle(aid=aid, sn=row.student_number, page=page),
         )
     builder.adjust(2)
-    nav = page_row(
-        page, has_next=page < pages - 1, to=lambda n: HistoryOpen(aid=aid, page=n)
-    )
+    nav = page_row(page, has_next=page < pages - 1, to=lambda n: HistoryOpen(aid=aid, page=n))
     if nav:
         builder.row(*nav)
     builder.row(
         InlineKeyboardButton(
             text=t("button.excuse"), callback_data=HistoryExcuseList(aid=aid).pack()
         ),
-        InlineKeyboardButton(
-            text=t("button.add_saved"), callback_data=HistoryAdd(aid=aid).pack()
-        ),
+        InlineKeyboardButton(text=t("button.add_saved"), callback_data=HistoryAdd(aid=aid).pack()),
     )
     builder.row(
         InlineKeyboardButton(text=t("button.csv"), callback_data=HistoryCsv(aid=aid).pack()),
@@ -127,9 +123,7 @@ async def _history_list(
             callback_data=HistoryOpen(aid=attendance.attendance_id),
         )
     builder.adjust(1)
-    nav = page_row(
-        page, has_next=len(sheets) > HISTORY_PAGE, to=lambda n: HistoryList(page=n)
-    )
+    nav = page_row(page, has_next=len(sheets) > HISTORY_PAGE, to=lambda n: HistoryList(page=n))
     if nav:
         builder.row(*nav)
     text = t("history.header")
@@ -191,9 +185,7 @@ async def history_toggle(
         teacher=user, attendance_id=attendance_id, student_number=callback_data.sn
     )
     state_word = t("state.present" if record.is_attended else "state.absent")
-    callback_answer.text = t(
-        "history.corrected", number=record.student_number, state=state_word
-    )
+    callback_answer.text = t("history.corrected", number=record.student_number, state=state_word)
     return await _show_sheet(query, user, reports, attendance_id, callback_data.page)
 
 

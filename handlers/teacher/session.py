@@ -34,9 +34,7 @@ class CapForm(StatesGroup):
 
 def ask_teacher_location(target: Message, level: int) -> SendMessage:
     """One tap shares the teacher's location (levels 2 and 3 anchor the session to it)."""
-    return target.answer(
-        t("teacher.ask_location", level=level), reply_markup=location_keyboard()
-    )
+    return target.answer(t("teacher.ask_location", level=level), reply_markup=location_keyboard())
 
 
 async def _show_start(

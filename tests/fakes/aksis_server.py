@@ -393,9 +393,7 @@ class FakeAksis:
         form = await request.post()
         cookie_token = request.cookies.get(TOKEN_COOKIE, "")
         form_token = str(form.get(TOKEN_COOKIE, ""))
-        if not cookie_token or not hmac.compare_digest(
-            form_token, self._form_token(cookie_token)
-        ):
+        if not cookie_token or not hmac.compare_digest(form_token, self._form_token(cookie_token)):
             # ASP.NET MVC: HttpAntiForgeryException -> "400 Bad Request".
             return _page(
                 "Bad Request",
@@ -424,8 +422,7 @@ class FakeAksis:
         if account.role is Role.TEACHER:
             marker = "ÖYS PERSONEL PANELİ" if self.changed_landing_page else "ÖYS AKADEMİSYEN"
             header = (
-                f"<h4>{marker}</h4>"
-                f'<h5 class="m-t-0 m-b-0">{html.escape(account.display_name)}</h5>'
+                f'<h4>{marker}</h4><h5 class="m-t-0 m-b-0">{html.escape(account.display_name)}</h5>'
             )
         else:
             header = (

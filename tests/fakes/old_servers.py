@@ -77,9 +77,7 @@ class OldPostgresProxy(_Server):
         try:
             up_writer.write(head)
             await up_writer.drain()
-            await asyncio.gather(
-                self._pipe(reader, up_writer), self._rewrite(up_reader, writer)
-            )
+            await asyncio.gather(self._pipe(reader, up_writer), self._rewrite(up_reader, writer))
         finally:
             up_writer.close()
 
@@ -129,8 +127,10 @@ class OldRedisServer(_Server):
                 reply = b"%%%d\r\n" % len(fields)
                 for key, value in fields:
                     reply += b"+%s\r\n" % key.encode()
-                    reply += (b":%d\r\n" % value) if isinstance(value, int) else (
-                        b"+%s\r\n" % str(value).encode()
+                    reply += (
+                        (b":%d\r\n" % value)
+                        if isinstance(value, int)
+                        else (b"+%s\r\n" % str(value).encode())
                     )
             elif name in {"SELECT", "CLIENT"}:
                 reply = b"+OK\r\n"
