@@ -77,6 +77,23 @@ def _results_by_student(telegram: FakeTelegram, n: int) -> Counter[int]:
     return got
 
 
+async def _every_result_arrives(
+    telegram: FakeTelegram, n: int, bot: BotProcess, redis: aioredis.Redis
+) -> None:
+    """Within 25 s of a restart every student has a result; if not, the failure says what
+    Redis's consumer group and the bot's log show, for the next reader."""
+    try:
+        await poll_until(
+            lambda: len(_results_by_student(telegram, n)) == n, 25, "every result after restart"
+        )
+    except AssertionError as exc:
+        consumers = await redis.xinfo_consumers("outbox", "delivery")
+        raise AssertionError(
+            f"{exc}: {len(_results_by_student(telegram, n))}/{n} delivered; "
+            f"consumers {consumers}; bot log:\n{bot.log.read_text()[-6000:]}"
+        ) from None
+
+
 # --- (b) kill -9 mid-delivery ----------------------------------------------------------
 
 
@@ -99,18 +116,7 @@ async def test_kill_9_mid_delivery_then_restart_loses_nothing(
             assert delivered_at_kill < n - 100, "delivery finished before the kill"
 
             await bot.start(telegram, called_again(telegram, "getUpdates"))
-            try:
-                await poll_until(
-                    lambda: len(_results_by_student(telegram, n)) == n,
-                    25,
-                    "every result after restart",
-                )
-            except AssertionError as exc:  # what Redis and the bot say, for the next reader
-                consumers = await redis_raw.xinfo_consumers("outbox", "delivery")
-                raise AssertionError(
-                    f"{exc}: {len(_results_by_student(telegram, n))}/{n} delivered; "
-                    f"consumers {consumers}; bot log:\n{bot.log.read_text()[-6000:]}"
-                ) from None
+            await _every_result_arrives(telegram, n, bot, redis_raw)
             code, _ = await bot.terminate()
             assert code == 0, bot.log.read_text()
         finally:
@@ -157,18 +163,7 @@ async def test_backlog_direct_answers_fast_sigterm_prompt_and_nothing_lost(
             assert code == 0, bot.log.read_text()
 
             await bot.start(telegram, called_again(telegram, "getUpdates"))
-            try:
-                await poll_until(
-                    lambda: len(_results_by_student(telegram, n)) == n,
-                    25,
-                    "every result after restart",
-                )
-            except AssertionError as exc:  # what Redis and the bot say, for the next reader
-                consumers = await redis_raw.xinfo_consumers("outbox", "delivery")
-                raise AssertionError(
-                    f"{exc}: {len(_results_by_student(telegram, n))}/{n} delivered; "
-                    f"consumers {consumers}; bot log:\n{bot.log.read_text()[-6000:]}"
-                ) from None
+            await _every_result_arrives(telegram, n, bot, redis_raw)
             code, _ = await bot.terminate()
             assert code == 0
         finally:
