@@ -23,12 +23,13 @@ from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import redis.asyncio as aioredis
 from aiogram import Bot
 from aiogram.client.session.base import BaseSession
 from aiogram.methods import TelegramMethod
 from aiogram.methods.base import TelegramType
 from aiogram.types import InputFile
+
+from dal.redis.connection import client as redis_client
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -77,7 +78,7 @@ async def flush_redis(url: str) -> None:
     """Empty the benchmark's Redis database (never another one)."""
     if urlsplit(url).path != f"/{REDIS_DB}":
         raise ValueError(f"refusing to flush {url}: the benchmarks own database {REDIS_DB} only")
-    client = aioredis.Redis.from_url(url)
+    client = redis_client(url)
     try:
         await client.flushdb()
     finally:

@@ -68,10 +68,9 @@ async def _until(condition: Callable[[], bool], timeout: float, what: str) -> No
 
 
 async def measure(dsn: str, backlog: int = 1000, n: int = 500) -> dict[str, Any]:
-    import redis.asyncio as aioredis
-
     from bot.delivery import encode
     from dal.pg import Postgres
+    from dal.redis.connection import client as redis_client
     from dal.redis.outbox import Outbox
     from services.notify import Notice
     from tests.fakes.telegram_server import FakeTelegram
@@ -80,7 +79,7 @@ async def measure(dsn: str, backlog: int = 1000, n: int = 500) -> dict[str, Any]
     log = Path(tempfile.gettempdir()) / f"attn-bench-outbox-{os.getpid()}.log"
     pg = await Postgres.connect(dsn)  # the schema, before the bot starts
     await pg.db.close()
-    redis = aioredis.Redis.from_url(url)
+    redis = redis_client(url)
     result: dict[str, Any] = {"backlog": backlog, "n": n}
 
     def notices(first: int, count: int) -> list[str]:

@@ -57,6 +57,7 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
+from dal.redis.connection import client as redis_client
 from services.demo_aksis import (
     DEMO_PASSWORD,
     demo_course,
@@ -499,7 +500,7 @@ class Demo:
         if not opts.keep:
             self.stack.push_async_callback(self.drop_database)
 
-        client = aioredis.Redis.from_url(opts.demo_redis_url)
+        client = redis_client(opts.demo_redis_url)
         try:
             await client.flushdb()
         except (OSError, aioredis.RedisError) as exc:

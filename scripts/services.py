@@ -49,6 +49,7 @@ import asyncpg
 import redis
 
 from dal.pg import MIN_POSTGRES_MAJOR
+from dal.redis.connection import RESP_PROTOCOL
 from dal.redis.stores import MIN_REDIS_VERSION
 
 log = logging.getLogger("services")
@@ -614,7 +615,10 @@ def stop_postgres(state_dir: Path) -> None:
 
 def _redis_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(
-        url, socket_connect_timeout=PROBE_TIMEOUT, socket_timeout=PROBE_TIMEOUT
+        url,
+        protocol=RESP_PROTOCOL,
+        socket_connect_timeout=PROBE_TIMEOUT,
+        socket_timeout=PROBE_TIMEOUT,
     )
 
 

@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from bot.app import App, build_app
 from bot.config import Settings, load_settings
+from dal.redis.connection import client as redis_client
 from services.aksis import AksisClient
 from tests.fakes.aksis_server import FakeAksis
 from tests.fakes.telegram_server import FakeTelegram, FakeUser
@@ -37,7 +37,7 @@ async def reset_database(dsn: str) -> None:
 
 
 async def flush_redis(url: str) -> None:
-    client = aioredis.Redis.from_url(url)
+    client = redis_client(url)
     try:
         await client.flushdb()
     finally:

@@ -11,10 +11,10 @@ from uuid import UUID
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 from bot.status import StatusBoard
 from dal.models import FailReason, RecordSource, Role, User
+from dal.redis.connection import client as redis_client
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, Running, reply, running_bot
 
@@ -137,7 +137,7 @@ async def test_a_class_from_login_to_end_session(
 
     # The password is nowhere: not in the logs, the Redis keyspace or any PostgreSQL table.
     assert PASSWORD not in caplog.text
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    client = redis_client(redis_url, decode_responses=True)
     try:
         async for key in client.scan_iter(count=500):
             dump = await client.dump(key)

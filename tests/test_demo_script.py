@@ -18,7 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
+
+from dal.redis.connection import client as redis_client
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "demo.py"
@@ -109,7 +110,7 @@ async def test_the_demo_plays_a_class_and_prints_the_sheet_from_postgres() -> No
         await stale.execute("CREATE TABLE users (leftover int)")
     finally:
         await stale.close()
-    redis = aioredis.Redis.from_url(_with_path(BASE_REDIS_URL, f"/{TEST_REDIS_DB}"))
+    redis = redis_client(_with_path(BASE_REDIS_URL, f"/{TEST_REDIS_DB}"))
     try:
         await redis.set("attendances:teacher:leftover", "x")
 

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 from dal.models import Attendance, AttendanceRecord, ScheduleEntry
 from dal.pg import Postgres
+from dal.redis.connection import client as redis_client
 from dal.redis.stores import RedisStores
 from services.purge import Purger
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
@@ -63,7 +63,7 @@ async def test_privacy_notice_in_both_languages_and_in_the_menu(
 
 async def _everything_in_redis(url: str) -> dict[str, str]:
     """Every key with its value rendered as text (all types the bot writes)."""
-    raw = aioredis.Redis.from_url(url, decode_responses=True)
+    raw = redis_client(url, decode_responses=True)
     found: dict[str, str] = {}
     try:
         async for key in raw.scan_iter(match="*"):
@@ -122,7 +122,7 @@ async def test_logout_leaves_no_personal_data_in_redis_or_the_schedule(
             }
             # The shared flood budget's per-chat pacing slot (bot/flood.py) names the chat and
             # lives for a few seconds after the last message to it: allowed, if it is that.
-            raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
+            raw = redis_client(redis_url, decode_responses=True)
             try:
                 for key in [k for k in left if k.startswith("flood:")]:
                     assert 0 < await raw.pttl(key) <= 5000, key

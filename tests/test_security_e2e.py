@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from bot.secrets import Sealer
+from dal.redis.connection import client as redis_client
 from dal.redis.keys import records as records_key
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.fakes.telegram_server import FakeUser
@@ -52,7 +52,7 @@ async def _deleted(bot: Running, user: FakeUser, message: dict[str, Any]) -> Non
 
 async def _expire_conversation(redis_url: str, user: FakeUser) -> None:
     """What 15 idle minutes do: the conversation state and data expire in Redis."""
-    raw = aioredis.Redis.from_url(redis_url)
+    raw = redis_client(redis_url)
     try:
         async for key in raw.scan_iter(match=f"fsm:*:{user.id}:*"):
             await raw.delete(key)
@@ -139,7 +139,7 @@ async def test_a_six_digit_password_after_the_login_expired_is_no_check_in(
     sent = await student.send(code)
     assert "Login timed out" in _text(await reply(student))
     await _deleted(bot, student, sent)
-    raw = aioredis.Redis.from_url(redis_url)
+    raw = redis_client(redis_url)
     try:
         (session_id,) = [k async for k in raw.scan_iter(match="attendances:{*}")]
         aid = session_id.decode().split("{")[1].rstrip("}")

@@ -10,8 +10,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
+from dal.redis.connection import client as redis_client
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, Running, reply, running_bot
 
@@ -181,7 +181,7 @@ async def test_level_2_location_decides_each_check_in(bot: Running, redis_url: s
     await stale.send_location(*ANCHOR, age_seconds=120)
     assert "not sent just now" in _text(await reply(stale))
     # The silent student never sends one: once the wait is over, a late location is refused.
-    raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    raw = redis_client(redis_url, decode_responses=True)
     try:
         assert await raw.expire(f"checkin:location:{silent.id}", 1)
         await asyncio.sleep(1.2)
@@ -289,7 +289,7 @@ async def test_level_3_codes_rotate_previous_accepted_older_expired(
         # Two rotations back: expired, and not counted as a wrong code.
         await b.send(code0)
         assert "expired: use the one on the screen now" in _text(await reply(b))
-        raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        raw = redis_client(redis_url, decode_responses=True)
         try:
             assert await raw.get(f"throttle:checkin:{b.id}") is None
             await b.send(code2)

@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 import redis.exceptions
 
+from dal.redis.connection import client as redis_client
 from tests.fakes.old_servers import OldRedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ async def _pg_facts(dsn: str) -> tuple[object, bool, str]:
 
 
 async def _redis_pid(url: str) -> int:
-    client = aioredis.Redis.from_url(url)
+    client = redis_client(url)
     try:
         assert await client.ping() is True
         info = await client.info("server")
@@ -184,7 +184,7 @@ async def test_a_configured_redis_older_than_supported_is_replaced_by_the_embedd
     assert "version 6.0.16 is older than 6.2" in result.stderr
     _, redis_url = _sourced(result.stdout, tmp_path)
     assert redis_url != old_url
-    client = aioredis.Redis.from_url(redis_url)
+    client = redis_client(redis_url)
     try:
         version = (await client.info("server"))["redis_version"]
     finally:

@@ -15,11 +15,11 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from bot.app import App
 from bot.web import build_web
+from dal.redis.connection import client as redis_client
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, Running, reply, running_bot
 from tests.throwaway import ThrowawayPostgres, ThrowawayRedis
@@ -94,7 +94,7 @@ async def test_redis_restart_during_an_open_session(
             assert (await reply(third)).get("text") == t("error.unavailable", locale="tr")
 
             await server.start()
-            raw = aioredis.Redis.from_url(server.url, decode_responses=True)
+            raw = redis_client(server.url, decode_responses=True)
             try:
                 records = [k async for k in raw.scan_iter(match="attendance_records:*")]
                 assert len(records) == 1

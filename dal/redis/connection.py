@@ -30,7 +30,15 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
 )
 
-__all__ = ["blocking_pool"]
+__all__ = ["RESP_PROTOCOL", "blocking_pool", "client"]
+
+# The Redis protocol every connection of the project speaks, chosen here rather than by the
+# library: redis-py 8.2 started trying RESP3 first (HELLO 3) and, against a server without
+# HELLO, logged a warning before falling back, which changed the bot's start-up output. The
+# project reads plain replies (strings, lists, hashes flattened by redis-py) and uses no RESP3
+# push or attribute type (no client-side caching), so RESP2 is what it speaks on every server
+# from the embedded 6.2 up, and no HELLO is ever sent.
+RESP_PROTOCOL = 2
 
 
 class CancelSafe(AbstractConnection):
@@ -68,7 +76,10 @@ _BY_SCHEME: dict[str, type[AbstractConnection]] = {
 
 def blocking_pool(url: str, **options: Any) -> aioredis.BlockingConnectionPool:
     """A `BlockingConnectionPool` for `url` (redis://, rediss:// or unix://) whose connections
-    are `CancelSafe`; `options` as for `BlockingConnectionPool.from_url`."""
+    are `CancelSafe` and speak `RESP_PROTOCOL`; `options` as for
+    `BlockingConnectionPool.from_url`."""
+    if options.setdefault("protocol", RESP_PROTOCOL) != RESP_PROTOCOL:
+        raise ValueError(f"the project speaks RESP{RESP_PROTOCOL} only")
     scheme = urlsplit(url).scheme
     connection_class = _BY_SCHEME.get(scheme)
     if connection_class is None:
@@ -76,3 +87,9 @@ def blocking_pool(url: str, **options: Any) -> aioredis.BlockingConnectionPool:
     return aioredis.BlockingConnectionPool.from_url(
         url, connection_class=connection_class, **options
     )
+
+
+def client(url: str, **options: Any) -> aioredis.Redis:
+    """A client that owns its own `blocking_pool` (closing it disconnects the pool): for
+    scripts, tools and tests that need one connection or a few."""
+    return aioredis.Redis.from_pool(blocking_pool(url, **options))

@@ -15,7 +15,6 @@ from typing import Final, Self
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dal.errors import RedisUnavailable, UnsupportedServer
@@ -97,14 +96,6 @@ class RedisStores:
             await self._redis.ping()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise RedisUnavailable.unreachable(self._url, exc) from exc
-        except ResponseError as exc:
-            # redis-py opens every connection with HELLO (RESP3), which Redis added in 6.0.
-            if "HELLO" in str(exc).upper():
-                oldest = ".".join(str(part) for part in MIN_REDIS_VERSION)
-                raise UnsupportedServer(
-                    server="Redis", url=self._url, found="older than 6.0", oldest=oldest
-                ) from None
-            raise
 
     async def require_supported_version(self) -> str:
         """The server's version; `UnsupportedServer` when older than MIN_REDIS_VERSION."""

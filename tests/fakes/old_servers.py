@@ -112,11 +112,13 @@ class OldRedisServer(_Server):
         super().__init__()
         self._version = version
         self._has_hello = tuple(int(p) for p in version.split(".")[:1]) >= (6,)
+        self.commands: list[str] = []  # every command name received, in order
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
             command = await self._read_command(reader)
             name = command[0].upper() if command else ""
+            self.commands.append(name)
             if name == "PING":
                 reply = b"+PONG\r\n"
             elif name == "INFO":
