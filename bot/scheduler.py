@@ -123,10 +123,10 @@ class ScheduledJobs:
         with job_context(name):
             started = time.perf_counter()
             result, outcome = await self._locked(name, ttl_seconds, run)
+            seconds = time.perf_counter() - started
+            log.debug("%s tick %s in %.3f s: %s", name, outcome, seconds, result)
             if self._metrics is not None:
-                ran = outcome != "skipped"
-                seconds = time.perf_counter() - started if ran else None
-                self._metrics.job_ran(name, outcome, seconds)
+                self._metrics.job_ran(name, outcome, seconds if outcome != "skipped" else None)
             return result
 
     async def _locked(

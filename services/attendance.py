@@ -593,6 +593,9 @@ class AttendanceService:
             and await loader(telegram_id) is not None
         ):
             result = await self._check_in(telegram_id, code)
+        # The outcome, in the update's log context (update id, sender's pseudonym): what an
+        # operator reads first when a student says "the bot did not take my code".
+        log.debug("check-in: %s", result.status.name)
         return result
 
     async def _check_in(self, telegram_id: int, code: str) -> CheckInResult:
