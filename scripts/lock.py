@@ -6,10 +6,10 @@
 
 One universal resolution (`uv pip compile --universal`) serves every supported Python (3.11 to
 3.13) on every platform, each pin with the sha256 of every file PyPI has for it, installed with
-`pip install --require-hashes`. dev.txt is resolved under runtime.txt as a constraint, so the
-image and the tests run the same versions; it adds the test, servers and lock extras and the
-build backend (`pip install --no-build-isolation -e .` builds the project with the locked
-setuptools). uv keeps the pins a file already has while they still satisfy pyproject.toml:
+`pip install --require-hashes`. Both hold the build backend: the project itself is installed
+with `pip install --no-deps --no-build-isolation`, built by the locked setuptools (the image
+removes it afterwards). dev.txt is resolved under runtime.txt as a constraint, so the image and
+the tests run the same versions; it adds the test, servers and lock extras. uv keeps the pins a file already has while they still satisfy pyproject.toml:
 re-locking after a small edit moves only what the edit asks for. `uv pip compile --upgrade`
 (run by hand with these options) moves everything.
 
@@ -100,7 +100,8 @@ def problems(
     digest = inputs_digest(pyproject)
     project = pyproject.get("project", {})
     runtime_reqs = list(project.get("dependencies", []))
-    dev_reqs = runtime_reqs + list(pyproject.get("build-system", {}).get("requires", []))
+    runtime_reqs += pyproject.get("build-system", {}).get("requires", [])
+    dev_reqs = list(runtime_reqs)
     for extra in EXTRAS:
         dev_reqs += project.get("optional-dependencies", {}).get(extra, [])
     found: list[str] = []
@@ -174,7 +175,7 @@ def lock() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         build_in = Path(scratch) / "build.in"
         build_in.write_text("".join(f"{req}\n" for req in build))
-        _compile(uv, RUNTIME, [], ["pyproject.toml"])
+        _compile(uv, RUNTIME, [], ["pyproject.toml", str(build_in)])
         extras = [arg for extra in EXTRAS for arg in ("--extra", extra)]
         runtime_body = RUNTIME.with_name(RUNTIME.name + ".body")
         _compile(
@@ -184,7 +185,7 @@ def lock() -> None:
             ["pyproject.toml", str(build_in)],
         )
     for output, what in (
-        (RUNTIME, "The image's install: pyproject.toml's dependencies, every Python >= 3.11."),
+        (RUNTIME, "The image's install: pyproject.toml's dependencies + the build backend."),
         (DEV, "`make`'s install: runtime.txt + extras test, servers, lock + the build backend."),
     ):
         body = output.with_name(output.name + ".body")
