@@ -9,9 +9,11 @@ One universal resolution (`uv pip compile --universal`) serves every supported P
 `pip install --require-hashes`. Both hold the build backend: the project itself is installed
 with `pip install --no-deps --no-build-isolation`, built by the locked setuptools (the image
 removes it afterwards). dev.txt is resolved under runtime.txt as a constraint, so the image and
-the tests run the same versions; it adds the test, servers and lock extras. uv keeps the pins a file already has while they still satisfy pyproject.toml:
-re-locking after a small edit moves only what the edit asks for. `uv pip compile --upgrade`
-(run by hand with these options) moves everything.
+the tests run the same versions; it adds the test, servers and lock extras.
+
+uv keeps the pins a file already has while they still satisfy pyproject.toml: re-locking after
+a small edit moves only what the edit asks for. To move everything, delete both files and run
+`make lock`.
 
 Each file records a digest of what it was resolved from (pyproject.toml's requires-python,
 dependencies, extras and build requirements); `--check` compares it, and checks that every pin
