@@ -69,9 +69,10 @@ test-embedded: $(STAMP)
 	set -a; . ./$(RUN)/embedded.env; set +a; $(PYTEST) -m "stores and not slow"
 	set -a; . ./$(RUN)/embedded.env; set +a; $(PY) -m pytest -m demo
 
-# Resolve pyproject.toml again (PyPI) into requirements/*.txt, keeping pins that still fit.
+# Resolve pyproject.toml again (PyPI) into requirements/*.txt, keeping pins that still fit;
+# `make lock UPGRADE=1` moves every pin to the newest release that fits.
 lock: $(STAMP)
-	$(PY) scripts/lock.py
+	$(PY) scripts/lock.py $(if $(UPGRADE),--upgrade)
 
 demo: services
 	set -a; . ./$(RUN)/services.env; set +a; $(PY) scripts/demo.py

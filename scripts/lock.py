@@ -12,8 +12,8 @@ removes it afterwards). dev.txt is resolved under runtime.txt as a constraint, s
 the tests run the same versions; it adds the test, servers and lock extras.
 
 uv keeps the pins a file already has while they still satisfy pyproject.toml: re-locking after
-a small edit moves only what the edit asks for. To move everything, delete both files and run
-`make lock`.
+a small edit moves only what the edit asks for. `make lock UPGRADE=1` (`--upgrade`) moves every
+pin to the newest release that fits.
 
 Each file records a digest of what it was resolved from (pyproject.toml's requires-python,
 dependencies, extras and build requirements); `--check` compares it, and checks that every pin
@@ -163,7 +163,7 @@ def _compile(uv: str, output: Path, extra_args: list[str], inputs: list[str]) ->
         raise LockError(f"uv pip compile failed: {message}")
 
 
-def lock() -> None:
+def lock(*, upgrade: bool = False) -> None:
     uv = _uv()
     uv_version = (
         subprocess.run([uv, "--version"], capture_output=True, text=True, check=True)
@@ -173,17 +173,18 @@ def lock() -> None:
     pyproject = _pyproject()
     digest = inputs_digest(pyproject)
     build = pyproject.get("build-system", {}).get("requires", [])
+    upgrading = ["--upgrade"] if upgrade else []
     RUNTIME.parent.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         build_in = Path(scratch) / "build.in"
         build_in.write_text("".join(f"{req}\n" for req in build))
-        _compile(uv, RUNTIME, [], ["pyproject.toml", str(build_in)])
+        _compile(uv, RUNTIME, upgrading, ["pyproject.toml", str(build_in)])
         extras = [arg for extra in EXTRAS for arg in ("--extra", extra)]
         runtime_body = RUNTIME.with_name(RUNTIME.name + ".body")
         _compile(
             uv,
             DEV,
-            [*extras, "--constraints", str(runtime_body)],
+            [*upgrading, *extras, "--constraints", str(runtime_body)],
             ["pyproject.toml", str(build_in)],
         )
     for output, what in (
@@ -203,6 +204,7 @@ def lock() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--check", action="store_true", help="offline: are the files current?")
+    parser.add_argument("--upgrade", action="store_true", help="newest releases that fit")
     parser.add_argument("--pyproject", type=Path, default=PYPROJECT, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"lock: {'; '.join(found)}: run `make lock`", file=sys.stderr)
                 return 1
             return 0
-        lock()
+        lock(upgrade=args.upgrade)
     except LockError as exc:
         print(f"lock: {exc}", file=sys.stderr)
         return 1
