@@ -24,6 +24,8 @@ DEVELOPMENT_KEYS: frozenset[str] = frozenset(
 MIN_KEY_LENGTH = 32
 # Telegram's alphabet for the webhook secret token (1-256 characters); at least 32 here.
 _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{32,256}")
+# What LOG_LEVEL accepts (any case): the logging module's level names.
+LOG_LEVELS: tuple[str, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 KEY_RECIPE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
@@ -158,6 +160,30 @@ class Settings(BaseSettings):
         if urlsplit(value).scheme not in {"http", "https"}:
             raise ValueError("must be an http(s):// URL")
         return value
+
+    @field_validator("webhook_url", "public_url")
+    @classmethod
+    def _optional_http_url(cls, value: str | None) -> str | None:
+        """Telegram posts to WEBHOOK_URL and students open PUBLIC_URL links: both need a scheme
+        and a host, or start-up would fail later (or links would lead nowhere)."""
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value.strip())
+            host = parts.hostname
+            _ = parts.port  # raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"must be an http(s):// URL ({exc})") from None
+        if parts.scheme not in {"http", "https"} or not host:
+            raise ValueError("must be an http(s):// URL with a host, e.g. https://attn.example")
+        return value.strip()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_log_level(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().upper() in LOG_LEVELS:
+            return value.strip().upper()
+        raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
 
     @model_validator(mode="after")
     def _safe_for_production(self) -> Self:

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import html
 import math
+import re
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -24,6 +25,7 @@ from dal.models import AttendanceRedis
 
 POLL_MS = 1000
 _MAC_BYTES = 16  # 128 bits
+_TOKEN_SHAPE = re.compile(rf"[0-9a-f]{{{32 + 2 * _MAC_BYTES}}}", re.ASCII)
 
 
 def _mac(secret: str, attendance_id: UUID) -> str:
@@ -36,14 +38,16 @@ def projector_token(secret: str, attendance_id: UUID) -> str:
 
 
 def verify_token(secret: str, token: str) -> UUID | None:
-    """The session id a token names, or None when it is not one of ours."""
-    if len(token) != 32 + 2 * _MAC_BYTES:
+    """The session id a token names, or None when it is not one of ours.
+
+    The shape is checked first (ASCII lower-case hex only: `UUID()` also takes other Unicode
+    digits, and comparing a non-ASCII `str` raises), then the MAC compared as bytes.
+    """
+    if not _TOKEN_SHAPE.fullmatch(token):
         return None
-    try:
-        attendance_id = UUID(hex=token[:32])
-    except ValueError:
-        return None
-    if not hmac.compare_digest(token[32:], _mac(secret, attendance_id)):
+    attendance_id = UUID(hex=token[:32])
+    given = token[32:].encode("ascii")
+    if not hmac.compare_digest(given, _mac(secret, attendance_id).encode("ascii")):
         return None
     return attendance_id
 

