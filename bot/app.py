@@ -200,11 +200,13 @@ async def build_app(
     clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[App]:
     """Open the pools, build services and the Dispatcher; close everything on exit."""
-    # Both servers are checked (reachable, supported version) before the schema migrates.
+    # Both servers are checked (reachable, supported version, Redis never evicting) before the
+    # schema migrates.
     redis = RedisStores.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
     try:
         await redis.ping()
         await redis.require_supported_version()
+        await redis.require_noeviction(assume_noeviction=settings.redis_assume_noeviction)
         pg = await Postgres.connect(settings.database_url)
     except BaseException:
         await redis.close()

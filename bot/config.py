@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/attn"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = Field(default=64, ge=1)
+    # Start-up refuses a Redis whose maxmemory-policy is not noeviction. Where the provider
+    # disables CONFIG the policy cannot be read: true says it was checked in their console.
+    redis_assume_noeviction: bool = False
 
     aksis_mode: Literal["live", "demo"] = "live"
     aksis_login_url: str = "https://aksis.istanbul.edu.tr/Account/LogOn?ReturnUrl=%2f"
