@@ -244,6 +244,7 @@ async def build_app(
             max_failures_per_username=settings.login_max_failures_per_username,
             failure_window_seconds=settings.login_failure_window_seconds,
             portal_logins_per_minute=settings.aksis_logins_per_minute,
+            signons_per_hour=settings.login_signons_per_hour,
             tz=tz,
         )
         bot.session.middleware(

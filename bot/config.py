@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_username: int = Field(default=20, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
+    # Portal sign-ons per hour, whatever their outcome, per Telegram account and per user name:
+    # neither a success nor /logout resets it.
+    login_signons_per_hour: int = Field(default=10, ge=1)
     # Portal sign-ons per minute over every user and replica; beyond it a login is asked to
     # wait (the portal is never hammered through this bot).
     aksis_logins_per_minute: int = Field(default=60, ge=1)
