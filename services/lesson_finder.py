@@ -70,6 +70,13 @@ class Lesson:
 class ParsedSchedule:
     lessons: list[Lesson]
     skipped: int  # malformed entries left out
+    entries: int = 0  # entries in the answer, malformed ones included
+
+    @property
+    def mostly_malformed(self) -> bool:
+        """More than half of the answer's entries could not be read: the portal changed its
+        format, rather than sending a stray bad row."""
+        return self.skipped * 2 > self.entries
 
 
 def parse_ms_date(value: str, tz: ZoneInfo) -> datetime:
@@ -163,7 +170,9 @@ def parse_schedule(data: Any, tz: ZoneInfo) -> ParsedSchedule:
             lessons.add(_lesson_from_entry(entry, tz))
         except ValueError:
             skipped += 1
-    return ParsedSchedule(lessons=sorted(lessons, key=_order), skipped=skipped)
+    return ParsedSchedule(
+        lessons=sorted(lessons, key=_order), skipped=skipped, entries=len(entries)
+    )
 
 
 def lessons_on_day(lessons: Iterable[Lesson], day: date, tz: ZoneInfo) -> list[Lesson]:
