@@ -124,6 +124,7 @@ async def login_password(
     username = sealer.unseal(sealed) if isinstance(sealed, str) else None
     assert message.from_user is not None
     if username is None:  # the step expired: the "login expired" window goes on
+        await accounts.login_step_expired(telegram_id=message.from_user.id)
         return message.answer(t("login.expired"))
     await accounts.credential_answered(telegram_id=message.from_user.id)
     # Awaited, not returned: the result replaces this message, which needs its id.

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 # treated as a late credential: deleted, and answered "login timed out".
 LOGIN_STEP_SECONDS = 600
 LOGIN_EXPIRED_WINDOW_SECONDS = 600
+# The prompt mark's step once a login step has timed out: only this mark outlives the end of
+# the conversation (`login_conversation_ended`).
+EXPIRED_STEP = "expired"
 # The window of the per-account ceiling on portal sign-ons (LOGIN_SIGNONS_PER_HOUR).
 SIGNON_WINDOW_SECONDS = 3600
 PORTAL_LOGINS_KEY = keys.throttle("portal", "logins")
@@ -170,9 +173,30 @@ class AccountService:
     async def credential_answered(self, *, telegram_id: int) -> None:
         await self._user_store.clear_login_prompt(telegram_id=telegram_id)
 
+    async def login_step_expired(self, *, telegram_id: int) -> None:
+        """A credential arrived after its step had timed out: for the "login expired" window,
+        plain text from the account may still be a credential (the one way a conversation
+        ends and the mark stays)."""
+        await self._user_store.set_login_prompt(
+            telegram_id=telegram_id, step=EXPIRED_STEP, ttl_seconds=LOGIN_EXPIRED_WINDOW_SECONDS
+        )
+
+    async def login_conversation_ended(self, *, telegram_id: int) -> None:
+        """The /login conversation ended by any route but a timeout (/cancel, the password
+        answered, a command that leaves or replaces the conversation): no credential is
+        expected any more. Called by the FSM middleware (bot/fsm.py) whenever the state
+        leaves the login states."""
+        await self._user_store.clear_login_prompt(telegram_id=telegram_id, keep_step=EXPIRED_STEP)
+
     async def awaits_credential(self, *, telegram_id: int) -> bool:
         """True while the bot's last question to this account was for a credential."""
         return await self._user_store.get_login_prompt(telegram_id=telegram_id) is not None
+
+    async def code_may_be_credential(self, *, telegram_id: int) -> bool:
+        """A six-digit text from an account outside any conversation, whose credential prompt
+        mark is set: it may be a late password, unless the account is linked (then it is a
+        class code: a linked student's check-in is never swallowed by an abandoned /login)."""
+        return not await self._user_store.is_linked(telegram_id=telegram_id)
 
     # --- deliverability ------------------------------------------------------------------
 
