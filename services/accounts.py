@@ -255,14 +255,18 @@ class AccountService:
         previous = await self._accounts.link_telegram(
             user=user, telegram_id=telegram_id, language=language
         )
-        term_before = await self._schedules.get_current_term()
+        now = self._clock()
+        term_before = await self._schedules.get_current_term(now=now)
         await self._schedules.replace_schedule(
             school_number=user.user_school_number,
             entries=[
                 lesson_to_entry(user.user_school_number, x, result.term) for x in result.lessons
             ],
         )
-        if result.term is not None and (term_before is None or result.term > term_before):
+        # A new term has begun when a schedule of it has a lesson already started: a page of
+        # next term read before it begins asks nobody (the first login after it begins does).
+        begun = any(x.start <= now for x in result.lessons)
+        if result.term is not None and begun and (term_before is None or result.term > term_before):
             await self._ask_stale_users_to_login(result.term)
         linked = await self._accounts.get_linked_user(telegram_id=telegram_id)
         session = UserSessionRedis(

@@ -54,6 +54,9 @@ class Lesson:
     course_name: str
     teachers: str  # the portal's `Hocalar`, as shown
     teacher_keys: tuple[str, ...]  # services.text.person_key of each teacher
+    # The term of the schedule it came from ("YYYY-D"); None: unknown, or not read yet (the
+    # portal names the term of a whole answer, not of each entry).
+    term: str | None = None
 
     @property
     def title(self) -> str:
