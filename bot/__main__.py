@@ -15,7 +15,12 @@ from bot.app import SHUTDOWN_GRACE_SECONDS, build_app
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import setup_logging
 from bot.web import build_web
-from dal.errors import DatabaseUnavailable, RedisUnavailable, UnsupportedServer
+from dal.errors import (
+    DatabaseUnavailable,
+    RedisUnavailable,
+    UnsafeRedisPolicy,
+    UnsupportedServer,
+)
 
 log = logging.getLogger("bot")
 
@@ -71,7 +76,7 @@ def main() -> int:
     setup_logging(settings)
     try:
         asyncio.run(run(settings))
-    except (DatabaseUnavailable, RedisUnavailable, UnsupportedServer) as exc:
+    except (DatabaseUnavailable, RedisUnavailable, UnsupportedServer, UnsafeRedisPolicy) as exc:
         sys.stderr.write(f"attn: {exc}\n")
         return 1
     except KeyboardInterrupt:

@@ -200,11 +200,13 @@ async def build_app(
     clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[App]:
     """Open the pools, build services and the Dispatcher; close everything on exit."""
-    # Both servers are checked (reachable, supported version) before the schema migrates.
+    # Both servers are checked (reachable, supported version, Redis never evicting) before the
+    # schema migrates.
     redis = RedisStores.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
     try:
         await redis.ping()
         await redis.require_supported_version()
+        await redis.require_noeviction(assume_noeviction=settings.redis_assume_noeviction)
         pg = await Postgres.connect(settings.database_url)
     except BaseException:
         await redis.close()
@@ -242,6 +244,7 @@ async def build_app(
             max_failures_per_username=settings.login_max_failures_per_username,
             failure_window_seconds=settings.login_failure_window_seconds,
             portal_logins_per_minute=settings.aksis_logins_per_minute,
+            signons_per_hour=settings.login_signons_per_hour,
             tz=tz,
         )
         bot.session.middleware(

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/attn"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_max_connections: int = Field(default=64, ge=1)
+    # Start-up refuses a Redis whose maxmemory-policy is not noeviction. Where the provider
+    # disables CONFIG the policy cannot be read: true says it was checked in their console.
+    redis_assume_noeviction: bool = False
 
     aksis_mode: Literal["live", "demo"] = "live"
     aksis_login_url: str = "https://aksis.istanbul.edu.tr/Account/LogOn?ReturnUrl=%2f"
@@ -64,6 +67,9 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_username: int = Field(default=20, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
+    # Portal sign-ons per hour, whatever their outcome, per Telegram account and per user name:
+    # neither a success nor /logout resets it.
+    login_signons_per_hour: int = Field(default=10, ge=1)
     # Portal sign-ons per minute over every user and replica; beyond it a login is asked to
     # wait (the portal is never hammered through this bot).
     aksis_logins_per_minute: int = Field(default=60, ge=1)

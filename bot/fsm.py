@@ -10,7 +10,13 @@ credential (`dal.redis.keys.login_prompt`): a six-digit password typed after the
 step expired must be deleted, never taken as a check-in. The answer reaches the handlers' filters
 as `login_prompt` (handlers.login.expects_credential). And whether the user is marked
 undeliverable (`undeliverable`, for bot.middlewares.HeardFromMiddleware), so that the check-in
-path pays no extra round trip for either.
+path pays no extra round trip for either. A mark on a linked account (a /login abandoned until
+it timed out) does not stop its codes: one EXISTS, paid only when the mark is there.
+
+And it owns the end of the mark: whenever a handler leaves the /login states by any route (the
+password answered, /cancel, /logout, a deep link or another command that clears or replaces
+the conversation), the mark is cleared (`AccountService.login_conversation_ended`); only a
+timeout leaves it, for the "login expired" window.
 """
 
 from __future__ import annotations
@@ -19,12 +25,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiogram import Bot
+from aiogram.fsm.context import FSMContext
 from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import TelegramObject, Update
 
 from dal.redis import keys
+from services.accounts import AccountService
 from services.text import is_code
+from ui.states import login_states
+
+_LOGIN_STATES = frozenset(login_states())
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
 def _is_plain_code(event: TelegramObject) -> bool:
@@ -47,9 +60,34 @@ class CodeAwareFSMMiddleware(FSMContextMiddleware):
                 raw_state, prompt, blocked = await self.storage.redis.mget(
                     state_key, keys.login_prompt(user_id), keys.undeliverable(user_id)
                 )
-                data["login_prompt"] = prompt is not None
+                asked = prompt is not None
+                accounts = data.get("accounts")
+                if asked and raw_state is None and isinstance(accounts, AccountService):
+                    asked = await accounts.code_may_be_credential(telegram_id=user_id)
+                data["login_prompt"] = asked
                 data["undeliverable"] = blocked is not None
                 if raw_state is None:
                     data.update(fsm_storage=self.storage, state=context, raw_state=None)
                     return await handler(event, data)
-        return await super().__call__(handler, event, data)
+        return await super().__call__(_ending_login(handler), event, data)
+
+
+def _ending_login(handler: Handler) -> Handler:
+    """`handler`, then: if it took the user out of the /login states, the credential prompt
+    mark goes too. Costs one state read, and only for updates that arrive mid-login."""
+
+    async def run(event: TelegramObject, data: dict[str, Any]) -> Any:
+        before = data.get("raw_state")
+        result = await handler(event, data)
+        state, accounts = data.get("state"), data.get("accounts")
+        if (
+            before in _LOGIN_STATES
+            and isinstance(state, FSMContext)
+            and isinstance(accounts, AccountService)
+            and await state.get_state() not in _LOGIN_STATES
+            and state.key.user_id is not None
+        ):
+            await accounts.login_conversation_ended(telegram_id=state.key.user_id)
+        return result
+
+    return run

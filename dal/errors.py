@@ -14,6 +14,7 @@ __all__ = [
     "DatabaseUnavailable",
     "NotFound",
     "RedisUnavailable",
+    "UnsafeRedisPolicy",
     "UnsupportedServer",
     "mask_url",
 ]
@@ -100,6 +101,16 @@ class UnsupportedServer(DalError):
         )
         self.found = found
         self.oldest = oldest
+
+
+class UnsafeRedisPolicy(DalError):
+    """Redis may evict keys (its `maxmemory-policy` is not `noeviction`), or will not say.
+
+    Live sessions, their records, `attendances:due` and the outbox have no expiry: an
+    `allkeys-*` policy drops an idle session's check-ins (the finalizer then writes everyone
+    absent), a `volatile-*` one the throttles and login marks. The message is one line naming
+    the setting.
+    """
 
 
 def _one_line(reason: object, url: str) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from aiogram import F, Router
-from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.filters import CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 
 from handlers.access import MemberGate
 from handlers.deps import Metrics, StatusBoard
+from handlers.filters import on_command, on_start
 from handlers.replies import Reply
 from handlers.student import reply_check_in
 from services.accounts import AccountService
@@ -20,7 +21,7 @@ router = Router(name="account")
 router.message.middleware(MemberGate())
 
 
-@router.message(CommandStart(deep_link=True, magic=F.args.regexp(r"^ci_\d{6}$")))
+@router.message(on_start(deep_link=True, magic=F.args.regexp(r"^ci_\d{6}$")))
 async def start_check_in(
     message: Message,
     command: CommandObject,
@@ -35,7 +36,7 @@ async def start_check_in(
     return await reply_check_in(message, code, attendance=attendance, board=board, metrics=metrics)
 
 
-@router.message(Command("me"))
+@router.message(on_command("me"))
 async def me(message: Message, user: Member) -> Reply:
     return message.answer(
         t(
@@ -48,7 +49,7 @@ async def me(message: Message, user: Member) -> Reply:
     )
 
 
-@router.message(Command("reminders"))
+@router.message(on_command("reminders"))
 async def reminders(message: Message, user: Member, accounts: AccountService) -> Reply:
     updated = await accounts.set_reminders(member=user, enabled=not user.reminders_enabled)
     return message.answer(t("reminders.now", state=t("on" if updated.reminders_enabled else "off")))

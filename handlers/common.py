@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from aiogram import Router
-from aiogram.filters import Command, CommandStart
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 
-from handlers.filters import has_text, too_long
+from handlers.filters import has_text, on_command, on_start, too_long
 from handlers.replies import Reply
 from services.members import Member
 from ui.i18n import t
@@ -22,19 +21,19 @@ def _help_key(user: Member | None) -> str:
     return "help.teacher" if user.is_teacher else "help.student"
 
 
-@router.message(CommandStart())
+@router.message(on_start())
 async def start(message: Message, user: Member | None) -> Reply:
     if user is None:
         return message.answer(t("start.unlinked"))
     return message.answer(t("start.linked", name=user.full_name, role=t(f"role.{user.role}")))
 
 
-@router.message(Command("help"))
+@router.message(on_command("help"))
 async def help_(message: Message, user: Member | None) -> Reply:
     return message.answer(t(_help_key(user)))
 
 
-@router.message(Command("cancel"))
+@router.message(on_command("cancel"))
 async def cancel(message: Message, state: FSMContext) -> Reply:
     if await state.get_state() is None:
         return message.answer(t("cancel.nothing"))

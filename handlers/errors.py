@@ -15,6 +15,7 @@ from aiogram.types import ErrorEvent
 
 from dal.errors import DatabaseUnavailable, RedisUnavailable
 from handlers.deps import Metrics
+from handlers.login import forget_quietly, may_carry_credential
 from services.errors import (
     AlreadyOnList,
     InvalidInput,
@@ -86,6 +87,11 @@ async def unavailable(event: ErrorEvent, bot: Bot, metrics: Metrics | None = Non
     log.error(
         "storage unavailable while handling update %s: %s", event.update.update_id, event.exception
     )
+    # Without the store the conversation state is unknown: this may be `/login USERNAME` or a
+    # password, so it goes before the answer (issue 23, item 5c).
+    message = event.update.message
+    if message is not None and may_carry_credential(message):
+        await forget_quietly(bot, message)
     await _tell(event, bot, "error.unavailable")
 
 

@@ -7,7 +7,9 @@ are the same checks as `async def`, run in the event loop.
 
 from __future__ import annotations
 
+from aiogram.filters import Command, CommandStart
 from aiogram.types import CallbackQuery, Message
+from magic_filter import MagicFilter
 
 from services.text import is_code
 
@@ -47,3 +49,18 @@ async def too_long(message: Message) -> bool:
 
 async def command_text(message: Message) -> bool:
     return message.text is not None and message.text.startswith("/")
+
+
+# Commands are case-insensitive everywhere: a phone that capitalises the first word turns
+# `/login 12345678901` into `/Login 12345678901`, which must still be read (and deleted) as the
+# command. Every handler builds its command filters here; tests/test_credentials_in_chat.py checks.
+
+
+def on_command(*names: str, magic: MagicFilter | None = None) -> Command:
+    """aiogram's `Command`, ignoring case."""
+    return Command(*names, ignore_case=True, magic=magic)
+
+
+def on_start(*, deep_link: bool = False, magic: MagicFilter | None = None) -> CommandStart:
+    """aiogram's `CommandStart`, ignoring case."""
+    return CommandStart(deep_link=deep_link, ignore_case=True, magic=magic)

@@ -10,10 +10,10 @@ import logging
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
-from aiogram.filters import Command, CommandObject
+from aiogram.filters import CommandObject
 from aiogram.types import Message
 
-from handlers.filters import command_text, group_chat
+from handlers.filters import command_text, group_chat, on_command
 from handlers.replies import Reply
 from ui.i18n import t
 
@@ -22,7 +22,7 @@ router.message.filter(group_chat)
 log = logging.getLogger(__name__)
 
 
-@router.message(Command("login"))
+@router.message(on_command("login"))
 async def group_login(message: Message, command: CommandObject, bot: Bot) -> Reply:
     if not (command.args or "").strip():
         return message.answer(t("text.private_only"))

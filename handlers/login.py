@@ -17,14 +17,14 @@ import logging
 
 from aiogram import Bot, Router
 from aiogram.exceptions import TelegramAPIError
-from aiogram.filters import Command, CommandObject, StateFilter
+from aiogram.filters import CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
 from aiogram.methods import SendMessage
 from aiogram.types import Message
 
 from handlers.deps import Sealer
-from handlers.filters import has_text, no_text
+from handlers.filters import has_text, no_text, on_command
 from handlers.replies import Reply
 from services.accounts import AccountService
 from services.aksis import InvalidCredentials, PortalChanged, PortalUnavailable
@@ -52,6 +52,29 @@ async def _forget(bot: Bot, message: Message) -> None:
         await message.answer(t("login.delete_failed"))
 
 
+def may_carry_credential(message: Message) -> bool:
+    """Whether a message might hold a user name or password when the conversation state
+    cannot be read (a store is down): `/login ARGS` in any chat, whatever the case of the
+    command, and in a private chat any text or caption that is not a command."""
+    body = message.text if message.text is not None else message.caption
+    if not body or not body.strip():
+        return False
+    words = body.split()
+    if words[0].startswith("/"):
+        name = words[0][1:].split("@", 1)[0].casefold()
+        return name == "login" and len(words) > 1
+    return message.chat.type == "private"
+
+
+async def forget_quietly(bot: Bot, message: Message) -> None:
+    """Delete a message that may carry a credential, before an error answer; a message the
+    handler had already deleted (or that cannot be deleted) is only logged."""
+    try:
+        await bot.delete_message(chat_id=message.chat.id, message_id=message.message_id)
+    except TelegramAPIError:
+        log.info("a possible credential message in chat %s was not deleted", message.chat.id)
+
+
 def _minutes(seconds: int) -> int:
     return max(1, (seconds + 59) // 60)
 
@@ -67,7 +90,7 @@ async def _ask(
     return message.answer(text)
 
 
-@router.message(Command("login"))
+@router.message(on_command("login"))
 async def login_start(
     message: Message,
     command: CommandObject,
@@ -92,7 +115,7 @@ async def login_start(
     return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password"))
 
 
-@router.message(StateFilter(LoginForm.username), has_text, ~Command(*COMMANDS))
+@router.message(StateFilter(LoginForm.username), has_text, ~on_command(*COMMANDS))
 async def login_username(
     message: Message,
     state: FSMContext,
@@ -108,7 +131,7 @@ async def login_username(
     return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password"))
 
 
-@router.message(StateFilter(LoginForm.password), has_text, ~Command(*COMMANDS))
+@router.message(StateFilter(LoginForm.password), has_text, ~on_command(*COMMANDS))
 async def login_password(
     message: Message,
     state: FSMContext,
@@ -124,6 +147,7 @@ async def login_password(
     username = sealer.unseal(sealed) if isinstance(sealed, str) else None
     assert message.from_user is not None
     if username is None:  # the step expired: the "login expired" window goes on
+        await accounts.login_step_expired(telegram_id=message.from_user.id)
         return message.answer(t("login.expired"))
     await accounts.credential_answered(telegram_id=message.from_user.id)
     # Awaited, not returned: the result replaces this message, which needs its id.
@@ -187,11 +211,14 @@ async def expects_credential(
 
 
 @router.message(StateFilter(LoginForm.username, LoginForm.password), no_text)
-async def login_not_text(message: Message) -> Reply:
+async def login_not_text(message: Message, bot: Bot) -> Reply:
+    """Anything but text at a credential step: a caption may be the password itself, and a
+    photo a screenshot of it, so it is deleted before the answer."""
+    await _forget(bot, message)
     return message.answer(t("login.text_only"))
 
 
-@router.message(Command("logout"))
+@router.message(on_command("logout"))
 async def logout(message: Message, state: FSMContext, accounts: AccountService) -> Reply:
     await state.clear()
     assert message.from_user is not None

@@ -8,10 +8,10 @@ forgotten by the purge job after RETENTION_DAYS (services/purge.py).
 from __future__ import annotations
 
 from aiogram import Router
-from aiogram.filters import Command
 from aiogram.types import Message
 
 from handlers.deps import Settings
+from handlers.filters import on_command
 from handlers.replies import Reply
 from ui.i18n import Raw, t, tn
 
@@ -22,7 +22,7 @@ def _days(count: int) -> Raw:
     return Raw(tn("count.days", count, count=count))
 
 
-@router.message(Command("privacy"))
+@router.message(on_command("privacy"))
 async def privacy(message: Message, settings: Settings) -> Reply:
     return message.answer(
         t(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiogram import F, Router
-from aiogram.filters import Command
 from aiogram.types import (
     CallbackQuery,
     InlineKeyboardMarkup,
@@ -17,6 +16,7 @@ from dal.pg import StudentAttendanceRow
 from dal.redis.checkins import CheckInStatus
 from handlers.access import MemberGate
 from handlers.deps import AnswerQueue, Metrics, StatusBoard
+from handlers.filters import on_command
 from handlers.replies import Reply
 from services.attendance import AttendanceService
 from services.members import Member
@@ -186,7 +186,7 @@ def _status_line(row: StudentAttendanceRow, reports: ReportService) -> str:
     )
 
 
-@router.message(Command("my_attendance"))
+@router.message(on_command("my_attendance"))
 async def my_attendance(message: Message, user: Member, reports: ReportService) -> Reply:
     """One line per course (attended / held, percentage, marked below the threshold), then
     a button per course for its dated list."""

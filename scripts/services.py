@@ -816,6 +816,10 @@ def _redis_start(state_dir: Path) -> tuple[int, int]:
             "",
             "--appendonly",
             "no",
+            # The bot refuses any other policy (README "Security"); noeviction is also Redis's
+            # default, named here so that no config file can change it.
+            "--maxmemory-policy",
+            "noeviction",
             "--daemonize",
             "yes",
             "--pidfile",

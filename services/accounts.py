@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 # treated as a late credential: deleted, and answered "login timed out".
 LOGIN_STEP_SECONDS = 600
 LOGIN_EXPIRED_WINDOW_SECONDS = 600
+# The prompt mark's step once a login step has timed out: only this mark outlives the end of
+# the conversation (`login_conversation_ended`).
+EXPIRED_STEP = "expired"
+# The window of the per-account ceiling on portal sign-ons (LOGIN_SIGNONS_PER_HOUR).
+SIGNON_WINDOW_SECONDS = 3600
 PORTAL_LOGINS_KEY = keys.throttle("portal", "logins")
 
 
@@ -79,6 +84,7 @@ class AccountService:
         max_failures_per_username: int = 20,
         failure_window_seconds: int = 15 * 60,
         portal_logins_per_minute: int = 60,
+        signons_per_hour: int = 10,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tz: ZoneInfo | None = None,
     ) -> None:
@@ -97,28 +103,47 @@ class AccountService:
         self._max_per_username = max_failures_per_username
         self._window = failure_window_seconds
         self._portal_per_minute = portal_logins_per_minute
+        self._signons_per_hour = signons_per_hour
         self._clock = clock
 
     # --- throttling ----------------------------------------------------------------------
 
+    def _digest(self, username: str) -> str:
+        # The user name is as sensitive as the password: only a keyed digest reaches Redis.
+        return hmac.new(
+            self._throttle_key, username.strip().casefold().encode(), hashlib.sha256
+        ).hexdigest()[:24]
+
     def _throttle_keys(self, telegram_id: int, username: str | None) -> list[tuple[str, int]]:
-        """(counter key, ceiling) pairs: failures from this Telegram account, and failures
+        """(counter key, ceiling) pairs of failed sign-ons: from this Telegram account, and
         for this user name from any account. A user name's ceiling is higher than an
         account's, so one account alone can never lock the user name's owner out; it takes
         several accounts, and each of them is stopped at its own ceiling first."""
         counters = [(keys.throttle("login:tg", telegram_id), self._max_failures)]
         if username:
-            # The user name is as sensitive as the password: only a keyed digest reaches Redis.
-            digest = hmac.new(
-                self._throttle_key, username.strip().casefold().encode(), hashlib.sha256
-            ).hexdigest()[:24]
-            counters.append((keys.throttle("login:user", digest), self._max_per_username))
+            counters.append(
+                (keys.throttle("login:user", self._digest(username)), self._max_per_username)
+            )
+        return counters
+
+    def _signon_keys(self, telegram_id: int, username: str | None) -> list[tuple[str, int]]:
+        """(counter key, ceiling) pairs of portal sign-ons whatever their outcome, per hour:
+        from this Telegram account and for this user name. Neither a success nor /logout
+        resets them, so no sequence of logins and logouts spends more of the portal-wide
+        budget than this."""
+        counters = [(keys.throttle("signon:tg", telegram_id), self._signons_per_hour)]
+        if username:
+            counters.append(
+                (keys.throttle("signon:user", self._digest(username)), self._signons_per_hour)
+            )
         return counters
 
     async def login_retry_after(self, *, telegram_id: int, username: str | None = None) -> int:
         """Seconds until this account (and this portal user name) may try again; 0 if now."""
         wait = 0
-        for key, ceiling in self._throttle_keys(telegram_id, username):
+        counters = self._throttle_keys(telegram_id, username)
+        counters += self._signon_keys(telegram_id, username)
+        for key, ceiling in counters:
             count, ttl = await self._guards.get_counter(key=key)
             if count >= ceiling:
                 wait = max(wait, max(ttl, 1))
@@ -148,9 +173,30 @@ class AccountService:
     async def credential_answered(self, *, telegram_id: int) -> None:
         await self._user_store.clear_login_prompt(telegram_id=telegram_id)
 
+    async def login_step_expired(self, *, telegram_id: int) -> None:
+        """A credential arrived after its step had timed out: for the "login expired" window,
+        plain text from the account may still be a credential (the one way a conversation
+        ends and the mark stays)."""
+        await self._user_store.set_login_prompt(
+            telegram_id=telegram_id, step=EXPIRED_STEP, ttl_seconds=LOGIN_EXPIRED_WINDOW_SECONDS
+        )
+
+    async def login_conversation_ended(self, *, telegram_id: int) -> None:
+        """The /login conversation ended by any route but a timeout (/cancel, the password
+        answered, a command that leaves or replaces the conversation): no credential is
+        expected any more. Called by the FSM middleware (bot/fsm.py) whenever the state
+        leaves the login states."""
+        await self._user_store.clear_login_prompt(telegram_id=telegram_id, keep_step=EXPIRED_STEP)
+
     async def awaits_credential(self, *, telegram_id: int) -> bool:
         """True while the bot's last question to this account was for a credential."""
         return await self._user_store.get_login_prompt(telegram_id=telegram_id) is not None
+
+    async def code_may_be_credential(self, *, telegram_id: int) -> bool:
+        """A six-digit text from an account outside any conversation, whose credential prompt
+        mark is set: it may be a late password, unless the account is linked (then it is a
+        class code: a linked student's check-in is never swallowed by an abandoned /login)."""
+        return not await self._user_store.is_linked(telegram_id=telegram_id)
 
     # --- deliverability ------------------------------------------------------------------
 
@@ -191,6 +237,8 @@ class AccountService:
         wait = await self.login_retry_after(telegram_id=telegram_id, username=username)
         if wait:
             raise LoginThrottled(wait)
+        for key, _ in self._signon_keys(telegram_id, username):
+            await self._guards.hit_counter(key=key, window_seconds=SIGNON_WINDOW_SECONDS)
         await self._portal_turn()
         try:
             result = await self._aksis.login(username, password)
@@ -207,14 +255,18 @@ class AccountService:
         previous = await self._accounts.link_telegram(
             user=user, telegram_id=telegram_id, language=language
         )
-        term_before = await self._schedules.get_current_term()
+        now = self._clock()
+        term_before = await self._schedules.get_current_term(now=now)
         await self._schedules.replace_schedule(
             school_number=user.user_school_number,
             entries=[
                 lesson_to_entry(user.user_school_number, x, result.term) for x in result.lessons
             ],
         )
-        if result.term is not None and (term_before is None or result.term > term_before):
+        # A new term has begun when a schedule of it has a lesson already started: a page of
+        # next term read before it begins asks nobody (the first login after it begins does).
+        begun = any(x.start <= now for x in result.lessons)
+        if result.term is not None and begun and (term_before is None or result.term > term_before):
             await self._ask_stale_users_to_login(result.term)
         linked = await self._accounts.get_linked_user(telegram_id=telegram_id)
         session = UserSessionRedis(
@@ -254,12 +306,11 @@ class AccountService:
     async def logout(self, *, telegram_id: int) -> bool:
         """Unlink this Telegram account and forget what was kept for it: the link, the cached
         schedule, the language and reminder preferences (PostgreSQL, one transaction), then
-        the Redis copy of the link and the login throttle of the account. Attendance records
-        stay (they are the institution's). True if the account was linked."""
+        the Redis copy of the link. Attendance records stay (they are the institution's). The
+        login throttles stay too: they count what the account tried, not what it is linked to.
+        True if the account was linked."""
         unlinked = await self._retention.forget_telegram_user(telegram_id=telegram_id)
         await self._user_store.delete_user_session(telegram_id=telegram_id)
-        for key, _ in self._throttle_keys(telegram_id, None):
-            await self._guards.reset_counter(key=key)
         return unlinked is not None
 
     # --- who is this chat ----------------------------------------------------------------

@@ -34,6 +34,7 @@ __all__ = [
     "InvalidCredentials",
     "LiveAksisClient",
     "LoginResult",
+    "MalformedSchedule",
     "PortalChanged",
     "PortalIdentity",
     "PortalUnavailable",
@@ -69,6 +70,13 @@ class PortalUnavailable(AksisError):
 
 class PortalChanged(AksisError):
     """A page or answer did not look as AKSIS.md describes (the portal changed)."""
+
+
+class MalformedSchedule(PortalChanged):
+    """The schedule answer has entries, but all or most of them do not read as lessons.
+
+    Taken as a format change, not as an empty schedule: the sign-on fails and the schedule
+    cached before stays, instead of being replaced by the few entries that still parse."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +296,8 @@ class LiveAksisClient:
                 )
                 try:
                     lessons, skipped, term = await self._read_schedule(session)
+                except MalformedSchedule:
+                    raise  # the data is there and unreadable: not "no schedule page"
                 except AksisError as exc:
                     # Staff often have no schedule page on OBS; they pick or name the lesson.
                     log.info("staff schedule not available (%s)", type(exc).__name__)
@@ -316,6 +326,10 @@ class LiveAksisClient:
             parsed = parse_schedule(json.loads(body), self._tz)
         except ValueError as exc:  # json.JSONDecodeError is a ValueError too
             raise PortalChanged(f"the schedule data is not as expected ({exc})") from None
+        if parsed.mostly_malformed:
+            raise MalformedSchedule(
+                f"{parsed.skipped} of {parsed.entries} schedule entries are not as expected"
+            )
         term = term_of(fields.get("Yil"), fields.get("Donem"))
         return parsed.lessons, parsed.skipped, term
 

@@ -145,6 +145,7 @@ def entry_to_lesson(entry: ScheduleEntry) -> Lesson:
         course_name=entry.course_name,
         teachers=entry.teachers,
         teacher_keys=tuple(k for k in entry.teacher_key.split("|") if k),
+        term=entry.term,
     )
 
 
@@ -299,10 +300,16 @@ class AttendanceService:
         now = self._clock()
         slot: str | None = None
         enrolled: list[str] = []
-        term = await self._schedules.get_current_term()
+        # The session's term is its lesson's (the teacher's own schedule, or the students'
+        # rows it was found in), never the newest term some cache holds: one student's early
+        # page of next term must not empty this term's enrolment. A lesson of unknown term
+        # (and a typed one) takes the term that has begun by the calendar of the cached rows.
+        term = lesson.term or await self._schedules.get_current_term(now=now)
         if lesson.course_code:
             slot = lesson_slot(lesson.course_code, lesson.start, lesson.teacher_keys, self._tz)
-            entries = await self._schedules.get_course_entries(course_code=lesson.course_code)
+            entries = await self._schedules.get_course_entries(
+                course_code=lesson.course_code, term=term
+            )
             enrolled = sorted(
                 {
                     e.school_number

@@ -54,6 +54,9 @@ class Lesson:
     course_name: str
     teachers: str  # the portal's `Hocalar`, as shown
     teacher_keys: tuple[str, ...]  # services.text.person_key of each teacher
+    # The term of the schedule it came from ("YYYY-D"); None: unknown, or not read yet (the
+    # portal names the term of a whole answer, not of each entry).
+    term: str | None = None
 
     @property
     def title(self) -> str:
@@ -70,6 +73,13 @@ class Lesson:
 class ParsedSchedule:
     lessons: list[Lesson]
     skipped: int  # malformed entries left out
+    entries: int = 0  # entries in the answer, malformed ones included
+
+    @property
+    def mostly_malformed(self) -> bool:
+        """More than half of the answer's entries could not be read: the portal changed its
+        format, rather than sending a stray bad row."""
+        return self.skipped * 2 > self.entries
 
 
 def parse_ms_date(value: str, tz: ZoneInfo) -> datetime:
@@ -163,7 +173,9 @@ def parse_schedule(data: Any, tz: ZoneInfo) -> ParsedSchedule:
             lessons.add(_lesson_from_entry(entry, tz))
         except ValueError:
             skipped += 1
-    return ParsedSchedule(lessons=sorted(lessons, key=_order), skipped=skipped)
+    return ParsedSchedule(
+        lessons=sorted(lessons, key=_order), skipped=skipped, entries=len(entries)
+    )
 
 
 def lessons_on_day(lessons: Iterable[Lesson], day: date, tz: ZoneInfo) -> list[Lesson]:

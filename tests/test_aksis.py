@@ -169,10 +169,13 @@ async def test_schedule_url_is_found_however_the_script_writes_it(
 async def test_malformed_schedule_entries_are_skipped_and_counted(
     portal: FakeAksis, client: LiveAksisClient
 ) -> None:
+    """A few stray rows are left out; the rest of the schedule stands."""
     portal.set_lessons(
         STUDENT_USER,
         [
             portal_lesson(LESSON_START),
+            portal_lesson(LESSON_START + timedelta(days=1), code="YBSB1010"),
+            portal_lesson(LESSON_START + timedelta(days=2), code="YBSB1012"),
             {"Start": "yesterday", "End": "/Date(1739887200000)/", "Title": "X - Y"},
             {"Start": "/Date(1739878800000)/", "End": "/Date(1739887200000)/"},
         ],
@@ -180,8 +183,24 @@ async def test_malformed_schedule_entries_are_skipped_and_counted(
 
     result = await client.login(STUDENT_USER, STUDENT_PASSWORD)
 
-    assert len(result.lessons) == 1
+    assert len(result.lessons) == 3
     assert result.skipped_entries == 2
+
+
+@pytest.mark.parametrize("user", ["student", "teacher"])
+async def test_a_schedule_answer_of_mostly_malformed_entries_is_a_portal_change(
+    portal: FakeAksis, client: LiveAksisClient, user: str
+) -> None:
+    """Issue 23, item 7: a renamed field makes every entry unreadable; that is not an empty
+    schedule (which would replace the cached one with nothing) but a changed portal."""
+    username, password = (
+        (STUDENT_USER, STUDENT_PASSWORD) if user == "student" else (TEACHER_USER, TEACHER_PASSWORD)
+    )
+    renamed = {"Baslangic": "/Date(1739878800000)/", "Bitis": "/Date(1739887200000)/"}
+    portal.set_lessons(username, [portal_lesson(LESSON_START), {**renamed, "Title": "A - B"}, {}])
+
+    with pytest.raises(PortalChanged, match="2 of 3 schedule entries"):
+        await client.login(username, password)
 
 
 async def test_settings_build_a_client_for_the_configured_portal(portal: FakeAksis) -> None:
@@ -350,7 +369,7 @@ async def test_password_and_user_name_never_reach_logs_or_the_client(
     portal: FakeAksis, client: LiveAksisClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)  # root: every logger, aiohttp's and asyncio's included
-    portal.set_lessons(TEACHER_USER, [{"Start": "broken"}])
+    portal.set_lessons(TEACHER_USER, [portal_lesson(LESSON_START), {"Start": "broken"}])
     secrets = (STUDENT_USER, STUDENT_PASSWORD, TEACHER_USER, TEACHER_PASSWORD)
 
     await client.login(STUDENT_USER, STUDENT_PASSWORD)

@@ -358,10 +358,10 @@ async def test_enrolled_students_are_students_with_the_course(pg: Postgres) -> N
         )
     await pg.schedules.replace_schedule(school_number="9", entries=[entry("9", code="OTHER")])
 
-    entries = await pg.schedules.get_course_entries(course_code="FIZ101")
+    entries = await pg.schedules.get_course_entries(course_code="FIZ101", term=None)
     assert sorted({e.school_number for e in entries}) == ["1", "2"]
     assert len(entries) == 4  # both weeks of both students
-    assert await pg.schedules.get_course_entries(course_code="NONE") == []
+    assert await pg.schedules.get_course_entries(course_code="NONE", term=None) == []
 
 
 async def test_teacher_lessons_starting_in_window(pg: Postgres) -> None:

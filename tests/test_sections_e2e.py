@@ -218,3 +218,37 @@ async def test_a_schedule_from_an_old_term_does_not_enrol_and_its_owner_is_asked
                 for r in await bot.app.pg.attendance.get_attendance_records(attendance_id=aid)
             }
             assert stored == {"2024001": RecordStatus.ABSENT, "2023001": RecordStatus.PENDING}
+
+
+async def test_one_early_page_of_next_term_changes_nobodys_enrolment(
+    pg_dsn: str, redis_url: str
+) -> None:
+    """Issue 23, item 8: the session's term is its lesson's. The newest term any cache held
+    used to be "current": one student reading next term's page before it began emptied every
+    enrolment of this term and asked everyone to /login again."""
+    now = datetime.now(UTC)
+    async with FakeAksis() as portal:
+        portal.term = (2024, 2)
+        portal.add_teacher("elif", "pw", ELIF, lessons=[_section_1(now)])
+        for username, name, number in SECTION_1:
+            portal.add_student(username, "pw", name, number, lessons=[_section_1(now)])
+        next_term = portal_lesson(now + timedelta(days=40), minutes=60, hocalar=MEHMET)
+        portal.add_student("early", "pw", "ERKEN ÖĞRENCİ", "2024999", lessons=[next_term])
+        async with running_bot(pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal) as bot:
+            elif_ = bot.user(100, "Elif")
+            await bot.login(elif_, "elif", "pw")
+            students = [bot.user(200 + i, u) for i, (u, _, _) in enumerate(SECTION_1)]
+            for user, (username, _, _) in zip(students, SECTION_1, strict=True):
+                await bot.login(user, username, "pw")
+
+            portal.term = (2025, 1)  # the portal already serves next term's page
+            await bot.login(bot.user(299, "Early"), "early", "pw")
+            for user in (elif_, *students):
+                assert await _quiet(user, 0.3) == []  # nobody is asked to log in again
+
+            code = await bot.start_session(elif_)
+            for user in students:
+                assert "Attendance is open" in _text(await user.next_message())
+            await students[0].send(code)
+            answer = _text(await reply(students[0]))
+            assert "checked in" in answer and "not in your Aksis" not in answer

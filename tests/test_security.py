@@ -361,6 +361,56 @@ async def test_portal_sign_ons_are_capped_per_minute(
     assert len(portal.requests_to("/Account/LogOn", "POST")) == posts  # the portal was not asked
 
 
+async def test_failed_logins_are_still_counted_after_logout(
+    pg_client: Postgres, redis_client: RedisStores, portal: FakeAksis
+) -> None:
+    """Issue 23, item 1: five wrong passwords, /logout, five more was an endless loop."""
+    accounts = _accounts(pg_client, redis_client, portal.live_client())
+    attacker = 300
+    for _ in range(5):
+        with pytest.raises(InvalidCredentials):
+            await accounts.login(
+                telegram_id=attacker, language="en", username="student3", password="guess"
+            )
+    await accounts.logout(telegram_id=attacker)
+    posts = len(portal.requests_to("/Account/LogOn", "POST"))
+    with pytest.raises(LoginThrottled):
+        await accounts.login(
+            telegram_id=attacker, language="en", username="student4", password="guess"
+        )
+    assert await accounts.login_retry_after(telegram_id=attacker) > 0
+    assert len(portal.requests_to("/Account/LogOn", "POST")) == posts  # the portal was not asked
+
+
+async def test_portal_sign_ons_are_capped_per_account_whatever_their_outcome(
+    pg_client: Postgres, redis_client: RedisStores, portal: FakeAksis
+) -> None:
+    """Successful logins reset the failure counter, and /logout resets nothing: neither lets
+    one account (or one user name) spend more than its hourly share of the portal."""
+    accounts = _accounts(pg_client, redis_client, portal.live_client(), signons_per_hour=3)
+    for _ in range(3):
+        await accounts.login(
+            telegram_id=300, language="en", username="student1", password="right-password"
+        )
+        await accounts.logout(telegram_id=300)
+    posts = len(portal.requests_to("/Account/LogOn", "POST"))
+    with pytest.raises(LoginThrottled) as paused:
+        await accounts.login(
+            telegram_id=300, language="en", username="student2", password="right-password"
+        )
+    assert 3000 < paused.value.retry_after <= 3600
+    # The user name's own ceiling holds from any other account too.
+    with pytest.raises(LoginThrottled):
+        await accounts.login(
+            telegram_id=301, language="en", username="student1", password="right-password"
+        )
+    assert len(portal.requests_to("/Account/LogOn", "POST")) == posts
+    outcome = await accounts.login(
+        telegram_id=301, language="en", username="student2", password="right-password"
+    )
+    assert outcome.session.school_number == "2024002"
+
+
 # --- 4. deliverability recovers ------------------------------------------------------------
 
 

@@ -124,41 +124,99 @@ async def test_password_after_the_login_step_expired_is_deleted(bot: Running) ->
     assert bot.aksis.requests_to("/Account/LogOn", "POST") == []  # nothing was signed in
 
 
-async def test_a_six_digit_password_after_the_login_expired_is_no_check_in(
-    bot: Running, redis_url: str
-) -> None:
-    teacher, student = bot.user(100, "Elif"), bot.user(201, "Ayşe")
-    await bot.login(teacher, "teacher1")
-    await bot.login(student, "student1")
-    code = await bot.start_session(teacher)
-    # The student starts a new login, is asked for the password, and the conversation
-    # expires (or they /cancel); the password they then type happens to be six digits.
-    await _ask_password(student)
-    await _expire_conversation(redis_url, student)
-    student.mark_read()
-    sent = await student.send(code)
-    assert "Login timed out" in _text(await reply(student))
-    await _deleted(bot, student, sent)
+async def _records(redis_url: str) -> int:
+    """Records of the one open session."""
     raw = redis_client(redis_url)
     try:
         (session_id,) = [k async for k in raw.scan_iter(match="attendances:{*}")]
         aid = session_id.decode().split("{")[1].rstrip("}")
-        assert await raw.hlen(records_key(aid)) == 0  # not a check-in
+        return int(await raw.hlen(records_key(aid)))
     finally:
         await raw.aclose()
 
-    # After /cancel, too: the bot's last question was still the password.
-    await _ask_password(student)
-    await student.send("/cancel")
-    await reply(student)
-    sent = await student.send(code)
-    assert "Login timed out" in _text(await reply(student))
-    await _deleted(bot, student, sent)
+
+async def test_a_six_digit_password_after_the_login_expired_is_no_check_in(
+    bot: Running, redis_url: str
+) -> None:
+    teacher, newcomer = bot.user(100, "Elif"), bot.user(201, "Ayşe")
+    await bot.login(teacher, "teacher1")
+    code = await bot.start_session(teacher)
+    # Someone not linked yet is asked for the password, and the conversation expires; the
+    # password they then type happens to be six digits.
+    await _ask_password(newcomer)
+    await _expire_conversation(redis_url, newcomer)
+    newcomer.mark_read()
+    sent = await newcomer.send(code)
+    assert "Login timed out" in _text(await reply(newcomer))
+    await _deleted(bot, newcomer, sent)
+    assert await _records(redis_url) == 0  # not a check-in
 
     # Once the password is answered, codes are check-ins again.
+    await bot.login(newcomer, "student1")
+    await newcomer.send(code)
+    assert "checked in" in _text(await reply(newcomer))
+
+
+async def test_cancel_ends_the_login_so_the_class_code_checks_in(
+    bot: Running, redis_url: str
+) -> None:
+    """Issue 23, item 4: /login then /cancel used to leave the credential mark, and the class
+    code was deleted and answered "login timed out" for up to 20 minutes."""
+    teacher, student, newcomer = bot.user(100, "Elif"), bot.user(201, "Ayşe"), bot.user(202)
+    await bot.login(teacher, "teacher1")
     await bot.login(student, "student1")
+    code = await bot.start_session(teacher)
+    await _ask_password(student)
+    await student.send("/cancel")
+    assert "Cancelled" in _text(await reply(student))
+    sent = await student.send(code)
+    assert "checked in" in _text(await reply(student))
+    assert sent["message_id"] not in bot.telegram.deleted_message_ids(student.id)
+    assert await _records(redis_url) == 1
+    # Nor is an unlinked account's text taken for a late password after /cancel.
+    newcomer.mark_read()
+    await newcomer.send("/login")
+    await reply(newcomer)
+    await newcomer.send("/cancel")
+    await reply(newcomer)
+    await newcomer.send("hello")
+    assert "Login timed out" not in _text(await reply(newcomer))
+
+
+async def test_another_command_ending_the_login_clears_the_credential_mark(
+    bot: Running, redis_url: str
+) -> None:
+    """/logout, the check-in deep link: any handler that leaves the login conversation."""
+    teacher, student = bot.user(100, "Elif"), bot.user(201, "Ayşe")
+    await bot.login(teacher, "teacher1")
+    await bot.login(student, "student1")
+    code = await bot.start_session(teacher)
+    await _ask_password(student)
+    await student.send(f"/start ci_{code}")
+    assert "checked in" in _text(await reply(student))
+    raw = redis_client(redis_url)
+    try:
+        assert await raw.exists(f"login:prompt:{student.id}") == 0
+    finally:
+        await raw.aclose()
+    await student.send(code)
+    assert "already checked in" in _text(await reply(student)).lower()
+
+
+async def test_an_abandoned_login_never_swallows_a_linked_students_code(
+    bot: Running, redis_url: str
+) -> None:
+    """A linked student starts /login, walks away until it times out, then sends the code."""
+    teacher, student = bot.user(100, "Elif"), bot.user(201, "Ayşe")
+    await bot.login(teacher, "teacher1")
+    await bot.login(student, "student1")
+    code = await bot.start_session(teacher)
+    await _ask_password(student)
+    await _expire_conversation(redis_url, student)
+    student.mark_read()
     await student.send(code)
     assert "checked in" in _text(await reply(student))
+    assert await _records(redis_url) == 1
 
 
 async def test_login_with_user_name_in_a_group_is_deleted(bot: Running) -> None:

@@ -14,9 +14,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from dal.errors import UnsafeRedisPolicy
 from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from tests.fakes.old_servers import OldPostgresProxy, OldRedisServer
+from tests.throwaway import ThrowawayRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,3 +100,39 @@ async def test_supported_redis_versions_pass(version: str) -> None:
     # The protocol is the project's choice (RESP2, dal/redis/connection.py), not the library's:
     # redis-py 8.2 started negotiating RESP3 with HELLO on every new connection.
     assert "HELLO" not in server.commands, server.commands
+
+
+async def test_bot_refuses_a_redis_that_may_evict_keys(tmp_path: Path, pg_dsn: str) -> None:
+    """Under an `allkeys-*` policy an idle session's records can vanish and the finalizer
+    would write everyone absent: start-up refuses it in one line naming the setting."""
+    server = ThrowawayRedis(tmp_path / "redis", "--maxmemory-policy", "allkeys-lru")
+    await server.start()
+    try:
+        status, stderr = await _run_bot(tmp_path, DATABASE_URL=pg_dsn, REDIS_URL=server.url)
+    finally:
+        await server.stop()
+    assert status == 1
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert "maxmemory-policy allkeys-lru" in lines[0] and "noeviction" in lines[0]
+
+
+async def test_a_redis_hiding_config_is_refused_unless_the_operator_vouches(
+    tmp_path: Path,
+) -> None:
+    server = ThrowawayRedis(tmp_path / "redis", "--rename-command", "CONFIG", "")
+    await server.start()
+    try:
+        async with RedisStores.from_url(server.url) as redis:
+            with pytest.raises(UnsafeRedisPolicy, match="REDIS_ASSUME_NOEVICTION=true"):
+                await redis.require_noeviction()
+            assert await redis.require_noeviction(assume_noeviction=True) == "unknown"
+    finally:
+        await server.stop()
+
+
+async def test_the_redis_under_test_never_evicts(redis_url: str) -> None:
+    """The servers the tests and the demo run on (machine's or embedded) pass the check."""
+    async with RedisStores.from_url(redis_url) as redis:
+        assert await redis.require_noeviction() == "noeviction"

@@ -56,6 +56,8 @@ def test_env_example_shows_the_real_default(name: str) -> None:
     if default is None or isinstance(default, SecretStr) or field.is_required():
         assert shown == "" or name in {"WEBHOOK_URL"}, f"{name} has no default to show"
         return
-    if isinstance(default, float) and default.is_integer():
+    if isinstance(default, bool):  # written as the environment would: true / false
+        default = str(default).lower()
+    elif isinstance(default, float) and default.is_integer():
         default = int(default)
     assert shown == str(default), f"{name}: .env.example says {shown!r}, the code {default!r}"

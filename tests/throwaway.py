@@ -48,9 +48,10 @@ def free_port() -> int:
 class ThrowawayRedis:
     """A redis-server child process on a fixed port, with an append-only file in `directory`."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *options: str) -> None:
         self._dir = directory
         self._dir.mkdir(parents=True, exist_ok=True)
+        self._options = options  # more redis-server options, e.g. "--maxmemory-policy", "..."
         self.port = free_port()
         self._binary = shutil.which("redis-server") or services_script()._redis_binary()
         self._process: asyncio.subprocess.Process | None = None
@@ -68,6 +69,7 @@ class ThrowawayRedis:
             "--appendonly", "yes",
             "--appendfsync", "always",
             "--save", "",
+            *self._options,
             stdout=(self._dir / "redis.log").open("ab"),
             stderr=subprocess.STDOUT,
         )  # fmt: skip

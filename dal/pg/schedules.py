@@ -1,7 +1,11 @@
 """`ScheduleStore`: the weekly schedules cached from the portal, and the lessons found in them.
 
-Only the current term's entries count (the newest term any cached schedule names). Time
-windows must be timezone-aware.
+Each user's cache holds the schedule of their last login, so of one term; entries are dated
+occurrences, so a time window finds the lessons of the term they fall in. The one query that
+is not bounded in time, a course's enrolment, names the term it wants (the term of the
+teacher's lesson). "The current term" (`get_current_term`) is the newest term that has begun
+by the cached dates: a page of a term yet to come counts from its first lesson on. Time windows
+must be timezone-aware.
 """
 
 from __future__ import annotations
@@ -19,10 +23,6 @@ __all__ = ["ScheduleStore"]
 _SCHEDULE_COLUMNS = (
     "school_number, start_time, end_time, course_code, course_name, teachers, teacher_key, term"
 )
-# Entries of the current term only: the newest term any cached schedule came from (NULL, an
-# unknown term, matches only while no schedule names a term). Past terms' entries are ignored
-# for lesson finding, enrolment and reminders.
-_CURRENT_TERM = "term IS NOT DISTINCT FROM (SELECT max(term) FROM schedule_entries)"
 
 
 class ScheduleStore(Store):
@@ -70,7 +70,7 @@ class ScheduleStore(Store):
     async def get_schedule(
         self, *, school_number: str, start: datetime, end: datetime
     ) -> list[ScheduleEntry]:
-        """The user's lessons of the current term that overlap [start, end), by start time.
+        """The user's lessons that overlap [start, end), by start time.
 
         Overlap (not "starts within") so that `start=now, end=now + 1 s` finds the lesson in
         progress.
@@ -78,7 +78,7 @@ class ScheduleStore(Store):
         _check_window(start, end)
         rows = await self._pool.fetch(
             f"SELECT {_SCHEDULE_COLUMNS} FROM schedule_entries"
-            f" WHERE school_number = $1 AND start_time < $3 AND end_time > $2 AND {_CURRENT_TERM}"
+            " WHERE school_number = $1 AND start_time < $3 AND end_time > $2"
             " ORDER BY start_time, course_code",
             school_number,
             start,
@@ -95,7 +95,8 @@ class ScheduleStore(Store):
         ordered by start time. The `school_number` of each returned entry is the lowest school
         number among the schedules holding that occurrence: it only says where the row was
         found and carries no meaning for the caller. A row's `teacher_key` holds the keys of all
-        its teachers joined by `|`; `teacher_key` must equal one of them.
+        its teachers joined by `|`; `teacher_key` must equal one of them. Where schedules of
+        two terms hold the same occurrence, the newer term's row is returned.
         """
         _check_window(start, end)
         rows = await self._pool.fetch(
@@ -103,8 +104,8 @@ class ScheduleStore(Store):
             f" SELECT DISTINCT ON (course_code, start_time, end_time) {_SCHEDULE_COLUMNS}"
             " FROM schedule_entries"
             " WHERE $1 = ANY(string_to_array(teacher_key, '|'))"
-            f" AND start_time < $3 AND end_time > $2 AND {_CURRENT_TERM}"
-            " ORDER BY course_code, start_time, end_time, school_number"
+            " AND start_time < $3 AND end_time > $2"
+            " ORDER BY course_code, start_time, end_time, term DESC NULLS LAST, school_number"
             ") AS o ORDER BY start_time, course_code",
             teacher_key,
             start,
@@ -112,23 +113,31 @@ class ScheduleStore(Store):
         )
         return [ScheduleEntry.model_validate(dict(row)) for row in rows]
 
-    async def get_course_entries(self, *, course_code: str) -> list[ScheduleEntry]:
-        """The current term's entries of `course_code` in students' cached schedules (one per
-        student, start and teachers), by school number: the caller tells sections apart by
-        their slots (services.lesson_finder.lesson_slot)."""
+    async def get_course_entries(
+        self, *, course_code: str, term: str | None
+    ) -> list[ScheduleEntry]:
+        """The entries of `course_code` of `term` (None: schedules that named no term) in
+        students' cached schedules (one per student, start and teachers), by school number:
+        the caller tells sections apart by their slots (services.lesson_finder.lesson_slot)."""
         rows = await self._pool.fetch(
             f"SELECT DISTINCT {', '.join('s.' + c for c in _SCHEDULE_COLUMNS.split(', '))}"
             " FROM schedule_entries AS s"
             " JOIN users AS u ON u.user_school_number = s.school_number"
-            f" WHERE s.course_code = $1 AND u.role = 'student' AND s.{_CURRENT_TERM}"
+            " WHERE s.course_code = $1 AND u.role = 'student' AND s.term IS NOT DISTINCT FROM $2"
             " ORDER BY s.school_number, s.start_time",
             course_code,
+            term,
         )
         return [ScheduleEntry.model_validate(dict(row)) for row in rows]
 
-    async def get_current_term(self) -> str | None:
-        """The newest term any cached schedule came from; None when none names a term."""
-        term: str | None = await self._pool.fetchval("SELECT max(term) FROM schedule_entries")
+    async def get_current_term(self, *, now: datetime) -> str | None:
+        """The newest term whose cached lessons have begun by `now`; None when none has (or
+        none names a term). A schedule of a term yet to come, read early by one student,
+        changes nothing until that term's first lesson."""
+        _check_window(now, now)
+        term: str | None = await self._pool.fetchval(
+            "SELECT max(term) FROM schedule_entries WHERE start_time <= $1", now
+        )
         return term
 
     async def get_stale_term_contacts(self, *, term: str) -> list[LinkedUser]:
@@ -149,14 +158,13 @@ class ScheduleStore(Store):
     async def get_teacher_lessons_starting(
         self, *, start: datetime, end: datetime
     ) -> list[ScheduleEntry]:
-        """Lessons of the current term in teachers' own schedules starting in [start, end)."""
+        """Lessons in teachers' own schedules starting in [start, end)."""
         _check_window(start, end)
         rows = await self._pool.fetch(
             "SELECT s.school_number, s.start_time, s.end_time, s.course_code, s.course_name,"
             " s.teachers, s.teacher_key, s.term FROM schedule_entries AS s"
             " JOIN users AS u ON u.user_school_number = s.school_number"
             " WHERE u.role = 'teacher' AND s.start_time >= $1 AND s.start_time < $2"
-            f" AND s.{_CURRENT_TERM}"
             " ORDER BY s.start_time, s.school_number, s.course_code",
             start,
             end,

@@ -53,9 +53,21 @@ class UserStore(Store):
             raw = await self._redis.get(keys.login_prompt(telegram_id))
         return None if raw is None else text(raw)
 
-    async def clear_login_prompt(self, *, telegram_id: int) -> None:
+    async def clear_login_prompt(self, *, telegram_id: int, keep_step: str | None = None) -> None:
+        """Forget the credential prompt, unless it is now for `keep_step`. (The read and the
+        delete are two commands: one account's updates are handled one at a time.)"""
+        key = keys.login_prompt(telegram_id)
         with self._errors:
-            await self._redis.delete(keys.login_prompt(telegram_id))
+            if keep_step is not None:
+                raw = await self._redis.get(key)
+                if raw is None or text(raw) == keep_step:
+                    return
+            await self._redis.delete(key)
+
+    async def is_linked(self, *, telegram_id: int) -> bool:
+        """Whether this Telegram account has a linked account cached (one EXISTS)."""
+        with self._errors:
+            return bool(await self._redis.exists(keys.user(telegram_id)))
 
     # --- deliverability --------------------------------------------------------------------
 

@@ -15,9 +15,10 @@ from typing import Final, Self
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dal.errors import RedisUnavailable, UnsupportedServer
+from dal.errors import RedisUnavailable, UnsafeRedisPolicy, UnsupportedServer, mask_url
 from dal.redis.accounts import UserStore
 from dal.redis.checkins import CheckIns
 from dal.redis.connection import blocking_pool
@@ -108,3 +109,40 @@ class RedisStores:
             oldest = ".".join(str(part) for part in MIN_REDIS_VERSION)
             raise UnsupportedServer(server="Redis", url=self._url, found=found, oldest=oldest)
         return found
+
+    async def require_noeviction(self, *, assume_noeviction: bool = False) -> str:
+        """The server's `maxmemory-policy`; `UnsafeRedisPolicy` unless it is `noeviction`.
+
+        A provider that disables `CONFIG` leaves the policy unreadable: refused too, unless
+        the operator has checked it in the provider's console and set `assume_noeviction`
+        (REDIS_ASSUME_NOEVICTION); then "unknown" is returned.
+        """
+        masked = mask_url(self._url)
+        try:
+            answer = await self._redis.config_get("maxmemory-policy")
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise RedisUnavailable.unreachable(self._url, exc) from exc
+        except ResponseError:
+            answer = {}
+        found = {
+            (k.decode() if isinstance(k, bytes) else str(k)): (
+                v.decode() if isinstance(v, bytes) else str(v)
+            )
+            for k, v in (answer.items() if isinstance(answer, dict) else ())
+        }
+        policy = found.get("maxmemory-policy")
+        if policy is None:
+            if assume_noeviction:
+                return "unknown"
+            raise UnsafeRedisPolicy(
+                f"Redis at {masked} does not answer CONFIG GET maxmemory-policy (CONFIG is"
+                " disabled by the provider?); set maxmemory-policy noeviction there, then"
+                " REDIS_ASSUME_NOEVICTION=true (see README, Security)"
+            )
+        if policy != "noeviction":
+            raise UnsafeRedisPolicy(
+                f"Redis at {masked} has maxmemory-policy {policy}; ATTN needs maxmemory-policy"
+                " noeviction (live sessions and the outbox must never be evicted; see README,"
+                " Security)"
+            )
+        return policy

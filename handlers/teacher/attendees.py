@@ -5,14 +5,14 @@ from __future__ import annotations
 from uuid import UUID
 
 from aiogram import F, Router
-from aiogram.filters import Command, StateFilter
+from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 
 from handlers.deps import StatusBoard
-from handlers.filters import has_text
+from handlers.filters import has_text, on_command
 from handlers.replies import Reply
 from handlers.teacher.shared import message_of, recalled_aid, remember_aid
 from services.attendance import AttendanceService
@@ -52,7 +52,7 @@ async def send_attendees(
     return target.answer(text, reply_markup=keyboard)
 
 
-@router.message(Command("attendees"))
+@router.message(on_command("attendees"))
 async def attendees(message: Message, user: Member, attendance: AttendanceService) -> Reply:
     return await send_attendees(message, user, attendance)
 
@@ -119,7 +119,7 @@ async def reject_ask(
     )
 
 
-@router.message(StateFilter(RejectForm.reason), has_text, ~Command(*COMMANDS))
+@router.message(StateFilter(RejectForm.reason), has_text, ~on_command(*COMMANDS))
 async def reject_reason(
     message: Message,
     user: Member,
@@ -143,7 +143,7 @@ async def reject_reason(
     )
 
 
-@router.message(StateFilter(AddForm.number), has_text, ~Command(*COMMANDS))
+@router.message(StateFilter(AddForm.number), has_text, ~on_command(*COMMANDS))
 async def add_number(
     message: Message,
     user: Member,

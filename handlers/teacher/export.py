@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from aiogram import Router
-from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from handlers.filters import on_command
 from handlers.replies import Reply
 from handlers.teacher.shared import message_of
 from services.attendance import AttendanceService
@@ -18,7 +18,7 @@ from ui.i18n import Raw, percent_number, t, tn
 router = Router(name="teacher.export")
 
 
-@router.message(Command("export"))
+@router.message(on_command("export"))
 async def export(message: Message, user: Member, reports: ReportService) -> Reply:
     courses = await reports.export_courses(teacher=user)
     if not courses:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from aiogram import Router
-from aiogram.filters import Command, StateFilter
+from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
@@ -19,7 +19,7 @@ from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from dal.models import RecordStatus
-from handlers.filters import has_text
+from handlers.filters import has_text, on_command
 from handlers.replies import Reply
 from handlers.teacher.shared import message_of, recalled_aid, remember_aid
 from services.attendance import AttendanceService
@@ -132,7 +132,7 @@ async def _history_list(
     return target.answer(text, reply_markup=builder.as_markup())
 
 
-@router.message(Command("history"))
+@router.message(on_command("history"))
 async def history(message: Message, user: Member, reports: ReportService) -> Reply:
     return await _history_list(message, user, reports)
 
@@ -244,7 +244,7 @@ async def excuse_pick(
     return message.answer(t("excuse.ask_reason", number=callback_data.sn))
 
 
-@router.message(StateFilter(ExcuseForm.reason), has_text, ~Command(*COMMANDS))
+@router.message(StateFilter(ExcuseForm.reason), has_text, ~on_command(*COMMANDS))
 async def excuse_reason(
     message: Message,
     user: Member,
@@ -288,7 +288,7 @@ async def saved_add_ask(
     return message.answer(t("add.ask_number"))
 
 
-@router.message(StateFilter(SavedAddForm.number), has_text, ~Command(*COMMANDS))
+@router.message(StateFilter(SavedAddForm.number), has_text, ~on_command(*COMMANDS))
 async def saved_add_number(
     message: Message,
     user: Member,

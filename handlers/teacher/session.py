@@ -5,7 +5,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from aiogram import Router
-from aiogram.filters import Command, CommandObject, StateFilter
+from aiogram.filters import CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.methods import SendMessage
@@ -14,7 +14,7 @@ from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from handlers.deps import StatusBoard
-from handlers.filters import has_text
+from handlers.filters import has_text, on_command
 from handlers.replies import Reply
 from handlers.teacher.attendees import AddForm, send_attendees
 from handlers.teacher.shared import message_of, recalled_aid, remember_aid
@@ -78,7 +78,7 @@ async def _show_start(
     return target.answer(t("session.no_lessons"))
 
 
-@router.message(Command("start_session"))
+@router.message(on_command("start_session"))
 async def start_session(
     message: Message,
     command: CommandObject,
@@ -134,7 +134,7 @@ async def _end(
     )
 
 
-@router.message(Command("end_session"))
+@router.message(on_command("end_session"))
 async def end_session(
     message: Message, user: Member, attendance: AttendanceService, board: StatusBoard
 ) -> Reply:
@@ -189,7 +189,7 @@ async def session_level(
     return None
 
 
-@router.message(StateFilter(CapForm.count), has_text, ~Command(*COMMANDS))
+@router.message(StateFilter(CapForm.count), has_text, ~on_command(*COMMANDS))
 async def cap_count(
     message: Message,
     user: Member,

@@ -1125,6 +1125,16 @@ class FakeUser:
         await self.fake.deliver_update({"message": message})
         return message
 
+    async def send_photo(self, caption: str | None = None) -> dict[str, Any]:
+        """Send a photo, with `caption` under it when given."""
+        size = {"file_id": "photo-1", "file_unique_id": "p1", "width": 90, "height": 90}
+        content: dict[str, Any] = {"photo": [size]}
+        if caption is not None:
+            content["caption"] = caption
+        message = self._message(content)
+        await self.fake.deliver_update({"message": message})
+        return message
+
     async def send_location(
         self,
         latitude: float,
