@@ -264,6 +264,7 @@ async def location_message(
         accuracy=location.horizontal_accuracy,
         sent_at=message.date,
         forwarded=message.forward_origin is not None or message.forward_date is not None,
+        via_bot=message.via_bot is not None,
     )
     session, record = result.attendance, result.record
     if result.outcome == "OK_PRESENT" and session and record:
