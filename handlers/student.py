@@ -95,7 +95,9 @@ async def reply_check_in(
     ):
         board.touch(session.attendance_id)
     if answers is not None:  # handed off: the handler does not wait for the flood budget
-        answers.put(message.chat.id, text)
+        # A throttled sender hears "too many attempts" once per throttle window.
+        quiet = float(result.retry_after or 60) if status is CheckInStatus.THROTTLED else 0.0
+        answers.put(message.chat.id, text, kind=str(status), quiet_seconds=quiet)
         return None
     return message.answer(text)
 
