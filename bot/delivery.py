@@ -22,9 +22,15 @@ consumer had taken stay pending in Redis; a live worker takes them over within a
 heartbeats (and XAUTOCLAIM catches anything stuck for minutes). A resend after `kill -9`
 is limited to the entries that were being sent at that moment.
 
-Shutdown (`stop`): stop reading, give the sends in flight a short grace, cancel the rest and
-retire the consumer, so its unsent entries are taken over at once by another replica or by
-the next start. Nothing is lost; at most the cancelled in-flight sends may repeat.
+Shutdown (`stop`, issue 23 item 9): stop reading, and settle every send in flight one way or
+the other before the consumer retires. Each send asks once more just before its request goes
+to Telegram (the outgoing middleware's `still_wanted` hook, after its slot was granted); once
+stopping, the answer is no, so a send that has not reached Telegram is *abandoned*: nothing was
+sent, its entry stays pending and is taken over by another replica or the next start. A send
+whose request already went out is never cancelled mid-request (it is given up to
+`wire_grace_seconds`, far more than a Bot API round trip): Telegram's answer comes back and an
+accepted message is acknowledged. So a planned restart or a rolling deploy sends nothing twice;
+only a request that Telegram does not answer within that grace (or `kill -9`) may repeat.
 """
 
 from __future__ import annotations
@@ -202,6 +208,12 @@ class OutboxNotifier:
 # --- the worker ------------------------------------------------------------------------
 
 
+class _Abandoned(BaseException):
+    """A send the stopping worker gave up before its request went out. A BaseException, so
+    that the outgoing middleware's guard around the still-wanted check (which sends anyway
+    when the check itself fails) lets it through, and no `except Exception` swallows it."""
+
+
 def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -231,6 +243,10 @@ class DeliveryWorker:
         self.name = name or consumer_name()
         self._slots = asyncio.Semaphore(window)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
+        # Entries whose request is on its way to Telegram (past the last still-wanted check),
+        # and those abandoned at that check because the worker is stopping.
+        self._on_wire: set[str] = set()
+        self._abandoned = 0
         # Our own pending list holds entries to read again (taken over, or failed here):
         # read it first. `_takeovers` counts the times it was marked, so a read of it that
         # began before a takeover does not clear the mark the takeover set.
@@ -252,25 +268,43 @@ class DeliveryWorker:
             asyncio.create_task(self._watch_loop(), name="outbox-watch"),
         ]
 
-    async def stop(self, grace_seconds: float = 1.0) -> None:
-        """Stop reading; sends in flight get `grace_seconds`, then are cancelled and their
-        entries returned to the outbox (taken over by whoever runs next)."""
+    async def stop(self, grace_seconds: float = 1.0, wire_grace_seconds: float = 2.0) -> None:
+        """Stop reading; settle each send in flight (see the module docstring): within
+        `grace_seconds` it is sent and acknowledged, or abandoned before its request went out
+        (the entry stays pending, unsent); a request already on its way gets
+        `wire_grace_seconds` more to be answered. Then the consumer retires."""
         self._stopping.set()
         for task in self._tasks:
             task.cancel()
         if self._tasks:  # bounded, and a cancellation of the caller is not swallowed
             await asyncio.wait(self._tasks, timeout=grace_seconds)
         in_flight = set(self._in_flight.values())
+        cut_off = 0
         if in_flight:
             _done, pending = await asyncio.wait(in_flight, timeout=grace_seconds)
-            for task in pending:
+            # Still waiting for a slot: nothing went to Telegram, so cancelling sends nothing.
+            waiting = {t for e, t in self._in_flight.items() if e not in self._on_wire}
+            for task in pending & waiting:
                 task.cancel()
             if pending:
-                await asyncio.wait(pending, timeout=1.0)
-        left = len(self._in_flight)
+                _done, late = await asyncio.wait(pending, timeout=wire_grace_seconds)
+                for task in late:  # Telegram did not answer: this one may be sent again
+                    task.cancel()
+                cut_off = len(late)
+                if late:
+                    await asyncio.wait(late, timeout=1.0)
+            abandoned = self._abandoned + len(pending & waiting)
+        else:
+            abandoned = self._abandoned
         with contextlib.suppress(Exception):
             await self._outbox.retire(self.name)
-        log.info("outbox worker %s stopped (%d entries returned to the outbox)", self.name, left)
+        log.info(
+            "outbox worker %s stopped (%d unsent entries left to the next consumer, "
+            "%d requests cut off unanswered)",
+            self.name,
+            abandoned,
+            cut_off,
+        )
 
     # --- loops ---------------------------------------------------------------------------
 
@@ -364,7 +398,7 @@ class DeliveryWorker:
         return started
 
     async def _deliver(self, entry: Entry, notice: Notice, tries: Tries) -> None:
-        token = BULK.set(Bulk(self._still_wanted_check(notice)))
+        token = BULK.set(Bulk(self._still_wanted_check(entry.id, notice)))
         try:
             await self._send(entry, notice, tries)
         except asyncio.CancelledError:
@@ -375,16 +409,27 @@ class DeliveryWorker:
             self._hold_back()
         finally:
             BULK.reset(token)
+            self._on_wire.discard(entry.id)
             self._in_flight.pop(entry.id, None)
             self._slots.release()
 
-    def _still_wanted_check(self, notice: Notice) -> Callable[[], Awaitable[bool]] | None:
-        if not notice.drop_if:
-            return None
-        conditions = encode_conditions([(c.kind, *c.args) for c in notice.drop_if])
+    def _still_wanted_check(self, entry_id: str, notice: Notice) -> Callable[[], Awaitable[bool]]:
+        """Asked by the outgoing middleware just before each request goes to Telegram."""
+        conditions = (
+            encode_conditions([(c.kind, *c.args) for c in notice.drop_if])
+            if notice.drop_if
+            else None
+        )
 
         async def still_wanted() -> bool:
-            return not (await self._outbox.stale([conditions]))[0]
+            if self._stopping.is_set():
+                raise _Abandoned  # never reached Telegram: left pending for the next consumer
+            if conditions is not None and (await self._outbox.stale([conditions]))[0]:
+                return False
+            if self._stopping.is_set():
+                raise _Abandoned
+            self._on_wire.add(entry_id)
+            return True
 
         return still_wanted
 
@@ -415,6 +460,9 @@ class DeliveryWorker:
             else:
                 await self._outbox.requeue(self.name, [Entry(entry.id, encode(notice, tries))])
             self._hold_back()
+            return
+        except _Abandoned:  # stopping: not sent, stays pending (taken over by the next)
+            self._abandoned += 1
             return
         except NoLongerWanted:  # went stale while it waited for its slot
             await self._outbox.ack([entry.id])

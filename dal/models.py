@@ -42,6 +42,10 @@ class FailReason(StrEnum):
     LOCATION_FORWARDED = "LOCATION_FORWARDED"
     LOCATION_STALE = "LOCATION_STALE"
     LOCATION_MISSING = "LOCATION_MISSING"
+    # Issue 23: sent through an inline bot; no accuracy reported; accuracy worse than the radius.
+    LOCATION_VIA_BOT = "LOCATION_VIA_BOT"
+    LOCATION_NO_ACCURACY = "LOCATION_NO_ACCURACY"
+    LOCATION_INACCURATE = "LOCATION_INACCURATE"
     OVER_CAP = "OVER_CAP"  # checked in after the head-count cap was reached: pending review
 
 
@@ -82,6 +86,9 @@ _PENDING_REASONS = frozenset(
         FailReason.LOCATION_FORWARDED,
         FailReason.LOCATION_STALE,
         FailReason.LOCATION_MISSING,
+        FailReason.LOCATION_VIA_BOT,
+        FailReason.LOCATION_NO_ACCURACY,
+        FailReason.LOCATION_INACCURATE,
         FailReason.OVER_CAP,
     }
 )

@@ -36,7 +36,11 @@ class StatusBoard(Protocol):
 class AnswerQueue(Protocol):
     """Check-in answers sent in the background (bot.answers.AnswerQueue)."""
 
-    def put(self, chat_id: int, text: str) -> None: ...
+    def put(
+        self, chat_id: int, text: str, *, kind: str | None = None, quiet_seconds: float = 0.0
+    ) -> None:
+        """`kind`: what it answers (repeats waiting for one chat coalesce); `quiet_seconds`:
+        not repeated to that chat within that time."""
 
 
 class Metrics(Protocol):

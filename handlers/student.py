@@ -95,7 +95,9 @@ async def reply_check_in(
     ):
         board.touch(session.attendance_id)
     if answers is not None:  # handed off: the handler does not wait for the flood budget
-        answers.put(message.chat.id, text)
+        # A throttled sender hears "too many attempts" once per throttle window.
+        quiet = float(result.retry_after or 60) if status is CheckInStatus.THROTTLED else 0.0
+        answers.put(message.chat.id, text, kind=str(status), quiet_seconds=quiet)
         return None
     return message.answer(text)
 
@@ -264,6 +266,7 @@ async def location_message(
         accuracy=location.horizontal_accuracy,
         sent_at=message.date,
         forwarded=message.forward_origin is not None or message.forward_date is not None,
+        via_bot=message.via_bot is not None,
     )
     session, record = result.attendance, result.record
     if result.outcome == "OK_PRESENT" and session and record:

@@ -633,6 +633,7 @@ class AttendanceService:
         accuracy: float | None,
         sent_at: datetime,
         forwarded: bool,
+        via_bot: bool = False,
     ) -> LocationResult:
         """A student's location after a valid code at level 2 or 3 (services.location): the
         waiting record becomes present, or pending review with the reason. NO_WAIT when no
@@ -657,6 +658,7 @@ class AttendanceService:
                 now=self._clock(),
                 forwarded=forwarded,
                 radius=self._radius,
+                via_bot=via_bot,
             )
         result = await self._checkins.decide_location(
             telegram_id=telegram_id, reason=None if reason is None else str(reason)

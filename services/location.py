@@ -3,8 +3,14 @@
 The rule (issue 12): a location counts only when it was sent now, from the student's own
 phone: not forwarded, and its message is at most `MAX_AGE` old. It is near enough when its
 distance from the teacher's location is at most the radius plus the accuracy the phone reports,
-where the accuracy widens the circle by no more than the radius itself: a phone that admits
-an error of kilometres cannot stretch the classroom to kilometres.
+where the accuracy widens the circle by no more than the radius itself.
+
+What a location cannot prove (issue 23, item 3): Telegram does not attest coordinates, so the
+rule refuses those that say nothing even by the client's own account. A location sent through
+an inline bot (`via_bot`) is a venue any bot can make up; one with no reported accuracy was not
+measured by the phone (a pin dropped on the map has none); one whose accuracy is worse than the
+radius cannot tell the classroom from the next building. Each is pending review with its own
+reason, however near it claims to be.
 """
 
 from __future__ import annotations
@@ -38,13 +44,20 @@ def location_verdict(
     now: datetime,
     forwarded: bool,
     radius: float,
+    via_bot: bool = False,
 ) -> FailReason | None:
     """None when the location proves presence, else the reason it does not."""
     if forwarded:
         return FailReason.LOCATION_FORWARDED
+    if via_bot:
+        return FailReason.LOCATION_VIA_BOT
     if now - sent_at > MAX_AGE or sent_at - now > _SKEW:
         return FailReason.LOCATION_STALE
-    slack = min(max(accuracy or 0.0, 0.0), radius)
+    if accuracy is None:
+        return FailReason.LOCATION_NO_ACCURACY
+    if accuracy > radius:
+        return FailReason.LOCATION_INACCURATE
+    slack = max(accuracy, 0.0)
     if distance_meters(anchor[0], anchor[1], latitude, longitude) > radius + slack:
         return FailReason.LOCATION_TOO_FAR
     return None

@@ -352,3 +352,46 @@ async def test_two_webhook_replicas_share_the_flood_budget_and_drop_stale_notice
             assert rejected <= max(1, len(ok) // 100)
     finally:
         await redis.close()
+
+
+# --- issue 23, item 9: a planned restart doubles nothing ---------------------------------
+
+
+async def test_a_graceful_restart_sends_no_notice_twice(
+    pg_dsn: str, redis_url: str, redis_raw: aioredis.Redis, tmp_path: Path
+) -> None:
+    """SIGTERM while 400 results go out at a strict 30/s, then a restart: the stopping worker
+    finished or abandoned each send it had in flight and acknowledged what Telegram accepted,
+    so the next consumer takes over only entries that were never sent. Each answer of the Bot
+    API takes 1.2 s (longer than the send grace): the old worker cancelled its whole window of
+    16 requests mid-flight, Telegram delivered them anyway, and the next consumer sent all 16
+    again."""
+    n = 400
+    await prepare_stores(pg_dsn, redis_url)
+    async with FakeTelegram(latency=1.2) as telegram:
+        telegram.rate_limit(per_second=30, global_burst=2)
+        for i in range(n):
+            telegram.user(STUDENT_BASE + i, f"S{i}")
+        await _enqueue(redis_raw, [_result(i) for i in range(n)])
+        bot = BotProcess(bot_env(telegram, pg_dsn, redis_url), tmp_path / "bot.log")
+        try:
+            await bot.start(telegram, called_again(telegram, "getUpdates"))
+            await poll_until(lambda: len(telegram.sent_messages) >= 40, 30, "the results to flow")
+            code, _ = await bot.terminate()
+            assert code == 0, bot.log.read_text()
+            at_term = len(_results_by_student(telegram, n))
+            first_log = bot.log.read_text()
+            assert at_term < n - 100, "delivery finished before SIGTERM"
+            telegram.latency = 0.0  # the restarted bot delivers the rest quickly
+            await bot.start(telegram, called_again(telegram, "getUpdates"))
+            await _every_result_arrives(telegram, n, bot, redis_raw)
+            code, _ = await bot.terminate()
+            assert code == 0
+        finally:
+            await bot.ensure_stopped()
+        got = _results_by_student(telegram, n)
+        twice = sum(1 for c in got.values() if c > 1)
+        stopped = [line for line in first_log.splitlines() if "stopped" in line]
+        print(f"\nSIGTERM after {at_term}/{n}: {twice} sent twice; {stopped[-1:]}")
+        assert set(got) == {STUDENT_BASE + i for i in range(n)}
+        assert twice == 0

@@ -25,10 +25,11 @@ def _verdict(meters: float, **kwargs: object) -> FailReason | None:
         "anchor": ANCHOR,
         "latitude": lat,
         "longitude": lon,
-        "accuracy": None,
+        "accuracy": 10.0,
         "sent_at": NOW,
         "now": NOW,
         "forwarded": False,
+        "via_bot": False,
         "radius": 150.0,
     }
     args.update(kwargs)
@@ -42,17 +43,16 @@ def test_distance_matches_known_figures() -> None:
     assert distance_meters(*ANCHOR, *ANCHOR) == 0
 
 
-def test_radius_boundary_without_accuracy() -> None:
-    assert _verdict(149) is None
-    assert _verdict(151) is FailReason.LOCATION_TOO_FAR
+def test_radius_boundary_with_a_small_accuracy() -> None:
+    assert _verdict(149, accuracy=0) is None
+    assert _verdict(151, accuracy=0) is FailReason.LOCATION_TOO_FAR
 
 
 def test_accuracy_widens_the_circle_by_at_most_the_radius() -> None:
     assert _verdict(190, accuracy=50) is None  # 190 <= 150 + 50
     assert _verdict(210, accuracy=50) is FailReason.LOCATION_TOO_FAR
-    # A phone admitting a 5 km error is not believed to be in a 5 km classroom.
-    assert _verdict(299, accuracy=5000) is None
-    assert _verdict(301, accuracy=5000) is FailReason.LOCATION_TOO_FAR
+    assert _verdict(299, accuracy=150) is None
+    assert _verdict(301, accuracy=150) is FailReason.LOCATION_TOO_FAR
 
 
 def test_forwarded_and_stale_locations_do_not_count_even_when_near() -> None:
@@ -60,3 +60,14 @@ def test_forwarded_and_stale_locations_do_not_count_even_when_near() -> None:
     assert _verdict(0, sent_at=NOW - timedelta(seconds=60)) is None
     assert _verdict(0, sent_at=NOW - timedelta(seconds=61)) is FailReason.LOCATION_STALE
     assert _verdict(0, sent_at=NOW + timedelta(minutes=5)) is FailReason.LOCATION_STALE
+
+
+def test_a_location_that_proves_nothing_is_pending_review_with_its_own_reason() -> None:
+    """Issue 23, item 3: a pin sent through an inline bot, a location without a reported
+    accuracy, and one whose accuracy is worse than the radius prove nothing, even at the
+    anchor itself."""
+    assert _verdict(0, accuracy=10, via_bot=True) is FailReason.LOCATION_VIA_BOT
+    assert _verdict(0, accuracy=None) is FailReason.LOCATION_NO_ACCURACY
+    assert _verdict(0, accuracy=151) is FailReason.LOCATION_INACCURATE
+    assert _verdict(0, accuracy=150) is None
+    assert _verdict(0, accuracy=0.0) is None  # a reported 0 is a reported accuracy

@@ -266,8 +266,12 @@ async def test_answers_left_at_shutdown_go_to_the_outbox_and_arrive_once(
 
         worker = DeliveryWorker(bot, outbox)  # the next process
         await worker.start()
-        try:
-            await fake.wait_for_sent(30, timeout=10)
+        try:  # every user answered (a count of 30 messages may include a repeat)
+            await poll_until(
+                lambda: {m["chat"]["id"] for m in fake.sent_messages} >= {u.id for u in users},
+                10,
+                "every answer",
+            )
         finally:
             await worker.stop()
             await bot.session.close()

@@ -127,7 +127,7 @@ async def _play(bot: Running, clock: OffsetClock, out: Path) -> None:
             # A check-in shows in the count without a reload.
             await student.send(code)
             await reply(student)
-            await student.send_location(*ANCHOR)
+            await student.send_location(*ANCHOR, horizontal_accuracy=10)
             assert "Location confirmed" in str((await reply(student)).get("text"))
             await page.wait_for_function(
                 "document.getElementById('present').textContent === '1'", timeout=5000

@@ -22,6 +22,9 @@ STUDENTS = [
     ("student3", "ÇAĞRI ÖZGÜR", "2024003"),
     ("student4", "DENİZ AK", "2024004"),
     ("student5", "EMRE TAŞ", "2024005"),
+    ("student6", "FATMA UÇAR", "2024006"),
+    ("student7", "GÖKHAN EREN", "2024007"),
+    ("student8", "HALE SEZER", "2024008"),
 ]
 
 
@@ -146,7 +149,7 @@ async def _logged_in_class(bot: Running) -> tuple[Any, list[Any]]:
 
 async def test_level_2_location_decides_each_check_in(bot: Running, redis_url: str) -> None:
     teacher, students = await _logged_in_class(bot)
-    near, far, forwarded, stale, silent = students
+    near, far, forwarded, stale, silent, via_bot, pinned, vague = students
     code = await bot.start_session(teacher)
     status = _status(teacher, code)
     teacher.mark_read()
@@ -178,8 +181,16 @@ async def test_level_2_location_decides_each_check_in(bot: Running, redis_url: s
     assert "too far" in _text(await reply(far))
     await forwarded.send_location(*ANCHOR, forwarded_from=near.as_user())
     assert "forwarded" in _text(await reply(forwarded))
-    await stale.send_location(*ANCHOR, age_seconds=120)
+    await stale.send_location(*ANCHOR, age_seconds=120, horizontal_accuracy=5)
     assert "not sent just now" in _text(await reply(stale))
+    # Issue 23, item 3: locations that prove nothing, each at the anchor itself.
+    inline_bot = {"id": 777, "is_bot": True, "first_name": "Places", "username": "places_bot"}
+    await via_bot.send_location(*ANCHOR, horizontal_accuracy=5, via_bot=inline_bot)
+    assert "inline bot" in _text(await reply(via_bot))
+    await pinned.send_location(*ANCHOR)
+    assert "carries no accuracy" in _text(await reply(pinned))
+    await vague.send_location(*ANCHOR, horizontal_accuracy=1_500)
+    assert "not accurate enough" in _text(await reply(vague))
     # The silent student never sends one: once the wait is over, a late location is refused.
     raw = redis_client(redis_url, decode_responses=True)
     try:
@@ -187,7 +198,7 @@ async def test_level_2_location_decides_each_check_in(bot: Running, redis_url: s
         await asyncio.sleep(1.2)
     finally:
         await raw.aclose()
-    await silent.send_location(*ANCHOR)
+    await silent.send_location(*ANCHOR, horizontal_accuracy=5)
     assert "No check-in is waiting" in _text(await reply(silent))
 
     session = await bot.app.redis.sessions.get_open_attendance(
@@ -206,6 +217,9 @@ async def test_level_2_location_decides_each_check_in(bot: Running, redis_url: s
         "2024003": (False, "LOCATION_FORWARDED"),
         "2024004": (False, "LOCATION_STALE"),
         "2024005": (False, "LOCATION_MISSING"),
+        "2024006": (False, "LOCATION_VIA_BOT"),
+        "2024007": (False, "LOCATION_NO_ACCURACY"),
+        "2024008": (False, "LOCATION_INACCURATE"),
     }
 
     # The teacher sees the reasons and accepts the far one by hand.
@@ -281,7 +295,7 @@ async def test_level_3_codes_rotate_previous_accepted_older_expired(
         # The previous code still counts.
         await a.send(code0)
         assert "send your location" in _text(await reply(a))
-        await a.send_location(*_north(30))
+        await a.send_location(*_north(30), horizontal_accuracy=10)
         assert "Location confirmed" in _text(await reply(a))
 
         code2 = await rotated_from(code1)

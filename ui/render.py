@@ -37,6 +37,9 @@ _REVIEW_REASONS = frozenset(
         FailReason.LOCATION_FORWARDED,
         FailReason.LOCATION_STALE,
         FailReason.LOCATION_MISSING,
+        FailReason.LOCATION_VIA_BOT,
+        FailReason.LOCATION_NO_ACCURACY,
+        FailReason.LOCATION_INACCURATE,
         FailReason.OVER_CAP,
     }
 )

@@ -1143,8 +1143,10 @@ class FakeUser:
         horizontal_accuracy: float | None = None,
         forwarded_from: dict[str, Any] | None = None,
         age_seconds: float = 0.0,
+        via_bot: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Share a location; `age_seconds` back-dates the message's `date` (a stale one)."""
+        """Share a location; `age_seconds` back-dates the message's `date` (a stale one);
+        `via_bot` makes it a result chosen from an inline bot."""
         location: dict[str, Any] = {"latitude": latitude, "longitude": longitude}
         if horizontal_accuracy is not None:
             location["horizontal_accuracy"] = horizontal_accuracy
@@ -1155,6 +1157,8 @@ class FakeUser:
                 "date": int(self.fake._clock()),
                 "sender_user": forwarded_from,
             }
+        if via_bot is not None:
+            content["via_bot"] = via_bot
         message = self._message(content)
         message["date"] = int(self.fake._clock() - age_seconds)
         await self.fake.deliver_update({"message": message})
