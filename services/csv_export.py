@@ -30,13 +30,14 @@ def csv_document(
     rows: Iterable[Sequence[object]],
     *,
     separator: str = DEFAULT_SEPARATOR,
+    bom: bool = True,
 ) -> bytes:
-    """A UTF-8 CSV document (with a byte-order mark, so spreadsheet programs read Turkish
-    letters right), fields separated by `separator`, whose every cell went through
-    `safe_cell`."""
+    """A UTF-8 CSV document (with a byte-order mark unless told otherwise, so spreadsheet
+    programs read Turkish letters right), fields separated by `separator`, whose every cell
+    went through `safe_cell`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=separator)
     writer.writerow([safe_cell(h) for h in header])
     for row in rows:
         writer.writerow([safe_cell(v) for v in row])
-    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+    return (("\ufeff" if bom else "") + buffer.getvalue()).encode("utf-8")

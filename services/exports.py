@@ -6,8 +6,9 @@ as /my_attendance and /history, so the figures agree everywhere.
 
 XLSX (XlsxWriter): sheet 1 is the students × sessions matrix, one letter per record
 (`P` present, `L` late, `A` absent, `E` excused, `?` pending review, `R` rejected, empty: no
-record), then per student attended / held / excused / percentage, and per session the
-attended and record counts; the header row and the number and name columns are frozen.
+record), then per student attended / held / excused / percentage (a number formatted as a
+percentage), and per session the attended and record counts; P, L, A and E cells are coloured
+by conditional formats; the header row and the number and name columns are frozen.
 Sheet 2 lists the reasons (records with a reason code other than a plain absence, or a
 teacher's note) and the audit trail of corrections. Every text cell is written as a string,
 never a formula (a name starting with `=` stays text).
@@ -51,6 +52,14 @@ CELL_LETTERS: dict[RecordStatus, str] = {
     RecordStatus.EXCUSED: "E",
     RecordStatus.PENDING: "?",
     RecordStatus.REJECTED: "R",
+}
+# Conditional colours of the matrix (a sheet correct at a glance): green present, yellow late,
+# red absent, blue excused; pending and rejected stay plain, to be read in sheet 2.
+CELL_COLOURS: dict[str, dict[str, str]] = {
+    "P": {"bg_color": "#C6EFCE", "font_color": "#006100"},
+    "L": {"bg_color": "#FFEB9C", "font_color": "#9C5700"},
+    "A": {"bg_color": "#FFC7CE", "font_color": "#9C0006"},
+    "E": {"bg_color": "#DDEBF7", "font_color": "#1F4E78"},
 }
 LEGEND = (
     "P = present/katıldı, L = late/geç, A = absent/katılmadı, E = excused/mazeretli, "
@@ -128,6 +137,11 @@ class CourseData:
         lines.sort(key=lambda line: (line.full_name, line.student_number))
         return lines
 
+    @property
+    def pending(self) -> int:
+        """Records still pending review (left out of the Moodle attendance file)."""
+        return sum(1 for r in self.records if r.status is RecordStatus.PENDING)
+
     def session_counts(self) -> dict[UUID, StatusCounts]:
         by_session: dict[UUID, list[RecordStatus]] = {s.attendance_id: [] for s in self.sessions}
         for record in self.records:
@@ -135,10 +149,12 @@ class CourseData:
         return {aid: StatusCounts.of(statuses) for aid, statuses in by_session.items()}
 
 
-def document_name(course_key: str, day: datetime, extension: str) -> str:
-    """`COURSE_YYYY-MM-DD.ext`: the course key in letters, digits and `_`."""
+def document_name(course_key: str, day: datetime, extension: str, kind: str = "") -> str:
+    """`COURSE_YYYY-MM-DD.ext` (`COURSE_kind_YYYY-MM-DD.ext` for another shape of the same
+    term): the course key in letters, digits and `_`."""
     course = _SAFE_NAME.sub("_", course_key).strip("_") or "course"
-    return f"{course}_{day:%Y-%m-%d}.{extension}"
+    middle = f"{kind}_" if kind else ""
+    return f"{course}_{middle}{day:%Y-%m-%d}.{extension}"
 
 
 def _session_label(session: Attendance, tz: ZoneInfo) -> str:
@@ -164,7 +180,7 @@ def course_xlsx(data: CourseData, *, tz: ZoneInfo) -> bytes:
     bold = workbook.add_format({"bold": True})
     header = workbook.add_format({"bold": True, "text_wrap": True, "valign": "top"})
     centre = workbook.add_format({"align": "center"})
-    percent = workbook.add_format({"num_format": "0.0"})
+    percent = workbook.add_format({"num_format": "0.0%"})
 
     sheet = workbook.add_worksheet(_sheet_title(data.course_key))
     sessions = data.sessions
@@ -187,7 +203,8 @@ def course_xlsx(data: CourseData, *, tz: ZoneInfo) -> bytes:
         sheet.write_number(row, right, line.rate.attended)
         sheet.write_number(row, right + 1, line.rate.held)
         sheet.write_number(row, right + 2, line.rate.counts.excused)
-        sheet.write_number(row, right + 3, round(line.rate.percent, 1), percent)
+        # A fraction shown as a percentage: 0.75 reads "75.0%" and sums and sorts as a number.
+        sheet.write_number(row, right + 3, round(line.rate.percent / 100, 4), percent)
     totals = data.session_counts()
     attended_row = len(students) + 1
     sheet.write_string(attended_row, 1, ROW_ATTENDED, bold)
@@ -196,6 +213,20 @@ def course_xlsx(data: CourseData, *, tz: ZoneInfo) -> bytes:
         counts = totals.get(session.attendance_id, StatusCounts())
         sheet.write_number(attended_row, first_session + offset, counts.attended, centre)
         sheet.write_number(attended_row + 1, first_session + offset, counts.total, centre)
+    if students and sessions:
+        for letter, colours in CELL_COLOURS.items():
+            sheet.conditional_format(
+                1,
+                first_session,
+                len(students),
+                right - 1,
+                {
+                    "type": "cell",
+                    "criteria": "==",
+                    "value": f'"{letter}"',
+                    "format": workbook.add_format(colours),
+                },
+            )
     sheet.write_string(attended_row + 3, 1, LEGEND)
     sheet.freeze_panes(1, first_session)
     sheet.set_column(0, 0, 14)

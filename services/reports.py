@@ -34,6 +34,7 @@ from services.errors import (
 )
 from services.exports import CourseData, StudentLine, course_csv, course_xlsx, document_name
 from services.members import Identity, require_teacher
+from services.moodle import gradebook_csv, mod_attendance_csv
 from services.status import AttendanceRate, StatusCounts
 from services.warnings import WarningRule
 
@@ -291,6 +292,12 @@ class ReportService:
                 documents.append(
                     (document_name(course_key, day, "csv"), course_csv(data, tz=self._tz))
                 )
+            elif fmt == "moodle":
+                name = document_name(course_key, day, "csv", kind="moodle_attendance")
+                documents.append((name, mod_attendance_csv(data, tz=self._tz)))
+            elif fmt == "grades":
+                name = document_name(course_key, day, "csv", kind="moodle_grades")
+                documents.append((name, gradebook_csv(data)))
         return documents
 
     def below_threshold(self, data: CourseData) -> list[StudentLine]:

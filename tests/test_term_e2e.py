@@ -98,7 +98,7 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
         rows = {row[0]: row for row in sheet.iter_rows(values_only=True)}
         assert rows["2024001"][1:3] == ("AYŞE YILDIZ", "P")
         assert rows["2024002"][1:3] == ("İSMAİL IŞIK", "E")
-        assert rows["2024002"][-4:] == (0, 1, 1, 100.0)  # excused: not held against them
+        assert rows["2024002"][-4:] == (0, 1, 1, 1.0)  # excused: not held against them
         table = list(
             csv.DictReader(io.StringIO(documents[1].content.decode("utf-8-sig")), delimiter=";")
         )
@@ -106,6 +106,28 @@ async def test_export_excuse_and_my_attendance_through_the_bot(
             ("2024001", "present"),
             ("2024002", "excused"),
         }
+
+        # The Moodle button: the mod_attendance import and the gradebook file, nothing left
+        # out (no record is pending).
+        teacher.mark_read()
+        await teacher.click_button(t("export.moodle", locale="en"), formats)
+        await teacher.wait_until(
+            lambda: sum("document" in m for m in teacher.unread) >= 2, what="the Moodle files"
+        )
+        moodle = [bot.telegram.document_of(m) for m in teacher.unread if "document" in m]
+        assert [d.filename.split("_2")[0] for d in moodle] == [
+            "YBSB1008_moodle_attendance",
+            "YBSB1008_moodle_grades",
+        ]
+        marks = list(csv.DictReader(io.StringIO(moodle[0].content.decode("utf-8"))))
+        assert {(r["idnumber"], r["status"]) for r in marks} == {("2024001", "P"), ("2024002", "E")}
+        grades = list(csv.reader(io.StringIO(moodle[1].content.decode("utf-8"))))
+        assert grades == [
+            ["ID number", "Attendance % (YBSB1008)"],
+            ["2024001", "100.0"],
+            ["2024002", "100.0"],
+        ]
+        assert not any("pending review" in _text(m) for m in teacher.unread)
 
         # A student is refused /export, typed or through a forged button, and gets nothing.
         files_before = len(bot.telegram.files)

@@ -190,10 +190,10 @@ async def test_the_xlsx_matrix_totals_and_percentages_match_the_hand_count(
     # By name: "=HYPERLINK(1)" < "Çağrı" < "Ömer" < "İpek" (code points).
     body = {row[0]: row for row in rows[1:5]}
     assert [row[0] for row in rows[1:5]] == ["2024004", "2024001", "2024002", "2024003"]
-    assert body["2024001"][1:] == ["Çağrı Şahin", "P", "L", "A", "E", "P", 3, 5, 1, 75.0]
-    assert body["2024002"][1:] == ["Ömer Güneş", "A", "A", "?", "R", "P", 1, 5, 0, 20.0]
-    assert body["2024003"][1:] == ["İpek Işık", "P", "P", "P", "P", None, 4, 4, 0, 100.0]
-    assert body["2024004"][1:] == [FORMULA_NAME, "P", None, None, None, None, 1, 1, 0, 100.0]
+    assert body["2024001"][1:] == ["Çağrı Şahin", "P", "L", "A", "E", "P", 3, 5, 1, 0.75]
+    assert body["2024002"][1:] == ["Ömer Güneş", "A", "A", "?", "R", "P", 1, 5, 0, 0.2]
+    assert body["2024003"][1:] == ["İpek Işık", "P", "P", "P", "P", None, 4, 4, 0, 1.0]
+    assert body["2024004"][1:] == [FORMULA_NAME, "P", None, None, None, None, 1, 1, 0, 1.0]
     formula_cell = sheet.cell(row=2, column=2)
     assert formula_cell.data_type == "s"  # stored as text, never a formula
     assert rows[5][1:7] == [ROW_ATTENDED, 3, 2, 1, 1, 2]

@@ -35,6 +35,7 @@ class Fmt(StrEnum):
     XLSX = "xlsx"
     CSV = "csv"
     BOTH = "both"
+    MOODLE = "moodle"  # mod_attendance import and gradebook import files
 
 
 class LessonPick(CallbackData, prefix="lp"):

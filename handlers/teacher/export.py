@@ -16,6 +16,11 @@ from ui.callbacks import ExportCourse, ExportFormat, Fmt
 from ui.i18n import Raw, percent_number, t, tn
 
 router = Router(name="teacher.export")
+# The documents each format button sends; MOODLE: the mod_attendance import and the gradebook.
+_FORMATS: dict[Fmt, tuple[str, ...]] = {
+    Fmt.BOTH: (Fmt.XLSX.value, Fmt.CSV.value),
+    Fmt.MOODLE: ("moodle", "grades"),
+}
 
 
 @router.message(on_command("export"))
@@ -51,7 +56,8 @@ async def export_course(
     builder.button(text="XLSX", callback_data=ExportFormat(token=token, fmt=Fmt.XLSX))
     builder.button(text="CSV", callback_data=ExportFormat(token=token, fmt=Fmt.CSV))
     builder.button(text=t("export.both"), callback_data=ExportFormat(token=token, fmt=Fmt.BOTH))
-    builder.adjust(3)
+    builder.button(text=t("export.moodle"), callback_data=ExportFormat(token=token, fmt=Fmt.MOODLE))
+    builder.adjust(3, 1)
     message = message_of(query)
     if message is None:
         return None
@@ -73,7 +79,7 @@ async def export_format(
     course is looked up among the presser's own: a forged token exports nothing."""
     course = await reports.course_by_token(teacher=user, token=callback_data.token)
     fmt = callback_data.fmt
-    formats = (Fmt.XLSX.value, Fmt.CSV.value) if fmt is Fmt.BOTH else (fmt.value,)
+    formats = _FORMATS.get(fmt, (fmt.value,))
     data = await reports.course_data(teacher=user, course_key=course.course_key)
     documents = reports.render_documents(data, formats=formats, now=attendance.now())
     message = message_of(query)
@@ -97,6 +103,8 @@ async def export_format(
             below=names or t("export.nobody"),
         )
     )
+    if fmt is Fmt.MOODLE and data.pending:
+        await message.answer(tn("export.moodle_pending", data.pending, count=data.pending))
     *first, (name, content) = documents
     for earlier, payload in first:
         await message.answer_document(BufferedInputFile(payload, filename=earlier))
