@@ -28,6 +28,7 @@ from aiohttp import web
 from bot.app import App
 from bot.metrics import CONTENT_TYPE_LATEST
 from bot.projector import page_state, render_page, verify_token
+from bot.webapp import login as webapp_login
 from bot.webapp.pages import register_webapp
 from ui.render import deep_link
 
@@ -126,7 +127,7 @@ def build_web(app: App) -> web.Application:
     web_app.router.add_get("/metrics", metrics)
     web_app.router.add_get("/p/{token}", projector_page)
     web_app.router.add_get("/p/{token}/state", projector_data)
-    register_webapp(web_app, app)
+    register_webapp(web_app, app, webapp_login.setup)
     settings = app.settings
     if settings.webhook_url:
         # Without secret_token aiogram accepts any POST; with it, requests lacking the

@@ -30,6 +30,13 @@ log = logging.getLogger(__name__)
 LOGIN_STEP_SECONDS = 600
 LOGIN_EXPIRED_WINDOW_SECONDS = 600
 PORTAL_LOGINS_KEY = keys.throttle("portal", "logins")
+USERNAME_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._-@")
+MAX_PASSWORD_LENGTH = 256
+
+
+def valid_username(text: str) -> bool:
+    """A portal user name as the chat and the sign-in page accept it."""
+    return 3 <= len(text) <= 64 and set(text) <= USERNAME_CHARS
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,18 +187,27 @@ class AccountService:
     # --- login / logout ------------------------------------------------------------------
 
     async def login(
-        self, *, telegram_id: int, language: str, username: str, password: str
+        self,
+        *,
+        telegram_id: int,
+        language: str,
+        username: str,
+        password: str,
+        turn_taken: bool = False,
     ) -> LoginOutcome:
         """Sign in through Aksis and link this Telegram account to the portal identity.
 
         Raises LoginThrottled, PortalBusy (the overall cap on portal sign-ons), or the Aksis
         client's errors (InvalidCredentials,
         PortalUnavailable, PortalChanged). The password is only passed on, never kept.
+        `turn_taken`: the login queue already counted this sign-on's portal turn when it
+        claimed it (services/login_queue.py).
         """
         wait = await self.login_retry_after(telegram_id=telegram_id, username=username)
         if wait:
             raise LoginThrottled(wait)
-        await self._portal_turn()
+        if not turn_taken:
+            await self._portal_turn()
         try:
             result = await self._aksis.login(username, password)
         except InvalidCredentials:
