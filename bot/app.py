@@ -255,7 +255,6 @@ async def build_app(
             store=redis.login_queue,
             guards=redis.guards,
             sealer=Sealer(secret, ttl_seconds=7200, purpose="login-queue"),
-            per_minute=settings.aksis_logins_per_minute,
             ticket_ttl_seconds=7200,
         )
         login_worker = LoginWorker(queue=login_queue, bot=bot, notifier=notifier)

@@ -86,6 +86,7 @@ class AccountService:
         max_failures_per_username: int = 20,
         failure_window_seconds: int = 15 * 60,
         portal_logins_per_minute: int = 60,
+        portal_window_seconds: int = 60,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tz: ZoneInfo | None = None,
     ) -> None:
@@ -103,7 +104,10 @@ class AccountService:
         self._max_failures = max_failures
         self._max_per_username = max_failures_per_username
         self._window = failure_window_seconds
+        # `portal_logins_per_minute` sign-ons per window of `portal_window_seconds` (a minute;
+        # shorter only in tests, to prove the queue's pace in seconds).
         self._portal_per_minute = portal_logins_per_minute
+        self._portal_window = portal_window_seconds
         self._clock = clock
 
     # --- throttling ----------------------------------------------------------------------
@@ -134,11 +138,18 @@ class AccountService:
     async def _portal_turn(self) -> None:
         """Count one sign-on against the overall cap per minute (every replica shares the
         counter); PortalBusy when this minute's sign-ons are used up."""
-        count = await self._guards.hit_counter(key=PORTAL_LOGINS_KEY, window_seconds=60)
+        count = await self._guards.hit_counter(
+            key=PORTAL_LOGINS_KEY, window_seconds=self._portal_window
+        )
         if count > self._portal_per_minute:
             _, ttl = await self._guards.get_counter(key=PORTAL_LOGINS_KEY)
             log.warning("portal sign-on cap of %d a minute reached", self._portal_per_minute)
             raise PortalBusy(max(ttl, 1))
+
+    @property
+    def portal_pace(self) -> tuple[int, int]:
+        """(sign-ons, per this many seconds) the portal takes: the login queue's pace."""
+        return self._portal_per_minute, self._portal_window
 
     # --- the credential prompts ----------------------------------------------------------
 

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 Kind = Literal["ok", "throttled", "wrong", "portal_down", "portal_changed", "expired"]
 Channel = Literal["page", "chat"]
-PORTAL_WINDOW_SECONDS = 60  # AccountService's portal counter is per minute
 
 
 class CredentialSealer(Protocol):
@@ -117,7 +116,6 @@ class LoginQueue:
         store: LoginQueueStore,
         guards: Guards,
         sealer: CredentialSealer,
-        per_minute: int,
         ticket_ttl_seconds: int = 7200,
         result_ttl_seconds: int = 900,
         claim_seconds: int = 120,
@@ -127,7 +125,8 @@ class LoginQueue:
         self._store = store
         self._guards = guards
         self._sealer = sealer
-        self._per_minute = per_minute
+        # The portal's pace is AccountService's: its turns are what the queue waits for.
+        self._per_window, self._window = accounts.portal_pace
         self._ticket_ttl = ticket_ttl_seconds
         self._result_ttl = result_ttl_seconds
         self._claim_seconds = claim_seconds
@@ -200,13 +199,11 @@ class LoginQueue:
         if place <= 0:
             return 0
         used, ttl = await self._guards.get_counter(key=PORTAL_LOGINS_KEY)
-        free_now = self._per_minute - used if ttl > 0 else self._per_minute
+        free_now = self._per_window - used if ttl > 0 else self._per_window
         if place <= free_now:
             return 1
         later = place - max(free_now, 0)
-        return (
-            (ttl if ttl > 0 else 0) + ((later - 1) // self._per_minute) * PORTAL_WINDOW_SECONDS + 1
-        )
+        return (ttl if ttl > 0 else 0) + ((later - 1) // self._per_window) * self._window + 1
 
     # --- the worker ----------------------------------------------------------------------
 
@@ -214,10 +211,10 @@ class LoginQueue:
         """Sign on the tickets whose turn has come; their results."""
         claimed = await self._store.claim(
             counter_key=PORTAL_LOGINS_KEY,
-            per_window=self._per_minute,
-            window_seconds=PORTAL_WINDOW_SECONDS,
+            per_window=self._per_window,
+            window_seconds=self._window,
             claim_seconds=self._claim_seconds,
-            limit=self._per_minute,
+            limit=self._per_window,
         )
         if not claimed:
             return []
