@@ -6,7 +6,8 @@
 - `/health`: the same answer as `/health/ready`, kept for existing probes;
 - `/metrics`: Prometheus text format (bot/metrics.py), behind `METRICS_TOKEN` when it is set;
 - `/p/<token>` and `/p/<token>/state`: the projector page of an open session (bot/projector.py),
-  404 for an unknown token or an ended session.
+  404 for an unknown token or an ended session;
+- `/app/…`: the Mini App (bot/webapp/pages.py mounts it; each page module adds its routes).
 
 Health answers name components and say `ok` or `down`, nothing more: exception names and
 messages (which may carry host names) stay in the log.
@@ -29,6 +30,8 @@ from aiohttp import web
 from bot.app import App
 from bot.metrics import CONTENT_TYPE_LATEST
 from bot.projector import page_state, render_page, verify_token
+from bot.webapp import login as webapp_login
+from bot.webapp.pages import register_webapp
 from ui.render import deep_link
 
 log = logging.getLogger(__name__)
@@ -148,6 +151,7 @@ def build_web(app: App) -> web.Application:
     web_app.router.add_get("/metrics", metrics)
     web_app.router.add_get("/p/{token}", projector_page)
     web_app.router.add_get("/p/{token}/state", projector_data)
+    register_webapp(web_app, app, webapp_login.setup)
     settings = app.settings
     if settings.webhook_url:
         # Without secret_token aiogram accepts any POST; with it, requests lacking the

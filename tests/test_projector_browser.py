@@ -86,6 +86,7 @@ async def test_projector_page_in_headless_chromium(
         aksis=portal,
         clock=clock,
         public_url=f"http://127.0.0.1:{port}",
+        chat_login="on",  # the harness signs in through the chat
         security_level_default=3,
         code_rotation_seconds=30,
     ) as bot:
