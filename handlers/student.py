@@ -12,7 +12,6 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from dal.models import FailReason, RecordStatus
 from dal.pg import StudentAttendanceRow
 from dal.redis.checkins import CheckInStatus
 from handlers.access import MemberGate
@@ -23,11 +22,13 @@ from services.members import Member
 from services.reports import CourseStanding, ReportService
 from ui.callbacks import MyCourse, MyCourses
 from ui.i18n import Raw, date_time_text, percent_number, t
-from ui.render import hhmm, location_keyboard
+from ui.render import check_in_answer, location_answer, location_keyboard, row_mark
 
 router = Router(name="student")
 router.message.middleware(MemberGate())
 router.callback_query.middleware(MemberGate())
+
+_RECORDED = (CheckInStatus.OK_PRESENT, CheckInStatus.OK_PENDING)
 
 
 async def reply_check_in(
@@ -45,54 +46,13 @@ async def reply_check_in(
     result = await attendance.check_in(telegram_id=message.from_user.id, code=code)
     if metrics is not None:
         metrics.check_in(result.status)
-    session, record, tz = result.attendance, result.record, attendance.tz
-    lesson = session.lesson_name if session else ""
-    status = result.status
-    if status in (CheckInStatus.OK_PRESENT, CheckInStatus.OK_PENDING) and session and record:
-        # The record's status in the one vocabulary (services.status), as the sheet will say.
-        recorded = attendance.status_of(session, record)
-        extra: dict[str, Raw] = {}
-        if recorded is RecordStatus.LATE:
-            key = "checkin.ok_late"
-        elif recorded is RecordStatus.PRESENT:
-            key = "checkin.ok"
-        elif record.fail_reason == FailReason.ANOTHER_SECTION:
-            key = "checkin.another_section"
-        elif record.fail_reason == FailReason.OVER_CAP:
-            why = t("why.OVER_CAP")
-            key, extra = "location.pending", {"why": Raw(why)}
-        else:
-            key = "checkin.pending"
-        text = t(key, lesson=lesson, time=hhmm(record.attendance_time, tz), **extra)
-    elif status is CheckInStatus.OK_LOCATION and session:
-        minutes = max(1, attendance.location_wait_seconds // 60)
-        text = t("checkin.need_location", lesson=lesson, minutes=minutes)
+    answer = check_in_answer(result, attendance)
+    session, status, text = result.attendance, result.status, answer.text
+    if status is CheckInStatus.OK_LOCATION and session:
         if board is not None:
             board.touch(session.attendance_id)
         return message.answer(text, reply_markup=location_keyboard())
-    elif status is CheckInStatus.EXPIRED:
-        text = t("checkin.expired")
-    elif status is CheckInStatus.DUPLICATE and record:
-        text = t("checkin.duplicate", lesson=lesson, time=hhmm(record.attendance_time, tz))
-    elif status is CheckInStatus.ENDED:
-        text = t("checkin.ended", lesson=lesson)
-    elif status is CheckInStatus.THROTTLED:
-        text = t("checkin.throttled", seconds=result.retry_after or 60)
-    elif status is CheckInStatus.NOT_LINKED:
-        text = t("auth.not_linked")
-    elif status is CheckInStatus.NOT_STUDENT:
-        text = t("checkin.teacher")
-    else:
-        text = t("checkin.wrong")
-    if (
-        board is not None
-        and session is not None
-        and status
-        in (
-            CheckInStatus.OK_PRESENT,
-            CheckInStatus.OK_PENDING,
-        )
-    ):
+    if board is not None and session is not None and status in _RECORDED:
         board.touch(session.attendance_id)
     if answers is not None:  # handed off: the handler does not wait for the flood budget
         answers.put(message.chat.id, text)
@@ -165,18 +125,7 @@ def _course_list(
 
 
 def _status_line(row: StudentAttendanceRow, reports: ReportService) -> str:
-    if row.status.attended:
-        icon = "✅"
-        note = t("note.late") if row.status is RecordStatus.LATE else ""
-    elif row.status is RecordStatus.PENDING:
-        icon, note = "🕓", t("note.pending")
-    elif row.status is RecordStatus.EXCUSED:
-        icon, note = "🩺", t("note.excused")
-    else:
-        icon, note = (
-            "❌",
-            t("note.rejected") if row.status is RecordStatus.REJECTED else "",
-        )
+    icon, note = row_mark(row)
     return t(
         "my.line",
         icon=icon,
@@ -265,22 +214,7 @@ async def location_message(
         sent_at=message.date,
         forwarded=message.forward_origin is not None or message.forward_date is not None,
     )
-    session, record = result.attendance, result.record
-    if result.outcome == "OK_PRESENT" and session and record:
-        text = t(
-            "location.present",
-            lesson=session.lesson_name,
-            time=hhmm(record.attendance_time, attendance.tz),
-        )
-    elif result.outcome == "OK_PENDING" and session and record:
-        why = t(f"why.{record.fail_reason}")
-        text = t("location.pending", lesson=session.lesson_name, why=Raw(why))
-    elif result.outcome == "ENDED":
-        text = t("checkin.ended", lesson=session.lesson_name if session else "")
-    elif result.outcome == "DECIDED":
-        text = t("location.decided")
-    else:
-        text = t("location.no_wait")
+    session, text = result.attendance, location_answer(result, attendance).text
     if session is not None:
         board.touch(session.attendance_id)
     return message.answer(text, reply_markup=done)
