@@ -39,6 +39,7 @@ from bot.projector import (
     verify_screen_token,
     verify_token,
 )
+from bot.webapp import checkin, figures
 from services.attendance import Roster
 from ui.render import mini_app_link
 
@@ -183,6 +184,9 @@ def build_web(app: App) -> web.Application:
     web_app.router.add_get("/health/ready", ready)
     web_app.router.add_get("/health/live", live)
     web_app.router.add_get("/metrics", metrics)
+    # The Mini App's check-in and figures pages (bot/webapp/).
+    checkin.register(web_app)
+    figures.register(web_app)
     web_app.router.add_get("/p/projector.js", projector_script)
     web_app.router.add_get("/p/projector.css", projector_style)
     web_app.router.add_get("/p/{token}", projector_page)
