@@ -1,7 +1,7 @@
 """The Mini App's check-in screen (issue 24, item 3): the code, and at levels 2 and 3 the
 device's location, sent from a page; the verdict is the HTTP answer, never a bot message.
 
-The page (`static/checkin.html`) is opened by the projector's QR code
+The page (`static/check-in.html`) is opened by the projector's QR code
 (`https://t.me/<bot>?startapp=ci_<code>`, or `ci` at level 3, where the code is typed from
 the screen) or by the web_app button of the "attendance is open" notice. Its calls:
 
@@ -264,7 +264,7 @@ def static_response(name: str) -> web.Response:
 
 
 async def _page(request: web.Request) -> web.Response:
-    return static_response("checkin.html")
+    return static_response("check-in.html")
 
 
 async def _static(request: web.Request) -> web.Response:

@@ -4,7 +4,7 @@ Per course: attended / held and the percentage (drawn as a bar), marked below th
 threshold, then the dated list, missed sessions first; in the user's language. The figures are
 `ReportService.my_courses` of the account linked to the Telegram user the launch data names:
 only the user's own, and nothing another user could open (the page asks with its own signed
-launch data). `POST /app/api/figures` answers them; `static/figures.html` draws them.
+launch data). `POST /app/api/figures` answers them; `static/my-figures.html` draws them.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ async def figures(app: App, telegram_id: int, locale: str) -> dict[str, Any]:
 
 
 async def _page(request: web.Request) -> web.Response:
-    return static_response("figures.html")
+    return static_response("my-figures.html")
 
 
 async def _figures(request: web.Request) -> web.Response:
