@@ -67,6 +67,11 @@ class Settings(Protocol):
     @property
     def retention_days(self) -> int: ...
 
+    @property
+    def public_url(self) -> str | None:
+        """Where the Mini App's pages are served (their web_app buttons); None: no pages."""
+        ...
+
 
 class HandlerDeps(TypedDict):
     """The Dispatcher's keyword arguments: each reaches a handler that names its key."""

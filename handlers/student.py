@@ -9,13 +9,14 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
     ReplyKeyboardRemove,
+    WebAppInfo,
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from dal.pg import StudentAttendanceRow
 from dal.redis.checkins import CheckInStatus
 from handlers.access import MemberGate
-from handlers.deps import AnswerQueue, Metrics, StatusBoard
+from handlers.deps import AnswerQueue, Metrics, Settings, StatusBoard
 from handlers.replies import Reply
 from services.attendance import AttendanceService
 from services.members import Member
@@ -88,7 +89,7 @@ def _course_label(course: CourseStanding) -> str:
 
 
 def _course_list(
-    standings: list[CourseStanding], reports: ReportService
+    standings: list[CourseStanding], reports: ReportService, settings: Settings
 ) -> tuple[str, InlineKeyboardMarkup]:
     threshold = percent_number(reports.rule.percent)
     lines = [t("my.courses")]
@@ -119,6 +120,10 @@ def _course_list(
             + t("my.percent", percent=percent_number(rate.percent)),
             callback_data=MyCourse(token=course.token),
         )
+    if settings.public_url:
+        # The same figures as a page of the Mini App (bot/webapp/figures.py).
+        url = settings.public_url.rstrip("/") + "/app/figures"
+        builder.button(text=t("button.figures_page"), web_app=WebAppInfo(url=url))
     builder.adjust(1)
     lines.append(t("my.course_hint"))
     return "\n".join(lines), builder.as_markup()
@@ -136,13 +141,15 @@ def _status_line(row: StudentAttendanceRow, reports: ReportService) -> str:
 
 
 @router.message(Command("my_attendance"))
-async def my_attendance(message: Message, user: Member, reports: ReportService) -> Reply:
+async def my_attendance(
+    message: Message, user: Member, reports: ReportService, settings: Settings
+) -> Reply:
     """One line per course (attended / held, percentage, marked below the threshold), then
     a button per course for its dated list."""
     standings = await reports.my_courses(student=user)
     if not standings:
         return message.answer(t("my.empty"))
-    text, keyboard = _course_list(standings, reports)
+    text, keyboard = _course_list(standings, reports, settings)
     return message.answer(text, reply_markup=keyboard)
 
 
@@ -174,11 +181,13 @@ async def my_course(
 
 
 @router.callback_query(MyCourses.filter())
-async def my_courses_again(query: CallbackQuery, user: Member, reports: ReportService) -> Reply:
+async def my_courses_again(
+    query: CallbackQuery, user: Member, reports: ReportService, settings: Settings
+) -> Reply:
     standings = await reports.my_courses(student=user)
     if not isinstance(query.message, Message) or not standings:
         return None
-    text, keyboard = _course_list(standings, reports)
+    text, keyboard = _course_list(standings, reports, settings)
     return query.message.edit_text(text, reply_markup=keyboard)
 
 

@@ -167,6 +167,7 @@ async def test_check_in_page_at_level_1_records_what_the_chat_records_and_sends_
             )
             assert "already checked in" in await english.inner_text("#verdict")
             # A wrong code, in English.
+            english = await browser.new_page()
             await english.goto(page_url(bot, "/app/checkin", 203, "en"))
             await english.fill("#code", "000001" if code != "000001" else "000002")
             await english.click("#submit")
@@ -279,5 +280,107 @@ async def test_a_location_the_page_could_not_get_leaves_the_check_in_pending(
             _, record = await _record(bot, 100, "2024001")
             assert record is not None
             assert (record.is_attended, record.fail_reason) == (False, "LOCATION_MISSING")
+        finally:
+            await runner.cleanup()
+
+
+async def _finalized(bot: Running, n: int) -> None:
+    teacher = await bot.app.redis.users.get_user_session(telegram_id=100)
+    assert teacher is not None
+    for _ in range(200):
+        saved = await bot.app.pg.reports.get_attendances(
+            teacher_school_number=teacher.school_number
+        )
+        if len(saved) >= n:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{n} sessions were not finalized")
+
+
+async def test_figures_page_shows_the_students_own_percentage(
+    pg_dsn: str, redis_url: str, portal: FakeAksis, browser: Any
+) -> None:
+    port = _free_port()
+    async with running_bot(
+        pg_dsn=pg_dsn,
+        redis_url=redis_url,
+        aksis=portal,
+        public_url=f"http://127.0.0.1:{port}",
+        finalize_interval_seconds=1,
+    ) as bot:
+        runner = await _served(bot, port)
+        try:
+            teacher, ayse = bot.user(100, "Elif"), bot.user(201, "Ayşe", "tr")
+            await bot.login(teacher, "teacher1")
+            await bot.login(ayse, "student1")
+            await bot.login(bot.user(202, "İsmail"), "student2")
+            # The "attendance is open" notice opens the check-in page.
+            code = await bot.start_session(teacher)
+            notice = await ayse.wait_until(
+                lambda: any(str(m.get("text", "")).startswith("📣") for m in ayse.messages),
+                timeout=10,
+                what="the notice",
+            )
+            del notice
+            opened = next(m for m in ayse.messages if str(m.get("text", "")).startswith("📣"))
+            buttons = bot.telegram.reply_markup_of(opened)
+            assert buttons is not None
+            assert buttons["inline_keyboard"][0][0]["web_app"]["url"] == (
+                f"{bot.settings.public_url}/app/checkin"
+            )
+            page = await browser.new_page()
+            await page.goto(page_url(bot, "/app/checkin", 201, "tr", start=f"ci_{code}"))
+            await page.click("#submit")
+            await expect(page.locator("#verdict")).to_have_attribute(
+                "data-kind", "ok", timeout=10_000
+            )
+            await teacher.send("/end_session")
+            await reply(teacher)
+            await _finalized(bot, 1)
+            await bot.start_session(teacher)  # a second session Ayşe misses
+            await teacher.send("/end_session")
+            await reply(teacher)
+            await _finalized(bot, 2)
+
+            # /my_attendance offers the page.
+            ayse.mark_read()
+            await ayse.send("/my_attendance")
+            listing = await ayse.wait_until(
+                lambda: any("1/2" in str(m.get("text")) for m in ayse.messages),
+                timeout=10,
+                what="/my_attendance",
+            )
+            del listing
+            mine = next(m for m in ayse.messages if "1/2" in str(m.get("text")))
+            keyboard = bot.telegram.reply_markup_of(mine)
+            assert keyboard is not None
+            urls = [
+                b.get("web_app", {}).get("url") for row in keyboard["inline_keyboard"] for b in row
+            ]
+            assert f"{bot.settings.public_url}/app/figures" in urls
+
+            await page.goto(page_url(bot, "/app/figures", 201, "tr"))
+            course = page.locator(".course")
+            await expect(course).to_have_count(1, timeout=10_000)
+            assert await page.inner_text("#title") == "Devam durumunuz"
+            assert "1 / 2" in await course.inner_text()
+            assert await course.locator(".percent").inner_text() == "%50"
+            width = await course.locator(".bar > span").evaluate("node => node.style.width")
+            assert width == "50%"
+            assert await course.locator("ul.rows li").count() == 2
+            assert "AYŞE" not in await page.content() and "2024002" not in await page.content()
+
+            # Another student sees only their own figures, in English. (A new page each time:
+            # a URL that differs only in its fragment does not load the page again.)
+            page = await browser.new_page()
+            await page.goto(page_url(bot, "/app/figures", 202, "en"))
+            await expect(page.locator(".course")).to_have_count(1, timeout=10_000)
+            assert await page.locator(".course .percent").inner_text() == "0%"
+            assert await page.inner_text("#title") == "Your attendance"
+            # Someone with no linked account sees no one's figures.
+            page = await browser.new_page()
+            await page.goto(page_url(bot, "/app/figures", 999, "en"))
+            await expect(page.locator("#message")).to_contain_text("/login", timeout=10_000)
+            assert await page.locator(".course").count() == 0
         finally:
             await runner.cleanup()
