@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     # The externally reachable base URL of the web server; unset: no projector page link.
     public_url: str | None = None
 
+    # --- the Mini App (issue 24) ------------------------------------------------------
+    # Launch data Telegram signed longer ago than this is refused (a page held open, or
+    # launch data copied out of one); the user opens the page again from the bot.
+    webapp_auth_max_age_minutes: int = Field(default=60, ge=1)
+    # `on`: /login also asks for the user name and password in the chat. Unset: off when
+    # PUBLIC_URL is set (the sign-in page is offered instead), on without it.
+    chat_login: Literal["on", "off"] | None = None
+
     @field_validator(
         "webhook_url",
         "webhook_secret",
@@ -123,6 +131,7 @@ class Settings(BaseSettings):
         "secret_key",
         "metrics_token",
         "public_url",
+        "chat_login",
         mode="before",
     )
     @classmethod
@@ -192,6 +201,14 @@ class Settings(BaseSettings):
                     f" {MIN_KEY_LENGTH} characters: make one with {KEY_RECIPE}",
                 )
         return self
+
+    @property
+    def chat_login_enabled(self) -> bool:
+        """Whether /login may take credentials in the chat (`CHAT_LOGIN`, by default only
+        without a PUBLIC_URL for the sign-in page)."""
+        if self.chat_login is None:
+            return self.public_url is None
+        return self.chat_login == "on"
 
     @property
     def tz(self) -> ZoneInfo:

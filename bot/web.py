@@ -7,7 +7,8 @@
 - `/metrics`: Prometheus text format (bot/metrics.py), behind `METRICS_TOKEN` when it is set;
 - `/p/<token>` and `/p/<token>/state`: the projector page of an open session (bot/projector.py):
   the teacher's launch link redirects to a screen address that the page renews as it polls;
-  404 for an unknown or expired token or an ended session.
+  404 for an unknown or expired token or an ended session;
+- `/app/…`: the Mini App (bot/webapp/pages.py mounts it; each page module adds its routes).
 
 Health answers name components and say `ok` or `down`, nothing more: exception names and
 messages (which may carry host names) stay in the log.
@@ -40,6 +41,7 @@ from bot.projector import (
     verify_token,
 )
 from bot.webapp import checkin, figures
+from bot.webapp.pages import register_webapp
 from services.attendance import Roster
 from ui.render import mini_app_link
 
@@ -184,13 +186,12 @@ def build_web(app: App) -> web.Application:
     web_app.router.add_get("/health/ready", ready)
     web_app.router.add_get("/health/live", live)
     web_app.router.add_get("/metrics", metrics)
-    # The Mini App's check-in and figures pages (bot/webapp/).
-    checkin.register(web_app)
-    figures.register(web_app)
     web_app.router.add_get("/p/projector.js", projector_script)
     web_app.router.add_get("/p/projector.css", projector_style)
     web_app.router.add_get("/p/{token}", projector_page)
     web_app.router.add_get("/p/{token}/state", projector_data)
+    # The Mini App (bot/webapp/): its check-in and figures pages.
+    register_webapp(web_app, app, checkin.setup, figures.setup)
     settings = app.settings
     if settings.webhook_url:
         # Without secret_token aiogram accepts any POST; with it, requests lacking the

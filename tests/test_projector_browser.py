@@ -88,6 +88,7 @@ async def test_projector_page_in_headless_chromium(
         aksis=portal,
         clock=clock,
         public_url=f"http://127.0.0.1:{port}",
+        chat_login="on",  # the tests link accounts through the chat
         security_level_default=3,
         code_rotation_seconds=30,
     ) as bot:
@@ -181,6 +182,7 @@ async def test_a_photographed_projector_address_stops_working(
         aksis=portal,
         clock=clock,
         public_url=f"http://127.0.0.1:{port}",
+        chat_login="on",  # the tests link accounts through the chat
         security_level_default=1,
     ) as bot:
         runner = await _served(bot, port)

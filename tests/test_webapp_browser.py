@@ -116,7 +116,11 @@ async def test_check_in_page_at_level_1_records_what_the_chat_records_and_sends_
 ) -> None:
     port = _free_port()
     async with running_bot(
-        pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal, public_url=f"http://127.0.0.1:{port}"
+        pg_dsn=pg_dsn,
+        redis_url=redis_url,
+        aksis=portal,
+        public_url=f"http://127.0.0.1:{port}",
+        chat_login="on",  # the tests link accounts through the chat
     ) as bot:
         runner = await _served(bot, port)
         try:
@@ -193,6 +197,7 @@ async def test_check_in_page_at_level_3_takes_the_typed_code_and_the_device_loca
         redis_url=redis_url,
         aksis=portal,
         public_url=f"http://127.0.0.1:{port}",
+        chat_login="on",  # the tests link accounts through the chat
         security_level_default=3,
     ) as bot:
         runner = await _served(bot, port)
@@ -258,6 +263,7 @@ async def test_a_location_the_page_could_not_get_leaves_the_check_in_pending(
         redis_url=redis_url,
         aksis=portal,
         public_url=f"http://127.0.0.1:{port}",
+        chat_login="on",  # the tests link accounts through the chat
         security_level_default=2,
     ) as bot:
         runner = await _served(bot, port)
@@ -306,6 +312,7 @@ async def test_figures_page_shows_the_students_own_percentage(
         redis_url=redis_url,
         aksis=portal,
         public_url=f"http://127.0.0.1:{port}",
+        chat_login="on",  # the tests link accounts through the chat
         finalize_interval_seconds=1,
     ) as bot:
         runner = await _served(bot, port)

@@ -1,12 +1,13 @@
 """The Mini App's check-in screen (issue 24, item 3): the code, and at levels 2 and 3 the
 device's location, sent from a page; the verdict is the HTTP answer, never a bot message.
 
-The page (`static/check-in.html`) is opened by the projector's QR code
+The page (`static/checkin.html`) is opened by the projector's QR code
 (`https://t.me/<bot>?startapp=ci_<code>`, or `ci` at level 3, where the code is typed from
 the screen) or by the web_app button of the "attendance is open" notice. Its calls:
 
-- `POST /app/api/checkin/open`: the screen's texts in the user's language and the code the
-  launch payload carries (the `start_param` Telegram signed with the launch data);
+- `GET /app/checkin/texts`: the screen's texts (bot/webapp/pages.py); the page fills in the
+  code the launch payload carries (`start_param` `ci_<code>`), which the server checks like
+  any typed code;
 - `POST /app/api/checkin`: the code. The same Lua check-in as a code sent in chat runs
   (`AttendanceService.check_in`, dal/redis/checkins.py), with the same wrong-code throttle
   (the same Redis key), so chat and page mix in one class. At levels 2 and 3 the answer is
@@ -23,10 +24,7 @@ wrong-code throttle. The lesson is named in the verdict.
 
 from __future__ import annotations
 
-import html
-import json
 import math
-import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,26 +32,21 @@ from typing import Any
 from aiohttp import web
 
 from bot.app import App
-from bot.projector import PAGE_CSP, STATIC_DIR
-from bot.webapp.initdata import InitDataInvalid, LaunchData, verify_init_data
+from bot.webapp.initdata import LaunchData
+from bot.webapp.pages import WebAppError, add_page, app_of, launch, locale_of, ok, plain, rate_limit
 from dal.redis.checkins import CheckInStatus
-from ui.i18n import Raw, default_catalogs, pick_locale, t, use_locale
+from ui.i18n import Raw, t, use_locale
 from ui.render import Answer, check_in_answer, location_answer
 
 __all__ = [
     "LABELS",
     "BadRequest",
     "Location",
-    "locale_of",
-    "open_screen",
     "page_check_in",
     "page_location",
-    "plain_text",
-    "start_code",
+    "setup",
 ]
 
-_TAG = re.compile(r"<[^>]*>")
-_START = re.compile(r"^ci(?:_(\d{6}))?$")
 # A position the browser says it read longer ago than this is not used at all.
 MAX_POSITION_AGE = timedelta(minutes=10)
 # The screen's own texts (the verdicts are the chat's texts).
@@ -98,34 +91,8 @@ class Location:
         return cls(latitude, longitude, accuracy, age_ms)
 
 
-def locale_of(launch: LaunchData) -> str:
-    """The page's language: the user's Telegram language, as a chat reply would use."""
-    return pick_locale(launch.user.language_code, default_catalogs().locales)
-
-
-def plain_text(message: str) -> str:
-    """A chat text (Telegram HTML) as plain text for a page's `textContent`."""
-    return html.unescape(_TAG.sub("", message))
-
-
-def start_code(launch: LaunchData) -> str:
-    """The code the launch payload carries (`ci_<code>`), or "" (`ci`, none, or another)."""
-    found = _START.fullmatch(launch.start_param or "")
-    return (found.group(1) or "") if found else ""
-
-
-def _labels(keys: tuple[str, ...]) -> dict[str, str]:
-    return {key.rsplit(".", 1)[-1]: plain_text(t(key)) for key in keys}
-
-
 def _answer(answer: Answer, lesson: str | None) -> dict[str, Any]:
-    return {"kind": answer.kind, "text": plain_text(answer.text), "lesson": lesson or ""}
-
-
-def open_screen(launch: LaunchData) -> dict[str, Any]:
-    locale = locale_of(launch)
-    with use_locale(locale):
-        return {"locale": locale, "labels": _labels(LABELS), "code": start_code(launch)}
+    return {"kind": answer.kind, "text": plain(answer.text), "lesson": lesson or ""}
 
 
 async def page_check_in(app: App, launch: LaunchData, code: object) -> dict[str, Any]:
@@ -180,106 +147,44 @@ async def page_location(app: App, launch: LaunchData, body: dict[str, Any]) -> d
         return _answer(answer, result.attendance.lesson_name if result.attendance else None)
 
 
-# --- routes (until the shared page plumbing lands: bot/webapp/pages.py) ---------------
+# --- routes (bot/webapp/pages.py) ----------------------------------------------------
 
-_BODY_MAX = 8192
-_INIT_MAX_AGE = timedelta(hours=1)
-_STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
-
-
-def _app(request: web.Request) -> App:
-    from bot.web import APP_KEY
-
-    return request.app[APP_KEY]
+# Page requests a student makes around one check-in: a code, perhaps a location, a retry.
+# Wrong codes have their own, tighter limit in the check-in script (the chat's, same key);
+# this one caps everything else a page could be made to send.
+REQUESTS_PER_MINUTE = 30
 
 
-async def read_launch(request: web.Request) -> tuple[App, LaunchData, dict[str, Any]]:
-    app = _app(request)
-    if (request.content_length or 0) > _BODY_MAX:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=_BODY_MAX, actual_size=request.content_length or 0
-        )
-    raw = await request.content.read(_BODY_MAX + 1)
-    if len(raw) > _BODY_MAX:
-        raise web.HTTPRequestEntityTooLarge(max_size=_BODY_MAX, actual_size=len(raw))
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise web.HTTPBadRequest(text='{"error":"json"}', content_type="application/json") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text='{"error":"json"}', content_type="application/json")
-    token = app.settings.bot_token
-    assert token is not None
-    try:
-        launch = verify_init_data(
-            str(body.get("init_data") or ""),
-            bot_token=token.get_secret_value(),
-            max_age=_INIT_MAX_AGE,
-            now=app.attendance.now(),
-        )
-    except InitDataInvalid as exc:
-        raise web.HTTPUnauthorized(
-            text=json.dumps({"error": exc.reason}), content_type="application/json"
-        ) from None
-    return app, launch, body
-
-
-def _json(data: dict[str, Any]) -> web.Response:
-    return web.json_response(data, headers={"Cache-Control": "no-store"})
-
-
-async def _open(request: web.Request) -> web.Response:
-    _, launch, _ = await read_launch(request)
-    return _json(open_screen(launch))
+async def _limited(request: web.Request) -> tuple[App, LaunchData, dict[str, Any]]:
+    launch_data, body = await launch(request)
+    await rate_limit(
+        request,
+        scope="checkin",
+        telegram_id=launch_data.user.id,
+        limit=REQUESTS_PER_MINUTE,
+        window_seconds=60,
+    )
+    return app_of(request), launch_data, body
 
 
 async def _check_in(request: web.Request) -> web.Response:
-    app, launch, body = await read_launch(request)
+    app, launch_data, body = await _limited(request)
     try:
-        return _json(await page_check_in(app, launch, body.get("code")))
+        return ok(await page_check_in(app, launch_data, body.get("code")))
     except BadRequest as exc:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": str(exc)}), content_type="application/json"
-        ) from None
+        raise WebAppError(400, "bad_request") from exc
 
 
 async def _location(request: web.Request) -> web.Response:
-    app, launch, body = await read_launch(request)
+    app, launch_data, body = await _limited(request)
     try:
-        return _json(await page_location(app, launch, body))
+        return ok(await page_location(app, launch_data, body))
     except BadRequest as exc:
-        raise web.HTTPBadRequest(
-            text=json.dumps({"error": str(exc)}), content_type="application/json"
-        ) from None
+        raise WebAppError(400, "bad_request") from exc
 
 
-def static_response(name: str) -> web.Response:
-    path = STATIC_DIR / name
-    headers = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
-    if name.endswith(".html"):
-        headers.update({"Content-Security-Policy": PAGE_CSP, "Referrer-Policy": "no-referrer"})
-    return web.Response(
-        body=path.read_bytes(), content_type=_STATIC_TYPES[path.suffix], headers=headers
-    )
-
-
-async def _page(request: web.Request) -> web.Response:
-    return static_response("check-in.html")
-
-
-async def _static(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    if not _STATIC_NAME.fullmatch(name) or not (STATIC_DIR / name).is_file():
-        raise web.HTTPNotFound()
-    return static_response(name)
-
-
-_STATIC_NAME = re.compile(r"^[a-z]+\.(js|css)$")
-
-
-def register(web_app: web.Application) -> None:
-    web_app.router.add_get("/app/checkin", _page)
-    web_app.router.add_get("/app/static/{name}", _static)
-    web_app.router.add_post("/app/api/checkin/open", _open)
-    web_app.router.add_post("/app/api/checkin", _check_in)
-    web_app.router.add_post("/app/api/checkin/location", _location)
+def setup(sub: web.Application, app: App) -> None:
+    """`GET /app/checkin` and its calls (register_webapp in bot/web.py)."""
+    add_page(sub, "checkin", texts=LABELS)
+    sub.router.add_post("/api/checkin", _check_in)
+    sub.router.add_post("/api/checkin/location", _location)

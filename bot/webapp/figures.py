@@ -4,7 +4,7 @@ Per course: attended / held and the percentage (drawn as a bar), marked below th
 threshold, then the dated list, missed sessions first; in the user's language. The figures are
 `ReportService.my_courses` of the account linked to the Telegram user the launch data names:
 only the user's own, and nothing another user could open (the page asks with its own signed
-launch data). `POST /app/api/figures` answers them; `static/my-figures.html` draws them.
+launch data). `POST /app/api/figures` answers them; `static/figures.html` draws them.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from typing import Any
 from aiohttp import web
 
 from bot.app import App
-from bot.webapp.checkin import locale_of, plain_text, read_launch, static_response
+from bot.webapp.pages import add_page, app_of, launch, locale_of, ok, plain, rate_limit
 from dal.models import Role
 from services.members import Member
 from services.reports import CourseStanding
 from ui.i18n import date_time_text, percent_number, t, use_locale
 from ui.render import row_mark
 
-__all__ = ["LABELS", "MAX_ROWS", "figures"]
+__all__ = ["LABELS", "MAX_ROWS", "figures", "setup"]
 
 LABELS = ("page.figures.title", "page.figures.attended", "page.error")
 # The dated list of a course, as in chat (handlers/student.my_course).
@@ -44,7 +44,7 @@ def _course(course: CourseStanding, app: App) -> dict[str, Any]:
                 "date": date_time_text(row.start_time, app.reports.tz),
                 "lesson": row.lesson_name,
                 "status": str(row.status),
-                "note": plain_text(note).strip(" ·"),
+                "note": plain(note).strip(" ·"),
             }
         )
     threshold = percent_number(app.reports.rule.percent)
@@ -54,11 +54,9 @@ def _course(course: CourseStanding, app: App) -> dict[str, Any]:
         "held": rate.counted,
         "excused": rate.counts.excused,
         "percent": round(rate.percent, 1),
-        "percent_text": plain_text(t("my.percent", percent=percent_number(rate.percent))),
+        "percent_text": plain(t("my.percent", percent=percent_number(rate.percent))),
         "below": course.below,
-        "below_text": plain_text(t("my.below", threshold=threshold)).strip()
-        if course.below
-        else "",
+        "below_text": plain(t("my.below", threshold=threshold)).strip() if course.below else "",
         "rows": rows,
     }
 
@@ -68,30 +66,35 @@ async def figures(app: App, telegram_id: int, locale: str) -> dict[str, Any]:
     student account is linked to it."""
     account = await app.accounts.current_user(telegram_id=telegram_id)
     with use_locale(locale):
-        labels = {key.rsplit(".", 1)[-1]: plain_text(t(key)) for key in LABELS}
         if account is None or account.role is not Role.STUDENT:
             text = t("auth.not_linked") if account is None else t("page.figures.teacher")
-            return {"locale": locale, "labels": labels, "linked": False, "text": plain_text(text)}
+            return {"locale": locale, "linked": False, "text": plain(text)}
         standings = await app.reports.my_courses(student=Member.of(account))
         return {
             "locale": locale,
-            "labels": labels,
             "linked": True,
-            "text": "" if standings else plain_text(t("my.empty")),
+            "text": "" if standings else plain(t("my.empty")),
             "courses": [_course(course, app) for course in standings],
         }
 
 
-async def _page(request: web.Request) -> web.Response:
-    return static_response("my-figures.html")
+# The page asks once when it opens; a few reloads are fine, a loop is not.
+REQUESTS_PER_MINUTE = 20
 
 
 async def _figures(request: web.Request) -> web.Response:
-    app, launch, _ = await read_launch(request)
-    data = await figures(app, launch.user.id, locale_of(launch))
-    return web.json_response(data, headers={"Cache-Control": "no-store"})
+    launch_data, _ = await launch(request)
+    await rate_limit(
+        request,
+        scope="figures",
+        telegram_id=launch_data.user.id,
+        limit=REQUESTS_PER_MINUTE,
+        window_seconds=60,
+    )
+    return ok(await figures(app_of(request), launch_data.user.id, locale_of(launch_data)))
 
 
-def register(web_app: web.Application) -> None:
-    web_app.router.add_get("/app/figures", _page)
-    web_app.router.add_post("/app/api/figures", _figures)
+def setup(sub: web.Application, app: App) -> None:
+    """`GET /app/figures` and its call (register_webapp in bot/web.py)."""
+    add_page(sub, "figures", texts=LABELS)
+    sub.router.add_post("/api/figures", _figures)

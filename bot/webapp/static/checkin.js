@@ -2,34 +2,46 @@
 // device's location; the verdict is the server's answer, shown at once.
 (function () {
   "use strict";
-  var labels = {};
+  // The verdict's colour (webapp.css) by the answer's kind.
+  var LOOK = {ok: "ok", late: "ok", duplicate: "ok", pending: "wait", location: "wait",
+    busy: "wait"};
   function byId(id) { return document.getElementById(id); }
-  function say(kind, text) {
+  function text(key) { return (ATTN.texts && ATTN.texts[key]) || ""; }
+  function say(kind, message) {
     var verdict = byId("verdict");
+    ATTN.show(verdict, message, LOOK[kind] || "bad");
     verdict.setAttribute("data-kind", kind);
-    verdict.textContent = text;
   }
   function showLesson(lesson) {
     if (lesson) { byId("lesson").textContent = lesson; byId("lesson").hidden = false; }
   }
-  function busy(on, label) {
+  function busy(on) {
     byId("submit").disabled = on;
     byId("code").disabled = on;
-    if (on && label) { say("busy", label); }
   }
-  function fail() { busy(false); say("error", labels.error || "Error"); }
+  function failed(answer) {
+    busy(false);
+    say(answer.data.error || "error", answer.data.message || text("page.error"));
+  }
+  // The code the QR code carried (start_param `ci_<code>`): only a suggestion, checked by the
+  // server like a typed one.
+  function startCode() {
+    var param = new URLSearchParams(ATTN.initData()).get("start_param") || "";
+    var found = /^ci_(\d{6})$/.exec(param);
+    return found ? found[1] : "";
+  }
 
   function sendLocation() {
     var done = function (body) {
-      ATTN.post("api/checkin/location", body).then(function (answer) {
-        if (answer.failed) { fail(); return; }
-        showLesson(answer.lesson);
-        say(answer.kind, answer.text);
+      ATTN.post("/app/api/checkin/location", body).then(function (answer) {
+        if (!answer.data.ok) { failed(answer); return; }
+        showLesson(answer.data.lesson);
+        say(answer.data.kind, answer.data.text);
         busy(false);
-      }, fail);
+      }, function () { failed({data: {}}); });
     };
     if (!navigator.geolocation) { done({error: "unsupported"}); return; }
-    say("location", labels.locating);
+    say("location", text("page.checkin.locating"));
     navigator.geolocation.getCurrentPosition(function (position) {
       done({
         latitude: position.coords.latitude,
@@ -47,33 +59,25 @@
     event.preventDefault();
     var code = byId("code").value.trim();
     if (!code) { return; }
-    busy(true, labels.sending);
-    ATTN.post("api/checkin", {code: code}).then(function (answer) {
-      if (answer.failed) { fail(); return; }
-      showLesson(answer.lesson);
-      say(answer.kind, answer.text);
-      if (answer.kind === "location") { sendLocation(); return; }
+    busy(true);
+    say("busy", text("page.checkin.sending"));
+    ATTN.post("/app/api/checkin", {code: code}).then(function (answer) {
+      if (!answer.data.ok) { failed(answer); return; }
+      showLesson(answer.data.lesson);
+      say(answer.data.kind, answer.data.text);
+      if (answer.data.kind === "location") { sendLocation(); return; }
       busy(false);
-      if (answer.kind === "wrong" || answer.kind === "expired") { byId("code").select(); }
-    }, fail);
+      if (answer.data.kind === "wrong" || answer.data.kind === "expired") { byId("code").select(); }
+    }, function () { failed({data: {}}); });
   }
 
-  function start() {
+  ATTN.ready.then(function () {
     if (!ATTN.initData()) { byId("no-launch").hidden = false; return; }
-    ATTN.post("api/checkin/open").then(function (screen) {
-      if (screen.failed) { say("error", screen.text || "Error"); return; }
-      labels = screen.labels;
-      ATTN.setLocale(screen.locale);
-      document.title = labels.title;
-      byId("title").textContent = labels.title;
-      byId("code-label").textContent = labels.code;
-      byId("submit").textContent = labels.submit;
-      byId("code").value = screen.code || "";
-      byId("form").hidden = false;
-      byId("form").addEventListener("submit", submit);
-      if (!screen.code) { byId("code").focus(); }
-      ATTN.ready();
-    }, function () { say("error", "Error"); });
-  }
-  start();
+    if (text("page.checkin.title")) { document.title = text("page.checkin.title"); }
+    var code = startCode();
+    byId("code").value = code;
+    byId("form").hidden = false;
+    byId("form").addEventListener("submit", submit);
+    if (!code) { byId("code").focus(); }
+  });
 }());

@@ -8,11 +8,12 @@
     if (text !== undefined) { node.textContent = text; }
     return node;
   }
-  function course(c, labels) {
+  function course(c) {
+    var attended = (ATTN.texts && ATTN.texts["page.figures.attended"]) || "";
     var box = el("section", "course" + (c.below ? " below" : ""));
     box.appendChild(el("h2", "", c.label));
     var figure = el("div", "figure");
-    figure.appendChild(el("span", "attended", c.attended + " / " + c.held + " " + labels.attended));
+    figure.appendChild(el("span", "attended", c.attended + " / " + c.held + " " + attended));
     figure.appendChild(el("b", "percent", c.percent_text));
     box.appendChild(figure);
     var bar = el("div", "bar");
@@ -35,17 +36,22 @@
     return box;
   }
   function show(data) {
-    var labels = data.labels || {};
-    ATTN.setLocale(data.locale);
-    if (labels.title) { document.title = labels.title; document.getElementById("title").textContent = labels.title; }
+    if (ATTN.texts && ATTN.texts["page.figures.title"]) {
+      document.title = ATTN.texts["page.figures.title"];
+    }
     document.getElementById("message").textContent = data.text || "";
     var box = document.getElementById("courses");
-    (data.courses || []).forEach(function (c) { box.appendChild(course(c, labels)); });
-    ATTN.ready();
+    (data.courses || []).forEach(function (c) { box.appendChild(course(c)); });
   }
-  if (!ATTN.initData()) { document.getElementById("no-launch").hidden = false; return; }
-  ATTN.post("api/figures").then(function (data) {
-    if (data.failed) { document.getElementById("message").textContent = data.text || "Error"; return; }
-    show(data);
-  }, function () { document.getElementById("message").textContent = "Error"; });
+  ATTN.ready.then(function () {
+    if (!ATTN.initData()) { document.getElementById("no-launch").hidden = false; return null; }
+    return ATTN.post("/app/api/figures").then(function (answer) {
+      if (!answer.data.ok) {
+        document.getElementById("message").textContent =
+          answer.data.message || (ATTN.texts && ATTN.texts["page.error"]) || "";
+        return;
+      }
+      show(answer.data);
+    });
+  });
 }());
