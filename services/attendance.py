@@ -608,6 +608,13 @@ class AttendanceService:
             location_wait_seconds=self._location_wait,
         )
 
+    async def awaiting_location(self, *, telegram_id: int) -> AttendanceRedis | None:
+        """The session whose check-in by this account still waits for a location, if any."""
+        attendance_id = await self._checkins.location_wait(telegram_id=telegram_id)
+        if attendance_id is None:
+            return None
+        return await self._sessions.get_attendance(attendance_id=attendance_id)
+
     @property
     def location_wait_seconds(self) -> int:
         return self._location_wait

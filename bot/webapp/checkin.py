@@ -47,8 +47,9 @@ __all__ = [
     "setup",
 ]
 
-# A position the browser says it read longer ago than this is not used at all.
-MAX_POSITION_AGE = timedelta(minutes=10)
+# An age above this is taken as this: stale either way (services/location.py: 60 s), and a
+# huge number cannot overflow the date arithmetic.
+MAX_POSITION_AGE_MS = 10 * 60 * 1000
 # The screen's own texts (the verdicts are the chat's texts).
 LABELS = (
     "page.checkin.title",
@@ -117,12 +118,7 @@ async def page_location(app: App, launch: LaunchData, body: dict[str, Any]) -> d
     if location is None:
         # Nothing changes: the record stays LOCATION_MISSING (pending review), as in chat
         # when no location comes; the student may still share one in chat meanwhile.
-        waiting = await app.redis.checkins.location_wait(telegram_id=launch.user.id)
-        session = (
-            None
-            if waiting is None
-            else await app.redis.sessions.get_attendance(attendance_id=waiting)
-        )
+        session = await attendance.awaiting_location(telegram_id=launch.user.id)
         with use_locale(locale):
             if session is None:
                 return _answer(Answer("no_wait", t("location.no_wait")), None)
@@ -131,7 +127,7 @@ async def page_location(app: App, launch: LaunchData, body: dict[str, Any]) -> d
             return _answer(Answer("pending", text), session.lesson_name)
     # The browser stamps the position with its own clock; its age, not its time, is sent, so a
     # phone whose clock is off is judged by how old the reading is.
-    age = min(timedelta(milliseconds=max(location.age_ms, 0.0)), MAX_POSITION_AGE)
+    age = timedelta(milliseconds=min(max(location.age_ms, 0.0), MAX_POSITION_AGE_MS))
     result = await attendance.submit_location(
         telegram_id=launch.user.id,
         latitude=location.latitude,
