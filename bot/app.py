@@ -33,6 +33,7 @@ from bot.delivery import DeliveryWorker, OutboxNotifier
 from bot.flood import RedisFloodBudget
 from bot.fsm import CodeAwareFSMMiddleware
 from bot.locks import RenewingRedisEventIsolation
+from bot.login_worker import LoginWorker
 from bot.logs import LogContextMiddleware
 from bot.metrics import MeteredAksis, Metrics, TelegramMetrics, UpdateMetricsMiddleware
 from bot.middlewares import (
@@ -56,6 +57,7 @@ from services.accounts import AccountService
 from services.aksis import AksisClient, LiveAksisClient
 from services.attendance import AttendanceService
 from services.demo_aksis import DemoAksisClient
+from services.login_queue import LoginQueue
 from services.reports import ReportService
 from services.warnings import warning_rule
 from ui.i18n import COMMANDS, DEFAULT_LOCALE, LocaleMiddleware, default_catalogs, t
@@ -97,6 +99,8 @@ class App:
     attendance: AttendanceService
     reports: ReportService
     metrics: Metrics
+    login_queue: LoginQueue
+    login_worker: LoginWorker
 
 
 def build_bot(settings: Settings, *, session: AiohttpSession | None = None) -> Bot:
@@ -244,6 +248,16 @@ async def build_app(
             portal_logins_per_minute=settings.aksis_logins_per_minute,
             tz=tz,
         )
+        # Sign-ons beyond the portal's pace wait in Redis, credentials sealed (for at most
+        # the ticket's lifetime), until a replica's worker signs them on.
+        login_queue = LoginQueue(
+            accounts=accounts,
+            store=redis.login_queue,
+            guards=redis.guards,
+            sealer=Sealer(secret, ttl_seconds=7200, purpose="login-queue"),
+            ticket_ttl_seconds=7200,
+        )
+        login_worker = LoginWorker(queue=login_queue, bot=bot, notifier=notifier)
         bot.session.middleware(
             OutgoingMiddleware(
                 global_rate=settings.telegram_global_rate,
@@ -289,6 +303,7 @@ async def build_app(
         deps: HandlerDeps = {
             "settings": settings,
             "accounts": accounts,
+            "login_queue": login_queue,
             "attendance": attendance,
             "reports": reports,
             "board": board,
@@ -349,6 +364,8 @@ async def build_app(
             attendance=attendance,
             reports=reports,
             metrics=metrics,
+            login_queue=login_queue,
+            login_worker=login_worker,
         )
 
         async def on_startup() -> None:
@@ -357,6 +374,7 @@ async def build_app(
             await app.delivery.start()
             app.answers.start()
             app.board.start()
+            app.login_worker.start()
             app.scheduler.start()
 
         async def on_shutdown() -> None:
@@ -372,6 +390,7 @@ async def build_app(
             await app.notifier.drain(SEND_GRACE_SECONDS)
             await stopping
             await app.board.stop()
+            await app.login_worker.stop()
             await fsm.close()  # the conversation storage and its per-user locks, last
 
         dispatcher.startup.register(on_startup)

@@ -11,8 +11,9 @@ from cryptography.fernet import Fernet, InvalidToken
 class Sealer:
     """Fernet with a key derived from SECRET_KEY; sealed values expire after `ttl_seconds`."""
 
-    def __init__(self, secret: str, *, ttl_seconds: int = 600) -> None:
-        digest = hashlib.sha256(b"attn-fsm-seal:" + secret.encode()).digest()
+    def __init__(self, secret: str, *, ttl_seconds: int = 600, purpose: str = "fsm") -> None:
+        # `purpose` separates the keys: what one use seals, another cannot open.
+        digest = hashlib.sha256(f"attn-{purpose}-seal:".encode() + secret.encode()).digest()
         self._fernet = Fernet(base64.urlsafe_b64encode(digest))
         self._ttl = ttl_seconds
 

@@ -41,6 +41,7 @@ from bot.projector import (
     verify_token,
 )
 from bot.webapp import checkin, figures
+from bot.webapp import login as webapp_login
 from bot.webapp.pages import register_webapp
 from services.attendance import Roster
 from ui.render import mini_app_link
@@ -190,8 +191,8 @@ def build_web(app: App) -> web.Application:
     web_app.router.add_get("/p/projector.css", projector_style)
     web_app.router.add_get("/p/{token}", projector_page)
     web_app.router.add_get("/p/{token}/state", projector_data)
-    # The Mini App (bot/webapp/): its check-in and figures pages.
-    register_webapp(web_app, app, checkin.setup, figures.setup)
+    # The Mini App (bot/webapp/): its sign-in, check-in and figures pages.
+    register_webapp(web_app, app, webapp_login.setup, checkin.setup, figures.setup)
     settings = app.settings
     if settings.webhook_url:
         # Without secret_token aiogram accepts any POST; with it, requests lacking the

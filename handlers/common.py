@@ -8,10 +8,12 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 
+from handlers.deps import Settings
 from handlers.filters import has_text, too_long
 from handlers.replies import Reply
 from services.members import Member
 from ui.i18n import t
+from ui.login import sign_in_keyboard
 
 router = Router(name="common")
 
@@ -23,8 +25,12 @@ def _help_key(user: Member | None) -> str:
 
 
 @router.message(CommandStart())
-async def start(message: Message, user: Member | None) -> Reply:
+async def start(message: Message, user: Member | None, settings: Settings) -> Reply:
     if user is None:
+        if settings.public_url is not None and message.chat.type == "private":
+            return message.answer(
+                t("start.unlinked"), reply_markup=sign_in_keyboard(settings.public_url)
+            )
         return message.answer(t("start.unlinked"))
     return message.answer(t("start.linked", name=user.full_name, role=t(f"role.{user.role}")))
 

@@ -17,6 +17,7 @@ from uuid import UUID
 from dal.models import AttendanceRedis
 from services.accounts import AccountService
 from services.attendance import AttendanceService
+from services.login_queue import LoginQueue
 from services.notify import Notifier
 from services.reports import ReportService
 
@@ -56,7 +57,14 @@ class Sealer(Protocol):
 
 
 class Settings(Protocol):
-    """The settings handlers read (bot.config.Settings): /privacy's retention periods."""
+    """The settings handlers read (bot.config.Settings): /privacy's retention periods, and
+    whether the sign-in page is offered and credentials are taken in the chat."""
+
+    @property
+    def public_url(self) -> str | None: ...
+
+    @property
+    def chat_login_enabled(self) -> bool: ...
 
     @property
     def student_session_ttl_days(self) -> int: ...
@@ -67,17 +75,13 @@ class Settings(Protocol):
     @property
     def retention_days(self) -> int: ...
 
-    @property
-    def public_url(self) -> str | None:
-        """Where the Mini App's pages are served (their web_app buttons); None: no pages."""
-        ...
-
 
 class HandlerDeps(TypedDict):
     """The Dispatcher's keyword arguments: each reaches a handler that names its key."""
 
     settings: Settings
     accounts: AccountService
+    login_queue: LoginQueue
     attendance: AttendanceService
     reports: ReportService
     board: StatusBoard

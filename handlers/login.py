@@ -4,6 +4,11 @@ The user name and the password messages are deleted as soon as they are read. Th
 ever lives in the local variables of one call; the user name waits between the two steps in the
 FSM data, encrypted (bot.secrets.Sealer), and is dropped when the password arrives.
 
+With the sign-in page offered (`PUBLIC_URL` set) and `CHAT_LOGIN` off, /login answers with the
+page's button instead of asking; a user name or password typed anyway is deleted all the same
+and the user pointed to the button. A sign-on beyond the portal's pace waits in the login queue
+(services/login_queue.py); its progress message is edited in place as the line moves.
+
 Every message that may carry a credential is deleted, on every path: `/login USERNAME` even when
 the account is throttled; a password that arrives after its step expired; and any plain text
 (a six-digit password included, which must not become a check-in) from an account the bot last
@@ -23,23 +28,17 @@ from aiogram.fsm.state import State
 from aiogram.methods import SendMessage
 from aiogram.types import Message
 
-from handlers.deps import Sealer
+from handlers.deps import Sealer, Settings
 from handlers.filters import has_text, no_text
 from handlers.replies import Reply
-from services.accounts import AccountService
-from services.aksis import InvalidCredentials, PortalChanged, PortalUnavailable
-from services.errors import LoginThrottled, PortalBusy
-from ui.i18n import COMMANDS, current_locale, t, tn
+from services.accounts import AccountService, valid_username
+from services.login_queue import LoginQueue, Queued
+from ui.i18n import COMMANDS, current_locale, t
+from ui.login import queued_text, result_text, sign_in_keyboard
 from ui.states import LoginForm
 
 router = Router(name="login")
 log = logging.getLogger(__name__)
-
-USERNAME_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._-@")
-
-
-def _valid_username(text: str) -> bool:
-    return 3 <= len(text) <= 64 and set(text) <= USERNAME_CHARS
 
 
 async def _forget(bot: Bot, message: Message) -> None:
@@ -67,6 +66,13 @@ async def _ask(
     return message.answer(text)
 
 
+def _use_the_page(message: Message, settings: Settings) -> SendMessage | None:
+    """With chat login off, the answer pointing to the sign-in page's button."""
+    if settings.chat_login_enabled or settings.public_url is None:
+        return None
+    return message.answer(t("login.use_button"), reply_markup=sign_in_keyboard(settings.public_url))
+
+
 @router.message(Command("login"))
 async def login_start(
     message: Message,
@@ -75,18 +81,24 @@ async def login_start(
     bot: Bot,
     accounts: AccountService,
     sealer: Sealer,
+    settings: Settings,
 ) -> Reply:
     await state.clear()
     assert message.from_user is not None
     username = (command.args or "").strip()
     if username:  # the command itself carries a user name: gone before anything else
         await _forget(bot, message)
+    page = _use_the_page(message, settings)
+    if page is not None:
+        # A password typed next anyway is deleted (and answered with the button again).
+        await accounts.prompted_for_credential(telegram_id=message.from_user.id, step="page")
+        return page
     wait = await accounts.login_retry_after(telegram_id=message.from_user.id)
     if wait:
         return message.answer(t("login.throttled", minutes=_minutes(wait)))
     if not username:
         return await _ask(message, state, accounts, LoginForm.username, t("login.ask_username"))
-    if not _valid_username(username):
+    if not valid_username(username):
         return await _ask(message, state, accounts, LoginForm.username, t("login.bad_username"))
     await state.set_data({"u": sealer.seal(username)})
     return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password"))
@@ -102,7 +114,7 @@ async def login_username(
 ) -> Reply:
     username = (message.text or "").strip()
     await _forget(bot, message)
-    if not _valid_username(username):
+    if not valid_username(username):
         return await _ask(message, state, accounts, LoginForm.username, t("login.bad_username"))
     await state.set_data({"u": sealer.seal(username)})
     return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password"))
@@ -114,6 +126,7 @@ async def login_password(
     state: FSMContext,
     bot: Bot,
     accounts: AccountService,
+    login_queue: LoginQueue,
     sealer: Sealer,
 ) -> Reply:
     lang = current_locale()
@@ -128,44 +141,27 @@ async def login_password(
     await accounts.credential_answered(telegram_id=message.from_user.id)
     # Awaited, not returned: the result replaces this message, which needs its id.
     progress = await message.answer(t("login.checking"))
-    try:
-        outcome = await accounts.login(
-            telegram_id=message.from_user.id,
-            language=lang,
-            username=username,
-            password=password,
-        )
-    except LoginThrottled as exc:
-        text = t("login.throttled", minutes=_minutes(exc.retry_after))
-    except PortalBusy as exc:
-        text = t("login.busy", minutes=_minutes(exc.retry_after))
-    except InvalidCredentials:
-        text = t("login.wrong")
-    except PortalUnavailable:
-        text = t("login.portal_down")
-    except PortalChanged:
-        log.error("Aksis pages did not look as expected during a login")
-        text = t("login.portal_changed")
-    else:
-        session = outcome.session
-        text = tn(
-            "login.ok",
-            outcome.lessons,
-            name=session.full_name,
-            role=t(f"role.{session.role}"),
-            number=session.school_number,
-            lessons=outcome.lessons,
-        )
-    return progress.edit_text(text)
+    outcome = await login_queue.submit(
+        telegram_id=message.from_user.id,
+        language=lang,
+        username=username,
+        password=password,
+        channel="chat",
+        chat_id=message.chat.id,
+        message_id=progress.message_id,
+    )
+    if isinstance(outcome, Queued):  # bot/login_worker.py edits it as the line moves
+        return progress.edit_text(queued_text(outcome))
+    return progress.edit_text(result_text(outcome))
 
 
-async def late_credential(message: Message, bot: Bot) -> Reply:
+async def late_credential(message: Message, bot: Bot, settings: Settings) -> Reply:
     """Plain text, outside any conversation, from an account the bot last asked for a
     credential: it may be the password typed after the login step expired, so it is deleted
     (and never taken as a check-in code). Registered on the root router right after the
     check-in handler (handlers.build_router), with the `expects_credential` filter."""
     await _forget(bot, message)
-    return message.answer(t("login.expired"))
+    return _use_the_page(message, settings) or message.answer(t("login.expired"))
 
 
 async def expects_credential(

@@ -566,11 +566,9 @@ class Demo:
             "WEB_HOST": "127.0.0.1",
             "WEB_PORT": str(port),
             "PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "CHAT_LOGIN": "on",  # the demo signs in through the chat too
             "CODE_ROTATION_SECONDS": str(CODE_ROTATION_SECONDS),
             "SECURITY_LEVEL_DEFAULT": "1",
-            # The demo's accounts link in chat; with PUBLIC_URL the sign-in page would be the
-            # default way (issue 24).
-            "CHAT_LOGIN": "on",
             "WEBHOOK_URL": "",  # long polling, whatever the environment or .env says
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",

@@ -30,6 +30,13 @@ log = logging.getLogger(__name__)
 LOGIN_STEP_SECONDS = 600
 LOGIN_EXPIRED_WINDOW_SECONDS = 600
 PORTAL_LOGINS_KEY = keys.throttle("portal", "logins")
+USERNAME_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._-@")
+MAX_PASSWORD_LENGTH = 256
+
+
+def valid_username(text: str) -> bool:
+    """A portal user name as the chat and the sign-in page accept it."""
+    return 3 <= len(text) <= 64 and set(text) <= USERNAME_CHARS
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,7 @@ class AccountService:
         max_failures_per_username: int = 20,
         failure_window_seconds: int = 15 * 60,
         portal_logins_per_minute: int = 60,
+        portal_window_seconds: int = 60,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tz: ZoneInfo | None = None,
     ) -> None:
@@ -96,7 +104,10 @@ class AccountService:
         self._max_failures = max_failures
         self._max_per_username = max_failures_per_username
         self._window = failure_window_seconds
+        # `portal_logins_per_minute` sign-ons per window of `portal_window_seconds` (a minute;
+        # shorter only in tests, to prove the queue's pace in seconds).
         self._portal_per_minute = portal_logins_per_minute
+        self._portal_window = portal_window_seconds
         self._clock = clock
 
     # --- throttling ----------------------------------------------------------------------
@@ -127,11 +138,18 @@ class AccountService:
     async def _portal_turn(self) -> None:
         """Count one sign-on against the overall cap per minute (every replica shares the
         counter); PortalBusy when this minute's sign-ons are used up."""
-        count = await self._guards.hit_counter(key=PORTAL_LOGINS_KEY, window_seconds=60)
+        count = await self._guards.hit_counter(
+            key=PORTAL_LOGINS_KEY, window_seconds=self._portal_window
+        )
         if count > self._portal_per_minute:
             _, ttl = await self._guards.get_counter(key=PORTAL_LOGINS_KEY)
             log.warning("portal sign-on cap of %d a minute reached", self._portal_per_minute)
             raise PortalBusy(max(ttl, 1))
+
+    @property
+    def portal_pace(self) -> tuple[int, int]:
+        """(sign-ons, per this many seconds) the portal takes: the login queue's pace."""
+        return self._portal_per_minute, self._portal_window
 
     # --- the credential prompts ----------------------------------------------------------
 
@@ -180,18 +198,27 @@ class AccountService:
     # --- login / logout ------------------------------------------------------------------
 
     async def login(
-        self, *, telegram_id: int, language: str, username: str, password: str
+        self,
+        *,
+        telegram_id: int,
+        language: str,
+        username: str,
+        password: str,
+        turn_taken: bool = False,
     ) -> LoginOutcome:
         """Sign in through Aksis and link this Telegram account to the portal identity.
 
         Raises LoginThrottled, PortalBusy (the overall cap on portal sign-ons), or the Aksis
         client's errors (InvalidCredentials,
         PortalUnavailable, PortalChanged). The password is only passed on, never kept.
+        `turn_taken`: the login queue already counted this sign-on's portal turn when it
+        claimed it (services/login_queue.py).
         """
         wait = await self.login_retry_after(telegram_id=telegram_id, username=username)
         if wait:
             raise LoginThrottled(wait)
-        await self._portal_turn()
+        if not turn_taken:
+            await self._portal_turn()
         try:
             result = await self._aksis.login(username, password)
         except InvalidCredentials:

@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
@@ -133,6 +134,21 @@ def locale_of(launch_data: LaunchData) -> str:
     return pick_locale(launch_data.user.language_code, default_catalogs().available_locales)
 
 
+def _claimed_locale(init_data: str) -> str:
+    """The language that unverified launch data names: only to word a refusal."""
+    language = None
+    try:
+        user = json.loads(dict(parse_qsl(init_data)).get("user", "{}"))
+        language = user.get("language_code") if isinstance(user, dict) else None
+    except ValueError:
+        pass
+    return pick_locale(language if isinstance(language, str) else None, _available())
+
+
+def _available() -> list[str]:
+    return list(default_catalogs().available_locales)
+
+
 def _static_bytes(name: str) -> bytes | None:
     if not _STATIC_NAME.fullmatch(name):
         return None
@@ -185,10 +201,12 @@ async def launch(request: web.Request) -> tuple[LaunchData, dict[str, Any]]:
             now=datetime.now(UTC),
         )
     except InitDataInvalid as exc:
-        # The page was not opened from this bot (or too long ago): nothing in it is trusted.
+        # The page was not opened from this bot (or too long ago): nothing in it is trusted
+        # but its language, to say so.
         log.info("mini app: launch data refused (%s)", exc.reason)
         key = "webapp.launch_stale" if exc.reason == "stale" else "webapp.launch_invalid"
-        raise WebAppError(401, f"launch_{exc.reason}", message=plain(t(key))) from None
+        message = plain(t(key, locale=_claimed_locale(init_data)))
+        raise WebAppError(401, f"launch_{exc.reason}", message=message) from None
     return launch_data, body
 
 

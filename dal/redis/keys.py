@@ -13,6 +13,10 @@
                                          open, actual end once ended); ended means score <= now
     checkin:location:<telegram_id>       "<id>|<student number>": a level 2/3 check-in waits
                                          for this account's location (with expiry)
+    loginq:waiting                       zset: queued portal sign-ons, ticket id scored by order
+    loginq:claimed                       zset: ticket ids being signed on, scored by claim expiry
+    loginq:seq                           counter giving each queued sign-on its order
+    loginq:ticket:<id>                   hash: one queued sign-on (credentials sealed), with expiry
     throttle:<kind>:<subject>            counters with expiry
     once:<kind>:<...>                    dedupe markers
     locks:<name>                         job locks (one replica per scheduler tick)
@@ -63,6 +67,15 @@ def undeliverable(telegram_id: int) -> str:
 
 def login_prompt(telegram_id: int) -> str:
     return f"login:prompt:{telegram_id}"
+
+
+LOGIN_WAITING: Final = "loginq:waiting"
+LOGIN_CLAIMED: Final = "loginq:claimed"
+LOGIN_SEQ: Final = "loginq:seq"
+
+
+def login_ticket(ticket_id: str) -> str:
+    return f"loginq:ticket:{ticket_id}"
 
 
 def attendance(attendance_id: UUID | str) -> str:

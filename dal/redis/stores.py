@@ -23,6 +23,7 @@ from dal.redis.checkins import CheckIns
 from dal.redis.connection import blocking_pool
 from dal.redis.finalization import FinalizationStore
 from dal.redis.guards import Guards
+from dal.redis.login_queue import LoginQueueStore
 from dal.redis.purge import PurgeStore
 from dal.redis.sessions import LiveSessions
 
@@ -53,6 +54,7 @@ class RedisStores:
         self.users = UserStore(redis, url=url)
         self.guards = Guards(redis, url=url)
         self.purge = PurgeStore(redis, url=url)
+        self.login_queue = LoginQueueStore(redis, url=url)
 
     @classmethod
     def from_url(cls, url: str, *, max_connections: int = 64, timeout: float = 5.0) -> RedisStores:

@@ -1,0 +1,205 @@
+"""The login queue (services/login_queue.py, dal/redis/login_queue.py) against real PostgreSQL,
+Redis and the fake portal: sign-ons beyond the portal's pace wait in line and are all signed on
+in turn, nobody asked to start over; each ticket is done once, also across replicas and after a
+restart; the sealed credentials are gone once it is done.
+
+The portal's window is shortened here (20 sign-ons per 10 s, a pace of 120 a minute) so that the
+line's pace shows in seconds; the class at the real minute window runs in
+tests/test_webapp_login_browser.py (slow)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from bot.app import build_aksis_client
+from bot.config import load_settings
+from bot.secrets import Sealer
+from dal.pg import Postgres
+from dal.redis import keys
+from dal.redis.stores import RedisStores
+from services.accounts import AccountService
+from services.login_queue import LoginQueue, Queued, SignOnResult
+from tests.fakes.aksis_server import FakeAksis
+from tests.harness import PASSWORD
+from tests.support import (
+    RecordingNotifier,
+    pg_client_fixture,  # noqa: F401
+    redis_client_fixture,  # noqa: F401
+)
+
+CLASS = 60
+PER_WINDOW = 20
+WINDOW = 10
+
+
+@pytest.fixture
+async def portal() -> AsyncIterator[FakeAksis]:
+    async with FakeAksis() as fake:
+        for i in range(CLASS):
+            fake.add_student(f"s{i:03d}", PASSWORD, f"ÖĞRENCİ {i}", f"2024{i:04d}")
+        yield fake
+
+
+def _accounts(pg: Postgres, redis: RedisStores, portal: FakeAksis) -> AccountService:
+    settings = load_settings(**portal.settings_overrides())
+    return AccountService(
+        accounts=pg.accounts,
+        schedules=pg.schedules,
+        retention=pg.retention,
+        user_store=redis.users,
+        guards=redis.guards,
+        aksis=build_aksis_client(settings),
+        notifier=RecordingNotifier(),
+        throttle_key=b"t" * 32,
+        student_ttl_days=120,
+        teacher_ttl_days=30,
+        portal_logins_per_minute=PER_WINDOW,
+        portal_window_seconds=WINDOW,
+    )
+
+
+def _queue(accounts: AccountService, redis: RedisStores, **kwargs: int) -> LoginQueue:
+    return LoginQueue(
+        accounts=accounts,
+        store=redis.login_queue,
+        guards=redis.guards,
+        sealer=Sealer("q" * 32, ttl_seconds=7200, purpose="login-queue"),
+        **kwargs,
+    )
+
+
+async def _everything_in_redis(raw: aioredis.Redis) -> str:
+    dump = []
+    async for key in raw.scan_iter("*"):
+        kind = await raw.type(key)
+        if kind == b"hash":
+            dump.append(repr(await raw.hgetall(key)))
+        elif kind == b"string":
+            dump.append(repr(await raw.get(key)))
+        elif kind == b"zset":
+            dump.append(repr(await raw.zrange(key, 0, -1)))
+    return "\n".join(dump)
+
+
+async def test_a_class_beyond_the_portal_pace_is_linked_in_turn_none_told_to_try_again(
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis, portal: FakeAksis
+) -> None:
+    accounts = _accounts(pg_client, redis_client, portal)
+    queue = _queue(accounts, redis_client)
+    started = time.monotonic()
+    first = await asyncio.gather(
+        *(
+            queue.submit(
+                telegram_id=9000 + i, language="tr", username=f"s{i:03d}", password=PASSWORD
+            )
+            for i in range(CLASS)
+        )
+    )
+    at_once = [x for x in first if isinstance(x, SignOnResult)]
+    queued = [x for x in first if isinstance(x, Queued)]
+    assert all(x.kind == "ok" for x in at_once)  # nobody refused, nobody asked to come back
+    assert len(at_once) == PER_WINDOW and len(queued) == CLASS - PER_WINDOW
+    assert sorted(x.place for x in queued) == list(range(1, len(queued) + 1))
+    # Each is told about how long: the last in line waits about two more windows.
+    last = max(queued, key=lambda x: x.place)
+    assert WINDOW < last.wait_seconds <= 2 * WINDOW + 2
+
+    finished: list[tuple[float, SignOnResult]] = []
+    while len(finished) < len(queued) and time.monotonic() - started < 4 * WINDOW:
+        for done in await queue.run_once():
+            finished.append((time.monotonic() - started, done.result))
+        await asyncio.sleep(0.2)
+    elapsed = time.monotonic() - started
+    assert len(finished) == len(queued), f"{len(finished)} of {len(queued)} signed on"
+    assert all(result.kind == "ok" for _, result in finished)
+    # The portal's pace held: nobody from the line before the first window ended, and the
+    # class took about N / R windows (3 here: 60 at 20 a window), not much more.
+    assert min(at for at, _ in finished) >= WINDOW - 1
+    assert elapsed <= 2 * WINDOW + 8, f"took {elapsed:.1f} s"
+    for i in range(CLASS):
+        linked = await pg_client.accounts.get_linked_user(telegram_id=9000 + i)
+        assert linked is not None and linked.school_number == f"2024{i:04d}"
+    # The sealed credentials left Redis with their sign-on.
+    dump = await _everything_in_redis(redis_raw)
+    assert "sealed" not in dump and PASSWORD not in dump
+    assert await redis_raw.zcard(keys.LOGIN_WAITING) == 0
+    assert await redis_raw.zcard(keys.LOGIN_CLAIMED) == 0
+
+
+async def _fill_the_portal_window(redis_raw: aioredis.Redis) -> None:
+    from services.accounts import PORTAL_LOGINS_KEY
+
+    await redis_raw.set(PORTAL_LOGINS_KEY, PER_WINDOW, ex=2)
+
+
+async def test_a_queued_sign_on_is_done_once_by_one_of_two_replicas_after_a_restart(
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis, portal: FakeAksis
+) -> None:
+    await _fill_the_portal_window(redis_raw)
+    before = _queue(_accounts(pg_client, redis_client, portal), redis_client)
+    queued = await before.submit(
+        telegram_id=4242, language="en", username="s007", password=PASSWORD
+    )
+    assert isinstance(queued, Queued) and queued.place == 1
+    assert await before.status(ticket=queued.ticket, telegram_id=4243) is None  # not theirs
+    del before  # the process that queued it is gone; the ticket is in Redis
+    replicas = [_queue(_accounts(pg_client, redis_client, portal), redis_client) for _ in "ab"]
+    done = []
+    deadline = time.monotonic() + 10
+    while not done and time.monotonic() < deadline:
+        rounds = await asyncio.gather(*(r.run_once() for r in replicas))
+        done = [x for batch in rounds for x in batch]
+        await asyncio.sleep(0.1)
+    assert len(done) == 1 and done[0].result.kind == "ok"
+    assert done[0].result.number == "20240007" and done[0].ticket.telegram_id == 4242
+    again = await asyncio.gather(*(r.run_once() for r in replicas))
+    assert again == [[], []]
+    status = await replicas[0].status(ticket=queued.ticket, telegram_id=4242)
+    assert status == done[0].result
+
+
+async def test_a_claim_whose_replica_died_goes_back_to_the_head_of_the_line(
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis, portal: FakeAksis
+) -> None:
+    accounts = _accounts(pg_client, redis_client, portal)
+    await _fill_the_portal_window(redis_raw)
+    queue = _queue(accounts, redis_client, claim_seconds=1)
+    queued = await queue.submit(telegram_id=77, language="en", username="s001", password=PASSWORD)
+    assert isinstance(queued, Queued)
+    await asyncio.sleep(2.2)  # the portal's window has passed
+    # A replica claims it and dies before signing on: nothing but the claim happens.
+    claimed = await redis_client.login_queue.claim(
+        counter_key="throttle:portal:logins",
+        per_window=PER_WINDOW,
+        window_seconds=WINDOW,
+        claim_seconds=1,
+        limit=5,
+    )
+    assert claimed == [queued.ticket]
+    assert await queue.status(ticket=queued.ticket, telegram_id=77) == Queued(queued.ticket, 0, 0)
+    assert await queue.run_once() == []  # still claimed
+    await asyncio.sleep(1.2)
+    done = await queue.run_once()
+    assert [x.result.kind for x in done] == ["ok"]
+    assert await pg_client.accounts.get_linked_user(telegram_id=77) is not None
+
+
+async def test_wrong_credentials_in_line_are_answered_and_counted_like_the_chat(
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis, portal: FakeAksis
+) -> None:
+    accounts = _accounts(pg_client, redis_client, portal)
+    await _fill_the_portal_window(redis_raw)
+    queue = _queue(accounts, redis_client)
+    queued = await queue.submit(telegram_id=5, language="en", username="s002", password="nope")
+    assert isinstance(queued, Queued)
+    await asyncio.sleep(2.2)
+    done = await queue.run_once()
+    assert [x.result.kind for x in done] == ["wrong"]
+    assert await pg_client.accounts.get_linked_user(telegram_id=5) is None
+    count, _ = await redis_client.guards.get_counter(key=keys.throttle("login:tg", 5))
+    assert count == 1  # the same failure throttle as a chat login
