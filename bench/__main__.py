@@ -4,8 +4,9 @@ Sections: check-in throughput on one core against the aiogram floor and check-in
 (bench/checkin.py), reply delivery under the 30 messages/s limit (bench/delivery.py), durable
 notice delivery by the real process with a backlog, SIGTERM and a restart (bench/outbox.py),
 finalization from Redis to PostgreSQL (bench/finalize.py), the /export of a 400 x 14 course
-(bench/export.py), and the RSS of one bot process
-(bench/memory.py). Servers: DATABASE_URL (a throwaway database is created on its server and
+(bench/export.py), check-ins through the Mini App's page during a notice backlog and for a
+minute at 5,000 (bench/webapp.py), and the RSS of one bot process (bench/memory.py).
+Servers: DATABASE_URL (a throwaway database is created on its server and
 dropped) and REDIS_URL (database 8, flushed). The table goes to stdout; the figures, with
 each run's details, to bench/results/latest.json.
 
@@ -25,11 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import checkin, delivery, memory, outbox
+from bench import checkin, delivery, memory, outbox, webapp
 from bench.common import Row, database_url, flush_redis, print_table, redis_url, throwaway_database
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-SECTIONS = ("checkin", "delivery", "outbox", "finalize", "export", "memory")
+SECTIONS = ("checkin", "delivery", "outbox", "finalize", "export", "webapp", "memory")
 FINALIZE_SESSIONS = 100
 FINALIZE_RECORDS = 300
 FINALIZE_RUNS = 5
@@ -142,6 +143,9 @@ async def _run(sections: set[str], quick: bool) -> list[Row]:
             rows += await _finalize(dsn)
         if "export" in sections:
             rows += await _export(dsn)
+        if "webapp" in sections:
+            n, seconds = (1500, 20.0) if quick else (5000, 60.0)
+            rows += webapp.rows(await webapp.measure(dsn, n=n, seconds=seconds))
         if "memory" in sections:
             rows += await asyncio.to_thread(memory.run, dsn)
         await flush_redis(redis_url())

@@ -228,7 +228,7 @@ async def build_app(
         # Notices go through the durable outbox; this process's worker sends them.
         outbox = Outbox(redis.redis)
         notifier = OutboxNotifier(outbox)
-        delivery = DeliveryWorker(bot, outbox)
+        delivery = DeliveryWorker(bot, outbox, public_url=settings.public_url)
         # Check-in answers are handed off, not awaited by their handlers (bot/answers.py).
         answers = AnswerQueue(bot, outbox)
         tz = settings.tz

@@ -56,9 +56,9 @@ from aiogram.exceptions import (
     TelegramRetryAfter,
     TelegramServerError,
 )
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 
-from bot.notifier import callback_data
+from bot.notifier import callback_data, web_app_url
 from bot.outgoing import BULK, Bulk, NoLongerWanted
 from dal.redis.outbox import Entry, Outbox, encode_conditions
 from services.notify import Button, Moment, Notice, Percent, Stale
@@ -142,24 +142,35 @@ def decode(payload: str) -> tuple[Notice, Tries]:
     return notice, tries
 
 
-def render(notice: Notice) -> tuple[str, InlineKeyboardMarkup | None]:
+def render(
+    notice: Notice, *, public_url: str | None = None
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    """The notice's text and buttons in its recipient's language. A `web_app` button opens a
+    page of the Mini App under `public_url`; without one it is left out (no page to open)."""
     if not notice.key:
         return str(notice.values["text"]), None
     markup = None
-    if notice.buttons:
-        markup = InlineKeyboardMarkup(
-            inline_keyboard=[
-                [
-                    InlineKeyboardButton(
-                        text=t(b.label_key, locale=notice.language), callback_data=callback_data(b)
-                    )
-                ]
-                for b in notice.buttons
-            ]
-        )
+    rows = [
+        [_button(b, notice.language, public_url)]
+        for b in notice.buttons
+        if b.action != "web_app" or public_url
+    ]
+    if rows:
+        markup = InlineKeyboardMarkup(inline_keyboard=rows)
     with use_locale(notice.language):
         values: dict[str, Any] = {k: _shown(v) for k, v in notice.values.items()}
         return t(notice.key, **values), markup
+
+
+def _button(button: Button, language: str, public_url: str | None) -> InlineKeyboardButton:
+    text = t(button.label_key, locale=language)
+    if button.action == "web_app" and public_url:
+        # A web_app button works in private chats only, which is where notices go.
+        # https://core.telegram.org/bots/api#inlinekeyboardbutton
+        return InlineKeyboardButton(
+            text=text, web_app=WebAppInfo(url=web_app_url(public_url, button))
+        )
+    return InlineKeyboardButton(text=text, callback_data=callback_data(button))
 
 
 def _shown(value: object) -> object:
@@ -231,8 +242,10 @@ class DeliveryWorker:
         backoff_max: float = 30.0,
         name: str | None = None,
         clock: Callable[[], float] = time.time,
+        public_url: str | None = None,
     ) -> None:
         self._bot = bot
+        self._public_url = public_url
         self._outbox = outbox
         self._window = window
         self._heartbeat_ms = heartbeat_ms
@@ -435,7 +448,7 @@ class DeliveryWorker:
 
     async def _send(self, entry: Entry, notice: Notice, tries: Tries) -> None:
         try:
-            text, markup = render(notice)
+            text, markup = render(notice, public_url=self._public_url)
         except (KeyError, ValueError, IndexError) as exc:
             log.error("notice %s cannot be rendered (%r); dropped", notice.key, exc)
             await self._outbox.ack([entry.id])

@@ -16,3 +16,12 @@ def callback_data(button: Button) -> str:
         code, start = button.args
         return LessonPick(code=str(code)[:24], start=int(start)).pack()
     raise ValueError(f"unknown button action {button.action!r}")
+
+
+# The Mini App pages a notice's `web_app` button may open (bot/webapp/).
+WEB_APP_PAGES = {"checkin": "/app/checkin", "figures": "/app/figures"}
+
+
+def web_app_url(public_url: str, button: Button) -> str:
+    """The page a `web_app` button opens: `Button(label, "web_app", ("checkin",))`."""
+    return public_url.rstrip("/") + WEB_APP_PAGES[str(button.args[0])]

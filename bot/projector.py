@@ -1,11 +1,20 @@
-"""The projector page: the current check-in code and a QR code of the deep link, for the
-classroom screen (issue 12).
+"""The projector page: the current check-in code, the bot's @username and a QR code that opens
+the Mini App's check-in screen, for the classroom screen (issues 12 and 24).
 
-`PUBLIC_URL/p/<token>` where the token is the session id followed by a 128-bit HMAC of it
-under SECRET_KEY: unguessable without the key, checkable without storing anything, and useless
-once the session has ended (the page answers 404). The page shows no student names. It updates
-itself by polling `PUBLIC_URL/p/<token>/state` every second with a few lines of plain
-JavaScript (no framework); without JavaScript it reloads itself every two seconds.
+Two kinds of address:
+
+- the *launch* link `PUBLIC_URL/p/<session id><MAC>` in the teacher's status message: the session
+  id followed by a 128-bit HMAC of it under SECRET_KEY (unguessable without the key, checkable
+  without storing anything). It shows nothing itself: it redirects to a screen address.
+- the *screen* address `PUBLIC_URL/p/<session id><expiry><MAC>`, which is what the classroom's
+  browser shows in its address bar. It is valid for `SCREEN_URL_SECONDS`; the page renews it
+  with every poll (`/state` answers the next one and the page puts it in the address bar), so a
+  photograph of the screen's address reads the rotating codes for a minute, not for the whole
+  session (issue 23).
+
+Both answer 404 once the session has ended. The page shows no student names. It polls
+`<screen address>/state` every second with a small script (`projector.js`, served from this
+module's directory: the page's Content-Security-Policy allows no inline script).
 """
 
 from __future__ import annotations
@@ -15,7 +24,8 @@ import hmac
 import html
 import math
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -24,36 +34,74 @@ import segno
 from dal.models import AttendanceRedis
 
 POLL_MS = 1000
+SCREEN_URL_SECONDS = 60
 _MAC_BYTES = 16  # 128 bits
-_TOKEN_SHAPE = re.compile(rf"[0-9a-f]{{{32 + 2 * _MAC_BYTES}}}", re.ASCII)
+_LAUNCH = re.compile(r"^[0-9a-f]{64}$")
+_SCREEN = re.compile(r"^[0-9a-f]{72}$")
+STATIC_DIR = Path(__file__).resolve().parent / "webapp" / "static"
+# Scripts and styles from this server only, nothing inline; the QR code is inline SVG markup.
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
-def _mac(secret: str, attendance_id: UUID) -> str:
-    key = hashlib.sha256(b"attn projector page\x00" + secret.encode()).digest()
-    return hmac.new(key, attendance_id.bytes, hashlib.sha256).digest()[:_MAC_BYTES].hex()
+def _mac(secret: str, label: bytes, message: bytes) -> str:
+    key = hashlib.sha256(label + b"\x00" + secret.encode()).digest()
+    return hmac.new(key, message, hashlib.sha256).digest()[:_MAC_BYTES].hex()
 
 
 def projector_token(secret: str, attendance_id: UUID) -> str:
-    return attendance_id.hex + _mac(secret, attendance_id)
+    """The launch link's token (the teacher's status message)."""
+    return attendance_id.hex + _mac(secret, b"attn projector page", attendance_id.bytes)
+
+
+def screen_token(secret: str, attendance_id: UUID, *, now: datetime) -> str:
+    """A screen address's token, valid for SCREEN_URL_SECONDS from `now`."""
+    expires = f"{int(now.timestamp()) + SCREEN_URL_SECONDS:08x}"
+    message = attendance_id.bytes + expires.encode()
+    return attendance_id.hex + expires + _mac(secret, b"attn projector screen", message)
+
+
+def _session_id(token: str) -> UUID | None:
+    try:
+        return UUID(hex=token[:32])
+    except ValueError:
+        return None
 
 
 def verify_token(secret: str, token: str) -> UUID | None:
-    """The session id a token names, or None when it is not one of ours.
-
-    The shape is checked first (ASCII lower-case hex only: `UUID()` also takes other Unicode
-    digits, and comparing a non-ASCII `str` raises), then the MAC compared as bytes.
-    """
-    if not _TOKEN_SHAPE.fullmatch(token):
+    """The session id a launch token names, or None when it is not one of ours."""
+    # The shape first: a non-ASCII token would make compare_digest raise.
+    if not _LAUNCH.fullmatch(token):
         return None
-    attendance_id = UUID(hex=token[:32])
-    given = token[32:].encode("ascii")
-    if not hmac.compare_digest(given, _mac(secret, attendance_id).encode("ascii")):
+    attendance_id = _session_id(token)
+    if attendance_id is None:
+        return None
+    if not hmac.compare_digest(token.encode(), projector_token(secret, attendance_id).encode()):
+        return None
+    return attendance_id
+
+
+def verify_screen_token(secret: str, token: str, *, now: datetime) -> UUID | None:
+    """The session id of a screen token that is ours and has not expired, else None."""
+    if not _SCREEN.fullmatch(token):
+        return None
+    attendance_id = _session_id(token)
+    if attendance_id is None:
+        return None
+    expires = token[32:40]
+    message = attendance_id.bytes + expires.encode()
+    expected = attendance_id.hex + expires + _mac(secret, b"attn projector screen", message)
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        return None
+    if int(expires, 16) <= now.timestamp():
         return None
     return attendance_id
 
 
 def projector_url(public_url: str | None, secret: str, attendance_id: UUID) -> str | None:
-    """The page's address, or None when PUBLIC_URL is unset (no link is offered then)."""
+    """The launch link, or None when PUBLIC_URL is unset (no link is offered then)."""
     if not public_url:
         return None
     return f"{public_url.rstrip('/')}/p/{projector_token(secret, attendance_id)}"
@@ -65,8 +113,33 @@ def qr_svg(link: str) -> str:
     return str(qr.svg_inline(scale=12, border=4, dark="#000", light="#fff"))
 
 
+def check_in_payload(attendance: AttendanceRedis) -> str:
+    """The Mini App's `start_param` for this session's QR code: the code itself at levels 1
+    and 2 (the page fills it in); at level 3 only the screen (the student types the code
+    shown, which changes every few seconds)."""
+    return "ci" if attendance.security_option >= 3 else f"ci_{attendance.code}"
+
+
+def seconds_to_next_code(
+    attendance: AttendanceRedis, *, now: datetime, rotation: timedelta
+) -> int | None:
+    """Level 3: about how long the current code has left (the rotation job runs every few
+    seconds, so the new code appears within a tick of zero)."""
+    if attendance.security_option < 3:
+        return None
+    since = attendance.code_changed_at or attendance.start_time
+    return max(0, math.ceil((since + rotation - now).total_seconds()))
+
+
 def page_state(
-    attendance: AttendanceRedis, *, present: int, now: datetime, link: str
+    attendance: AttendanceRedis,
+    *,
+    present: int,
+    now: datetime,
+    link: str,
+    bot_username: str,
+    next_code_in: int | None,
+    next_token: str,
 ) -> dict[str, Any]:
     end = attendance.planned_end_time
     minutes = max(0, math.ceil((end - now).total_seconds() / 60))
@@ -78,64 +151,52 @@ def page_state(
         "minutes_left": minutes,
         "link": link,
         "qr": qr_svg(link),
+        "bot": f"@{bot_username}",
+        "next_code_in": next_code_in,
+        "next": next_token,
     }
 
 
-def render_page(token: str, state: dict[str, Any]) -> str:
+def render_page(state: dict[str, Any]) -> str:
     esc = html.escape
     cap = f" / {state['cap']}" if state.get("cap") else ""
+    countdown = state.get("next_code_in")
+    hidden = "" if countdown is not None else " hidden"
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="tr"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
 <noscript><meta http-equiv="refresh" content="2"></noscript>
 <title>{esc(state["lesson"])} · ATTN</title>
-<style>
-body {{ margin: 0; font-family: system-ui, sans-serif; background: #fff; color: #111;
-  display: flex; flex-direction: column; align-items: center; }}
-h1 {{ font-size: 3vw; margin: 2vh 0 0; text-align: center; }}
-main {{ display: flex; flex-wrap: wrap; align-items: center; justify-content: center;
-  gap: 4vw; width: 100%; }}
-#code {{ font-size: min(13vw, 30vh); font-weight: 800; letter-spacing: 0.3vw;
-  font-variant-numeric: tabular-nums; }}
-#qr svg {{ width: min(36vw, 65vh); height: auto; display: block; }}
-p {{ font-size: 2.5vw; margin: 1vh 2vw; text-align: center; }}
-</style></head>
-<body>
+<link rel="stylesheet" href="projector.css">
+<script src="projector.js" defer></script>
+</head>
+<body data-token="{esc(state["next"])}" data-code="{esc(state["code"])}" data-poll="{POLL_MS}">
 <h1 id="lesson">{esc(state["lesson"])}</h1>
 <main><div id="code">{esc(state["code"])}</div><div id="qr">{state["qr"]}</div></main>
+<p id="rotation"{hidden}>Yeni kod / Next code: <b><span id="countdown">{countdown or 0}</span></b>
+sn / s</p>
 <p>Kalan / Left: <span id="minutes">{state["minutes_left"]}</span> dk / min ·
 Katılan / Checked in: <b><span id="present">{state["present"]}</span>\
 <span id="cap">{esc(cap)}</span></b></p>
-<p>Kodu bota gönderin ya da QR kodunu okutun · Send the code to the bot or scan the QR code</p>
-<script>
-(function () {{
-  var code = {state["code"]!r};
-  function tick() {{
-    fetch("{esc(token)}/state", {{cache: "no-store"}}).then(function (r) {{
-      if (r.status === 404) {{ location.reload(); return null; }}
-      return r.ok ? r.json() : null;
-    }}).then(function (s) {{
-      if (!s) return;
-      document.getElementById("code").textContent = s.code;
-      document.getElementById("present").textContent = s.present;
-      document.getElementById("cap").textContent = s.cap ? " / " + s.cap : "";
-      document.getElementById("minutes").textContent = s.minutes_left;
-      if (s.code !== code) {{ document.getElementById("qr").innerHTML = s.qr; code = s.code; }}
-    }}).catch(function () {{}});
-  }}
-  setInterval(tick, {POLL_MS});
-}})();
-</script>
+<p class="way">Telegram'da <b id="bot">{esc(state["bot"])}</b> botuna kodu gönderin ya da QR kodunu
+okutun · Send the code to <b>{esc(state["bot"])}</b> on Telegram or scan the QR code</p>
 </body></html>
 """
 
 
 __all__ = [
+    "PAGE_CSP",
+    "SCREEN_URL_SECONDS",
+    "STATIC_DIR",
+    "check_in_payload",
     "page_state",
     "projector_token",
     "projector_url",
     "qr_svg",
     "render_page",
+    "screen_token",
+    "seconds_to_next_code",
+    "verify_screen_token",
     "verify_token",
 ]

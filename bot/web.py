@@ -5,8 +5,9 @@
   the load balancer, but do not restart it; it recovers by itself when the store is back);
 - `/health`: the same answer as `/health/ready`, kept for existing probes;
 - `/metrics`: Prometheus text format (bot/metrics.py), behind `METRICS_TOKEN` when it is set;
-- `/p/<token>` and `/p/<token>/state`: the projector page of an open session (bot/projector.py),
-  404 for an unknown token or an ended session;
+- `/p/<token>` and `/p/<token>/state`: the projector page of an open session (bot/projector.py):
+  the teacher's launch link redirects to a screen address that the page renews as it polls;
+  404 for an unknown or expired token or an ended session;
 - `/app/…`: the Mini App (bot/webapp/pages.py mounts it; each page module adds its routes).
 
 Health answers name components and say `ok` or `down`, nothing more: exception names and
@@ -20,8 +21,9 @@ import hmac
 import logging
 import re
 from collections.abc import Awaitable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from aiogram import Bot
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
@@ -29,10 +31,22 @@ from aiohttp import web
 
 from bot.app import App
 from bot.metrics import CONTENT_TYPE_LATEST
-from bot.projector import page_state, render_page, verify_token
+from bot.projector import (
+    PAGE_CSP,
+    STATIC_DIR,
+    check_in_payload,
+    page_state,
+    render_page,
+    screen_token,
+    seconds_to_next_code,
+    verify_screen_token,
+    verify_token,
+)
+from bot.webapp import checkin, figures
 from bot.webapp import login as webapp_login
 from bot.webapp.pages import register_webapp
-from ui.render import deep_link
+from services.attendance import Roster
+from ui.render import mini_app_link
 
 log = logging.getLogger(__name__)
 APP_KEY: web.AppKey[App] = web.AppKey("attn", App)
@@ -86,11 +100,7 @@ async def metrics(request: web.Request) -> web.Response:
 _NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
 
 
-async def _projector_state(app: App, token: str) -> dict[str, object] | None:
-    """The page's figures, or None when the token is not ours or the session has ended."""
-    attendance_id = verify_token(app.settings.key("secret_key"), token)
-    if attendance_id is None:
-        return None
+async def _open_session(app: App, attendance_id: UUID) -> tuple[Roster, datetime] | None:
     roster = await app.attendance.status(attendance_id=attendance_id)
     now = app.attendance.now()
     if roster is None:
@@ -99,18 +109,55 @@ async def _projector_state(app: App, token: str) -> dict[str, object] | None:
     end = session.end_time or session.planned_end_time
     if min(end, session.planned_end_time) <= now:
         return None
+    return roster, now
+
+
+async def _projector_state(app: App, token: str) -> dict[str, object] | None:
+    """The page's figures for a screen token, or None when the token is not ours, has expired,
+    or the session has ended."""
+    secret = app.settings.key("secret_key")
+    attendance_id = verify_screen_token(secret, token, now=app.attendance.now())
+    if attendance_id is None:
+        return None
+    found = await _open_session(app, attendance_id)
+    if found is None:
+        return None
+    roster, now = found
+    session = roster.attendance
     username = (await app.bot.me()).username or "bot"
+    rotation = timedelta(seconds=app.settings.code_rotation_seconds)
     return page_state(
-        session, present=roster.tally.attended, now=now, link=deep_link(username, session.code)
+        session,
+        present=roster.tally.attended,
+        now=now,
+        link=mini_app_link(username, check_in_payload(session)),
+        bot_username=username,
+        next_code_in=seconds_to_next_code(session, now=now, rotation=rotation),
+        next_token=screen_token(secret, attendance_id, now=now),
     )
 
 
+def _not_open() -> web.Response:
+    return web.Response(status=404, text="This attendance is not open.\n", headers=_NO_STORE)
+
+
 async def projector_page(request: web.Request) -> web.Response:
+    """A launch link redirects to a fresh screen address; a screen address shows the page."""
+    app = request.app[APP_KEY]
     token = request.match_info["token"]
-    state = await _projector_state(request.app[APP_KEY], token)
+    attendance_id = verify_token(app.settings.key("secret_key"), token)
+    if attendance_id is not None:
+        found = await _open_session(app, attendance_id)
+        if found is None:
+            return _not_open()
+        fresh = screen_token(app.settings.key("secret_key"), attendance_id, now=found[1])
+        # Relative: PUBLIC_URL may carry a path prefix the server does not see.
+        raise web.HTTPSeeOther(location=fresh, headers=_NO_STORE)
+    state = await _projector_state(app, token)
     if state is None:
-        return web.Response(status=404, text="This attendance is not open.\n", headers=_NO_STORE)
-    return web.Response(text=render_page(token, state), content_type="text/html", headers=_NO_STORE)
+        return _not_open()
+    headers = {**_NO_STORE, "Content-Security-Policy": PAGE_CSP, "Referrer-Policy": "no-referrer"}
+    return web.Response(text=render_page(state), content_type="text/html", headers=headers)
 
 
 async def projector_data(request: web.Request) -> web.Response:
@@ -142,6 +189,21 @@ class _WebhookHandler(SimpleRequestHandler):
 _SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}", re.ASCII)
 
 
+def _projector_file(name: str, content_type: str) -> web.Response:
+    body = (STATIC_DIR / name).read_bytes()
+    return web.Response(
+        body=body, content_type=content_type, headers={"Cache-Control": "max-age=300"}
+    )
+
+
+async def projector_script(request: web.Request) -> web.Response:
+    return _projector_file("projector.js", "text/javascript")
+
+
+async def projector_style(request: web.Request) -> web.Response:
+    return _projector_file("projector.css", "text/css")
+
+
 def build_web(app: App) -> web.Application:
     web_app = web.Application()
     web_app[APP_KEY] = app
@@ -149,9 +211,12 @@ def build_web(app: App) -> web.Application:
     web_app.router.add_get("/health/ready", ready)
     web_app.router.add_get("/health/live", live)
     web_app.router.add_get("/metrics", metrics)
+    web_app.router.add_get("/p/projector.js", projector_script)
+    web_app.router.add_get("/p/projector.css", projector_style)
     web_app.router.add_get("/p/{token}", projector_page)
     web_app.router.add_get("/p/{token}/state", projector_data)
-    register_webapp(web_app, app, webapp_login.setup)
+    # The Mini App (bot/webapp/): its sign-in, check-in and figures pages.
+    register_webapp(web_app, app, webapp_login.setup, checkin.setup, figures.setup)
     settings = app.settings
     if settings.webhook_url:
         # Without secret_token aiogram accepts any POST; with it, requests lacking the

@@ -8,14 +8,14 @@ from aiogram.types import (
     InlineKeyboardMarkup,
     Message,
     ReplyKeyboardRemove,
+    WebAppInfo,
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from dal.models import FailReason, RecordStatus
 from dal.pg import StudentAttendanceRow
 from dal.redis.checkins import CheckInStatus
 from handlers.access import MemberGate
-from handlers.deps import AnswerQueue, Metrics, StatusBoard
+from handlers.deps import AnswerQueue, Metrics, Settings, StatusBoard
 from handlers.filters import on_command
 from handlers.replies import Reply
 from services.attendance import AttendanceService
@@ -23,11 +23,13 @@ from services.members import Member
 from services.reports import CourseStanding, ReportService
 from ui.callbacks import MyCourse, MyCourses
 from ui.i18n import Raw, date_time_text, percent_number, t
-from ui.render import hhmm, location_keyboard
+from ui.render import check_in_answer, location_answer, location_keyboard, row_mark
 
 router = Router(name="student")
 router.message.middleware(MemberGate())
 router.callback_query.middleware(MemberGate())
+
+_RECORDED = (CheckInStatus.OK_PRESENT, CheckInStatus.OK_PENDING)
 
 
 async def reply_check_in(
@@ -45,54 +47,13 @@ async def reply_check_in(
     result = await attendance.check_in(telegram_id=message.from_user.id, code=code)
     if metrics is not None:
         metrics.check_in(result.status)
-    session, record, tz = result.attendance, result.record, attendance.tz
-    lesson = session.lesson_name if session else ""
-    status = result.status
-    if status in (CheckInStatus.OK_PRESENT, CheckInStatus.OK_PENDING) and session and record:
-        # The record's status in the one vocabulary (services.status), as the sheet will say.
-        recorded = attendance.status_of(session, record)
-        extra: dict[str, Raw] = {}
-        if recorded is RecordStatus.LATE:
-            key = "checkin.ok_late"
-        elif recorded is RecordStatus.PRESENT:
-            key = "checkin.ok"
-        elif record.fail_reason == FailReason.ANOTHER_SECTION:
-            key = "checkin.another_section"
-        elif record.fail_reason == FailReason.OVER_CAP:
-            why = t("why.OVER_CAP")
-            key, extra = "location.pending", {"why": Raw(why)}
-        else:
-            key = "checkin.pending"
-        text = t(key, lesson=lesson, time=hhmm(record.attendance_time, tz), **extra)
-    elif status is CheckInStatus.OK_LOCATION and session:
-        minutes = max(1, attendance.location_wait_seconds // 60)
-        text = t("checkin.need_location", lesson=lesson, minutes=minutes)
+    answer = check_in_answer(result, attendance)
+    session, status, text = result.attendance, result.status, answer.text
+    if status is CheckInStatus.OK_LOCATION and session:
         if board is not None:
             board.touch(session.attendance_id)
         return message.answer(text, reply_markup=location_keyboard())
-    elif status is CheckInStatus.EXPIRED:
-        text = t("checkin.expired")
-    elif status is CheckInStatus.DUPLICATE and record:
-        text = t("checkin.duplicate", lesson=lesson, time=hhmm(record.attendance_time, tz))
-    elif status is CheckInStatus.ENDED:
-        text = t("checkin.ended", lesson=lesson)
-    elif status is CheckInStatus.THROTTLED:
-        text = t("checkin.throttled", seconds=result.retry_after or 60)
-    elif status is CheckInStatus.NOT_LINKED:
-        text = t("auth.not_linked")
-    elif status is CheckInStatus.NOT_STUDENT:
-        text = t("checkin.teacher")
-    else:
-        text = t("checkin.wrong")
-    if (
-        board is not None
-        and session is not None
-        and status
-        in (
-            CheckInStatus.OK_PRESENT,
-            CheckInStatus.OK_PENDING,
-        )
-    ):
+    if board is not None and session is not None and status in _RECORDED:
         board.touch(session.attendance_id)
     if answers is not None:  # handed off: the handler does not wait for the flood budget
         # A throttled sender hears "too many attempts" once per throttle window.
@@ -130,7 +91,7 @@ def _course_label(course: CourseStanding) -> str:
 
 
 def _course_list(
-    standings: list[CourseStanding], reports: ReportService
+    standings: list[CourseStanding], reports: ReportService, settings: Settings
 ) -> tuple[str, InlineKeyboardMarkup]:
     threshold = percent_number(reports.rule.percent)
     lines = [t("my.courses")]
@@ -161,24 +122,17 @@ def _course_list(
             + t("my.percent", percent=percent_number(rate.percent)),
             callback_data=MyCourse(token=course.token),
         )
+    if settings.public_url:
+        # The same figures as a page of the Mini App (bot/webapp/figures.py).
+        url = settings.public_url.rstrip("/") + "/app/figures"
+        builder.button(text=t("button.figures_page"), web_app=WebAppInfo(url=url))
     builder.adjust(1)
     lines.append(t("my.course_hint"))
     return "\n".join(lines), builder.as_markup()
 
 
 def _status_line(row: StudentAttendanceRow, reports: ReportService) -> str:
-    if row.status.attended:
-        icon = "✅"
-        note = t("note.late") if row.status is RecordStatus.LATE else ""
-    elif row.status is RecordStatus.PENDING:
-        icon, note = "🕓", t("note.pending")
-    elif row.status is RecordStatus.EXCUSED:
-        icon, note = "🩺", t("note.excused")
-    else:
-        icon, note = (
-            "❌",
-            t("note.rejected") if row.status is RecordStatus.REJECTED else "",
-        )
+    icon, note = row_mark(row)
     return t(
         "my.line",
         icon=icon,
@@ -189,13 +143,15 @@ def _status_line(row: StudentAttendanceRow, reports: ReportService) -> str:
 
 
 @router.message(on_command("my_attendance"))
-async def my_attendance(message: Message, user: Member, reports: ReportService) -> Reply:
+async def my_attendance(
+    message: Message, user: Member, reports: ReportService, settings: Settings
+) -> Reply:
     """One line per course (attended / held, percentage, marked below the threshold), then
     a button per course for its dated list."""
     standings = await reports.my_courses(student=user)
     if not standings:
         return message.answer(t("my.empty"))
-    text, keyboard = _course_list(standings, reports)
+    text, keyboard = _course_list(standings, reports, settings)
     return message.answer(text, reply_markup=keyboard)
 
 
@@ -227,11 +183,13 @@ async def my_course(
 
 
 @router.callback_query(MyCourses.filter())
-async def my_courses_again(query: CallbackQuery, user: Member, reports: ReportService) -> Reply:
+async def my_courses_again(
+    query: CallbackQuery, user: Member, reports: ReportService, settings: Settings
+) -> Reply:
     standings = await reports.my_courses(student=user)
     if not isinstance(query.message, Message) or not standings:
         return None
-    text, keyboard = _course_list(standings, reports)
+    text, keyboard = _course_list(standings, reports, settings)
     return query.message.edit_text(text, reply_markup=keyboard)
 
 
@@ -268,22 +226,7 @@ async def location_message(
         forwarded=message.forward_origin is not None or message.forward_date is not None,
         via_bot=message.via_bot is not None,
     )
-    session, record = result.attendance, result.record
-    if result.outcome == "OK_PRESENT" and session and record:
-        text = t(
-            "location.present",
-            lesson=session.lesson_name,
-            time=hhmm(record.attendance_time, attendance.tz),
-        )
-    elif result.outcome == "OK_PENDING" and session and record:
-        why = t(f"why.{record.fail_reason}")
-        text = t("location.pending", lesson=session.lesson_name, why=Raw(why))
-    elif result.outcome == "ENDED":
-        text = t("checkin.ended", lesson=session.lesson_name if session else "")
-    elif result.outcome == "DECIDED":
-        text = t("location.decided")
-    else:
-        text = t("location.no_wait")
+    session, text = result.attendance, location_answer(result, attendance).text
     if session is not None:
         board.touch(session.attendance_id)
     return message.answer(text, reply_markup=done)

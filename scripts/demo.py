@@ -22,6 +22,10 @@
    locations (one 2 km away: pending review), one uses the previous code after a rotation
    (accepted) and one a code two rotations old ("expired"); prints the projector page URL the
    bot served (checked to answer, then to answer 404 once the session has ended).
+5c. In that session one student checks in through the Mini App's check-in page in headless
+   Chromium (launch data signed with the bot token, the code typed, the position from the
+   browser): the verdict is the page's and the bot sends no message for it. Without Chromium
+   (or Playwright) the step is skipped and the demo says so.
 6. Stops the bot with SIGTERM, stops the fake and drops the database.
 
 Exit status 0 when every step went as scripted, 1 with a message naming the failed step.
@@ -35,6 +39,7 @@ import contextlib
 import html
 import os
 import re
+import shutil
 import signal
 import socket
 import string
@@ -48,7 +53,7 @@ from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any, Final, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project and its tests
@@ -94,6 +99,7 @@ METERS_PER_DEGREE_LAT: Final = 111_195.08
 LEVEL3_NEAR: Final = (1, 2, 4, 6)  # in the room (20-60 m from the teacher)
 LEVEL3_FAR: Final = 3  # 2 km away: pending review, LOCATION_TOO_FAR
 LEVEL3_EXPIRED: Final = 6  # tries a code two rotations old first
+MINI_APP_STUDENT: Final = 8  # checks in to the level-3 session through the Mini App's page
 CODE_ROTATION_SECONDS: Final = 5
 
 # Bot settings for a class played in seconds rather than minutes.
@@ -473,6 +479,7 @@ class Demo:
         self.transcript = Transcript()
         self.fake: FakeTelegram | None = None
         self.bot: BotProcess | None = None
+        self.public_url: str | None = None
         self.bot_stopped = False
         self.transcript_printed = False
 
@@ -569,6 +576,7 @@ class Demo:
                 p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
             ),
         }
+        self.public_url = env["PUBLIC_URL"]
         began = time.monotonic()
         bot = await BotProcess.start(env, verbose=self.options.verbose)
         self.bot = bot
@@ -1043,6 +1051,7 @@ class Demo:
             f"level 3: code rotated twice every {CODE_ROTATION_SECONDS} s; the previous code "
             f"was accepted, the one before it answered 'expired'"
         )
+        await self.mini_app_check_in(students[MINI_APP_STUDENT], teacher, status_id)
         text = next(m for m in teacher.user.messages if m["message_id"] == status_id)["text"]
         found = re.search(r"(http://127\.0\.0\.1:\d+/p/[0-9a-f]{64})", str(text))
         if found is None:
@@ -1062,6 +1071,77 @@ class Demo:
                     raise DemoError(f"the projector page answered {page.status} after the end")
         say("projector page answers 404 once the session has ended")
         print(f"\nPROJECTOR PAGE served (level-3 session): {url}")
+
+    async def mini_app_check_in(self, actor: Actor, teacher: Actor, status_id: int) -> None:
+        """Step 5c (issue 24): one student checks in through the Mini App's page in headless
+        Chromium, as Telegram opens it (launch data signed with the bot's token in the URL
+        fragment), with the classroom's position from the browser; the verdict is the page's,
+        and the bot sends that student no message for it."""
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        try:
+            from playwright.async_api import async_playwright
+        except ImportError:
+            async_playwright = None  # type: ignore[assignment]
+        if chromium is None or async_playwright is None:
+            missing = "Chromium" if chromium is None else "Playwright"
+            say(
+                f"Mini App check-in skipped: {missing} is not installed "
+                "(apt-get install chromium; pip install playwright)"
+            )
+            print("\nMINI APP CHECK-IN skipped (no Chromium)")
+            return
+        from bot.webapp.initdata import sign_init_data
+
+        assert self.public_url is not None
+        assert self.fake is not None
+        message = next(m for m in teacher.user.messages if m["message_id"] == status_id)
+        match = re.search(r"<code>(\d{6})</code>", str(message.get("text") or ""))
+        if match is None:
+            raise DemoError("no code in the status message for the Mini App check-in")
+        init_data = sign_init_data(
+            bot_token=self.fake.token,
+            user={"id": actor.chat, "first_name": actor.user.first_name, "language_code": LANG},
+            auth_date=datetime.now().astimezone(),
+            start_param="ci",
+        )
+        url = f"{self.public_url}/app/checkin#tgWebAppData={quote(init_data)}"
+        sent_before = self.fake.call_count("sendMessage", chat_id=actor.chat)
+        latitude, longitude = self._north(30)
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
+            try:
+                context = await browser.new_context(
+                    geolocation={"latitude": latitude, "longitude": longitude},
+                    permissions=["geolocation"],
+                )
+                page = await context.new_page()
+                began = time.monotonic()
+                await page.goto(url)
+                await page.wait_for_selector("#form:not([hidden])", timeout=10_000)
+                await page.fill("#code", match.group(1))
+                await page.click("#submit")
+                await page.wait_for_selector(
+                    "#verdict[data-kind]:not([data-kind='busy']):not([data-kind='location'])",
+                    timeout=15_000,
+                )
+                kind = await page.get_attribute("#verdict", "data-kind")
+                verdict = await page.inner_text("#verdict")
+                seconds = time.monotonic() - began
+            finally:
+                await browser.close()
+        if kind != "ok":
+            raise DemoError(f"{actor.label} on the Mini App page: {kind}: {verdict!r}")
+        await asyncio.sleep(0.5)
+        if self.fake.call_count("sendMessage", chat_id=actor.chat) != sent_before:
+            raise DemoError(f"{actor.label}: the bot sent a message for a Mini App check-in")
+        say(
+            f"Mini App: {actor.label} checked in on the page in headless Chromium "
+            f"({seconds:.1f} s, code typed, position 30 m from the teacher): {verdict!r}; "
+            "no bot message"
+        )
+        print(f"\nMINI APP CHECK-IN through the page: {actor.label}: {verdict}")
 
     async def finish_bot(self) -> None:
         assert self.bot is not None

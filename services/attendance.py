@@ -43,7 +43,7 @@ from services.errors import (
 from services.lesson_finder import Lesson, current_lesson, lesson_slot
 from services.location import location_verdict
 from services.members import Identity, require_teacher
-from services.notify import Notice, Notifier, Stale
+from services.notify import Button, Notice, Notifier, Stale
 from services.status import StatusCounts, is_late, live_status
 from services.text import code_digits, person_key, turkish_casefold
 
@@ -365,6 +365,8 @@ class AttendanceService:
                 language=c.language,
                 key="remind.open",
                 values={"lesson": attendance.lesson_name},
+                # Opens the Mini App's check-in page (when the bot has a PUBLIC_URL).
+                buttons=(Button("button.checkin_page", "web_app", ("checkin",)),),
                 drop_if=(
                     Stale.checked_in(attendance.attendance_id, c.school_number),
                     Stale.session_over(attendance.attendance_id),
@@ -615,6 +617,13 @@ class AttendanceService:
             throttle_window=self._wrong_window,
             location_wait_seconds=self._location_wait,
         )
+
+    async def awaiting_location(self, *, telegram_id: int) -> AttendanceRedis | None:
+        """The session whose check-in by this account still waits for a location, if any."""
+        attendance_id = await self._checkins.location_wait(telegram_id=telegram_id)
+        if attendance_id is None:
+            return None
+        return await self._sessions.get_attendance(attendance_id=attendance_id)
 
     @property
     def location_wait_seconds(self) -> int:

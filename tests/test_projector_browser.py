@@ -22,6 +22,7 @@ from tests.harness import PASSWORD, Running, reply, running_bot
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright not installed")
+expect = playwright_api.expect
 zxingcpp = pytest.importorskip("zxingcpp", reason="zxing-cpp not installed")
 Image = pytest.importorskip("PIL.Image", reason="Pillow not installed")
 
@@ -36,6 +37,7 @@ pytestmark = [
 TEACHER_NAME = "Doç. Dr. ELİF KARTAL"
 ANCHOR = (41.0122, 28.9760)
 PROJECTOR = re.compile(r"(http://127\.0\.0\.1:\d+/p/[0-9a-f]{64})")
+SCREEN = re.compile(r"/p/[0-9a-f]{72}$")
 
 
 class OffsetClock:
@@ -86,7 +88,7 @@ async def test_projector_page_in_headless_chromium(
         aksis=portal,
         clock=clock,
         public_url=f"http://127.0.0.1:{port}",
-        chat_login="on",  # the harness signs in through the chat
+        chat_login="on",  # the tests link accounts through the chat
         security_level_default=3,
         code_rotation_seconds=30,
     ) as bot:
@@ -121,8 +123,16 @@ async def _play(bot: Running, clock: OffsetClock, out: Path) -> None:
             assert (await page.inner_text("#code")).strip() == code
             html = await page.content()
             assert "AYŞE" not in html and "2024001" not in html  # no student names
+            # The way in: the bot's name, and at level 3 a QR code opening the Mini App's
+            # check-in screen (the code is typed from the screen) and a countdown.
+            assert "@attn_test_bot" in await page.inner_text("body")
             png = await page.locator("#qr").screenshot()
-            assert _decode_qr(png) == [f"https://t.me/attn_test_bot?start=ci_{code}"]
+            assert _decode_qr(png) == ["https://t.me/attn_test_bot?startapp=ci"]
+            # The page's CSP forbids eval: waits use locators, which run in Playwright's world.
+            await expect(page.locator("#countdown")).to_have_text(
+                re.compile(r"^(2[1-9]|30)$"), timeout=5000
+            )
+            assert await page.locator("#rotation").is_visible()
             await page.screenshot(path=str(out / "projector.png"), full_page=True)
 
             # A check-in shows in the count without a reload.
@@ -130,20 +140,14 @@ async def _play(bot: Running, clock: OffsetClock, out: Path) -> None:
             await reply(student)
             await student.send_location(*ANCHOR, horizontal_accuracy=10)
             assert "Location confirmed" in str((await reply(student)).get("text"))
-            await page.wait_for_function(
-                "document.getElementById('present').textContent === '1'", timeout=5000
-            )
+            await expect(page.locator("#present")).to_have_text("1", timeout=5000)
 
             # A rotation shows the new code and a QR code of its link within seconds.
             clock.offset += timedelta(seconds=31)
-            await page.wait_for_function(
-                f"document.getElementById('code').textContent !== '{code}'", timeout=6000
-            )
+            await expect(page.locator("#code")).not_to_have_text(code, timeout=6000)
             new_code = (await page.inner_text("#code")).strip()
             session = await bot.app.attendance.open_session(teacher=await _teacher(bot, teacher.id))
             assert session is not None and new_code == session.code != code
-            png = await page.locator("#qr").screenshot()
-            assert _decode_qr(png) == [f"https://t.me/attn_test_bot?start=ci_{new_code}"]
 
             # Once the session ends: 404, for the page and its data.
             await teacher.send("/end_session")
@@ -163,3 +167,61 @@ async def _teacher(bot: Running, telegram_id: int) -> Any:
     user = await bot.app.redis.users.get_user_session(telegram_id=telegram_id)
     assert user is not None
     return user
+
+
+async def test_a_photographed_projector_address_stops_working(
+    pg_dsn: str, redis_url: str, portal: FakeAksis
+) -> None:
+    """Issue 23: the address a classroom screen shows is renewed by the page and expires a
+    minute after it was issued, while the screen keeps showing the current code."""
+    port = _free_port()
+    clock = OffsetClock()
+    async with running_bot(
+        pg_dsn=pg_dsn,
+        redis_url=redis_url,
+        aksis=portal,
+        clock=clock,
+        public_url=f"http://127.0.0.1:{port}",
+        chat_login="on",  # the tests link accounts through the chat
+        security_level_default=1,
+    ) as bot:
+        runner = await _served(bot, port)
+        try:
+            teacher = bot.user(100, "Elif")
+            await bot.login(teacher, "teacher1")
+            code = await bot.start_session(teacher)
+            status = next(m for m in teacher.messages if code in str(m.get("text")))
+            match = PROJECTOR.search(str(status.get("text")))
+            assert match, status.get("text")
+            async with playwright_api.async_playwright() as pw:
+                browser = await pw.chromium.launch(
+                    executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+                )
+                try:
+                    page = await browser.new_page()
+                    await page.goto(match.group(1))
+                    photographed = page.url
+                    assert SCREEN.search(photographed), photographed
+                    # Level 1: the QR code carries the code for the page to fill in.
+                    png = await page.locator("#qr").screenshot()
+                    assert _decode_qr(png) == [f"https://t.me/attn_test_bot?startapp=ci_{code}"]
+                    assert not await page.locator("#rotation").is_visible()
+                    async with aiohttp.ClientSession() as http:
+                        async with http.get(photographed + "/state") as state:
+                            assert state.status == 200
+                            assert (await state.json())["code"] == code
+                        for _ in range(4):  # 80 s in steps the page follows
+                            before = page.url
+                            clock.offset += timedelta(seconds=20)
+                            await expect(page).not_to_have_url(before, timeout=5000)
+                        async with http.get(photographed + "/state") as state:
+                            assert state.status == 404
+                        async with http.get(photographed) as old_page:
+                            assert old_page.status == 404
+                        async with http.get(page.url + "/state") as state:
+                            assert state.status == 200
+                    assert (await page.inner_text("#code")).strip() == code
+                finally:
+                    await browser.close()
+        finally:
+            await runner.cleanup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -16,7 +17,15 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, RecordSource
+from dal.models import (
+    AttendanceRecordRedis,
+    AttendanceRedis,
+    FailReason,
+    RecordSource,
+    RecordStatus,
+)
+from dal.pg import StudentAttendanceRow
+from dal.redis.checkins import CheckInResult, CheckInStatus, LocationResult
 from services.attendance import AttendanceService, Roster
 from services.lesson_finder import Lesson
 from ui.callbacks import (
@@ -51,6 +60,89 @@ def hhmm(moment: datetime, tz: ZoneInfo) -> str:
 
 def deep_link(bot_username: str, code: str) -> str:
     return f"https://t.me/{bot_username}?start=ci_{code}"
+
+
+def mini_app_link(bot_username: str, payload: str) -> str:
+    """The bot's main Mini App opened with `payload` as its `start_param` (the operator enables
+    the main Mini App with @BotFather; README "Mini App")."""
+    return f"https://t.me/{bot_username}?startapp={payload}"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A check-in's answer: `kind` names it for a page (`ok`, `late`, `pending`, `location`,
+    `expired`, `duplicate`, `closed`, `throttled`, `not_linked`, `teacher`, `wrong`,
+    `decided`, `no_wait`), `text` is the chat's message in the current locale."""
+
+    kind: str
+    text: str
+
+
+def check_in_answer(result: CheckInResult, service: AttendanceService) -> Answer:
+    """The answer to a check-in code, the same in chat and on the Mini App page."""
+    session, record, tz = result.attendance, result.record, service.tz
+    lesson = session.lesson_name if session else ""
+    status = result.status
+    if status in (CheckInStatus.OK_PRESENT, CheckInStatus.OK_PENDING) and session and record:
+        # The record's status in the one vocabulary (services.status), as the sheet will say.
+        recorded = service.status_of(session, record)
+        extra: dict[str, Raw] = {}
+        if recorded is RecordStatus.LATE:
+            kind, key = "late", "checkin.ok_late"
+        elif recorded is RecordStatus.PRESENT:
+            kind, key = "ok", "checkin.ok"
+        elif record.fail_reason == FailReason.ANOTHER_SECTION:
+            kind, key = "pending", "checkin.another_section"
+        elif record.fail_reason == FailReason.OVER_CAP:
+            kind, key, extra = "pending", "location.pending", {"why": Raw(t("why.OVER_CAP"))}
+        else:
+            kind, key = "pending", "checkin.pending"
+        return Answer(kind, t(key, lesson=lesson, time=hhmm(record.attendance_time, tz), **extra))
+    if status is CheckInStatus.OK_LOCATION and session:
+        minutes = max(1, service.location_wait_seconds // 60)
+        return Answer("location", t("checkin.need_location", lesson=lesson, minutes=minutes))
+    if status is CheckInStatus.EXPIRED:
+        return Answer("expired", t("checkin.expired"))
+    if status is CheckInStatus.DUPLICATE and record:
+        time = hhmm(record.attendance_time, tz)
+        return Answer("duplicate", t("checkin.duplicate", lesson=lesson, time=time))
+    if status is CheckInStatus.ENDED:
+        return Answer("closed", t("checkin.ended", lesson=lesson))
+    if status is CheckInStatus.THROTTLED:
+        return Answer("throttled", t("checkin.throttled", seconds=result.retry_after or 60))
+    if status is CheckInStatus.NOT_LINKED:
+        return Answer("not_linked", t("auth.not_linked"))
+    if status is CheckInStatus.NOT_STUDENT:
+        return Answer("teacher", t("checkin.teacher"))
+    return Answer("wrong", t("checkin.wrong"))
+
+
+def row_mark(row: StudentAttendanceRow) -> tuple[str, str]:
+    """The icon and note of one line of a student's own dated list (/my_attendance and the
+    figures page)."""
+    if row.status.attended:
+        return "✅", t("note.late") if row.status is RecordStatus.LATE else ""
+    if row.status is RecordStatus.PENDING:
+        return "🕓", t("note.pending")
+    if row.status is RecordStatus.EXCUSED:
+        return "🩺", t("note.excused")
+    return "❌", t("note.rejected") if row.status is RecordStatus.REJECTED else ""
+
+
+def location_answer(result: LocationResult, service: AttendanceService) -> Answer:
+    """What a student's location decided, the same in chat and on the Mini App page."""
+    session, record = result.attendance, result.record
+    if result.outcome == "OK_PRESENT" and session and record:
+        time = hhmm(record.attendance_time, service.tz)
+        return Answer("ok", t("location.present", lesson=session.lesson_name, time=time))
+    if result.outcome == "OK_PENDING" and session and record:
+        why = t(f"why.{record.fail_reason}")
+        return Answer("pending", t("location.pending", lesson=session.lesson_name, why=Raw(why)))
+    if result.outcome == "ENDED":
+        return Answer("closed", t("checkin.ended", lesson=session.lesson_name if session else ""))
+    if result.outcome == "DECIDED":
+        return Answer("decided", t("location.decided"))
+    return Answer("no_wait", t("location.no_wait"))
 
 
 def level_name(level: int) -> str:
