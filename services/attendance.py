@@ -691,15 +691,17 @@ class AttendanceService:
 
     async def rotate_codes(self) -> list[AttendanceRedis]:
         """Level 3: new codes for the open sessions whose code is CODE_ROTATION_SECONDS old.
-        Safe on every replica at once (the rotation is a compare-and-set)."""
+        Safe on every replica at once (the rotation is a compare-and-set). Reads only the
+        sessions the rotation schedule says are due, not every open session."""
         now = self._clock()
         rotated: list[AttendanceRedis] = []
-        for attendance_id in await self._sessions.open_attendance_ids(now=now):
+        for attendance_id in await self._sessions.rotations_due(changed_by=now - self._rotation):
             try:
                 session = await self._sessions.rotate_code(
                     attendance_id=attendance_id, now=now, every=self._rotation
                 )
             except (AttendanceEnded, NotFound):
+                # The scripts drop the schedule entry of a session gone or closed.
                 continue
             if session is not None:
                 rotated.append(session)
