@@ -232,6 +232,7 @@ def build_sheet(
         lesson_code=attendance.lesson_code,
         lesson_slot=attendance.slot,
         scheduled_start=attendance.scheduled_start,
+        term=attendance.term,
         start_time=attendance.start_time,
         end_time=attendance.end_time or attendance.planned_end_time,
         security_option=attendance.security_option,
