@@ -575,27 +575,32 @@ class AttendanceService:
 
     # --- students ------------------------------------------------------------------------
 
-    async def check_in(self, *, telegram_id: int, code: str) -> CheckInResult:
+    async def check_in(
+        self, *, telegram_id: int, code: str, busy_keys: Sequence[str] = ()
+    ) -> CheckInResult:
         """Record a check-in with the code a student sent: one atomic Redis script that also
         reads the sender's linked account. When that account's Redis session has expired but
         the link still holds in PostgreSQL, `user_loader` re-caches it and the script runs
         once more. The code may be written in any script's decimal digits; text that cannot
-        be a code is refused without counting as a wrong code."""
+        be a code is refused without counting as a wrong code. `busy_keys`: see
+        `CheckIns.check_in` (raises `CheckInBusy`, nothing changed)."""
         digits = code_digits(code)
         if digits is None:
             return CheckInResult(status=CheckInStatus.WRONG_CODE)
         code = digits
-        result = await self._check_in(telegram_id, code)
+        result = await self._check_in(telegram_id, code, busy_keys)
         loader = self._user_loader
         if (
             result.status is CheckInStatus.NOT_LINKED
             and loader is not None
             and await loader(telegram_id) is not None
         ):
-            result = await self._check_in(telegram_id, code)
+            result = await self._check_in(telegram_id, code, busy_keys)
         return result
 
-    async def _check_in(self, telegram_id: int, code: str) -> CheckInResult:
+    async def _check_in(
+        self, telegram_id: int, code: str, busy_keys: Sequence[str]
+    ) -> CheckInResult:
         return await self._checkins.check_in(
             telegram_id=telegram_id,
             code=code,
@@ -604,6 +609,7 @@ class AttendanceService:
             throttle_limit=self._wrong_limit,
             throttle_window=self._wrong_window,
             location_wait_seconds=self._location_wait,
+            busy_keys=busy_keys,
         )
 
     @property
