@@ -5,13 +5,20 @@ user's updates are handled one at a time. A six-digit code from a user who is in
 needs no lock: the check-in is one atomic Redis script. The state is still read first, so a
 code-like password typed during /login goes to the login conversation, under the lock.
 
-In the same round trip (one MGET) it reads whether the bot last asked this user for a
-credential (`dal.redis.keys.login_prompt`): a six-digit password typed after the login
-step expired must be deleted, never taken as a check-in. The answer reaches the handlers' filters
-as `login_prompt` (handlers.login.expects_credential). And whether the user is marked
-undeliverable (`undeliverable`, for bot.middlewares.HeardFromMiddleware), so that the check-in
-path pays no extra round trip for either. A mark on a linked account (a /login abandoned until
-it timed out) does not stop its codes: one EXISTS, paid only when the mark is there.
+A code is first tried the short way, with no read in front of it: the handler is called as if
+the user were in no conversation, and the check-in script itself checks, in its one atomic
+call, the three keys that send an update the long way (`checkin_busy_keys`): the FSM state,
+whether the bot last asked this user for a credential (`dal.redis.keys.login_prompt`: a
+six-digit password typed after the login step expired must be deleted, never taken as a
+check-in) and whether the user is marked undeliverable (for
+bot.middlewares.HeardFromMiddleware). When one exists the script changes nothing and raises
+`CheckInBusy`, and the update goes the long way: one MGET reads the three, the answers reach
+the handlers' filters as `login_prompt` (handlers.login.expects_credential) and
+`undeliverable`, and a user in a conversation is handled under the lock. So the usual
+check-in costs one Redis round trip, not two.
+
+A mark on a linked account (a /login abandoned until it timed out) does not stop its codes: one
+EXISTS on the long way, paid only when the mark is there.
 
 And it owns the end of the mark: whenever a handler leaves the /login states by any route (the
 password answered, /cancel, /logout, a deep link or another command that clears or replaces
@@ -31,6 +38,7 @@ from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import TelegramObject, Update
 
 from dal.redis import keys
+from dal.redis.checkins import CheckInBusy
 from services.accounts import AccountService
 from services.text import is_code
 from ui.states import login_states
@@ -57,9 +65,21 @@ class CodeAwareFSMMiddleware(FSMContextMiddleware):
             if context is not None and context.key.user_id is not None:
                 user_id = context.key.user_id
                 state_key = self.storage.key_builder.build(context.key, "state")
-                raw_state, prompt, blocked = await self.storage.redis.mget(
-                    state_key, keys.login_prompt(user_id), keys.undeliverable(user_id)
-                )
+                busy = (state_key, keys.login_prompt(user_id), keys.undeliverable(user_id))
+                short = {
+                    **data,
+                    "fsm_storage": self.storage,
+                    "state": context,
+                    "raw_state": None,
+                    "login_prompt": False,
+                    "undeliverable": False,
+                    "checkin_busy_keys": busy,
+                }
+                try:
+                    return await handler(event, short)
+                except CheckInBusy:
+                    pass  # nothing was changed: the long way
+                raw_state, prompt, blocked = await self.storage.redis.mget(*busy)
                 asked = prompt is not None
                 accounts = data.get("accounts")
                 if asked and raw_state is None and isinstance(accounts, AccountService):

@@ -1,16 +1,21 @@
-"""APScheduler wiring: finalize, purge and reminder jobs, one replica per tick.
+"""APScheduler wiring: finalize, purge and reminder jobs.
 
 `build_scheduler()` returns an AsyncIOScheduler that is not started; the composition root
 (bot/app.py) starts it at dispatcher startup and shuts it down at shutdown.
 
-Every tick first takes a Redis lock named after its job (`locks:job:<name>`, SET NX EX, this
-replica's id as the owner) and releases it when done, compare-and-delete, so only its owner
-can. A replica that finds the lock taken skips the tick: with several bot replicas behind a
-webhook load balancer, each tick runs on one of them. The lock has a short expiry
-(JOB_LOCK_SECONDS) that a heartbeat pushes back while the tick runs, so it outlasts the job's
-worst case however slow, yet a replica that dies holding it (kill -9) holds the job up for at
-most that long. Should a tick outlive its lock all the same, the jobs are idempotent: sessions
-are claimed one by one and written with insert-if-new, and reminders carry dedupe markers.
+Finalization runs on every replica at every tick, with no job lock: the finalizer claims each
+session before touching it (services/finalize.py), so replicas draining the due index together
+split the sessions between them, and an hour's worth of ended sessions is not held to the pace
+of one replica.
+
+Every purge and reminders tick first takes a Redis lock named after its job
+(`locks:job:<name>`, SET NX EX, this replica's id as the owner) and releases it when done,
+compare-and-delete, so only its owner can. A replica that finds the lock taken skips the
+tick: with several bot replicas behind a webhook load balancer, each tick runs on one of
+them. The lock has a short expiry (JOB_LOCK_SECONDS) that a heartbeat pushes back while the
+tick runs, so it outlasts the job's worst case however slow, yet a replica that dies holding
+it (kill -9) holds the job up for at most that long. Should a tick outlive its lock all the
+same, the jobs are idempotent (reminders carry dedupe markers).
 """
 
 from __future__ import annotations
@@ -106,7 +111,8 @@ class ScheduledJobs:
         return self._owner
 
     async def finalize(self) -> FinalizeReport | None:
-        report = await self._guarded("finalize", self._locks.finalize, self._finalizer.run_once)
+        """Drain the ended sessions: no job lock (the per-session claims share the work)."""
+        report = await self._unlocked("finalize", self._finalizer.run_once)
         if report is not None and self._metrics is not None:
             self._metrics.finalized(sessions=report.finalized, records=report.records)
         return report
@@ -116,6 +122,25 @@ class ScheduledJobs:
 
     async def reminders(self) -> ReminderReport | None:
         return await self._guarded("reminders", self._locks.reminders, self._reminders.run_once)
+
+    async def _unlocked(self, name: str, run: Callable[[], Awaitable[T]]) -> T | None:
+        with job_context(name):
+            started = time.perf_counter()
+            result: T | None = None
+            outcome = "ok"
+            try:
+                result = await run()
+            except RedisUnavailable as exc:
+                self._redis_outage.failed(exc)
+                outcome = "failed"
+            except Exception:
+                log.exception("%s tick failed", name)
+                outcome = "failed"
+            else:
+                self._redis_outage.succeeded()
+            if self._metrics is not None:
+                self._metrics.job_ran(name, outcome, time.perf_counter() - started)
+            return result
 
     async def _guarded(
         self, name: str, ttl_seconds: int, run: Callable[[], Awaitable[T]]

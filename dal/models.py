@@ -136,6 +136,7 @@ class Attendance(_Model):
     lesson_code: str | None = None
     lesson_slot: str | None = None  # see services.lesson_finder.lesson_slot; None: ad hoc
     scheduled_start: AwareDatetime | None = None  # the lesson's start in the schedule
+    term: str | None = None  # "YYYY-D", the term current when it opened; None: unknown
     is_deleted: bool = False
     deletion_reason: str | None = None
     deletion_time: AwareDatetime | None = None

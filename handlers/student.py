@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aiogram import F, Router
 from aiogram.types import (
     CallbackQuery,
@@ -40,11 +42,14 @@ async def reply_check_in(
     board: StatusBoard | None = None,
     metrics: Metrics | None = None,
     answers: AnswerQueue | None = None,
+    busy_keys: Sequence[str] = (),
 ) -> Reply:
     """The answer to a check-in code: handed to `answers` when given (the hot path), else
     returned."""
     assert message.from_user is not None
-    result = await attendance.check_in(telegram_id=message.from_user.id, code=code)
+    result = await attendance.check_in(
+        telegram_id=message.from_user.id, code=code, busy_keys=busy_keys
+    )
     if metrics is not None:
         metrics.check_in(result.status)
     answer = check_in_answer(result, attendance)
@@ -69,10 +74,12 @@ async def code_message(
     board: StatusBoard,
     metrics: Metrics,
     answers: AnswerQueue | None = None,
+    checkin_busy_keys: Sequence[str] = (),
 ) -> Reply:
     """A six-digit code outside any conversation: the hot path. Registered first on the root
     router (handlers.build_router) and reached without the user-context middleware: the
-    check-in script reads the sender's linked account itself."""
+    check-in script reads the sender's linked account itself, and checks the keys bot/fsm.py
+    gives (`checkin_busy_keys`) in the same call."""
     code = (message.text or "").strip()
     return await reply_check_in(
         message,
@@ -81,6 +88,7 @@ async def code_message(
         board=board,
         metrics=metrics,
         answers=answers,
+        busy_keys=checkin_busy_keys,
     )
 
 

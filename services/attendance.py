@@ -584,30 +584,35 @@ class AttendanceService:
 
     # --- students ------------------------------------------------------------------------
 
-    async def check_in(self, *, telegram_id: int, code: str) -> CheckInResult:
+    async def check_in(
+        self, *, telegram_id: int, code: str, busy_keys: Sequence[str] = ()
+    ) -> CheckInResult:
         """Record a check-in with the code a student sent: one atomic Redis script that also
         reads the sender's linked account. When that account's Redis session has expired but
         the link still holds in PostgreSQL, `user_loader` re-caches it and the script runs
         once more. The code may be written in any script's decimal digits; text that cannot
-        be a code is refused without counting as a wrong code."""
+        be a code is refused without counting as a wrong code. `busy_keys`: see
+        `CheckIns.check_in` (raises `CheckInBusy`, nothing changed)."""
         digits = code_digits(code)
         if digits is None:
             return CheckInResult(status=CheckInStatus.WRONG_CODE)
         code = digits
-        result = await self._check_in(telegram_id, code)
+        result = await self._check_in(telegram_id, code, busy_keys)
         loader = self._user_loader
         if (
             result.status is CheckInStatus.NOT_LINKED
             and loader is not None
             and await loader(telegram_id) is not None
         ):
-            result = await self._check_in(telegram_id, code)
+            result = await self._check_in(telegram_id, code, busy_keys)
         # The outcome, in the update's log context (update id, sender's pseudonym): what an
         # operator reads first when a student says "the bot did not take my code".
         log.debug("check-in: %s", result.status.name)
         return result
 
-    async def _check_in(self, telegram_id: int, code: str) -> CheckInResult:
+    async def _check_in(
+        self, telegram_id: int, code: str, busy_keys: Sequence[str]
+    ) -> CheckInResult:
         return await self._checkins.check_in(
             telegram_id=telegram_id,
             code=code,
@@ -616,6 +621,7 @@ class AttendanceService:
             throttle_limit=self._wrong_limit,
             throttle_window=self._wrong_window,
             location_wait_seconds=self._location_wait,
+            busy_keys=busy_keys,
         )
 
     async def awaiting_location(self, *, telegram_id: int) -> AttendanceRedis | None:
@@ -712,15 +718,17 @@ class AttendanceService:
 
     async def rotate_codes(self) -> list[AttendanceRedis]:
         """Level 3: new codes for the open sessions whose code is CODE_ROTATION_SECONDS old.
-        Safe on every replica at once (the rotation is a compare-and-set)."""
+        Safe on every replica at once (the rotation is a compare-and-set). Reads only the
+        sessions the rotation schedule says are due, not every open session."""
         now = self._clock()
         rotated: list[AttendanceRedis] = []
-        for attendance_id in await self._sessions.open_attendance_ids(now=now):
+        for attendance_id in await self._sessions.rotations_due(changed_by=now - self._rotation):
             try:
                 session = await self._sessions.rotate_code(
                     attendance_id=attendance_id, now=now, every=self._rotation
                 )
             except (AttendanceEnded, NotFound):
+                # The scripts drop the schedule entry of a session gone or closed.
                 continue
             if session is not None:
                 rotated.append(session)

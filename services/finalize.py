@@ -232,6 +232,7 @@ def build_sheet(
         lesson_code=attendance.lesson_code,
         lesson_slot=attendance.slot,
         scheduled_start=attendance.scheduled_start,
+        term=attendance.term,
         start_time=attendance.start_time,
         end_time=attendance.end_time or attendance.planned_end_time,
         security_option=attendance.security_option,
@@ -331,7 +332,7 @@ class Finalizer:
         owner: str,
         claim_ttl_seconds: int = 300,
         dedupe_ttl_seconds: int = 7 * 86_400,
-        max_sessions_per_tick: int = 1_000,
+        page_sessions: int = 1_000,
         concurrency: int = 4,
         batch_sessions: int = 10,
         settle_seconds: float = 5.0,
@@ -350,7 +351,7 @@ class Finalizer:
         self._owner = owner
         self._claim_ttl = claim_ttl_seconds
         self._dedupe_ttl = dedupe_ttl_seconds
-        self._max_sessions = max_sessions_per_tick
+        self._page = max(1, page_sessions)
         self._concurrency = max(1, concurrency)
         self._batch = max(1, batch_sessions)
         self._clock = clock
@@ -362,25 +363,56 @@ class Finalizer:
         self._reported_failures: set[UUID] = set()
 
     async def run_once(self) -> FinalizeReport:
-        """Finalize every session that ended `settle_seconds` ago or earlier (up to
-        `max_sessions_per_tick`).
+        """Finalize every session that ended `settle_seconds` ago or earlier: the due index is
+        read a page (`page_sessions`) at a time until it is drained, with no cap per tick.
 
+        Safe on every replica at once: each session is claimed before it is touched, so
+        replicas draining together split the work (a session claimed elsewhere is skipped and
+        stays in the index; the next page starts past the ones this tick left there).
         Raises `RedisUnavailable` when Redis fails (after the batches in flight are done);
         a PostgreSQL outage ends the tick quietly, with Redis left as it was.
         """
         report = FinalizeReport()
-        ids = await self._sessions.get_due_attendance_ids(
-            now=self._clock() - self._settle, limit=self._max_sessions
-        )
-        if not ids:
-            return report
+        cutoff = self._clock() - self._settle
+        offset = 0
+        while True:
+            ids = await self._sessions.get_due_attendance_ids(
+                now=cutoff, limit=self._page, offset=offset
+            )
+            if not ids:
+                break
+            removed = report.finalized + report.orphans
+            if not await self._run_page(ids, report):
+                break
+            # What this page left in the index (held elsewhere, failed, not ended by Redis's
+            # clock) is skipped by the next page; what it removed is gone from the range.
+            offset += len(ids) - (report.finalized + report.orphans - removed)
+            if len(ids) < self._page:
+                break
+        if report.finalized or report.failed:
+            log.info(
+                "finalized %d session(s), %d record(s) (%d absent) in %d transaction(s);"
+                " %d skipped, %d failed, %d postponed",
+                report.finalized,
+                report.records,
+                report.absent,
+                report.batches,
+                report.skipped,
+                report.failed,
+                report.postponed,
+            )
+        return report
+
+    async def _run_page(self, ids: Sequence[UUID], report: FinalizeReport) -> bool:
+        """One page of due sessions, `concurrency` batches in flight. False: PostgreSQL is
+        down, the tick stops here."""
         try:
             with self._db.outage_as_unavailable():
                 await self._db.ping()
         except DatabaseUnavailable as exc:
             self._pg_outage.failed(exc)
-            report.postponed = len(ids)
-            return report
+            report.postponed += len(ids)
+            return False
 
         stop = asyncio.Event()
         pg_error: list[DatabaseUnavailable] = []
@@ -411,7 +443,7 @@ class Finalizer:
                     stop.set()
                     unexpected.append(exc)
 
-        batches = [ids[i : i + self._batch] for i in range(0, len(ids), self._batch)]
+        batches = [list(ids[i : i + self._batch]) for i in range(0, len(ids), self._batch)]
         await asyncio.gather(*(one(batch) for batch in batches))
         if pg_error:
             self._pg_outage.failed(pg_error[0])
@@ -421,19 +453,7 @@ class Finalizer:
             raise redis_error[0]
         if unexpected:
             raise unexpected[0]
-        if report.finalized or report.failed:
-            log.info(
-                "finalized %d session(s), %d record(s) (%d absent) in %d transaction(s);"
-                " %d skipped, %d failed, %d postponed",
-                report.finalized,
-                report.records,
-                report.absent,
-                report.batches,
-                report.skipped,
-                report.failed,
-                report.postponed,
-            )
-        return report
+        return not pg_error
 
     async def _finalize_batch(self, ids: Sequence[UUID], report: FinalizeReport) -> None:
         """Claim, write and clean up these sessions; those claimed elsewhere are skipped."""

@@ -74,7 +74,7 @@ class ReminderService:
         lead: timedelta,
         closing: timedelta,
         dedupe_ttl_seconds: int = 2 * 86_400,
-        max_sessions: int = 1_000,
+        max_sessions: int = 10_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._accounts = accounts
@@ -151,7 +151,11 @@ class ReminderService:
     async def remind_closing(self, *, now: datetime) -> int:
         """Remind enrolled, not-yet-checked-in students of sessions closing within `closing`."""
         horizon = now + self._closing
-        ids = await self._sessions.get_due_attendance_ids(now=horizon, limit=self._max_sessions)
+        # Only the sessions still open and closing by the horizon: the ended ones awaiting
+        # finalization (thousands during a PostgreSQL outage) are not in this range.
+        ids = await self._sessions.closing_attendance_ids(
+            after=now, until=horizon, limit=self._max_sessions
+        )
         sent = 0
         for attendance_id in ids:
             attendance = await self._sessions.get_attendance(attendance_id=attendance_id)

@@ -129,6 +129,8 @@ def code_digits(text: str | None) -> str | None:
     stripped = text.strip()
     if len(stripped) != CODE_LENGTH:
         return None
+    if stripped.isascii():  # the usual keyboard: no per-character lookup (the hot path)
+        return stripped if stripped.isdigit() else None
     try:
         return "".join(str(unicodedata.decimal(c)) for c in stripped)
     except ValueError:  # not a decimal digit

@@ -354,6 +354,8 @@ async def session_keys(raw: aioredis.Redis, attendance: AttendanceRedis) -> list
         found.append("teacher index")
     if await raw.zscore("attendances:due", str(aid)) is not None:
         found.append("due index")
+    if await raw.zscore("attendances:rotations", str(aid)) is not None:
+        found.append("rotation schedule")
     return found
 
 

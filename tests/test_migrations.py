@@ -91,6 +91,7 @@ async def test_fresh_database_gets_the_seed_tables_and_columns(conn: asyncpg.Con
         "deletion_time",
         "lesson_slot",
         "scheduled_start",
+        "term",
     } == set(attendances)
     assert attendances["attendance_id"] == ("uuid", False)
     assert attendances["start_time"] == ("timestamp with time zone", False)

@@ -23,6 +23,7 @@ from dal.models import (
     RecordSource,
     RecordStatus,
     Role,
+    ScheduleEntry,
     User,
     UserSessionRedis,
 )
@@ -503,3 +504,46 @@ async def test_a_student_added_to_a_saved_session_is_a_correction(
         ("added", "2024777"),
         ("added", "2024003"),
     }
+
+
+async def test_my_attendance_counts_only_the_current_terms_sessions(pg_client: Postgres) -> None:
+    _, reports = await _course(pg_client)
+    await pg_client.db.pool.execute("UPDATE attendances SET term = '2026-2'")
+    # A session of last year's term: the student's standing this term ignores it.
+    old = uuid.uuid4()
+    await pg_client.attendance.add_attendances(
+        attendances=[
+            Attendance(
+                attendance_id=old,
+                teacher_school_number="T0001",
+                lesson_name=LESSON,
+                lesson_code=COURSE,
+                start_time=START - timedelta(days=365),
+                end_time=START - timedelta(days=365) + timedelta(minutes=50),
+                term="2025-2",
+            )
+        ]
+    )
+    await pg_client.attendance.add_attendance_records(
+        records=[_record(old, "2024003", "A", START - timedelta(days=365))]
+    )
+    await pg_client.schedules.replace_schedule(
+        school_number="2024003",
+        entries=[
+            ScheduleEntry(
+                school_number="2024003",
+                start_time=START,
+                end_time=START + timedelta(minutes=50),
+                course_code=COURSE,
+                course_name=LESSON,
+                teachers="Ayşe Öğretmen",
+                teacher_key="ayse ogretmen",
+                term="2026-2",
+            )
+        ],
+    )
+
+    (standing,) = await reports.my_courses(student=_session("2024003", Role.STUDENT))
+
+    assert old not in {row.attendance_id for row in standing.rows}
+    assert RecordStatus.ABSENT not in {row.status for row in standing.rows}

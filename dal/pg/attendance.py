@@ -38,13 +38,14 @@ _INSERT_ATTENDANCES = f"""
 INSERT INTO attendances ({ATTENDANCE_COLUMNS})
 SELECT {ATTENDANCE_COLUMNS} FROM unnest(
     $1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
-    $7::smallint[], $8::boolean[], $9::text[], $10::timestamptz[], $11::text[], $12::timestamptz[]
+    $7::smallint[], $8::boolean[], $9::text[], $10::timestamptz[], $11::text[], $12::timestamptz[],
+    $13::text[]
 ) AS a ({ATTENDANCE_COLUMNS})
 """
 
 _INSERT_ATTENDANCE_IF_NEW = f"""
 INSERT INTO attendances ({ATTENDANCE_COLUMNS})
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 ON CONFLICT (attendance_id) DO NOTHING
 RETURNING attendance_id
 """
@@ -272,6 +273,7 @@ def _attendance_row(attendance: Attendance) -> tuple[Any, ...]:
         attendance.deletion_time,
         attendance.lesson_slot,
         attendance.scheduled_start,
+        attendance.term,
     )
 
 

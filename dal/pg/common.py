@@ -50,7 +50,8 @@ LINKED_COLUMNS = (
 )
 ATTENDANCE_COLUMNS = (
     "attendance_id, teacher_school_number, lesson_name, lesson_code, start_time, end_time,"
-    " security_option, is_deleted, deletion_reason, deletion_time, lesson_slot, scheduled_start"
+    " security_option, is_deleted, deletion_reason, deletion_time, lesson_slot, scheduled_start,"
+    " term"
 )
 RECORD_FIELDS: Final = (
     "attendance_id",

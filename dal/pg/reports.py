@@ -76,14 +76,17 @@ class ReportStore(Store):
         return [Attendance.model_validate(dict(row)) for row in rows]
 
     async def get_student_records(self, *, student_number: str) -> list[StudentAttendanceRow]:
-        """Every visible record of the student (no page limit), oldest lesson first: the
-        per-course statistics of /my_attendance and the warnings count them all."""
+        """The student's visible records of the current term (the latest term of the cached
+        schedules, as dal/pg/schedules.py reads it; sessions of an unknown term count when no
+        term is known at all), oldest lesson first: the per-course statistics of
+        /my_attendance. Read through the student's index, so years of history cost nothing."""
         rows = await self._pool.fetch(
             "SELECT a.attendance_id, a.lesson_name, a.lesson_code, a.start_time,"
             " r.is_attended, r.is_late, r.fail_reason, r.status"
             " FROM attendance_records AS r"
             " JOIN attendances AS a ON a.attendance_id = r.attendance_id"
             " WHERE r.student_number = $1 AND NOT r.is_deleted AND NOT a.is_deleted"
+            " AND a.term IS NOT DISTINCT FROM (SELECT max(term) FROM schedule_entries)"
             " ORDER BY a.start_time, a.attendance_id",
             student_number,
         )

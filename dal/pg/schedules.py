@@ -103,7 +103,9 @@ class ScheduleStore(Store):
             f"SELECT {_SCHEDULE_COLUMNS} FROM ("
             f" SELECT DISTINCT ON (course_code, start_time, end_time) {_SCHEDULE_COLUMNS}"
             " FROM schedule_entries"
-            " WHERE $1 = ANY(string_to_array(teacher_key, '|'))"
+            # The array of a row's teacher keys contains this one: served by the GIN index
+            # of migration 0006 (schedule_entries_teacher_keys_idx).
+            " WHERE string_to_array(teacher_key, '|') @> ARRAY[$1::text]"
             " AND start_time < $3 AND end_time > $2"
             " ORDER BY course_code, start_time, end_time, term DESC NULLS LAST, school_number"
             ") AS o ORDER BY start_time, course_code",

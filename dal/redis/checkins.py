@@ -6,6 +6,7 @@ once the session has ended by Redis's clock or is claimed by the finalizer).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -18,7 +19,13 @@ from dal.models import AttendanceRecordRedis, AttendanceRedis
 from dal.redis import keys, scripts
 from dal.redis.base import Store, epoch, parse_record, text
 
-__all__ = ["CheckInResult", "CheckInStatus", "CheckIns", "LocationResult"]
+__all__ = ["CheckInBusy", "CheckInResult", "CheckInStatus", "CheckIns", "LocationResult"]
+
+
+class CheckInBusy(Exception):
+    """One of the check-in's `busy_keys` exists (the sender is in a conversation, was asked
+    for a credential, or is marked undeliverable): nothing was changed, and the caller that
+    passed those keys handles the update the long way (bot/fsm.py)."""
 
 
 class CheckInStatus(StrEnum):
@@ -73,8 +80,12 @@ class CheckIns(Store):
         throttle_limit: int = 5,
         throttle_window: int = 60,
         location_wait_seconds: int = 300,
+        busy_keys: Sequence[str] = (),
     ) -> CheckInResult:
         """Record the check-in of the student linked to `telegram_id`, in one Lua call.
+
+        When one of `busy_keys` exists, nothing is done and `CheckInBusy` is raised (read in
+        the same atomic call, so the hot path pays no round trip to look first).
 
         Order: not linked (no user session in Redis: throttled like a wrong code, counts a
         failure) -> not a student -> throttled (no lookup) -> unknown code (counts a failure)
@@ -102,9 +113,12 @@ class CheckIns(Store):
             str(int(telegram_id)),
             code,
             str(location_wait_seconds),
+            *busy_keys,
         ]
         with self._errors:
             reply: list[Any] = await self._check_in_script(keys=script_keys, args=args)
+        if reply[0] == "BUSY":
+            raise CheckInBusy
         status = CheckInStatus(reply[0])
         if status in _NO_SESSION:
             return CheckInResult(status=status)

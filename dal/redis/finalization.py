@@ -103,6 +103,7 @@ class FinalizationStore(Store):
             keys.enrolled(attendance_id),
             keys.claim(attendance_id),
             keys.DUE,
+            keys.ROTATIONS,
         ]
         with self._errors:
             await self._delete_session_script(keys=script_keys, args=[str(attendance_id)])

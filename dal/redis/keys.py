@@ -11,6 +11,8 @@
     attendances:teacher:<school_number>  id of the teacher's open session
     attendances:due                      zset: id scored by end epoch seconds (planned end while
                                          open, actual end once ended); ended means score <= now
+    attendances:rotations                zset: id of each open level-3 session scored by when
+                                         its code last changed (the rotation schedule)
     checkin:location:<telegram_id>       "<id>|<student number>": a level 2/3 check-in waits
                                          for this account's location (with expiry)
     loginq:waiting                       zset: queued portal sign-ons, ticket id scored by order
@@ -41,6 +43,7 @@ SESSION_PREFIX: Final = "attendances:"
 RECORDS_PREFIX: Final = "attendance_records:"
 
 DUE: Final = "attendances:due"
+ROTATIONS: Final = "attendances:rotations"
 OUTBOX_STREAM: Final = "outbox"
 OUTBOX_GROUP: Final = "delivery"
 

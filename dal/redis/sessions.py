@@ -59,6 +59,14 @@ def generate_code() -> str:
     return f"{secrets.randbelow(1_000_000):06d}"
 
 
+def _rotation_score(attendance: AttendanceRedis) -> str:
+    """The session's place in the rotation schedule: when its code last changed, or '' when
+    it does not rotate (not level 3, or ended)."""
+    if attendance.security_option != 3 or attendance.end_time is not None:
+        return ""
+    return epoch(attendance.code_changed_at or attendance.start_time)
+
+
 def _compare_and_set_done(done: int, attendance_id: UUID) -> bool:
     """A session compare-and-set script's answer: 1 done (True); 0 the session is gone; -2 it
     has ended or is claimed; anything else (changed meanwhile): False, read and try again."""
@@ -109,14 +117,23 @@ class LiveSessions(Store):
             keys.attendance(attendance_id),
             keys.enrolled(attendance_id),
             keys.DUE,
+            keys.ROTATIONS,
         ]
         members = list(dict.fromkeys(enrolled))
         due_score = epoch(attendance.planned_end_time)
+        rotation = _rotation_score(attendance)
         for _ in range(max_tries):
             code = factory()
             candidate = attendance.model_copy(update={"code": code})
             script_keys[1] = keys.code(code)
-            args = [attendance_id, candidate.model_dump_json(), due_score, moment, *members]
+            args = [
+                attendance_id,
+                candidate.model_dump_json(),
+                due_score,
+                moment,
+                rotation,
+                *members,
+            ]
             with self._errors:
                 reply: list[str] = await self._open_script(keys=script_keys, args=args)
             outcome = reply[0]
@@ -166,13 +183,40 @@ class LiveSessions(Store):
             )
         return [UUID(str(member)) for member in members]
 
-    async def get_due_attendance_ids(self, *, now: datetime, limit: int = 100) -> list[UUID]:
-        """Ids of sessions that have ended by `now`, earliest end first."""
+    async def get_due_attendance_ids(
+        self, *, now: datetime, limit: int = 100, offset: int = 0
+    ) -> list[UUID]:
+        """Ids of sessions that have ended by `now`, earliest end first (from `offset`)."""
         with self._errors:
             members = await self._redis.zrangebyscore(
-                keys.DUE, "-inf", epoch(now), start=0, num=limit
+                keys.DUE, "-inf", epoch(now), start=offset, num=limit
             )
         return [UUID(str(member)) for member in members]
+
+    async def closing_attendance_ids(
+        self, *, after: datetime, until: datetime, limit: int = 10_000
+    ) -> list[UUID]:
+        """Ids of the sessions still open at `after` that are due to end by `until`: the
+        ended ones awaiting finalization are not read, however many there are."""
+        with self._errors:
+            members = await self._redis.zrangebyscore(
+                keys.DUE, f"({epoch(after)}", epoch(until), start=0, num=limit
+            )
+        return [UUID(str(member)) for member in members]
+
+    async def rotations_due(self, *, changed_by: datetime, limit: int = 10_000) -> list[UUID]:
+        """Level 3: ids of the open sessions whose code last changed at `changed_by` or
+        earlier (the rotation schedule; one O(log n + m) read, m the sessions due)."""
+        with self._errors:
+            members = await self._redis.zrangebyscore(
+                keys.ROTATIONS, "-inf", epoch(changed_by), start=0, num=limit
+            )
+        return [UUID(str(member)) for member in members]
+
+    async def unschedule_rotation(self, *, attendance_id: UUID) -> None:
+        """Drop a schedule entry whose session is gone or no longer rotates."""
+        with self._errors:
+            await self._redis.zrem(keys.ROTATIONS, str(attendance_id))
 
     async def due_overview(self, *, now: datetime) -> tuple[int, int, datetime | None]:
         """(open sessions, ended sessions not yet finalized, end of the oldest of those).
@@ -288,10 +332,12 @@ class LiveSessions(Store):
             with self._errors:
                 raw = await self._redis.get(key)
             if raw is None:
+                await self.unschedule_rotation(attendance_id=attendance_id)
                 raise NotFound(f"attendance {attendance_id} not found in Redis")
             current = AttendanceRedis.model_validate_json(raw)
             changed = current.code_changed_at or current.start_time
             if current.security_option != 3 or current.end_time is not None:
+                await self.unschedule_rotation(attendance_id=attendance_id)
                 return None
             if now - changed < every:
                 return None
@@ -301,8 +347,14 @@ class LiveSessions(Store):
             updated = current.model_copy(
                 update={"code": code, "previous_code": current.code, "code_changed_at": now}
             )
-            script_keys = [key, keys.DUE, keys.claim(attendance_id), keys.code(code)]
-            args = [raw, updated.model_dump_json(), str(attendance_id)]
+            script_keys = [
+                key,
+                keys.DUE,
+                keys.claim(attendance_id),
+                keys.code(code),
+                keys.ROTATIONS,
+            ]
+            args = [raw, updated.model_dump_json(), str(attendance_id), epoch(now)]
             with self._errors:
                 done: int = await self._rotate_script(keys=script_keys, args=args)
             if _compare_and_set_done(done, attendance_id):
@@ -341,6 +393,7 @@ class LiveSessions(Store):
                 keys.DUE,
                 keys.teacher(current.teacher_school_number),
                 keys.claim(attendance_id),
+                keys.ROTATIONS,
             ]
             args = [
                 raw,
@@ -350,6 +403,7 @@ class LiveSessions(Store):
                 "1" if clear_teacher else "0",
                 "1" if require_open else "0",
                 "1" if ending and due_score else "0",
+                _rotation_score(updated),
             ]
             with self._errors:
                 done: int = await self._update_session_script(keys=script_keys, args=args)

@@ -7,7 +7,9 @@
 --       5 the sender's location wait key (checkin:location:<id>)
 -- ARGV: 1 unused (was the caller's clock), 2 throttle limit, 3 throttle window (s),
 --       4 now (ISO 8601, stamps the record), 5 the sender's Telegram id, 6 the code,
---       7 how long a location is waited for (s)
+--       7 how long a location is waited for (s), 8.. keys that send the update the long way
+--       when one exists (bot/fsm.py: the FSM state, the login prompt, the undeliverable mark)
+-- Returns {'BUSY'} having changed nothing when one of the ARGV[8..] keys exists.
 local function throttled()
   local count = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
   if count < tonumber(ARGV[2]) then
@@ -24,6 +26,11 @@ local function count_failure()
   -- The window starts at the first failure (EXPIRE ... NX without Redis 7's NX).
   if redis.call('INCR', KEYS[1]) == 1 or redis.call('TTL', KEYS[1]) < 0 then
     redis.call('EXPIRE', KEYS[1], ARGV[3])
+  end
+end
+for i = 8, #ARGV do
+  if redis.call('EXISTS', ARGV[i]) == 1 then
+    return {'BUSY'}
   end
 end
 local user = redis.call('GET', KEYS[4])

@@ -1,6 +1,7 @@
 -- Derived keys (single server only): code_key and teacher_key of the codes and teacher read
 -- from the session JSON (KEYS[1]); they are global indexes, not part of the session's slot.
--- KEYS: 1 session, 2 records, 3 enrolled, 4 claim, 5 due index. ARGV: 1 id
+-- KEYS: 1 session, 2 records, 3 enrolled, 4 claim, 5 due index, 6 rotation schedule.
+-- ARGV: 1 id
 -- The code and teacher keys are global indexes: removed only while they still point here.
 local raw = redis.call('GET', KEYS[1])
 if raw then
@@ -24,4 +25,5 @@ if raw then
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('ZREM', KEYS[5], ARGV[1])
+redis.call('ZREM', KEYS[6], ARGV[1])
 return 1

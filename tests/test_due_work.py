@@ -1,0 +1,164 @@
+"""Loops bounded by the work due, not by what is open (issue 25): the level-3 rotation
+schedule, closing reminders that read only open sessions, and a finalizer that drains every
+ended session in one tick, page by page."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import redis.asyncio as aioredis
+
+from dal.pg import Postgres
+from dal.redis.stores import RedisStores
+from services.attendance import AttendanceService
+from services.finalize import Finalizer
+from tests.support import (  # noqa: F401
+    IST,
+    Clock,
+    RecordingNotifier,
+    open_session,
+    pg_client_fixture,
+    put_records,
+    record,
+    redis_client_fixture,
+    session_keys,
+    student_user,
+    teacher_user,
+)
+from tests.test_reminders import (
+    CLOSING,
+    LESSON,
+    TEACHER,
+    reminders,
+    seed_class,
+    session_of,
+)
+from tests.test_reminders import attendance_service as reminder_attendance
+
+ROTATIONS = "attendances:rotations"
+
+
+def service(redis: RedisStores, pg: Postgres, clock: Clock) -> AttendanceService:
+    return AttendanceService(
+        accounts=pg.accounts,
+        schedules=pg.schedules,
+        sessions=redis.sessions,
+        checkins=redis.checkins,
+        user_store=redis.users,
+        notifier=RecordingNotifier(),
+        tz=IST,
+        early_margin=timedelta(minutes=10),
+        late_after=timedelta(minutes=15),
+        default_duration=timedelta(minutes=50),
+        code_rotation_seconds=30,
+        clock=clock,
+    )
+
+
+async def calls(raw: aioredis.Redis, command: str) -> int:
+    stats = await raw.info("commandstats")
+    entry = stats.get(f"cmdstat_{command}")
+    return int(entry["calls"]) if entry else 0
+
+
+async def test_code_rotation_reads_only_the_level_3_sessions_that_are_due(
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
+) -> None:
+    now = datetime.now(UTC)
+    sessions = [
+        await open_session(
+            redis_client,
+            teacher=teacher_user(f"T{n:03d}", f"Hoca {n}"),
+            start=now - timedelta(minutes=5),
+            end=now + timedelta(hours=1),
+            enrolled=["S1"],
+        )
+        for n in range(60)
+    ]
+    rotating = await redis_client.sessions.set_security_level(
+        attendance_id=sessions[0].attendance_id, level=3
+    )
+    assert await redis_raw.zrange(ROTATIONS, 0, -1) == [str(rotating.attendance_id)]
+    clock = Clock(now)
+    attendance = service(redis_client, pg_client, clock)
+
+    gets = await calls(redis_raw, "get")
+    rotated = await attendance.rotate_codes()
+    # Started 5 minutes ago: due. The 59 level-1 sessions are not even read.
+    assert [s.attendance_id for s in rotated] == [rotating.attendance_id]
+    assert await calls(redis_raw, "get") - gets <= 2
+    assert await attendance.rotate_codes() == []  # rescheduled 30 s ahead
+    clock.advance(seconds=31)
+    assert len(await attendance.rotate_codes()) == 1
+
+    # Back to level 1, or gone: off the schedule.
+    await redis_client.sessions.set_security_level(attendance_id=rotating.attendance_id, level=1)
+    assert await redis_raw.zcard(ROTATIONS) == 0
+    await redis_client.sessions.set_security_level(attendance_id=rotating.attendance_id, level=3)
+    assert await redis_raw.zcard(ROTATIONS) == 1
+    await redis_client.finalization.delete_attendance_keys(attendance_id=rotating.attendance_id)
+    assert await redis_raw.zcard(ROTATIONS) == 0
+
+
+async def test_closing_reminders_still_go_out_behind_thousands_of_unfinalized_sessions(
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
+) -> None:
+    await seed_class(pg_client)
+    clock = Clock(LESSON + timedelta(minutes=2))
+    opener = reminder_attendance(pg_client, redis_client, clock, RecordingNotifier())
+    outcome = await opener.start_session(teacher=session_of(TEACHER, 100), chat_id=100)
+    end = outcome.attendance.planned_end_time  # type: ignore[union-attr]
+    # A PostgreSQL outage: 1,500 sessions ended hours ago wait in the due index.
+    ended = (LESSON - timedelta(hours=3)).timestamp()
+    await redis_raw.zadd("attendances:due", {str(uuid.uuid4()): ended for _ in range(1_500)})
+    notifier = RecordingNotifier()
+
+    clock.at(end - CLOSING)
+    report = await reminders(pg_client, redis_client, clock, notifier).run_once()
+
+    assert report.closing == 3  # S1, S4 and S6: enrolled, linked, reminders on
+    assert {n.key for n in notifier.sent} == {"remind.closing"}
+
+
+async def test_one_finalize_tick_drains_every_ended_session_page_by_page(
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
+) -> None:
+    now = datetime.now(UTC)
+    await pg_client.accounts.add_users(users=[student_user("S1"), student_user("S2")])
+    sessions = []
+    for n in range(23):
+        teacher = teacher_user(f"T{n:03d}", f"Hoca {n}")
+        await pg_client.accounts.add_users(users=[teacher])
+        attendance = await open_session(
+            redis_client,
+            teacher=teacher,
+            start=now - timedelta(hours=1),
+            end=now - timedelta(minutes=1),
+            enrolled=["S1", "S2"],
+        )
+        await put_records(redis_client, [record(attendance, "S1")])
+        sessions.append(attendance)
+    notifier = RecordingNotifier()
+    notifier.redis = redis_client.redis
+    finalizer = Finalizer(
+        db=pg_client.db,
+        accounts=pg_client.accounts,
+        attendance=pg_client.attendance,
+        sessions=redis_client.sessions,
+        finalization=redis_client.finalization,
+        notifier=notifier,
+        tz=IST,
+        late_after=timedelta(minutes=15),
+        owner="replica-a",
+        page_sessions=5,
+        batch_sessions=2,
+        clock=lambda: now,
+    )
+
+    report = await finalizer.run_once()
+
+    assert report.finalized == 23
+    assert await pg_client.db.pool.fetchval("SELECT count(*) FROM attendances") == 23
+    for attendance in sessions:
+        assert await session_keys(redis_raw, attendance) == []
