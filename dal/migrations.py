@@ -22,7 +22,13 @@ from typing import TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["MIGRATIONS_LOCK_KEY", "Migration", "apply_migrations", "load_migrations"]
+__all__ = [
+    "MIGRATIONS_LOCK_KEY",
+    "Migration",
+    "apply_migrations",
+    "load_migrations",
+    "pending_migrations",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -138,3 +144,17 @@ async def _apply(conn: _Conn, migrations: Sequence[Migration]) -> int:
             "database schema version %d is newer than this code knows (%d)", version, known
         )
     return version
+
+
+async def pending_migrations(
+    conn: _Conn, *, migrations: Sequence[Migration] | None = None
+) -> tuple[int, list[Migration]]:
+    """(the schema version in force, the migrations not yet applied), changing nothing: for
+    `python -m bot check` and a replica started with MIGRATE_ON_START=false."""
+    known = list(migrations) if migrations is not None else load_migrations()
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return 0, known
+    rows = await conn.fetch("SELECT version FROM schema_migrations")
+    applied = {int(row["version"]) for row in rows}
+    return max(applied, default=0), [m for m in known if m.version not in applied]
