@@ -364,11 +364,10 @@ async def forget_user(settings: Settings, school_number: str) -> int:
                 _err(f"no user {number} in PostgreSQL; {deleted} Redis key(s) removed")
                 return 1
             full_name, _role, telegram_id = person
-            erased = await pg.erasure.erase_person(
-                school_number=number, name_key=person_key(full_name)
-            )
+            name_key = person_key(full_name)
+            erased = await pg.erasure.erase_person(school_number=number, name_key=name_key)
             deleted, dropped = await erasure.erase(
-                school_number=number, telegram_id=telegram_id, texts=[full_name]
+                school_number=number, telegram_id=telegram_id, texts=[full_name], name_key=name_key
             )
         finally:
             await pg.db.close()

@@ -8,7 +8,8 @@ an erasure removes the person from every table, in one transaction:
 - rows that are other people's and only name them are kept with the name replaced: sessions
   the person taught and corrections the person made move to a tombstone user (`X` + 15 hex
   digits, named `(erased)`), and their name (and its `person_key`) is replaced by `(erased)` in
-  other students' cached schedules, in teachers' notes and in correction reasons.
+  other students' cached schedules, sessions' lesson slots, teachers' notes and correction
+  reasons.
 """
 
 from __future__ import annotations
@@ -18,9 +19,19 @@ from dataclasses import dataclass
 
 from dal.pg.common import Store
 
-__all__ = ["ERASED_NAME", "ErasedPerson", "ErasureStore"]
+__all__ = ["ERASED_NAME", "ErasedPerson", "ErasureStore", "erase_slot_key"]
 
 ERASED_NAME = "(erased)"
+
+
+def erase_slot_key(slot: str, name_key: str) -> str:
+    """A lesson slot ("CODE|isodow|HH:MM|key,key", services.lesson_finder.lesson_slot) with the
+    teacher key `name_key` replaced by `(erased)`; other slots unchanged."""
+    head, sep, keys = slot.rpartition("|")
+    if not sep:
+        return slot
+    names = [ERASED_NAME if k == name_key else k for k in keys.split(",")]
+    return f"{head}|{','.join(names)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +137,17 @@ class ErasureStore(Store):
                     name_key,
                     ERASED_NAME,
                 )
+                slots = await conn.fetch(
+                    "SELECT attendance_id, lesson_slot FROM attendances"
+                    " WHERE strpos(lesson_slot, $1) > 0",
+                    name_key,
+                )
+                for slot in slots:
+                    await conn.execute(
+                        "UPDATE attendances SET lesson_slot = $2 WHERE attendance_id = $1",
+                        slot["attendance_id"],
+                        erase_slot_key(slot["lesson_slot"], name_key),
+                    )
             await conn.execute("DELETE FROM users WHERE user_school_number = $1", school_number)
         return ErasedPerson(
             school_number=school_number,

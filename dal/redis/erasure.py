@@ -16,7 +16,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from dal.models import AttendanceRedis
+from dal.models import AttendanceRedis, UserSessionRedis
+from dal.pg.erasure import erase_slot_key
 from dal.redis import keys
 from dal.redis.outbox import Outbox
 
@@ -57,21 +58,43 @@ class RedisErasure:
         return found
 
     async def erase(
-        self, *, school_number: str, telegram_id: int | None, texts: Iterable[str] = ()
+        self,
+        *,
+        school_number: str,
+        telegram_id: int | None,
+        texts: Iterable[str] = (),
+        name_key: str = "",
     ) -> tuple[int, int]:
-        """Delete the person's keys and outbox entries; (keys deleted, entries dropped)."""
+        """Delete the person's keys and outbox entries, and take a teacher's `name_key` out of
+        the lesson slots cached in other accounts' copies; (keys deleted, entries dropped)."""
         parts = {school_number} | ({str(telegram_id)} if telegram_id is not None else set())
         doomed: list[str] = []
+        cached: list[str] = []
         async for raw in self._redis.scan_iter(count=1000):
             key = _text(raw)
             if key.startswith(_KEPT_PREFIXES):
                 continue
             if parts & set(key.split(":")):
                 doomed.append(key)
+            elif key.startswith("users:") and key.count(":") == 1:
+                cached.append(key)
+        if name_key:
+            for key in cached:
+                await self._erase_slots(key, name_key)
         for start in range(0, len(doomed), 500):
             await self._redis.delete(*doomed[start : start + 500])
         spelled = [t for t in {school_number, *texts} if t]
         return len(doomed), await self._drop_entries(telegram_id, spelled)
+
+    async def _erase_slots(self, key: str, name_key: str) -> None:
+        data = await self._redis.get(key)
+        if data is None or name_key not in _text(data):
+            return
+        user = UserSessionRedis.model_validate_json(data)
+        slots = [erase_slot_key(slot, name_key) for slot in user.slots]
+        if slots != user.slots:
+            updated = user.model_copy(update={"slots": slots}).model_dump_json()
+            await self._redis.set(key, updated, keepttl=True, xx=True)
 
     async def _drop_entries(self, telegram_id: int | None, spelled: list[str]) -> int:
         dropped: list[str] = []
