@@ -1,4 +1,11 @@
-"""`python -m bot`: run ATTN (long polling, or webhook when WEBHOOK_URL is set)."""
+"""`python -m bot`: the operator's commands (bot/cli.py); `run`, the default, runs ATTN (long
+polling, or webhook when WEBHOOK_URL is set).
+
+Start-up order keeps the liveness probe honest: the web port answers `/health/live` (and 503 on
+`/health/ready`) while pending migrations are applied, so a long migration does not get the
+container killed half-way; with MIGRATE_ON_START=false a separate `migrate` job applies them,
+and a replica started on an older schema refuses to run.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ import sys
 from aiohttp import web
 
 from bot.app import SHUTDOWN_GRACE_SECONDS, build_app
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import Settings
 from bot.logs import setup_logging
 from bot.web import build_web
 from dal.errors import (
@@ -21,12 +28,58 @@ from dal.errors import (
     UnsafeRedisPolicy,
     UnsupportedServer,
 )
+from dal.migrations import apply_migrations, pending_migrations
+from dal.pg import Database
 
 log = logging.getLogger("bot")
 
 
+class SchemaBehind(Exception):
+    """MIGRATE_ON_START=false and the database lacks migrations this code needs."""
+
+
+async def _starting(request: web.Request) -> web.Response:
+    return web.json_response({"status": "starting"}, status=503)
+
+
+async def _alive(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def prepare_schema(settings: Settings) -> None:
+    """Apply pending migrations while a minimal server answers the probes on the web port
+    (MIGRATE_ON_START=true); else refuse a schema older than the code."""
+    db = await Database.connect(settings.database_url, max_size=1, migrate=False)
+    try:
+        async with db.pool.acquire() as conn:
+            version, pending = await pending_migrations(conn)
+            if not pending:
+                return
+            if not settings.migrate_on_start:
+                todo = ", ".join(f"{m.version:04d}_{m.name}" for m in pending)
+                raise SchemaBehind(
+                    f"database schema version {version} lacks {todo}; MIGRATE_ON_START=false:"
+                    " run `python -m bot migrate` first"
+                )
+            probes = web.Application()
+            probes.router.add_get("/health/live", _alive)
+            probes.router.add_get("/health/ready", _starting)
+            probes.router.add_get("/health", _starting)
+            runner = web.AppRunner(probes, shutdown_timeout=0.5)
+            await runner.setup()
+            await web.TCPSite(runner, settings.web_host, settings.web_port).start()
+            log.info("applying %d migration(s); /health/live answers meanwhile", len(pending))
+            try:
+                await apply_migrations(conn)
+            finally:
+                await runner.cleanup()
+    finally:
+        await db.close()
+
+
 async def run(settings: Settings) -> None:
-    async with build_app(settings) as app:
+    await prepare_schema(settings)
+    async with build_app(settings, migrate=False) as app:
         # Webhook requests in flight get a short grace at shutdown (aiohttp's default is 60 s).
         runner = web.AppRunner(build_web(app), shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
         await runner.setup()
@@ -67,21 +120,30 @@ async def run(settings: Settings) -> None:
                 await app.bot.session.close()
 
 
-def main() -> int:
-    try:
-        settings = load_settings(require_token=True)
-    except ConfigError as exc:
-        sys.stderr.write(f"attn: configuration error: {exc}\n")
-        return 2
+def serve(settings: Settings) -> int:
+    """`python -m bot run`: the bot until SIGTERM; 1 when a store is unusable."""
     setup_logging(settings)
     try:
         asyncio.run(run(settings))
-    except (DatabaseUnavailable, RedisUnavailable, UnsupportedServer, UnsafeRedisPolicy) as exc:
+    except (
+        DatabaseUnavailable,
+        RedisUnavailable,
+        UnsupportedServer,
+        UnsafeRedisPolicy,
+        SchemaBehind,
+    ) as exc:
         sys.stderr.write(f"attn: {exc}\n")
         return 1
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The console script `attn` and `python -m bot`."""
+    from bot.cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -202,8 +202,10 @@ async def build_app(
     aksis: AksisClient | None = None,
     bot: Bot | None = None,
     clock: Callable[[], datetime] | None = None,
+    migrate: bool = True,
 ) -> AsyncIterator[App]:
-    """Open the pools, build services and the Dispatcher; close everything on exit."""
+    """Open the pools, build services and the Dispatcher; close everything on exit.
+    `migrate=False`: the schema was brought up to date beforehand (bot/__main__.py)."""
     # Both servers are checked (reachable, supported version, Redis never evicting) before the
     # schema migrates.
     redis = RedisStores.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
@@ -211,7 +213,7 @@ async def build_app(
         await redis.ping()
         await redis.require_supported_version()
         await redis.require_noeviction(assume_noeviction=settings.redis_assume_noeviction)
-        pg = await Postgres.connect(settings.database_url)
+        pg = await Postgres.connect(settings.database_url, migrate=migrate)
     except BaseException:
         await redis.close()
         raise

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
-from typing import Literal, Self
+from pathlib import Path
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 
 class ConfigError(Exception):
@@ -34,6 +40,42 @@ class _NamedSettingError(ValueError):
 
     def __init__(self, name: str, message: str) -> None:
         super().__init__(f"{name}: {message}")
+
+
+# Settings that may instead be read from a file named by `<NAME>_FILE` (Docker and Kubernetes
+# secrets mounted as files): the value is the file's content without the trailing newline.
+SECRET_FILE_SETTINGS: tuple[str, ...] = (
+    "bot_token",
+    "secret_key",
+    "staff_id_key",
+    "webhook_secret",
+    "metrics_token",
+    "database_url",
+    "redis_url",
+)
+
+
+class _SecretFiles(PydanticBaseSettingsSource):
+    """`BOT_TOKEN_FILE=/run/secrets/bot_token` and the like; both a value and its file is an
+    error (which one would win is a guess an operator should not have to make)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # pragma: no cover - __call__ reads every file itself
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in SECRET_FILE_SETTINGS:
+            variable = f"{name.upper()}_FILE"
+            path = os.environ.get(variable, "").strip()
+            if not path:
+                continue
+            if os.environ.get(name.upper(), "").strip():
+                raise ConfigError(f"{variable}: set {name.upper()} or {variable}, not both")
+            try:
+                values[name] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from None
+        return values
 
 
 class Settings(BaseSettings):
@@ -103,6 +145,10 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     log_level: str = "INFO"
+    # Apply pending migrations at start-up (the web server answers /health/live meanwhile).
+    # false: run `python -m bot migrate` as a job before the replicas; a replica then refuses to
+    # start on a schema older than its code.
+    migrate_on_start: bool = True
 
     # --- operations (issue 14): logs, metrics, privacy --------------------------------
     # `text` for people, `json` for a log pipeline (one JSON object per line).
@@ -130,6 +176,18 @@ class Settings(BaseSettings):
     # `on`: /login also asks for the user name and password in the chat. Unset: off when
     # PUBLIC_URL is set (the sign-in page is offered instead), on without it.
     chat_login: Literal["on", "off"] | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Arguments, then `<NAME>_FILE` files, then the environment, then `.env`.
+        return init_settings, _SecretFiles(settings_cls), env_settings, dotenv_settings
 
     @field_validator(
         "webhook_url",

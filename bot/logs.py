@@ -1,4 +1,4 @@
-"""The one logging setup: text by default, JSON lines with LOG_FORMAT=json.
+"""The one logging setup: text by default, JSON lines in the ECS shape with LOG_FORMAT=json.
 
 Every line carries what it is about, when it is about something: `update_id` and `user` (a
 keyed hash of the Telegram id, never the id itself) for lines logged while an update is
@@ -17,18 +17,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
 from aiogram import BaseMiddleware
 from aiogram.types import TelegramObject, Update
-from pythonjsonlogger.json import JsonFormatter
 
+from bot.build import VERSION
 from bot.config import Settings
 
 __all__ = [
@@ -47,7 +49,8 @@ _JOB: ContextVar[str | None] = ContextVar("attn_job", default=None)
 _TOKEN_SHAPE: Final = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b")
 _MASK: Final = "***"
 _TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s"
-_JSON_FIELDS: Final = ("update_id", "user", "job")
+SERVICE_NAME: Final = "attn"
+ECS_VERSION: Final = "8.11.0"
 
 
 def user_hash(telegram_id: int, key: bytes) -> str:
@@ -110,31 +113,48 @@ class _TextFormatter(logging.Formatter):
         return self._scrub(super().format(record))
 
 
-class _JsonLinesFormatter(JsonFormatter):
-    """One JSON object per line: time, level, logger, message, the context fields that are
-    set, and the exception text when there is one."""
+class _EcsFormatter(logging.Formatter):
+    """One JSON object per line in the Elastic Common Schema's shape (flat dotted names, as the
+    ECS loggers write them): `@timestamp` (RFC 3339, UTC, milliseconds), `log.level`,
+    `log.logger`, `message`, `service.name`, `service.version`, `ecs.version`; `error.type`,
+    `error.message` and `error.stack_trace` when an exception is logged; and the context that
+    is set: `user.id` (the keyed pseudonym), `attn.update_id`, `attn.job`. Every text is
+    scrubbed like a text line."""
 
-    def __init__(self, scrub: _Scrubber) -> None:
-        super().__init__(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            json_ensure_ascii=False,
-        )
+    def __init__(self, scrub: _Scrubber, *, service_version: str) -> None:
+        super().__init__()
         self._scrub = scrub
-
-    def add_fields(
-        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
-    ) -> None:
-        super().add_fields(log_data, record, message_dict)
-        for name in ("context", *_JSON_FIELDS):
-            log_data.pop(name, None)
-        for name in _JSON_FIELDS:
-            value = getattr(record, name, None)
-            if value is not None:
-                log_data[name] = value
+        self._static = {"service.name": SERVICE_NAME, "service.version": service_version}
 
     def format(self, record: logging.LogRecord) -> str:
-        return self._scrub(super().format(record))
+        stamp = datetime.fromtimestamp(record.created, UTC)
+        data: dict[str, Any] = {
+            "@timestamp": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "log.level": record.levelname,
+            "log.logger": record.name,
+            "message": record.getMessage(),
+            **self._static,
+            "ecs.version": ECS_VERSION,
+        }
+        user, update_id, job = (getattr(record, n, None) for n in ("user", "update_id", "job"))
+        if user is not None:
+            data["user.id"] = user
+        if update_id is not None:
+            data["attn.update_id"] = update_id
+        if job is not None:
+            data["attn.job"] = job
+        if record.exc_info and record.exc_info[0] is not None:
+            kind, exc = record.exc_info[0], record.exc_info[1]
+            data["error.type"] = f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins.")
+            data["error.message"] = str(exc)
+            data["error.stack_trace"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            data["error.stack_trace"] = record.exc_text
+        if record.stack_info:
+            data["log.origin.stack_trace"] = record.stack_info
+        # Each text is scrubbed before encoding: a secret is found as written, not escaped.
+        clean = {k: self._scrub(v) if isinstance(v, str) else v for k, v in data.items()}
+        return json.dumps(clean, ensure_ascii=False, default=str)
 
 
 def _store_passwords(*urls: str) -> list[str]:
@@ -169,7 +189,9 @@ def build_handler(settings: Settings, stream: TextIO | None = None) -> logging.H
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(_ContextFilter())
     formatter: logging.Formatter = (
-        _JsonLinesFormatter(scrub) if settings.log_format == "json" else _TextFormatter(scrub)
+        _EcsFormatter(scrub, service_version=VERSION)
+        if settings.log_format == "json"
+        else _TextFormatter(scrub)
     )
     handler.setFormatter(formatter)
     return handler

@@ -17,7 +17,11 @@ Where each series comes from:
   request middleware inside the outgoing one, so every attempt (retries too) is seen;
 - `attn_store_errors_total{store}`: the error router (an update that failed on a store);
 - `attn_portal_logins_total{outcome}`, `attn_portal_login_seconds`: `MeteredAksis`, a wrapper
-  around the portal client.
+  around the portal client;
+- `attn_outbox_depth`, `attn_outbox_in_flight`, `attn_outbox_oldest_age_seconds`: read from the
+  outbox stream at scrape time (`refresh`);
+- `attn_build_info{version}`: always 1; and the standard `process_*`, `python_gc_*` and
+  `python_info` series of prometheus_client's collectors.
 """
 
 from __future__ import annotations
@@ -42,11 +46,21 @@ from aiogram.exceptions import (
 )
 from aiogram.methods.base import TelegramType
 from aiogram.types import TelegramObject, Update
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from bot.build import VERSION
 from dal.errors import DatabaseUnavailable, RedisUnavailable
 from dal.pg import Database
 from dal.redis.outbox import Outbox
@@ -82,6 +96,14 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = registry = CollectorRegistry(auto_describe=True)
+        # The standard series of the default registry (process_*, python_gc_*, python_info):
+        # the same collector objects, read at each scrape of this registry too.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            registry.register(collector)
+        self.build_info = Info(
+            "attn_build", "The running build: attn_build_info{version} 1", registry=registry
+        )
+        self.build_info.info({"version": VERSION})
         self.updates = Counter(
             "attn_updates", "Telegram updates handled, by kind", ["kind"], registry=registry
         )

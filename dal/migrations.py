@@ -1,9 +1,13 @@
 """Versioned schema migrations: `dal/migrations/NNNN_name.sql`, applied in order.
 
 Each file runs in its own transaction and is recorded in `schema_migrations`; files already
-recorded are skipped, so applying is idempotent. The whole run holds a session-level
-PostgreSQL advisory lock, so several replicas starting together apply each file once: the
-others wait, then find nothing left to do.
+recorded are skipped, so applying is idempotent. Every transaction of a run (the ledger's
+creation, then each file) first takes a transaction-level PostgreSQL advisory lock
+(`pg_advisory_xact_lock`) and re-reads the ledger under it, so several replicas (or a migrate
+job and a replica) starting together apply each file once: the others wait for that
+transaction, then find the file recorded. The lock ends with its transaction, never with the
+session, so the runner also works through PgBouncer in transaction pooling mode, where two
+statements outside a transaction may reach different server connections.
 """
 
 from __future__ import annotations
@@ -18,7 +22,13 @@ from typing import TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["MIGRATIONS_LOCK_KEY", "Migration", "apply_migrations", "load_migrations"]
+__all__ = [
+    "MIGRATIONS_LOCK_KEY",
+    "Migration",
+    "apply_migrations",
+    "load_migrations",
+    "pending_migrations",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -99,19 +109,26 @@ async def apply_migrations(
 
 async def _apply(conn: _Conn, migrations: Sequence[Migration]) -> int:
     if conn.is_in_transaction():
-        # A session advisory lock taken inside a caller's transaction would outlive a rollback
-        # of it, and our per-file transactions would nest as savepoints: refuse instead.
+        # Our per-file transactions would nest as savepoints of the caller's, and a failed file
+        # could not be rolled back on its own: refuse instead.
         raise RuntimeError("apply_migrations needs a connection outside any transaction")
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATIONS_LOCK_KEY)
-    try:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATIONS_LOCK_KEY)
         await conn.execute(_CREATE_LEDGER)
         rows = await conn.fetch("SELECT version FROM schema_migrations")
-        applied: set[int] = {row["version"] for row in rows}
-        for migration in migrations:
-            if migration.version in applied:
-                continue
-            logger.info("applying migration %04d_%s", migration.version, migration.name)
-            async with conn.transaction():
+    applied: set[int] = {row["version"] for row in rows}
+    for migration in migrations:
+        if migration.version in applied:
+            continue
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATIONS_LOCK_KEY)
+            # Another runner may have applied it while we waited for the lock.
+            done = await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)",
+                migration.version,
+            )
+            if not done:
+                logger.info("applying migration %04d_%s", migration.version, migration.name)
                 await conn.execute(migration.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at)"
@@ -119,17 +136,25 @@ async def _apply(conn: _Conn, migrations: Sequence[Migration]) -> int:
                     migration.version,
                     migration.name,
                 )
-            applied.add(migration.version)
-        version: int = await conn.fetchval(
-            "SELECT coalesce(max(version), 0) FROM schema_migrations"
-        )
-    finally:
-        # A closed connection has already released its session locks.
-        if not conn.is_closed():
-            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATIONS_LOCK_KEY)
+        applied.add(migration.version)
+    version: int = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
     known = max((m.version for m in migrations), default=0)
     if version > known:
         logger.warning(
             "database schema version %d is newer than this code knows (%d)", version, known
         )
     return version
+
+
+async def pending_migrations(
+    conn: _Conn, *, migrations: Sequence[Migration] | None = None
+) -> tuple[int, list[Migration]]:
+    """(the schema version in force, the migrations not yet applied), changing nothing: for
+    `python -m bot check` and a replica started with MIGRATE_ON_START=false."""
+    known = list(migrations) if migrations is not None else load_migrations()
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not exists:
+        return 0, known
+    rows = await conn.fetch("SELECT version FROM schema_migrations")
+    applied = {int(row["version"]) for row in rows}
+    return max(applied, default=0), [m for m in known if m.version not in applied]

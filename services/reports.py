@@ -18,7 +18,9 @@ from dal.models import (
 from dal.pg import (
     AccountStore,
     AttendanceStore,
+    Correction,
     CorrectionStore,
+    CourseRecordRow,
     CourseSummary,
     ReportStore,
     StudentAttendanceRow,
@@ -269,6 +271,53 @@ class ReportService:
         corrections = await self._corrections.get_course_corrections(
             teacher_school_number=number, course_key=course_key
         )
+        return CourseData(
+            course_key=course_key,
+            lesson_name=sessions[-1].lesson_name,
+            sessions=sessions,
+            records=records,
+            corrections=corrections,
+        )
+
+    async def registrar_course_data(
+        self, *, course_key: str, start: datetime, end: datetime
+    ) -> CourseData:
+        """Every teacher's saved sessions of the course that started in [start, end), their
+        records and corrections, as one document (`python -m bot export`, for the registrar)."""
+        sessions: list[Attendance] = []
+        records: list[CourseRecordRow] = []
+        corrections: list[Correction] = []
+        for number in await self._reports.get_course_teachers(course_key=course_key):
+            kept = {
+                s.attendance_id: s
+                for s in await self._reports.get_course_sessions(
+                    teacher_school_number=number, course_key=course_key
+                )
+                if start <= s.start_time < end
+            }
+            if not kept:
+                continue
+            sessions.extend(kept.values())
+            records.extend(
+                r
+                for r in await self._reports.get_course_records(
+                    teacher_school_number=number, course_key=course_key
+                )
+                if r.attendance_id in kept
+            )
+            corrections.extend(
+                c
+                for c in await self._corrections.get_course_corrections(
+                    teacher_school_number=number, course_key=course_key
+                )
+                if c.attendance_id in kept
+            )
+        if not sessions:
+            raise SessionGone
+        sessions.sort(key=lambda s: (s.start_time, str(s.attendance_id)))
+        order = {s.attendance_id: i for i, s in enumerate(sessions)}
+        records.sort(key=lambda r: (order[r.attendance_id], r.student_number))
+        corrections.sort(key=lambda c: c.changed_at)
         return CourseData(
             course_key=course_key,
             lesson_name=sessions[-1].lesson_name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
@@ -312,3 +313,90 @@ async def test_migration_4_turns_the_code_option_into_security_level_1(
     assert columns["security_option"] == ("smallint", False)
     with pytest.raises(asyncpg.CheckViolationError):
         await conn.execute("UPDATE attendances SET security_option = 4")
+
+
+class _TransactionPooled:
+    """What the bot sees through PgBouncer in transaction pooling mode: each statement outside
+    a transaction, and each transaction, may run on another server connection (here: always
+    a new one, so nothing session-scoped carries from one statement to the next)."""
+
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self.servers: list[asyncpg.Connection] = []
+        self._pinned: asyncpg.Connection | None = None
+
+    async def _next(self) -> asyncpg.Connection:
+        if self._pinned is not None:
+            return self._pinned
+        server = await asyncpg.connect(self._dsn)
+        self.servers.append(server)
+        return server
+
+    def is_in_transaction(self) -> bool:
+        return self._pinned is not None
+
+    def is_closed(self) -> bool:
+        return False
+
+    async def execute(self, *args: object) -> str:
+        return await (await self._next()).execute(*args)
+
+    async def fetch(self, *args: object) -> list[asyncpg.Record]:
+        return await (await self._next()).fetch(*args)
+
+    async def fetchval(self, *args: object) -> object:
+        return await (await self._next()).fetchval(*args)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        server = await self._next()
+        self._pinned = server
+        try:
+            async with server.transaction():
+                yield
+        finally:
+            self._pinned = None
+
+    async def close(self) -> None:
+        for server in self.servers:
+            await server.close()
+
+
+async def test_migrations_through_transaction_pooling_leave_no_lock_behind(empty_dsn: str) -> None:
+    """Under PgBouncer transaction pooling a session-level lock is taken on one server
+    connection and "released" on another: it stays held and the next replica to start waits
+    for ever. The runner's locks end with their transactions, so another session can take the
+    lock at once and a second run through the pooler applies nothing."""
+    first, second = _TransactionPooled(empty_dsn), _TransactionPooled(empty_dsn)
+    other = await asyncpg.connect(empty_dsn)
+    try:
+        version = await apply_migrations(first)  # type: ignore[arg-type]
+        assert version == load_migrations()[-1].version
+        assert await other.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATIONS_LOCK_KEY)
+        await other.execute("SELECT pg_advisory_unlock($1)", MIGRATIONS_LOCK_KEY)
+        ledger = await other.fetch("SELECT version, applied_at FROM schema_migrations")
+        assert await apply_migrations(second) == version  # type: ignore[arg-type]
+        assert await other.fetch("SELECT version, applied_at FROM schema_migrations") == ledger
+    finally:
+        await first.close()
+        await second.close()
+        await other.close()
+
+
+async def test_a_runner_waits_for_the_one_applying_a_file(empty_dsn: str) -> None:
+    """Two runners, one slow file: the second waits on the lock inside its transaction and
+    then finds the file recorded, so it runs once (a migrate job and a replica starting)."""
+    slow = Migration(
+        version=1, name="slow", sql="SELECT pg_sleep(0.5); CREATE TABLE once_only (x int);"
+    )
+    a = await asyncpg.connect(empty_dsn)
+    b = await asyncpg.connect(empty_dsn)
+    try:
+        results = await asyncio.gather(
+            apply_migrations(a, migrations=[slow]), apply_migrations(b, migrations=[slow])
+        )
+        assert results == [1, 1]
+        assert await a.fetchval("SELECT count(*) FROM schema_migrations") == 1
+    finally:
+        await a.close()
+        await b.close()

@@ -148,7 +148,7 @@ async def test_json_logs_at_debug_carry_context_and_no_secret(
     lines = buffer.getvalue().splitlines()
     assert len(lines) > 20
     records = [json.loads(line) for line in lines]  # every line is one JSON object
-    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert all({"@timestamp", "log.level", "log.logger", "message"} <= set(r) for r in records)
 
     secrets = {
         "bot token": settings.bot_token.get_secret_value() if settings.bot_token else "",
@@ -167,15 +167,15 @@ async def test_json_logs_at_debug_carry_context_and_no_secret(
     # Lines logged while an update was handled name it and the sender's pseudonym; the
     # webhook replica's update is among them.
     key = settings.secret_key.get_secret_value().encode()
-    with_update = [r for r in records if "update_id" in r]
+    with_update = [r for r in records if "attn.update_id" in r]
     assert with_update, "no line carried an update id"
-    assert any(r["update_id"] == 900_001 for r in with_update)
+    assert any(r["attn.update_id"] == 900_001 for r in with_update)
     pseudonyms = {user_hash(uid, key) for uid in [TEACHER_ID, *STUDENT_IDS]}
-    assert {r.get("user") for r in with_update} & pseudonyms
-    assert all(r.get("user") in pseudonyms | {None} for r in with_update)
+    assert {r.get("user.id") for r in with_update} & pseudonyms
+    assert all(r.get("user.id") in pseudonyms | {None} for r in with_update)
     # Scheduler ticks log under their job's name.
-    assert any(r.get("job") == "finalize" for r in records) or any(
-        r.get("job") == "reminders" for r in records
+    assert any(r.get("attn.job") == "finalize" for r in records) or any(
+        r.get("attn.job") == "reminders" for r in records
     )
 
 
@@ -378,7 +378,7 @@ def test_a_secret_that_reaches_a_log_call_is_masked(log_format: str) -> None:
     assert token not in output and "db-pass-ord" not in output and "Z" * 35 not in output
     assert output.count("***") == 3
     if log_format == "json":
-        assert [json.loads(line)["level"] for line in output.splitlines()] == ["WARNING"] * 3
+        assert [json.loads(line)["log.level"] for line in output.splitlines()] == ["WARNING"] * 3
     else:
         assert "WARNING tests.masking: POST https://api.telegram.org/bot***/sendMessage" in output
 
@@ -400,7 +400,7 @@ def test_log_format_and_level_come_from_the_environment() -> None:
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     )
     lines = [json.loads(line) for line in done.stderr.splitlines()]
-    assert [(x["level"], x["message"], x.get("job")) for x in lines] == [
+    assert [(x["log.level"], x["message"], x.get("attn.job")) for x in lines] == [
         ("DEBUG", "tick", "purge"),
         ("INFO", "plain", None),
     ]

@@ -7,7 +7,8 @@
 - `attendance.AttendanceStore`: saved sessions and records, the exactly-once finalization writes;
 - `corrections.CorrectionStore`: teachers' corrections and their audit trail;
 - `reports.ReportStore`: history, per-course statistics, exports, warning states;
-- `retention.RetentionStore`: privacy deletes and the purge's lookup.
+- `retention.RetentionStore`: privacy deletes and the purge's lookup;
+- `erasure.ErasureStore`: an erasure request (`python -m bot forget-user`).
 
 Callers take the store they need. `Postgres` only holds them together for the composition root
 (`bot/app.py`), the tests and the benchmarks; it has no methods of its own besides opening.
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from dal.pg.accounts import AccountStore, LinkedUser
 from dal.pg.attendance import DEFAULT_RECORD_METHOD, AttendanceStore, RecordMethod
 from dal.pg.corrections import Correction, CorrectionStore
+from dal.pg.erasure import ErasedPerson, ErasureStore
 from dal.pg.pool import MIN_POSTGRES_MAJOR, Database
 from dal.pg.reports import CourseRecordRow, CourseSummary, ReportStore, StudentAttendanceRow
 from dal.pg.retention import RetentionStore
@@ -40,6 +42,8 @@ __all__ = [
     "CourseRecordRow",
     "CourseSummary",
     "Database",
+    "ErasedPerson",
+    "ErasureStore",
     "LinkedUser",
     "Postgres",
     "RecordMethod",
@@ -61,6 +65,7 @@ class Postgres:
     corrections: CorrectionStore
     reports: ReportStore
     retention: RetentionStore
+    erasure: ErasureStore
 
     @classmethod
     def over(cls, db: Database) -> Postgres:
@@ -73,6 +78,7 @@ class Postgres:
             corrections=CorrectionStore(db),
             reports=ReportStore(db),
             retention=RetentionStore(db),
+            erasure=ErasureStore(db),
         )
 
     @classmethod

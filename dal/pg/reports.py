@@ -125,6 +125,15 @@ class ReportStore(Store):
         )
         return [CourseSummary(r["course_key"], r["lesson_name"], int(r["sessions"])) for r in rows]
 
+    async def get_course_teachers(self, *, course_key: str) -> list[str]:
+        """Everyone with a visible saved session of the course (a registrar's export)."""
+        rows = await self._pool.fetch(
+            "SELECT DISTINCT a.teacher_school_number FROM attendances AS a"
+            f" WHERE NOT a.is_deleted AND {COURSE_KEY_SQL} = $1 ORDER BY 1",
+            course_key,
+        )
+        return [r["teacher_school_number"] for r in rows]
+
     async def get_course_sessions(
         self, *, teacher_school_number: str, course_key: str
     ) -> list[Attendance]:

@@ -142,6 +142,18 @@ class ScheduleStore(Store):
         )
         return term
 
+    async def get_term_span(self, *, term: str) -> tuple[datetime, datetime] | None:
+        """(first lesson start, last lesson end) over the cached schedules of `term`; None
+        when no cached schedule names it."""
+        row = await self._pool.fetchrow(
+            "SELECT min(start_time) AS first, max(end_time) AS last FROM schedule_entries"
+            " WHERE term = $1",
+            term,
+        )
+        if row is None or row["first"] is None:
+            return None
+        return row["first"], row["last"]
+
     async def get_stale_term_contacts(self, *, term: str) -> list[LinkedUser]:
         """Reachable linked users whose cached schedule is from a term before `term` (or names
         none) and has nothing of `term`: they should sign in again."""

@@ -1,0 +1,160 @@
+"""`ErasureStore`: a KVKK/GDPR erasure request, `attn forget-user SCHOOL_NUMBER`.
+
+Unlike /logout and the retention purge (dal/pg/retention.py), which keep the attendance register,
+an erasure removes the person from every table, in one transaction:
+
+- their own rows go: the `users` row, their attendance records, low-attendance warning states,
+  cached schedule, and the corrections made to their records;
+- rows that are other people's and only name them are kept with the name replaced: sessions
+  the person taught and corrections the person made move to a tombstone user (`X` + 15 hex
+  digits, named `(erased)`), and their name (and its `person_key`) is replaced by `(erased)` in
+  other students' cached schedules, sessions' lesson slots, teachers' notes and correction
+  reasons.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from dal.pg.common import Store
+
+__all__ = ["ERASED_NAME", "ErasedPerson", "ErasureStore", "erase_slot_key"]
+
+ERASED_NAME = "(erased)"
+
+
+def erase_slot_key(slot: str, name_key: str) -> str:
+    """A lesson slot ("CODE|isodow|HH:MM|key,key", services.lesson_finder.lesson_slot) with the
+    teacher key `name_key` replaced by `(erased)`; other slots unchanged."""
+    head, sep, keys = slot.rpartition("|")
+    if not sep:
+        return slot
+    names = [ERASED_NAME if k == name_key else k for k in keys.split(",")]
+    return f"{head}|{','.join(names)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ErasedPerson:
+    school_number: str
+    full_name: str
+    role: str
+    telegram_id: int | None
+    records: int  # attendance records deleted
+    sessions_kept: int  # sessions the person taught, now under the tombstone
+    tombstone: str | None  # the stand-in user's number, when one was needed
+
+
+class ErasureStore(Store):
+    async def get_person(self, *, school_number: str) -> tuple[str, str, int | None] | None:
+        """(full name, role, Telegram id) of the person, or None when there is no such user."""
+        row = await self._pool.fetchrow(
+            "SELECT user_full_name, role, telegram_id FROM users WHERE user_school_number = $1",
+            school_number,
+        )
+        if row is None:
+            return None
+        return row["user_full_name"], row["role"], row["telegram_id"]
+
+    async def erase_person(self, *, school_number: str, name_key: str) -> ErasedPerson | None:
+        """Remove the person (see the module docstring); None when there is no such user.
+        `name_key` is `services.text.person_key` of their name, as cached schedules hold it."""
+        async with self._transaction() as conn:
+            row = await conn.fetchrow(
+                "SELECT user_full_name, role, telegram_id FROM users"
+                " WHERE user_school_number = $1 FOR UPDATE",
+                school_number,
+            )
+            if row is None:
+                return None
+            name: str = row["user_full_name"]
+            taught = int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM attendances WHERE teacher_school_number = $1",
+                    school_number,
+                )
+            )
+            corrected = int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM record_corrections WHERE changed_by = $1"
+                    " AND student_number IS DISTINCT FROM $1",
+                    school_number,
+                )
+            )
+            tombstone: str | None = None
+            if taught or corrected:
+                tombstone = "X" + secrets.token_hex(8)[:15].upper()
+                await conn.execute(
+                    "INSERT INTO users (user_school_number, user_full_name, role)"
+                    " VALUES ($1, $2, $3)",
+                    tombstone,
+                    ERASED_NAME,
+                    row["role"],
+                )
+                await conn.execute(
+                    "UPDATE attendances SET teacher_school_number = $2"
+                    " WHERE teacher_school_number = $1",
+                    school_number,
+                    tombstone,
+                )
+            await conn.execute(
+                "DELETE FROM record_corrections WHERE student_number = $1", school_number
+            )
+            if tombstone is not None:
+                await conn.execute(
+                    "UPDATE record_corrections SET changed_by = $2 WHERE changed_by = $1",
+                    school_number,
+                    tombstone,
+                )
+            deleted = await conn.execute(
+                "DELETE FROM attendance_records WHERE student_number = $1", school_number
+            )
+            await conn.execute(
+                "DELETE FROM attendance_warnings WHERE student_number = $1", school_number
+            )
+            await conn.execute(
+                "DELETE FROM schedule_entries WHERE school_number = $1", school_number
+            )
+            # Free texts and other people's cached schedules that spell the name.
+            for table, column in (
+                ("schedule_entries", "teachers"),
+                ("attendance_records", "teacher_note"),
+                ("record_corrections", "reason"),
+                ("attendances", "deletion_reason"),
+            ):
+                await conn.execute(
+                    f"UPDATE {table} SET {column} = replace({column}, $1, $2)"
+                    f" WHERE strpos({column}, $1) > 0",
+                    name,
+                    ERASED_NAME,
+                )
+            if name_key:
+                await conn.execute(
+                    "UPDATE schedule_entries SET teacher_key = array_to_string(array("
+                    "SELECT CASE WHEN k = $1 THEN $2 ELSE k END"
+                    " FROM unnest(string_to_array(teacher_key, '|')) AS k), '|')"
+                    " WHERE $1 = ANY(string_to_array(teacher_key, '|'))",
+                    name_key,
+                    ERASED_NAME,
+                )
+                slots = await conn.fetch(
+                    "SELECT attendance_id, lesson_slot FROM attendances"
+                    " WHERE strpos(lesson_slot, $1) > 0",
+                    name_key,
+                )
+                for slot in slots:
+                    await conn.execute(
+                        "UPDATE attendances SET lesson_slot = $2 WHERE attendance_id = $1",
+                        slot["attendance_id"],
+                        erase_slot_key(slot["lesson_slot"], name_key),
+                    )
+            await conn.execute("DELETE FROM users WHERE user_school_number = $1", school_number)
+        return ErasedPerson(
+            school_number=school_number,
+            full_name=name,
+            role=row["role"],
+            telegram_id=row["telegram_id"],
+            records=int(deleted.split()[-1]),
+            sessions_kept=taught,
+            tombstone=tombstone,
+        )
