@@ -71,6 +71,9 @@ def job_context(name: str) -> Iterator[None]:
         _JOB.reset(token)
 
 
+_ECS_ERROR = "error"
+
+
 class _ContextFilter(logging.Filter):
     """Copies the context variables onto each record (as attributes) for the formatters."""
 
@@ -143,13 +146,17 @@ class _EcsFormatter(logging.Formatter):
             data["attn.update_id"] = update_id
         if job is not None:
             data["attn.job"] = job
+        # ECS's `error.*` fields, named through one prefix (the message catalogs' `error.`
+        # keys are another namespace).
+        error: dict[str, str] = {}
         if record.exc_info and record.exc_info[0] is not None:
             kind, exc = record.exc_info[0], record.exc_info[1]
-            data["error.type"] = f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins.")
-            data["error.message"] = str(exc)
-            data["error.stack_trace"] = self.formatException(record.exc_info)
+            error["type"] = f"{kind.__module__}.{kind.__qualname__}".removeprefix("builtins.")
+            error["message"] = str(exc)
+            error["stack_trace"] = self.formatException(record.exc_info)
         elif record.exc_text:
-            data["error.stack_trace"] = record.exc_text
+            error["stack_trace"] = record.exc_text
+        data.update({f"{_ECS_ERROR}.{name}": value for name, value in error.items()})
         if record.stack_info:
             data["log.origin.stack_trace"] = record.stack_info
         # Each text is scrubbed before encoding: a secret is found as written, not escaped.
