@@ -30,6 +30,7 @@ from dal.errors import (
 )
 from dal.migrations import apply_migrations, pending_migrations
 from dal.pg import Database
+from dal.redis.stores import RedisStores
 
 log = logging.getLogger("bot")
 
@@ -46,9 +47,20 @@ async def _alive(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def check_redis(settings: Settings) -> None:
+    """Redis answers, is supported and never evicts: checked before the schema is touched, so
+    an unusable Redis is refused in one line and no migration runs for a bot that cannot
+    start."""
+    async with RedisStores.from_url(settings.redis_url, max_connections=2) as redis:
+        await redis.ping()
+        await redis.require_supported_version()
+        await redis.require_noeviction(assume_noeviction=settings.redis_assume_noeviction)
+
+
 async def prepare_schema(settings: Settings) -> None:
     """Apply pending migrations while a minimal server answers the probes on the web port
     (MIGRATE_ON_START=true); else refuse a schema older than the code."""
+    await check_redis(settings)
     db = await Database.connect(settings.database_url, max_size=1, migrate=False)
     try:
         async with db.pool.acquire() as conn:

@@ -239,7 +239,9 @@ async def test_check_in_page_at_level_3_takes_the_typed_code_and_the_device_loca
             # The chat flow in the same class records the same as the page.
             await chat.send(session.code)
             await reply(chat)
-            await chat.send_location(ANCHOR["latitude"], ANCHOR["longitude"])
+            await chat.send_location(
+                ANCHOR["latitude"], ANCHOR["longitude"], horizontal_accuracy=15
+            )
             assert "Location confirmed" in str((await reply(chat)).get("text"))
             _, by_page = await _record(bot, 100, "2024001")
             _, by_chat = await _record(bot, 100, "2024002")
