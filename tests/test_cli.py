@@ -21,6 +21,7 @@ from tests.fakes.aksis_server import FakeAksis
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import BotProcess, bot_env, free_port
 from tests.test_migrations import empty_dsn  # noqa: F401 - a fresh, unmigrated database
+from tests.throwaway import ThrowawayRedis
 
 pytestmark = [pytest.mark.stores]
 
@@ -207,21 +208,23 @@ async def test_check_passes_and_prints_the_configuration_masked(
 
 
 async def test_check_fails_on_an_evicting_redis_and_an_unreachable_portal(
-    pg_dsn: str, redis_url: str, redis_raw: aioredis.Redis, tmp_path: Path
+    pg_dsn: str, tmp_path: Path
 ) -> None:
+    # A Redis of its own: the policy is server-wide, and the shared test server's other
+    # databases belong to the other workers.
+    evicting = ThrowawayRedis(tmp_path / "redis", "--maxmemory-policy", "allkeys-lru")
+    await evicting.start()
     env = {
         "DATABASE_URL": pg_dsn,
-        "REDIS_URL": redis_url,
+        "REDIS_URL": evicting.url,
         "AKSIS_LOGIN_URL": f"http://127.0.0.1:{free_port()}/Account/LogOn",
         **LIVE_KEYS,
     }
-    assert attn("migrate", cwd=tmp_path, **env).returncode == 0
-    before = (await redis_raw.config_get("maxmemory-policy"))["maxmemory-policy"]
-    await redis_raw.config_set("maxmemory-policy", "allkeys-lru")
     try:
+        assert attn("migrate", cwd=tmp_path, **env).returncode == 0
         done = attn("check", cwd=tmp_path, **env)
     finally:
-        await redis_raw.config_set("maxmemory-policy", before)
+        await evicting.stop()
     assert done.returncode == 1
     assert "FAIL redis eviction policy: allkeys-lru" in done.stdout
     assert "FAIL portal:" in done.stdout and "unreachable" in done.stdout
