@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import re
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from aiohttp import web
 
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, Running, reply, running_bot
+from tests.support import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright not installed")
@@ -48,12 +48,6 @@ class OffsetClock:
         return datetime.now(UTC) + self.offset
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def portal() -> AsyncIterator[FakeAksis]:
     async with FakeAksis() as fake:
@@ -80,7 +74,7 @@ async def _served(bot: Running, port: int) -> web.AppRunner:
 async def test_projector_page_in_headless_chromium(
     pg_dsn: str, redis_url: str, portal: FakeAksis, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     clock = OffsetClock()
     async with running_bot(
         pg_dsn=pg_dsn,
@@ -174,7 +168,7 @@ async def test_a_photographed_projector_address_stops_working(
 ) -> None:
     """Issue 23: the address a classroom screen shows is renewed by the page and expires a
     minute after it was issued, while the screen keeps showing the current code."""
-    port = _free_port()
+    port = free_port()
     clock = OffsetClock()
     async with running_bot(
         pg_dsn=pg_dsn,

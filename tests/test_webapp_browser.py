@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +18,7 @@ from aiohttp import web
 from bot.webapp.initdata import sign_init_data
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, Running, reply, running_bot
+from tests.support import free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright_api = pytest.importorskip("playwright.async_api", reason="playwright not installed")
@@ -45,12 +45,6 @@ BROWSER_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -114,7 +108,7 @@ async def _record(bot: Running, teacher_id: int, number: str) -> Any:
 async def test_check_in_page_at_level_1_records_what_the_chat_records_and_sends_nothing(
     pg_dsn: str, redis_url: str, portal: FakeAksis, browser: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     async with running_bot(
         pg_dsn=pg_dsn,
         redis_url=redis_url,
@@ -191,7 +185,7 @@ async def test_check_in_page_at_level_1_records_what_the_chat_records_and_sends_
 async def test_check_in_page_at_level_3_takes_the_typed_code_and_the_device_location(
     pg_dsn: str, redis_url: str, portal: FakeAksis, browser: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     async with running_bot(
         pg_dsn=pg_dsn,
         redis_url=redis_url,
@@ -259,7 +253,7 @@ async def test_check_in_page_at_level_3_takes_the_typed_code_and_the_device_loca
 async def test_a_location_the_page_could_not_get_leaves_the_check_in_pending(
     pg_dsn: str, redis_url: str, portal: FakeAksis, browser: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     async with running_bot(
         pg_dsn=pg_dsn,
         redis_url=redis_url,
@@ -308,7 +302,7 @@ async def _finalized(bot: Running, n: int) -> None:
 async def test_figures_page_shows_the_students_own_percentage(
     pg_dsn: str, redis_url: str, portal: FakeAksis, browser: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     async with running_bot(
         pg_dsn=pg_dsn,
         redis_url=redis_url,

@@ -4,7 +4,6 @@ what a page would never send changes nothing."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -16,17 +15,12 @@ from aiohttp import web
 from bot.webapp.initdata import sign_init_data
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, Running, reply, running_bot
+from tests.support import free_port
 
 pytestmark = [pytest.mark.slow]
 
 TEACHER_NAME = "Doç. Dr. ELİF KARTAL"
 ANCHOR = (41.0122, 28.9760)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -44,7 +38,7 @@ async def served(
 ) -> AsyncIterator[Running]:
     from bot.web import build_web
 
-    port = _free_port()
+    port = free_port()
     level = getattr(request, "param", 1)
     async with running_bot(
         pg_dsn=pg_dsn,

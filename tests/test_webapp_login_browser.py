@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from bot.webapp.pages import CSP, plain
 from services.login_queue import SignOnResult
 from tests.fakes.aksis_server import FakeAksis
 from tests.harness import PASSWORD, Running, running_bot
+from tests.support import free_port
 from ui.i18n import t, use_locale
 from ui.login import page_confirmation, result_text
 
@@ -48,12 +48,6 @@ STUDENT = ("student1", "AYŞE YILDIZ", "2024001")
 TEACHER = ("teacher1", "Doç. Dr. ELİF KARTAL")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 async def portal() -> AsyncIterator[FakeAksis]:
     async with FakeAksis() as fake:
@@ -68,7 +62,7 @@ async def served(
 ) -> AsyncIterator[tuple[Running, str]]:
     from bot.web import build_web
 
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     async with running_bot(
         pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal, public_url=base
