@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import redis.asyncio as aioredis
 
 from dal.pg import Postgres
+from dal.redis.connection import client
 from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService
 from services.finalize import Finalizer
@@ -35,6 +37,7 @@ from tests.test_reminders import (
     session_of,
 )
 from tests.test_reminders import attendance_service as reminder_attendance
+from tests.throwaway import ThrowawayRedis
 
 ROTATIONS = "attendances:rotations"
 
@@ -63,6 +66,23 @@ async def calls(raw: aioredis.Redis, command: str) -> int:
 
 
 async def test_code_rotation_reads_only_the_level_3_sessions_that_are_due(
+    pg_client: Postgres, tmp_path: Path
+) -> None:
+    # A Redis of its own: the command counts are server-wide, and the shared test server
+    # also serves the other worker's tests.
+    server = ThrowawayRedis(tmp_path / "redis", "--appendonly", "no")
+    await server.start()
+    redis_client = RedisStores.from_url(server.url, max_connections=8)
+    redis_raw = client(server.url, decode_responses=True)
+    try:
+        await rotation_reads_only_what_is_due(pg_client, redis_client, redis_raw)
+    finally:
+        await redis_client.close()
+        await redis_raw.aclose()
+        await server.stop()
+
+
+async def rotation_reads_only_what_is_due(
     pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
     now = datetime.now(UTC)
