@@ -28,6 +28,7 @@ from dal.pg import (
     ExcuseRequest,
     ExcuseStatus,
     ExcuseStore,
+    LinkedUser,
     PlannedLesson,
     ReportStore,
 )
@@ -249,6 +250,11 @@ class ExcuseService:
         reason = clean_reason(reason)
         if attachment is not None and attachment.kind not in ("photo", "pdf"):
             raise ExcuseRefused("excreq.bad_file")
+        # A teacher who cannot be reached (not linked now, or blocked the bot) would never see
+        # it: the student is told so instead of waiting for a decision that cannot come.
+        teachers = await self._accounts.get_contacts(school_numbers=[target.teacher_school_number])
+        if not teachers:
+            raise ExcuseRefused("excreq.no_teacher")
         try:
             request = await self._excuses.add_request(
                 student_number=student.school_number,
@@ -263,7 +269,7 @@ class ExcuseService:
             )
         except Conflict:
             raise ExcuseRefused("excreq.already_requested") from None
-        await self._tell_teacher(request)
+        await self._tell_teacher(request, teachers[0])
         return request
 
     async def _no_open_request(
@@ -290,13 +296,7 @@ class ExcuseService:
                     else "excreq.already_excused"
                 )
 
-    async def _tell_teacher(self, request: ExcuseRequest) -> None:
-        number = request.teacher_school_number
-        contacts = await self._accounts.get_contacts(school_numbers=[number] if number else [])
-        if not contacts:
-            log.info("excuse request %s: its teacher is not reachable now", request.request_id)
-            return
-        teacher = contacts[0]
+    async def _tell_teacher(self, request: ExcuseRequest, teacher: LinkedUser) -> None:
         rid = request.request_id
         notice = Notice(
             telegram_id=teacher.telegram_id,
@@ -415,7 +415,9 @@ class ExcuseService:
                     reason=_correction_reason(request),
                 )
             except (RecordNotFound, NotOwner):
-                continue  # attended after all, or not on the sheet: nothing to excuse
+                # Attended after all, or not absent on the sheet: nothing to excuse.
+                log.info("approved apology %s: no absent record to excuse", request_id)
+                continue
             applied += 1
         return applied
 
