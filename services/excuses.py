@@ -337,6 +337,12 @@ class ExcuseService:
             raise AlreadyDecided
         return request
 
+    async def waiting_for(self, *, teacher: Identity, attendance_id: UUID) -> list[ExcuseRequest]:
+        """The pending requests about one of the teacher's saved sessions (/history)."""
+        require_teacher(teacher)
+        requests = await self._excuses.get_pending_for_sessions(attendance_ids=[attendance_id])
+        return [r for r in requests if r.teacher_school_number == teacher.school_number]
+
     async def approve(self, *, teacher: Identity, request_id: int) -> Decision:
         request = await self.pending(teacher=teacher, request_id=request_id)
         if request.attendance_id is None:

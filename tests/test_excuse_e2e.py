@@ -211,8 +211,20 @@ async def test_excuse_requests_through_the_bot(
             await _wait_body(lazy, "went to your teacher")
             second = await _wait_body(teacher, "Otobüs gelmedi")
             assert "photo" not in second
+            # Decided from /history this time: the sheet offers the waiting request.
+            await teacher.send("/history")
+            listing = await _wait_body(teacher, "Your recent sessions")
+            await teacher.click(listing, teacher.inline_buttons(listing)[0]["callback_data"])
+            await teacher.wait_until(
+                lambda: "Excuse requests (1)" in str(teacher.messages[-1].get("reply_markup")),
+                what="the sheet with its waiting request",
+            )
+            teacher.mark_read()
+            await teacher.click_button("📨 Excuse requests (1)", teacher.messages[-1])
+            listed = await _wait_body(teacher, "Otobüs gelmedi")
+            assert "ÇAĞRI ÖZGÜR (2024003)" in _body(listed)
             await teacher.click(
-                second, _button(second, _en("button.excuse_reject"))["callback_data"]
+                listed, _button(listed, _en("button.excuse_reject"))["callback_data"]
             )
             await _wait_body(teacher, "rejected? Send the reason")
             await teacher.send("Mazeret geçerli değil")

@@ -139,3 +139,9 @@ class ExcuseDecision(CallbackData, prefix="xd"):
 
     action: Verdict
     rid: int
+
+
+class HistoryRequests(CallbackData, prefix="hq"):
+    """A saved session's pending excuse requests (/history)."""
+
+    aid: UUID

@@ -123,6 +123,17 @@ class ExcuseStore(Store):
         )
         return [_request(row) for row in rows]
 
+    async def get_pending_for_sessions(self, *, attendance_ids: list[UUID]) -> list[ExcuseRequest]:
+        """The pending requests about these saved sessions, oldest first."""
+        if not attendance_ids:
+            return []
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS}{_FROM} WHERE e.attendance_id = ANY($1::uuid[])"
+            " AND e.status = 'pending' ORDER BY e.created_at, e.request_id",
+            attendance_ids,
+        )
+        return [_request(row) for row in rows]
+
     async def decide(
         self,
         *,

@@ -10,7 +10,7 @@ from aiogram import Router
 from aiogram.filters import StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 
 from handlers.filters import has_text, on_command
@@ -27,6 +27,26 @@ router = Router(name="teacher.excuses")
 
 class ExcuseRejectForm(StatesGroup):
     reason = State()
+
+
+def decision_keyboard(request_id: int) -> InlineKeyboardMarkup:
+    """Approve / Reject of one request, as under its notice (bot/notifier.py)."""
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=t("button.excuse_approve"),
+                    callback_data=ExcuseDecision(action=Verdict.ACCEPT, rid=request_id).pack(),
+                )
+            ],
+            [
+                InlineKeyboardButton(
+                    text=t("button.excuse_reject"),
+                    callback_data=ExcuseDecision(action=Verdict.REJECT, rid=request_id).pack(),
+                )
+            ],
+        ]
+    )
 
 
 @router.callback_query(ExcuseDecision.filter())
