@@ -368,7 +368,14 @@ class ExcuseService:
             # The record is not absent now: a concurrent approval excused it, or the teacher
             # changed it in /history meanwhile.
             again = await self._excuses.get_request(request_id=request_id)
-            if again.status is not ExcuseStatus.PENDING:
+            records = await self._attendance.get_attendance_records(
+                attendance_id=request.attendance_id
+            )
+            now_excused = any(
+                r.student_number == request.student_number and r.status is RecordStatus.EXCUSED
+                for r in records
+            )
+            if again.status is not ExcuseStatus.PENDING or now_excused:
                 raise AlreadyDecided from None
             raise ExcuseRefused("excreq.record_changed") from None
         decided = await self._excuses.decide(
