@@ -57,6 +57,7 @@ from services.accounts import AccountService
 from services.aksis import AksisClient, LiveAksisClient
 from services.attendance import AttendanceService
 from services.demo_aksis import DemoAksisClient
+from services.excuses import ExcuseService
 from services.login_queue import LoginQueue
 from services.reports import ReportService
 from services.warnings import warning_rule
@@ -298,6 +299,17 @@ async def build_app(
             tz=tz,
             rule=warning_rule(settings),
         )
+        excuses = ExcuseService(
+            excuses=pg.excuses,
+            attendance=pg.attendance,
+            accounts=pg.accounts,
+            reports=pg.reports,
+            report_service=reports,
+            notifier=notifier,
+            tz=tz,
+            deadline_days=settings.excuse_deadline_days,
+            clock=clock or _utc_now,
+        )
         board = StatusBoard(
             bot=bot,
             attendance=attendance,
@@ -311,6 +323,7 @@ async def build_app(
             "login_queue": login_queue,
             "attendance": attendance,
             "reports": reports,
+            "excuses": excuses,
             "board": board,
             "notifier": notifier,
             "answers": answers,
@@ -352,6 +365,7 @@ async def build_app(
             notifier=notifier,
             attendance=attendance,
             metrics=metrics,
+            excuses=excuses,
         )
         app = App(
             settings=settings,

@@ -376,6 +376,7 @@ async def forget_user(settings: Settings, school_number: str) -> int:
     assert erased is not None  # the row was locked and read inside the erasure
     _out(
         f"erased {number} ({erased.role}): {erased.records} attendance record(s),"
+        f" {erased.excuse_requests} excuse request(s),"
         f" {deleted} Redis key(s), {dropped} queued notice(s)"
         + (
             f"; {erased.sessions_kept} session(s) taught kept under {erased.tombstone}"

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     # below this percentage after at least this many sessions of the course (issue 13).
     attendance_warning_percent: float = Field(default=70, ge=0, le=100)
     attendance_warning_min_sessions: int = Field(default=3, ge=1)
+    # A student may ask to have a missed session excused (/excuse) until this many days after
+    # the session; later requests are refused with the reason.
+    excuse_deadline_days: int = Field(default=14, ge=0)
 
     # Outgoing pacing under Telegram's limits (TELEGRAM.md): ~30 messages/s overall, ~1/s
     # sustained into one chat.

@@ -76,6 +76,15 @@ class Percent:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file Telegram already holds, sent with a notice by its `file_id` (never downloaded):
+    `kind` "photo" (sendPhoto) or "pdf" (sendDocument); the notice's text is its caption."""
+
+    kind: str
+    file_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     telegram_id: int
     language: str
@@ -83,6 +92,7 @@ class Notice:
     values: dict[str, object] = field(default_factory=dict)
     buttons: tuple[Button, ...] = ()
     drop_if: tuple[Stale, ...] = ()
+    attachment: Attachment | None = None
 
 
 class Notifier(Protocol):
