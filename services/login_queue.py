@@ -203,7 +203,11 @@ class LoginQueue:
         if place <= free_now:
             return 1
         later = place - max(free_now, 0)
-        return (ttl if ttl > 0 else 0) + ((later - 1) // self._per_window) * self._window + 1
+        # The turns beyond those free now come with the next window: at the current one's end,
+        # or, when no window is running (the last one ran out and nobody has taken a turn
+        # since), a whole window after the free turns are taken, which is now.
+        next_window = ttl if ttl > 0 else self._window
+        return next_window + ((later - 1) // self._per_window) * self._window + 1
 
     # --- the worker ----------------------------------------------------------------------
 
