@@ -1059,7 +1059,7 @@ class Demo:
         )
         await self.mini_app_check_in(students[MINI_APP_STUDENT], teacher, status_id)
         text = next(m for m in teacher.user.messages if m["message_id"] == status_id)["text"]
-        found = re.search(r"(http://127\.0\.0\.1:\d+/p/[0-9a-f]{64})", str(text))
+        found = re.search(r"(http://127\.0\.0\.1:\d+/p/[0-9a-f]{72})", str(text))
         if found is None:
             raise DemoError("the status message offers no projector page link")
         url = found.group(1)
@@ -1149,6 +1149,10 @@ class Demo:
                 f"{actor.label}: no confirmation in the chat {REPLY_TIMEOUT:.0f} s after "
                 "signing in on the page"
             ) from None
+        named = [m for m in actor.user.messages if actor.full_name in str(m.get("text") or "")]
+        if len(named) != 1:
+            raise DemoError(f"{actor.label}: {len(named)} chat messages after the page sign-in")
+        actor.user.mark_read()  # the confirmation is no answer to what the student sends next
         carrying = [
             call.method
             for call in self.fake.calls[calls_before:]
