@@ -5,7 +5,7 @@ restart; the sealed credentials are gone once it is done.
 
 The portal's window is shortened here (20 sign-ons per 10 s, a pace of 120 a minute) so that the
 line's pace shows in seconds; the class at the real minute window runs in
-tests/test_webapp_login_browser.py (slow)."""
+tests/test_login_wave.py (slow) and, against `python -m bot`, in bench/login_wave.py."""
 
 from __future__ import annotations
 
