@@ -17,6 +17,7 @@ in the user's language (ui/login.py), on the page or in the chat.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -226,6 +227,16 @@ class LoginQueue:
         return [x for x in done if x is not None]
 
     async def _sign_on(self, ticket_id: str) -> Finished | None:
+        try:
+            return await self._sign_on_claimed(ticket_id)
+        except asyncio.CancelledError:
+            # Stopping (SIGTERM) mid sign-on: the ticket goes back to the head of the line at
+            # once, not after the claim's two minutes.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._store.release(ticket_id=ticket_id))
+            raise
+
+    async def _sign_on_claimed(self, ticket_id: str) -> Finished | None:
         fields = await self._store.get(ticket_id=ticket_id)
         ticket = self._ticket(ticket_id, fields)
         creds = self._sealer.unseal(fields.get("sealed", "")) if fields.get("sealed") else None

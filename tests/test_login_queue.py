@@ -189,6 +189,38 @@ async def test_a_claim_whose_replica_died_goes_back_to_the_head_of_the_line(
     assert await pg_client.accounts.get_linked_user(telegram_id=77) is not None
 
 
+async def test_a_sign_on_cut_off_by_a_stop_goes_back_to_the_head_at_once(
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis, portal: FakeAksis
+) -> None:
+    """The process stops (its worker cancelled) while the portal is still answering a queued
+    sign-on: the ticket does not sit out the claim's two minutes, the next round signs it on."""
+    accounts = _accounts(pg_client, redis_client, portal)
+    await _fill_the_portal_window(redis_raw)
+    queue = _queue(accounts, redis_client)  # claims of the production 120 s
+    queued = await queue.submit(telegram_id=78, language="en", username="s003", password=PASSWORD)
+    assert isinstance(queued, Queued)
+    await asyncio.sleep(2.2)  # the portal's window has passed
+    portal.delay_seconds = 5.0  # a slow portal: the sign-on is under way when the stop comes
+    worker = asyncio.create_task(queue.run_once())
+    deadline = time.monotonic() + 5
+    while await queue.status(ticket=queued.ticket, telegram_id=78) != Queued(queued.ticket, 0, 0):
+        assert time.monotonic() < deadline, "never claimed"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+    portal.delay_seconds = 0.0
+    began = time.monotonic()
+    done: list[SignOnResult] = []
+    while not done and time.monotonic() - began < 10:
+        done = [x.result for x in await queue.run_once()]
+        await asyncio.sleep(0.2)
+    assert [x.kind for x in done] == ["ok"]
+    assert time.monotonic() - began < 5  # not the claim's 120 s
+    assert await pg_client.accounts.get_linked_user(telegram_id=78) is not None
+
+
 async def test_wrong_credentials_in_line_are_answered_and_counted_like_the_chat(
     pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis, portal: FakeAksis
 ) -> None:
