@@ -313,7 +313,9 @@ async def build_app(
         board = StatusBoard(
             bot=bot,
             attendance=attendance,
-            projector_url=lambda aid: projector_url(settings.public_url, secret, aid),
+            projector_url=lambda aid: projector_url(
+                settings.public_url, secret, aid, now=attendance.now()
+            ),
         )
         storage = build_storage(settings)
         # Typed from the handlers' side (handlers/deps.py): mypy checks that these fit.
