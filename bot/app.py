@@ -136,7 +136,10 @@ def build_storage(settings: Settings) -> RedisStorage:
     # a burst instead of raising MaxConnectionsError (DESIGN.md). Conversation data expires
     # after 15 minutes idle.
     pool = blocking_pool(
-        settings.redis_url, max_connections=settings.redis_max_connections, timeout=10
+        settings.redis_url,
+        sentinel=settings.redis_sentinel,
+        max_connections=settings.redis_max_connections,
+        timeout=10,
     )
     return RedisStorage(
         redis=Redis(connection_pool=pool),
@@ -208,7 +211,11 @@ async def build_app(
     `migrate=False`: the schema was brought up to date beforehand (bot/__main__.py)."""
     # Both servers are checked (reachable, supported version, Redis never evicting) before the
     # schema migrates.
-    redis = RedisStores.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
+    redis = RedisStores.from_url(
+        settings.redis_url,
+        sentinel=settings.redis_sentinel,
+        max_connections=settings.redis_max_connections,
+    )
     try:
         await redis.ping()
         await redis.require_supported_version()
