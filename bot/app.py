@@ -297,6 +297,11 @@ async def build_app(
             clock=clock or _utc_now,
             user_loader=lambda telegram_id: accounts.current_user(telegram_id=telegram_id),
         )
+        # Level-3 sessions open across an upgrade from a version without the rotation schedule
+        # are put on it, or their codes would stop rotating (one read when nothing is open).
+        missed = await attendance.schedule_missed_rotations()
+        if missed:
+            log.info("rotation schedule: %d open level-3 session(s) added", missed)
         reports = ReportService(
             accounts=pg.accounts,
             attendance=pg.attendance,
