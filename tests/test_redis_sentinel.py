@@ -150,6 +150,7 @@ async def _checked_in(bot: Running, user: object, code: str, *, within: float) -
         await asyncio.sleep(0.3)
 
 
+@pytest.mark.slow  # processes of its own: the embedded pass would run the same binaries again
 async def test_a_failover_keeps_the_open_session_and_check_ins_go_on(
     pg_dsn: str, topology: Topology, portal: FakeAksis
 ) -> None:

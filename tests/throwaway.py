@@ -21,6 +21,7 @@ import time
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import BinaryIO
 
 import redis
 
@@ -154,6 +155,7 @@ class ThrowawaySentinel:
         self._config = self._dir / "sentinel.conf"
         self._config.write_text("\n".join(lines) + "\n")
         self._process: asyncio.subprocess.Process | None = None
+        self._log: BinaryIO | None = None
 
     @property
     def address(self) -> str:
@@ -163,11 +165,12 @@ class ThrowawaySentinel:
         return redis.Redis(host=HOST, port=self.port, password=self.password, socket_timeout=1)
 
     async def start(self) -> None:
+        self._log = (self._dir / "sentinel.log").open("ab")
         self._process = await asyncio.create_subprocess_exec(
             *self._command[:1],
             str(self._config),
             *self._command[1:],
-            stdout=(self._dir / "sentinel.log").open("ab"),
+            stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 15
@@ -184,10 +187,12 @@ class ThrowawaySentinel:
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
-        if self._process is None or self._process.returncode is not None:
-            return
-        self._process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(self._process.wait(), 15)
+        if self._process is not None and self._process.returncode is None:
+            self._process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self._process.wait(), 15)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
 
 class ThrowawayPostgres:
