@@ -137,7 +137,10 @@ def build_storage(settings: Settings) -> RedisStorage:
     # a burst instead of raising MaxConnectionsError (DESIGN.md). Conversation data expires
     # after 15 minutes idle.
     pool = blocking_pool(
-        settings.redis_url, max_connections=settings.redis_max_connections, timeout=10
+        settings.redis_url,
+        sentinel=settings.redis_sentinel,
+        max_connections=settings.redis_max_connections,
+        timeout=10,
     )
     return RedisStorage(
         redis=Redis(connection_pool=pool),
@@ -209,7 +212,11 @@ async def build_app(
     `migrate=False`: the schema was brought up to date beforehand (bot/__main__.py)."""
     # Both servers are checked (reachable, supported version, Redis never evicting) before the
     # schema migrates.
-    redis = RedisStores.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
+    redis = RedisStores.from_url(
+        settings.redis_url,
+        sentinel=settings.redis_sentinel,
+        max_connections=settings.redis_max_connections,
+    )
     try:
         await redis.ping()
         await redis.require_supported_version()
@@ -291,6 +298,11 @@ async def build_app(
             clock=clock or _utc_now,
             user_loader=lambda telegram_id: accounts.current_user(telegram_id=telegram_id),
         )
+        # Level-3 sessions open across an upgrade from a version without the rotation schedule
+        # are put on it, or their codes would stop rotating (one read when nothing is open).
+        missed = await attendance.schedule_missed_rotations()
+        if missed:
+            log.info("rotation schedule: %d open level-3 session(s) added", missed)
         reports = ReportService(
             accounts=pg.accounts,
             attendance=pg.attendance,
