@@ -251,6 +251,7 @@ async def build_app(
             failure_window_seconds=settings.login_failure_window_seconds,
             portal_logins_per_minute=settings.aksis_logins_per_minute,
             signons_per_hour=settings.login_signons_per_hour,
+            undeliverable_ttl_days=settings.retention_days,
             tz=tz,
         )
         # Sign-ons beyond the portal's pace wait in Redis, credentials sealed (for at most
