@@ -393,7 +393,6 @@ async def build_app(
             if not await in_flight.wait(SHUTDOWN_GRACE_SECONDS):
                 log.warning("shutdown: %d update(s) still being handled", len(in_flight))
             await app.answers.stop(SEND_GRACE_SECONDS)  # what is left goes to the outbox
-            await app.notifier.drain(SEND_GRACE_SECONDS)
             await stopping
             await app.board.stop()
             await app.login_worker.stop()

@@ -191,7 +191,6 @@ class OutboxNotifier:
 
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
-        self._tasks: set[asyncio.Task[bool]] = set()
 
     async def enqueue(
         self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
@@ -202,18 +201,6 @@ class OutboxNotifier:
         """Queued durably (the caller does not wait for Telegram); the count queued."""
         await self.enqueue(notices)
         return len(notices)
-
-    def notify_later(self, notices: Sequence[Notice]) -> None:
-        if not notices:
-            return
-        task = asyncio.create_task(self.enqueue(list(notices)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def drain(self, grace_seconds: float = 2.0) -> None:
-        """Wait for `notify_later` appends still on their way to Redis (milliseconds)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace_seconds)
 
 
 # --- the worker ------------------------------------------------------------------------

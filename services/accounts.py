@@ -409,24 +409,25 @@ class AccountService:
 
     async def _ask_stale_users_to_login(self, term: str) -> None:
         """A new term has begun (the first schedule of `term` just came in): users whose
-        cached schedule is from an older term are asked, once each, to /login again."""
-        notices: list[Notice] = []
+        cached schedule is from an older term are asked, once each, to /login again. Each
+        notice and its once-marker go into the outbox in one step, so a crash part way loses
+        none (the next login of the term asks the rest) and repeats none."""
+        asked = 0
         for contact in await self._schedules.get_stale_term_contacts(term=term):
-            if await self._guards.mark_once(
-                key=term_notice_key(term, contact.school_number),
-                ttl_seconds=_TERM_NOTICE_TTL_SECONDS,
+            notice = Notice(
+                telegram_id=contact.telegram_id,
+                language=contact.language,
+                key="term.login_again",
+                values={},
+            )
+            if await self._notifier.enqueue(
+                [notice],
+                once=term_notice_key(term, contact.school_number),
+                once_ttl=_TERM_NOTICE_TTL_SECONDS,
             ):
-                notices.append(
-                    Notice(
-                        telegram_id=contact.telegram_id,
-                        language=contact.language,
-                        key="term.login_again",
-                        values={},
-                    )
-                )
-        if notices:
-            log.info("term %s began: %d user(s) asked to /login again", term, len(notices))
-            self._notifier.notify_later(notices)
+                asked += 1
+        if asked:
+            log.info("term %s began: %d user(s) asked to /login again", term, asked)
 
     async def set_reminders(self, *, member: Member, enabled: bool) -> Member:
         await self._accounts.set_reminders(school_number=member.school_number, enabled=enabled)
