@@ -50,9 +50,6 @@ class _Discard:
     async def notify(self, notices: Sequence[Notice]) -> int:
         return len(notices)
 
-    def notify_later(self, notices: Sequence[Notice]) -> None:
-        return None
-
     async def enqueue(
         self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
     ) -> bool:

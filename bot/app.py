@@ -259,6 +259,7 @@ async def build_app(
             failure_window_seconds=settings.login_failure_window_seconds,
             portal_logins_per_minute=settings.aksis_logins_per_minute,
             signons_per_hour=settings.login_signons_per_hour,
+            undeliverable_ttl_days=settings.retention_days,
             tz=tz,
         )
         # Sign-ons beyond the portal's pace wait in Redis, credentials sealed (for at most
@@ -420,7 +421,6 @@ async def build_app(
             if not await in_flight.wait(SHUTDOWN_GRACE_SECONDS):
                 log.warning("shutdown: %d update(s) still being handled", len(in_flight))
             await app.answers.stop(SEND_GRACE_SECONDS)  # what is left goes to the outbox
-            await app.notifier.drain(SEND_GRACE_SECONDS)
             await stopping
             await app.board.stop()
             await app.login_worker.stop()

@@ -197,7 +197,6 @@ class OutboxNotifier:
 
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
-        self._tasks: set[asyncio.Task[bool]] = set()
 
     async def enqueue(
         self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
@@ -208,18 +207,6 @@ class OutboxNotifier:
         """Queued durably (the caller does not wait for Telegram); the count queued."""
         await self.enqueue(notices)
         return len(notices)
-
-    def notify_later(self, notices: Sequence[Notice]) -> None:
-        if not notices:
-            return
-        task = asyncio.create_task(self.enqueue(list(notices)))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def drain(self, grace_seconds: float = 2.0) -> None:
-        """Wait for `notify_later` appends still on their way to Redis (milliseconds)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=grace_seconds)
 
 
 # --- the worker ------------------------------------------------------------------------
@@ -295,6 +282,33 @@ class DeliveryWorker:
         self._stopping.set()
         for task in self._tasks:
             task.cancel()
+        # The heartbeat goes on until the consumer retires: were it to lapse while sends are
+        # settling (grace plus wire grace can outlast it), another replica would take over the
+        # entries whose requests are on their way and send them a second time.
+        keep_alive = asyncio.create_task(self._heartbeat_until_retired())
+        try:
+            abandoned, cut_off = await self._settle(grace_seconds, wire_grace_seconds)
+        finally:
+            keep_alive.cancel()
+            await asyncio.wait([keep_alive], timeout=1.0)
+        with contextlib.suppress(Exception):
+            await self._outbox.retire(self.name)
+        log.info(
+            "outbox worker %s stopped (%d unsent entries left to the next consumer, "
+            "%d requests cut off unanswered)",
+            self.name,
+            abandoned,
+            cut_off,
+        )
+
+    async def _heartbeat_until_retired(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await self._outbox.heartbeat(self.name, self._heartbeat_ms)
+            await asyncio.sleep(self._heartbeat_ms / 3000.0)
+
+    async def _settle(self, grace_seconds: float, wire_grace_seconds: float) -> tuple[int, int]:
+        """Wait for (or cut off) the sends in flight; (entries abandoned, requests cut off)."""
         if self._tasks:  # bounded, and a cancellation of the caller is not swallowed
             await asyncio.wait(self._tasks, timeout=grace_seconds)
         in_flight = set(self._in_flight.values())
@@ -315,15 +329,7 @@ class DeliveryWorker:
             abandoned = self._abandoned + len(pending & waiting)
         else:
             abandoned = self._abandoned
-        with contextlib.suppress(Exception):
-            await self._outbox.retire(self.name)
-        log.info(
-            "outbox worker %s stopped (%d unsent entries left to the next consumer, "
-            "%d requests cut off unanswered)",
-            self.name,
-            abandoned,
-            cut_off,
-        )
+        return abandoned, cut_off
 
     # --- loops ---------------------------------------------------------------------------
 

@@ -230,11 +230,15 @@ def build_web(app: App) -> web.Application:
         # X-Telegram-Bot-Api-Secret-Token header get 401 (TELEGRAM.md).
         secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
         path = urlsplit(settings.webhook_url).path or "/webhook"
+        # The dispatcher's shutdown (which settles the outbox sends in flight) is registered
+        # first: aiohttp runs shutdown hooks in order, and the webhook handler's closes the bot
+        # session. The other way round, SIGTERM cut off requests already at Telegram, and the
+        # entries they delivered were sent again by the replica that took them over.
+        setup_application(web_app, app.dispatcher, bot=app.bot)
         # In the background: the update is acknowledged at once and a reply its handler returns
         # is sent through the Bot API (paced, once), never in this HTTP response
         # (handlers/replies.py).
         _WebhookHandler(
             dispatcher=app.dispatcher, bot=app.bot, secret_token=secret, handle_in_background=True
         ).register(web_app, path=path)
-        setup_application(web_app, app.dispatcher, bot=app.bot)
     return web_app

@@ -93,12 +93,18 @@ class AccountService:
         portal_logins_per_minute: int = 60,
         signons_per_hour: int = 10,
         portal_window_seconds: int = 60,
+        undeliverable_ttl_days: int = 365,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tz: ZoneInfo | None = None,
     ) -> None:
         self._tz = tz or ZoneInfo("Europe/Istanbul")  # DESIGN.md's TIMEZONE default
         self._accounts = accounts
         self._schedules = schedules
+        # The Redis copy of an undeliverable mark lives as long as retention keeps inactive
+        # accounts (RETENTION_DAYS): a chat that blocked the bot logs in and checks in no more,
+        # so by then retention has forgotten the account and cleared its mark in PostgreSQL.
+        # A mark still in PostgreSQL gets a fresh expiry at each start (`load_undeliverable`).
+        self._undeliverable_ttl = undeliverable_ttl_days * 86_400
         self._retention = retention
         self._user_store = user_store
         self._guards = guards
@@ -222,7 +228,9 @@ class AccountService:
         """Telegram refused for good to deliver to this account (it blocked the bot): notices
         skip it until it is heard from again (`heard_from`)."""
         await self._accounts.mark_undeliverable(telegram_id=telegram_id, reason=reason)
-        await self._user_store.add_undeliverable(telegram_ids=[telegram_id])
+        await self._user_store.add_undeliverable(
+            telegram_ids=[telegram_id], ttl_seconds=self._undeliverable_ttl
+        )
 
     async def heard_from(self, *, telegram_id: int) -> bool:
         """An update came from this account, so Telegram delivers to it again. One Redis
@@ -238,7 +246,9 @@ class AccountService:
         """Copy the undeliverable marks from PostgreSQL into Redis (at start-up: the set in
         Redis is what `heard_from` checks). Returns how many there are."""
         ids = await self._accounts.get_undeliverable_telegram_ids()
-        await self._user_store.add_undeliverable(telegram_ids=ids)
+        await self._user_store.add_undeliverable(
+            telegram_ids=ids, ttl_seconds=self._undeliverable_ttl
+        )
         return len(ids)
 
     # --- login / logout ------------------------------------------------------------------
@@ -399,24 +409,25 @@ class AccountService:
 
     async def _ask_stale_users_to_login(self, term: str) -> None:
         """A new term has begun (the first schedule of `term` just came in): users whose
-        cached schedule is from an older term are asked, once each, to /login again."""
-        notices: list[Notice] = []
+        cached schedule is from an older term are asked, once each, to /login again. Each
+        notice and its once-marker go into the outbox in one step, so a crash part way loses
+        none (the next login of the term asks the rest) and repeats none."""
+        asked = 0
         for contact in await self._schedules.get_stale_term_contacts(term=term):
-            if await self._guards.mark_once(
-                key=term_notice_key(term, contact.school_number),
-                ttl_seconds=_TERM_NOTICE_TTL_SECONDS,
+            notice = Notice(
+                telegram_id=contact.telegram_id,
+                language=contact.language,
+                key="term.login_again",
+                values={},
+            )
+            if await self._notifier.enqueue(
+                [notice],
+                once=term_notice_key(term, contact.school_number),
+                once_ttl=_TERM_NOTICE_TTL_SECONDS,
             ):
-                notices.append(
-                    Notice(
-                        telegram_id=contact.telegram_id,
-                        language=contact.language,
-                        key="term.login_again",
-                        values={},
-                    )
-                )
-        if notices:
-            log.info("term %s began: %d user(s) asked to /login again", term, len(notices))
-            self._notifier.notify_later(notices)
+                asked += 1
+        if asked:
+            log.info("term %s began: %d user(s) asked to /login again", term, asked)
 
     async def set_reminders(self, *, member: Member, enabled: bool) -> Member:
         await self._accounts.set_reminders(school_number=member.school_number, enabled=enabled)

@@ -8,6 +8,7 @@ teacher-side and a student-side service is the next step if it grows (issue 11 n
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import uuid
@@ -63,6 +64,8 @@ SCHOOL_NUMBER = re.compile(r"^[A-Za-z0-9]{3,20}$")
 NOTE_MAX_CHARS = 200
 # Security levels (issue 12): 1 code, 2 code and place, 3 rotating code and place.
 SECURITY_LEVELS = (1, 2, 3)
+# A teacher's decision is told once: its marker outlives any session (they last hours).
+_DECISION_NOTICE_TTL_SECONDS = 2 * 86_400
 
 
 def clean_note(text: str | None) -> str:
@@ -509,14 +512,22 @@ class AttendanceService:
             update={"is_attended": accept, "fail_reason": fail_reason, "teacher_note": note}
         )
         await self._write(updated, replace=True)
-        if record.telegram_id is not None:
+        if record.telegram_id is not None and updated != record:
             key = "student.accepted" if accept else "student.rejected"
             values: dict[str, object] = {"lesson": attendance.lesson_name}
             if not accept:
                 values["reason"] = f" ({note})" if note else ""
             language = await self.language_of(record.telegram_id)
-            self._notifier.notify_later(
-                [Notice(telegram_id=record.telegram_id, language=language, key=key, values=values)]
+            # Durable before the teacher hears "done"; the marker names this change (from the
+            # record as it was to the one written), so a retried call sends it once, while a
+            # later different decision is a new change and is told.
+            change = hashlib.sha256(
+                f"{record.model_dump_json()}\n{updated.model_dump_json()}".encode()
+            ).hexdigest()[:16]
+            await self._notifier.enqueue(
+                [Notice(telegram_id=record.telegram_id, language=language, key=key, values=values)],
+                once=keys.once("review", attendance_id, student_number, change),
+                once_ttl=_DECISION_NOTICE_TTL_SECONDS,
             )
         return updated
 
@@ -532,6 +543,10 @@ class AttendanceService:
         )
         if existing is not None:
             if existing.is_attended:
+                if existing.source == RecordSource.TEACHER:
+                    # Added by the teacher already: a call retried after a crash that came
+                    # between the write and the notice; the marker keeps it to one notice.
+                    await self._tell_added(attendance, existing.telegram_id, number)
                 raise AlreadyOnList(number)
             return await self.review(
                 teacher=teacher, attendance_id=attendance_id, student_number=number, accept=True
@@ -550,18 +565,33 @@ class AttendanceService:
         )
         if not await self._write(record, replace=False):
             raise AlreadyOnList(number)
-        if contact is not None and contact.telegram_id is not None:
-            self._notifier.notify_later(
-                [
-                    Notice(
-                        telegram_id=contact.telegram_id,
-                        language=contact.language,
-                        key="student.checked_in_by_teacher",
-                        values={"lesson": attendance.lesson_name},
-                    )
-                ]
-            )
+        language = contact.language if contact is not None else None
+        await self._tell_added(attendance, record.telegram_id, number, language)
         return record
+
+    async def _tell_added(
+        self,
+        attendance: AttendanceRedis,
+        telegram_id: int | None,
+        student_number: str,
+        language: str | None = None,
+    ) -> None:
+        """ "The teacher added you": durable before the teacher hears "done", once per
+        student and session."""
+        if telegram_id is None:
+            return
+        await self._notifier.enqueue(
+            [
+                Notice(
+                    telegram_id=telegram_id,
+                    language=language or await self.language_of(telegram_id),
+                    key="student.checked_in_by_teacher",
+                    values={"lesson": attendance.lesson_name},
+                )
+            ],
+            once=keys.once("added", attendance.attendance_id, student_number),
+            once_ttl=_DECISION_NOTICE_TTL_SECONDS,
+        )
 
     async def _write(self, record: AttendanceRecordRedis, *, replace: bool) -> bool:
         """A teacher's write into the live session; SessionClosed when Redis refuses it."""

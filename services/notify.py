@@ -100,10 +100,6 @@ class Notifier(Protocol):
         """Send every notice now; return how many were delivered."""
         ...
 
-    def notify_later(self, notices: Sequence[Notice]) -> None:
-        """Send every notice in the background, so the caller's reply is not held up."""
-        ...
-
     async def enqueue(
         self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
     ) -> bool:

@@ -17,8 +17,8 @@ trip each:
 
 With `retention_days` set, each pass also forgets the accounts inactive that long (no login,
 no attendance): their Telegram link, cached schedule and preferences in PostgreSQL, and their
-`users:<telegram id>` key (`inactive`); and excuse requests decided that long ago. Attendance
-records stay: they are the institution's.
+`users:<telegram id>` and `users:<telegram id>:undeliverable` keys (`inactive`); and excuse
+requests decided that long ago. Attendance records stay: they are the institution's.
 
 The session key `attendances:{id}` itself is never deleted here: a session leaves Redis only
 through finalization. Each check ("is the session gone?", "is the key still without expiry?",
@@ -156,7 +156,7 @@ class Purger:
             if self._excuses is not None:  # their reasons and documents: personal data
                 await self._excuses.delete_decided_before(before=cutoff)
         for telegram_id in telegram_ids:
-            await self._user_store.delete_user_session(telegram_id=telegram_id)
+            await self._user_store.forget_account(telegram_id=telegram_id)
         return len(telegram_ids)
 
     async def _drop_session_parts(self, found: Sequence[str], *, suffix: str) -> int:

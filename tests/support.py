@@ -94,10 +94,6 @@ class RecordingNotifier:
         self.sent.extend(notices)
         return len(notices)
 
-    def notify_later(self, notices: Sequence[Notice]) -> None:
-        self.later_calls += 1
-        self.sent.extend(notices)
-
     async def enqueue(
         self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
     ) -> bool:

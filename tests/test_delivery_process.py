@@ -6,7 +6,8 @@ local Bot API server enforcing Telegram's 30 messages/s:
 (b) kill -9 in the middle of outbox delivery, restart: nothing lost;
 (c) kill -9 while a handler holds a user's lock, restart: that user is answered within 3 s;
 (d) two replicas in webhook mode behind a round-robin proxy, one Redis: <= 30 messages/s
-    together, <= 1 429 per 100 sends, and no stale "attendance is open" notice.
+    together, <= 1 429 per 100 sends, and no stale "attendance is open" notice;
+(e) a graceful restart, and a rolling deploy of two webhook replicas, send no notice twice.
 """
 
 from __future__ import annotations
@@ -395,3 +396,55 @@ async def test_a_graceful_restart_sends_no_notice_twice(
         print(f"\nSIGTERM after {at_term}/{n}: {twice} sent twice; {stopped[-1:]}")
         assert set(got) == {STUDENT_BASE + i for i in range(n)}
         assert twice == 0
+
+
+async def test_a_rolling_deploy_of_two_webhook_replicas_sends_every_result_exactly_once(
+    pg_dsn: str, redis_url: str, redis_raw: aioredis.Redis, tmp_path: Path
+) -> None:
+    """Two webhook replicas on one Redis deliver a top-of-the-hour backlog at a strict 30/s;
+    replica A gets SIGTERM mid-delivery and is started again, then replica B the same: every
+    student has exactly one result. Each Bot API answer takes 1.2 s, so each stop finds a
+    window of requests already on their way to Telegram; those must be acknowledged by the
+    stopping worker, not taken over and sent again by the replica that keeps running (it also
+    keeps one replica alone slower than the backlog, so that some is left for the second
+    stop while the first replica restarts). 400 results; the second stop comes as soon as 30
+    more went out, to keep the test near 40 s."""
+    n = 400
+    await prepare_stores(pg_dsn, redis_url)
+    async with FakeTelegram(latency=1.2) as telegram:
+        telegram.rate_limit(per_second=30, global_burst=2)
+        for i in range(n):
+            telegram.user(STUDENT_BASE + i, f"S{i}")
+        stops: list[int] = []
+        async with webhook_replicas(telegram, pg_dsn, redis_url, tmp_path) as replicas:
+            await _enqueue(redis_raw, [_result(i) for i in range(n)])  # both replicas up
+            for replica in replicas:  # A, then B
+                sent = len(_results_by_student(telegram, n))
+                await poll_until(
+                    lambda s=sent: len(_results_by_student(telegram, n)) >= s + 30,  # type: ignore[misc]
+                    20,
+                    f"the results to flow (stops so far after {stops})",
+                )
+                code, exit_seconds = await replica.terminate()
+                assert code == 0, replica.log.read_text()
+                assert exit_seconds <= 5.0
+                stops.append(len(_results_by_student(telegram, n)))
+                await replica.start(telegram, called_again(telegram, "setWebhook"))
+            assert stops[-1] < n - 50, "delivery finished before the second stop"
+            await _every_result_arrives(telegram, n, replicas[1], redis_raw)
+            await asyncio.sleep(1.0)  # anything sent twice would arrive by now
+            for replica in replicas:
+                code, _ = await replica.terminate()
+                assert code == 0
+        got = _results_by_student(telegram, n)
+        twice = sum(1 for c in got.values() if c > 1)
+        stopped = [
+            line
+            for r in replicas
+            for line in r.log.read_text().splitlines()
+            if "outbox worker" in line and "stopped" in line
+        ]
+        print(f"\nrolling deploy, stops after {stops}/{n}: {twice} sent twice; {stopped}")
+        assert set(got) == {STUDENT_BASE + i for i in range(n)}
+        assert twice == 0
+        assert await Outbox(redis_raw).backlog() == 0

@@ -534,7 +534,7 @@ async def test_teacher_and_students_are_told_the_result(
     # Written for each recipient when the outbox delivers it: Turkish, English.
     assert "(10 Mar 2025 09:00)" in render(decode(encode(summary))[0])[0]
     assert "(Mar 10, 2025, 09:00)" in render(decode(encode(by_id[106]))[0])[0]
-    assert notifier.now_calls == 0  # queued through notify_later, never awaited
+    assert notifier.now_calls == 0  # queued through the outbox, never sent while finalizing
     assert (
         await redis_client.guards.mark_once(
             key=final_dedupe_key(attendance.attendance_id), ttl_seconds=5

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -15,10 +16,13 @@ from dal.models import Attendance, AttendanceRecord, ScheduleEntry
 from dal.pg import ExcuseStatus, Postgres
 from dal.redis.connection import client as redis_client
 from dal.redis.stores import RedisStores
+from services.accounts import AccountService
+from services.demo_aksis import DemoAksisClient
 from services.purge import Purger
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, reply, running_bot
 from tests.support import (  # noqa: F401
+    RecordingNotifier,
     link,
     pg_client_fixture,
     redis_client_fixture,
@@ -274,3 +278,51 @@ async def test_purge_forgets_accounts_inactive_for_the_retention_period(
         assert await redis_client.redis.exists(f"users:{telegram_id}") == 1
     # The institution's records stay.
     assert await pg_client.db.pool.fetchval("SELECT count(*) FROM attendance_records") == 2
+
+
+async def test_undeliverable_mark_expires_with_retention_and_goes_with_a_forgotten_account(
+    pg_client: Postgres, redis_client: RedisStores
+) -> None:
+    """The mark of a chat that blocked the bot lives no longer than retention keeps the
+    account (RETENTION_DAYS), at the moment it is made and when it is reloaded at start-up, and
+    the retention purge removes it with the account."""
+    accounts = AccountService(
+        accounts=pg_client.accounts,
+        schedules=pg_client.schedules,
+        retention=pg_client.retention,
+        user_store=redis_client.users,
+        guards=redis_client.guards,
+        aksis=DemoAksisClient(ZoneInfo("Europe/Istanbul"), staff_id_key="k" * 32),
+        notifier=RecordingNotifier(),
+        throttle_key=b"t" * 32,
+        student_ttl_days=120,
+        teacher_ttl_days=30,
+        undeliverable_ttl_days=200,
+    )
+    idle, active = student_user("S100"), student_user("S200")
+    await link(pg_client, idle, 9_001)
+    await link(pg_client, active, 9_002)
+    await accounts.mark_undeliverable(telegram_id=9_001, reason="Forbidden: bot was blocked")
+    await accounts.mark_undeliverable(telegram_id=9_002, reason="Forbidden: bot was blocked")
+    ttl = await redis_client.redis.ttl("users:9001:undeliverable")
+    assert 200 * 86_400 - 60 < ttl <= 200 * 86_400
+    await redis_client.redis.persist("users:9002:undeliverable")  # as an older version left it
+    assert await accounts.load_undeliverable() == 2  # start-up: the marks get their expiry
+    assert 0 < await redis_client.redis.ttl("users:9002:undeliverable") <= 200 * 86_400
+
+    await pg_client.db.pool.execute(
+        "UPDATE users SET linked_at = $1 WHERE user_school_number = 'S100'",
+        datetime.now(UTC) - timedelta(days=400),
+    )
+    await redis_client.redis.set("users:9001", "{}")
+    report = await Purger(
+        db=pg_client.db,
+        retention=pg_client.retention,
+        purge=redis_client.purge,
+        user_store=redis_client.users,
+        retention_days=365,
+    ).run_once()
+
+    assert report.inactive == 1
+    assert await redis_client.redis.exists("users:9001", "users:9001:undeliverable") == 0
+    assert await redis_client.redis.exists("users:9002:undeliverable") == 1  # still active

@@ -41,6 +41,11 @@ class UserStore(Store):
         with self._errors:
             await self._redis.delete(keys.user(telegram_id))
 
+    async def forget_account(self, *, telegram_id: int) -> None:
+        """Retention: the linked-account copy and the undeliverable mark of the account."""
+        with self._errors:
+            await self._redis.delete(keys.user(telegram_id), keys.undeliverable(telegram_id))
+
     # --- credential prompts ----------------------------------------------------------------
 
     async def set_login_prompt(self, *, telegram_id: int, step: str, ttl_seconds: int) -> None:
@@ -71,13 +76,16 @@ class UserStore(Store):
 
     # --- deliverability --------------------------------------------------------------------
 
-    async def add_undeliverable(self, *, telegram_ids: Sequence[int]) -> None:
+    async def add_undeliverable(self, *, telegram_ids: Sequence[int], ttl_seconds: int) -> None:
         """Mark the accounts undeliverable (one key each, so that the check-in path can read
-        the mark in the round trip it makes anyway: bot/fsm.py)."""
+        the mark in the round trip it makes anyway: bot/fsm.py), for `ttl_seconds`."""
         if not telegram_ids:
             return
         with self._errors:
-            await self._redis.mset({keys.undeliverable(int(x)): "1" for x in telegram_ids})
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for x in telegram_ids:
+                    pipe.set(keys.undeliverable(int(x)), "1", ex=ttl_seconds)
+                await pipe.execute()
 
     async def remove_undeliverable(self, *, telegram_id: int) -> bool:
         """Drop the account's undeliverable mark; True when there was one."""

@@ -2,6 +2,7 @@
 
     users:<telegram_id>                  UserSessionRedis JSON, TTL by role
     users:<telegram_id>:undeliverable    present while Telegram refuses to deliver to the account
+                                         (expiry: RETENTION_DAYS; purged with the account)
     login:prompt:<telegram_id>           the bot asked this account for a credential (expiry)
     attendances:{<id>}                   AttendanceRedis JSON
     attendance_records:{<id>}            hash student_number -> record JSON without attendance_id
