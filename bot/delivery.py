@@ -60,7 +60,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 
 from bot.notifier import callback_data, web_app_url
 from bot.outgoing import BULK, Bulk, NoLongerWanted
-from dal.redis.outbox import Entry, Outbox, encode_conditions
+from dal.redis.outbox import Entry, Outbox, OutboxLanes, encode_conditions
 from services.notify import Button, Moment, Notice, Percent, Stale
 from ui.i18n import date_time_text, percent_number, t, time_text, use_locale
 
@@ -189,14 +189,17 @@ def _shown(value: object) -> object:
 class OutboxNotifier:
     """`services.notify.Notifier` over the durable outbox."""
 
-    def __init__(self, outbox: Outbox) -> None:
-        self._outbox = outbox
+    def __init__(self, outbox: Outbox | OutboxLanes) -> None:
+        self._outbox = lanes_of(outbox)
         self._tasks: set[asyncio.Task[bool]] = set()
 
     async def enqueue(
         self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
     ) -> bool:
-        return await self._outbox.add([encode(n) for n in notices], once=once, once_ttl=once_ttl)
+        """Each notice into its lane (`Notice.lane`); with `once`, all of them atomically."""
+        return await self._outbox.add(
+            [(n.lane, encode(n)) for n in notices], once=once, once_ttl=once_ttl
+        )
 
     async def notify(self, notices: Sequence[Notice]) -> int:
         """Queued durably (the caller does not wait for Telegram); the count queued."""
@@ -225,6 +228,11 @@ class _Abandoned(BaseException):
     when the check itself fails) lets it through, and no `except Exception` swallows it."""
 
 
+def lanes_of(outbox: Outbox | OutboxLanes) -> OutboxLanes:
+    """The lanes; a bare `Outbox` is one lane for everything (first in, first out)."""
+    return outbox if isinstance(outbox, OutboxLanes) else OutboxLanes.single(outbox)
+
+
 def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -233,7 +241,7 @@ class DeliveryWorker:
     def __init__(
         self,
         bot: Bot,
-        outbox: Outbox,
+        outbox: Outbox | OutboxLanes,
         *,
         window: int = 16,
         heartbeat_ms: int = 3000,
@@ -246,7 +254,7 @@ class DeliveryWorker:
     ) -> None:
         self._bot = bot
         self._public_url = public_url
-        self._outbox = outbox
+        self._outbox = lanes_of(outbox)
         self._window = window
         self._heartbeat_ms = heartbeat_ms
         self._stuck_ms = stuck_ms
@@ -255,10 +263,10 @@ class DeliveryWorker:
         self._clock = clock
         self.name = name or consumer_name()
         self._slots = asyncio.Semaphore(window)
-        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}
         # Entries whose request is on its way to Telegram (past the last still-wanted check),
         # and those abandoned at that check because the worker is stopping.
-        self._on_wire: set[str] = set()
+        self._on_wire: set[tuple[str, str]] = set()
         self._abandoned = 0
         # Our own pending list holds entries to read again (taken over, or failed here):
         # read it first. `_takeovers` counts the times it was marked, so a read of it that
@@ -366,7 +374,7 @@ class DeliveryWorker:
                 entries = await self._outbox.read(
                     self.name, free + len(self._in_flight), block_ms=None, own=True
                 )
-                entries = [e for e in entries if e.id not in self._in_flight][:free]
+                entries = [e for e in entries if e.key not in self._in_flight][:free]
                 if not entries and self._takeovers == marked:
                     self._own_pending = False
             else:
@@ -375,43 +383,46 @@ class DeliveryWorker:
         finally:
             for _ in range(free - started):  # each started send releases its own slot
                 self._slots.release()
+        # A wait on every lane may answer one entry more per lane than there were free slots:
+        # take those slots back as their sends end, so the window holds.
+        for _ in range(started - free):
+            await self._slots.acquire()
 
     async def _dispatch(self, entries: Sequence[Entry]) -> int:
         """Drop what no longer applies, start a send for the rest; returns sends started."""
         if not entries:
             return 0
         decoded: list[tuple[Entry, Notice, Tries]] = []
-        broken: list[str] = []
+        broken: list[Entry] = []
         for entry in entries:
             try:
                 notice, tries = decode(entry.payload)
             except (ValueError, KeyError, IndexError, TypeError):
                 log.error("outbox entry %s is not a notice; dropped", entry.id)
-                broken.append(entry.id)
+                broken.append(entry)
                 continue
             decoded.append((entry, notice, tries))
         conditional = [(e, n) for e, n, _a in decoded if n.drop_if]
-        stale_ids: set[str] = set()
+        stale: list[Entry] = []
         if conditional:
             verdicts = await self._outbox.stale(
                 [encode_conditions([(c.kind, *c.args) for c in n.drop_if]) for _e, n in conditional]
             )
-            stale_ids = {
-                e.id for (e, _n), stale in zip(conditional, verdicts, strict=True) if stale
-            }
-        if broken or stale_ids:
-            await self._outbox.ack([*broken, *stale_ids])
-            self.dropped_stale += len(stale_ids)
+            stale = [e for (e, _n), gone in zip(conditional, verdicts, strict=True) if gone]
+        if broken or stale:
+            await self._outbox.ack([*broken, *stale])
+            self.dropped_stale += len(stale)
+        stale_keys = {e.key for e in stale}
         started = 0
         for entry, notice, tries in decoded:
-            if entry.id in stale_ids:
+            if entry.key in stale_keys:
                 continue
-            self._in_flight[entry.id] = asyncio.create_task(self._deliver(entry, notice, tries))
+            self._in_flight[entry.key] = asyncio.create_task(self._deliver(entry, notice, tries))
             started += 1
         return started
 
     async def _deliver(self, entry: Entry, notice: Notice, tries: Tries) -> None:
-        token = BULK.set(Bulk(self._still_wanted_check(entry.id, notice)))
+        token = BULK.set(Bulk(self._still_wanted_check(entry.key, notice)))
         try:
             await self._send(entry, notice, tries)
         except asyncio.CancelledError:
@@ -422,11 +433,13 @@ class DeliveryWorker:
             self._hold_back()
         finally:
             BULK.reset(token)
-            self._on_wire.discard(entry.id)
-            self._in_flight.pop(entry.id, None)
+            self._on_wire.discard(entry.key)
+            self._in_flight.pop(entry.key, None)
             self._slots.release()
 
-    def _still_wanted_check(self, entry_id: str, notice: Notice) -> Callable[[], Awaitable[bool]]:
+    def _still_wanted_check(
+        self, entry_key: tuple[str, str], notice: Notice
+    ) -> Callable[[], Awaitable[bool]]:
         """Asked by the outgoing middleware just before each request goes to Telegram."""
         conditions = (
             encode_conditions([(c.kind, *c.args) for c in notice.drop_if])
@@ -441,7 +454,7 @@ class DeliveryWorker:
                 return False
             if self._stopping.is_set():
                 raise _Abandoned
-            self._on_wire.add(entry_id)
+            self._on_wire.add(entry_key)
             return True
 
         return still_wanted
@@ -451,7 +464,7 @@ class DeliveryWorker:
             text, markup = render(notice, public_url=self._public_url)
         except (KeyError, ValueError, IndexError) as exc:
             log.error("notice %s cannot be rendered (%r); dropped", notice.key, exc)
-            await self._outbox.ack([entry.id])
+            await self._outbox.ack([entry])
             return
         try:
             await self._bot.send_message(notice.telegram_id, text, reply_markup=markup)
@@ -469,23 +482,25 @@ class DeliveryWorker:
                     datetime.fromtimestamp(tries.since, UTC).isoformat(timespec="seconds"),
                     exc,
                 )
-                await self._outbox.ack([entry.id])
+                await self._outbox.ack([entry])
             else:
-                await self._outbox.requeue(self.name, [Entry(entry.id, encode(notice, tries))])
+                await self._outbox.requeue(
+                    self.name, [Entry(entry.id, encode(notice, tries), entry.stream)]
+                )
             self._hold_back()
             return
         except _Abandoned:  # stopping: not sent, stays pending (taken over by the next)
             self._abandoned += 1
             return
         except NoLongerWanted:  # went stale while it waited for its slot
-            await self._outbox.ack([entry.id])
+            await self._outbox.ack([entry])
             self.dropped_stale += 1
             return
         except TelegramAPIError as exc:  # undeliverable or refused: recorded by the middleware
             log.info("notice %s not delivered to %s: %s", notice.key, notice.telegram_id, exc)
-            await self._outbox.ack([entry.id])
+            await self._outbox.ack([entry])
             return
-        await self._outbox.ack([entry.id])
+        await self._outbox.ack([entry])
         self.sent += 1
         self._failures = 0
 

@@ -20,7 +20,7 @@ from services.aksis import AksisClient, InvalidCredentials
 from services.errors import LoginThrottled, PortalBusy
 from services.lesson_finder import Lesson, lesson_slot
 from services.members import Member
-from services.notify import Notice, Notifier
+from services.notify import URGENT, Notice, Notifier
 
 log = logging.getLogger(__name__)
 
@@ -322,6 +322,7 @@ class AccountService:
                         language=language,
                         key="login.moved",
                         values={"number": user.user_school_number},
+                        lane=URGENT,  # someone else now uses this account: tell at once
                     )
                 ]
             )

@@ -43,7 +43,7 @@ from services.errors import (
 from services.lesson_finder import Lesson, current_lesson, lesson_slot
 from services.location import location_verdict
 from services.members import Identity, require_teacher
-from services.notify import Button, Notice, Notifier, Stale
+from services.notify import URGENT, Button, Notice, Notifier, Stale
 from services.status import StatusCounts, is_late, live_status
 from services.text import code_digits, person_key, turkish_casefold
 
@@ -371,6 +371,7 @@ class AttendanceService:
                     Stale.checked_in(attendance.attendance_id, c.school_number),
                     Stale.session_over(attendance.attendance_id),
                 ),
+                lane=URGENT,  # useful only while the session is open
             )
             for c in contacts
             if c.reminders_enabled and c.telegram_id is not None

@@ -62,7 +62,7 @@ from dal.redis import keys
 from dal.redis.finalization import ClaimOutcome, FinalizationStore
 from dal.redis.sessions import LiveSessions
 from services.attendance import EVERYONE
-from services.notify import Moment, Notice, Notifier
+from services.notify import RESULT, Moment, Notice, Notifier
 from services.status import StatusCounts, split_reason, status_rule
 from services.warnings import AttendanceWarnings
 
@@ -702,6 +702,7 @@ class Finalizer:
                     language=teacher.language,
                     key=key,
                     values=values,
+                    lane=RESULT,
                 )
             )
         for record in sheet.records:
@@ -715,6 +716,7 @@ class Finalizer:
                     language=contact.language,
                     key=key,
                     values={"lesson": lesson, "date": when},
+                    lane=RESULT,
                 )
             )
         if not await self._notifier.enqueue(

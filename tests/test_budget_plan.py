@@ -1,0 +1,82 @@
+"""The Telegram budget plan: who gets the bot's ~30 messages a second first.
+
+Against the local fake Bot API and the real Redis: the outbox lanes (dal/redis/outbox.py),
+drained in order by the delivery worker (bot/delivery.py) within the one flood budget
+(bot/flood.py)."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+from bot.delivery import DeliveryWorker, OutboxNotifier, decode, encode
+from bot.flood import RedisFloodBudget
+from bot.outgoing import OutgoingMiddleware
+from dal.redis.outbox import OutboxLanes
+from services.notify import ANSWER, RESULT, URGENT, Notice
+from tests.fakes.telegram_server import FakeTelegram
+from tests.support import poll_until
+
+
+def _result(chat: int) -> Notice:
+    return Notice(
+        chat, "en", "final.present", {"lesson": "FIZ101", "date": "01.12.2026"}, lane=RESULT
+    )
+
+
+def _open(chat: int) -> Notice:
+    return Notice(chat, "en", "remind.open", {"lesson": "MAT101"}, lane=URGENT)
+
+
+async def test_attendance_open_notices_overtake_a_backlog_of_results(
+    redis_raw: aioredis.Redis,
+) -> None:
+    """40 results wait; then a session opens: its "attendance is open" notices and an answer
+    that had to wait go out next, not after the 40 results (first in, first out would send
+    them last)."""
+    async with FakeTelegram() as fake:
+        results = [fake.user(7000 + i, f"R{i}").id for i in range(40)]
+        opens = [fake.user(8000 + i, f"O{i}").id for i in range(5)]
+        answered = fake.user(9000, "A").id
+        bot = fake.bot()
+        budget = RedisFloodBudget(redis_raw, bot_id=fake.bot_id, global_rate=10, margin=0)
+        bot.session.middleware(OutgoingMiddleware(pacer=budget))
+        lanes = OutboxLanes(redis_raw)
+        notifier = OutboxNotifier(lanes)
+        await notifier.enqueue([_result(chat) for chat in results])
+        worker = DeliveryWorker(bot, lanes, window=4)
+        await worker.start()
+        try:
+            await poll_until(lambda: len(fake.sent_messages) >= 3, 10, "the first results")
+            await notifier.enqueue([_open(chat) for chat in opens])
+            await notifier.enqueue([Notice(answered, "", "", {"text": "✅"}, lane=ANSWER)])
+            await poll_until(lambda: len(fake.sent_messages) >= 46, 20, "every notice")
+        finally:
+            await worker.stop()
+            await bot.session.close()
+        order = [m["chat"]["id"] for m in fake.sent_messages]
+        seen_at = len([c for c in order if c in results][:3])
+        # Once queued, the six waited at most for the sends already in the worker's window.
+        prompt = order[: seen_at + 4 + 6 + 1]
+        assert set(opens) | {answered} <= set(prompt), order
+        assert sorted(order) == sorted([*results, *opens, answered])
+        assert await lanes.backlog() == 0
+
+
+async def test_a_once_marker_covers_notices_of_several_lanes(redis_raw: aioredis.Redis) -> None:
+    """A finalized session queues its teacher's summary and its results atomically, in their
+    lanes; a rerun after a crash queues nothing again."""
+    lanes = OutboxLanes(redis_raw)
+    notifier = OutboxNotifier(lanes)
+    batch = [_result(1), _open(2), Notice(3, "en", "help.student")]
+    assert await notifier.enqueue(batch, once="once:x", once_ttl=60) is True
+    assert await notifier.enqueue(batch, once="once:x", once_ttl=60) is False
+    assert {lane: await lanes.lane(lane).backlog() for lane in ("urgent", "result", "bulk")} == {
+        "urgent": 1,
+        "result": 1,
+        "bulk": 1,
+    }
+    await lanes.ensure_group()
+    taken = await lanes.read("c", 10, block_ms=None, own=False)
+    assert [decode(e.payload)[0].telegram_id for e in taken] == [2, 1, 3]  # lane order
+    assert [e.payload for e in taken][1] == encode(_result(1))
+    assert await lanes.read("c", 10, block_ms=50, own=False) == []
