@@ -302,6 +302,7 @@ async def build_app(
             bot=bot,
             attendance=attendance,
             projector_url=lambda aid: projector_url(settings.public_url, secret, aid),
+            pressure=budget.booked_ahead,  # edits back off while answers fill the budget
         )
         storage = build_storage(settings)
         # Typed from the handlers' side (handlers/deps.py): mypy checks that these fit.

@@ -140,6 +140,14 @@ class RedisFloodBudget:
             await asyncio.sleep(step)
             waited += step
 
+    async def booked_ahead(self) -> float:
+        """Seconds until the budget's next free slot (0: room now). The status board backs its
+        edits off while this stays high (bot/status.py)."""
+        try:
+            return await self._cells.booked_ms() / 1000.0
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise BudgetUnavailable(f"flood budget unreachable: {type(exc).__name__}") from exc
+
     async def pause(self, chat_id: ChatId | None, seconds: float) -> None:
         try:
             await self._cells.pause(chat_id=chat_id, seconds=f"{seconds:.3f}")

@@ -6,11 +6,17 @@ drained in order by the delivery worker (bot/delivery.py) within the one flood b
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any, cast
+from uuid import UUID, uuid4
+
 import redis.asyncio as aioredis
 
 from bot.delivery import DeliveryWorker, OutboxNotifier, decode, encode
 from bot.flood import RedisFloodBudget
 from bot.outgoing import OutgoingMiddleware
+from bot.status import StatusBoard
 from dal.redis.outbox import OutboxLanes
 from services.notify import ANSWER, RESULT, URGENT, Notice
 from tests.fakes.telegram_server import FakeTelegram
@@ -80,3 +86,69 @@ async def test_a_once_marker_covers_notices_of_several_lanes(redis_raw: aioredis
     assert [decode(e.payload)[0].telegram_id for e in taken] == [2, 1, 3]  # lane order
     assert [e.payload for e in taken][1] == encode(_result(1))
     assert await lanes.read("c", 10, block_ms=50, own=False) == []
+
+
+class _CountingBoard(StatusBoard):
+    """The status loop as it runs; only the edit itself is counted instead of sent."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.edits = 0
+
+    async def refresh(self, attendance_id: UUID) -> None:
+        self._dirty.discard(attendance_id)
+        self._last_edit[attendance_id] = time.monotonic()
+        self.edits += 1
+
+
+class _NoRotations:
+    async def rotate_codes(self) -> list[object]:
+        return []
+
+
+async def _edits_while(board: _CountingBoard, seconds: float) -> int:
+    session = uuid4()
+    board._last_edit[session] = 0.0
+    before = board.edits
+    board.start()
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            board.touch(session)  # a check-in every 20 ms
+            await asyncio.sleep(0.02)
+    finally:
+        await board.stop()
+    return board.edits - before
+
+
+async def test_status_edits_back_off_while_answers_fill_the_budget(
+    redis_raw: aioredis.Redis,
+) -> None:
+    """A live count is edited every `min_interval` while the budget has room, and far less
+    often while answers have booked it ahead; it speeds up again once they are out."""
+    budget = RedisFloodBudget(redis_raw, bot_id=f"plan-{uuid4().hex[:6]}", global_rate=30)
+
+    def board() -> _CountingBoard:
+        return _CountingBoard(
+            bot=cast(Any, None),
+            attendance=cast(Any, _NoRotations()),
+            min_interval=0.1,
+            tick=0.05,
+            pressure=budget.booked_ahead,
+            max_interval=2.0,
+        )
+
+    idle = await _edits_while(board(), 1.5)
+    assert idle >= 8  # ~every 0.1 s
+
+    async def answers() -> None:  # 150 answers at 30/s: the budget booked 2 s ahead for 5 s
+        await asyncio.gather(*(budget.acquire(None, bulk=False) for _ in range(150)))
+
+    burst = asyncio.create_task(answers())
+    await asyncio.sleep(0.3)
+    busy_board = board()
+    busy = await _edits_while(busy_board, 1.5)
+    assert busy <= 4, busy
+    assert busy_board.interval >= 1.0
+    await burst
+    assert await _edits_while(busy_board, 1.5) >= 5  # room again: back towards 0.1 s

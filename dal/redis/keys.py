@@ -68,6 +68,11 @@ def undeliverable(telegram_id: int) -> str:
     return f"users:{telegram_id}:undeliverable"
 
 
+def receipts(school_number: str) -> str:
+    """Set while the person wants a result notice even when it only repeats their answer."""
+    return f"prefs:receipts:{school_number}"
+
+
 def login_prompt(telegram_id: int) -> str:
     return f"login:prompt:{telegram_id}"
 
