@@ -243,6 +243,10 @@ class OutgoingMiddleware(BaseRequestMiddleware):
             chat_id = None
         retries = 0
         bulk = BULK.get()
+        if paced and bulk is not None and bulk.still_wanted is not None:
+            # Asked before the slot too: a notice that went stale while it was queued (the
+            # student checked in) must not take a slot of the budget only to be dropped at it.
+            await self._check_still_wanted(bulk.still_wanted, name, chat_id)
         while True:
             if paced:
                 await self._pace(chat_id)
