@@ -4,9 +4,9 @@
 
 At a real university ~300 sessions end while ~300 open (80 students each). Here `sessions`
 sessions of `students` each do both, against `tests.fakes.telegram_server.FakeTelegram`
-enforcing a strict 30 messages/s for the bot (no more than two back to back): the Telegram budget is the
-real one, only the number of people is smaller, so every time below scales with n (its ideal
-is n/30 s, printed beside it). 10 x 30 is 1/80 of the 300 x 80 hour.
+enforcing a strict 30 messages/s for the bot (no more than two back to back): the Telegram
+budget is the real one, only the number of people is smaller, so every time below scales with
+n (its ideal is n/30 s, printed beside it). 10 x 30 is 1/80 of the 300 x 80 hour.
 
 What runs is the project's: `bot.app.build_app` (the real Bot, OutgoingMiddleware, the shared
 Redis flood budget, the answer queue, the outbox lanes and the delivery worker). At t = 0:
