@@ -112,6 +112,7 @@ async def measure(
                         "final.absent",
                         {"lesson": "Bench Dersi 100", "date": ended_at},
                         lane=RESULT,
+                        digest="result",  # as Finalizer._notify queues a student's result
                     )
                     for n in range(per_side)
                     if baseline or (news_every and n % news_every == 0)

@@ -82,8 +82,10 @@ class Tries:
 
 
 def encode(notice: Notice, tries: Tries | None = None) -> str:
-    if not notice.key:
-        body: dict[str, Any] = {"t": notice.telegram_id, "x": notice.values["text"]}
+    if notice.digest and not notice.key:  # the entry that sends a recipient's digest
+        body: dict[str, Any] = {"t": notice.telegram_id, "g": notice.digest}
+    elif not notice.key:
+        body = {"t": notice.telegram_id, "x": notice.values["text"]}
     else:
         body = {"t": notice.telegram_id, "l": notice.language, "k": notice.key}
         if notice.values:
@@ -129,6 +131,8 @@ def encode_text(chat_id: int, text: str) -> str:
 def decode(payload: str) -> tuple[Notice, Tries]:
     body = json.loads(payload)
     tries = Tries(int(body.get("a", 0)), float(body.get("f", 0.0)))
+    if "g" in body:  # a digest: the notices waiting in it are read when it is sent
+        return Notice(int(body["t"]), "", "", digest=str(body["g"])), tries
     if "x" in body:  # rendered text: no key, sent as is
         return Notice(int(body["t"]), "", "", {"text": str(body["x"])}), tries
     notice = Notice(
@@ -198,7 +202,9 @@ class OutboxNotifier:
     ) -> bool:
         """Each notice into its lane (`Notice.lane`); with `once`, all of them atomically."""
         return await self._outbox.add(
-            [(n.lane, encode(n)) for n in notices], once=once, once_ttl=once_ttl
+            [(n.lane, encode(n), (n.digest, n.telegram_id) if n.digest else None) for n in notices],
+            once=once,
+            once_ttl=once_ttl,
         )
 
     async def notify(self, notices: Sequence[Notice]) -> int:
@@ -336,6 +342,7 @@ class DeliveryWorker:
         while True:
             try:
                 await self._outbox.heartbeat(self.name, self._heartbeat_ms)
+                await self._outbox.release_due()  # digests whose hold has ended
                 if await self._outbox.take_over_dead(self.name):
                     self._mark_own_pending()
                 if rounds % 30 == 0 and await self._outbox.take_over_idle(
@@ -459,9 +466,38 @@ class DeliveryWorker:
 
         return still_wanted
 
+    async def _compose_digest(self, notice: Notice) -> tuple[int, str, InlineKeyboardMarkup | None]:
+        """(how many notices the digest holds, their texts as one message, the buttons of a
+        lone one)."""
+        payloads = await self._outbox.digest_items(notice.digest, notice.telegram_id)
+        parts: list[tuple[str, InlineKeyboardMarkup | None]] = []
+        for payload in payloads:
+            try:
+                parts.append(render(decode(payload)[0], public_url=self._public_url))
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                log.error(
+                    "a %s digest notice cannot be rendered (%r); left out", notice.digest, exc
+                )
+        if len(parts) == 1:
+            return len(payloads), parts[0][0], parts[0][1]
+        return len(payloads), "\n\n".join(text for text, _markup in parts), None
+
+    async def _settle(self, entry: Entry, notice: Notice, count: int) -> None:
+        """Done with the entry; a digest's notices that it covered are done too."""
+        if notice.digest and not notice.key:
+            await self._outbox.digest_sent(entry, notice.digest, notice.telegram_id, count)
+        await self._outbox.ack([entry])
+
     async def _send(self, entry: Entry, notice: Notice, tries: Tries) -> None:
+        count = 0
         try:
-            text, markup = render(notice, public_url=self._public_url)
+            if notice.digest and not notice.key:
+                count, text, markup = await self._compose_digest(notice)
+                if not text:  # nothing left in it (sent by a resend, or erased)
+                    await self._settle(entry, notice, count)
+                    return
+            else:
+                text, markup = render(notice, public_url=self._public_url)
         except (KeyError, ValueError, IndexError) as exc:
             log.error("notice %s cannot be rendered (%r); dropped", notice.key, exc)
             await self._outbox.ack([entry])
@@ -482,7 +518,7 @@ class DeliveryWorker:
                     datetime.fromtimestamp(tries.since, UTC).isoformat(timespec="seconds"),
                     exc,
                 )
-                await self._outbox.ack([entry])
+                await self._settle(entry, notice, count)
             else:
                 await self._outbox.requeue(
                     self.name, [Entry(entry.id, encode(notice, tries), entry.stream)]
@@ -498,9 +534,9 @@ class DeliveryWorker:
             return
         except TelegramAPIError as exc:  # undeliverable or refused: recorded by the middleware
             log.info("notice %s not delivered to %s: %s", notice.key, notice.telegram_id, exc)
-            await self._outbox.ack([entry])
+            await self._settle(entry, notice, count)
             return
-        await self._outbox.ack([entry])
+        await self._settle(entry, notice, count)
         self.sent += 1
         self._failures = 0
 

@@ -739,6 +739,7 @@ class Finalizer:
                     key=key,
                     values={"lesson": lesson, "date": when},
                     lane=RESULT,
+                    digest="result",  # one result message an hour, however many sessions end
                 )
             )
         if not await self._notifier.enqueue(

@@ -90,6 +90,9 @@ class Notice:
     buttons: tuple[Button, ...] = ()
     drop_if: tuple[Stale, ...] = ()
     lane: str = BULK
+    # Notices of one `digest` kind to one person go out as one message, and at most one such
+    # message an hour (the rest wait and join the next): results of several ended sessions.
+    digest: str = ""
 
 
 class Notifier(Protocol):

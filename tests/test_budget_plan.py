@@ -21,6 +21,7 @@ from dal.redis.outbox import OutboxLanes
 from services.notify import ANSWER, RESULT, URGENT, Notice
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import poll_until
+from ui.i18n import t
 
 
 def _result(chat: int) -> Notice:
@@ -152,3 +153,54 @@ async def test_status_edits_back_off_while_answers_fill_the_budget(
     assert busy_board.interval >= 1.0
     await burst
     assert await _edits_while(busy_board, 1.5) >= 5  # room again: back towards 0.1 s
+
+
+async def test_a_students_results_go_out_as_one_message_an_hour(
+    redis_raw: aioredis.Redis,
+) -> None:
+    """Two of a student's sessions ended: one message tells both results. A third result
+    within the hold (2 s here, an hour in production) waits for its end, then comes alone."""
+
+    def result(chat: int, lesson: str) -> Notice:
+        return Notice(
+            chat,
+            "en",
+            "final.absent",
+            {"lesson": lesson, "date": "01.12.2026"},
+            lane=RESULT,
+            digest="result",
+        )
+
+    async with FakeTelegram() as fake:
+        one, other = fake.user(7100, "S1").id, fake.user(7101, "S2").id
+        bot = fake.bot()
+        bot.session.middleware(OutgoingMiddleware())
+        lanes = OutboxLanes(redis_raw, digest_hold_ms=2000)
+        notifier = OutboxNotifier(lanes)
+        await notifier.enqueue([result(one, "FIZ101"), result(other, "FIZ101")])
+        await notifier.enqueue([result(one, "MAT102")])
+        worker = DeliveryWorker(bot, lanes)
+        await worker.start()
+        try:
+            await poll_until(lambda: len(fake.sent_messages) >= 2, 10, "the first results")
+            first_at = time.monotonic()
+            await notifier.enqueue([result(one, "KIM103")])
+            await asyncio.sleep(1.0)
+            assert len(fake.sent_messages) == 2  # on hold
+            await poll_until(lambda: len(fake.sent_messages) >= 3, 10, "the held result")
+            held_for = time.monotonic() - first_at
+        finally:
+            await worker.stop()
+            await bot.session.close()
+        texts = [(m["chat"]["id"], str(m["text"])) for m in fake.sent_messages]
+        to_one = [text for chat, text in texts if chat == one]
+        assert len(to_one) == 2, texts
+        assert "FIZ101" in to_one[0] and "MAT102" in to_one[0] and "KIM103" not in to_one[0]
+        assert "KIM103" in to_one[1] and "FIZ101" not in to_one[1]
+        assert [text for chat, text in texts if chat == other] == [
+            t("final.absent", locale="en", lesson="FIZ101", date="01.12.2026")
+        ]
+        assert held_for >= 1.5
+        assert await lanes.backlog() == 0
+        assert await redis_raw.zcard("outbox:later") == 0
+        assert not await redis_raw.exists("digest:result:7100", "digest:result:7100:w")

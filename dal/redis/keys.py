@@ -46,6 +46,7 @@ DUE: Final = "attendances:due"
 ROTATIONS: Final = "attendances:rotations"
 OUTBOX_STREAM: Final = "outbox"
 OUTBOX_GROUP: Final = "delivery"
+OUTBOX_LATER: Final = "outbox:later"  # zset: entries due later (digests on hold), by due ms
 
 # SCAN patterns of the purge (services/purge.py).
 CODE_PATTERN: Final = "attendances:code:*"
@@ -66,6 +67,13 @@ def user(telegram_id: int) -> str:
 
 def undeliverable(telegram_id: int) -> str:
     return f"users:{telegram_id}:undeliverable"
+
+
+def digest(kind: str, telegram_id: int) -> tuple[str, str, str]:
+    """A recipient's digest of `kind`: (its waiting notices, the marker "an entry will send
+    them", the hold "one went out within the hour")."""
+    base = f"digest:{kind}:{telegram_id}"
+    return base, f"{base}:w", f"{base}:h"
 
 
 def receipts(school_number: str) -> str:

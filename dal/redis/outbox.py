@@ -270,6 +270,12 @@ class Outbox:
         return int(summary["pending"])
 
 
+Digest = tuple[str, int]
+"""(kind, telegram id): notices of one kind to one recipient that go out as one message."""
+Item = tuple[str, str] | tuple[str, str, Digest | None]
+"""(lane, payload) or (lane, payload, digest) for `OutboxLanes.add`."""
+DIGEST_HOLD_MS: Final = 3_600_000
+
 LANES: Final = ("answer", "urgent", "result", "bulk")
 """The lanes in the order the worker drains them (services.notify names them for callers)."""
 DEFAULT_LANE: Final = "bulk"
@@ -302,8 +308,10 @@ class OutboxLanes:
         stream: str = STREAM,
         group: str = GROUP,
         lanes: dict[str, Outbox] | None = None,
+        digest_hold_ms: int = DIGEST_HOLD_MS,
     ) -> None:
         self._redis = redis
+        self.digest_hold_ms = digest_hold_ms
         self.group = group
         self.lanes: dict[str, Outbox] = lanes or {
             lane: Outbox(redis, stream=lane_stream(lane, stream), group=group) for lane in LANES
@@ -316,10 +324,17 @@ class OutboxLanes:
         self.outboxes = list(seen.values())  # distinct streams, in draining order
         self._by_stream = seen
         self._add_lanes = scripts.register(redis, "outbox_add_lanes")
+        self._digest_sent = scripts.register(redis, "outbox_digest_sent")
+        self._release = scripts.register(redis, "outbox_release")
 
     @classmethod
-    def single(cls, outbox: Outbox) -> OutboxLanes:
-        return cls(outbox._redis, group=outbox.group, lanes=dict.fromkeys(LANES, outbox))
+    def single(cls, outbox: Outbox, *, digest_hold_ms: int = DIGEST_HOLD_MS) -> OutboxLanes:
+        return cls(
+            outbox._redis,
+            group=outbox.group,
+            lanes=dict.fromkeys(LANES, outbox),
+            digest_hold_ms=digest_hold_ms,
+        )
 
     def lane(self, name: str) -> Outbox:
         try:
@@ -333,27 +348,50 @@ class OutboxLanes:
 
     async def add(
         self,
-        items: Sequence[tuple[str, str]],
+        items: Sequence[Item],
         *,
         once: str | None = None,
         once_ttl: int = 0,
     ) -> bool:
-        """Append (lane, payload) items; with `once`, only if that marker was not set (and set
-        it), every lane in the same atomic step."""
-        if once is not None:
-            streams: list[str] = []
+        """Append the items, each to its lane; with `once`, only if that marker was not set (and
+        set it), every lane in the same atomic step.
+
+        An item with a digest (kind, telegram id) joins that recipient's digest instead: the
+        notices of one kind waiting for one person go out as one message (`digest_items`), and
+        after one has gone, the next waits until `digest_hold_ms` has passed (one result
+        message per student per hour, however many of their sessions ended)."""
+        if once is not None or any(len(item) > 2 and item[2] for item in items):
+            script_keys: list[str] = [once or "", keys.OUTBOX_LATER]
             args: list[str | int] = [max(1, once_ttl)]
-            for lane, payload in items:
-                stream = self.lane(lane).stream
-                if stream not in streams:
-                    streams.append(stream)
-                args += [streams.index(stream) + 2, payload]
-            added = await self._add_lanes(keys=[once, *streams], args=args)
+
+            def index(key: str) -> int:
+                if key not in script_keys:
+                    script_keys.append(key)
+                return script_keys.index(key) + 1
+
+            for item in items:
+                lane, payload = item[0], item[1]
+                digest = item[2] if len(item) > 2 else None
+                stream = index(self.lane(lane).stream)
+                if digest is None:
+                    args += [stream, payload, 0, 0, 0, ""]
+                    continue
+                kind, telegram_id = digest
+                listed, marker, hold = keys.digest(kind, telegram_id)
+                args += [
+                    stream,
+                    payload,
+                    index(listed),
+                    index(marker),
+                    index(hold),
+                    digest_entry(kind, telegram_id),
+                ]
+            added = await self._add_lanes(keys=script_keys, args=args)
             return bool(added)
         if items:
             async with self._redis.pipeline(transaction=True) as pipe:
-                for lane, payload in items:
-                    pipe.xadd(self.lane(lane).stream, {"n": payload})
+                for item in items:
+                    pipe.xadd(self.lane(item[0]).stream, {"n": item[1]})
                 await pipe.execute()
         return True
 
@@ -453,6 +491,32 @@ class OutboxLanes:
 
     async def pending(self) -> int:
         return sum([await outbox.pending() for outbox in self.outboxes])
+
+    # --- digests ---------------------------------------------------------------------------
+
+    async def digest_items(self, kind: str, telegram_id: int) -> list[str]:
+        """The payloads of the notices waiting in this digest, oldest first."""
+        listed, _marker, _hold = keys.digest(kind, telegram_id)
+        raw: list[Any] = await self._redis.lrange(listed, 0, -1)
+        return [_text(x) for x in raw]
+
+    async def digest_sent(self, entry: Entry, kind: str, telegram_id: int, count: int) -> None:
+        """The first `count` notices of the digest went out (0: there was nothing to send):
+        the hold starts, and whatever joined meanwhile is due when it ends."""
+        listed, marker, hold = keys.digest(kind, telegram_id)
+        await self._digest_sent(
+            keys=[listed, marker, hold, keys.OUTBOX_LATER],
+            args=[count, self.digest_hold_ms, entry.stream, digest_entry(kind, telegram_id)],
+        )
+
+    async def release_due(self, *, batch: int = 500) -> int:
+        """Delayed entries whose time has come into their lanes (one script call)."""
+        return int(await self._release(keys=[keys.OUTBOX_LATER], args=[batch]))
+
+
+def digest_entry(kind: str, telegram_id: int) -> str:
+    """The outbox entry that sends a recipient's digest (bot/delivery.py reads it)."""
+    return json.dumps({"t": telegram_id, "g": kind}, separators=(",", ":"))
 
 
 def encode_conditions(conditions: Sequence[Sequence[str]]) -> str:
