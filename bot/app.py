@@ -230,7 +230,12 @@ async def build_app(
         # Notices go through the durable outbox; this process's worker sends them.
         outbox = OutboxLanes(redis.redis)  # lanes: answers, urgent notices, results, the rest
         notifier = OutboxNotifier(outbox)
-        delivery = DeliveryWorker(bot, outbox, public_url=settings.public_url)
+        delivery = DeliveryWorker(
+            bot,
+            outbox,
+            public_url=settings.public_url,
+            paid_broadcast_after=settings.telegram_paid_broadcast_after_seconds,
+        )
         # Check-in answers are handed off, not awaited by their handlers (bot/answers.py).
         answers = AnswerQueue(bot, outbox)
         tz = settings.tz

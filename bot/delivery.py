@@ -234,6 +234,10 @@ class _Abandoned(BaseException):
     when the check itself fails) lets it through, and no `except Exception` swallows it."""
 
 
+# Lanes whose notices may go as paid broadcasts (bulk notices, not waiting direct answers).
+PAID_LANES = ("urgent", "result", "bulk")
+
+
 def lanes_of(outbox: Outbox | OutboxLanes) -> OutboxLanes:
     """The lanes; a bare `Outbox` is one lane for everything (first in, first out)."""
     return outbox if isinstance(outbox, OutboxLanes) else OutboxLanes.single(outbox)
@@ -257,9 +261,14 @@ class DeliveryWorker:
         name: str | None = None,
         clock: Callable[[], float] = time.time,
         public_url: str | None = None,
+        paid_broadcast_after: float = 0.0,
     ) -> None:
         self._bot = bot
         self._public_url = public_url
+        # Paid broadcasts once the oldest waiting notice is older than this (0: never); `_paid`
+        # is re-read by the watch loop every second.
+        self._paid_after = paid_broadcast_after
+        self._paid = False
         self._outbox = lanes_of(outbox)
         self._window = window
         self._heartbeat_ms = heartbeat_ms
@@ -343,6 +352,8 @@ class DeliveryWorker:
             try:
                 await self._outbox.heartbeat(self.name, self._heartbeat_ms)
                 await self._outbox.release_due()  # digests whose hold has ended
+                if self._paid_after > 0:
+                    self._paid = await self._behind()
                 if await self._outbox.take_over_dead(self.name):
                     self._mark_own_pending()
                 if rounds % 30 == 0 and await self._outbox.take_over_idle(
@@ -503,7 +514,12 @@ class DeliveryWorker:
             await self._outbox.ack([entry])
             return
         try:
-            await self._bot.send_message(notice.telegram_id, text, reply_markup=markup)
+            await self._bot.send_message(
+                notice.telegram_id,
+                text,
+                reply_markup=markup,
+                allow_paid_broadcast=True if self._paid else None,
+            )
         except (TelegramRetryAfter, TelegramNetworkError, TelegramServerError) as exc:
             # The middleware has retried already: Telegram is down or overloaded. Back at the
             # end of the stream, and the worker holds back; given up only after a day.
@@ -541,6 +557,11 @@ class DeliveryWorker:
         self._failures = 0
 
     # --- bookkeeping ---------------------------------------------------------------------
+
+    async def _behind(self) -> bool:
+        """The oldest notice waiting (answers aside) is older than `paid_broadcast_after`."""
+        oldest = await self._outbox.oldest_ms(PAID_LANES)
+        return oldest is not None and self._clock() - oldest / 1000.0 > self._paid_after
 
     def _mark_own_pending(self) -> None:
         self._own_pending = True

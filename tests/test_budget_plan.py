@@ -204,3 +204,48 @@ async def test_a_students_results_go_out_as_one_message_an_hour(
         assert await lanes.backlog() == 0
         assert await redis_raw.zcard("outbox:later") == 0
         assert not await redis_raw.exists("digest:result:7100", "digest:result:7100:w")
+
+
+async def test_paid_broadcast_once_the_oldest_notice_waited_too_long(
+    redis_raw: aioredis.Redis,
+) -> None:
+    """With TELEGRAM_PAID_BROADCAST_AFTER_SECONDS set, notices go at the free rate until the
+    oldest has waited that long; then as paid broadcasts, beyond the bot's rate (for Stars),
+    and the backlog clears far sooner than the free rate allows. Off by default."""
+    async with FakeTelegram() as fake:
+        chats = [fake.user(7200 + i, f"P{i}").id for i in range(60)]
+        fake.rate_limit(per_second=10, global_burst=2)
+        bot = fake.bot()
+        budget = RedisFloodBudget(redis_raw, bot_id=fake.bot_id, global_rate=10)
+        bot.session.middleware(OutgoingMiddleware(pacer=budget))
+        lanes = OutboxLanes(redis_raw)
+        await OutboxNotifier(lanes).enqueue([_result(chat) for chat in chats])
+        worker = DeliveryWorker(bot, lanes, paid_broadcast_after=1.0)
+        began = time.monotonic()
+        await worker.start()
+        try:
+            await poll_until(lambda: len(fake.sent_messages) >= 60, 10, "every result")
+            elapsed = time.monotonic() - began
+        finally:
+            await worker.stop()
+            await bot.session.close()
+        sends = [c for c in fake.calls if c.method.lower() == "sendmessage"]
+        paid = [c for c in sends if c.params.get("allow_paid_broadcast")]
+        assert all(c.ok for c in sends)  # no 429: paid sends are outside the 10/s
+        assert not any(c.params.get("allow_paid_broadcast") for c in sends[:5])  # free at first
+        assert len(paid) >= 30
+        assert elapsed < 60 / 10 * 0.6  # the free rate alone needs 6 s
+
+        # Off (the default): every send at the free rate, none billed.
+        fake.calls.clear()
+        bot = fake.bot()
+        bot.session.middleware(OutgoingMiddleware(pacer=budget))
+        await OutboxNotifier(lanes).enqueue([_result(chat) for chat in chats[:15]])
+        worker = DeliveryWorker(bot, lanes)
+        await worker.start()
+        try:
+            await poll_until(lambda: len(fake.calls) >= 15, 10, "the free sends")
+        finally:
+            await worker.stop()
+            await bot.session.close()
+        assert not any(c.params.get("allow_paid_broadcast") for c in fake.calls)
