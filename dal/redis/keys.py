@@ -23,6 +23,10 @@
     once:<kind>:<...>                    dedupe markers
     locks:<name>                         job locks (one replica per scheduler tick)
     outbox, outbox:alive:<consumer>      the notice stream and its consumers' heartbeats
+    outbox:answer|urgent|result          the other lanes' streams (dal/redis/outbox.py)
+    outbox:later                         entries due later (held digests), by due ms
+    digest:<kind>:<tg id>[:w|:h]         a recipient's waiting digest, its marker, its hold
+    prefs:receipts:<school number>       /receipts is on
     flood:<bot id>:...                   the shared flood budget (bot/flood.py)
     <fsm prefix>:<chat>[:<thread>]:<user>:(state|data|lock)   aiogram's FSM (its key builder)
 
