@@ -9,13 +9,14 @@ budget is the real one, only the number of people is smaller, so every time belo
 n (its ideal is n/30 s, printed beside it). 10 x 30 is 1/80 of the 300 x 80 hour.
 
 What runs is the project's: `bot.app.build_app` (the real Bot, OutgoingMiddleware, the shared
-Redis flood budget, the answer queue, the outbox lanes and the delivery worker). At t = 0:
+Redis flood budget, the answer queue, the outbox lanes and the delivery worker). At t = 0,
+in this order:
 
-- the students of the new sessions get "attendance is open" (each new session enqueues them as
-  `AttendanceService._announce_open` does: urgent lane, dropped once the student is in);
 - the ended sessions' results are enqueued as `Finalizer._notify` leaves them: the teachers'
   summaries, and a result for each student whose result is news (the `late` share: late or
   absent; a student present on time was told so by the check-in answer and gets none);
+- the students of the new sessions get "attendance is open" (each new session enqueues them as
+  `AttendanceService._announce_open` does: urgent lane, dropped once the student is in);
 - the new sessions' students send their codes through the Dispatcher, in shuffled order, spread
   evenly over the first `spread` seconds (by default twice what the opens need at 30/s); each
   answer is a direct answer (first on the budget).
@@ -142,8 +143,9 @@ async def measure(
                     notifier, worker = OutboxNotifier(single), DeliveryWorker(app.bot, single)
                 await worker.start()
                 began = time.monotonic()
-                await notifier.enqueue(opens)
+                # The ended sessions are finalized a moment before the next ones open.
                 await notifier.enqueue([*summaries, *results])
+                await notifier.enqueue(opens)
                 sent_at: dict[int, float] = {}
 
                 # Students send their codes in no particular order (not the order of the notices).
