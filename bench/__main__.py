@@ -6,7 +6,9 @@ of the hour at a university, scaled, within that limit (bench/university.py), du
 notice delivery by the real process with a backlog, SIGTERM and a restart (bench/outbox.py),
 finalization from Redis to PostgreSQL (bench/finalize.py), the /export of a 400 x 14 course
 (bench/export.py), check-ins through the Mini App's page during a notice backlog and for a
-minute at 5,000 (bench/webapp.py), and the RSS of one bot process (bench/memory.py).
+minute at 5,000 (bench/webapp.py), the first lecture of term's login wave at the portal's
+real pace through `python -m bot` (bench/login_wave.py), and the RSS of one bot process
+(bench/memory.py).
 Servers: DATABASE_URL (a throwaway database is created on its server and
 dropped) and REDIS_URL (database 8, flushed). The table goes to stdout; the figures, with
 each run's details, to bench/results/latest.json.
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import checkin, delivery, memory, outbox, university, webapp
+from bench import checkin, delivery, login_wave, memory, outbox, university, webapp
 from bench.common import Row, database_url, flush_redis, print_table, redis_url, throwaway_database
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -39,6 +41,7 @@ SECTIONS = (
     "finalize",
     "export",
     "webapp",
+    "login_wave",
     "memory",
 )
 FINALIZE_SESSIONS = 100
@@ -158,6 +161,9 @@ async def _run(sections: set[str], quick: bool) -> list[Row]:
         if "webapp" in sections:
             n, seconds = (1500, 20.0) if quick else (5000, 60.0)
             rows += webapp.rows(await webapp.measure(dsn, n=n, seconds=seconds))
+        if "login_wave" in sections:
+            # At the portal's real pace (a minute's window): about two minutes however --quick.
+            rows += login_wave.rows(await login_wave.measure(dsn))
         if "memory" in sections:
             rows += await asyncio.to_thread(memory.run, dsn)
         await flush_redis(redis_url())

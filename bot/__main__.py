@@ -51,7 +51,9 @@ async def check_redis(settings: Settings) -> None:
     """Redis answers, is supported and never evicts: checked before the schema is touched, so
     an unusable Redis is refused in one line and no migration runs for a bot that cannot
     start."""
-    async with RedisStores.from_url(settings.redis_url, max_connections=2) as redis:
+    async with RedisStores.from_url(
+        settings.redis_url, sentinel=settings.redis_sentinel, max_connections=2
+    ) as redis:
         await redis.ping()
         await redis.require_supported_version()
         await redis.require_noeviction(assume_noeviction=settings.redis_assume_noeviction)

@@ -57,6 +57,7 @@ from services.accounts import AccountService
 from services.aksis import AksisClient, LiveAksisClient
 from services.attendance import AttendanceService
 from services.demo_aksis import DemoAksisClient
+from services.excuses import ExcuseService
 from services.login_queue import LoginQueue
 from services.reports import ReportService
 from services.warnings import warning_rule
@@ -136,7 +137,10 @@ def build_storage(settings: Settings) -> RedisStorage:
     # a burst instead of raising MaxConnectionsError (DESIGN.md). Conversation data expires
     # after 15 minutes idle.
     pool = blocking_pool(
-        settings.redis_url, max_connections=settings.redis_max_connections, timeout=10
+        settings.redis_url,
+        sentinel=settings.redis_sentinel,
+        max_connections=settings.redis_max_connections,
+        timeout=10,
     )
     return RedisStorage(
         redis=Redis(connection_pool=pool),
@@ -208,7 +212,11 @@ async def build_app(
     `migrate=False`: the schema was brought up to date beforehand (bot/__main__.py)."""
     # Both servers are checked (reachable, supported version, Redis never evicting) before the
     # schema migrates.
-    redis = RedisStores.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
+    redis = RedisStores.from_url(
+        settings.redis_url,
+        sentinel=settings.redis_sentinel,
+        max_connections=settings.redis_max_connections,
+    )
     try:
         await redis.ping()
         await redis.require_supported_version()
@@ -295,6 +303,11 @@ async def build_app(
             clock=clock or _utc_now,
             user_loader=lambda telegram_id: accounts.current_user(telegram_id=telegram_id),
         )
+        # Level-3 sessions open across an upgrade from a version without the rotation schedule
+        # are put on it, or their codes would stop rotating (one read when nothing is open).
+        missed = await attendance.schedule_missed_rotations()
+        if missed:
+            log.info("rotation schedule: %d open level-3 session(s) added", missed)
         reports = ReportService(
             accounts=pg.accounts,
             attendance=pg.attendance,
@@ -303,10 +316,23 @@ async def build_app(
             tz=tz,
             rule=warning_rule(settings),
         )
+        excuses = ExcuseService(
+            excuses=pg.excuses,
+            attendance=pg.attendance,
+            accounts=pg.accounts,
+            reports=pg.reports,
+            report_service=reports,
+            notifier=notifier,
+            tz=tz,
+            deadline_days=settings.excuse_deadline_days,
+            clock=clock or _utc_now,
+        )
         board = StatusBoard(
             bot=bot,
             attendance=attendance,
-            projector_url=lambda aid: projector_url(settings.public_url, secret, aid),
+            projector_url=lambda aid: projector_url(
+                settings.public_url, secret, aid, now=attendance.now()
+            ),
             pressure=budget.booked_ahead,  # edits back off while answers fill the budget
         )
         storage = build_storage(settings)
@@ -317,6 +343,7 @@ async def build_app(
             "login_queue": login_queue,
             "attendance": attendance,
             "reports": reports,
+            "excuses": excuses,
             "board": board,
             "notifier": notifier,
             "answers": answers,
@@ -358,6 +385,7 @@ async def build_app(
             notifier=notifier,
             attendance=attendance,
             metrics=metrics,
+            excuses=excuses,
         )
         app = App(
             settings=settings,

@@ -167,8 +167,11 @@ def effective_configuration(settings: Settings) -> list[tuple[str, str]]:
 
 
 async def _check_redis(settings: Settings) -> list[tuple[bool, str]]:
-    redis = RedisStores.from_url(settings.redis_url, max_connections=2)
-    where = mask_url(settings.redis_url)
+    redis = RedisStores.from_url(
+        settings.redis_url, sentinel=settings.redis_sentinel, max_connections=2
+    )
+    sentinel = settings.redis_sentinel
+    where = mask_url(settings.redis_url if sentinel is None else sentinel.where(settings.redis_url))
     try:
         await redis.ping()
         version = await redis.require_supported_version()
@@ -266,7 +269,9 @@ async def check(settings: Settings) -> int:
 
 
 async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
-    redis = RedisStores.from_url(settings.redis_url, max_connections=2)
+    redis = RedisStores.from_url(
+        settings.redis_url, sentinel=settings.redis_sentinel, max_connections=2
+    )
     try:
         await redis.ping()
         outbox = OutboxLanes(redis.redis)
@@ -357,7 +362,9 @@ async def _drop_lane(outbox: Outbox, redis: RedisStores, cutoff_ms: float | None
 
 async def forget_user(settings: Settings, school_number: str) -> int:
     number = school_number.strip()
-    redis = RedisStores.from_url(settings.redis_url, max_connections=2)
+    redis = RedisStores.from_url(
+        settings.redis_url, sentinel=settings.redis_sentinel, max_connections=2
+    )
     try:
         await redis.ping()
         pg = await Postgres.connect(settings.database_url, max_size=2, migrate=False)
@@ -389,6 +396,7 @@ async def forget_user(settings: Settings, school_number: str) -> int:
     assert erased is not None  # the row was locked and read inside the erasure
     _out(
         f"erased {number} ({erased.role}): {erased.records} attendance record(s),"
+        f" {erased.excuse_requests} excuse request(s),"
         f" {deleted} Redis key(s), {dropped} queued notice(s)"
         + (
             f"; {erased.sessions_kept} session(s) taught kept under {erased.tombstone}"

@@ -17,6 +17,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from dal.redis.connection import SentinelTarget
+
 
 class ConfigError(Exception):
     """A setting is missing or malformed; the message names the variable in one line."""
@@ -52,7 +54,27 @@ SECRET_FILE_SETTINGS: tuple[str, ...] = (
     "metrics_token",
     "database_url",
     "redis_url",
+    "redis_sentinel_password",
 )
+
+
+def _sentinel_nodes(value: str) -> tuple[tuple[str, int], ...]:
+    """`"10.0.0.1:26379, [::1]:26380"` -> (("10.0.0.1", 26379), ("::1", 26380))."""
+    nodes: list[tuple[str, int]] = []
+    for entry in (part.strip() for part in value.split(",")):
+        if not entry:
+            continue
+        try:
+            parts = urlsplit(f"//{entry}")
+            host, port = parts.hostname, parts.port
+        except ValueError:
+            host, port = None, None
+        if not host or port is None or parts.path or parts.username is not None:
+            raise ValueError(f"{entry!r} is not host:port (e.g. 10.0.0.1:26379)")
+        nodes.append((host, port))
+    if not nodes:
+        raise ValueError("no sentinel address (host:port,host:port,...)")
+    return tuple(nodes)
 
 
 class _SecretFiles(PydanticBaseSettingsSource):
@@ -91,6 +113,12 @@ class Settings(BaseSettings):
     # Start-up refuses a Redis whose maxmemory-policy is not noeviction. Where the provider
     # disables CONFIG the policy cannot be read: true says it was checked in their console.
     redis_assume_noeviction: bool = False
+    # High availability: one master with replicas, watched by Redis Sentinel. With both set,
+    # every Redis client connects to the master the sentinels name (REDIS_URL's scheme, user,
+    # password and database still apply; its host and port are not used).
+    redis_sentinels: str | None = None  # host:port,host:port,...
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: SecretStr | None = None  # the sentinels' own, if they ask one
 
     aksis_mode: Literal["live", "demo"] = "live"
     aksis_login_url: str = "https://aksis.istanbul.edu.tr/Account/LogOn?ReturnUrl=%2f"
@@ -134,6 +162,9 @@ class Settings(BaseSettings):
     # below this percentage after at least this many sessions of the course (issue 13).
     attendance_warning_percent: float = Field(default=70, ge=0, le=100)
     attendance_warning_min_sessions: int = Field(default=3, ge=1)
+    # A student may ask to have a missed session excused (/excuse) until this many days after
+    # the session; later requests are refused with the reason.
+    excuse_deadline_days: int = Field(default=14, ge=0)
 
     # Outgoing pacing under Telegram's limits (TELEGRAM.md): ~30 messages/s overall, ~1/s
     # sustained into one chat.
@@ -201,6 +232,9 @@ class Settings(BaseSettings):
         "metrics_token",
         "public_url",
         "chat_login",
+        "redis_sentinels",
+        "redis_sentinel_master",
+        "redis_sentinel_password",
         mode="before",
     )
     @classmethod
@@ -228,6 +262,13 @@ class Settings(BaseSettings):
     def _redis_dsn(cls, value: str) -> str:
         if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
             raise ValueError("must be a redis:// URL")
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: str | None) -> str | None:
+        if value is not None:
+            _sentinel_nodes(value)  # raises ValueError naming the bad entry
         return value
 
     @field_validator("telegram_api_url", "aksis_login_url", "aksis_obs_url", "aksis_schedule_url")
@@ -260,6 +301,34 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.strip().upper() in LOG_LEVELS:
             return value.strip().upper()
         raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}, not {value!r}")
+
+    @model_validator(mode="after")
+    def _sentinel_complete(self) -> Self:
+        """Sentinel needs both the addresses and the master's name, and a TCP REDIS_URL."""
+        if (self.redis_sentinels is None) != (self.redis_sentinel_master is None):
+            missing = "REDIS_SENTINEL_MASTER" if self.redis_sentinels else "REDIS_SENTINELS"
+            raise _NamedSettingError(
+                missing, "required when the other Sentinel setting is set (set both or neither)"
+            )
+        if self.redis_sentinels is not None and urlsplit(self.redis_url).scheme == "unix":
+            raise _NamedSettingError(
+                "REDIS_URL",
+                "must be redis:// or rediss:// with REDIS_SENTINELS (the master is reached"
+                " over TCP at the address the sentinels give)",
+            )
+        return self
+
+    @property
+    def redis_sentinel(self) -> SentinelTarget | None:
+        """The Sentinel-watched master to connect to, or None for REDIS_URL's own server."""
+        if self.redis_sentinels is None or self.redis_sentinel_master is None:
+            return None
+        password = self.redis_sentinel_password
+        return SentinelTarget(
+            sentinels=_sentinel_nodes(self.redis_sentinels),
+            master=self.redis_sentinel_master.strip(),
+            password=password.get_secret_value() if password is not None else None,
+        )
 
     @model_validator(mode="after")
     def _safe_for_production(self) -> Self:

@@ -61,10 +61,13 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 from bot.notifier import callback_data, web_app_url
 from bot.outgoing import BULK, Bulk, NoLongerWanted
 from dal.redis.outbox import Entry, Outbox, OutboxLanes, encode_conditions
-from services.notify import Button, Moment, Notice, Percent, Stale
+from services.notify import Attachment, Button, Moment, Notice, Percent, Stale
 from ui.i18n import date_time_text, percent_number, t, time_text, use_locale
 
 log = logging.getLogger(__name__)
+
+# Telegram's limit on a photo's or document's caption (https://core.telegram.org/bots/api#sendphoto).
+CAPTION_LIMIT = 1024
 
 
 # --- the payload -----------------------------------------------------------------------
@@ -94,6 +97,8 @@ def encode(notice: Notice, tries: Tries | None = None) -> str:
             body["b"] = [[b.label_key, b.action, list(b.args)] for b in notice.buttons]
         if notice.drop_if:
             body["d"] = [[c.kind, *c.args] for c in notice.drop_if]
+        if notice.attachment is not None:
+            body["m"] = [notice.attachment.kind, notice.attachment.file_id]
     if tries is not None and tries.count:
         body["a"] = tries.count
         body["f"] = round(tries.since, 3)
@@ -142,6 +147,7 @@ def decode(payload: str) -> tuple[Notice, Tries]:
         values={k: _untyped(v) for k, v in (body.get("v") or {}).items()},
         buttons=tuple(Button(b[0], b[1], tuple(b[2])) for b in body.get("b") or ()),
         drop_if=tuple(Stale(c[0], tuple(c[1:])) for c in body.get("d") or ()),
+        attachment=Attachment(str(body["m"][0]), str(body["m"][1])) if body.get("m") else None,
     )
     return notice, tries
 
@@ -514,12 +520,7 @@ class DeliveryWorker:
             await self._outbox.ack([entry])
             return
         try:
-            await self._bot.send_message(
-                notice.telegram_id,
-                text,
-                reply_markup=markup,
-                allow_paid_broadcast=True if self._paid else None,
-            )
+            await self._send_one(notice, text, markup)
         except (TelegramRetryAfter, TelegramNetworkError, TelegramServerError) as exc:
             # The middleware has retried already: Telegram is down or overloaded. Back at the
             # end of the stream, and the worker holds back; given up only after a day.
@@ -555,6 +556,32 @@ class DeliveryWorker:
         await self._settle(entry, notice, count)
         self.sent += 1
         self._failures = 0
+
+    async def _send_one(
+        self, notice: Notice, text: str, markup: InlineKeyboardMarkup | None
+    ) -> None:
+        """One request: the text, or the attached file (by Telegram's `file_id`) with the text
+        as its caption. A caption longer than Telegram takes goes as a message of its own,
+        after the file, with the buttons."""
+        file = notice.attachment
+        paid = True if self._paid else None  # a paid broadcast (see `paid_broadcast_after`)
+        if file is None:
+            await self._bot.send_message(
+                notice.telegram_id, text, reply_markup=markup, allow_paid_broadcast=paid
+            )
+            return
+        fits = len(text) <= CAPTION_LIMIT
+        caption, caption_markup = (text, markup) if fits else (None, None)
+        if file.kind == "photo":
+            await self._bot.send_photo(
+                notice.telegram_id, file.file_id, caption=caption, reply_markup=caption_markup
+            )
+        else:
+            await self._bot.send_document(
+                notice.telegram_id, file.file_id, caption=caption, reply_markup=caption_markup
+            )
+        if not fits:
+            await self._bot.send_message(notice.telegram_id, text, reply_markup=markup)
 
     # --- bookkeeping ---------------------------------------------------------------------
 

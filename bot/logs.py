@@ -184,6 +184,7 @@ def settings_secrets(settings: Settings) -> list[str]:
             settings.secret_key,
             settings.staff_id_key,
             settings.metrics_token,
+            settings.redis_sentinel_password,
         )
         if secret is not None
     ]

@@ -7,7 +7,9 @@ Notices themselves are queued in the durable outbox and rendered and sent by its
 from __future__ import annotations
 
 from services.notify import Button
-from ui.callbacks import LessonPick
+from ui.callbacks import ExcuseDecision, LessonPick, Verdict
+
+_EXCUSE_VERDICTS = {"excuse_approve": Verdict.ACCEPT, "excuse_reject": Verdict.REJECT}
 
 
 def callback_data(button: Button) -> str:
@@ -15,6 +17,9 @@ def callback_data(button: Button) -> str:
     if button.action == "start_lesson":
         code, start = button.args
         return LessonPick(code=str(code)[:24], start=int(start)).pack()
+    if button.action in _EXCUSE_VERDICTS:
+        (request_id,) = button.args
+        return ExcuseDecision(action=_EXCUSE_VERDICTS[button.action], rid=int(request_id)).pack()
     raise ValueError(f"unknown button action {button.action!r}")
 
 

@@ -3,9 +3,15 @@ the Mini App's check-in screen, for the classroom screen (issues 12 and 24).
 
 Two kinds of address:
 
-- the *launch* link `PUBLIC_URL/p/<session id><MAC>` in the teacher's status message: the session
-  id followed by a 128-bit HMAC of it under SECRET_KEY (unguessable without the key, checkable
-  without storing anything). It shows nothing itself: it redirects to a screen address.
+- the *launch* link `PUBLIC_URL/p/<session id><expiry><MAC>` in the teacher's status message:
+  the session id and an expiry followed by a 128-bit HMAC of both under SECRET_KEY (unguessable
+  without the key, checkable without storing anything). It is valid for `LAUNCH_LINK_SECONDS`
+  and shows nothing itself: it redirects to a screen address. The status message is edited
+  at least once a minute while the session is open (bot/status.py), each time with a fresh
+  link, so the link the teacher taps always works, while a photograph of the teacher's
+  message (or of the address bar before the redirect) stops working minutes later. An
+  expired link of an open session asks for the status message to be edited at once, so a
+  message left stale (by a restart, say) gets a working link within seconds.
 - the *screen* address `PUBLIC_URL/p/<session id><expiry><MAC>`, which is what the classroom's
   browser shows in its address bar. It is valid for `SCREEN_URL_SECONDS`; the page renews it
   with every poll (`/state` answers the next one and the page puts it in the address bar), so a
@@ -35,9 +41,12 @@ from dal.models import AttendanceRedis
 
 POLL_MS = 1000
 SCREEN_URL_SECONDS = 60
+# Five refreshes of the status message (once a minute): a missed edit or two do not matter.
+LAUNCH_LINK_SECONDS = 300
 _MAC_BYTES = 16  # 128 bits
-_LAUNCH = re.compile(r"^[0-9a-f]{64}$")
-_SCREEN = re.compile(r"^[0-9a-f]{72}$")
+_TOKEN = re.compile(r"^[0-9a-f]{72}$")  # session id, expiry, MAC: launch and screen alike
+_LAUNCH_LABEL = b"attn projector page"
+_SCREEN_LABEL = b"attn projector screen"
 STATIC_DIR = Path(__file__).resolve().parent / "webapp" / "static"
 # Scripts and styles from this server only, nothing inline; the QR code is inline SVG markup.
 PAGE_CSP = (
@@ -51,16 +60,43 @@ def _mac(secret: str, label: bytes, message: bytes) -> str:
     return hmac.new(key, message, hashlib.sha256).digest()[:_MAC_BYTES].hex()
 
 
-def projector_token(secret: str, attendance_id: UUID) -> str:
-    """The launch link's token (the teacher's status message)."""
-    return attendance_id.hex + _mac(secret, b"attn projector page", attendance_id.bytes)
+def _expiring_token(
+    secret: str, label: bytes, attendance_id: UUID, *, now: datetime, seconds: int
+) -> str:
+    expires = f"{int(now.timestamp()) + seconds:08x}"
+    message = attendance_id.bytes + expires.encode()
+    return attendance_id.hex + expires + _mac(secret, label, message)
+
+
+def _verify_expiring(secret: str, label: bytes, token: str) -> tuple[UUID, int] | None:
+    """(session id, expiry as a Unix time) of a token of this kind that is ours, else None."""
+    # The shape first: a non-ASCII token would make compare_digest raise.
+    if not _TOKEN.fullmatch(token):
+        return None
+    attendance_id = _session_id(token)
+    if attendance_id is None:
+        return None
+    expires = token[32:40]
+    message = attendance_id.bytes + expires.encode()
+    expected = attendance_id.hex + expires + _mac(secret, label, message)
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        return None
+    return attendance_id, int(expires, 16)
+
+
+def projector_token(secret: str, attendance_id: UUID, *, now: datetime) -> str:
+    """The launch link's token (the teacher's status message), valid for LAUNCH_LINK_SECONDS
+    from `now`."""
+    return _expiring_token(
+        secret, _LAUNCH_LABEL, attendance_id, now=now, seconds=LAUNCH_LINK_SECONDS
+    )
 
 
 def screen_token(secret: str, attendance_id: UUID, *, now: datetime) -> str:
     """A screen address's token, valid for SCREEN_URL_SECONDS from `now`."""
-    expires = f"{int(now.timestamp()) + SCREEN_URL_SECONDS:08x}"
-    message = attendance_id.bytes + expires.encode()
-    return attendance_id.hex + expires + _mac(secret, b"attn projector screen", message)
+    return _expiring_token(
+        secret, _SCREEN_LABEL, attendance_id, now=now, seconds=SCREEN_URL_SECONDS
+    )
 
 
 def _session_id(token: str) -> UUID | None:
@@ -70,41 +106,31 @@ def _session_id(token: str) -> UUID | None:
         return None
 
 
-def verify_token(secret: str, token: str) -> UUID | None:
-    """The session id a launch token names, or None when it is not one of ours."""
-    # The shape first: a non-ASCII token would make compare_digest raise.
-    if not _LAUNCH.fullmatch(token):
+def verify_token(secret: str, token: str, *, now: datetime) -> tuple[UUID, bool] | None:
+    """(session id, still valid) of a launch token that is ours, else None: an expired one is
+    told apart so that the status message can be renewed."""
+    found = _verify_expiring(secret, _LAUNCH_LABEL, token)
+    if found is None:
         return None
-    attendance_id = _session_id(token)
-    if attendance_id is None:
-        return None
-    if not hmac.compare_digest(token.encode(), projector_token(secret, attendance_id).encode()):
-        return None
-    return attendance_id
+    attendance_id, expires = found
+    return attendance_id, expires > now.timestamp()
 
 
 def verify_screen_token(secret: str, token: str, *, now: datetime) -> UUID | None:
     """The session id of a screen token that is ours and has not expired, else None."""
-    if not _SCREEN.fullmatch(token):
+    found = _verify_expiring(secret, _SCREEN_LABEL, token)
+    if found is None or found[1] <= now.timestamp():
         return None
-    attendance_id = _session_id(token)
-    if attendance_id is None:
-        return None
-    expires = token[32:40]
-    message = attendance_id.bytes + expires.encode()
-    expected = attendance_id.hex + expires + _mac(secret, b"attn projector screen", message)
-    if not hmac.compare_digest(token.encode(), expected.encode()):
-        return None
-    if int(expires, 16) <= now.timestamp():
-        return None
-    return attendance_id
+    return found[0]
 
 
-def projector_url(public_url: str | None, secret: str, attendance_id: UUID) -> str | None:
-    """The launch link, or None when PUBLIC_URL is unset (no link is offered then)."""
+def projector_url(
+    public_url: str | None, secret: str, attendance_id: UUID, *, now: datetime
+) -> str | None:
+    """A launch link valid from `now`, or None when PUBLIC_URL is unset (no link then)."""
     if not public_url:
         return None
-    return f"{public_url.rstrip('/')}/p/{projector_token(secret, attendance_id)}"
+    return f"{public_url.rstrip('/')}/p/{projector_token(secret, attendance_id, now=now)}"
 
 
 def qr_svg(link: str) -> str:
@@ -186,6 +212,7 @@ okutun · Send the code to <b>{esc(state["bot"])}</b> on Telegram or scan the QR
 
 
 __all__ = [
+    "LAUNCH_LINK_SECONDS",
     "PAGE_CSP",
     "SCREEN_URL_SECONDS",
     "STATIC_DIR",

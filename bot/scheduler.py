@@ -42,6 +42,7 @@ from dal.pg import Postgres
 from dal.redis.guards import Guards
 from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService
+from services.excuses import ExcuseService
 from services.finalize import Finalizer, FinalizeReport, OutageLog
 from services.notify import Notifier
 from services.purge import Purger, PurgeReport
@@ -96,8 +97,12 @@ class ScheduledJobs:
         owner: str,
         locks: LockTimes,
         metrics: Metrics | None = None,
+        after_finalize: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self._guards = guards
+        # Runs after a tick that saved sessions: approved apologies in advance whose session
+        # is now saved become excused (services.excuses.ExcuseService.apply_waiting).
+        self._after_finalize = after_finalize
         self._finalizer = finalizer
         self._purger = purger
         self._reminders = reminders
@@ -115,6 +120,11 @@ class ScheduledJobs:
         report = await self._unlocked("finalize", self._finalizer.run_once)
         if report is not None and self._metrics is not None:
             self._metrics.finalized(sessions=report.finalized, records=report.records)
+        if report is not None and report.finalized and self._after_finalize is not None:
+            try:
+                await self._after_finalize()
+            except Exception:
+                log.exception("applying approved excuses failed; the next finalization retries")
         return report
 
     async def purge(self) -> PurgeReport | None:
@@ -213,6 +223,7 @@ def build_scheduler(
     attendance: AttendanceService,
     clock: Callable[[], datetime] | None = None,
     metrics: Metrics | None = None,
+    excuses: ExcuseService | None = None,
 ) -> AsyncIOScheduler:
     """A scheduler (not started) with the finalize, purge and reminders jobs.
 
@@ -251,6 +262,7 @@ def build_scheduler(
             # a leftover (of a logout, or of a link moved to another account).
             keep_fsm_states=login_states(),
             retention_days=settings.retention_days,
+            excuses=pg.excuses,
         ),
         reminders=ReminderService(
             accounts=pg.accounts,
@@ -265,6 +277,7 @@ def build_scheduler(
         owner=owner,
         locks=LockTimes.for_settings(settings),
         metrics=metrics,
+        after_finalize=excuses.apply_waiting if excuses is not None else None,
     )
     # coalesce=True: ticks missed while the loop was busy or the process suspended collapse
     #   into one run; each job catches up on everything due anyway, so a burst of catch-up

@@ -6,8 +6,9 @@
 - `/health`: the same answer as `/health/ready`, kept for existing probes;
 - `/metrics`: Prometheus text format (bot/metrics.py), behind `METRICS_TOKEN` when it is set;
 - `/p/<token>` and `/p/<token>/state`: the projector page of an open session (bot/projector.py):
-  the teacher's launch link redirects to a screen address that the page renews as it polls;
-  404 for an unknown or expired token or an ended session;
+  the teacher's launch link (valid for minutes, renewed with every edit of the status
+  message) redirects to a screen address that the page renews as it polls; 404 for an
+  unknown or expired token or an ended session;
 - `/app/…`: the Mini App (bot/webapp/pages.py mounts it; each page module adds its routes).
 
 Health answers name components and say `ok` or `down`, nothing more: exception names and
@@ -145,10 +146,16 @@ async def projector_page(request: web.Request) -> web.Response:
     """A launch link redirects to a fresh screen address; a screen address shows the page."""
     app = request.app[APP_KEY]
     token = request.match_info["token"]
-    attendance_id = verify_token(app.settings.key("secret_key"), token)
-    if attendance_id is not None:
+    launch = verify_token(app.settings.key("secret_key"), token, now=app.attendance.now())
+    if launch is not None:
+        attendance_id, valid = launch
         found = await _open_session(app, attendance_id)
         if found is None:
+            return _not_open()
+        if not valid:
+            # A photographed (or stale) link: nothing shown. The teacher's status message is
+            # edited within seconds with a fresh link, in case it was the teacher's own.
+            app.board.touch(attendance_id)
             return _not_open()
         fresh = screen_token(app.settings.key("secret_key"), attendance_id, now=found[1])
         # Relative: PUBLIC_URL may carry a path prefix the server does not see.

@@ -37,7 +37,7 @@ def build_router(user_context: BaseMiddleware) -> Router:
     Access (linked, teacher) is checked by the student, teacher and account routers
     themselves (handlers.access.MemberGate).
     """
-    from handlers import account, common, errors, groups, login, privacy, student, teacher
+    from handlers import account, common, errors, excuse, groups, login, privacy, student, teacher
 
     root = Router(name="attn")
     root.message.register(student.code_message, private_chat, StateFilter(None), check_in_code)
@@ -55,6 +55,7 @@ def build_router(user_context: BaseMiddleware) -> Router:
     _adopt(
         private,
         student.router,
+        excuse.router,
         login.router,
         teacher.router,
         privacy.router,

@@ -17,6 +17,7 @@ from uuid import UUID
 from dal.models import AttendanceRedis
 from services.accounts import AccountService
 from services.attendance import AttendanceService
+from services.excuses import ExcuseService
 from services.login_queue import LoginQueue
 from services.notify import Notifier
 from services.reports import ReportService
@@ -88,6 +89,7 @@ class HandlerDeps(TypedDict):
     login_queue: LoginQueue
     attendance: AttendanceService
     reports: ReportService
+    excuses: ExcuseService
     board: StatusBoard
     notifier: Notifier
     answers: AnswerQueue

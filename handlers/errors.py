@@ -17,7 +17,9 @@ from dal.errors import DatabaseUnavailable, RedisUnavailable
 from handlers.deps import Metrics
 from handlers.login import forget_quietly, may_carry_credential
 from services.errors import (
+    AlreadyDecided,
     AlreadyOnList,
+    ExcuseRefused,
     InvalidInput,
     NotLinked,
     NotOwner,
@@ -26,7 +28,8 @@ from services.errors import (
     SessionClosed,
     SessionGone,
 )
-from ui.i18n import t
+from services.excuses import MAX_EXCUSE_REASON, MAX_PDF_BYTES, ExcuseService
+from ui.i18n import Raw, date_time_text, t, tn
 
 router = Router(name="errors")
 log = logging.getLogger(__name__)
@@ -53,6 +56,7 @@ _REFUSALS: dict[type[Exception], str] = {
     NotOwner: "auth.not_yours",
     SessionGone: "review.session_gone",
     SessionClosed: "review.session_gone",
+    AlreadyDecided: "excreq.already_decided",
 }
 
 
@@ -66,6 +70,22 @@ async def refused(event: ErrorEvent, bot: Bot) -> None:
 async def invalid(event: ErrorEvent, bot: Bot) -> None:
     assert isinstance(event.exception, InvalidInput)
     await _tell(event, bot, event.exception.key)
+
+
+@router.error(ExceptionTypeFilter(ExcuseRefused))
+async def excuse_refused(event: ErrorEvent, bot: Bot, excuses: ExcuseService) -> None:
+    exc = event.exception
+    assert isinstance(exc, ExcuseRefused)
+    days = exc.days if exc.days is not None else excuses.deadline_days
+    await _tell(
+        event,
+        bot,
+        exc.key,
+        days=Raw(tn("count.days", days, count=days)),
+        date=date_time_text(exc.at, excuses.tz) if exc.at else "",
+        max=str(MAX_EXCUSE_REASON),
+        mb=str(MAX_PDF_BYTES // (1024 * 1024)),
+    )
 
 
 @router.error(ExceptionTypeFilter(RecordNotFound))

@@ -14,6 +14,7 @@ from aiogram.types import (
 )
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from dal.models import RecordStatus
 from dal.pg import StudentAttendanceRow
 from dal.redis.checkins import CheckInStatus
 from handlers.access import MemberGate
@@ -23,7 +24,7 @@ from handlers.replies import Reply
 from services.attendance import AttendanceService
 from services.members import Member
 from services.reports import CourseStanding, ReportService
-from ui.callbacks import MyCourse, MyCourses
+from ui.callbacks import ExcuseSession, MyCourse, MyCourses
 from ui.i18n import Raw, date_time_text, percent_number, t
 from ui.render import check_in_answer, location_answer, location_keyboard, row_mark
 
@@ -184,7 +185,14 @@ async def my_course(
     ]
     lines.extend(_status_line(row, reports) for row in course.missed_first()[:60])
     builder = InlineKeyboardBuilder()
+    # Beside each missed session, a request to have it excused (handlers/excuse.py).
+    for row in [r for r in course.missed_first() if r.status is RecordStatus.ABSENT][:10]:
+        builder.button(
+            text=t("button.excuse_session", date=date_time_text(row.start_time, reports.tz)),
+            callback_data=ExcuseSession(aid=row.attendance_id),
+        )
     builder.button(text=t("button.back"), callback_data=MyCourses())
+    builder.adjust(1)
     if not isinstance(query.message, Message):
         return None
     return query.message.edit_text("\n".join(lines), reply_markup=builder.as_markup())

@@ -11,10 +11,13 @@
    until `/health` answers and the bot long-polls.
 4. Plays a class through Telegram: demo_teacher_1 and 51 students link their accounts with
    /login (students 41..50 as well: the bot learns who is enrolled from the schedules it caches
-   at login); the teacher opens attendance; students 1..40 check in (a few send a wrong code
-   first, one twice, one through the deep link, two after the late threshold), demo_student_55
-   (not in the course) checks in and is left pending review, students 41..50 stay away; the
-   teacher lists the attendees and ends the session.
+   at login), except student 8, who signs in through the Mini App's sign-in page in headless
+   Chromium (launch data signed with the bot token as Telegram signs it; the chat gets one
+   confirmation, no Bot API request carries the password; without Chromium or Playwright the
+   demo says so and student 8 uses /login too); the teacher opens attendance; students 1..40
+   check in (a few send a wrong code first, one twice, one through the deep link, two after
+   the late threshold), demo_student_55 (not in the course) checks in and is left pending
+   review, students 41..50 stay away; the teacher lists the attendees and ends the session.
 5. Waits until the finalizer has written the sheet to PostgreSQL and prints an abbreviated chat
    transcript and the attendance sheet read back from PostgreSQL.
 5b. Plays one level-3 session (issue 12): the teacher opens attendance again, presses the level
@@ -706,6 +709,9 @@ class Demo:
         began = time.monotonic()
         await self.login(teacher)
         ordered = list(students.values())
+        page_student = students[MINI_APP_STUDENT]
+        if await self.mini_app_sign_in(page_student):
+            ordered.remove(page_student)  # linked through the page, not the chat
         size = -(-len(ordered) // LOGIN_BATCHES)
         for batch in range(LOGIN_BATCHES):
             chunk = ordered[batch * size : (batch + 1) * size]
@@ -1062,7 +1068,7 @@ class Demo:
         )
         await self.mini_app_check_in(students[MINI_APP_STUDENT], teacher, status_id)
         text = next(m for m in teacher.user.messages if m["message_id"] == status_id)["text"]
-        found = re.search(r"(http://127\.0\.0\.1:\d+/p/[0-9a-f]{64})", str(text))
+        found = re.search(r"(http://127\.0\.0\.1:\d+/p/[0-9a-f]{72})", str(text))
         if found is None:
             raise DemoError("the status message offers no projector page link")
         url = found.group(1)
@@ -1081,11 +1087,9 @@ class Demo:
         say("projector page answers 404 once the session has ended")
         print(f"\nPROJECTOR PAGE served (level-3 session): {url}")
 
-    async def mini_app_check_in(self, actor: Actor, teacher: Actor, status_id: int) -> None:
-        """Step 5c (issue 24): one student checks in through the Mini App's page in headless
-        Chromium, as Telegram opens it (launch data signed with the bot's token in the URL
-        fragment), with the classroom's position from the browser; the verdict is the page's,
-        and the bot sends that student no message for it."""
+    def chromium(self, step: str) -> tuple[str, Any] | None:
+        """Chromium's path and Playwright's `async_playwright`, or None after saying plainly
+        that the Mini App `step` is skipped because one of them is not installed."""
         chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         try:
             from playwright.async_api import async_playwright
@@ -1094,11 +1098,95 @@ class Demo:
         if chromium is None or async_playwright is None:
             missing = "Chromium" if chromium is None else "Playwright"
             say(
-                f"Mini App check-in skipped: {missing} is not installed "
+                f"Mini App {step} skipped: {missing} is not installed "
                 "(apt-get install chromium; pip install playwright)"
             )
+            return None
+        return chromium, async_playwright
+
+    async def mini_app_sign_in(self, actor: Actor) -> bool:
+        """Step 4 (issue 24): one student signs in through the Mini App's sign-in page in
+        headless Chromium, as Telegram opens it (launch data signed with the bot's token in the
+        URL fragment): the user name and password go from the page to the bot's web server,
+        the chat gets one confirmation with the name, and no Bot API request carries the
+        password. False (after saying so) when Chromium is not installed: the student then
+        signs in through the chat like the others."""
+        found = self.chromium("sign-in")
+        if found is None:
+            print(f"\nMINI APP SIGN-IN skipped (no Chromium): {actor.label} signs in in the chat")
+            return False
+        chromium, async_playwright = found
+        from bot.webapp.initdata import sign_init_data
+
+        assert self.public_url is not None
+        assert self.fake is not None
+        init_data = sign_init_data(
+            bot_token=self.fake.token,
+            user={"id": actor.chat, "first_name": actor.user.first_name, "language_code": LANG},
+            auth_date=datetime.now().astimezone(),
+        )
+        url = f"{self.public_url}/app/login#tgWebAppData={quote(init_data, safe='')}"
+        calls_before = len(self.fake.calls)
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
+            try:
+                page = await browser.new_page()
+                began = time.monotonic()
+                await page.goto(url)
+                await page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+                await page.fill("#username", actor.username)
+                await page.fill("#password", DEMO_PASSWORD)
+                await page.click("#submit")
+                await page.wait_for_selector("#verdict.ok, #verdict.bad", timeout=60_000)
+                verdict = (await page.inner_text("#verdict")).strip()
+                ok = "ok" in (await page.get_attribute("#verdict", "class") or "").split()
+                seconds = time.monotonic() - began
+            finally:
+                await browser.close()
+        if not ok:
+            raise DemoError(f"{actor.label} on the Mini App sign-in page: {verdict!r}")
+
+        def confirmed() -> bool:
+            return any(actor.full_name in str(m.get("text") or "") for m in actor.user.messages)
+
+        try:
+            await actor.user.wait_until(confirmed, REPLY_TIMEOUT, "the sign-in confirmation")
+        except AssertionError:
+            raise DemoError(
+                f"{actor.label}: no confirmation in the chat {REPLY_TIMEOUT:.0f} s after "
+                "signing in on the page"
+            ) from None
+        named = [m for m in actor.user.messages if actor.full_name in str(m.get("text") or "")]
+        if len(named) != 1:
+            raise DemoError(f"{actor.label}: {len(named)} chat messages after the page sign-in")
+        actor.user.mark_read()  # the confirmation is no answer to what the student sends next
+        carrying = [
+            call.method
+            for call in self.fake.calls[calls_before:]
+            if DEMO_PASSWORD in repr(call.params)
+        ]
+        if carrying:
+            raise DemoError(f"the password reached the Bot API in {', '.join(carrying)}")
+        say(
+            f"Mini App: {actor.label} signed in on the page in headless Chromium "
+            f"({seconds:.1f} s): {verdict!r}; one confirmation in the chat, "
+            "no Bot API request carried the password"
+        )
+        print(f"\nMINI APP SIGN-IN through the page: {actor.label}: {verdict}")
+        return True
+
+    async def mini_app_check_in(self, actor: Actor, teacher: Actor, status_id: int) -> None:
+        """Step 5c (issue 24): one student checks in through the Mini App's page in headless
+        Chromium, as Telegram opens it (launch data signed with the bot's token in the URL
+        fragment), with the classroom's position from the browser; the verdict is the page's,
+        and the bot sends that student no message for it."""
+        found = self.chromium("check-in")
+        if found is None:
             print("\nMINI APP CHECK-IN skipped (no Chromium)")
             return
+        chromium, async_playwright = found
         from bot.webapp.initdata import sign_init_data
 
         assert self.public_url is not None

@@ -717,6 +717,12 @@ class AttendanceService:
         except NotFound:
             raise SessionGone from None
 
+    async def schedule_missed_rotations(self) -> int:
+        """Level 3: put on the rotation schedule the open sessions missing from it (opened by
+        a version before the schedule existed); run once at start-up, so that the codes of
+        sessions open across an upgrade keep rotating. Returns how many were added."""
+        return await self._sessions.schedule_missed_rotations(now=self._clock())
+
     async def rotate_codes(self) -> list[AttendanceRedis]:
         """Level 3: new codes for the open sessions whose code is CODE_ROTATION_SECONDS old.
         Safe on every replica at once (the rotation is a compare-and-set). Reads only the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class ServiceError(Exception):
     """Base of the errors that services report to handlers."""
@@ -59,3 +61,18 @@ class PortalBusy(ServiceError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(retry_after)
         self.retry_after = retry_after
+
+
+class ExcuseRefused(ServiceError):
+    """An excuse request that cannot be taken (too late, not the student's, not absent...):
+    `key` names the message; `days` and `at` (the session's start) fill it in."""
+
+    def __init__(self, key: str, *, days: int | None = None, at: datetime | None = None) -> None:
+        super().__init__(key)
+        self.key = key
+        self.days = days
+        self.at = at
+
+
+class AlreadyDecided(ServiceError):
+    """The excuse request was approved or rejected before (a second press of a button)."""

@@ -17,6 +17,7 @@ in the user's language (ui/login.py), on the page or in the chat.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -203,7 +204,11 @@ class LoginQueue:
         if place <= free_now:
             return 1
         later = place - max(free_now, 0)
-        return (ttl if ttl > 0 else 0) + ((later - 1) // self._per_window) * self._window + 1
+        # The turns beyond those free now come with the next window: at the current one's end,
+        # or, when no window is running (the last one ran out and nobody has taken a turn
+        # since), a whole window after the free turns are taken, which is now.
+        next_window = ttl if ttl > 0 else self._window
+        return next_window + ((later - 1) // self._per_window) * self._window + 1
 
     # --- the worker ----------------------------------------------------------------------
 
@@ -222,6 +227,16 @@ class LoginQueue:
         return [x for x in done if x is not None]
 
     async def _sign_on(self, ticket_id: str) -> Finished | None:
+        try:
+            return await self._sign_on_claimed(ticket_id)
+        except asyncio.CancelledError:
+            # Stopping (SIGTERM) mid sign-on: the ticket goes back to the head of the line at
+            # once, not after the claim's two minutes.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._store.release(ticket_id=ticket_id))
+            raise
+
+    async def _sign_on_claimed(self, ticket_id: str) -> Finished | None:
         fields = await self._store.get(ticket_id=ticket_id)
         ticket = self._ticket(ticket_id, fields)
         creds = self._sealer.unseal(fields.get("sealed", "")) if fields.get("sealed") else None

@@ -82,6 +82,15 @@ class Percent:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file Telegram already holds, sent with a notice by its `file_id` (never downloaded):
+    `kind` "photo" (sendPhoto) or "pdf" (sendDocument); the notice's text is its caption."""
+
+    kind: str
+    file_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     telegram_id: int
     language: str
@@ -93,6 +102,7 @@ class Notice:
     # Notices of one `digest` kind to one person go out as one message, and at most one such
     # message an hour (the rest wait and join the next): results of several ended sessions.
     digest: str = ""
+    attachment: Attachment | None = None
 
 
 class Notifier(Protocol):

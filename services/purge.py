@@ -17,7 +17,8 @@ trip each:
 
 With `retention_days` set, each pass also forgets the accounts inactive that long (no login,
 no attendance): their Telegram link, cached schedule and preferences in PostgreSQL, and their
-`users:<telegram id>` key (`inactive`). Attendance records stay: they are the institution's.
+`users:<telegram id>` key (`inactive`); and excuse requests decided that long ago. Attendance
+records stay: they are the institution's.
 
 The session key `attendances:{id}` itself is never deleted here: a session leaves Redis only
 through finalization. Each check ("is the session gone?", "is the key still without expiry?",
@@ -39,7 +40,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
 from dal.errors import DatabaseUnavailable
-from dal.pg import Database, RetentionStore
+from dal.pg import Database, ExcuseStore, RetentionStore
 from dal.redis import keys
 from dal.redis.accounts import UserStore
 from dal.redis.purge import PurgeStore
@@ -89,6 +90,7 @@ class Purger:
         fsm_prefix: str = "fsm",
         batch: int = 500,
         retention_days: int | None = None,
+        excuses: ExcuseStore | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._db = db
@@ -101,6 +103,7 @@ class Purger:
         self._pg_outage = OutageLog("PostgreSQL (purge of FSM keys)", log)
         self._retention = None if retention_days is None else timedelta(days=retention_days)
         self._clock = clock
+        self._excuses = excuses
 
     async def run_once(self) -> PurgeReport:
         """One pass over the key space. Raises `RedisUnavailable` if Redis fails."""
@@ -148,9 +151,10 @@ class Purger:
     async def _forget_inactive(self) -> int:
         assert self._retention is not None
         with self._db.outage_as_unavailable():
-            telegram_ids = await self._retention_store.forget_inactive_users(
-                inactive_since=self._clock() - self._retention
-            )
+            cutoff = self._clock() - self._retention
+            telegram_ids = await self._retention_store.forget_inactive_users(inactive_since=cutoff)
+            if self._excuses is not None:  # their reasons and documents: personal data
+                await self._excuses.delete_decided_before(before=cutoff)
         for telegram_id in telegram_ids:
             await self._user_store.delete_user_session(telegram_id=telegram_id)
         return len(telegram_ids)

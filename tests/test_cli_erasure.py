@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.delivery import encode_text
+from dal.pg import ExcuseStatus
 from dal.redis.outbox import Outbox
 from services.text import person_key
 from tests.fakes.aksis_server import FakeAksis
@@ -128,7 +129,31 @@ async def test_export_then_forget_a_student_and_a_teacher(
         teacher_row = await bot.app.pg.db.pool.fetchrow(
             "SELECT user_school_number, user_full_name FROM users WHERE role = 'teacher'"
         )
-    assert teacher_row is not None
+        assert teacher_row is not None
+        # Excuse requests: the student's own (with a document), and a classmate's that the
+        # teacher rejected with a reason naming the student.
+        (saved,) = await bot.app.pg.reports.get_attendances(
+            teacher_school_number=teacher_row["user_school_number"]
+        )
+        excuses = bot.app.pg.excuses
+        for number, reason in ((student_number, "hastaydım"), (STUDENTS[2][2], "otobüs")):
+            request = await excuses.add_request(
+                student_number=number,
+                attendance_id=saved.attendance_id,
+                lesson_code="YBSB1008",
+                lesson_name=saved.lesson_name,
+                lesson_start=saved.start_time,
+                teacher_school_number=teacher_row["user_school_number"],
+                reason=reason,
+                file_id="AgACAgPHOTO" if number == student_number else None,
+                file_kind="photo" if number == student_number else None,
+            )
+        await excuses.decide(
+            request_id=request.request_id,
+            status=ExcuseStatus.REJECTED,
+            decided_by=teacher_row["user_school_number"],
+            reason=f"{student_name} de aynı otobüsteydi ama geldi",
+        )
     teacher_number, teacher_name = teacher_row["user_school_number"], teacher_row["user_full_name"]
 
     # --- export: the registrar's documents of the course over the term ---------------------
@@ -174,6 +199,7 @@ async def test_export_then_forget_a_student_and_a_teacher(
     done = attn("forget-user", student_number, cwd=tmp_path, **env)
     assert done.returncode == 0, done.stderr
     assert f"erased {student_number} (student): 1 attendance record(s)" in done.stdout
+    assert "1 excuse request(s)" in done.stdout
     rows_after = await _pg_rows(pg_dsn)
     assert _traces(rows_after, await _redis_dump(redis_raw), student_needles) == {}
     assert await outbox.backlog() == 1  # only the unrelated notice is left
@@ -192,6 +218,8 @@ async def test_export_then_forget_a_student_and_a_teacher(
     assert len(final["attendances"]) == 1
     assert len(final["attendance_records"]) == 2  # the two remaining students'
     assert any("(erased)" in row for row in final["users"])
+    (kept,) = final["excuse_requests"]  # the classmate's request stays, naming no one
+    assert "otobüs" in kept and "(erased) de aynı" in kept
 
     unknown = attn("forget-user", "0000000", cwd=tmp_path, **env)
     assert unknown.returncode == 1 and "no user 0000000" in unknown.stderr

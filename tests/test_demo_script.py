@@ -149,9 +149,14 @@ async def test_the_demo_plays_a_class_and_prints_the_sheet_from_postgres() -> No
         assert "bot stopped cleanly by SIGTERM (exit code 0" in out
         # The Mini App step: done in Chromium when it is installed, else said to be skipped.
         if shutil.which("chromium") or shutil.which("chromium-browser"):
+            # Student 8 signed in on the page (the chat had its confirmation, no Bot API
+            # request the password) and later checked in on the page.
+            assert "MINI APP SIGN-IN through the page: student 8: ✅" in out, out[-3000:]
+            assert "no Bot API request carried the password" in out
             assert "MINI APP CHECK-IN through the page: student 8: ✅" in out, out[-3000:]
             assert "no bot message" in out
         else:
+            assert "MINI APP SIGN-IN skipped (no Chromium): student 8 signs in in the chat" in out
             assert "MINI APP CHECK-IN skipped (no Chromium)" in out
 
         # Nothing left behind: the database is dropped, the Redis database empty.

@@ -4,17 +4,21 @@ ended session in one tick, page by page."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from bot.app import build_app
+from bot.config import load_settings
 from dal.pg import Postgres
 from dal.redis.connection import client
 from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService
 from services.finalize import Finalizer
+from tests.fakes.telegram_server import FakeTelegram
 from tests.support import (  # noqa: F401
     IST,
     Clock,
@@ -182,3 +186,72 @@ async def test_one_finalize_tick_drains_every_ended_session_page_by_page(
     assert await pg_client.db.pool.fetchval("SELECT count(*) FROM attendances") == 23
     for attendance in sessions:
         assert await session_keys(redis_raw, attendance) == []
+
+
+async def test_level_3_sessions_open_across_an_upgrade_rotate_once_the_bot_starts(
+    pg_dsn: str,
+    pg_client: Postgres,
+    redis_url: str,
+    redis_client: RedisStores,
+    redis_raw: aioredis.Redis,
+) -> None:
+    now = datetime.now(UTC)
+    old = [
+        await open_session(
+            redis_client,
+            teacher=teacher_user(f"T{n:03d}", f"Hoca {n}"),
+            start=now - timedelta(minutes=5),
+            end=now + timedelta(hours=1),
+            enrolled=["S1"],
+        )
+        for n in range(3)
+    ]
+    upgraded = await redis_client.sessions.set_security_level(
+        attendance_id=old[0].attendance_id, level=3
+    )
+    plain = old[1]  # level 1: never scheduled
+    ended = await redis_client.sessions.set_security_level(
+        attendance_id=old[2].attendance_id, level=3
+    )
+    await redis_client.sessions.finish_attendance(attendance_id=ended.attendance_id, end_time=now)
+    # Opened by the version before the rotation schedule: not on it.
+    await redis_raw.delete(ROTATIONS)
+    attendance = service(redis_client, pg_client, Clock(now))
+    assert await attendance.rotate_codes() == []  # the gap: its code would never change
+
+    async with FakeTelegram() as telegram:
+        settings = load_settings(
+            bot_token=telegram.token,
+            telegram_api_url=telegram.base_url,
+            database_url=pg_dsn,
+            redis_url=redis_url,
+            aksis_mode="demo",
+            web_port=0,
+        )
+        async with build_app(settings) as app:
+            # Start-up put the open level-3 session, and only it, on the schedule.
+            assert await redis_raw.zrange(ROTATIONS, 0, -1) == [str(upgraded.attendance_id)]
+            app.board.start()
+            try:
+                deadline = asyncio.get_running_loop().time() + 10
+                while True:
+                    current = await redis_client.sessions.get_attendance(
+                        attendance_id=upgraded.attendance_id
+                    )
+                    assert current is not None
+                    if current.code != upgraded.code:
+                        break
+                    assert asyncio.get_running_loop().time() < deadline, "the code never rotated"
+                    await asyncio.sleep(0.2)
+            finally:
+                await app.board.stop()
+    assert current.previous_code == upgraded.code
+    assert await redis_client.sessions.get_attendance_id_by_code(code=current.code) == (
+        upgraded.attendance_id
+    )
+    unchanged = await redis_client.sessions.get_attendance(attendance_id=plain.attendance_id)
+    assert unchanged is not None and unchanged.code == plain.code
+    # Idempotent: a second start adds nothing, the entry moved on by the rotation stays.
+    score = await redis_raw.zscore(ROTATIONS, str(upgraded.attendance_id))
+    assert await redis_client.sessions.schedule_missed_rotations(now=now) == 0
+    assert await redis_raw.zscore(ROTATIONS, str(upgraded.attendance_id)) == score

@@ -5,7 +5,7 @@ restart; the sealed credentials are gone once it is done.
 
 The portal's window is shortened here (20 sign-ons per 10 s, a pace of 120 a minute) so that the
 line's pace shows in seconds; the class at the real minute window runs in
-tests/test_webapp_login_browser.py (slow)."""
+tests/test_login_wave.py (slow) and, against `python -m bot`, in bench/login_wave.py."""
 
 from __future__ import annotations
 
@@ -189,6 +189,38 @@ async def test_a_claim_whose_replica_died_goes_back_to_the_head_of_the_line(
     assert await pg_client.accounts.get_linked_user(telegram_id=77) is not None
 
 
+async def test_a_sign_on_cut_off_by_a_stop_goes_back_to_the_head_at_once(
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis, portal: FakeAksis
+) -> None:
+    """The process stops (its worker cancelled) while the portal is still answering a queued
+    sign-on: the ticket does not sit out the claim's two minutes, the next round signs it on."""
+    accounts = _accounts(pg_client, redis_client, portal)
+    await _fill_the_portal_window(redis_raw)
+    queue = _queue(accounts, redis_client)  # claims of the production 120 s
+    queued = await queue.submit(telegram_id=78, language="en", username="s003", password=PASSWORD)
+    assert isinstance(queued, Queued)
+    await asyncio.sleep(2.2)  # the portal's window has passed
+    portal.delay_seconds = 5.0  # a slow portal: the sign-on is under way when the stop comes
+    worker = asyncio.create_task(queue.run_once())
+    deadline = time.monotonic() + 5
+    while await queue.status(ticket=queued.ticket, telegram_id=78) != Queued(queued.ticket, 0, 0):
+        assert time.monotonic() < deadline, "never claimed"
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+    portal.delay_seconds = 0.0
+    began = time.monotonic()
+    done: list[SignOnResult] = []
+    while not done and time.monotonic() - began < 10:
+        done = [x.result for x in await queue.run_once()]
+        await asyncio.sleep(0.2)
+    assert [x.kind for x in done] == ["ok"]
+    assert time.monotonic() - began < 5  # not the claim's 120 s
+    assert await pg_client.accounts.get_linked_user(telegram_id=78) is not None
+
+
 async def test_wrong_credentials_in_line_are_answered_and_counted_like_the_chat(
     pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis, portal: FakeAksis
 ) -> None:
@@ -203,3 +235,48 @@ async def test_wrong_credentials_in_line_are_answered_and_counted_like_the_chat(
     assert await pg_client.accounts.get_linked_user(telegram_id=5) is None
     count, _ = await redis_client.guards.get_counter(key=keys.throttle("login:tg", 5))
     assert count == 1  # the same failure throttle as a chat login
+
+
+async def test_the_estimate_holds_between_a_window_running_out_and_the_next_claim(
+    pg_client: Postgres, redis_client: RedisStores, redis_raw: aioredis.Redis, portal: FakeAksis
+) -> None:
+    """The moment a student in line is promised stays put from one poll to the next, also in
+    the second between the portal's window running out and the worker taking the next turns:
+    there, only the first window's worth of places may be told "any moment now"."""
+    from services.accounts import PORTAL_LOGINS_KEY
+
+    accounts = _accounts(pg_client, redis_client, portal)
+    queue = _queue(accounts, redis_client)
+    await redis_raw.set(PORTAL_LOGINS_KEY, PER_WINDOW, ex=WINDOW)
+    waiting = 2 * PER_WINDOW
+    tickets = await asyncio.gather(
+        *(
+            queue.submit(
+                telegram_id=9500 + i, language="en", username=f"s{i:03d}", password=PASSWORD
+            )
+            for i in range(waiting)
+        )
+    )
+    assert all(isinstance(x, Queued) for x in tickets)
+    by_place = {x.place: (i, x) for i, x in enumerate(tickets) if isinstance(x, Queued)}
+    head_of_line, first = by_place[1]
+    second_at, second_window = by_place[PER_WINDOW + 1]
+    assert WINDOW + 1 <= second_window.wait_seconds <= 2 * WINDOW + 1
+    promised = time.monotonic() + second_window.wait_seconds
+
+    # The window runs out; the worker has not run yet.
+    await redis_raw.delete(PORTAL_LOGINS_KEY)
+    head = await queue.status(ticket=first.ticket, telegram_id=9500 + head_of_line)
+    assert isinstance(head, Queued) and head.wait_seconds <= 1
+    assert head.place == 1
+    now = await queue.status(ticket=second_window.ticket, telegram_id=9500 + second_at)
+    assert isinstance(now, Queued) and now.place == PER_WINDOW + 1
+    # Not "any moment now": it still needs a window after the first twenty's turns.
+    assert now.wait_seconds >= WINDOW
+    assert abs(time.monotonic() + now.wait_seconds - promised) <= WINDOW + 2
+
+    # The worker takes the first twenty turns: the promise is the same as just before.
+    assert len(await queue.run_once()) == PER_WINDOW
+    after = await queue.status(ticket=second_window.ticket, telegram_id=9500 + second_at)
+    assert isinstance(after, Queued) and after.place == 1
+    assert abs(after.wait_seconds - now.wait_seconds) <= 2

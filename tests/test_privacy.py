@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 
 from dal.models import Attendance, AttendanceRecord, ScheduleEntry
-from dal.pg import Postgres
+from dal.pg import ExcuseStatus, Postgres
 from dal.redis.connection import client as redis_client
 from dal.redis.stores import RedisStores
 from services.purge import Purger
@@ -217,6 +217,28 @@ async def test_purge_forgets_accounts_inactive_for_the_retention_period(
         )
     for _, telegram_id in users.values():
         await redis_client.redis.set(f"users:{telegram_id}", "{}")
+    # Excuse requests (reasons, document file ids): one decided long ago, one recent.
+    for number, reason in (("S100", "eski rapor"), ("S300", "yeni rapor")):
+        request = await pg_client.excuses.add_request(
+            student_number=number,
+            attendance_id=None,
+            lesson_code="FIZ101",
+            lesson_name="FIZ101 - Fizik I",
+            lesson_start=now,
+            teacher_school_number="T200",
+            reason=reason,
+            file_id="AgPHOTO",
+            file_kind="photo",
+        )
+        await pg_client.excuses.decide(
+            request_id=request.request_id,
+            status=ExcuseStatus.REJECTED,
+            decided_by="T200",
+            reason="hayır",
+        )
+    await pg_client.db.pool.execute(
+        "UPDATE excuse_requests SET decided_at = $1 WHERE reason = 'eski rapor'", long_ago
+    )
 
     report = await Purger(
         db=pg_client.db,
@@ -224,7 +246,10 @@ async def test_purge_forgets_accounts_inactive_for_the_retention_period(
         purge=redis_client.purge,
         user_store=redis_client.users,
         retention_days=365,
+        excuses=pg_client.excuses,
     ).run_once()
+    kept = await pg_client.db.pool.fetch("SELECT reason FROM excuse_requests")
+    assert [r["reason"] for r in kept] == ["yeni rapor"]
 
     assert report.inactive == 2
     rows = {

@@ -36,7 +36,7 @@ pytestmark = [
 
 TEACHER_NAME = "Doç. Dr. ELİF KARTAL"
 ANCHOR = (41.0122, 28.9760)
-PROJECTOR = re.compile(r"(http://127\.0\.0\.1:\d+/p/[0-9a-f]{64})")
+PROJECTOR = re.compile(r"(http://127\.0\.0\.1:\d+/p/[0-9a-f]{72})")
 SCREEN = re.compile(r"/p/[0-9a-f]{72}$")
 
 
@@ -215,6 +215,74 @@ async def test_a_photographed_projector_address_stops_working(
                         async with http.get(page.url + "/state") as state:
                             assert state.status == 200
                     assert (await page.inner_text("#code")).strip() == code
+                finally:
+                    await browser.close()
+        finally:
+            await runner.cleanup()
+
+
+async def test_a_photographed_launch_link_stops_working_and_the_status_message_renews_it(
+    pg_dsn: str, redis_url: str, portal: FakeAksis
+) -> None:
+    """The teacher's launch link is valid for minutes, not for the session: a photograph of it
+    (or of the teacher's message) opens nothing once LAUNCH_LINK_SECONDS have passed, while the
+    status message carries a fresh link that opens the projector screen in Chromium."""
+    from bot.projector import LAUNCH_LINK_SECONDS
+
+    port = free_port()
+    clock = OffsetClock()
+    async with running_bot(
+        pg_dsn=pg_dsn,
+        redis_url=redis_url,
+        aksis=portal,
+        clock=clock,
+        public_url=f"http://127.0.0.1:{port}",
+        chat_login="on",  # the tests link accounts through the chat
+        security_level_default=1,
+    ) as bot:
+        runner = await _served(bot, port)
+        try:
+            teacher = bot.user(100, "Elif")
+            await bot.login(teacher, "teacher1")
+            code = await bot.start_session(teacher)
+
+            def status_link() -> str | None:
+                status = next(m for m in teacher.messages if code in str(m.get("text")))
+                match = PROJECTOR.search(str(status.get("text")))
+                return match.group(1) if match else None
+
+            photographed = status_link()
+            assert photographed is not None
+            async with aiohttp.ClientSession() as http:
+                async with http.get(photographed, allow_redirects=False) as answer:
+                    assert answer.status == 303  # to a screen address
+                clock.offset += timedelta(seconds=LAUNCH_LINK_SECONDS + 1)
+                async with http.get(photographed, allow_redirects=False) as answer:
+                    assert answer.status == 404
+                    assert "location" not in answer.headers
+                    assert code not in await answer.text()
+                # The expired link's visit had the status message edited with a fresh link.
+                await teacher.wait_until(
+                    lambda: status_link() not in (None, photographed),
+                    timeout=10,
+                    what="a fresh projector link in the status message",
+                )
+            fresh = status_link()
+            assert fresh is not None
+            async with playwright_api.async_playwright() as pw:
+                browser = await pw.chromium.launch(
+                    executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
+                )
+                try:
+                    page = await browser.new_page()
+                    response = await page.goto(fresh)
+                    assert response is not None and response.status == 200
+                    assert SCREEN.search(page.url), page.url
+                    assert (await page.inner_text("#code")).strip() == code
+                    old = await browser.new_page()
+                    response = await old.goto(photographed)
+                    assert response is not None and response.status == 404
+                    assert code not in await old.content()
                 finally:
                     await browser.close()
         finally:

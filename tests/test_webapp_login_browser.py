@@ -5,6 +5,7 @@ launch data in the fragment (`#tgWebAppData=...`), with no Telegram JS SDK on th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator
@@ -231,3 +232,49 @@ async def test_launch_data_not_from_this_bot_now_is_refused_and_links_nothing(
     assert await bot.app.pg.accounts.get_linked_user(telegram_id=304) is None
     assert bot.aksis is not None
     _no_password_reached_telegram(bot)
+
+
+async def test_a_sign_on_in_line_survives_the_server_going_away_and_the_page_keeps_waiting(
+    pg_dsn: str, redis_url: str, redis_raw: Any, portal: FakeAksis, browser: Any
+) -> None:
+    """The portal's minute is used up, so the page's sign-on waits in line. The web server then
+    goes away for a few seconds (a restart): the page's polls get no answer, and it keeps
+    polling instead of showing an error that would send the student to type everything
+    again; once the turn comes, the page shows the account linked."""
+    from bot.web import build_web
+    from services.accounts import PORTAL_LOGINS_KEY
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    async with running_bot(
+        pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal, public_url=base
+    ) as bot:
+
+        async def serve() -> web.AppRunner:
+            runner = web.AppRunner(build_web(bot.app))
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+            return runner
+
+        runner = await serve()
+        page = await browser.new_page()
+        await page.goto(_page_url(base, _launch(bot.telegram.token, 305, "en")))
+        await page.wait_for_selector("body[data-ready='1']", timeout=5000)
+        await page.fill("#username", STUDENT[0])
+        await page.fill("#password", PASSWORD)
+        await redis_raw.set(PORTAL_LOGINS_KEY, 10_000, ex=10)  # this minute's turns are taken
+        await page.click("#submit")
+        await page.wait_for_selector("#verdict.wait", timeout=10_000)
+        assert "1" in await page.inner_text("#verdict")  # the place in line
+        await runner.cleanup()  # the server goes away: the next polls fail
+        await asyncio.sleep(4.5)
+        assert await page.is_visible("#verdict.wait")
+        runner = await serve()
+        try:
+            await page.wait_for_selector("#verdict.ok, #verdict.bad", timeout=30_000)
+            assert "ok" in (await page.get_attribute("#verdict", "class") or "")
+        finally:
+            await runner.cleanup()
+        linked = await bot.app.pg.accounts.get_linked_user(telegram_id=305)
+        assert linked is not None and linked.school_number == STUDENT[2]
+        _no_password_reached_telegram(bot)

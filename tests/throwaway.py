@@ -21,6 +21,7 @@ import time
 from functools import cache
 from pathlib import Path
 from types import ModuleType
+from typing import BinaryIO
 
 import redis
 
@@ -92,6 +93,106 @@ class ThrowawayRedis:
             return
         self._process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(self._process.wait(), 15)
+
+    async def kill(self) -> None:
+        """SIGKILL: the server dies at once, as in a crash or a lost machine."""
+        if self._process is None or self._process.returncode is not None:
+            return
+        self._process.kill()
+        await asyncio.wait_for(self._process.wait(), 15)
+
+
+def sentinel_command() -> list[str] | None:
+    """How to start a Redis Sentinel here: `redis-sentinel`, else a `redis-server` (the
+    machine's or the embedded 6.2) in `--sentinel` mode; None when there is no binary at all."""
+    found = shutil.which("redis-sentinel")
+    if found:
+        return [found]
+    server = shutil.which("redis-server")
+    if server is None:
+        try:
+            server = services_script()._redis_binary()
+        except Exception:
+            return None
+    return [server, "--sentinel"] if server else None
+
+
+class ThrowawaySentinel:
+    """A Redis Sentinel child process on a free port monitoring `master` (its config file, which
+    Sentinel rewrites, in `directory`), with a short down-after so that a test's failover takes
+    seconds."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        name: str,
+        master_port: int,
+        quorum: int = 2,
+        password: str | None = None,
+        down_after_ms: int = 1000,
+        failover_timeout_ms: int = 5000,
+    ) -> None:
+        command = sentinel_command()
+        assert command is not None, "no redis-sentinel or redis-server binary"
+        self._command = command
+        self._dir = directory
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.password = password
+        lines = [
+            f"port {self.port}",
+            f"bind {HOST}",
+            f"dir {self._dir}",
+            f"sentinel monitor {name} {HOST} {master_port} {quorum}",
+            f"sentinel down-after-milliseconds {name} {down_after_ms}",
+            f"sentinel failover-timeout {name} {failover_timeout_ms}",
+            f"sentinel parallel-syncs {name} 1",
+        ]
+        if password is not None:
+            # Clients and the other sentinels alike need it.
+            lines += [f"requirepass {password}", f"sentinel sentinel-pass {password}"]
+        self._config = self._dir / "sentinel.conf"
+        self._config.write_text("\n".join(lines) + "\n")
+        self._process: asyncio.subprocess.Process | None = None
+        self._log: BinaryIO | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host=HOST, port=self.port, password=self.password, socket_timeout=1)
+
+    async def start(self) -> None:
+        self._log = (self._dir / "sentinel.log").open("ab")
+        self._process = await asyncio.create_subprocess_exec(
+            *self._command[:1],
+            str(self._config),
+            *self._command[1:],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 15
+        while True:
+            with contextlib.suppress(redis.ConnectionError):
+                client = self.client()
+                try:
+                    if client.ping():
+                        return
+                finally:
+                    client.close()
+            assert self._process.returncode is None, (self._dir / "sentinel.log").read_text()
+            assert time.monotonic() < deadline, "redis-sentinel did not start"
+            await asyncio.sleep(0.05)
+
+    async def stop(self) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(self._process.wait(), 15)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
 
 class ThrowawayPostgres:

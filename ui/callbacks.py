@@ -111,3 +111,37 @@ class ExportCourse(CallbackData, prefix="ec"):
 class ExportFormat(CallbackData, prefix="ef"):
     token: str
     fmt: Fmt
+
+
+class ExcuseSession(CallbackData, prefix="xs"):
+    """A student asks to have a saved session excused (/excuse, /my_attendance)."""
+
+    aid: UUID
+
+
+class ExcusePlanned(CallbackData, prefix="xp"):
+    """A student apologises in advance for a coming lesson of their schedule."""
+
+    code: str
+    start: int  # epoch seconds of the planned start
+
+
+class ExcuseNoFile(CallbackData, prefix="xn"):
+    """Send the excuse request without a document."""
+
+
+class ExcuseCancel(CallbackData, prefix="xc"):
+    pass
+
+
+class ExcuseDecision(CallbackData, prefix="xd"):
+    """The teacher's Approve / Reject under an excuse request's notice."""
+
+    action: Verdict
+    rid: int
+
+
+class HistoryRequests(CallbackData, prefix="hq"):
+    """A saved session's pending excuse requests (/history)."""
+
+    aid: UUID

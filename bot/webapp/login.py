@@ -53,6 +53,7 @@ def _answer(outcome: SignOnResult | Queued) -> dict[str, Any]:
             "ticket": outcome.ticket,
             "place": outcome.place,
             "minutes": minutes(outcome.wait_seconds),
+            "wait_seconds": outcome.wait_seconds,
             "message": plain(
                 t("webapp.login.queued", place=outcome.place, minutes=minutes(outcome.wait_seconds))
                 if outcome.place > 0

@@ -8,6 +8,7 @@
 - `corrections.CorrectionStore`: teachers' corrections and their audit trail;
 - `reports.ReportStore`: history, per-course statistics, exports, warning states;
 - `retention.RetentionStore`: privacy deletes and the purge's lookup;
+- `excuses.ExcuseStore`: students' excuse requests and their decisions;
 - `erasure.ErasureStore`: an erasure request (`python -m bot forget-user`).
 
 Callers take the store they need. `Postgres` only holds them together for the composition root
@@ -27,6 +28,7 @@ from dal.pg.accounts import AccountStore, LinkedUser
 from dal.pg.attendance import DEFAULT_RECORD_METHOD, AttendanceStore, RecordMethod
 from dal.pg.corrections import Correction, CorrectionStore
 from dal.pg.erasure import ErasedPerson, ErasureStore
+from dal.pg.excuses import ExcuseRequest, ExcuseStatus, ExcuseStore, PlannedLesson
 from dal.pg.pool import MIN_POSTGRES_MAJOR, Database
 from dal.pg.reports import CourseRecordRow, CourseSummary, ReportStore, StudentAttendanceRow
 from dal.pg.retention import RetentionStore
@@ -44,7 +46,11 @@ __all__ = [
     "Database",
     "ErasedPerson",
     "ErasureStore",
+    "ExcuseRequest",
+    "ExcuseStatus",
+    "ExcuseStore",
     "LinkedUser",
+    "PlannedLesson",
     "Postgres",
     "RecordMethod",
     "ReportStore",
@@ -66,6 +72,7 @@ class Postgres:
     reports: ReportStore
     retention: RetentionStore
     erasure: ErasureStore
+    excuses: ExcuseStore
 
     @classmethod
     def over(cls, db: Database) -> Postgres:
@@ -79,6 +86,7 @@ class Postgres:
             reports=ReportStore(db),
             retention=RetentionStore(db),
             erasure=ErasureStore(db),
+            excuses=ExcuseStore(db),
         )
 
     @classmethod

@@ -4,12 +4,14 @@ Unlike /logout and the retention purge (dal/pg/retention.py), which keep the att
 an erasure removes the person from every table, in one transaction:
 
 - their own rows go: the `users` row, their attendance records, low-attendance warning states,
-  cached schedule, and the corrections made to their records;
+  cached schedule, excuse requests (reasons and document file ids), and the corrections made
+  to their records;
 - rows that are other people's and only name them are kept with the name replaced: sessions
   the person taught and corrections the person made move to a tombstone user (`X` + 15 hex
   digits, named `(erased)`), and their name (and its `person_key`) is replaced by `(erased)` in
-  other students' cached schedules, sessions' lesson slots, teachers' notes and correction
-  reasons.
+  other students' cached schedules, sessions' lesson slots, teachers' notes, correction
+  reasons and excuse requests' texts; requests the person was to decide (or decided) keep no
+  reference to them.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class ErasedPerson:
     records: int  # attendance records deleted
     sessions_kept: int  # sessions the person taught, now under the tombstone
     tombstone: str | None  # the stand-in user's number, when one was needed
+    excuse_requests: int = 0  # the person's own excuse requests deleted
 
 
 class ErasureStore(Store):
@@ -106,6 +109,20 @@ class ErasureStore(Store):
                     school_number,
                     tombstone,
                 )
+            excuses = await conn.execute(
+                "DELETE FROM excuse_requests WHERE student_number = $1", school_number
+            )
+            # Requests of others this person was to decide or decided: the references go
+            # (the columns are also ON DELETE SET NULL; explicit, so nothing depends on it).
+            await conn.execute(
+                "UPDATE excuse_requests SET teacher_school_number = NULL"
+                " WHERE teacher_school_number = $1",
+                school_number,
+            )
+            await conn.execute(
+                "UPDATE excuse_requests SET decided_by = NULL WHERE decided_by = $1",
+                school_number,
+            )
             deleted = await conn.execute(
                 "DELETE FROM attendance_records WHERE student_number = $1", school_number
             )
@@ -121,6 +138,8 @@ class ErasureStore(Store):
                 ("attendance_records", "teacher_note"),
                 ("record_corrections", "reason"),
                 ("attendances", "deletion_reason"),
+                ("excuse_requests", "reason"),
+                ("excuse_requests", "decision_reason"),
             ):
                 await conn.execute(
                     f"UPDATE {table} SET {column} = replace({column}, $1, $2)"
@@ -157,4 +176,5 @@ class ErasureStore(Store):
             records=int(deleted.split()[-1]),
             sessions_kept=taught,
             tombstone=tombstone,
+            excuse_requests=int(excuses.split()[-1]),
         )

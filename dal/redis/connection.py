@@ -13,14 +13,20 @@ forever or keep reading the outbox after their worker stopped.
 being sent, the send raises `CancelledError` once it returns. The command has reached Redis by
 then; its reply is left unread and the connection is dropped, as redis-py does for any
 interrupted command, so the next user of the pool never reads a stale reply.
+
+With a `SentinelTarget` (REDIS_SENTINELS, REDIS_SENTINEL_MASTER) the same pool is built over
+redis-py's Sentinel classes: a blocking pool whose connections are both `CancelSafe` and
+Sentinel-managed (each asks the sentinels for the master's address when it connects), speaking
+RESP2 to the master and to the sentinels alike.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import (
@@ -28,9 +34,18 @@ from redis.asyncio.connection import (
     Connection,
     SSLConnection,
     UnixDomainSocketConnection,
+    parse_url,
 )
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
+from redis.backoff import NoBackoff
 
-__all__ = ["RESP_PROTOCOL", "blocking_pool", "client"]
+__all__ = ["RESP_PROTOCOL", "SentinelTarget", "blocking_pool", "client"]
 
 # The Redis protocol every connection of the project speaks, chosen here rather than by the
 # library: redis-py 8.2 started trying RESP3 first (HELLO 3) and, against a server without
@@ -74,12 +89,109 @@ _BY_SCHEME: dict[str, type[AbstractConnection]] = {
 }
 
 
-def blocking_pool(url: str, **options: Any) -> aioredis.BlockingConnectionPool:
+class CancelSafeSentinelConnection(CancelSafe, SentinelManagedConnection):
+    pass
+
+
+class CancelSafeSentinelSSLConnection(CancelSafe, SentinelManagedSSLConnection):
+    pass
+
+
+_SENTINEL_BY_SCHEME: dict[str, type[AbstractConnection]] = {
+    "redis": CancelSafeSentinelConnection,
+    "rediss": CancelSafeSentinelSSLConnection,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    """A master found through Redis Sentinel: the sentinels' addresses, the name they monitor
+    it under, and the password of the sentinels themselves (None: they ask for none).
+
+    With a target, the Redis URL's host and port are not used: its scheme (redis:// or
+    rediss:// for TLS), user, password and database apply to the master the sentinels name."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    password: str | None = None
+
+    def where(self, url: str) -> str:
+        """How messages name the server: `url` with the master's name for its address, and
+        the sentinels asked (the password, if any, is masked by the caller as for any URL)."""
+        parts = urlsplit(url)
+        userinfo = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+        nodes = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+        named = urlunsplit(parts._replace(netloc=f"{userinfo}{self.master}"))
+        return f"{named} (Sentinel master via {nodes})"
+
+
+class SentinelBlockingPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """The master's pool through Sentinel that waits for a free connection like
+    `blocking_pool`'s. Each new connection asks the sentinels for the master's address; one
+    that finds the old master demoted (READONLY) drops itself, so the next command reconnects
+    to the new one. Closing the pool also closes its connections to the sentinels."""
+
+    async def aclose(self) -> None:
+        try:
+            await super().aclose()
+        finally:
+            await self.sentinel_manager.aclose()
+
+
+def _sentinel_pool(
+    url: str, target: SentinelTarget, options: dict[str, Any]
+) -> SentinelBlockingPool:
+    scheme = urlsplit(url).scheme
+    connection_class = _SENTINEL_BY_SCHEME.get(scheme)
+    if connection_class is None:
+        raise ValueError(f"Sentinel needs a redis:// or rediss:// URL, not {scheme!r}")
+    if not target.sentinels:
+        raise ValueError("Sentinel needs at least one sentinel address")
+    connect = dict(parse_url(url))
+    for unused in ("host", "port", "connection_class"):
+        connect.pop(unused, None)
+    timeout = options.get("socket_timeout") or options.get("socket_connect_timeout") or 5.0
+    # The sentinels' own clients: the same cancel-safe RESP2 connections, at most two each
+    # (master discovery asks one sentinel at a time), no retry (discovery moves on to the next
+    # sentinel itself).
+    manager = Sentinel([])
+    manager.sentinels = [
+        aioredis.Redis.from_pool(
+            aioredis.BlockingConnectionPool(
+                host=host,
+                port=port,
+                password=target.password,
+                connection_class=CancelSafeConnection,
+                protocol=RESP_PROTOCOL,
+                max_connections=2,
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+        )
+        for host, port in target.sentinels
+    ]
+    return SentinelBlockingPool(  # type: ignore[no-untyped-call]
+        target.master,
+        manager,
+        connection_class=connection_class,
+        is_master=True,
+        **{**connect, **options},
+    )
+
+
+def blocking_pool(
+    url: str, *, sentinel: SentinelTarget | None = None, **options: Any
+) -> aioredis.BlockingConnectionPool:
     """A `BlockingConnectionPool` for `url` (redis://, rediss:// or unix://) whose connections
     are `CancelSafe` and speak `RESP_PROTOCOL`; `options` as for
-    `BlockingConnectionPool.from_url`."""
+    `BlockingConnectionPool.from_url`. With `sentinel`, the pool's connections go to the master
+    the sentinels name (and follow it when they promote a replica)."""
     if options.setdefault("protocol", RESP_PROTOCOL) != RESP_PROTOCOL:
         raise ValueError(f"the project speaks RESP{RESP_PROTOCOL} only")
+    if sentinel is not None:
+        return _sentinel_pool(url, sentinel, options)
     scheme = urlsplit(url).scheme
     connection_class = _BY_SCHEME.get(scheme)
     if connection_class is None:
@@ -89,7 +201,7 @@ def blocking_pool(url: str, **options: Any) -> aioredis.BlockingConnectionPool:
     )
 
 
-def client(url: str, **options: Any) -> aioredis.Redis:
+def client(url: str, *, sentinel: SentinelTarget | None = None, **options: Any) -> aioredis.Redis:
     """A client that owns its own `blocking_pool` (closing it disconnects the pool): for
     scripts, tools and tests that need one connection or a few."""
-    return aioredis.Redis.from_pool(blocking_pool(url, **options))
+    return aioredis.Redis.from_pool(blocking_pool(url, sentinel=sentinel, **options))

@@ -33,7 +33,8 @@
 Keys of one session share the `{<id>}` hash tag. The code, teacher and due keys are global
 indexes: a script that starts from one of them and reaches a session's keys builds those names
 in Lua (`SESSION_PREFIX` and friends below, the same strings); each such script says so at its
-top. Fine on a single Redis server (this project's deployment), not on Cluster.
+top. Fine on one Redis primary (with replicas and Sentinel: the supported topology), not on
+Cluster, which would place the indexes on other shards than the sessions they index.
 """
 
 from __future__ import annotations

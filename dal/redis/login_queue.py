@@ -63,6 +63,13 @@ class LoginQueueStore(Store):
             )
         return int(done) == 1
 
+    async def release(self, *, ticket_id: str) -> None:
+        """Give up this caller's claim now (the process is stopping mid sign-on): it lapses at
+        once, so the next `claim` puts the ticket back at the head of the line instead of
+        after the claim's seconds. Nothing happens to a claim already finished."""
+        with self._errors:
+            await self._redis.zadd(keys.LOGIN_CLAIMED, {ticket_id: 0}, xx=True)
+
     async def get(self, *, ticket_id: str) -> dict[str, str]:
         """The ticket's fields; empty when it has expired."""
         with self._errors:

@@ -90,6 +90,7 @@ class LiveSessions(Store):
         self._update_session_script = scripts.register(redis, "update_session")
         self._get_open_script = scripts.register(redis, "get_open")
         self._write_record_script = scripts.register(redis, "write_record")
+        self._schedule_rotations_script = scripts.register(redis, "schedule_rotations")
 
     # --- sessions --------------------------------------------------------------------------
 
@@ -210,6 +211,47 @@ class LiveSessions(Store):
         with self._errors:
             members = await self._redis.zrangebyscore(
                 keys.ROTATIONS, "-inf", epoch(changed_by), start=0, num=limit
+            )
+        return [UUID(str(member)) for member in members]
+
+    async def schedule_missed_rotations(self, *, now: datetime, batch: int = 200) -> int:
+        """Put on the rotation schedule the open level-3 sessions missing from it (opened
+        before the schedule existed, e.g. by the version running before an upgrade): their
+        codes would otherwise never rotate. Returns how many were added.
+
+        Idempotent (an entry already there is kept) and cheap when nothing is open: one read
+        of the due index per `batch` open sessions, one MGET of those sessions, and one script
+        call for the level-3 ones, which adds each only if it is still the session read and
+        still open by Redis's clock."""
+        added = 0
+        offset = 0
+        while True:
+            ids = await self._open_ids_page(now=now, offset=offset, limit=batch)
+            if not ids:
+                return added
+            offset += len(ids)
+            with self._errors:
+                raws = await self._redis.mget([keys.attendance(i) for i in ids])
+            script_keys = [keys.ROTATIONS, keys.DUE]
+            args: list[str] = []
+            for attendance_id, raw in zip(ids, raws, strict=True):
+                if raw is None:
+                    continue
+                score = _rotation_score(AttendanceRedis.model_validate_json(raw))
+                if score:
+                    script_keys.append(keys.attendance(attendance_id))
+                    args += [str(attendance_id), text(raw), score]
+            if args:
+                with self._errors:
+                    added += int(await self._schedule_rotations_script(keys=script_keys, args=args))
+            if len(ids) < batch:
+                return added
+
+    async def _open_ids_page(self, *, now: datetime, offset: int, limit: int) -> list[UUID]:
+        """Ids of the sessions not ended by `now`, `limit` from `offset` (due index order)."""
+        with self._errors:
+            members = await self._redis.zrangebyscore(
+                keys.DUE, f"({epoch(now)}", "+inf", start=offset, num=limit
             )
         return [UUID(str(member)) for member in members]
 

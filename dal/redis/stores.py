@@ -21,7 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from dal.errors import RedisUnavailable, UnsafeRedisPolicy, UnsupportedServer, mask_url
 from dal.redis.accounts import UserStore
 from dal.redis.checkins import CheckIns
-from dal.redis.connection import blocking_pool
+from dal.redis.connection import SentinelTarget, blocking_pool
 from dal.redis.finalization import FinalizationStore
 from dal.redis.guards import Guards
 from dal.redis.login_queue import LoginQueueStore
@@ -58,13 +58,23 @@ class RedisStores:
         self.login_queue = LoginQueueStore(redis, url=url)
 
     @classmethod
-    def from_url(cls, url: str, *, max_connections: int = 64, timeout: float = 5.0) -> RedisStores:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        sentinel: SentinelTarget | None = None,
+        max_connections: int = 64,
+        timeout: float = 5.0,
+    ) -> RedisStores:
         """Stores whose pool waits up to `timeout` s for a free connection under bursts.
 
-        redis-py's default asyncio pool raises MaxConnectionsError instead of waiting.
+        redis-py's default asyncio pool raises MaxConnectionsError instead of waiting. With
+        `sentinel`, every command goes to the master the sentinels name, the start-up checks
+        (`require_supported_version`, `require_noeviction`) included.
         """
         pool = blocking_pool(
             url,
+            sentinel=sentinel,
             max_connections=max_connections,
             timeout=timeout,
             decode_responses=True,
@@ -72,7 +82,8 @@ class RedisStores:
             socket_timeout=timeout,
         )
         # from_pool: the client owns the pool, so close() also disconnects it.
-        return cls(aioredis.Redis.from_pool(pool), url=url)
+        where = url if sentinel is None else sentinel.where(url)
+        return cls(aioredis.Redis.from_pool(pool), url=where)
 
     @property
     def redis(self) -> aioredis.Redis:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from aiogram import Router
 
 from handlers.access import MemberGate
-from handlers.teacher import attendees, export, history, session
+from handlers.teacher import attendees, excuses, export, history, session
 
 router = Router(name="teacher")
 router.message.middleware(MemberGate(teachers=True))
 router.callback_query.middleware(MemberGate(teachers=True))
-router.include_routers(session.router, attendees.router, history.router, export.router)
+router.include_routers(
+    session.router, attendees.router, history.router, export.router, excuses.router
+)

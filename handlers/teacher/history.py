@@ -21,9 +21,11 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from dal.models import RecordStatus
 from handlers.filters import has_text, on_command
 from handlers.replies import Reply
+from handlers.teacher.excuses import decision_keyboard
 from handlers.teacher.shared import message_of, recalled_aid, remember_aid
 from services.attendance import AttendanceService
 from services.errors import AlreadyOnList, InvalidInput
+from services.excuses import ExcuseService
 from services.members import Member
 from services.reports import ReportService, SavedSheet
 from ui.callbacks import (
@@ -33,6 +35,7 @@ from ui.callbacks import (
     HistoryExcuseList,
     HistoryList,
     HistoryOpen,
+    HistoryRequests,
     HistoryToggle,
 )
 from ui.i18n import COMMANDS, date_time_text, t
@@ -53,7 +56,7 @@ class SavedAddForm(StatesGroup):
 
 
 def _sheet_view(
-    sheet: SavedSheet, page: int, reports: ReportService
+    sheet: SavedSheet, page: int, reports: ReportService, requests: int = 0
 ) -> tuple[str, InlineKeyboardMarkup]:
     attendance = sheet.attendance
     aid = attendance.attendance_id
@@ -89,6 +92,13 @@ def _sheet_view(
         ),
         InlineKeyboardButton(text=t("button.add_saved"), callback_data=HistoryAdd(aid=aid).pack()),
     )
+    if requests:  # students' excuse requests waiting for a decision
+        builder.row(
+            InlineKeyboardButton(
+                text=t("button.excuse_requests", count=requests),
+                callback_data=HistoryRequests(aid=aid).pack(),
+            )
+        )
     builder.row(
         InlineKeyboardButton(text=t("button.csv"), callback_data=HistoryCsv(aid=aid).pack()),
         InlineKeyboardButton(text=t("button.back"), callback_data=HistoryList().pack()),
@@ -156,20 +166,69 @@ async def history_open(
     callback_data: HistoryOpen,
     user: Member,
     reports: ReportService,
+    excuses: ExcuseService,
 ) -> Reply:
-    return await _show_sheet(query, user, reports, callback_data.aid, callback_data.page)
+    return await _show_sheet(
+        query, user, reports, callback_data.aid, callback_data.page, excuses=excuses
+    )
 
 
 async def _show_sheet(
-    query: CallbackQuery, user: Member, reports: ReportService, attendance_id: UUID, page: int
+    query: CallbackQuery,
+    user: Member,
+    reports: ReportService,
+    attendance_id: UUID,
+    page: int,
+    *,
+    excuses: ExcuseService | None = None,
 ) -> Reply:
     """The saved sheet, read again, in place of the pressed message."""
     sheet = await reports.sheet(teacher=user, attendance_id=attendance_id)
     message = message_of(query)
     if message is None:
         return None
-    text, keyboard = _sheet_view(sheet, page, reports)
+    waiting = (
+        await excuses.waiting_for(teacher=user, attendance_id=attendance_id) if excuses else []
+    )
+    text, keyboard = _sheet_view(sheet, page, reports, len(waiting))
     return message.edit_text(text, reply_markup=keyboard)
+
+
+@router.callback_query(HistoryRequests.filter())
+async def history_requests(
+    query: CallbackQuery,
+    callback_data: HistoryRequests,
+    user: Member,
+    reports: ReportService,
+    excuses: ExcuseService,
+) -> Reply:
+    """The session's pending excuse requests, one message each with Approve / Reject (the
+    same buttons as the notice, handlers/teacher/excuses.py)."""
+    await reports.sheet(teacher=user, attendance_id=callback_data.aid)  # ownership
+    waiting = await excuses.waiting_for(teacher=user, attendance_id=callback_data.aid)
+    message = message_of(query)
+    if message is None:
+        return None
+    if not waiting:
+        return message.answer(t("excreq.none_waiting"))
+    for request in waiting[:10]:
+        await message.answer(
+            t(
+                "excreq.notice",
+                id=request.request_id,
+                name=request.student_name,
+                number=request.student_number,
+                lesson=request.lesson_name,
+                date=date_time_text(request.lesson_start, reports.tz),
+                reason=request.reason,
+            ),
+            reply_markup=decision_keyboard(request.request_id),
+        )
+        if request.file_id and request.file_kind == "photo":
+            await message.answer_photo(request.file_id)
+        elif request.file_id:
+            await message.answer_document(request.file_id)
+    return None
 
 
 @router.callback_query(HistoryToggle.filter())
@@ -179,6 +238,7 @@ async def history_toggle(
     callback_answer: CallbackAnswer,
     user: Member,
     reports: ReportService,
+    excuses: ExcuseService,
 ) -> Reply:
     attendance_id = callback_data.aid
     record = await reports.toggle(
@@ -186,7 +246,9 @@ async def history_toggle(
     )
     state_word = t("state.present" if record.is_attended else "state.absent")
     callback_answer.text = t("history.corrected", number=record.student_number, state=state_word)
-    return await _show_sheet(query, user, reports, attendance_id, callback_data.page)
+    return await _show_sheet(
+        query, user, reports, attendance_id, callback_data.page, excuses=excuses
+    )
 
 
 @router.callback_query(HistoryCsv.filter())

@@ -263,6 +263,9 @@ class FakeTelegram:
         self.calls: list[Call] = []
         self.sent_messages: list[dict[str, Any]] = []  # every message the bot sent, in order
         self.files: dict[str, FakeFile] = {}
+        # Files users sent to the bot (photos, documents), by file_id: the bot may send them
+        # on by that id (sendPhoto, sendDocument), as Telegram allows.
+        self.user_files: dict[str, dict[str, Any]] = {}
         self.commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.callback_answers: dict[str, dict[str, Any]] = {}
         self.webhook: dict[str, Any] | None = None
@@ -805,9 +808,26 @@ class FakeTelegram:
             content["entities"] = params["entities"]
         return await self._post_bot_message(state, params, content)
 
+    async def _send_photo(self, params: dict[str, Any]) -> Any:
+        state = self._chat_for_send(params.get("chat_id"))
+        photo = params.get("photo")
+        known = self.user_files.get(photo) if isinstance(photo, str) else None
+        if known is None or known["kind"] != "photo":
+            raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        content: dict[str, Any] = {"photo": [dict(known["size"])]}
+        if params.get("caption"):
+            content["caption"] = params["caption"]
+        return await self._post_bot_message(state, params, content)
+
     async def _send_document(self, params: dict[str, Any]) -> Any:
         state = self._chat_for_send(params.get("chat_id"))
         document = params.get("document")
+        sent = self.user_files.get(document) if isinstance(document, str) else None
+        if sent is not None and sent["kind"] == "document":
+            content = {"document": dict(sent["document"])}
+            if params.get("caption"):
+                content["caption"] = params["caption"]
+            return await self._post_bot_message(state, params, content)
         if isinstance(document, str) and document in self.files:
             document = self.files[document]
         if not isinstance(document, FakeFile):
@@ -974,6 +994,7 @@ class FakeTelegram:
         "getupdates": _get_updates,
         "sendmessage": _send_message,
         "senddocument": _send_document,
+        "sendphoto": _send_photo,
         "editmessagetext": _edit_message_text,
         "editmessagereplymarkup": _edit_message_reply_markup,
         "deletemessage": _delete_message,
@@ -1127,13 +1148,39 @@ class FakeUser:
         await self.fake.deliver_update({"message": message})
         return message
 
-    async def send_photo(self, caption: str | None = None) -> dict[str, Any]:
+    async def send_photo(
+        self, caption: str | None = None, *, file_id: str = "photo-1", file_size: int = 2048
+    ) -> dict[str, Any]:
         """Send a photo, with `caption` under it when given."""
-        size = {"file_id": "photo-1", "file_unique_id": "p1", "width": 90, "height": 90}
+        size = {
+            "file_id": file_id,
+            "file_unique_id": f"u-{file_id}",
+            "width": 90,
+            "height": 90,
+            "file_size": file_size,
+        }
+        self.fake.user_files[file_id] = {"kind": "photo", "size": size}
         content: dict[str, Any] = {"photo": [size]}
         if caption is not None:
             content["caption"] = caption
         message = self._message(content)
+        await self.fake.deliver_update({"message": message})
+        return message
+
+    async def send_document(
+        self, file_name: str, mime_type: str, file_size: int, *, file_id: str | None = None
+    ) -> dict[str, Any]:
+        """Send a file as a document (Telegram reports its name, MIME type and size)."""
+        file_id = file_id or f"doc-{file_name}"
+        document = {
+            "file_id": file_id,
+            "file_unique_id": f"u-{file_id}",
+            "file_name": file_name,
+            "mime_type": mime_type,
+            "file_size": file_size,
+        }
+        self.fake.user_files[file_id] = {"kind": "document", "document": document}
+        message = self._message({"document": document})
         await self.fake.deliver_update({"message": message})
         return message
 

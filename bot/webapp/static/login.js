@@ -8,6 +8,25 @@
     ATTN.show(document.getElementById("verdict"), text, kind);
   }
 
+  // While in line, a poll that does not get an answer (the server restarting, the network
+  // away) is simply repeated: the place is kept in Redis, and an error here would send the
+  // student to type everything again for nothing.
+  function poll(ticket) {
+    window.setTimeout(function () {
+      ATTN.post("/app/api/login/status", { ticket: ticket }).then(
+        function (reply) {
+          var data = reply.data || {};
+          if (!data.ok && (reply.status >= 500 || reply.status === 429 || data.error === "http")) {
+            poll(ticket);
+            return;
+          }
+          answered(reply);
+        },
+        function () { poll(ticket); }
+      );
+    }, POLL_MS);
+  }
+
   function answered(reply) {
     var data = reply.data || {};
     var button = document.getElementById("submit");
@@ -18,9 +37,7 @@
     }
     if (data.state === "queued") {
       verdict(data.message, "wait");
-      window.setTimeout(function () {
-        ATTN.post("/app/api/login/status", { ticket: data.ticket }).then(answered);
-      }, POLL_MS);
+      poll(data.ticket);
       return;
     }
     verdict(data.message, data.success ? "ok" : "bad");
