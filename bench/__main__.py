@@ -1,7 +1,8 @@
 """`python -m bench` (`make bench`): every ATTN benchmark, one table, and JSON results.
 
 Sections: check-in throughput on one core against the aiogram floor and check-in latency
-(bench/checkin.py), reply delivery under the 30 messages/s limit (bench/delivery.py), durable
+(bench/checkin.py), reply delivery under the 30 messages/s limit (bench/delivery.py), the top
+of the hour at a university, scaled, within that limit (bench/university.py), durable
 notice delivery by the real process with a backlog, SIGTERM and a restart (bench/outbox.py),
 finalization from Redis to PostgreSQL (bench/finalize.py), the /export of a 400 x 14 course
 (bench/export.py), check-ins through the Mini App's page during a notice backlog and for a
@@ -28,13 +29,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import checkin, delivery, login_wave, memory, outbox, webapp
+from bench import checkin, delivery, login_wave, memory, outbox, university, webapp
 from bench.common import Row, database_url, flush_redis, print_table, redis_url, throwaway_database
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 SECTIONS = (
     "checkin",
     "delivery",
+    "university",
     "outbox",
     "finalize",
     "export",
@@ -148,6 +150,8 @@ async def _run(sections: set[str], quick: bool) -> list[Row]:
             rows += await asyncio.to_thread(checkin.run, dsn, n=n, repeat=3, concurrency=100)
         if "delivery" in sections:
             rows += delivery.rows(await delivery.measure(dsn, 500))
+        if "university" in sections:
+            rows += university.rows(await university.measure(dsn))
         if "outbox" in sections:
             rows += outbox.rows(await outbox.measure(dsn))
         if "finalize" in sections:

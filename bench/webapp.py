@@ -141,7 +141,7 @@ async def _backlog(dsn: str, backlog: int, probes: int) -> dict[str, Any]:
             ]
             await app.outbox.ensure_group()
             for start in range(0, backlog, 500):
-                await app.outbox.add(notices[start : start + 500])
+                await app.outbox.add([("result", n) for n in notices[start : start + 500]])
             runner = await _serve(app, port)
             await app.delivery.start()
             try:

@@ -14,7 +14,8 @@ keeps at most `per_chat` answers waiting; an answer of a kind already waiting fo
 (the "too many attempts" answer) is not repeated to that chat within that time.
 
 At shutdown (`stop`) the senders get a short grace; whatever is still queued then goes into the
-durable outbox (dal/redis/outbox.py), so a SIGTERM during a burst loses no answer.
+durable outbox (dal/redis/outbox.py), in its first lane (ANSWER, drained before every notice),
+so a SIGTERM during a burst loses no answer.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from aiogram.exceptions import (
 )
 
 from bot.delivery import encode_text
-from dal.redis.outbox import Outbox
+from dal.redis.outbox import Outbox, OutboxLanes
+from services.notify import ANSWER
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +49,11 @@ class _Answer:
 
 
 class AnswerQueue:
-    def __init__(self, bot: Bot, outbox: Outbox, *, senders: int = 32, per_chat: int = 5) -> None:
+    def __init__(
+        self, bot: Bot, outbox: Outbox | OutboxLanes, *, senders: int = 32, per_chat: int = 5
+    ) -> None:
         self._bot = bot
-        self._outbox = outbox
+        self._outbox = outbox if isinstance(outbox, OutboxLanes) else OutboxLanes.single(outbox)
         self._senders = senders
         self._per_chat = per_chat
         # chat -> its waiting answers; a chat is in `_chats` while it has answers waiting or
@@ -128,7 +132,7 @@ class AnswerQueue:
             except (TelegramRetryAfter, TelegramNetworkError, TelegramServerError) as exc:
                 # The middleware's retries ran out: the outbox keeps trying, durably.
                 log.warning("an answer goes to the outbox after %s", exc)
-                await self._outbox.add([encode_text(chat_id, answer.text)])
+                await self._outbox.add([(ANSWER, encode_text(chat_id, answer.text))])
             except TelegramAPIError as exc:  # undeliverable: recorded by the middleware
                 log.info("an answer was not delivered: %s", exc)
             except asyncio.CancelledError:
@@ -159,5 +163,5 @@ class AnswerQueue:
         while not self._ready.empty():
             self._ready.get_nowait()
         if left:
-            await self._outbox.add([encode_text(chat_id, text) for chat_id, text in left])
+            await self._outbox.add([(ANSWER, encode_text(chat_id, text)) for chat_id, text in left])
             log.info("%d unsent answers moved to the outbox", len(left))

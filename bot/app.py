@@ -49,7 +49,7 @@ from bot.secrets import Sealer
 from bot.status import StatusBoard
 from dal.pg import Postgres
 from dal.redis.connection import blocking_pool
-from dal.redis.outbox import Outbox
+from dal.redis.outbox import OutboxLanes
 from dal.redis.stores import RedisStores
 from handlers import build_router
 from handlers.deps import HandlerDeps
@@ -91,7 +91,7 @@ class App:
     bot: Bot
     dispatcher: Dispatcher
     notifier: OutboxNotifier
-    outbox: Outbox
+    outbox: OutboxLanes
     delivery: DeliveryWorker
     answers: AnswerQueue
     board: StatusBoard
@@ -236,9 +236,14 @@ async def build_app(
             per_chat_rate=settings.telegram_per_chat_rate,
         )
         # Notices go through the durable outbox; this process's worker sends them.
-        outbox = Outbox(redis.redis)
+        outbox = OutboxLanes(redis.redis)  # lanes: answers, urgent notices, results, the rest
         notifier = OutboxNotifier(outbox)
-        delivery = DeliveryWorker(bot, outbox, public_url=settings.public_url)
+        delivery = DeliveryWorker(
+            bot,
+            outbox,
+            public_url=settings.public_url,
+            paid_broadcast_after=settings.telegram_paid_broadcast_after_seconds,
+        )
         # Check-in answers are handed off, not awaited by their handlers (bot/answers.py).
         answers = AnswerQueue(bot, outbox)
         tz = settings.tz
@@ -329,6 +334,7 @@ async def build_app(
             projector_url=lambda aid: projector_url(
                 settings.public_url, secret, aid, now=attendance.now()
             ),
+            pressure=budget.booked_ahead,  # edits back off while answers fill the budget
         )
         storage = build_storage(settings)
         # Typed from the handlers' side (handlers/deps.py): mypy checks that these fit.

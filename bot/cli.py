@@ -36,7 +36,7 @@ from dal.errors import DatabaseUnavailable, RedisUnavailable, UnsupportedServer
 from dal.migrations import apply_migrations, pending_migrations
 from dal.pg import Database, Postgres
 from dal.redis.erasure import RedisErasure
-from dal.redis.outbox import Outbox
+from dal.redis.outbox import Outbox, OutboxLanes
 from dal.redis.stores import RedisStores
 from services.errors import SessionGone
 from services.exports import course_csv, course_xlsx, document_name
@@ -274,7 +274,7 @@ async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
     )
     try:
         await redis.ping()
-        outbox = Outbox(redis.redis)
+        outbox = OutboxLanes(redis.redis)
         if args.action == "stats":
             return await _outbox_stats(outbox, redis)
         if args.action == "requeue":
@@ -284,7 +284,7 @@ async def outbox_command(settings: Settings, args: argparse.Namespace) -> int:
         await redis.close()
 
 
-async def _outbox_stats(outbox: Outbox, redis: RedisStores) -> int:
+async def _outbox_stats(outbox: OutboxLanes, redis: RedisStores) -> int:
     depth, in_flight, oldest_ms = await outbox.overview()
     age = 0.0 if oldest_ms is None else max(0.0, time.time() - oldest_ms / 1000.0)
     _out(f"waiting: {depth} (in flight: {in_flight})")
@@ -294,19 +294,24 @@ async def _outbox_stats(outbox: Outbox, redis: RedisStores) -> int:
     return 0
 
 
-async def _consumers(outbox: Outbox, redis: RedisStores) -> list[tuple[str, int, bool]]:
+async def _consumers(outbox: OutboxLanes, redis: RedisStores) -> list[tuple[str, int, bool]]:
+    """Every consumer of any lane, with its entries pending over all lanes."""
     from dal.redis import keys
 
     await outbox.ensure_group()
+    pending: dict[str, int] = {}
+    for lane in outbox.outboxes:
+        for info in await redis.redis.xinfo_consumers(lane.stream, lane.group):
+            name = info["name"].decode() if isinstance(info["name"], bytes) else str(info["name"])
+            pending[name] = pending.get(name, 0) + int(info["pending"])
     found = []
-    for info in await redis.redis.xinfo_consumers(outbox.stream, outbox.group):
-        name = info["name"].decode() if isinstance(info["name"], bytes) else str(info["name"])
+    for name, count in pending.items():
         alive = bool(await redis.redis.exists(keys.outbox_alive(name)))
-        found.append((name, int(info["pending"]), alive))
+        found.append((name, count, alive))
     return found
 
 
-async def _outbox_requeue(outbox: Outbox, redis: RedisStores, consumer: str | None) -> int:
+async def _outbox_requeue(outbox: OutboxLanes, redis: RedisStores, consumer: str | None) -> int:
     """The notices taken by a worker that stopped go back to the end of the stream, for any
     live worker to send (one that is alive is left alone unless named)."""
     moved = 0
@@ -316,13 +321,23 @@ async def _outbox_requeue(outbox: Outbox, redis: RedisStores, consumer: str | No
         if pending:
             entries = await outbox.read(name, pending, block_ms=None, own=True)
             moved += await outbox.requeue(name, entries)
-        await redis.redis.xgroup_delconsumer(outbox.stream, outbox.group, name)
+        for lane in outbox.outboxes:
+            await redis.redis.xgroup_delconsumer(lane.stream, lane.group, name)
     _out(f"requeued {moved} notice(s)")
     return 0
 
 
-async def _outbox_drop(outbox: Outbox, redis: RedisStores, older_than: float | None) -> int:
+async def _outbox_drop(outbox: OutboxLanes, redis: RedisStores, older_than: float | None) -> int:
     cutoff_ms = None if older_than is None else (time.time() - older_than) * 1000.0
+    await outbox.ensure_group()
+    dropped = 0
+    for lane in outbox.outboxes:
+        dropped += await _drop_lane(lane, redis, cutoff_ms)
+    _out(f"dropped {dropped} notice(s)")
+    return 0
+
+
+async def _drop_lane(outbox: Outbox, redis: RedisStores, cutoff_ms: float | None) -> int:
     doomed: list[str] = []
     start = "-"
     while True:
@@ -337,11 +352,9 @@ async def _outbox_drop(outbox: Outbox, redis: RedisStores, older_than: float | N
             break
         last = page[-1][0]
         start = "(" + (last.decode() if isinstance(last, bytes) else str(last))
-    await outbox.ensure_group()
     for first in range(0, len(doomed), 500):
         await outbox.ack(doomed[first : first + 500])
-    _out(f"dropped {len(doomed)} notice(s)")
-    return 0
+    return len(doomed)
 
 
 # --- forget-user ----------------------------------------------------------------------------
@@ -356,7 +369,7 @@ async def forget_user(settings: Settings, school_number: str) -> int:
         await redis.ping()
         pg = await Postgres.connect(settings.database_url, max_size=2, migrate=False)
         try:
-            erasure = RedisErasure(redis.redis, Outbox(redis.redis))
+            erasure = RedisErasure(redis.redis, OutboxLanes(redis.redis))
             live = await erasure.live_sessions_of(school_number=number)
             if live:
                 _err(

@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     # sustained into one chat.
     telegram_global_rate: float = Field(default=30.0, gt=0)
     telegram_per_chat_rate: float = Field(default=1.0, gt=0)
+    # Paid broadcasts (Bot API 7.11, `allow_paid_broadcast`): once the oldest queued notice
+    # has waited this long, notices are sent beyond the 30/s, for Telegram Stars. 0: never.
+    telegram_paid_broadcast_after_seconds: float = Field(default=0.0, ge=0)
 
     web_host: str = "0.0.0.0"  # noqa: S104 - the container's published port
     web_port: int = Field(default=8080, ge=0, le=65535)

@@ -60,7 +60,7 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 
 from bot.notifier import callback_data, web_app_url
 from bot.outgoing import BULK, Bulk, NoLongerWanted
-from dal.redis.outbox import Entry, Outbox, encode_conditions
+from dal.redis.outbox import Entry, Outbox, OutboxLanes, encode_conditions
 from services.notify import Attachment, Button, Moment, Notice, Percent, Stale
 from ui.i18n import date_time_text, percent_number, t, time_text, use_locale
 
@@ -85,8 +85,10 @@ class Tries:
 
 
 def encode(notice: Notice, tries: Tries | None = None) -> str:
-    if not notice.key:
-        body: dict[str, Any] = {"t": notice.telegram_id, "x": notice.values["text"]}
+    if notice.digest and not notice.key:  # the entry that sends a recipient's digest
+        body: dict[str, Any] = {"t": notice.telegram_id, "g": notice.digest}
+    elif not notice.key:
+        body = {"t": notice.telegram_id, "x": notice.values["text"]}
     else:
         body = {"t": notice.telegram_id, "l": notice.language, "k": notice.key}
         if notice.values:
@@ -134,6 +136,8 @@ def encode_text(chat_id: int, text: str) -> str:
 def decode(payload: str) -> tuple[Notice, Tries]:
     body = json.loads(payload)
     tries = Tries(int(body.get("a", 0)), float(body.get("f", 0.0)))
+    if "g" in body:  # a digest: the notices waiting in it are read when it is sent
+        return Notice(int(body["t"]), "", "", digest=str(body["g"])), tries
     if "x" in body:  # rendered text: no key, sent as is
         return Notice(int(body["t"]), "", "", {"text": str(body["x"])}), tries
     notice = Notice(
@@ -195,13 +199,18 @@ def _shown(value: object) -> object:
 class OutboxNotifier:
     """`services.notify.Notifier` over the durable outbox."""
 
-    def __init__(self, outbox: Outbox) -> None:
-        self._outbox = outbox
+    def __init__(self, outbox: Outbox | OutboxLanes) -> None:
+        self._outbox = lanes_of(outbox)
 
     async def enqueue(
         self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
     ) -> bool:
-        return await self._outbox.add([encode(n) for n in notices], once=once, once_ttl=once_ttl)
+        """Each notice into its lane (`Notice.lane`); with `once`, all of them atomically."""
+        return await self._outbox.add(
+            [(n.lane, encode(n), (n.digest, n.telegram_id) if n.digest else None) for n in notices],
+            once=once,
+            once_ttl=once_ttl,
+        )
 
     async def notify(self, notices: Sequence[Notice]) -> int:
         """Queued durably (the caller does not wait for Telegram); the count queued."""
@@ -218,6 +227,15 @@ class _Abandoned(BaseException):
     when the check itself fails) lets it through, and no `except Exception` swallows it."""
 
 
+# Lanes whose notices may go as paid broadcasts (bulk notices, not waiting direct answers).
+PAID_LANES = ("urgent", "result", "bulk")
+
+
+def lanes_of(outbox: Outbox | OutboxLanes) -> OutboxLanes:
+    """The lanes; a bare `Outbox` is one lane for everything (first in, first out)."""
+    return outbox if isinstance(outbox, OutboxLanes) else OutboxLanes.single(outbox)
+
+
 def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
@@ -226,7 +244,7 @@ class DeliveryWorker:
     def __init__(
         self,
         bot: Bot,
-        outbox: Outbox,
+        outbox: Outbox | OutboxLanes,
         *,
         window: int = 16,
         heartbeat_ms: int = 3000,
@@ -236,10 +254,15 @@ class DeliveryWorker:
         name: str | None = None,
         clock: Callable[[], float] = time.time,
         public_url: str | None = None,
+        paid_broadcast_after: float = 0.0,
     ) -> None:
         self._bot = bot
         self._public_url = public_url
-        self._outbox = outbox
+        # Paid broadcasts once the oldest waiting notice is older than this (0: never); `_paid`
+        # is re-read by the watch loop every second.
+        self._paid_after = paid_broadcast_after
+        self._paid = False
+        self._outbox = lanes_of(outbox)
         self._window = window
         self._heartbeat_ms = heartbeat_ms
         self._stuck_ms = stuck_ms
@@ -248,10 +271,10 @@ class DeliveryWorker:
         self._clock = clock
         self.name = name or consumer_name()
         self._slots = asyncio.Semaphore(window)
-        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}
         # Entries whose request is on its way to Telegram (past the last still-wanted check),
         # and those abandoned at that check because the worker is stopping.
-        self._on_wire: set[str] = set()
+        self._on_wire: set[tuple[str, str]] = set()
         self._abandoned = 0
         # Our own pending list holds entries to read again (taken over, or failed here):
         # read it first. `_takeovers` counts the times it was marked, so a read of it that
@@ -340,6 +363,9 @@ class DeliveryWorker:
         while True:
             try:
                 await self._outbox.heartbeat(self.name, self._heartbeat_ms)
+                await self._outbox.release_due()  # digests whose hold has ended
+                if self._paid_after > 0:
+                    self._paid = await self._behind()
                 if await self._outbox.take_over_dead(self.name):
                     self._mark_own_pending()
                 if rounds % 30 == 0 and await self._outbox.take_over_idle(
@@ -378,7 +404,7 @@ class DeliveryWorker:
                 entries = await self._outbox.read(
                     self.name, free + len(self._in_flight), block_ms=None, own=True
                 )
-                entries = [e for e in entries if e.id not in self._in_flight][:free]
+                entries = [e for e in entries if e.key not in self._in_flight][:free]
                 if not entries and self._takeovers == marked:
                     self._own_pending = False
             else:
@@ -387,43 +413,46 @@ class DeliveryWorker:
         finally:
             for _ in range(free - started):  # each started send releases its own slot
                 self._slots.release()
+        # A wait on every lane may answer one entry more per lane than there were free slots:
+        # take those slots back as their sends end, so the window holds.
+        for _ in range(started - free):
+            await self._slots.acquire()
 
     async def _dispatch(self, entries: Sequence[Entry]) -> int:
         """Drop what no longer applies, start a send for the rest; returns sends started."""
         if not entries:
             return 0
         decoded: list[tuple[Entry, Notice, Tries]] = []
-        broken: list[str] = []
+        broken: list[Entry] = []
         for entry in entries:
             try:
                 notice, tries = decode(entry.payload)
             except (ValueError, KeyError, IndexError, TypeError):
                 log.error("outbox entry %s is not a notice; dropped", entry.id)
-                broken.append(entry.id)
+                broken.append(entry)
                 continue
             decoded.append((entry, notice, tries))
         conditional = [(e, n) for e, n, _a in decoded if n.drop_if]
-        stale_ids: set[str] = set()
+        stale: list[Entry] = []
         if conditional:
             verdicts = await self._outbox.stale(
                 [encode_conditions([(c.kind, *c.args) for c in n.drop_if]) for _e, n in conditional]
             )
-            stale_ids = {
-                e.id for (e, _n), stale in zip(conditional, verdicts, strict=True) if stale
-            }
-        if broken or stale_ids:
-            await self._outbox.ack([*broken, *stale_ids])
-            self.dropped_stale += len(stale_ids)
+            stale = [e for (e, _n), gone in zip(conditional, verdicts, strict=True) if gone]
+        if broken or stale:
+            await self._outbox.ack([*broken, *stale])
+            self.dropped_stale += len(stale)
+        stale_keys = {e.key for e in stale}
         started = 0
         for entry, notice, tries in decoded:
-            if entry.id in stale_ids:
+            if entry.key in stale_keys:
                 continue
-            self._in_flight[entry.id] = asyncio.create_task(self._deliver(entry, notice, tries))
+            self._in_flight[entry.key] = asyncio.create_task(self._deliver(entry, notice, tries))
             started += 1
         return started
 
     async def _deliver(self, entry: Entry, notice: Notice, tries: Tries) -> None:
-        token = BULK.set(Bulk(self._still_wanted_check(entry.id, notice)))
+        token = BULK.set(Bulk(self._still_wanted_check(entry.key, notice)))
         try:
             await self._send(entry, notice, tries)
         except asyncio.CancelledError:
@@ -434,11 +463,13 @@ class DeliveryWorker:
             self._hold_back()
         finally:
             BULK.reset(token)
-            self._on_wire.discard(entry.id)
-            self._in_flight.pop(entry.id, None)
+            self._on_wire.discard(entry.key)
+            self._in_flight.pop(entry.key, None)
             self._slots.release()
 
-    def _still_wanted_check(self, entry_id: str, notice: Notice) -> Callable[[], Awaitable[bool]]:
+    def _still_wanted_check(
+        self, entry_key: tuple[str, str], notice: Notice
+    ) -> Callable[[], Awaitable[bool]]:
         """Asked by the outgoing middleware just before each request goes to Telegram."""
         conditions = (
             encode_conditions([(c.kind, *c.args) for c in notice.drop_if])
@@ -453,17 +484,46 @@ class DeliveryWorker:
                 return False
             if self._stopping.is_set():
                 raise _Abandoned
-            self._on_wire.add(entry_id)
+            self._on_wire.add(entry_key)
             return True
 
         return still_wanted
 
+    async def _compose_digest(self, notice: Notice) -> tuple[int, str, InlineKeyboardMarkup | None]:
+        """(how many notices the digest holds, their texts as one message, the buttons of a
+        lone one)."""
+        payloads = await self._outbox.digest_items(notice.digest, notice.telegram_id)
+        parts: list[tuple[str, InlineKeyboardMarkup | None]] = []
+        for payload in payloads:
+            try:
+                parts.append(render(decode(payload)[0], public_url=self._public_url))
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                log.error(
+                    "a %s digest notice cannot be rendered (%r); left out", notice.digest, exc
+                )
+        if len(parts) == 1:
+            return len(payloads), parts[0][0], parts[0][1]
+        return len(payloads), "\n\n".join(text for text, _markup in parts), None
+
+    async def _settle(self, entry: Entry, notice: Notice, count: int) -> None:
+        """Done with the entry; a digest's notices that it covered are done too."""
+        if notice.digest and not notice.key:
+            await self._outbox.digest_sent(entry, notice.digest, notice.telegram_id, count)
+        await self._outbox.ack([entry])
+
     async def _send(self, entry: Entry, notice: Notice, tries: Tries) -> None:
+        count = 0
         try:
-            text, markup = render(notice, public_url=self._public_url)
+            if notice.digest and not notice.key:
+                count, text, markup = await self._compose_digest(notice)
+                if not text:  # nothing left in it (sent by a resend, or erased)
+                    await self._settle(entry, notice, count)
+                    return
+            else:
+                text, markup = render(notice, public_url=self._public_url)
         except (KeyError, ValueError, IndexError) as exc:
             log.error("notice %s cannot be rendered (%r); dropped", notice.key, exc)
-            await self._outbox.ack([entry.id])
+            await self._outbox.ack([entry])
             return
         try:
             await self._send_one(notice, text, markup)
@@ -481,23 +541,25 @@ class DeliveryWorker:
                     datetime.fromtimestamp(tries.since, UTC).isoformat(timespec="seconds"),
                     exc,
                 )
-                await self._outbox.ack([entry.id])
+                await self._settle(entry, notice, count)
             else:
-                await self._outbox.requeue(self.name, [Entry(entry.id, encode(notice, tries))])
+                await self._outbox.requeue(
+                    self.name, [Entry(entry.id, encode(notice, tries), entry.stream)]
+                )
             self._hold_back()
             return
         except _Abandoned:  # stopping: not sent, stays pending (taken over by the next)
             self._abandoned += 1
             return
         except NoLongerWanted:  # went stale while it waited for its slot
-            await self._outbox.ack([entry.id])
+            await self._outbox.ack([entry])
             self.dropped_stale += 1
             return
         except TelegramAPIError as exc:  # undeliverable or refused: recorded by the middleware
             log.info("notice %s not delivered to %s: %s", notice.key, notice.telegram_id, exc)
-            await self._outbox.ack([entry.id])
+            await self._settle(entry, notice, count)
             return
-        await self._outbox.ack([entry.id])
+        await self._settle(entry, notice, count)
         self.sent += 1
         self._failures = 0
 
@@ -508,8 +570,11 @@ class DeliveryWorker:
         as its caption. A caption longer than Telegram takes goes as a message of its own,
         after the file, with the buttons."""
         file = notice.attachment
+        paid = True if self._paid else None  # a paid broadcast (see `paid_broadcast_after`)
         if file is None:
-            await self._bot.send_message(notice.telegram_id, text, reply_markup=markup)
+            await self._bot.send_message(
+                notice.telegram_id, text, reply_markup=markup, allow_paid_broadcast=paid
+            )
             return
         fits = len(text) <= CAPTION_LIMIT
         caption, caption_markup = (text, markup) if fits else (None, None)
@@ -525,6 +590,11 @@ class DeliveryWorker:
             await self._bot.send_message(notice.telegram_id, text, reply_markup=markup)
 
     # --- bookkeeping ---------------------------------------------------------------------
+
+    async def _behind(self) -> bool:
+        """The oldest notice waiting (answers aside) is older than `paid_broadcast_after`."""
+        oldest = await self._outbox.oldest_ms(PAID_LANES)
+        return oldest is not None and self._clock() - oldest / 1000.0 > self._paid_after
 
     def _mark_own_pending(self) -> None:
         self._own_pending = True

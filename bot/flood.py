@@ -54,9 +54,9 @@ class BudgetUnavailable(Exception):
 class Pacer(Protocol):
     """What the outgoing middleware asks before each message (bot/outgoing.py)."""
 
-    async def acquire(self, chat_id: ChatId | None, *, bulk: bool) -> float:
+    async def acquire(self, chat_id: ChatId | None, *, bulk: bool, paid: bool = False) -> float:
         """Wait for a slot; returns the seconds waited. `BudgetUnavailable` when it cannot
-        be asked."""
+        be asked. `paid`: a paid broadcast, outside the bot's rate (only the chat's counts)."""
         ...
 
     async def pause(self, chat_id: ChatId | None, seconds: float) -> None:
@@ -97,6 +97,9 @@ class RedisFloodBudget:
         # own wake-up lateness does not push the budget's schedule back slot after slot.
         self._answers = _Asker(self, horizon, batch=64)
         self._bulk = _Asker(self, 0.010, batch=16)
+        # Paid broadcasts do not take the bot's slots (Telegram bills them instead): only the
+        # chat's own limit and a 429 pause apply.
+        self._paid = _Asker(self, 0.010, batch=16, paid=True)
 
     def _chat_limits(self, chat_id: ChatId | None) -> tuple[float, float]:
         if chat_id is None:
@@ -105,9 +108,9 @@ class RedisFloodBudget:
         return self._group if is_group else self._chat
 
     async def _ask_many(
-        self, chats: Sequence[ChatId | None], horizon: float
+        self, chats: Sequence[ChatId | None], horizon: float, *, paid: bool = False
     ) -> list[tuple[bool, float, bool]]:
-        gi, gt = self._global
+        gi, gt = (0.0, 1e12) if paid else self._global
         asks = []
         for chat_id in chats:
             ci, ct = self._chat_limits(chat_id)
@@ -126,8 +129,8 @@ class RedisFloodBudget:
             for i in range(0, len(flat), 3)
         ]
 
-    async def acquire(self, chat_id: ChatId | None, *, bulk: bool) -> float:
-        asker = self._bulk if bulk else self._answers
+    async def acquire(self, chat_id: ChatId | None, *, bulk: bool, paid: bool = False) -> float:
+        asker = self._paid if paid else self._bulk if bulk else self._answers
         waited = 0.0
         while True:
             granted, wait = await asker.ask(chat_id)
@@ -139,6 +142,14 @@ class RedisFloodBudget:
             step = min(max(wait - asker.horizon, 0.001), self._poll_max)
             await asyncio.sleep(step)
             waited += step
+
+    async def booked_ahead(self) -> float:
+        """Seconds until the budget's next free slot (0: room now). The status board backs its
+        edits off while this stays high (bot/status.py)."""
+        try:
+            return await self._cells.booked_ms() / 1000.0
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise BudgetUnavailable(f"flood budget unreachable: {type(exc).__name__}") from exc
 
     async def pause(self, chat_id: ChatId | None, seconds: float) -> None:
         try:
@@ -156,8 +167,11 @@ class _Asker:
     So 10,000 waiting answers cost one Redis call per batch of slots, not one call each.
     """
 
-    def __init__(self, budget: RedisFloodBudget, horizon: float, *, batch: int) -> None:
+    def __init__(
+        self, budget: RedisFloodBudget, horizon: float, *, batch: int, paid: bool = False
+    ) -> None:
         self._budget = budget
+        self._paid = paid
         self.horizon = horizon
         self._batch = batch
         self._pending: deque[tuple[ChatId | None, asyncio.Future[tuple[bool, float]]]] = deque()
@@ -179,7 +193,9 @@ class _Asker:
             if not batch:
                 continue
             try:
-                answers = await self._budget._ask_many([c for c, _ in batch], self.horizon)
+                answers = await self._budget._ask_many(
+                    [c for c, _ in batch], self.horizon, paid=self._paid
+                )
             except Exception as exc:  # Redis unreachable: every asker of the batch hears it
                 for _chat, future in batch:
                     if not future.done():

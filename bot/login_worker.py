@@ -19,7 +19,7 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 
 from services.login_queue import Finished, LoginQueue, Progress
-from services.notify import Notice, Notifier
+from services.notify import ANSWER, Notice, Notifier
 from ui.i18n import use_locale
 from ui.login import page_confirmation, queued_text, result_text
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 def page_notice(telegram_id: int, text: str) -> Notice:
     """A rendered text for the chat, sent through the outbox."""
-    return Notice(telegram_id, "", "", {"text": text})
+    return Notice(telegram_id, "", "", {"text": text}, lane=ANSWER)
 
 
 class LoginWorker:

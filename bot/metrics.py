@@ -63,7 +63,7 @@ from redis.exceptions import RedisError
 from bot.build import VERSION
 from dal.errors import DatabaseUnavailable, RedisUnavailable
 from dal.pg import Database
-from dal.redis.outbox import Outbox
+from dal.redis.outbox import Outbox, OutboxLanes
 from dal.redis.sessions import LiveSessions
 from services.aksis import (
     AksisClient,
@@ -236,7 +236,7 @@ class Metrics:
         sessions: LiveSessions,
         pg: Database,
         now: datetime,
-        outbox: Outbox | None = None,
+        outbox: Outbox | OutboxLanes | None = None,
     ) -> None:
         """Set the gauges read from the stores; a store that does not answer is `up 0`."""
         try:

@@ -243,9 +243,15 @@ class OutgoingMiddleware(BaseRequestMiddleware):
             chat_id = None
         retries = 0
         bulk = BULK.get()
+        # A paid broadcast (Bot API 7.11) is outside the bot's 30/s; only the chat's limit holds.
+        paid = bulk is not None and bool(getattr(method, "allow_paid_broadcast", None))
+        if paced and bulk is not None and bulk.still_wanted is not None:
+            # Asked before the slot too: a notice that went stale while it was queued (the
+            # student checked in) must not take a slot of the budget only to be dropped at it.
+            await self._check_still_wanted(bulk.still_wanted, name, chat_id)
         while True:
             if paced:
-                await self._pace(chat_id)
+                await self._pace(chat_id, paid=paid)
             if bulk is not None and bulk.still_wanted is not None:
                 await self._check_still_wanted(bulk.still_wanted, name, chat_id)
             try:
@@ -299,17 +305,21 @@ class OutgoingMiddleware(BaseRequestMiddleware):
             self.stats.dropped += 1
             raise NoLongerWanted(f"{name} to chat {chat_id} no longer wanted")
 
-    async def _pace(self, chat_id: ChatId | None) -> None:
+    async def _pace(self, chat_id: ChatId | None, *, paid: bool = False) -> None:
         if self._pacer is not None:
             try:
                 bulk = BULK.get() is not None
-                self.stats.waited_seconds += await self._pacer.acquire(chat_id, bulk=bulk)
+                self.stats.waited_seconds += await self._pacer.acquire(
+                    chat_id, bulk=bulk, paid=paid
+                )
                 return
             except BudgetUnavailable as exc:
                 self._budget_down(exc)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        if chat_id is None:  # inline-message edits have no chat to pace
+        if paid and chat_id is not None:  # beyond the bot's 30/s, within the chat's own limit
+            await self._chat_limiter(chat_id).acquire()
+        elif chat_id is None:  # inline-message edits have no chat to pace
             await self._global.acquire()
         else:
             await self._chat_limiter(chat_id).acquire(then=self._global)

@@ -251,6 +251,7 @@ def build_scheduler(
             warnings=AttendanceWarnings(
                 reports=pg.reports, notifier=notifier, rule=warning_rule(settings)
             ),
+            receipts=redis.users,
         ),
         purger=Purger(
             db=pg.db,

@@ -4,8 +4,16 @@ Level-3 sessions get a new code every CODE_ROTATION_SECONDS from the same loop (
 and their message is edited with it (one edit per rotation, inside the per-chat budget).
 
 Check-ins mark a session dirty; one background loop edits each dirty message at most once every
-`min_interval` seconds (Telegram counts edits against the per-chat limit), and refreshes the
+`interval` seconds (Telegram counts edits against the per-chat limit), and refreshes the
 time left once a minute.
+
+The interval follows the load: an edit is a message of the bot's one budget (~30/s), and at the
+top of the hour 300 live counts edited every 3 s would take 100 of every 30 slots... that is,
+all of them, from the answers to the students whose codes they count. So each tick asks
+`pressure()` (the shared flood budget's booked-ahead seconds, bot/flood.py): while the budget
+is booked more than `busy_seconds` ahead the interval doubles, up to `max_interval`; once it has
+room again the interval halves back to `min_interval`. A count seen a little later costs the
+teacher nothing; an answer seen late costs a student their check-in.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from aiogram import Bot
@@ -37,11 +45,18 @@ class StatusBoard:
         tick: float = 1.0,
         clock_refresh: float = 60.0,
         projector_url: Callable[[UUID], str | None] = lambda _aid: None,
+        pressure: Callable[[], Awaitable[float]] | None = None,
+        busy_seconds: float = 0.5,
+        max_interval: float = 30.0,
     ) -> None:
         self._bot = bot
         self._projector_url = projector_url
         self._attendance = attendance
         self._min_interval = min_interval
+        self.interval = min_interval
+        self._pressure = pressure
+        self._busy = busy_seconds
+        self._max_interval = max(max_interval, min_interval)
         self._tick = tick
         self._clock_refresh = clock_refresh
         self._dirty: set[UUID] = set()
@@ -139,11 +154,12 @@ class StatusBoard:
                 await self.rotate()
             except Exception:
                 log.exception("code rotation failed")
+            await self.adapt()
             now = time.monotonic()
             due = [
                 aid
                 for aid, last in list(self._last_edit.items())
-                if (aid in self._dirty and now - last >= self._min_interval)
+                if (aid in self._dirty and now - last >= self.interval)
                 or now - last >= self._clock_refresh
             ]
             due += [aid for aid in self._dirty if aid not in self._last_edit]
@@ -152,6 +168,20 @@ class StatusBoard:
                     await self.refresh(aid)
                 except Exception:
                     log.exception("status refresh of %s failed", aid)
+
+    async def adapt(self) -> float:
+        """The edit interval for this tick, from the budget's load (see the module docstring)."""
+        if self._pressure is None:
+            return self.interval
+        try:
+            booked = await self._pressure()
+        except Exception:  # the budget cannot be asked: keep the interval as it is
+            return self.interval
+        if booked > self._busy:
+            self.interval = min(self._max_interval, self.interval * 2.0)
+        else:
+            self.interval = max(self._min_interval, self.interval / 2.0)
+        return self.interval
 
     def start(self) -> None:
         if self._task is None:

@@ -1,4 +1,4 @@
-"""The linked account: /me, /reminders, and the check-in deep link (linked users only)."""
+"""The linked account: /me, /reminders, /receipts and the check-in deep link (linked users)."""
 
 from __future__ import annotations
 
@@ -53,3 +53,11 @@ async def me(message: Message, user: Member) -> Reply:
 async def reminders(message: Message, user: Member, accounts: AccountService) -> Reply:
     updated = await accounts.set_reminders(member=user, enabled=not user.reminders_enabled)
     return message.answer(t("reminders.now", state=t("on" if updated.reminders_enabled else "off")))
+
+
+@router.message(on_command("receipts"))
+async def receipts(message: Message, user: Member, accounts: AccountService) -> Reply:
+    """Whether a result that only repeats the check-in answer (present, on time) is sent too."""
+    enabled = not await accounts.receipts_enabled(member=user)
+    await accounts.set_receipts(member=user, enabled=enabled)
+    return message.answer(t("receipts.now", state=t("on" if enabled else "off")))

@@ -849,19 +849,28 @@ class Demo:
         say(f"sheet in PostgreSQL {seconds:.1f} s after /end_session ({len(rows)} records)")
         return head, rows
 
-    async def wait_for_results(self, teacher: Actor, students: dict[int, Actor]) -> None:
+    async def wait_for_results(
+        self, teacher: Actor, students: dict[int, Actor], rows: Sequence[asyncpg.Record]
+    ) -> None:
+        """Results to the teacher and to every student whose result is news: one present on
+        time was told so by the check-in answer and hears nothing more (unless /receipts)."""
         tr = self.transcript
         tr.begin(
             "Finalization: results to the teacher and the students",
-            [teacher, *(students[j] for j in (1, LATE[0], STAYING_AWAY[0], OUTSIDER))],
+            [teacher, *(students[j] for j in (LATE[0], STAYING_AWAY[0], OUTSIDER))],
             claims=("📊",),
         )
         keys = ["final.teacher"]
         await self.expect(teacher, keys, what="the end of the session (the summary)")
+        told = {r["student_number"] for r in rows if record_status(r) == "present"}
+        news = [s for s in students.values() if s.school_number not in told]
         await asyncio.gather(
-            *(self.expect(s, RESULTS, what="the end of the session") for s in students.values())
+            *(self.expect(s, RESULTS, what="the end of the session") for s in news)
         )
-        say(f"results delivered to the teacher and {len(students)} students")
+        say(
+            f"results delivered to the teacher and {len(news)} students "
+            f"({len(students) - len(news)} present on time were told at check-in)"
+        )
 
     # --- printing ------------------------------------------------------------------------
 
@@ -974,7 +983,7 @@ class Demo:
         await self.play_class(teacher, students, code, opened=time.monotonic())
         ended = await self.close_session(teacher)
         head, rows = await self.wait_for_sheet(ended)
-        await self.wait_for_results(teacher, students)
+        await self.wait_for_results(teacher, students, rows)
         self.print_transcript()
         statuses = self.print_sheet(head, rows)
         print()

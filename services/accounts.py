@@ -20,7 +20,7 @@ from services.aksis import AksisClient, InvalidCredentials
 from services.errors import LoginThrottled, PortalBusy
 from services.lesson_finder import Lesson, lesson_slot
 from services.members import Member
-from services.notify import Notice, Notifier
+from services.notify import URGENT, Notice, Notifier
 
 log = logging.getLogger(__name__)
 
@@ -332,6 +332,7 @@ class AccountService:
                         language=language,
                         key="login.moved",
                         values={"number": user.user_school_number},
+                        lane=URGENT,  # someone else now uses this account: tell at once
                     )
                 ]
             )
@@ -343,11 +344,13 @@ class AccountService:
     async def logout(self, *, telegram_id: int) -> bool:
         """Unlink this Telegram account and forget what was kept for it: the link, the cached
         schedule, the language and reminder preferences (PostgreSQL, one transaction), then
-        the Redis copy of the link. Attendance records stay (they are the institution's). The
-        login throttles stay too: they count what the account tried, not what it is linked to.
-        True if the account was linked."""
+        the Redis copy of the link and the receipts preference. Attendance records stay (they
+        are the institution's). The login throttles stay too: they count what the account
+        tried, not what it is linked to. True if the account was linked."""
         unlinked = await self._retention.forget_telegram_user(telegram_id=telegram_id)
         await self._user_store.delete_user_session(telegram_id=telegram_id)
+        if unlinked is not None:
+            await self._user_store.set_receipts(school_number=unlinked, enabled=False)
         return unlinked is not None
 
     # --- who is this chat ----------------------------------------------------------------
@@ -428,6 +431,16 @@ class AccountService:
                 asked += 1
         if asked:
             log.info("term %s began: %d user(s) asked to /login again", term, asked)
+
+    async def receipts_enabled(self, *, member: Member) -> bool:
+        wanted = await self._user_store.receipts_wanted(school_numbers=[member.school_number])
+        return member.school_number in wanted
+
+    async def set_receipts(self, *, member: Member, enabled: bool) -> None:
+        """Receipts: a result notice also when it only repeats what the check-in answer said
+        (present, on time). Off by default: at the top of the hour those repeats would take
+        the bot's message budget from notices that tell something."""
+        await self._user_store.set_receipts(school_number=member.school_number, enabled=enabled)
 
     async def set_reminders(self, *, member: Member, enabled: bool) -> Member:
         await self._accounts.set_reminders(school_number=member.school_number, enabled=enabled)

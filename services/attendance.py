@@ -44,7 +44,7 @@ from services.errors import (
 from services.lesson_finder import Lesson, current_lesson, lesson_slot
 from services.location import location_verdict
 from services.members import Identity, require_teacher
-from services.notify import Button, Notice, Notifier, Stale
+from services.notify import RESULT, URGENT, Button, Notice, Notifier, Stale
 from services.status import StatusCounts, is_late, live_status
 from services.text import code_digits, person_key, turkish_casefold
 
@@ -374,6 +374,7 @@ class AttendanceService:
                     Stale.checked_in(attendance.attendance_id, c.school_number),
                     Stale.session_over(attendance.attendance_id),
                 ),
+                lane=URGENT,  # useful only while the session is open
             )
             for c in contacts
             if c.reminders_enabled and c.telegram_id is not None
@@ -525,7 +526,15 @@ class AttendanceService:
                 f"{record.model_dump_json()}\n{updated.model_dump_json()}".encode()
             ).hexdigest()[:16]
             await self._notifier.enqueue(
-                [Notice(telegram_id=record.telegram_id, language=language, key=key, values=values)],
+                [
+                    Notice(
+                        telegram_id=record.telegram_id,
+                        language=language,
+                        key=key,
+                        values=values,
+                        lane=RESULT,  # the answer to a check-in left for review
+                    )
+                ],
                 once=keys.once("review", attendance_id, student_number, change),
                 once_ttl=_DECISION_NOTICE_TTL_SECONDS,
             )
@@ -587,6 +596,7 @@ class AttendanceService:
                     language=language or await self.language_of(telegram_id),
                     key="student.checked_in_by_teacher",
                     values={"lesson": attendance.lesson_name},
+                    lane=RESULT,
                 )
             ],
             once=keys.once("added", attendance.attendance_id, student_number),

@@ -40,7 +40,7 @@ from services.errors import (
     RecordNotFound,
 )
 from services.members import Identity, require_teacher
-from services.notify import Attachment, Button, Moment, Notice, Notifier
+from services.notify import RESULT, Attachment, Button, Moment, Notice, Notifier
 from services.reports import MAX_REASON_LENGTH, ReportService
 
 log = logging.getLogger(__name__)
@@ -452,7 +452,7 @@ class ExcuseService:
         if request.status is ExcuseStatus.REJECTED:
             values["reason"] = request.decision_reason or ""
         await self._notifier.enqueue(
-            [Notice(student.telegram_id, student.language, key, values)],
+            [Notice(student.telegram_id, student.language, key, values, lane=RESULT)],
             once=f"excuse:decided:{request.request_id}",
             once_ttl=7 * 86400,
         )

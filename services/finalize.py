@@ -41,7 +41,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, Protocol
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -62,7 +62,7 @@ from dal.redis import keys
 from dal.redis.finalization import ClaimOutcome, FinalizationStore
 from dal.redis.sessions import LiveSessions
 from services.attendance import EVERYONE
-from services.notify import Moment, Notice, Notifier
+from services.notify import RESULT, Moment, Notice, Notifier
 from services.status import StatusCounts, split_reason, status_rule
 from services.warnings import AttendanceWarnings
 
@@ -93,6 +93,12 @@ _RESULT_KEYS: Final = {
 def final_dedupe_key(attendance_id: UUID) -> str:
     """The marker that makes a session's result messages go out at most once."""
     return keys.once("final", attendance_id)
+
+
+class Receipts(Protocol):
+    """Who wants a result notice that repeats their check-in answer (dal UserStore)."""
+
+    async def receipts_wanted(self, *, school_numbers: Sequence[str]) -> set[str]: ...
 
 
 class OutageLog:
@@ -338,6 +344,7 @@ class Finalizer:
         settle_seconds: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         warnings: AttendanceWarnings | None = None,
+        receipts: Receipts | None = None,
     ) -> None:
         self._db = db
         self._accounts = accounts
@@ -346,6 +353,7 @@ class Finalizer:
         self._sessions = sessions
         self._finalization = finalization
         self._notifier = notifier
+        self._receipts = receipts
         self._tz = tz
         self._late_after = late_after
         self._owner = owner
@@ -702,11 +710,26 @@ class Finalizer:
                     language=teacher.language,
                     key=key,
                     values=values,
+                    lane=RESULT,
                 )
             )
+        # "Present, on time" is what the check-in answer already said: that result is sent
+        # only to those who asked for receipts (/receipts); it would otherwise spend one of the
+        # bot's ~30 messages a second, at the busiest moment, on telling nothing new.
+        told = [r.student_number for r in sheet.records if r.status is RecordStatus.PRESENT]
+        wanted = set()
+        if told and self._receipts is not None:
+            try:
+                wanted = await self._receipts.receipts_wanted(school_numbers=told)
+            except Exception:  # Redis unreachable: the repeat is skipped, nothing else
+                log.warning("receipt preferences unreadable; present results are not repeated")
         for record in sheet.records:
             contact = by_number.get(record.student_number)
             if contact is None or contact.role is not Role.STUDENT or not contact.reminders_enabled:
+                continue
+            if record.status is RecordStatus.PRESENT and (
+                self._receipts is None or record.student_number not in wanted
+            ):
                 continue
             key = _RESULT_KEYS[record.status]
             notices.append(
@@ -715,6 +738,8 @@ class Finalizer:
                     language=contact.language,
                     key=key,
                     values={"lesson": lesson, "date": when},
+                    lane=RESULT,
+                    digest="result",  # one result message an hour, however many sessions end
                 )
             )
         if not await self._notifier.enqueue(

@@ -15,7 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Final, Protocol
+
+# The outbox lanes, drained in this order (dal/redis/outbox.py), all within one flood budget:
+ANSWER: Final = "answer"  # a direct answer that could not go out at once (or a page's answer)
+URGENT: Final = "urgent"  # time-critical: "attendance is open", "closing soon", "starts soon"
+RESULT: Final = "result"  # results of ended sessions, teachers' summaries
+BULK: Final = "bulk"  # warnings, digests and anything else that can wait its turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,10 @@ class Notice:
     values: dict[str, object] = field(default_factory=dict)
     buttons: tuple[Button, ...] = ()
     drop_if: tuple[Stale, ...] = ()
+    lane: str = BULK
+    # Notices of one `digest` kind to one person go out as one message, and at most one such
+    # message an hour (the rest wait and join the next): results of several ended sessions.
+    digest: str = ""
     attachment: Attachment | None = None
 
 

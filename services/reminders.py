@@ -30,7 +30,7 @@ from dal.pg import AccountStore, ScheduleStore
 from dal.redis import keys
 from dal.redis.sessions import LiveSessions
 from services.attendance import EVERYONE, entry_to_lesson
-from services.notify import Button, Moment, Notice, Notifier, Stale
+from services.notify import URGENT, Button, Moment, Notice, Notifier, Stale
 
 __all__ = [
     "ReminderReport",
@@ -141,6 +141,7 @@ class ReminderService:
                     ),
                 ),
                 drop_if=(Stale.lesson_opened(entry.school_number, entry.course_code),),
+                lane=URGENT,
             )
             # The marker and the queued notice in one step (durable outbox, sent in the
             # background): once per lesson, and not lost to a crash.
@@ -184,6 +185,7 @@ class ReminderService:
                         key="remind.closing",
                         values={"lesson": attendance.lesson_name, "end": end},
                         drop_if=(Stale.checked_in(attendance_id, c.school_number),),
+                        lane=URGENT,
                     )
                     for c in recipients
                 ],

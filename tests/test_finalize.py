@@ -68,6 +68,7 @@ def finalizer(
         concurrency=concurrency,
         batch_sessions=batch_sessions,
         clock=clock,
+        receipts=redis.users,
     )
 
 
@@ -328,6 +329,7 @@ async def test_running_twice_changes_nothing_and_notifies_once(
     attendance = await mixed_session(pg_client, redis_client)
     await link(pg_client, TEACHER, 100)
     await link(pg_client, student_user("S1"), 101)
+    await redis_client.users.set_receipts(school_number="S1", enabled=True)  # on time
     notifier = RecordingNotifier()
     clock = Clock(PLANNED_END + timedelta(minutes=1))
     job = finalizer(pg_client, redis_client, clock, notifier)
@@ -500,6 +502,8 @@ async def test_teacher_and_students_are_told_the_result(
     ]:
         await link(pg_client, student_user(number), tid)
     await link(pg_client, student_user("S7"), 107, reminders=False)  # opted out
+    # S1's "present" only repeats the check-in answer: not sent. S3 asked for receipts.
+    await redis_client.users.set_receipts(school_number="S3", enabled=True)
     notifier = RecordingNotifier()
 
     await finalizer(
@@ -507,7 +511,7 @@ async def test_teacher_and_students_are_told_the_result(
     ).run_once()
 
     by_id = {n.telegram_id: n for n in notifier.sent}
-    assert sorted(by_id) == [100, 101, 102, 103, 104, 105, 106]
+    assert sorted(by_id) == [100, 102, 103, 104, 105, 106]
     summary = by_id[100]
     assert (summary.key, summary.language) == ("final.teacher", "tr")
     assert summary.values == {
@@ -519,8 +523,7 @@ async def test_teacher_and_students_are_told_the_result(
         "pending": 1,
         "rejected": 1,  # a live record in the old "REJECTED: note" form is read as rejected
     }
-    assert {tid: by_id[tid].key for tid in range(101, 107)} == {
-        101: "final.present",
+    assert {tid: by_id[tid].key for tid in range(102, 107)} == {
         102: "final.late",
         103: "final.present",
         104: "final.not_accepted",

@@ -325,7 +325,7 @@ async def test_outbox_depth_and_age_are_read_at_scrape_time(pg_dsn: str, redis_u
         async with serving(app) as base:
             waiting = await _scrape(base, token=None)
             taken = await app.outbox.read("scrape-test", 10, block_ms=100, own=False)
-            await app.outbox.ack([entry.id for entry in taken])
+            await app.outbox.ack(taken)
             emptied = await _scrape(base, token=None)
         await app.bot.session.close()
     assert _value(waiting, "attn_outbox_depth") == 3

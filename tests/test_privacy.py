@@ -101,6 +101,11 @@ async def test_logout_leaves_no_personal_data_in_redis_or_the_schedule(
         assert STUDENT[1] in str(answer.get("text"))
         await user.send("/reminders")  # off: a preference of this account
         await reply(user)
+        await user.send("/receipts")  # on: another one, kept in Redis
+        assert str((await reply(user)).get("text")) == t(
+            "receipts.now", locale="tr", state=t("on", locale="tr")
+        )
+        assert f"prefs:receipts:{STUDENT[2]}" in await _everything_in_redis(redis_url)
         conn = await asyncpg.connect(pg_dsn)
         try:
             before = await conn.fetchrow(

@@ -74,6 +74,25 @@ class UserStore(Store):
         with self._errors:
             return bool(await self._redis.exists(keys.user(telegram_id)))
 
+    # --- preferences -----------------------------------------------------------------------
+
+    async def set_receipts(self, *, school_number: str, enabled: bool) -> None:
+        """Kept without expiry, beside the person's other keys (erasure deletes it with them)."""
+        with self._errors:
+            if enabled:
+                await self._redis.set(keys.receipts(school_number), "1")
+            else:
+                await self._redis.delete(keys.receipts(school_number))
+
+    async def receipts_wanted(self, *, school_numbers: Sequence[str]) -> set[str]:
+        """Those of `school_numbers` who want receipts (one MGET)."""
+        numbers = list(school_numbers)
+        if not numbers:
+            return set()
+        with self._errors:
+            found = await self._redis.mget([keys.receipts(n) for n in numbers])
+        return {n for n, value in zip(numbers, found, strict=True) if value is not None}
+
     # --- deliverability --------------------------------------------------------------------
 
     async def add_undeliverable(self, *, telegram_ids: Sequence[int], ttl_seconds: int) -> None:

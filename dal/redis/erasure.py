@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from dal.models import AttendanceRedis, UserSessionRedis
 from dal.pg.erasure import erase_slot_key
 from dal.redis import keys
-from dal.redis.outbox import Outbox
+from dal.redis.outbox import Outbox, OutboxLanes
 
 __all__ = ["RedisErasure"]
 
@@ -33,9 +33,9 @@ def _text(value: bytes | str) -> str:
 
 
 class RedisErasure:
-    def __init__(self, redis: aioredis.Redis, outbox: Outbox) -> None:
+    def __init__(self, redis: aioredis.Redis, outbox: Outbox | OutboxLanes) -> None:
         self._redis = redis
-        self._outbox = outbox
+        self._outboxes = outbox.outboxes if isinstance(outbox, OutboxLanes) else [outbox]
 
     async def live_sessions_of(self, *, school_number: str) -> list[str]:
         """Ids of the sessions not yet finalized that the person teaches, is enrolled in or
@@ -97,11 +97,19 @@ class RedisErasure:
             await self._redis.set(key, updated, keepttl=True, xx=True)
 
     async def _drop_entries(self, telegram_id: int | None, spelled: list[str]) -> int:
+        total = 0
+        for outbox in self._outboxes:  # every lane
+            total += await self._drop_lane_entries(outbox, telegram_id, spelled)
+        return total
+
+    async def _drop_lane_entries(
+        self, outbox: Outbox, telegram_id: int | None, spelled: list[str]
+    ) -> int:
         dropped: list[str] = []
         start = "-"
         while True:
             page: list[Any] = list(
-                await self._redis.xrange(self._outbox.stream, start, "+", count=500) or ()
+                await self._redis.xrange(outbox.stream, start, "+", count=500) or ()
             )
             for raw_id, fields in page:
                 entry_id = _text(raw_id)
@@ -117,5 +125,5 @@ class RedisErasure:
             if len(page) < 500:
                 break
             start = "(" + _text(page[-1][0])
-        await self._outbox.ack(dropped)
+        await outbox.ack(dropped)
         return len(dropped)

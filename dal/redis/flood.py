@@ -25,6 +25,7 @@ class FloodCells:
     """One bot token's budget cells (lua/flood_reserve.lua, lua/flood_pause.lua)."""
 
     def __init__(self, redis: aioredis.Redis, *, bot_id: int | str) -> None:
+        self._redis = redis
         self._prefix = keys.flood_prefix(bot_id)
         self._reserve = scripts.register(redis, "flood_reserve")
         self._pause = scripts.register(redis, "flood_pause")
@@ -49,6 +50,17 @@ class FloodCells:
             args += [chat_interval, chat_tolerance]
         answer: list[int] = await self._reserve(keys=script_keys, args=args)
         return answer
+
+    async def booked_ms(self) -> float:
+        """How far (ms) the bot's next free slot lies ahead of Redis's clock: reserved answers,
+        or a 429 pause. 0 when the budget has room now."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._prefix + "g")
+            pipe.get(self._prefix + "pause")
+            pipe.time()
+            tat, pause, (seconds, micros) = await pipe.execute()
+        now = seconds * 1000.0 + micros / 1000.0
+        return float(max(0.0, float(tat or 0) - now, float(pause or 0) - now))
 
     async def pause(self, *, chat_id: ChatId | None, seconds: str) -> None:
         """Hold every replica back for `seconds` (and the chat, when given)."""

@@ -24,6 +24,10 @@
     once:<kind>:<...>                    dedupe markers
     locks:<name>                         job locks (one replica per scheduler tick)
     outbox, outbox:alive:<consumer>      the notice stream and its consumers' heartbeats
+    outbox:answer|urgent|result          the other lanes' streams (dal/redis/outbox.py)
+    outbox:later                         entries due later (held digests), by due ms
+    digest:<kind>:<tg id>[:w|:h]         a recipient's waiting digest, its marker, its hold
+    prefs:receipts:<school number>       /receipts is on
     flood:<bot id>:...                   the shared flood budget (bot/flood.py)
     <fsm prefix>:<chat>[:<thread>]:<user>:(state|data|lock)   aiogram's FSM (its key builder)
 
@@ -48,6 +52,7 @@ DUE: Final = "attendances:due"
 ROTATIONS: Final = "attendances:rotations"
 OUTBOX_STREAM: Final = "outbox"
 OUTBOX_GROUP: Final = "delivery"
+OUTBOX_LATER: Final = "outbox:later"  # zset: entries due later (digests on hold), by due ms
 
 # SCAN patterns of the purge (services/purge.py).
 CODE_PATTERN: Final = "attendances:code:*"
@@ -68,6 +73,18 @@ def user(telegram_id: int) -> str:
 
 def undeliverable(telegram_id: int) -> str:
     return f"users:{telegram_id}:undeliverable"
+
+
+def digest(kind: str, telegram_id: int) -> tuple[str, str, str]:
+    """A recipient's digest of `kind`: (its waiting notices, the marker "an entry will send
+    them", the hold "one went out within the hour")."""
+    base = f"digest:{kind}:{telegram_id}"
+    return base, f"{base}:w", f"{base}:h"
+
+
+def receipts(school_number: str) -> str:
+    """Set while the person wants a result notice even when it only repeats their answer."""
+    return f"prefs:receipts:{school_number}"
 
 
 def login_prompt(telegram_id: int) -> str:

@@ -52,13 +52,18 @@ class Entry:
 
     id: str
     payload: str
+    stream: str = STREAM  # the lane's stream it was read from (ids are unique per stream)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.stream, self.id)
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _entries(raw: Any) -> tuple[list[Entry], list[str]]:
+def _entries(raw: Any, stream: str) -> tuple[list[Entry], list[str]]:
     """(the entries, the ids of pending entries whose message was deleted meanwhile)."""
     out: list[Entry] = []
     gone: list[str] = []
@@ -67,7 +72,7 @@ def _entries(raw: Any) -> tuple[list[Entry], list[str]]:
         if payload is None:  # deleted while pending: nothing left to deliver
             gone.append(_text(entry_id))
         else:
-            out.append(Entry(_text(entry_id), _text(payload)))
+            out.append(Entry(_text(entry_id), _text(payload), stream))
     return out, gone
 
 
@@ -127,7 +132,7 @@ class Outbox:
             entries: list[Entry] = []
             gone: list[str] = []
             for item in answer or ():
-                found, deleted = _entries(item[1])
+                found, deleted = _entries(item[1], self.stream)
                 entries.extend(found)
                 gone.extend(deleted)
             if not gone:
@@ -138,13 +143,14 @@ class Outbox:
                 return entries
             # A page of the pending list that held only deleted entries: read the next one.
 
-    async def ack(self, ids: Sequence[str]) -> None:
+    async def ack(self, ids: Sequence[str | Entry]) -> None:
         """Done with these entries (delivered or dropped): out of the pending list and stream."""
-        if not ids:
+        plain = [i.id if isinstance(i, Entry) else i for i in ids]
+        if not plain:
             return
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.stream, self.group, *ids)
-            pipe.xdel(self.stream, *ids)
+            pipe.xack(self.stream, self.group, *plain)
+            pipe.xdel(self.stream, *plain)
             await pipe.execute()
 
     async def requeue(self, consumer: str, entries: Sequence[Entry]) -> int:
@@ -262,6 +268,255 @@ class Outbox:
         except ResponseError:
             return 0
         return int(summary["pending"])
+
+
+Digest = tuple[str, int]
+"""(kind, telegram id): notices of one kind to one recipient that go out as one message."""
+Item = tuple[str, str] | tuple[str, str, Digest | None]
+"""(lane, payload) or (lane, payload, digest) for `OutboxLanes.add`."""
+DIGEST_HOLD_MS: Final = 3_600_000
+
+LANES: Final = ("answer", "urgent", "result", "bulk")
+"""The lanes in the order the worker drains them (services.notify names them for callers)."""
+DEFAULT_LANE: Final = "bulk"
+
+
+def lane_stream(lane: str, stream: str = STREAM) -> str:
+    """The stream of a lane: the default lane keeps the plain name (entries queued before there
+    were lanes are still read), the others get a suffix."""
+    return stream if lane == DEFAULT_LANE else f"{stream}:{lane}"
+
+
+class OutboxLanes:
+    """The outbox as prioritised lanes, one stream (and consumer group) each.
+
+    Every notice shares the bot's one flood budget; the lanes decide whose turn a free slot is.
+    `read` takes from the first lane that has anything (direct answers that had to wait, then
+    time-critical notices, then results, then everything else), so a backlog of 20,000 results
+    never holds up an "attendance is open". One stream per lane rather than a priority field:
+    a stream can only be read in the order it was written, and XREADGROUP on several streams
+    is one call when the worker waits for work.
+
+    Built over one `Outbox` (`single`), every lane is that one stream: the order is then
+    first in, first out, as before lanes.
+    """
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        stream: str = STREAM,
+        group: str = GROUP,
+        lanes: dict[str, Outbox] | None = None,
+        digest_hold_ms: int = DIGEST_HOLD_MS,
+    ) -> None:
+        self._redis = redis
+        self.digest_hold_ms = digest_hold_ms
+        self.group = group
+        self.lanes: dict[str, Outbox] = lanes or {
+            lane: Outbox(redis, stream=lane_stream(lane, stream), group=group) for lane in LANES
+        }
+        self.default = self.lanes[DEFAULT_LANE]
+        self.stream = self.default.stream
+        seen: dict[str, Outbox] = {}
+        for outbox in self.lanes.values():
+            seen.setdefault(outbox.stream, outbox)
+        self.outboxes = list(seen.values())  # distinct streams, in draining order
+        self._by_stream = seen
+        self._add_lanes = scripts.register(redis, "outbox_add_lanes")
+        self._digest_sent = scripts.register(redis, "outbox_digest_sent")
+        self._release = scripts.register(redis, "outbox_release")
+
+    @classmethod
+    def single(cls, outbox: Outbox, *, digest_hold_ms: int = DIGEST_HOLD_MS) -> OutboxLanes:
+        return cls(
+            outbox._redis,
+            group=outbox.group,
+            lanes=dict.fromkeys(LANES, outbox),
+            digest_hold_ms=digest_hold_ms,
+        )
+
+    def lane(self, name: str) -> Outbox:
+        try:
+            return self.lanes[name]
+        except KeyError:
+            raise ValueError(f"unknown outbox lane {name!r}") from None
+
+    async def ensure_group(self) -> None:
+        for outbox in self.outboxes:
+            await outbox.ensure_group()
+
+    async def add(
+        self,
+        items: Sequence[Item],
+        *,
+        once: str | None = None,
+        once_ttl: int = 0,
+    ) -> bool:
+        """Append the items, each to its lane; with `once`, only if that marker was not set (and
+        set it), every lane in the same atomic step.
+
+        An item with a digest (kind, telegram id) joins that recipient's digest instead: the
+        notices of one kind waiting for one person go out as one message (`digest_items`), and
+        after one has gone, the next waits until `digest_hold_ms` has passed (one result
+        message per student per hour, however many of their sessions ended)."""
+        if once is not None or any(len(item) > 2 and item[2] for item in items):
+            script_keys: list[str] = [once or "", keys.OUTBOX_LATER]
+            args: list[str | int] = [max(1, once_ttl)]
+
+            def index(key: str) -> int:
+                if key not in script_keys:
+                    script_keys.append(key)
+                return script_keys.index(key) + 1
+
+            for item in items:
+                lane, payload = item[0], item[1]
+                digest = item[2] if len(item) > 2 else None
+                stream = index(self.lane(lane).stream)
+                if digest is None:
+                    args += [stream, payload, 0, 0, 0, ""]
+                    continue
+                kind, telegram_id = digest
+                listed, marker, hold = keys.digest(kind, telegram_id)
+                args += [
+                    stream,
+                    payload,
+                    index(listed),
+                    index(marker),
+                    index(hold),
+                    digest_entry(kind, telegram_id),
+                ]
+            added = await self._add_lanes(keys=script_keys, args=args)
+            return bool(added)
+        if items:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for item in items:
+                    pipe.xadd(self.lane(item[0]).stream, {"n": item[1]})
+                await pipe.execute()
+        return True
+
+    async def read(
+        self, consumer: str, count: int, *, block_ms: int | None, own: bool
+    ) -> list[Entry]:
+        """Up to `count` entries, from the first lanes first (see the class docstring). When
+        every lane is empty, waits up to `block_ms` for any of them: that read may answer
+        one entry of each lane that got one meanwhile."""
+        entries: list[Entry] = []
+        for outbox in self.outboxes:
+            if len(entries) >= count:
+                break
+            entries += await outbox.read(consumer, count - len(entries), block_ms=None, own=own)
+        if entries or own or not block_ms:
+            return entries
+        return await self._wait_any(consumer, block_ms)
+
+    async def _wait_any(self, consumer: str, block_ms: int) -> list[Entry]:
+        streams: dict[Any, Any] = {o.stream: ">" for o in self.outboxes}
+        try:
+            answer: Any = await self._redis.xreadgroup(
+                self.group, consumer, streams, count=1, block=block_ms
+            )
+        except ResponseError as exc:
+            if not _group_gone(exc):
+                raise
+            await self.ensure_group()
+            return []
+        entries: list[Entry] = []
+        for name, raw in answer or ():
+            found, gone = _entries(raw, _text(name))
+            entries += found
+            if gone:
+                await self._redis.xack(_text(name), self.group, *gone)
+        return entries
+
+    def _group(self, entries: Sequence[Entry]) -> dict[Outbox, list[Entry]]:
+        grouped: dict[Outbox, list[Entry]] = {}
+        for entry in entries:
+            grouped.setdefault(self._by_stream.get(entry.stream, self.default), []).append(entry)
+        return grouped
+
+    async def ack(self, entries: Sequence[Entry]) -> None:
+        for outbox, some in self._group(entries).items():
+            await outbox.ack(some)
+
+    async def requeue(self, consumer: str, entries: Sequence[Entry]) -> int:
+        moved = 0
+        for outbox, some in self._group(entries).items():
+            moved += await outbox.requeue(consumer, some)
+        return moved
+
+    async def stale(self, conditions: Sequence[str]) -> list[bool]:
+        return await self.default.stale(conditions)
+
+    async def heartbeat(self, consumer: str, ttl_ms: int) -> None:
+        await self.default.heartbeat(consumer, ttl_ms)
+
+    async def retire(self, consumer: str) -> None:
+        await self.default.retire(consumer)
+
+    async def take_over_dead(self, consumer: str, *, batch: int = 100) -> int:
+        taken = 0
+        for outbox in self.outboxes:
+            taken += await outbox.take_over_dead(consumer, batch=batch)
+        return taken
+
+    async def take_over_idle(self, consumer: str, *, min_idle_ms: int, count: int = 100) -> int:
+        taken = 0
+        for outbox in self.outboxes:
+            taken += await outbox.take_over_idle(consumer, min_idle_ms=min_idle_ms, count=count)
+        return taken
+
+    async def backlog(self) -> int:
+        return sum([await outbox.backlog() for outbox in self.outboxes])
+
+    async def overview(self) -> tuple[int, int, int | None]:
+        """Summed over the lanes; the oldest is the oldest entry of any lane."""
+        depth, in_flight, oldest = 0, 0, None
+        for outbox in self.outboxes:
+            d, f, o = await outbox.overview()
+            depth, in_flight = depth + d, in_flight + f
+            if o is not None:
+                oldest = o if oldest is None else min(oldest, o)
+        return depth, in_flight, oldest
+
+    async def oldest_ms(self, lanes: Sequence[str]) -> int | None:
+        """Epoch ms at which the oldest entry still waiting in these lanes was added."""
+        oldest = None
+        for name in lanes:
+            first: Any = await self._redis.xrange(self.lane(name).stream, "-", "+", count=1)
+            if first:
+                at = int(_text(first[0][0]).split("-", 1)[0])
+                oldest = at if oldest is None else min(oldest, at)
+        return oldest
+
+    async def pending(self) -> int:
+        return sum([await outbox.pending() for outbox in self.outboxes])
+
+    # --- digests ---------------------------------------------------------------------------
+
+    async def digest_items(self, kind: str, telegram_id: int) -> list[str]:
+        """The payloads of the notices waiting in this digest, oldest first."""
+        listed, _marker, _hold = keys.digest(kind, telegram_id)
+        raw: list[Any] = await self._redis.lrange(listed, 0, -1)
+        return [_text(x) for x in raw]
+
+    async def digest_sent(self, entry: Entry, kind: str, telegram_id: int, count: int) -> None:
+        """The first `count` notices of the digest went out (0: there was nothing to send):
+        the hold starts, and whatever joined meanwhile is due when it ends."""
+        listed, marker, hold = keys.digest(kind, telegram_id)
+        await self._digest_sent(
+            keys=[listed, marker, hold, keys.OUTBOX_LATER],
+            args=[count, self.digest_hold_ms, entry.stream, digest_entry(kind, telegram_id)],
+        )
+
+    async def release_due(self, *, batch: int = 500) -> int:
+        """Delayed entries whose time has come into their lanes (one script call)."""
+        return int(await self._release(keys=[keys.OUTBOX_LATER], args=[batch]))
+
+
+def digest_entry(kind: str, telegram_id: int) -> str:
+    """The outbox entry that sends a recipient's digest (bot/delivery.py reads it)."""
+    return json.dumps({"t": telegram_id, "g": kind}, separators=(",", ":"))
 
 
 def encode_conditions(conditions: Sequence[Sequence[str]]) -> str:

@@ -626,7 +626,7 @@ class FakeTelegram:
             chat_id = params.get("chat_id")
             if chat_id is not None:
                 self._check_chat(chat_id)
-            self._check_rate(chat_id)
+            self._check_rate(chat_id, paid=bool(params.get("allow_paid_broadcast")))
         handler = self._methods.get(method)
         if handler is None:
             return True  # unknown to the fake: recorded, answered like a plain success
@@ -639,7 +639,9 @@ class FakeTelegram:
         if self.strict_chats and chat_id not in self._chats:
             raise ApiError(400, "Bad Request: chat not found")
 
-    def _check_rate(self, chat_id: int | str | None) -> None:
+    def _check_rate(self, chat_id: int | str | None, *, paid: bool = False) -> None:
+        """A paid broadcast (`allow_paid_broadcast`, Bot API 7.11) is outside the bot's 30/s
+        (Telegram lets it go up to 1,000/s for Stars); the per-chat limits still hold."""
         rate = self._rate
         if rate is None:
             return
@@ -647,7 +649,7 @@ class FakeTelegram:
         if self._global_bucket is None:
             burst = rate.global_burst
             self._global_bucket = _Bucket(rate.per_second, burst, burst, now)
-        buckets = [self._global_bucket]
+        buckets = [] if paid else [self._global_bucket]
         if chat_id is not None:
             bucket = self._chat_buckets.get(chat_id)
             if bucket is None:
@@ -661,7 +663,7 @@ class FakeTelegram:
             buckets.append(bucket)
         for bucket in buckets:
             bucket.refill(now)
-        wait = max(bucket.wait_time() for bucket in buckets)
+        wait = max((bucket.wait_time() for bucket in buckets), default=0.0)
         if wait > 0:
             raise _retry_after_error(max(1, math.ceil(wait)))
         for bucket in buckets:
