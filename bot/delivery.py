@@ -310,7 +310,7 @@ class DeliveryWorker:
         # entries whose requests are on their way and send them a second time.
         keep_alive = asyncio.create_task(self._heartbeat_until_retired())
         try:
-            abandoned, cut_off = await self._settle(grace_seconds, wire_grace_seconds)
+            abandoned, cut_off = await self._settle_in_flight(grace_seconds, wire_grace_seconds)
         finally:
             keep_alive.cancel()
             await asyncio.wait([keep_alive], timeout=1.0)
@@ -330,7 +330,9 @@ class DeliveryWorker:
                 await self._outbox.heartbeat(self.name, self._heartbeat_ms)
             await asyncio.sleep(self._heartbeat_ms / 3000.0)
 
-    async def _settle(self, grace_seconds: float, wire_grace_seconds: float) -> tuple[int, int]:
+    async def _settle_in_flight(
+        self, grace_seconds: float, wire_grace_seconds: float
+    ) -> tuple[int, int]:
         """Wait for (or cut off) the sends in flight; (entries abandoned, requests cut off)."""
         if self._tasks:  # bounded, and a cancellation of the caller is not swallowed
             await asyncio.wait(self._tasks, timeout=grace_seconds)
