@@ -153,6 +153,8 @@ class Purger:
             )
         for telegram_id in telegram_ids:
             await self._user_store.delete_user_session(telegram_id=telegram_id)
+            # The undeliverable mark has no expiry of its own; it goes with the account.
+            await self._user_store.remove_undeliverable(telegram_id=telegram_id)
         return len(telegram_ids)
 
     async def _drop_session_parts(self, found: Sequence[str], *, suffix: str) -> int:
