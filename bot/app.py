@@ -59,6 +59,7 @@ from services.attendance import AttendanceService
 from services.demo_aksis import DemoAksisClient
 from services.excuses import ExcuseService
 from services.login_queue import LoginQueue
+from services.pseudonyms import pseudonym, use_key
 from services.reports import ReportService
 from services.warnings import warning_rule
 from ui.i18n import COMMANDS, DEFAULT_LOCALE, LocaleMiddleware, default_catalogs, t
@@ -164,12 +165,14 @@ def _undeliverable_recorder(
     accounts: AccountService,
 ) -> Callable[[int | str, str, str], Awaitable[None]]:
     async def record(chat_id: int | str, method: str, description: str) -> None:
-        log.warning("telegram refused %s to chat %s for good: %s", method, chat_id, description)
+        log.warning(
+            "telegram refused %s to chat %s for good: %s", method, pseudonym(chat_id), description
+        )
         if isinstance(chat_id, int) and chat_id > 0:
             try:
                 await accounts.mark_undeliverable(telegram_id=chat_id, reason=description)
             except Exception:  # recording must never break the sending path
-                log.exception("could not record chat %s as undeliverable", chat_id)
+                log.exception("could not record chat %s as undeliverable", pseudonym(chat_id))
 
     return record
 
@@ -248,6 +251,8 @@ async def build_app(
         answers = AnswerQueue(bot, outbox)
         tz = settings.tz
         secret = settings.key("secret_key")
+        # Log lines name people by a pseudonym keyed like the log context's `user=`.
+        use_key(secret.encode())
         accounts = AccountService(
             accounts=pg.accounts,
             schedules=pg.schedules,

@@ -187,8 +187,12 @@ class Settings(BaseSettings):
     # --- operations (issue 14): logs, metrics, privacy --------------------------------
     # `text` for people, `json` for a log pipeline (one JSON object per line).
     log_format: Literal["text", "json"] = "text"
-    # When set, /metrics answers only requests with `Authorization: Bearer <token>`.
+    # When set, /metrics answers only requests with `Authorization: Bearer <token>`. Running the
+    # bot in live mode requires it unless METRICS_OPEN says WEB_PORT is private.
     metrics_token: SecretStr | None = None
+    # true: serve /metrics without a token in live mode too, because only a private network (a
+    # scraper beside the bot, not the published port) reaches WEB_PORT.
+    metrics_open: bool = False
     # Cached personal data (Telegram link, schedule, preferences) of an account with no login
     # and no attendance for this many days is dropped by the purge job.
     retention_days: int = Field(default=365, ge=1)
@@ -399,6 +403,19 @@ def load_settings(*, require_token: bool = False, **overrides: object) -> Settin
         settings.bot_token is None or not settings.bot_token.get_secret_value().strip()
     ):
         raise ConfigError("BOT_TOKEN: required to run the bot (set it in the environment or .env)")
+    if (
+        require_token
+        and settings.aksis_mode == "live"
+        and settings.metrics_token is None
+        and not settings.metrics_open
+    ):
+        # /metrics is served on WEB_PORT, the port the webhook publishes: open, it tells anyone
+        # how many students check in, when, and how the bot fares.
+        raise ConfigError(
+            "METRICS_TOKEN: required to run with AKSIS_MODE=live (/metrics is on the published"
+            f" WEB_PORT); make one with {KEY_RECIPE}, or set METRICS_OPEN=true if only a"
+            " private network reaches WEB_PORT"
+        )
     return settings
 
 

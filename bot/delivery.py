@@ -62,6 +62,7 @@ from bot.notifier import callback_data, web_app_url
 from bot.outgoing import BULK, Bulk, NoLongerWanted
 from dal.redis.outbox import Entry, Outbox, OutboxLanes, encode_conditions
 from services.notify import Attachment, Button, Moment, Notice, Percent, Stale
+from services.pseudonyms import pseudonym
 from ui.i18n import date_time_text, percent_number, t, time_text, use_locale
 
 log = logging.getLogger(__name__)
@@ -538,7 +539,7 @@ class DeliveryWorker:
                 log.error(
                     "notice %s to %s given up after failing %d times since %s: %s",
                     notice.key or "(text)",
-                    notice.telegram_id,
+                    pseudonym(notice.telegram_id),
                     tries.count,
                     datetime.fromtimestamp(tries.since, UTC).isoformat(timespec="seconds"),
                     exc,
@@ -558,7 +559,9 @@ class DeliveryWorker:
             self.dropped_stale += 1
             return
         except TelegramAPIError as exc:  # undeliverable or refused: recorded by the middleware
-            log.info("notice %s not delivered to %s: %s", notice.key, notice.telegram_id, exc)
+            log.info(
+                "notice %s not delivered to %s: %s", notice.key, pseudonym(notice.telegram_id), exc
+            )
             await self._settle(entry, notice, count)
             return
         await self._settle(entry, notice, count)

@@ -19,6 +19,8 @@ from aiogram.fsm.storage.redis import RedisEventIsolation
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
 
+from services.pseudonyms import pseudonym
+
 log = logging.getLogger(__name__)
 
 
@@ -32,7 +34,9 @@ class RenewingRedisEventIsolation(RedisEventIsolation):
         name = self.key_builder.build(key, "lock")
         lock = Lock(self.redis, name, timeout=self.ttl, sleep=0.05)
         await lock.acquire()
-        renewal = asyncio.create_task(self._renew(lock))
+        # The lock's name holds the raw ids; lines name the user by pseudonym.
+        who = pseudonym(key.user_id)
+        renewal = asyncio.create_task(self._renew(lock, who))
         try:
             yield None
         finally:
@@ -47,15 +51,15 @@ class RenewingRedisEventIsolation(RedisEventIsolation):
                 # The handler is done; its returned reply is sent after this (handlers/replies.py)
                 # and must not be lost because the store went away (e.g. closed at shutdown).
                 # The lock expires by itself within `ttl`.
-                log.warning("could not release per-user lock %s: %s", name, exc)
+                log.warning("could not release the per-user lock of %s: %s", who, exc)
 
-    async def _renew(self, lock: Lock) -> None:
+    async def _renew(self, lock: Lock, who: str) -> None:
         while True:
             await asyncio.sleep(self.ttl / 3)
             try:
                 await lock.reacquire()
             except LockError:
-                log.warning("per-user lock %s was lost while its handler ran", lock.name)
+                log.warning("the per-user lock of %s was lost while its handler ran", who)
                 return
             except Exception:  # a Redis hiccup: try again at the next beat
-                log.warning("could not renew per-user lock %s", lock.name, exc_info=True)
+                log.warning("could not renew the per-user lock of %s", who, exc_info=True)

@@ -8,15 +8,16 @@ handled, `job` for lines logged by a scheduler tick. They come from context vari
 
 Secrets never reach a line: the formatter replaces every configured secret (bot token, webhook
 secret, keys, store passwords) and anything shaped like a bot token with `***` in the finished
-line, whichever library logged it. Portal user names and passwords are never logged in the
-first place (handlers/login.py, services/aksis.py); the test suite checks both at DEBUG.
+line, whichever library logged it. A person is named only by a keyed pseudonym of their Telegram
+id (`services.pseudonyms.pseudonym`), never by the id or the school number; the Telegram ids
+aiogram's exception texts carry are replaced by theirs. Portal user names and passwords are
+never logged in the first place (handlers/login.py, services/aksis.py); the test suite checks
+both at DEBUG.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import re
@@ -32,6 +33,7 @@ from aiogram.types import TelegramObject, Update
 
 from bot.build import VERSION
 from bot.config import Settings
+from services.pseudonyms import keyed_pseudonym, pseudonym, use_key
 
 __all__ = [
     "LogContextMiddleware",
@@ -48,6 +50,10 @@ _JOB: ContextVar[str | None] = ContextVar("attn_job", default=None)
 # `<bot id>:<35 characters>`: the shape of every Telegram bot token.
 _TOKEN_SHAPE: Final = re.compile(r"\b\d{5,}:[A-Za-z0-9_-]{30,}\b")
 _MASK: Final = "***"
+# aiogram's own exception texts name the chat: "Flood control exceeded ... in chat 123",
+# "... migrated to a supergroup with id -100123 from -456". Such a text logged as it is would
+# carry a raw Telegram id; the formatter writes the id's pseudonym instead.
+_LIBRARY_CHAT_ID: Final = re.compile(r"(\bin chat |\bsupergroup with id |(?<=\d) from )(-?\d+)\b")
 _TEXT_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s"
 SERVICE_NAME: Final = "attn"
 ECS_VERSION: Final = "8.11.0"
@@ -56,9 +62,10 @@ ECS_VERSION: Final = "8.11.0"
 def user_hash(telegram_id: int, key: bytes) -> str:
     """A stable pseudonym of a Telegram account for logs: 12 hex digits of HMAC-SHA256.
 
-    Keyed (SECRET_KEY) so that nobody holding only the logs can recompute it from a known id.
+    Keyed (SECRET_KEY) so that nobody holding only the logs can recompute it from a known id;
+    the same function as `services.pseudonyms.pseudonym`, which every call site uses.
     """
-    return hmac.new(key, str(telegram_id).encode(), hashlib.sha256).hexdigest()[:12]
+    return keyed_pseudonym(telegram_id, key)
 
 
 @contextlib.contextmanager
@@ -104,7 +111,8 @@ class _Scrubber:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, _MASK)
-        return _TOKEN_SHAPE.sub(_MASK, text)
+        text = _TOKEN_SHAPE.sub(_MASK, text)
+        return _LIBRARY_CHAT_ID.sub(lambda m: m.group(1) + pseudonym(int(m.group(2))), text)
 
 
 class _TextFormatter(logging.Formatter):
@@ -208,6 +216,7 @@ def build_handler(settings: Settings, stream: TextIO | None = None) -> logging.H
 def setup_logging(settings: Settings, *, stream: TextIO | None = None) -> logging.Handler:
     """Configure the root logger once for the process; returns the handler it installed."""
     handler = build_handler(settings, stream)
+    use_key(settings.key("secret_key").encode())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

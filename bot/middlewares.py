@@ -18,6 +18,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from dal.errors import RedisUnavailable
 from services.accounts import AccountService
 from services.members import Member
+from services.pseudonyms import pseudonym
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ class HeardFromMiddleware(BaseMiddleware):
             try:
                 await self._accounts.heard_from(telegram_id=sender.id)
             except Exception:  # handling the update matters more than this note
-                log.exception("could not clear the undeliverable mark of chat %s", sender.id)
+                log.exception(
+                    "could not clear the undeliverable mark of chat %s", pseudonym(sender.id)
+                )
         return await handler(event, data)
 
 

@@ -47,6 +47,7 @@ from aiogram.exceptions import (
 from aiogram.methods.base import TelegramType
 
 from bot.flood import BudgetUnavailable, Pacer
+from services.pseudonyms import pseudonym
 
 if TYPE_CHECKING:
     from aiogram import Bot
@@ -265,7 +266,7 @@ class OutgoingMiddleware(BaseRequestMiddleware):
                 logger.warning(
                     "%s to chat %s hit flood control; retrying in %s s",
                     name,
-                    chat_id,
+                    pseudonym(chat_id),
                     exc.retry_after,
                 )
                 if paced:
@@ -299,11 +300,13 @@ class OutgoingMiddleware(BaseRequestMiddleware):
         try:
             wanted = await still_wanted()
         except Exception:  # the check cannot be made (Redis down): a stale notice beats a lost one
-            logger.warning("%s to chat %s: cannot tell if still wanted; sending", name, chat_id)
+            logger.warning(
+                "%s to chat %s: cannot tell if still wanted; sending", name, pseudonym(chat_id)
+            )
             return
         if not wanted:
             self.stats.dropped += 1
-            raise NoLongerWanted(f"{name} to chat {chat_id} no longer wanted")
+            raise NoLongerWanted(f"{name} to chat {pseudonym(chat_id)} no longer wanted")
 
     async def _pace(self, chat_id: ChatId | None, *, paid: bool = False) -> None:
         if self._pacer is not None:
@@ -366,11 +369,13 @@ class OutgoingMiddleware(BaseRequestMiddleware):
         self, chat_id: ChatId | None, method_name: str, description: str
     ) -> None:
         self.stats.failed_permanent += 1
-        logger.info("chat %s is undeliverable (%s): %s", chat_id, method_name, description)
+        logger.info(
+            "chat %s is undeliverable (%s): %s", pseudonym(chat_id), method_name, description
+        )
         if self._on_undeliverable is None or chat_id is None:
             return
         try:
             await self._on_undeliverable(chat_id, method_name, description)
         except Exception:
             # The caller still gets the original Telegram error; the report failure is logged.
-            logger.exception("on_undeliverable callback failed for chat %s", chat_id)
+            logger.exception("on_undeliverable callback failed for chat %s", pseudonym(chat_id))

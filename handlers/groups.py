@@ -15,6 +15,7 @@ from aiogram.types import Message
 
 from handlers.filters import command_text, group_chat, on_command
 from handlers.replies import Reply
+from services.pseudonyms import pseudonym
 from ui.i18n import t
 
 router = Router(name="groups")
@@ -30,7 +31,9 @@ async def group_login(message: Message, command: CommandObject, bot: Bot) -> Rep
     try:
         await bot.delete_message(chat_id=message.chat.id, message_id=message.message_id)
     except TelegramAPIError:
-        log.warning("could not delete a /login with a user name in group %s", message.chat.id)
+        log.warning(
+            "could not delete a /login with a user name in group %s", pseudonym(message.chat.id)
+        )
         key = "login.delete_failed"
     return message.answer(t(key))
 

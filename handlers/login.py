@@ -33,6 +33,7 @@ from handlers.filters import has_text, no_text, on_command
 from handlers.replies import Reply
 from services.accounts import AccountService, valid_username
 from services.login_queue import LoginQueue, Queued
+from services.pseudonyms import pseudonym
 from ui.i18n import COMMANDS, current_locale, t
 from ui.login import queued_text, result_text, sign_in_keyboard
 from ui.states import LoginForm
@@ -46,7 +47,7 @@ async def _forget(bot: Bot, message: Message) -> None:
     try:
         await bot.delete_message(chat_id=message.chat.id, message_id=message.message_id)
     except TelegramAPIError:
-        log.warning("could not delete a credential message in chat %s", message.chat.id)
+        log.warning("could not delete a credential message of chat %s", pseudonym(message.chat.id))
         # Awaited: the handler's own reply follows and must come after this one.
         await message.answer(t("login.delete_failed"))
 
@@ -71,7 +72,9 @@ async def forget_quietly(bot: Bot, message: Message) -> None:
     try:
         await bot.delete_message(chat_id=message.chat.id, message_id=message.message_id)
     except TelegramAPIError:
-        log.info("a possible credential message in chat %s was not deleted", message.chat.id)
+        log.info(
+            "a possible credential message of chat %s was not deleted", pseudonym(message.chat.id)
+        )
 
 
 def _minutes(seconds: int) -> int:

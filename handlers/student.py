@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from aiogram import F, Router
 from aiogram.types import (
     CallbackQuery,
+    InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
     ReplyKeyboardRemove,
@@ -26,7 +27,14 @@ from services.members import Member
 from services.reports import CourseStanding, ReportService
 from ui.callbacks import ExcuseSession, MyCourse, MyCourses
 from ui.i18n import Raw, date_time_text, percent_number, t
-from ui.render import check_in_answer, location_answer, location_keyboard, row_mark
+from ui.render import (
+    check_in_answer,
+    line_pages,
+    location_answer,
+    location_keyboard,
+    page_row,
+    row_mark,
+)
 
 router = Router(name="student")
 router.message.middleware(MemberGate())
@@ -174,28 +182,36 @@ async def my_course(
     """A course's dated list, missed sessions first. The token is looked up among the
     presser's own courses: a forged one shows nothing of anyone else."""
     course = await reports.my_course(student=user, token=callback_data.token)
-    lines = [
-        t(
-            "my.course_detail",
-            lesson=_course_label(course),
-            attended=course.rate.attended,
-            held=course.rate.counted,
-            percent=percent_number(course.rate.percent),
-        )
-    ]
-    lines.extend(_status_line(row, reports) for row in course.missed_first()[:60])
+    header = t(
+        "my.course_detail",
+        lesson=_course_label(course),
+        attended=course.rate.attended,
+        held=course.rate.counted,
+        percent=percent_number(course.rate.percent),
+    )
+    # Every session, paged under Telegram's message limit (a long title and a full term).
+    pages = line_pages(header, [_status_line(row, reports) for row in course.missed_first()])
+    page = min(max(callback_data.page, 0), len(pages) - 1)
     builder = InlineKeyboardBuilder()
     # Beside each missed session, a request to have it excused (handlers/excuse.py).
     for row in [r for r in course.missed_first() if r.status is RecordStatus.ABSENT][:10]:
-        builder.button(
-            text=t("button.excuse_session", date=date_time_text(row.start_time, reports.tz)),
-            callback_data=ExcuseSession(aid=row.attendance_id),
+        builder.row(
+            InlineKeyboardButton(
+                text=t("button.excuse_session", date=date_time_text(row.start_time, reports.tz)),
+                callback_data=ExcuseSession(aid=row.attendance_id).pack(),
+            )
         )
-    builder.button(text=t("button.back"), callback_data=MyCourses())
-    builder.adjust(1)
+    nav = page_row(
+        page,
+        has_next=page + 1 < len(pages),
+        to=lambda n: MyCourse(token=callback_data.token, page=n),
+    )
+    if nav:
+        builder.row(*nav)
+    builder.row(InlineKeyboardButton(text=t("button.back"), callback_data=MyCourses().pack()))
     if not isinstance(query.message, Message):
         return None
-    return query.message.edit_text("\n".join(lines), reply_markup=builder.as_markup())
+    return query.message.edit_text(pages[page], reply_markup=builder.as_markup())
 
 
 @router.callback_query(MyCourses.filter())

@@ -21,6 +21,7 @@ from services.errors import LoginThrottled, PortalBusy
 from services.lesson_finder import Lesson, lesson_slot
 from services.members import Member
 from services.notify import URGENT, Notice, Notifier
+from services.pseudonyms import pseudonym
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +240,7 @@ class AccountService:
         if not await self._user_store.remove_undeliverable(telegram_id=telegram_id):
             return False
         await self._accounts.mark_deliverable(telegram_id=telegram_id)
-        log.info("chat %s is deliverable again", telegram_id)
+        log.info("chat %s is deliverable again", pseudonym(telegram_id))
         return True
 
     async def load_undeliverable(self) -> int:
@@ -336,7 +337,9 @@ class AccountService:
                     )
                 ]
             )
-        log.info("linked telegram account to %s (%s)", user.user_school_number, user.role)
+        # The account by its pseudonym only: a line holding the school number too would tie the
+        # pseudonym to a person for anyone with the logs.
+        log.info("linked telegram account %s (%s)", pseudonym(telegram_id), user.role)
         return LoginOutcome(
             session=session, lessons=len(result.lessons), previous_telegram_id=previous
         )

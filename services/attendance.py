@@ -264,7 +264,7 @@ class AttendanceService:
                 raise InvalidInput("session.bad_name")
             matched = _match_lesson(lessons, name, now)
             if matched is not None and not today.own:
-                _log_choice(teacher, matched, "typed")
+                _log_choice(matched, "typed")
             lesson = matched or self._ad_hoc_lesson(name, now)
         else:
             found = current_lesson(lessons, now, early_margin=self._early_margin)
@@ -285,7 +285,7 @@ class AttendanceService:
         for lesson in today.lessons:
             if lesson.course_code == course_code and int(lesson.start.timestamp()) == start_epoch:
                 if not today.own:
-                    _log_choice(teacher, lesson, "picked")
+                    _log_choice(lesson, "picked")
                 return await self._open(teacher=teacher, chat_id=chat_id, lesson=lesson)
         raise InvalidInput("session.choice_expired")
 
@@ -781,11 +781,11 @@ class AttendanceService:
         return rotated
 
 
-def _log_choice(teacher: Identity, lesson: Lesson, how: str) -> None:
+def _log_choice(lesson: Lesson, how: str) -> None:
     """A lesson found by name, not in the teacher's own schedule: who took it, for the record."""
+    # Who took it is the log context's `user=` pseudonym, never the teacher's number.
     log.info(
-        "teacher %s %s lesson %s starting %s (found by name, not in their own schedule)",
-        teacher.school_number,
+        "a teacher %s lesson %s starting %s (found by name, not in their own schedule)",
         how,
         lesson.course_code,
         lesson.start.isoformat(),

@@ -200,11 +200,13 @@ def build_sheet(
             )
         )
     recorded = {record.student_number for record in records}
+    unknown = 0
     for number in sorted(set(enrolled) - recorded - {EVERYONE}):
         if number not in known_users:
             # Enrolment comes from cached schedules, whose rows need a user row; should one be
-            # missing all the same, the sheet stays complete under the number.
-            log.warning("absent student %s of %s has no user row", number, attendance_id)
+            # missing all the same, the sheet stays complete under the number (which is not
+            # logged: a line names no person by number).
+            unknown += 1
             users[number] = User(
                 user_school_number=number, user_full_name=number, role=Role.STUDENT
             )
@@ -221,6 +223,8 @@ def build_sheet(
                 teacher_note=None,
             )
         )
+    if unknown:
+        log.warning("%d absent student(s) of %s have no user row", unknown, attendance_id)
     teacher = attendance.teacher_school_number
     users.pop(teacher, None)
     user_list = [

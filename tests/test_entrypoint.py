@@ -232,3 +232,33 @@ def test_http_public_and_webhook_urls_are_accepted() -> None:
     )
     assert settings.public_url == "http://127.0.0.1:8080"
     assert settings.webhook_url == "https://attn.example.edu:8443/tg/webhook"
+
+
+# --- /metrics on the published port -------------------------------------------------------
+
+
+def test_live_mode_without_a_metrics_token_exits_naming_it(tmp_path: Path) -> None:
+    result = _run(tmp_path, BOT_TOKEN="1:x", AKSIS_MODE="live", **LIVE_KEYS)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "METRICS_TOKEN" in lines[0] and "METRICS_OPEN=true" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_live_mode_runs_with_a_metrics_token_or_metrics_declared_private() -> None:
+    keys = {k.lower(): v for k, v in LIVE_KEYS.items()}
+    live = {"_env_file": None, "bot_token": "1:x", "aksis_mode": "live", **keys}
+    with pytest.raises(ConfigError, match=r"^METRICS_TOKEN: "):
+        load_settings(require_token=True, **live)
+    with_token = load_settings(require_token=True, metrics_token="m" * 32, **live)
+    assert with_token.metrics_token is not None
+    declared_private = load_settings(require_token=True, metrics_open="true", **live)
+    assert declared_private.metrics_open and declared_private.metrics_token is None
+    # Commands that serve nothing (migrate, check, exports) need no token.
+    assert load_settings(**live).metrics_token is None
+
+
+def test_demo_mode_runs_without_a_metrics_token() -> None:
+    settings = load_settings(_env_file=None, require_token=True, bot_token="1:x", aksis_mode="demo")
+    assert settings.metrics_token is None and not settings.metrics_open

@@ -243,6 +243,8 @@ async def test_purge_forgets_accounts_inactive_for_the_retention_period(
     await pg_client.db.pool.execute(
         "UPDATE excuse_requests SET decided_at = $1 WHERE reason = 'eski rapor'", long_ago
     )
+    # Marked undeliverable (the key has no expiry): forgotten with the idle account only.
+    await redis_client.users.add_undeliverable(telegram_ids=[t for _, t in users.values()])
 
     report = await Purger(
         db=pg_client.db,
@@ -276,11 +278,13 @@ async def test_purge_forgets_accounts_inactive_for_the_retention_period(
         assert row["user_full_name"] == user.user_full_name  # the register still names them
         assert user.user_school_number not in schedules
         assert await redis_client.redis.exists(f"users:{telegram_id}") == 0
+        assert await redis_client.redis.exists(f"users:{telegram_id}:undeliverable") == 0
     for name in ("recent_login", "recent_attendance", "teaching"):
         user, telegram_id = users[name]
         assert rows[user.user_school_number]["telegram_id"] == telegram_id
         assert user.user_school_number in schedules
         assert await redis_client.redis.exists(f"users:{telegram_id}") == 1
+        assert await redis_client.redis.exists(f"users:{telegram_id}:undeliverable") == 1
     # The institution's records stay.
     assert await pg_client.db.pool.fetchval("SELECT count(*) FROM attendance_records") == 2
 

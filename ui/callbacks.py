@@ -98,6 +98,7 @@ class HistoryAdd(CallbackData, prefix="hd"):
 
 class MyCourse(CallbackData, prefix="mc"):
     token: str  # services.reports.course_token
+    page: int = 0  # of the dated list (ui.render.line_pages)
 
 
 class MyCourses(CallbackData, prefix="ms"):

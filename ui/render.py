@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -245,6 +245,39 @@ def record_line(
         time=hhmm(record.attendance_time, tz),
         note=Raw(note),
     )
+
+
+# Telegram's limit on a message's text. Counted here in UTF-16 code units of the text as sent
+# (HTML tags included), which is never less than what Telegram counts.
+MESSAGE_LIMIT = 4096
+
+
+def _units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def line_pages(header: str, lines: Sequence[str], *, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """`lines` under `header`, split into as few pages as fit `limit` each: whole lines only,
+    in order, every line on exactly one page. With more than one page the header carries
+    "page n/m" (`my.page`), so a student knows there is more behind ▶️."""
+    pages: list[list[str]] = [[]]
+    # Room for the widest page marker this split could need (the count is not known yet).
+    marker = t("my.page", page=len(lines) or 1, pages=len(lines) or 1)
+    room = limit - _units(header) - _units(marker) - 1
+    used = 0
+    for line in lines:
+        size = _units(line) + 1  # and its newline
+        if pages[-1] and used + size > room:
+            pages.append([])
+            used = 0
+        pages[-1].append(line)
+        used += size
+    if len(pages) == 1:
+        return ["\n".join([header, *pages[0]])]
+    return [
+        "\n".join([header + t("my.page", page=n, pages=len(pages)), *chunk])
+        for n, chunk in enumerate(pages, start=1)
+    ]
 
 
 def page_row(
