@@ -17,12 +17,11 @@ COPY services ./services
 COPY ui ./ui
 COPY locales ./locales
 COPY scripts/i18n.py ./scripts/i18n.py
-RUN python -m pip --python /opt/attn/bin/python install --no-deps --no-build-isolation . \
-    && python -m pip --python /opt/attn/bin/python uninstall --yes setuptools
-# Compiled translation catalogs, kept in the environment (ui/i18n.py looks there when the
-# source tree is not beside the package).
+# The translation catalogs compiled first: the wheel carries them as package data of `ui`
+# (ui/locales links to locales/), so the installed package finds them beside itself.
 RUN /opt/attn/bin/python scripts/i18n.py compile \
-    && mkdir -p /opt/attn/share/attn && cp -r locales /opt/attn/share/attn/locales
+    && python -m pip --python /opt/attn/bin/python install --no-deps --no-build-isolation . \
+    && python -m pip --python /opt/attn/bin/python uninstall --yes setuptools
 
 # Runtime stage: the virtual environment only, run as an unprivileged user.
 FROM python:3.13-slim

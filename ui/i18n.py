@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import gettext
 import io
-import sys
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -122,12 +121,9 @@ class Raw(str):
 
 
 def locales_dir() -> Path:
-    """`locales/` of the source tree (a checkout, an editable install), else the copy the
-    Docker image keeps under the virtual environment (Dockerfile)."""
-    source = Path(__file__).resolve().parent.parent / "locales"
-    if source.is_dir():
-        return source
-    return Path(sys.prefix) / "share" / "attn" / "locales"
+    """The catalogs beside this module: `ui/locales` links to the top-level `locales/` in a
+    checkout (and an editable install), and a built wheel carries them as package data."""
+    return Path(__file__).resolve().parent / "locales"
 
 
 def compile_po(po: Path) -> bytes:
