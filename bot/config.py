@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     # below this percentage after at least this many sessions of the course (issue 13).
     attendance_warning_percent: float = Field(default=70, ge=0, le=100)
     attendance_warning_min_sessions: int = Field(default=3, ge=1)
+    # A term's length in weeks: a course's planned sessions are its weekly slots in the
+    # student's cached schedule times this (the portal names no term dates), from which
+    # /my_attendance tells how many more sessions can be missed.
+    term_weeks: int = Field(default=14, ge=1, le=52)
 
     # Outgoing pacing under Telegram's limits (TELEGRAM.md): ~30 messages/s overall, ~1/s
     # sustained into one chat.

@@ -25,7 +25,13 @@ from services.members import Member
 from services.reports import CourseStanding, ReportService
 from ui.callbacks import MyCourse, MyCourses
 from ui.i18n import Raw, date_time_text, percent_number, t
-from ui.render import check_in_answer, location_answer, location_keyboard, row_mark
+from ui.render import (
+    can_miss_part,
+    check_in_answer,
+    location_answer,
+    location_keyboard,
+    row_mark,
+)
 
 router = Router(name="student")
 router.message.middleware(MemberGate())
@@ -121,6 +127,7 @@ def _course_list(
                         if rate.counts.excused
                         else ""
                     )
+                    + can_miss_part(course.can_miss, reports.rule.percent)
                 ),
             )
         )

@@ -28,7 +28,14 @@ from dal.pg.attendance import DEFAULT_RECORD_METHOD, AttendanceStore, RecordMeth
 from dal.pg.corrections import Correction, CorrectionStore
 from dal.pg.erasure import ErasedPerson, ErasureStore
 from dal.pg.pool import MIN_POSTGRES_MAJOR, Database
-from dal.pg.reports import CourseRecordRow, CourseSummary, ReportStore, StudentAttendanceRow
+from dal.pg.reports import (
+    CourseCounts,
+    CourseRecordRow,
+    CourseSummary,
+    ReportStore,
+    StudentAttendanceRow,
+    WarningChange,
+)
 from dal.pg.retention import RetentionStore
 from dal.pg.schedules import ScheduleStore
 
@@ -39,6 +46,7 @@ __all__ = [
     "AttendanceStore",
     "Correction",
     "CorrectionStore",
+    "CourseCounts",
     "CourseRecordRow",
     "CourseSummary",
     "Database",
@@ -51,6 +59,7 @@ __all__ = [
     "RetentionStore",
     "ScheduleStore",
     "StudentAttendanceRow",
+    "WarningChange",
 ]
 
 
