@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.delivery import decode, encode, render
 from dal.models import Attendance, AttendanceRecord, FailReason, Role, ScheduleEntry
 from dal.pg import LinkedUser, Postgres
 from dal.pg.counts import COUNT_COLUMNS, RECOUNT_SQL
@@ -253,7 +254,7 @@ async def test_the_last_chance_and_the_crossing_warn_once_each(pg_client: Postgr
         full_name="Deniz",
         role=Role.STUDENT,
         telegram_id=5050,
-        language="en",
+        language="tr",
         reminders_enabled=True,
         linked_at=datetime.now(UTC),
     )
@@ -277,3 +278,6 @@ async def test_the_last_chance_and_the_crossing_warn_once_each(pg_client: Postgr
     assert keys == [[], ["warning.miss_one"], [], ["warning.below"], []]
     (last,) = notifier.keys("warning.miss_one")
     assert last.values["attended"] == 0 and last.values["held"] == 2
+    # In the student's language when the outbox delivers it.
+    text = render(decode(encode(last))[0])[0]
+    assert "yalnızca 1 derse daha" in text and "%70" in text
