@@ -165,6 +165,10 @@ class Settings(BaseSettings):
     # A student may ask to have a missed session excused (/excuse) until this many days after
     # the session; later requests are refused with the reason.
     excuse_deadline_days: int = Field(default=14, ge=0)
+    # A term's length in weeks: a course's planned sessions are its weekly slots in the
+    # student's cached schedule times this (the portal names no term dates), from which
+    # /my_attendance tells how many more sessions can be missed.
+    term_weeks: int = Field(default=14, ge=1, le=52)
 
     # Outgoing pacing under Telegram's limits (TELEGRAM.md): ~30 messages/s overall, ~1/s
     # sustained into one chat.

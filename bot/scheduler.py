@@ -249,7 +249,7 @@ def build_scheduler(
             settle_seconds=SETTLE_SECONDS,
             clock=now,
             warnings=AttendanceWarnings(
-                reports=pg.reports, notifier=notifier, rule=warning_rule(settings)
+                reports=pg.reports, notifier=notifier, rule=warning_rule(settings), tz=tz
             ),
             receipts=redis.users,
         ),

@@ -28,6 +28,7 @@ from services.reports import CourseStanding, ReportService
 from ui.callbacks import ExcuseSession, MyCourse, MyCourses
 from ui.i18n import Raw, date_time_text, percent_number, t
 from ui.render import (
+    can_miss_part,
     check_in_answer,
     line_pages,
     location_answer,
@@ -130,6 +131,7 @@ def _course_list(
                         if rate.counts.excused
                         else ""
                     )
+                    + can_miss_part(course.can_miss, reports.rule.percent)
                 ),
             )
         )

@@ -38,7 +38,7 @@ from services.exports import CourseData, StudentLine, course_csv, course_xlsx, d
 from services.members import Identity, require_teacher
 from services.moodle import gradebook_csv, mod_attendance_csv
 from services.status import AttendanceRate, StatusCounts
-from services.warnings import WarningRule
+from services.warnings import WarningRule, planned_sessions, rate_of
 
 MAX_REASON_LENGTH = 300
 
@@ -57,7 +57,10 @@ class CourseStanding:
     lesson_name: str
     rate: AttendanceRate
     below: bool
-    rows: list[StudentAttendanceRow]  # oldest first
+    rows: list[StudentAttendanceRow]  # oldest first (empty where only the summary was read)
+    # How many more sessions can be missed this term (WarningRule.can_miss); None: the
+    # course's planned sessions are not known.
+    can_miss: int | None = None
 
     @property
     def token(self) -> str:
@@ -220,29 +223,42 @@ class ReportService:
 
     # --- term figures (issue 13) ---------------------------------------------------------
 
-    async def my_courses(self, *, student: Identity) -> list[CourseStanding]:
-        """The student's standing per course, by course name."""
-        rows = await self._reports.get_student_records(student_number=student.school_number)
+    async def my_courses(
+        self, *, student: Identity, with_rows: bool = False
+    ) -> list[CourseStanding]:
+        """The student's standing per course this term, by course name: from the per-course
+        counts kept at finalization (one row per course), with the dated records only when
+        `with_rows` asks for them."""
+        number = student.school_number
+        counts = await self._reports.get_student_course_counts(student_number=number)
+        starts = (await self._reports.get_lesson_starts(student_numbers=[number], term=None)).get(
+            number, {}
+        )
         by_course: dict[str, list[StudentAttendanceRow]] = {}
-        for row in rows:
-            by_course.setdefault(row.lesson_code or row.lesson_name, []).append(row)
+        if with_rows:
+            for row in await self._reports.get_student_records(student_number=number):
+                by_course.setdefault(row.lesson_code or row.lesson_name, []).append(row)
         standings = []
-        for key, course_rows in by_course.items():
-            rate = AttendanceRate(StatusCounts.of(r.status for r in course_rows))
+        for course in counts:
+            rate = rate_of(course.counts)
+            planned = planned_sessions(
+                starts.get(course.course_key, []), self._tz, self._rule.term_weeks
+            )
             standings.append(
                 CourseStanding(
-                    course_key=key,
-                    lesson_name=course_rows[-1].lesson_name,
+                    course_key=course.course_key,
+                    lesson_name=course.lesson_name,
                     rate=rate,
                     below=self._rule.below(rate),
-                    rows=course_rows,
+                    rows=by_course.get(course.course_key, []),
+                    can_miss=self._rule.can_miss(rate, planned),
                 )
             )
         standings.sort(key=lambda c: (c.lesson_name, c.course_key))
         return standings
 
     async def my_course(self, *, student: Identity, token: str) -> CourseStanding:
-        for standing in await self.my_courses(student=student):
+        for standing in await self.my_courses(student=student, with_rows=True):
             if standing.token == token:
                 return standing
         raise RecordNotFound(token)

@@ -109,12 +109,15 @@ async def running_bot(
     aksis: FakeAksis | None = None,
     aksis_client: AksisClient | None = None,
     clock: Callable[[], datetime] | None = None,
+    keep_data: bool = False,
     **overrides: Any,
 ) -> AsyncIterator[Running]:
     """The bot against the fakes. `clock`, when given, is the time of the bot's services and
-    of the Bot API server's message dates (Redis keeps its own clock)."""
-    await reset_database(pg_dsn)
-    await flush_redis(redis_url)
+    of the Bot API server's message dates (Redis keeps its own clock). `keep_data`: start on
+    what an earlier run left in PostgreSQL and Redis (a restart)."""
+    if not keep_data:
+        await reset_database(pg_dsn)
+        await flush_redis(redis_url)
     async with contextlib.AsyncExitStack() as stack:
         fake_clock = (lambda: clock().timestamp()) if clock is not None else time.time
         telegram = await stack.enter_async_context(FakeTelegram(clock=fake_clock))

@@ -23,6 +23,7 @@ import asyncpg
 import pytest
 
 from dal.pg import Postgres
+from dal.pg.counts import REBUILD_SQL
 from tests.conftest import ADMIN_DSN, _with_database
 
 pytestmark = pytest.mark.slow
@@ -33,7 +34,13 @@ TERMS = ("2024-1", "2024-2", "2025-1", "2025-2", "2026-1", "2026-2")
 SESSIONS_PER_TERM = 2_000
 CLASS_SIZE = 80
 COURSES = 1_200  # course codes; each teacher teaches two
-BIG_TABLES = {"attendances", "attendance_records", "schedule_entries", "users"}
+BIG_TABLES = {
+    "attendances",
+    "attendance_records",
+    "attendance_course_counts",
+    "schedule_entries",
+    "users",
+}
 TERM_START = datetime(2024, 9, 16, 8, 30, tzinfo=UTC)
 
 
@@ -138,6 +145,8 @@ async def _seed(conn: asyncpg.Connection) -> None:
             "term",
         ],
     )
+    # The per-course counts, as migration 0008 builds them from the records.
+    await conn.execute(REBUILD_SQL)
     await conn.execute("ANALYZE")
 
 
@@ -265,12 +274,42 @@ async def test_finalization_and_the_warnings_read_by_index(university: Postgres)
 
     _assert_indexed(await _plan_of(university, university.accounts, users), "users")
 
+    # The warning check: the class's counts in the course and term, and their weekly slots.
+    course, term = await university.db.pool.fetchrow(
+        "SELECT course_key, term FROM attendance_course_counts WHERE student_number = $1"
+        " AND term = $2 LIMIT 1",
+        class_numbers[0],
+        TERMS[-1],
+    )
+
     async def counts() -> None:
-        await university.reports.get_course_status_counts(
-            course_key=_course(10), student_numbers=class_numbers
+        found = await university.reports.get_course_counts(
+            course_key=course, term=term, student_numbers=class_numbers
+        )
+        assert class_numbers[0] in found
+        await university.reports.get_lesson_starts(
+            student_numbers=class_numbers, term=term, course_code=course
         )
 
-    _assert_indexed(await _plan_of(university, university.reports, counts), "attendance_records")
+    nodes = await _plan_of(university, university.reports, counts)
+    _assert_indexed(nodes, "attendance_course_counts", "schedule_entries")
+    assert not any(n.get("Relation Name") == "attendance_records" for n in nodes)
+
+
+async def test_my_attendance_summary_reads_one_row_per_course(university: Postgres) -> None:
+    number = await university.db.pool.fetchval(
+        "SELECT student_number FROM attendance_course_counts WHERE term = $1 LIMIT 1",
+        TERMS[-1],
+    )
+
+    async def call() -> None:
+        courses = await university.reports.get_student_course_counts(student_number=number)
+        assert courses and {c.term for c in courses} == {TERMS[-1]}
+        assert await university.reports.get_lesson_starts(student_numbers=[number], term=None)
+
+    nodes = await _plan_of(university, university.reports, call)
+    _assert_indexed(nodes, "attendance_course_counts", "schedule_entries")
+    assert not any(n.get("Relation Name") == "attendance_records" for n in nodes)
 
 
 async def test_a_teachers_history_and_courses_read_by_index(university: Postgres) -> None:

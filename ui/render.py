@@ -36,7 +36,7 @@ from ui.callbacks import (
     SessionLevel,
     Verdict,
 )
-from ui.i18n import Raw, t, time_text, tn
+from ui.i18n import Raw, percent_number, t, time_text, tn
 
 PAGE_SIZE = 20
 # Pending reasons of security levels 2/3 and the head-count cap (issue 12), named in the list.
@@ -344,3 +344,16 @@ def attendees_page(
         )
     )
     return text, builder.as_markup()
+
+
+def can_miss_part(can_miss: int | None, threshold_percent: float) -> str:
+    """The end of a /my_attendance course line: how many more sessions the student can miss
+    this term and still end it at the threshold (services.warnings.WarningRule.can_miss);
+    nothing where the course's planned sessions are unknown."""
+    if can_miss is None:
+        return ""
+    if can_miss > 0:
+        return tn("my.can_miss", can_miss, count=can_miss)
+    if can_miss == 0:
+        return t("my.can_miss_none")
+    return t("my.out_of_reach", threshold=percent_number(threshold_percent))

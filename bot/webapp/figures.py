@@ -69,7 +69,7 @@ async def figures(app: App, telegram_id: int, locale: str) -> dict[str, Any]:
         if account is None or account.role is not Role.STUDENT:
             text = t("auth.not_linked") if account is None else t("page.figures.teacher")
             return {"locale": locale, "linked": False, "text": plain(text)}
-        standings = await app.reports.my_courses(student=Member.of(account))
+        standings = await app.reports.my_courses(student=Member.of(account), with_rows=True)
         return {
             "locale": locale,
             "linked": True,

@@ -30,7 +30,14 @@ from dal.pg.corrections import Correction, CorrectionStore
 from dal.pg.erasure import ErasedPerson, ErasureStore
 from dal.pg.excuses import ExcuseRequest, ExcuseStatus, ExcuseStore, PlannedLesson
 from dal.pg.pool import MIN_POSTGRES_MAJOR, Database
-from dal.pg.reports import CourseRecordRow, CourseSummary, ReportStore, StudentAttendanceRow
+from dal.pg.reports import (
+    CourseCounts,
+    CourseRecordRow,
+    CourseSummary,
+    ReportStore,
+    StudentAttendanceRow,
+    WarningChange,
+)
 from dal.pg.retention import RetentionStore
 from dal.pg.schedules import ScheduleStore
 
@@ -41,6 +48,7 @@ __all__ = [
     "AttendanceStore",
     "Correction",
     "CorrectionStore",
+    "CourseCounts",
     "CourseRecordRow",
     "CourseSummary",
     "Database",
@@ -57,6 +65,7 @@ __all__ = [
     "RetentionStore",
     "ScheduleStore",
     "StudentAttendanceRow",
+    "WarningChange",
 ]
 
 

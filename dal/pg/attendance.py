@@ -20,10 +20,10 @@ from dal.pg.common import (
     RECORD_COLUMNS_R,
     RECORD_FIELDS,
     Store,
-    row_count,
     translated_integrity_errors,
     upsert_users,
 )
+from dal.pg.counts import add_stored_records
 from dal.pg.pool import Conn
 
 __all__ = ["DEFAULT_RECORD_METHOD", "AttendanceStore", "RecordMethod"]
@@ -63,7 +63,7 @@ _INSERT_RECORD_ROW = f"""
 INSERT INTO attendance_records ({RECORD_COLUMNS})
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (attendance_id, student_number) DO NOTHING
-RETURNING 1
+RETURNING attendance_id, student_number
 """
 
 
@@ -111,9 +111,12 @@ class AttendanceStore(Store):
                 if method == "copy":
                     return await _copy_records(conn, records)
                 # executemany's pipelined protocol; fetchmany is that same path with
-                # RETURNING, which tells how many rows were new.
+                # RETURNING, which tells which rows were new.
                 inserted = await conn.fetchmany(
                     _INSERT_RECORD_ROW, [_record_row(r) for r in records]
+                )
+                await add_stored_records(
+                    conn, keys=[(row["attendance_id"], row["student_number"]) for row in inserted]
                 )
                 return len(inserted)
 
@@ -198,6 +201,11 @@ class AttendanceStore(Store):
                 fresh = [r for r in records if r.attendance_id in created]
                 if fresh:
                     await _copy_new_records(conn, fresh)
+                    # The per-course counts follow in the same transaction, for the new
+                    # attendances only: a re-run adds nothing (exactly once).
+                    await add_stored_records(
+                        conn, attendance_ids=sorted({r.attendance_id for r in fresh})
+                    )
         return created
 
 
@@ -217,14 +225,19 @@ async def _copy_records(conn: Conn, records: Sequence[AttendanceRecord | RecordR
     await conn.copy_records_to_table(
         _RECORDS_STAGING, records=[_record_row(r) for r in records], columns=RECORD_FIELDS
     )
-    status = await conn.execute(
+    inserted = await conn.fetch(
         f"INSERT INTO attendance_records ({RECORD_COLUMNS})"
         f" SELECT {RECORD_COLUMNS} FROM {_RECORDS_STAGING}"
         " ON CONFLICT (attendance_id, student_number) DO NOTHING"
+        " RETURNING attendance_id, student_number"
     )
     # Dropped now so that a second bulk insert in the same transaction can stage again.
     await conn.execute(f"DROP TABLE {_RECORDS_STAGING}")
-    return row_count(status)
+    # Only what was new is counted: a re-run of a stored session adds nothing.
+    await add_stored_records(
+        conn, keys=[(row["attendance_id"], row["student_number"]) for row in inserted]
+    )
+    return len(inserted)
 
 
 async def _copy_new_records(conn: Conn, records: Sequence[AttendanceRecord | RecordRow]) -> None:

@@ -20,6 +20,7 @@ from dal.pg.common import (
     Store,
     row_count,
 )
+from dal.pg.counts import move_record, remove_records
 from dal.pg.pool import Conn
 
 __all__ = ["Correction", "CorrectionStore"]
@@ -77,7 +78,10 @@ class CorrectionStore(Store):
         async with self._transaction() as conn:
             old: str | None = await conn.fetchval(
                 "SELECT r.status FROM attendance_records AS r, attendances AS a"
-                f" WHERE {_VISIBLE_RECORD} FOR UPDATE OF r",
+                # The session is share-locked too: a concurrent soft deletion of it either
+                # waits for this correction or makes it find nothing, so the counts never
+                # move for a record of a deleted session.
+                f" WHERE {_VISIBLE_RECORD} FOR UPDATE OF r FOR SHARE OF a",
                 attendance_id,
                 student_number,
             )
@@ -97,6 +101,13 @@ class CorrectionStore(Store):
             )
             assert row is not None  # locked above
             record = AttendanceRecord.model_validate(dict(row))
+            await move_record(
+                conn,
+                attendance_id=attendance_id,
+                student_number=student_number,
+                old=old,
+                new=record.status,
+            )
             if changed_by is not None:
                 action = "excused" if record.status is RecordStatus.EXCUSED else "status"
                 await _audit(
@@ -146,6 +157,13 @@ class CorrectionStore(Store):
             )
             if row is None:
                 raise Conflict(f"{student_number!r} already has a record in {attendance_id}")
+            await move_record(
+                conn,
+                attendance_id=attendance_id,
+                student_number=student_number,
+                old=None,
+                new=RecordStatus.PRESENT,
+            )
             await _audit(
                 conn, attendance_id, student_number, "added", None, "present", None, changed_by
             )
@@ -166,6 +184,18 @@ class CorrectionStore(Store):
             )
             if row_count(status) == 0:
                 raise NotFound(f"no attendance {attendance_id}")
+            # Its records no longer count. Locked first: a correction of one of them that
+            # got there before has committed by now, and this reads its outcome.
+            visible = await conn.fetch(
+                "SELECT student_number, status FROM attendance_records"
+                " WHERE attendance_id = $1 AND NOT is_deleted FOR UPDATE",
+                attendance_id,
+            )
+            await remove_records(
+                conn,
+                attendance_id=attendance_id,
+                statuses=[(r["student_number"], r["status"]) for r in visible],
+            )
             if changed_by is not None:
                 await _audit(
                     conn, attendance_id, None, "session_deleted", None, None, reason, changed_by
@@ -180,16 +210,30 @@ class CorrectionStore(Store):
         changed_by: str | None = None,
     ) -> None:
         async with self._transaction() as conn:
-            old: str | None = await conn.fetchval(
-                "UPDATE attendance_records AS r SET is_deleted = true, deletion_reason = $3,"
-                f" deletion_time = now() FROM attendances AS a WHERE {_VISIBLE_RECORD}"
-                " RETURNING r.status",
+            live = await conn.fetchval(
+                "SELECT true FROM attendances WHERE attendance_id = $1 AND NOT is_deleted"
+                " FOR SHARE",
                 attendance_id,
-                student_number,
-                reason,
             )
+            old: str | None = None
+            if live:
+                old = await conn.fetchval(
+                    "UPDATE attendance_records AS r SET is_deleted = true, deletion_reason = $3,"
+                    f" deletion_time = now() FROM attendances AS a WHERE {_VISIBLE_RECORD}"
+                    " RETURNING r.status",
+                    attendance_id,
+                    student_number,
+                    reason,
+                )
             if old is None:
                 raise NotFound(f"no record of {student_number!r} in attendance {attendance_id}")
+            await move_record(
+                conn,
+                attendance_id=attendance_id,
+                student_number=student_number,
+                old=old,
+                new=None,
+            )
             if changed_by is not None:
                 await _audit(
                     conn,

@@ -130,6 +130,9 @@ class ErasureStore(Store):
                 "DELETE FROM attendance_warnings WHERE student_number = $1", school_number
             )
             await conn.execute(
+                "DELETE FROM attendance_course_counts WHERE student_number = $1", school_number
+            )
+            await conn.execute(
                 "DELETE FROM schedule_entries WHERE school_number = $1", school_number
             )
             # Free texts and other people's cached schedules that spell the name.

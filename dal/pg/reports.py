@@ -9,14 +9,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from dal.models import Attendance, RecordStatus
 from dal.pg.common import ATTENDANCE_COLUMNS, COURSE_KEY_SQL, Store
+from dal.pg.counts import COUNT_COLUMNS
 
-__all__ = ["CourseRecordRow", "CourseSummary", "ReportStore", "StudentAttendanceRow"]
+# The term /my_attendance shows: the latest term of the cached schedules ('' when none names
+# one, as attendance_course_counts writes an unknown term).
+_CURRENT_TERM_SQL = "coalesce((SELECT max(term) FROM schedule_entries), '')"
+
+__all__ = [
+    "CourseCounts",
+    "CourseRecordRow",
+    "CourseSummary",
+    "ReportStore",
+    "StudentAttendanceRow",
+    "WarningChange",
+]
 
 
 class StudentAttendanceRow(BaseModel):
@@ -57,6 +70,25 @@ class CourseRecordRow:
     source: str
 
 
+@dataclass(frozen=True, slots=True)
+class CourseCounts:
+    """A student's records of one course in one term, by status (attendance_course_counts)."""
+
+    student_number: str
+    term: str  # '' when unknown
+    course_key: str
+    lesson_name: str
+    counts: dict[str, int]  # RecordStatus value -> records
+
+
+@dataclass(frozen=True, slots=True)
+class WarningChange:
+    """A student's warning level in a course, before and after one look."""
+
+    before: int
+    after: int
+
+
 class ReportStore(Store):
     """History pages, per-course statistics and exports."""
 
@@ -92,25 +124,54 @@ class ReportStore(Store):
         )
         return [StudentAttendanceRow.model_validate(dict(row)) for row in rows]
 
-    async def get_course_status_counts(
-        self, *, course_key: str, student_numbers: Sequence[str]
-    ) -> dict[str, dict[str, int]]:
-        """Per student of `student_numbers`: their visible records in the course (`course_key`:
-        the lesson code, or the name of sessions without one) counted by status."""
+    async def get_student_course_counts(self, *, student_number: str) -> list[CourseCounts]:
+        """The student's per-course counts of the current term (see get_student_records),
+        by course key: one row per course, whatever the years of history."""
         rows = await self._pool.fetch(
-            "SELECT r.student_number, r.status, count(*) AS n"
-            " FROM attendance_records AS r"
-            " JOIN attendances AS a ON a.attendance_id = r.attendance_id"
-            " WHERE r.student_number = ANY($2::text[]) AND NOT r.is_deleted"
-            f" AND NOT a.is_deleted AND {COURSE_KEY_SQL} = $1"
-            " GROUP BY r.student_number, r.status",
+            f"SELECT student_number, term, course_key, lesson_name, {', '.join(COUNT_COLUMNS)}"
+            " FROM attendance_course_counts"
+            f" WHERE student_number = $1 AND term = {_CURRENT_TERM_SQL} AND held > 0"
+            " ORDER BY course_key",
+            student_number,
+        )
+        return [_counts(row) for row in rows]
+
+    async def get_course_counts(
+        self, *, course_key: str, term: str | None, student_numbers: Sequence[str]
+    ) -> dict[str, CourseCounts]:
+        """The counts of `student_numbers` in the course and term (None: unknown), by
+        student: what the warning check reads after a finalization."""
+        rows = await self._pool.fetch(
+            f"SELECT student_number, term, course_key, lesson_name, {', '.join(COUNT_COLUMNS)}"
+            " FROM attendance_course_counts"
+            " WHERE student_number = ANY($3::text[]) AND term = $2 AND course_key = $1",
             course_key,
+            term or "",
             list(student_numbers),
         )
-        counts: dict[str, dict[str, int]] = {}
+        return {row["student_number"]: _counts(row) for row in rows}
+
+    async def get_lesson_starts(
+        self, *, student_numbers: Sequence[str], term: str | None, course_code: str | None = None
+    ) -> dict[str, dict[str, list[datetime]]]:
+        """Per student and course code: the starts of the lessons of `term` in their cached
+        schedule (None: the current term, as /my_attendance takes it; '' a schedule that
+        named none), `course_code` only when given. The weekly slots a course has, and so
+        its planned sessions, are read from these."""
+        rows = await self._pool.fetch(
+            "SELECT school_number, course_code, start_time FROM schedule_entries"
+            " WHERE school_number = ANY($1::text[])"
+            f" AND coalesce(term, '') = coalesce($2::text, {_CURRENT_TERM_SQL})"
+            " AND ($3::text IS NULL OR course_code = $3) ORDER BY 1, 2, 3",
+            list(student_numbers),
+            term,
+            course_code,
+        )
+        starts: dict[str, dict[str, list[datetime]]] = {}
         for row in rows:
-            counts.setdefault(row["student_number"], {})[row["status"]] = int(row["n"])
-        return counts
+            by_course = starts.setdefault(row["school_number"], {})
+            by_course.setdefault(row["course_code"], []).append(row["start_time"])
+        return starts
 
     async def get_teacher_courses(self, *, teacher_school_number: str) -> list[CourseSummary]:
         """The courses the teacher has saved sessions of, most recent first."""
@@ -179,27 +240,45 @@ class ReportStore(Store):
             for r in rows
         ]
 
-    async def set_warning_states(
-        self, *, course_key: str, states: dict[str, bool]
-    ) -> dict[str, bool]:
-        """Store whether each student is below the warning threshold in the course; return
-        the students whose state changed (or was new), with the new state. One statement:
-        two finalizations racing on the same student report a change once."""
-        if not states:
+    async def set_warning_levels(
+        self, *, course_key: str, levels: dict[str, int]
+    ) -> dict[str, WarningChange]:
+        """Store each student's warning level in the course (0 nothing, 1 at most one more
+        session to miss, 2 below the threshold); return the students whose level changed,
+        with the level before and after (a new student starts from 0: one that is new at 0
+        is not returned). One statement, the old level read under the row's lock: two
+        finalizations racing on the same student report a change once."""
+        if not levels:
             return {}
-        numbers = sorted(states)
+        numbers = sorted(levels)
         rows = await self._pool.fetch(
-            "INSERT INTO attendance_warnings AS w (student_number, course_key, below)"
-            " SELECT n, $1, b FROM unnest($2::text[], $3::boolean[]) AS i (n, b)"
+            "INSERT INTO attendance_warnings AS w (student_number, course_key, below, level)"
+            " SELECT n, $1, l = 2, l FROM unnest($2::text[], $3::smallint[]) AS i (n, l)"
+            " ORDER BY n"
             " ON CONFLICT (student_number, course_key) DO UPDATE"
-            " SET below = excluded.below, changed_at = now()"
-            " WHERE w.below IS DISTINCT FROM excluded.below"
-            " RETURNING w.student_number, w.below",
+            " SET previous_level = w.level, level = excluded.level, below = excluded.below,"
+            " changed_at = now()"
+            " WHERE w.level IS DISTINCT FROM excluded.level"
+            " RETURNING w.student_number, w.previous_level, w.level",
             course_key,
             numbers,
-            [states[n] for n in numbers],
+            [levels[n] for n in numbers],
         )
-        return {row["student_number"]: bool(row["below"]) for row in rows}
+        return {
+            row["student_number"]: WarningChange(int(row["previous_level"]), int(row["level"]))
+            for row in rows
+            if row["previous_level"] != row["level"]
+        }
+
+
+def _counts(row: Any) -> CourseCounts:
+    return CourseCounts(
+        student_number=row["student_number"],
+        term=row["term"],
+        course_key=row["course_key"],
+        lesson_name=row["lesson_name"],
+        counts={column: int(row[column]) for column in COUNT_COLUMNS},
+    )
 
 
 def _check_page(limit: int, offset: int) -> None:
