@@ -96,9 +96,10 @@ async def test_sixty_students_at_twenty_a_minute_are_all_linked_within_four_minu
         for i in range(CLASS):
             assert await bot.app.pg.accounts.get_linked_user(telegram_id=7000 + i) is not None
         # Each waiting student's estimate held: the promised moment moved by seconds between
-        # polls (never a window: "any moment now" to the second window was a bug), and they
-        # were linked within seconds of the first promise.
+        # polls, never by a window (60 s: "any moment now" to the second window was a bug), and
+        # they were linked within seconds of the first promise. The bounds leave room for a
+        # loaded test machine; `make bench` (login wave) prints the figures at real pace.
         assert len(promised) == CLASS - PACE
         for i, moments in promised.items():
-            assert all(abs(b - a) <= 5 for a, b in itertools.pairwise(moments)), moments
-            assert abs(linked_at[i] - moments[0]) <= 10, (linked_at[i], moments)
+            assert all(abs(b - a) <= 15 for a, b in itertools.pairwise(moments)), moments
+            assert abs(linked_at[i] - moments[0]) <= 20, (linked_at[i], moments)

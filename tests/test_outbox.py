@@ -21,6 +21,7 @@ from dal.models import AttendanceRecordRedis, AttendanceRedis
 from dal.redis.outbox import Entry, Outbox, encode_conditions
 from dal.redis.stores import RedisStores
 from services.notify import Button, Notice, Stale
+from services.pseudonyms import pseudonym
 from tests.support import poll_until, redis_client_fixture  # noqa: F401
 
 
@@ -511,4 +512,4 @@ async def test_a_notice_failing_for_a_day_is_given_up_and_logged(
             await bot.session.close()
     assert fake.sent_messages == []
     assert await outbox.backlog() == 0
-    assert "to 7300 given up after failing" in caplog.text
+    assert f"to {pseudonym(7300)} given up after failing" in caplog.text  # never the raw id
