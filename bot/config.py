@@ -1,4 +1,4 @@
-"""Settings read from the environment (and an optional `.env`), as fixed by DESIGN.md."""
+"""Settings read from the environment (and an optional `.env`), as docs/contracts.md fixes them."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     aksis_schedule_url: str = "https://obs.istanbul.edu.tr/OgrenimBilgileri/DersProgramiYeni/Index"
     aksis_timeout_seconds: float = Field(default=15.0, gt=0)
     # Key for the keyed hash that identifies staff whose portal page shows no staff number
-    # (AKSIS.md section 4). Required in live mode; changing it re-identifies every teacher.
+    # (docs/portal.md §4). Required in live mode; changing it re-identifies every teacher.
     staff_id_key: SecretStr | None = None
     # Key for short-lived encryption (the login user name between two steps) and for the
     # digests that throttle logins. Required in live mode.
@@ -170,7 +170,7 @@ class Settings(BaseSettings):
     # /my_attendance tells how many more sessions can be missed.
     term_weeks: int = Field(default=14, ge=1, le=52)
 
-    # Outgoing pacing under Telegram's limits (TELEGRAM.md): ~30 messages/s overall, ~1/s
+    # Outgoing pacing under Telegram's limits (docs/telegram.md): ~30 messages/s overall, ~1/s
     # sustained into one chat.
     telegram_global_rate: float = Field(default=30.0, gt=0)
     telegram_per_chat_rate: float = Field(default=1.0, gt=0)

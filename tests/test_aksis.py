@@ -1,4 +1,4 @@
-"""The live Aksis client against a local portal that speaks the real protocol (AKSIS.md)."""
+"""The live Aksis client against a local portal that speaks the real protocol (docs/portal.md)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 A finished session reaches PostgreSQL in ONE transaction (users upserted first, then the
 attendance, then its records) through `persist_session` / `persist_sessions`, idempotently:
-re-running leaves exactly one copy of every record (docs: DESIGN.md, "Finalization is exactly
+re-running leaves exactly one copy of every record (docs/contracts.md, "Finalization is exactly
 once"). Soft-deleted attendances and records never appear in these reads.
 """
 
