@@ -1,4 +1,4 @@
-"""The /export of a 400-student × 14-session course (issue 13: ≤ 3 s, one document each).
+"""The /export of a 400-student × 14-session course (target: ≤ 3 s, one document each).
 
 Seeds one teacher's course in PostgreSQL (statuses in a fixed mix: present, late, absent,
 excused, pending, rejected) and times what /export does, `ReportService.course_data` then

@@ -1,4 +1,4 @@
-"""The background loops with 1,000 open sessions (issue 25): Redis commands and time per tick.
+"""The background loops with 1,000 open sessions: Redis commands and time per tick.
 
     python -m bench.loops [--open 1000] [--level3 100] [--ended 200]
 
@@ -123,8 +123,8 @@ async def _seed(
 
 
 async def _old_rotation_tick(redis: RedisStores, now: datetime) -> int:
-    """The loop before issue 25: every open session read and parsed, every second, on every
-    replica, and the level-3 ones that are due rotated."""
+    """The loop before it was bounded by the work due: every open session read and parsed,
+    every second, on every replica, and the level-3 ones that are due rotated."""
     rotated = 0
     for attendance_id in await redis.sessions.open_attendance_ids(now=now):
         raw = await redis.redis.get(keys.attendance(attendance_id))

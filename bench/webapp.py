@@ -1,4 +1,4 @@
-"""Check-ins through the Mini App's page (issue 24): the answer is the HTTP response, so it
+"""Check-ins through the Mini App's page: the answer is the HTTP response, so it
 does not queue behind the bot's 30 messages a second.
 
     python -m bench.webapp [--backlog 1000] [--probes 200] [--n 5000] [--seconds 60]

@@ -102,7 +102,7 @@ async def run(settings: Settings) -> None:
         log.info("web server on %s:%s", settings.web_host, settings.web_port)
         # Everything built so far (modules, routers, schemas, pools) lives as long as the
         # process: moved out of the collector's sight, so that a full collection no longer
-        # walks it. Measured (issue 9, item 7): a finalization tick of 30,000 records spent
+        # walks it. Measured (`make bench`): a finalization tick of 30,000 records spent
         # a third of its time in collections walking these objects.
         gc.freeze()
         try:

@@ -6,7 +6,7 @@ text: a few hundred bytes each) instead of 10,000 suspended handlers with their 
 middleware data (~35 KB each). A few sender tasks send them as *direct answers*: they go before
 outbox notices.
 
-One sub-queue per chat (issue 23, item 2): the senders take *chats* in turn, one answer at a
+One sub-queue per chat: the senders take *chats* in turn, one answer at a
 time, and a chat is held by at most one sender, so a chat that waits for its own 1 message/s
 slot (someone forwarding 100 six-digit numbers) holds one sender, never all of them. A chat
 keeps at most `per_chat` answers waiting; an answer of a kind already waiting for that chat

@@ -134,9 +134,9 @@ def build_aksis_client(settings: Settings) -> AksisClient:
 
 def build_storage(settings: Settings) -> RedisStorage:
     # RedisStorage.close() closes its own pool at shutdown, so it gets its own client rather
-    # than the application's (TELEGRAM.md). A blocking pool waits for a free connection under
-    # a burst instead of raising MaxConnectionsError (DESIGN.md). Conversation data expires
-    # after 15 minutes idle.
+    # than the application's (docs/telegram.md). A blocking pool waits for a free connection
+    # under a burst instead of raising MaxConnectionsError (docs/contracts.md, Data).
+    # Conversation data expires after 15 minutes idle.
     pool = blocking_pool(
         settings.redis_url,
         sentinel=settings.redis_sentinel,

@@ -1,4 +1,4 @@
-"""Settings read from the environment (and an optional `.env`), as fixed by DESIGN.md."""
+"""Settings read from the environment (and an optional `.env`), as docs/contracts.md fixes them."""
 
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     aksis_schedule_url: str = "https://obs.istanbul.edu.tr/OgrenimBilgileri/DersProgramiYeni/Index"
     aksis_timeout_seconds: float = Field(default=15.0, gt=0)
     # Key for the keyed hash that identifies staff whose portal page shows no staff number
-    # (AKSIS.md section 4). Required in live mode; changing it re-identifies every teacher.
+    # (docs/portal.md §4). Required in live mode; changing it re-identifies every teacher.
     staff_id_key: SecretStr | None = None
     # Key for short-lived encryption (the login user name between two steps) and for the
     # digests that throttle logins. Required in live mode.
@@ -159,7 +159,7 @@ class Settings(BaseSettings):
     student_session_ttl_days: int = Field(default=120, ge=1)
     teacher_session_ttl_days: int = Field(default=30, ge=1)
     # /my_attendance marks a course, and the student is warned once, when attendance falls
-    # below this percentage after at least this many sessions of the course (issue 13).
+    # below this percentage after at least this many sessions of the course.
     attendance_warning_percent: float = Field(default=70, ge=0, le=100)
     attendance_warning_min_sessions: int = Field(default=3, ge=1)
     # A student may ask to have a missed session excused (/excuse) until this many days after
@@ -170,7 +170,7 @@ class Settings(BaseSettings):
     # /my_attendance tells how many more sessions can be missed.
     term_weeks: int = Field(default=14, ge=1, le=52)
 
-    # Outgoing pacing under Telegram's limits (TELEGRAM.md): ~30 messages/s overall, ~1/s
+    # Outgoing pacing under Telegram's limits (docs/telegram.md): ~30 messages/s overall, ~1/s
     # sustained into one chat.
     telegram_global_rate: float = Field(default=30.0, gt=0)
     telegram_per_chat_rate: float = Field(default=1.0, gt=0)
@@ -188,7 +188,7 @@ class Settings(BaseSettings):
     # start on a schema older than its code.
     migrate_on_start: bool = True
 
-    # --- operations (issue 14): logs, metrics, privacy --------------------------------
+    # --- operations: logs, metrics, privacy -----------------------------------------------
     # `text` for people, `json` for a log pipeline (one JSON object per line).
     log_format: Literal["text", "json"] = "text"
     # When set, /metrics answers only requests with `Authorization: Bearer <token>`. Running the
@@ -201,7 +201,7 @@ class Settings(BaseSettings):
     # and no attendance for this many days is dropped by the purge job.
     retention_days: int = Field(default=365, ge=1)
 
-    # --- honest attendance (issue 12) --------------------------------------------------
+    # --- honest attendance: security levels -----------------------------------------------
     # Security level of a new session: 1 code, 2 code and place, 3 rotating code and place.
     security_level_default: int = Field(default=1, ge=1, le=3)
     # Level 3: the code changes this often (the current and the previous code are accepted).
@@ -211,7 +211,7 @@ class Settings(BaseSettings):
     # The externally reachable base URL of the web server; unset: no projector page link.
     public_url: str | None = None
 
-    # --- the Mini App (issue 24) ------------------------------------------------------
+    # --- the Mini App (docs/telegram.md, Mini Apps) ---------------------------------------
     # Launch data Telegram signed longer ago than this is refused (a page held open, or
     # launch data copied out of one); the user opens the page again from the bot.
     webapp_auth_max_age_minutes: int = Field(default=60, ge=1)

@@ -22,7 +22,7 @@ consumer had taken stay pending in Redis; a live worker takes them over within a
 heartbeats (and XAUTOCLAIM catches anything stuck for minutes). A resend after `kill -9`
 is limited to the entries that were being sent at that moment.
 
-Shutdown (`stop`, issue 23 item 9): stop reading, and settle every send in flight one way or
+Shutdown (`stop`): stop reading, and settle every send in flight one way or
 the other before the consumer retires. Each send asks once more just before its request goes
 to Telegram (the outgoing middleware's `still_wanted` hook, after its slot was granted); once
 stopping, the answer is no, so a send that has not reached Telegram is *abandoned*: nothing was

@@ -1,5 +1,5 @@
 """The projector page: the current check-in code, the bot's @username and a QR code that opens
-the Mini App's check-in screen, for the classroom screen (issues 12 and 24).
+the Mini App's check-in screen, for the classroom screen.
 
 Two kinds of address:
 
@@ -16,7 +16,7 @@ Two kinds of address:
   browser shows in its address bar. It is valid for `SCREEN_URL_SECONDS`; the page renews it
   with every poll (`/state` answers the next one and the page puts it in the address bar), so a
   photograph of the screen's address reads the rotating codes for a minute, not for the whole
-  session (issue 23).
+  session.
 
 Both answer 404 once the session has ended. The page shows no student names. It polls
 `<screen address>/state` every second with a small script (`projector.js`, served from this

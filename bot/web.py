@@ -192,7 +192,7 @@ class _WebhookHandler(SimpleRequestHandler):
         )
 
 
-# The header Telegram sends: 1-256 characters of A-Z a-z 0-9 _ - (TELEGRAM.md), ASCII only.
+# The header Telegram sends: 1-256 characters of A-Z a-z 0-9 _ - (docs/telegram.md), ASCII only.
 _SECRET_SHAPE = re.compile(r"[A-Za-z0-9_-]{1,256}", re.ASCII)
 
 
@@ -227,7 +227,7 @@ def build_web(app: App) -> web.Application:
     settings = app.settings
     if settings.webhook_url:
         # Without secret_token aiogram accepts any POST; with it, requests lacking the
-        # X-Telegram-Bot-Api-Secret-Token header get 401 (TELEGRAM.md).
+        # X-Telegram-Bot-Api-Secret-Token header get 401 (docs/telegram.md).
         secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
         path = urlsplit(settings.webhook_url).path or "/webhook"
         # The dispatcher's shutdown (which settles the outbox sends in flight) is registered

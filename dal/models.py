@@ -36,13 +36,14 @@ class FailReason(StrEnum):
     ABSENT = "ABSENT"  # enrolled, never checked in (written at finalization)
     MARKED_ABSENT = "MARKED_ABSENT"  # a teacher corrected a saved record to absent
     EXCUSED = "EXCUSED"  # excused by the teacher
-    # Security levels 2 and 3 (issue 12): a valid code whose location did not prove presence,
+    # Security levels 2 and 3: a valid code whose location did not prove presence,
     # pending review. MISSING: no location came (the record says so until one does).
     LOCATION_TOO_FAR = "LOCATION_TOO_FAR"
     LOCATION_FORWARDED = "LOCATION_FORWARDED"
     LOCATION_STALE = "LOCATION_STALE"
     LOCATION_MISSING = "LOCATION_MISSING"
-    # Issue 23: sent through an inline bot; no accuracy reported; accuracy worse than the radius.
+    # Proving nothing: sent through an inline bot; no accuracy reported; accuracy worse than
+    # the radius.
     LOCATION_VIA_BOT = "LOCATION_VIA_BOT"
     LOCATION_NO_ACCURACY = "LOCATION_NO_ACCURACY"
     LOCATION_INACCURATE = "LOCATION_INACCURATE"
@@ -51,7 +52,7 @@ class FailReason(StrEnum):
 
 def security_level(value: object) -> object:
     """A stored security level as the integer 1..3: the seed's "code" (and anything stored
-    before issue 12 as text) is level 1."""
+    before migration 0004 as text) is level 1."""
     if value == "code" or value is None:
         return 1
     if isinstance(value, str) and value.strip() in {"1", "2", "3"}:
@@ -173,7 +174,7 @@ class AttendanceRecord(_Model):
 class RecordRow:
     """An `attendance_records` row as finalization writes it, by the thousand, from values
     already validated in Redis's models: a slotted dataclass, not a validating model
-    (constructing 30,000 pydantic models cost a fifth of a finalization; issue 9, item 7).
+    (constructing 30,000 pydantic models cost a fifth of a finalization in `make bench`).
     The same fields as `AttendanceRecord`, which the PostgreSQL client accepts alike."""
 
     attendance_id: UUID
@@ -240,7 +241,7 @@ class AttendanceRedis(_Model):
     end_time: AwareDatetime | None = None  # set when ended; finalization moves it to PostgreSQL
     status_chat_id: int | None = None  # the teacher's live status message
     status_message_id: int | None = None
-    # Levels 2 and 3 (issue 12): the teacher's shared location anchors the session.
+    # Levels 2 and 3: the teacher's shared location anchors the session.
     anchor_latitude: float | None = None
     anchor_longitude: float | None = None
     # Level 3: the code before the current one (still accepted) and when the code last changed.

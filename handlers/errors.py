@@ -108,7 +108,7 @@ async def unavailable(event: ErrorEvent, bot: Bot, metrics: Metrics | None = Non
         "storage unavailable while handling update %s: %s", event.update.update_id, event.exception
     )
     # Without the store the conversation state is unknown: this may be `/login USERNAME` or a
-    # password, so it goes before the answer (issue 23, item 5c).
+    # password, so it goes before the answer (a credential never stays in the chat).
     message = event.update.message
     if message is not None and may_carry_credential(message):
         await forget_quietly(bot, message)

@@ -20,7 +20,7 @@
    review, students 41..50 stay away; the teacher lists the attendees and ends the session.
 5. Waits until the finalizer has written the sheet to PostgreSQL and prints an abbreviated chat
    transcript and the attendance sheet read back from PostgreSQL.
-5b. Plays one level-3 session (issue 12): the teacher opens attendance again, presses the level
+5b. Plays one level-3 session: the teacher opens attendance again, presses the level
    3 button and shares the classroom's location; students send the rotating code and their
    locations (one 2 km away: pending review), one uses the previous code after a rotation
    (accepted) and one a code two rotations old ("expired"); prints the projector page URL the
@@ -95,7 +95,7 @@ DEEP_LINK: Final = 5
 LATE: Final = (39, 40)
 LOGIN_BATCHES: Final = 3
 
-# The level-3 session played after the class (issue 12): the classroom's location, students
+# The level-3 session played after the class: the classroom's location, students
 # near it and one too far, a code that rotates every few seconds.
 CLASSROOM: Final = (41.0122, 28.9760)
 METERS_PER_DEGREE_LAT: Final = 111_195.08
@@ -990,7 +990,7 @@ class Demo:
         self.check_sheet(statuses)
         await self.play_level_3(teacher, students)
 
-    # --- step 5b: a level-3 session (issue 12) ------------------------------------------
+    # --- step 5b: a level-3 session ------------------------------------------
 
     def _north(self, meters: float) -> tuple[float, float]:
         return CLASSROOM[0] + meters / METERS_PER_DEGREE_LAT, CLASSROOM[1]
@@ -1105,7 +1105,7 @@ class Demo:
         return chromium, async_playwright
 
     async def mini_app_sign_in(self, actor: Actor) -> bool:
-        """Step 4 (issue 24): one student signs in through the Mini App's sign-in page in
+        """Step 4: one student signs in through the Mini App's sign-in page in
         headless Chromium, as Telegram opens it (launch data signed with the bot's token in the
         URL fragment): the user name and password go from the page to the bot's web server,
         the chat gets one confirmation with the name, and no Bot API request carries the
@@ -1178,7 +1178,7 @@ class Demo:
         return True
 
     async def mini_app_check_in(self, actor: Actor, teacher: Actor, status_id: int) -> None:
-        """Step 5c (issue 24): one student checks in through the Mini App's page in headless
+        """Step 5c: one student checks in through the Mini App's page in headless
         Chromium, as Telegram opens it (launch data signed with the bot's token in the URL
         fragment), with the classroom's position from the browser; the verdict is the page's,
         and the bot sends that student no message for it."""

@@ -98,7 +98,7 @@ class AccountService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         tz: ZoneInfo | None = None,
     ) -> None:
-        self._tz = tz or ZoneInfo("Europe/Istanbul")  # DESIGN.md's TIMEZONE default
+        self._tz = tz or ZoneInfo("Europe/Istanbul")  # the TIMEZONE setting's default
         self._accounts = accounts
         self._schedules = schedules
         # The Redis copy of an undeliverable mark lives as long as retention keeps inactive

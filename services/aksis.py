@@ -1,7 +1,7 @@
 """Signing in to Aksis like a browser, and reading who the user is and their schedule.
 
-The portal has no API (AKSIS.md): the client fetches pages, keeps cookies for one sign-on in
-its own jar, and reads the few markers AKSIS.md lists. Whenever a page does not look as
+The portal has no API (docs/portal.md): the client fetches pages, keeps cookies for one sign-on in
+its own jar, and reads the few markers docs/portal.md lists. Whenever a page does not look as
 expected it raises `PortalChanged`; it never guesses a role.
 
 The user name (possibly a national ID number) and the password are as sensitive as each
@@ -69,7 +69,7 @@ class PortalUnavailable(AksisError):
 
 
 class PortalChanged(AksisError):
-    """A page or answer did not look as AKSIS.md describes (the portal changed)."""
+    """A page or answer did not look as docs/portal.md describes (the portal changed)."""
 
 
 class MalformedSchedule(PortalChanged):
@@ -151,7 +151,7 @@ def read_landing_page(html: str) -> tuple[Role, str | None]:
 
 
 def _staff_name(text: str) -> str:
-    # AKSIS.md: title and name are separated by dots and the name follows the last dot. A
+    # docs/portal.md §1: title and name are separated by dots and the name follows the last dot. A
     # title word without a dot ("Dr. Öğr. Üyesi İSMAİL IŞIK") would survive that rule, so known
     # titles go first; an unknown dotted one still falls to the last-dot rule.
     name = strip_titles(text)

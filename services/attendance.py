@@ -3,7 +3,7 @@
 Why one file of ~750 lines: every use case here reads, checks and writes the same live session
 through the same few helpers (`_live_session`, `_write`, the lateness rule), and the teacher's
 changes and the students' check-ins must keep one reading of that session. Splitting it into a
-teacher-side and a student-side service is the next step if it grows (issue 11 note).
+teacher-side and a student-side service is the next step if it grows.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 
 # Enrolment marker for a session whose lesson is in no schedule (opened by a typed name):
 # everyone who sends the code counts as present, since nobody's enrolment is known (the
-# teacher is told so). A scheduled lesson's enrolment is its slot's students (issue 9): the
+# teacher is told so). A scheduled lesson's enrolment is its slot's students: the
 # check-in script also accepts a student whose cached schedule has the slot (one who linked
 # after the opening), and records one who has the course in another section as pending review
 # with the reason ANOTHER_SECTION.
@@ -62,7 +62,7 @@ SCHOOL_NUMBER = re.compile(r"^[A-Za-z0-9]{3,20}$")
 # student is shown, and 200 characters stay far under Telegram's 4,096 even when every one of
 # them becomes a five-character HTML entity.
 NOTE_MAX_CHARS = 200
-# Security levels (issue 12): 1 code, 2 code and place, 3 rotating code and place.
+# Security levels: 1 code, 2 code and place, 3 rotating code and place.
 SECURITY_LEVELS = (1, 2, 3)
 # A teacher's decision is told once: its marker outlives any session (they last hours).
 _DECISION_NOTICE_TTL_SECONDS = 2 * 86_400
@@ -206,7 +206,7 @@ class AttendanceService:
     # --- lesson finding ------------------------------------------------------------------
 
     async def teacher_lessons(self, *, teacher: Identity) -> TeacherLessons:
-        """Today's lessons of a teacher (issue 9, item 2).
+        """Today's lessons of a teacher, the ones /start_session offers.
 
         A lesson in the teacher's own portal schedule is theirs. Without one, the lessons whose
         teacher field names them in linked students' schedules, except any lesson another

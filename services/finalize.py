@@ -353,7 +353,7 @@ class Finalizer:
         self._db = db
         self._accounts = accounts
         self._attendance = attendance
-        self._warnings = warnings  # low-attendance warnings after the commit (issue 13)
+        self._warnings = warnings  # low-attendance warnings after the commit
         self._sessions = sessions
         self._finalization = finalization
         self._notifier = notifier

@@ -1,6 +1,6 @@
 """Lessons from the portal's schedule data, and which one is on at a given moment.
 
-Schedule entries are dated occurrences (AKSIS.md section 3): `Start`/`End` as Microsoft JSON
+Schedule entries are dated occurrences (docs/portal.md §3): `Start`/`End` as Microsoft JSON
 dates, `Title` as "CODE - NAME", `Hocalar` as the teachers with their titles. Every datetime
 here is timezone-aware; lessons are kept in the university's local zone.
 
@@ -222,7 +222,7 @@ def lesson_slot(
 ) -> str:
     """The weekly slot a dated lesson belongs to: "CODE|isodow|HH:MM|teacher,keys" in local
     time `tz`. One course code taught in several sections has one slot per section (another
-    day or hour, other teachers); "the same lesson" is the same slot (AKSIS.md section 3)."""
+    day or hour, other teachers); "the same lesson" is the same slot (docs/portal.md §3)."""
     local = start.astimezone(tz)
     keys = ",".join(sorted({k for k in teacher_keys if k}))
     return f"{course_code}|{local.isoweekday()}|{local:%H:%M}|{keys}"

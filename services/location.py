@@ -1,11 +1,11 @@
 """Whether a shared location proves a student is in the room (security levels 2 and 3).
 
-The rule (issue 12): a location counts only when it was sent now, from the student's own
+The rule: a location counts only when it was sent now, from the student's own
 phone: not forwarded, and its message is at most `MAX_AGE` old. It is near enough when its
 distance from the teacher's location is at most the radius plus the accuracy the phone reports,
 where the accuracy widens the circle by no more than the radius itself.
 
-What a location cannot prove (issue 23, item 3): Telegram does not attest coordinates, so the
+What a location cannot prove: Telegram does not attest coordinates, so the
 rule refuses those that say nothing even by the client's own account. A location sent through
 an inline bot (`via_bot`) is a venue any bot can make up; one with no reported accuracy was not
 measured by the phone (a pin dropped on the map has none); one whose accuracy is worse than the

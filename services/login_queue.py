@@ -1,4 +1,4 @@
-"""Portal sign-ons beyond the portal's pace wait in line instead of being refused (issue 24).
+"""Portal sign-ons beyond the portal's pace wait in line instead of being refused.
 
 `submit` signs on at once while the line is empty and the minute's turns
 (`AKSIS_LOGINS_PER_MINUTE`, counted by `AccountService`) allow; otherwise the sign-on is queued

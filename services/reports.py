@@ -221,7 +221,7 @@ class ReportService:
         except NotFound:
             raise SessionGone from None
 
-    # --- term figures (issue 13) ---------------------------------------------------------
+    # --- term figures ---------------------------------------------------------
 
     async def my_courses(
         self, *, student: Identity, with_rows: bool = False

@@ -2,7 +2,7 @@
 
 The live reply, the teacher's status count, finalization, `/history`, the CSV export and
 `/my_attendance` all go through these functions, so that one session shows the same numbers
-everywhere (issue 9, items 4 and 6).
+everywhere.
 
 Lateness: a check-in by code is late after the later of the lesson's scheduled start and the
 moment attendance opened, plus `LATE_AFTER_MINUTES`; an ad-hoc session (no scheduled start)
@@ -129,7 +129,7 @@ class StatusCounts:
 @dataclass(frozen=True, slots=True)
 class AttendanceRate:
     """A student's standing in one course: the one rule /my_attendance, /history's list of
-    students below the threshold, the exports and the warnings use (issue 13).
+    students below the threshold, the exports and the warnings use.
 
     Held: the course's sessions the student has a record of (soft-deleted ones excluded).
     An excused absence is not held against the student: the percentage is attended over held

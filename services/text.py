@@ -3,7 +3,7 @@
 Teacher names arrive from Aksis upper-case, with academic titles, in two places: the staff
 landing page (`Doç. Dr. ELİF KARTAL`) and the `Hocalar` field of schedule entries. Both sides
 go through `person_key()` so that they compare equal however the portal writes them
-(AKSIS.md section 5).
+(docs/portal.md §5).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What the bot needs from aiogram beyond its documented API, pinned (issue 11, item 4).
+"""What the bot needs from aiogram beyond its documented API, pinned.
 
 handlers/aiogram_compat.py is the one module that touches an aiogram internal; these tests fail
 when aiogram changes it. The in-flight middleware (bot/middlewares.py) replaces reading the

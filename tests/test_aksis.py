@@ -1,4 +1,4 @@
-"""The live Aksis client against a local portal that speaks the real protocol (AKSIS.md)."""
+"""The live Aksis client against a local portal that speaks the real protocol (docs/portal.md)."""
 
 from __future__ import annotations
 
@@ -191,7 +191,7 @@ async def test_malformed_schedule_entries_are_skipped_and_counted(
 async def test_a_schedule_answer_of_mostly_malformed_entries_is_a_portal_change(
     portal: FakeAksis, client: LiveAksisClient, user: str
 ) -> None:
-    """Issue 23, item 7: a renamed field makes every entry unreadable; that is not an empty
+    """A renamed field makes every entry unreadable; that is not an empty
     schedule (which would replace the cached one with nothing) but a changed portal."""
     username, password = (
         (STUDENT_USER, STUDENT_PASSWORD) if user == "student" else (TEACHER_USER, TEACHER_PASSWORD)

@@ -18,7 +18,7 @@ from tests.fakes.telegram_server import FakeTelegram
 async def test_a_flood_from_one_chat_does_not_delay_another_chats_answer(
     redis_raw: aioredis.Redis,
 ) -> None:
-    """Issue 23, item 2: 100 forwarded six-digit numbers from one chat queued 100 answers to
+    """The old fault: 100 forwarded six-digit numbers from one chat queued 100 answers to
     it, and all 32 senders waited on that chat's 1 message/s slot (classmates waited ~98 s)."""
     async with FakeTelegram() as fake:
         flooder = fake.user(7000, "Flood")

@@ -130,7 +130,7 @@ async def test_a_class_from_login_to_end_session(
     assert set(by_number) == {"2024001", "2024002", "2024003"}
     assert by_number["2024001"].is_attended and by_number["2024001"].source is RecordSource.CODE
     assert not by_number["2024002"].is_attended
-    # the reason code and the teacher's note are stored apart (issue 9)
+    # the reason code and the teacher's note are stored apart
     assert by_number["2024002"].fail_reason == FailReason.REJECTED
     assert by_number["2024002"].teacher_note == "left early"
     assert by_number["2024003"].is_attended and by_number["2024003"].source is RecordSource.TEACHER

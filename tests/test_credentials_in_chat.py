@@ -1,4 +1,4 @@
-"""Credentials never stay in the chat (issue 23, item 5), end to end: the real bot against the
+"""Credentials never stay in the chat, end to end: the real bot against the
 local Bot API and portal servers. A capitalised `/Login USERNAME`, a password sent as a
 caption, and a credential that arrives while Redis is down are all deleted."""
 

@@ -355,7 +355,7 @@ async def test_two_webhook_replicas_share_the_flood_budget_and_drop_stale_notice
         await redis.close()
 
 
-# --- issue 23, item 9: a planned restart doubles nothing ---------------------------------
+# --- a planned restart doubles nothing ---------------------------------
 
 
 async def test_a_graceful_restart_sends_no_notice_twice(

@@ -1,4 +1,4 @@
-"""Loops bounded by the work due, not by what is open (issue 25): the level-3 rotation
+"""Loops bounded by the work due, not by what is open: the level-3 rotation
 schedule, closing reminders that read only open sessions, and a finalizer that drains every
 ended session in one tick, page by page."""
 

@@ -184,7 +184,7 @@ def test_compose_passes_no_empty_webhook_secret() -> None:
             assert ":-}" not in line and ":-" not in line.split("WEBHOOK_SECRET", 1)[1], line
 
 
-# --- issue 23 item 10: settings that used to fail late, with a traceback -------------------
+# --- settings that used to fail late, with a traceback -------------------
 
 
 def test_an_unknown_log_level_ends_start_up_with_one_line_naming_log_level(tmp_path: Path) -> None:

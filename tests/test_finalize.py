@@ -737,7 +737,7 @@ def test_build_sheet_counts_and_never_lists_the_everyone_marker() -> None:
 async def test_outage_as_unavailable_tells_a_lost_server_from_other_errors(
     pg_client: Postgres, pg_dsn: str
 ) -> None:
-    # dal/pg/pool.py (issue 5): what the finalizer relies on to spot an outage.
+    # dal/pg/pool.py: what the finalizer relies on to spot an outage.
     async with pg_behind_proxy(pg_dsn) as (pg, proxy):
         with pytest.raises(NotFound), pg.db.outage_as_unavailable():
             # not an outage: passes unchanged

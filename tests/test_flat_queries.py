@@ -1,4 +1,4 @@
-"""The hot queries stay flat over years (issue 25): on a database seeded with three years of
+"""The hot queries stay flat over years: on a database seeded with three years of
 a 60,000-student university, the queries /start_session, finalization, the warnings and the
 reports run are planned with an index, never a sequential scan of a big table.
 

@@ -1,4 +1,4 @@
-"""Imports point one way: bot -> handlers -> ui -> services -> dal (issue 11, item 3).
+"""Imports point one way: bot -> handlers -> ui -> services -> dal (docs/contracts.md).
 
 A package may import its own modules and those of any package to its right, never one to its
 left. Only the composition root (`bot.app`, `bot.__main__`) imports `handlers`; the rest of

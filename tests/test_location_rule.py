@@ -63,7 +63,7 @@ def test_forwarded_and_stale_locations_do_not_count_even_when_near() -> None:
 
 
 def test_a_location_that_proves_nothing_is_pending_review_with_its_own_reason() -> None:
-    """Issue 23, item 3: a pin sent through an inline bot, a location without a reported
+    """A pin sent through an inline bot, a location without a reported
     accuracy, and one whose accuracy is worse than the radius prove nothing, even at the
     anchor itself."""
     assert _verdict(0, accuracy=10, via_bot=True) is FailReason.LOCATION_VIA_BOT

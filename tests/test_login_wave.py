@@ -1,4 +1,4 @@
-"""The first lecture of term (issue 24, item 2): 60 students at AKSIS_LOGINS_PER_MINUTE=20
+"""The first lecture of term: 60 students at AKSIS_LOGINS_PER_MINUTE=20
 send their credentials through the sign-in page's endpoint at once and then wait (polling as
 the page does); all are linked within about 4 minutes (N / R = 3), none told to try again, and
 the portal never saw more than 20 sign-ons a minute. Against the running bot, its login worker

@@ -236,7 +236,7 @@ async def test_duplicate_versions_are_rejected_before_touching_the_database(
 async def test_migration_3_splits_rejection_notes_and_gives_every_record_a_status(
     conn: asyncpg.Connection,
 ) -> None:
-    """Rows stored before issue 9: "REJECTED: note" in fail_reason, no status column."""
+    """Rows stored before migration 0003: "REJECTED: note" in fail_reason, no status column."""
     before = [m for m in load_migrations() if m.version < 3]
     await apply_migrations(conn, migrations=before)
     await conn.execute(
@@ -288,7 +288,7 @@ async def test_migration_3_splits_rejection_notes_and_gives_every_record_a_statu
 async def test_migration_4_turns_the_code_option_into_security_level_1(
     conn: asyncpg.Connection,
 ) -> None:
-    """Sessions stored before issue 12 carry security_option 'code': level 1 afterwards, and
+    """Sessions stored before migration 0004 carry security_option 'code': level 1 afterwards, and
     only the levels 1, 2 and 3 can be stored from then on."""
     before = [m for m in load_migrations() if m.version < 4]
     await apply_migrations(conn, migrations=before)

@@ -1,4 +1,4 @@
-"""A portal format change (issue 23, item 7) through the real bot: the login says the portal
+"""A portal format change through the real bot: the login says the portal
 changed, the schedule cached before stays, and the metric behind the README's "portal
 changed" alert counts it."""
 

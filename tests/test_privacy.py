@@ -136,7 +136,7 @@ async def test_logout_leaves_no_personal_data_in_redis_or_the_schedule(
                 for key in [k for k in left if k.startswith("flood:")]:
                     assert 0 < await raw.pttl(key) <= 5000, key
                     del left[key]
-                # Login throttles survive /logout (issue 23, item 1: else /logout reset them);
+                # Login throttles survive /logout (else /logout would reset them);
                 # they expire by themselves, within the hour of the sign-on ceiling.
                 for key in [k for k in left if k.startswith("throttle:")]:
                     assert 0 < await raw.pttl(key) <= 3_600_000, key

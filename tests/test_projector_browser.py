@@ -1,4 +1,4 @@
-"""The projector page (issue 12) in a real headless Chromium: Debian's `chromium` driven by
+"""The projector page in a real headless Chromium: Debian's `chromium` driven by
 Playwright for Python through `executable_path` (no browser download). The page is read as a
 classroom screen shows it: the code's text, and the QR code decoded from a screenshot."""
 
@@ -166,7 +166,7 @@ async def _teacher(bot: Running, telegram_id: int) -> Any:
 async def test_a_photographed_projector_address_stops_working(
     pg_dsn: str, redis_url: str, portal: FakeAksis
 ) -> None:
-    """Issue 23: the address a classroom screen shows is renewed by the page and expires a
+    """The address a classroom screen shows is renewed by the page and expires a
     minute after it was issued, while the screen keeps showing the current code."""
     port = free_port()
     clock = OffsetClock()

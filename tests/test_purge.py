@@ -187,7 +187,7 @@ async def test_a_live_session_is_never_purged_even_with_nothing_else_pointing_at
 async def test_get_linked_telegram_ids_returns_only_linked_accounts(
     pg_client: Postgres,
 ) -> None:
-    # dal/pg/retention.py (issue 5): the purge's batch lookup.
+    # dal/pg/retention.py: the purge's batch lookup.
     await link(pg_client, student_user("S1"), 501)
     await link(pg_client, teacher_user("T1"), 502)
     await link(pg_client, student_user("S3"), 503)

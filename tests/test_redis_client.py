@@ -874,7 +874,7 @@ async def test_the_record_keeps_a_long_telegram_id_and_odd_names(client: RedisSt
     assert (stored.telegram_id, stored.student_full_name) == (4_503_599_627_370_495, name)
 
 
-# --- sections and terms (issue 9) ------------------------------------------------------------
+# --- sections and terms ------------------------------------------------------------
 
 
 async def test_check_in_tells_the_slot_from_another_section_and_another_term(

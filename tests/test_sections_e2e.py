@@ -1,4 +1,4 @@
-"""The sheet belongs to the right lesson (issue 9): sections, namesake teachers and terms, end
+"""The sheet belongs to the right lesson: sections, namesake teachers and terms, end
 to end through the local Bot API and portal servers, real PostgreSQL and Redis."""
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ async def test_a_schedule_from_an_old_term_does_not_enrol_and_its_owner_is_asked
 async def test_one_early_page_of_next_term_changes_nobodys_enrolment(
     pg_dsn: str, redis_url: str
 ) -> None:
-    """Issue 23, item 8: the session's term is its lesson's. The newest term any cache held
+    """The session's term is its lesson's. The newest term any cache held
     used to be "current": one student reading next term's page before it began emptied every
     enrolment of this term and asked everyone to /login again."""
     now = datetime.now(UTC)

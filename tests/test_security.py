@@ -1,4 +1,4 @@
-"""Security hardening (issue 10) at the service level: safe CSV exports, Unicode check-in codes,
+"""Security hardening at the service level: safe CSV exports, Unicode check-in codes,
 capped teacher text, cheap abuse throttled before PostgreSQL, login throttles that cannot lock a
 victim out, a global cap on portal sign-ons, and deliverability that recovers.
 
@@ -364,7 +364,7 @@ async def test_portal_sign_ons_are_capped_per_minute(
 async def test_failed_logins_are_still_counted_after_logout(
     pg_client: Postgres, redis_client: RedisStores, portal: FakeAksis
 ) -> None:
-    """Issue 23, item 1: five wrong passwords, /logout, five more was an endless loop."""
+    """Five wrong passwords, /logout, five more used to be an endless loop."""
     accounts = _accounts(pg_client, redis_client, portal.live_client())
     attacker = 300
     for _ in range(5):

@@ -1,4 +1,4 @@
-"""Security hardening (issue 10) end to end: the real bot against the local Bot API and portal
+"""Security hardening end to end: the real bot against the local Bot API and portal
 servers, with real PostgreSQL and Redis. Every credential path ends with the message deleted,
 as the Bot API server's deleteMessage log shows."""
 
@@ -160,7 +160,7 @@ async def test_a_six_digit_password_after_the_login_expired_is_no_check_in(
 async def test_cancel_ends_the_login_so_the_class_code_checks_in(
     bot: Running, redis_url: str
 ) -> None:
-    """Issue 23, item 4: /login then /cancel used to leave the credential mark, and the class
+    """/login then /cancel used to leave the credential mark, and the class
     code was deleted and answered "login timed out" for up to 20 minutes."""
     teacher, student, newcomer = bot.user(100, "Elif"), bot.user(201, "Ayşe"), bot.user(202)
     await bot.login(teacher, "teacher1")

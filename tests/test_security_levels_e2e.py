@@ -1,4 +1,4 @@
-"""Security levels (issue 12) end to end: the real bot against the local Bot API server and
+"""Security levels end to end: the real bot against the local Bot API server and
 portal, real PostgreSQL and Redis."""
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ async def test_level_2_location_decides_each_check_in(bot: Running, redis_url: s
     assert "forwarded" in _text(await reply(forwarded))
     await stale.send_location(*ANCHOR, age_seconds=120, horizontal_accuracy=5)
     assert "not sent just now" in _text(await reply(stale))
-    # Issue 23, item 3: locations that prove nothing, each at the anchor itself.
+    # Locations that prove nothing, each at the anchor itself.
     inline_bot = {"id": 777, "is_bot": True, "first_name": "Places", "username": "places_bot"}
     await via_bot.send_location(*ANCHOR, horizontal_accuracy=5, via_bot=inline_bot)
     assert "inline bot" in _text(await reply(via_bot))

@@ -1,4 +1,4 @@
-"""The Redis side of security levels (issue 12): every new write into a live session (the
+"""The Redis side of security levels: every new write into a live session (the
 location verdict, a code rotation, the cap) goes through a script that refuses it once the
 session has ended by Redis's clock or is claimed (dal/redis/sessions.py's invariant)."""
 

@@ -1,4 +1,4 @@
-"""One lateness rule and one status vocabulary (issue 9, items 2, 4 and 6).
+"""One lateness rule and one status vocabulary.
 
 Lateness counts from the later of the lesson's scheduled start and the opening, plus
 LATE_AFTER_MINUTES (ad-hoc sessions: from the opening), with a clock the test moves. The

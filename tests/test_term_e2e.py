@@ -1,4 +1,4 @@
-"""Issue 13 end to end: the real bot against the local Bot API and Aksis servers, with real
+"""Term figures end to end: the real bot against the local Bot API and Aksis servers, with real
 PostgreSQL and Redis. A session is taken and finalized; the teacher excuses an absence from
 /history with a reason, /export delivers the XLSX and the CSV (sendDocument) with a preview of
 the students below the threshold; a student is refused /export (typed, or a forged button)

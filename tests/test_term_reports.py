@@ -1,4 +1,4 @@
-"""Issue 13 at the service level, on real PostgreSQL: the term XLSX and CSV of a course read
+"""Term reports at the service level, on real PostgreSQL: the term XLSX and CSV of a course read
 back with openpyxl and the csv module and checked against hand-computed figures (late,
 excused, pending, rejected and soft-deleted rows included), the same counts in
 /my_attendance and /history, excused absences and the audit trail, ownership, and the

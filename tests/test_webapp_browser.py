@@ -1,4 +1,4 @@
-"""The Mini App's check-in and figures pages (issue 24) in a real headless Chromium (Debian's
+"""The Mini App's check-in and figures pages in a real headless Chromium (Debian's
 `chromium` through Playwright's `executable_path`), against the running bot with the fake Bot
 API and the fake portal. The page is opened as Telegram opens it: `PUBLIC_URL/app/...` with the
 launch data, signed with the bot's token, in the fragment (`#tgWebAppData=...`)."""

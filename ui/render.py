@@ -39,7 +39,7 @@ from ui.callbacks import (
 from ui.i18n import Raw, percent_number, t, time_text, tn
 
 PAGE_SIZE = 20
-# Pending reasons of security levels 2/3 and the head-count cap (issue 12), named in the list.
+# Pending reasons of security levels 2/3 and the head-count cap, named in the list.
 _REVIEW_REASONS = frozenset(
     {
         FailReason.LOCATION_TOO_FAR,

@@ -1,4 +1,4 @@
-"""The Mini App's check-in screen (issue 24, item 3): the code, and at levels 2 and 3 the
+"""The Mini App's check-in screen: the code, and at levels 2 and 3 the
 device's location, sent from a page; the verdict is the HTTP answer, never a bot message.
 
 The page (`static/checkin.html`) is opened by the projector's QR code

@@ -1,4 +1,4 @@
-"""The Mini App's figures page (issue 24, item 4): `/my_attendance` as a page.
+"""The Mini App's figures page: `/my_attendance` as a page.
 
 Per course: attended / held and the percentage (drawn as a bar), marked below the warning
 threshold, then the dated list, missed sessions first; in the user's language. The figures are

@@ -1,5 +1,5 @@
 """The sign-in page: the portal user name and password go from the Mini App straight to this
-server, never through a Telegram message (issue 24, item 1).
+server, never through a Telegram message.
 
 - `GET /app/login`: the page (static/login.html, static/login.js);
 - `POST /app/api/login` `{init_data, username, password}`: the launch data is verified first

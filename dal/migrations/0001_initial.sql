@@ -1,4 +1,4 @@
--- ATTN initial schema. The seed's tables and column names (DESIGN.md, "Data contract") are
+-- ATTN initial schema. The seed's tables and column names (docs/contracts.md, "Data") are
 -- kept as they were; every other column is an addition. Applied by dal/migrations.py inside
 -- one transaction, so a failure leaves nothing behind.
 

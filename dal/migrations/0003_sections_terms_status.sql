@@ -1,4 +1,4 @@
--- Issue 9: lesson slots and sections, terms, one status vocabulary for records.
+-- Lesson slots and sections, terms, one status vocabulary for records.
 -- Only additions: no column is renamed or dropped.
 
 -- The term a cached schedule entry came from: the portal's `Yil` and `Donem` of the data URL,

@@ -1,4 +1,4 @@
--- Issue 12: security levels. `attendances.security_option` becomes the original system's
+-- Security levels. `attendances.security_option` becomes the original system's
 -- integer: 1 code, 2 code and place, 3 rotating code and place. Every session stored so far
 -- used the static code ("code"), which is level 1.
 ALTER TABLE attendances ALTER COLUMN security_option DROP DEFAULT;

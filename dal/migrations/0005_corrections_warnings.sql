@@ -1,6 +1,6 @@
--- Issue 13: the audit trail of corrections to saved attendance, and the low-attendance warning
--- state per student and course. Numbered 0005 (issue 12 may add 0004 in parallel); versions
--- need only be unique and increasing (dal/migrations.py).
+-- The audit trail of corrections to saved attendance, and the low-attendance warning
+-- state per student and course. Numbered 0005 (0004, security levels, was written alongside);
+-- versions need only be unique and increasing (dal/migrations.py).
 
 -- Every change to a saved session: who made it, when and why. `student_number` is NULL for a
 -- change to the whole session (soft-deleted). Statuses are dal.models.RecordStatus values.

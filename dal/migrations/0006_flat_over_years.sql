@@ -1,4 +1,4 @@
--- Issue 25: the hot queries stay flat over years of data. Only additions.
+-- The hot queries stay flat over years of data. Only additions.
 
 -- /start_session's lookup of a teacher's lessons: `teacher_key` holds every teacher's key of a
 -- row joined by '|'; the array of those keys is indexed, and the lookup asks for rows whose

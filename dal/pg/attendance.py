@@ -2,7 +2,7 @@
 
 A finished session reaches PostgreSQL in ONE transaction (users upserted first, then the
 attendance, then its records) through `persist_session` / `persist_sessions`, idempotently:
-re-running leaves exactly one copy of every record (docs: DESIGN.md, "Finalization is exactly
+re-running leaves exactly one copy of every record (docs/contracts.md, "Finalization is exactly
 once"). Soft-deleted attendances and records never appear in these reads.
 """
 
@@ -248,7 +248,7 @@ async def _copy_new_records(conn: Conn, records: Sequence[AttendanceRecord | Rec
     the transaction that stores its attendance row, so an attendance that was new has no
     record yet, and one stored before has all of them (a re-run skips them). A concurrent
     writer of the same attendance waits on its primary key until this one ends. Measured in
-    `make bench` (issue 9, item 7): the fastest of unnest INSERT, staging table + INSERT, and
+    `make bench`: the fastest of unnest INSERT, staging table + INSERT, and
     this."""
     await conn.copy_records_to_table(
         "attendance_records", records=[_record_row(r) for r in records], columns=RECORD_FIELDS

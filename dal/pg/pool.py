@@ -44,7 +44,7 @@ _UNAVAILABLE_ERRORS: Final = (
 )
 _CONNECT_ERRORS: Final = (*_UNAVAILABLE_ERRORS, asyncpg.PostgresError, ValueError)
 # A server that went away mid-use (shut down, crashed) besides one that cannot be reached:
-# for `outage_as_unavailable()` (background jobs, issue 5).
+# for `outage_as_unavailable()` (background jobs).
 _OUTAGE_ERRORS: Final = (
     *_UNAVAILABLE_ERRORS,
     asyncpg.AdminShutdownError,

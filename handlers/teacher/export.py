@@ -1,4 +1,4 @@
-"""Teachers: /export, a course's term documents (issue 13)."""
+"""Teachers: /export, a course's term documents (XLSX and CSV)."""
 
 from __future__ import annotations
 

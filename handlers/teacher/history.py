@@ -262,7 +262,7 @@ async def history_csv(
     return message.answer_document(BufferedInputFile(data, filename=name))
 
 
-# --- excused absences (issue 13) ------------------------------------------------------------
+# --- excused absences ------------------------------------------------------------
 
 
 @router.callback_query(HistoryExcuseList.filter())

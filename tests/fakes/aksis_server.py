@@ -1,4 +1,4 @@
-"""A local Aksis portal that speaks the protocol of /work/shared/AKSIS.md over real HTTP.
+"""A local Aksis portal that speaks the protocol of docs/portal.md over real HTTP.
 
 Use it to run the real `LiveAksisClient` end to end:
 

@@ -13,7 +13,7 @@ status), so a real aiogram `Bot` runs against it unchanged:
     await alice.send("/start")
     reply = await alice.next_message()
 
-Behaviour copied from Telegram (see /work/shared/TELEGRAM.md):
+Behaviour copied from Telegram (see docs/telegram.md):
 - getUpdates long-polls up to `timeout` seconds and confirms updates below `offset`; a second
   getUpdates terminates the one in flight with 409 Conflict; getUpdates while a webhook is set
   is a 409 too. With a webhook set, updates are POSTed to it (with the secret header).

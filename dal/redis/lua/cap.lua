@@ -1,4 +1,4 @@
--- Helper, included by `--! uses: cap`. The head-count cap (issue 12): once `head_count_cap`
+-- Helper, included by `--! uses: cap`. The head-count cap: once `head_count_cap`
 -- records of the session are attended, a further check-in that would count is recorded as
 -- pending review (OVER_CAP) instead. Counting scans the session's records only when a cap is
 -- set (a classroom's worth).

@@ -75,7 +75,7 @@ local existing = redis.call('HGET', records, number)
 if existing then
   return {'DUPLICATE', id, session, existing}
 end
--- Only the current and the previous code count (issue 12: level 3 rotates them; a session
+-- Only the current and the previous code count (level 3 rotates them; a session
 -- switched back to level 1 or 2 keeps its last two). An older code of this session has
 -- expired: not a wrong code (it belonged to an open session), not counted.
 if ARGV[6] ~= s['code'] and ARGV[6] ~= s['previous_code'] then
