@@ -126,6 +126,8 @@ async def check_in_at(
         late_after=LATE_AFTER,
     )
     assert (sheet.records[0].status is RecordStatus.LATE) is late  # finalization agrees
+    # The check-in's answer carries the same status: the reply is told from it alone.
+    assert result.recorded is sheet.records[0].status
     return late
 
 
