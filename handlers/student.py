@@ -17,12 +17,12 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from dal.models import RecordStatus
 from dal.pg import StudentAttendanceRow
-from dal.redis.checkins import CheckInStatus
 from handlers.access import MemberGate
 from handlers.deps import AnswerQueue, Metrics, Settings, StatusBoard
 from handlers.filters import on_command
 from handlers.replies import Reply
 from services.attendance import AttendanceService
+from services.checkin_outcomes import CheckInStatus
 from services.members import Member
 from services.reports import CourseStanding, ReportService
 from ui.callbacks import ExcuseSession, MyCourse, MyCourses

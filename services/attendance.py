@@ -31,8 +31,14 @@ from dal.models import (
 from dal.pg import AccountStore, ScheduleStore
 from dal.redis import keys
 from dal.redis.accounts import UserStore
-from dal.redis.checkins import CheckInResult, CheckIns, CheckInStatus, LocationResult
+from dal.redis.checkins import CheckInReply, CheckIns, LocationReply
 from dal.redis.sessions import AttendanceAlreadyOpen, AttendanceEnded, LiveSessions
+from services.checkin_outcomes import (
+    CheckInResult,
+    CheckInStatus,
+    LocationOutcome,
+    LocationResult,
+)
 from services.errors import (
     AlreadyOnList,
     InvalidInput,
@@ -637,22 +643,40 @@ class AttendanceService:
         if digits is None:
             return CheckInResult(status=CheckInStatus.WRONG_CODE)
         code = digits
-        result = await self._check_in(telegram_id, code, busy_keys)
+        reply = await self._check_in(telegram_id, code, busy_keys)
         loader = self._user_loader
         if (
-            result.status is CheckInStatus.NOT_LINKED
+            reply.status == CheckInStatus.NOT_LINKED
             and loader is not None
             and await loader(telegram_id) is not None
         ):
-            result = await self._check_in(telegram_id, code, busy_keys)
+            reply = await self._check_in(telegram_id, code, busy_keys)
+        result = self._check_in_result(reply)
         # The outcome, in the update's log context (update id, sender's pseudonym): what an
         # operator reads first when a student says "the bot did not take my code".
         log.debug("check-in: %s", result.status.name)
         return result
 
+    def _check_in_result(self, reply: CheckInReply) -> CheckInResult:
+        """The script's word named, with the record's status (present, late or pending) in
+        the one vocabulary (services.status), as the sheet will say it."""
+        session, record = reply.attendance, reply.record
+        recorded = (
+            None
+            if session is None or record is None
+            else live_status(record, session, self._late_after)
+        )
+        return CheckInResult(
+            status=CheckInStatus(reply.status),
+            attendance=session,
+            record=record,
+            retry_after=reply.retry_after,
+            recorded=recorded,
+        )
+
     async def _check_in(
         self, telegram_id: int, code: str, busy_keys: Sequence[str]
-    ) -> CheckInResult:
+    ) -> CheckInReply:
         return await self._checkins.check_in(
             telegram_id=telegram_id,
             code=code,
@@ -696,7 +720,7 @@ class AttendanceService:
         stays LOCATION_MISSING)."""
         attendance_id = await self._checkins.location_wait(telegram_id=telegram_id)
         if attendance_id is None:
-            return LocationResult(outcome="NO_WAIT")
+            return LocationResult(outcome=LocationOutcome.NO_WAIT)
         session = await self._sessions.get_attendance(attendance_id=attendance_id)
         reason: FailReason | None = FailReason.LOCATION_TOO_FAR
         if (
@@ -715,14 +739,26 @@ class AttendanceService:
                 radius=self._radius,
                 via_bot=via_bot,
             )
-        result = await self._checkins.decide_location(
+        reply: LocationReply = await self._checkins.decide_location(
             telegram_id=telegram_id, reason=None if reason is None else str(reason)
         )
-        if result.record is not None:
+        if reply.record is not None:
             log.info(
-                "location for session %s: %s", attendance_id, result.record.fail_reason or "present"
+                "location for session %s: %s", attendance_id, reply.record.fail_reason or "present"
             )
-        return result
+        return LocationResult(
+            outcome=LocationOutcome(reply.outcome), attendance=reply.attendance, record=reply.record
+        )
+
+    async def without_location(self, *, telegram_id: int) -> LocationResult:
+        """A student whose device could not read a position (the Mini App): nothing changes,
+        the waiting record stays pending, LOCATION_MISSING, as when no location comes in chat
+        (the student may still share one there meanwhile). MISSING with the session waited
+        on, or NO_WAIT when no check-in waits."""
+        session = await self.awaiting_location(telegram_id=telegram_id)
+        if session is None:
+            return LocationResult(outcome=LocationOutcome.NO_WAIT)
+        return LocationResult(outcome=LocationOutcome.MISSING, attendance=session)
 
     # --- security levels, the teacher's location, the head-count cap -------------------
 

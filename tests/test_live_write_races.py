@@ -19,10 +19,10 @@ import pytest
 
 from dal.models import AttendanceRedis, Role, UserSessionRedis
 from dal.pg import Postgres
-from dal.redis.checkins import CheckInStatus
 from dal.redis.finalization import ClaimOutcome
 from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService
+from services.checkin_outcomes import CheckInStatus
 from services.errors import SessionClosed, SessionGone
 from services.finalize import Finalizer
 from tests.support import (  # noqa: F401

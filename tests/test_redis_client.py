@@ -23,7 +23,7 @@ from dal.models import (
     UserSessionRedis,
 )
 from dal.redis.accounts import session_ttl_seconds
-from dal.redis.checkins import CheckInResult, CheckInStatus
+from dal.redis.checkins import CheckInReply
 from dal.redis.finalization import ClaimOutcome
 from dal.redis.keys import DUE as DUE_KEY
 from dal.redis.keys import attendance as attendance_key
@@ -34,6 +34,7 @@ from dal.redis.keys import records as records_key
 from dal.redis.keys import teacher as teacher_key
 from dal.redis.sessions import AttendanceAlreadyOpen
 from dal.redis.stores import RedisStores
+from services.checkin_outcomes import CheckInStatus
 
 # Real time: "ended" is judged by Redis's own clock, so live sessions must be live by it.
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -94,7 +95,7 @@ async def check_in(
     name: str = TURKISH,
     telegram_id: int | None = None,
     courses: tuple[str, ...] = (),
-) -> CheckInResult:
+) -> CheckInReply:
     """Link `student` (a user session in Redis, as a login leaves it), then check in."""
     tid = telegram_id if telegram_id is not None else zlib.crc32(student.encode()) + 1
     await client.users.save_user_session(
@@ -270,7 +271,7 @@ async def test_finish_sets_end_time_and_deletes_nothing(
 ) -> None:
     opened = await open_session(client)
     aid = opened.attendance_id
-    assert (await check_in(client, opened.code, "S1")).status is CheckInStatus.OK_PRESENT
+    assert (await check_in(client, opened.code, "S1")).status == CheckInStatus.OK_PRESENT
     end = NOW + timedelta(minutes=20)
 
     before = time.time()
@@ -394,7 +395,7 @@ async def test_enrolled_student_is_recorded_present(client: RedisStores) -> None
         now=moment,
         throttle_key="throttle:checkin:8100200300",
     )
-    assert result.status is CheckInStatus.OK_PRESENT
+    assert result.status == CheckInStatus.OK_PRESENT
     assert result.attendance == opened
     assert result.record is not None
     assert result.record.attendance_id == opened.attendance_id
@@ -419,7 +420,7 @@ async def test_student_not_in_schedule_is_recorded_pending(client: RedisStores) 
         now=NOW + timedelta(minutes=2),
         throttle_key="throttle:checkin:x",
     )
-    assert result.status is CheckInStatus.OK_PENDING
+    assert result.status == CheckInStatus.OK_PENDING
     assert result.record is not None
     assert (result.record.is_attended, result.record.fail_reason) == (False, "NOT_IN_SCHEDULE")
     stored = await client.sessions.get_attendance_record(
@@ -446,7 +447,7 @@ async def test_second_check_in_is_duplicate_with_the_first_time(client: RedisSto
         now=NOW + timedelta(minutes=7),
         throttle_key="throttle:checkin:1",
     )
-    assert again.status is CheckInStatus.DUPLICATE
+    assert again.status == CheckInStatus.DUPLICATE
     assert again.record == first.record
     assert again.record is not None
     assert again.record.attendance_time == NOW + timedelta(minutes=1)
@@ -468,11 +469,11 @@ async def test_check_in_after_finish_or_after_planned_end_is_ended(client: Redis
     r2 = await check_in(client, expired.code, "S1", now=NOW - timedelta(minutes=5))
     ok = await check_in(client, live.code, "S2", now=NOW + timedelta(hours=2))
 
-    assert r1.status is CheckInStatus.ENDED
+    assert r1.status == CheckInStatus.ENDED
     assert r1.attendance is not None
     assert r1.attendance.attendance_id == finished.attendance_id
-    assert r2.status is CheckInStatus.ENDED
-    assert ok.status is CheckInStatus.OK_PRESENT
+    assert r2.status == CheckInStatus.ENDED
+    assert ok.status == CheckInStatus.OK_PRESENT
     assert await client.sessions.count_attendance_records(attendance_id=finished.attendance_id) == 0
 
 
@@ -482,7 +483,7 @@ async def test_wrong_codes_count_and_the_sixth_is_throttled_without_lookup(
     key = "throttle:checkin:42"
     for attempt in range(1, 6):
         result = await check_in(client, "999999", "S1", throttle_key=key)
-        assert result.status is CheckInStatus.WRONG_CODE
+        assert result.status == CheckInStatus.WRONG_CODE
         count, ttl = await client.guards.get_counter(key=key)
         assert count == attempt
         assert 0 < ttl <= 60
@@ -490,7 +491,7 @@ async def test_wrong_codes_count_and_the_sixth_is_throttled_without_lookup(
     # the code now exists: a throttled user still cannot reach it
     opened = await open_session(client, code="999999")
     throttled = await check_in(client, opened.code, "S1", throttle_key=key)
-    assert throttled.status is CheckInStatus.THROTTLED
+    assert throttled.status == CheckInStatus.THROTTLED
     assert throttled.retry_after is not None
     assert 0 < throttled.retry_after <= 60
     assert await client.sessions.count_attendance_records(attendance_id=opened.attendance_id) == 0
@@ -498,7 +499,7 @@ async def test_wrong_codes_count_and_the_sixth_is_throttled_without_lookup(
 
     await client.guards.reset_counter(key=key)
     result = await check_in(client, opened.code, "S1", throttle_key=key)
-    assert result.status is CheckInStatus.OK_PRESENT
+    assert result.status == CheckInStatus.OK_PRESENT
 
 
 async def test_stale_code_of_a_deleted_session_is_wrong_code(
@@ -507,7 +508,7 @@ async def test_stale_code_of_a_deleted_session_is_wrong_code(
     opened = await open_session(client)
     await redis_raw.delete(attendance_key(opened.attendance_id))
     result = await check_in(client, opened.code, "S1")
-    assert result.status is CheckInStatus.WRONG_CODE
+    assert result.status == CheckInStatus.WRONG_CODE
 
 
 async def test_burst_of_300_concurrent_check_ins_through_16_connections(
@@ -611,7 +612,7 @@ async def test_delete_attendance_keys_removes_the_session_and_spares_others(
     assert await client.sessions.count_attendance_records(attendance_id=kept.attendance_id) == 1
     # and the freed code is a wrong code now
     result = await check_in(client, doomed.code, "S2")
-    assert result.status is CheckInStatus.WRONG_CODE
+    assert result.status == CheckInStatus.WRONG_CODE
 
 
 async def test_delete_keeps_code_and_teacher_keys_reused_by_a_newer_session(
@@ -819,7 +820,7 @@ async def test_check_in_of_an_unlinked_account_records_nothing_and_is_throttled(
             throttle_key="t:42",
             throttle_limit=3,
         )
-        assert result.status is CheckInStatus.NOT_LINKED
+        assert result.status == CheckInStatus.NOT_LINKED
         assert (await client.guards.get_counter(key="t:42"))[0] == attempt
     result = await client.checkins.check_in(
         telegram_id=42,
@@ -828,7 +829,7 @@ async def test_check_in_of_an_unlinked_account_records_nothing_and_is_throttled(
         throttle_key="t:42",
         throttle_limit=3,
     )
-    assert result.status is CheckInStatus.THROTTLED and result.retry_after
+    assert result.status == CheckInStatus.THROTTLED and result.retry_after
     assert await client.sessions.get_attendance_records(attendance_id=opened.attendance_id) == []
 
 
@@ -847,7 +848,7 @@ async def test_a_teacher_cannot_check_in(client: RedisStores) -> None:
     result = await client.checkins.check_in(
         telegram_id=43, code=opened.code, now=NOW + timedelta(minutes=1), throttle_key="t:43"
     )
-    assert result.status is CheckInStatus.NOT_STUDENT
+    assert result.status == CheckInStatus.NOT_STUDENT
     assert await client.sessions.get_attendance_records(attendance_id=opened.attendance_id) == []
 
 
@@ -857,9 +858,9 @@ async def test_the_lesson_code_in_the_students_courses_counts_as_enrolled(
     opened = await open_session(client)  # enrolled set: S1, S2
     assert opened.lesson_code
     result = await check_in(client, opened.code, "S77", courses=("X1", opened.lesson_code))
-    assert result.status is CheckInStatus.OK_PRESENT
+    assert result.status == CheckInStatus.OK_PRESENT
     other = await check_in(client, opened.code, "S78", courses=("X1",))
-    assert other.status is CheckInStatus.OK_PENDING
+    assert other.status == CheckInStatus.OK_PENDING
 
 
 async def test_the_record_keeps_a_long_telegram_id_and_odd_names(client: RedisStores) -> None:
@@ -887,7 +888,7 @@ async def test_check_in_tells_the_slot_from_another_section_and_another_term(
     draft = make_attendance().model_copy(update={"slot": slot, "term": "2024-2"})
     opened = await client.sessions.open_attendance(attendance=draft, enrolled=["S1"], now=NOW)
 
-    async def send(student: str, slots: list[str], term: str | None) -> CheckInResult:
+    async def send(student: str, slots: list[str], term: str | None) -> CheckInReply:
         tid = zlib.crc32(student.encode()) + 1
         await client.users.save_user_session(
             session=UserSessionRedis(
@@ -910,10 +911,10 @@ async def test_check_in_tells_the_slot_from_another_section_and_another_term(
     other_section = await send("S3", [other], "2024-2")
     old_term = await send("S4", [slot], "2024-1")
 
-    assert late_linker.status is CheckInStatus.OK_PRESENT
-    assert other_section.status is CheckInStatus.OK_PENDING
+    assert late_linker.status == CheckInStatus.OK_PRESENT
+    assert other_section.status == CheckInStatus.OK_PENDING
     assert other_section.record is not None
     assert other_section.record.fail_reason == "ANOTHER_SECTION"
-    assert old_term.status is CheckInStatus.OK_PENDING
+    assert old_term.status == CheckInStatus.OK_PENDING
     assert old_term.record is not None
     assert old_term.record.fail_reason == "NOT_IN_SCHEDULE"

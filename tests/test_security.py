@@ -17,11 +17,11 @@ import pytest
 
 from dal.models import Attendance, AttendanceRecord, Role, UserSessionRedis
 from dal.pg import Postgres
-from dal.redis.checkins import CheckInStatus
 from dal.redis.stores import RedisStores
 from services.accounts import AccountService
 from services.aksis import AksisClient, InvalidCredentials
 from services.attendance import NOTE_MAX_CHARS, AttendanceService
+from services.checkin_outcomes import CheckInStatus
 from services.csv_export import safe_cell
 from services.demo_aksis import DemoAksisClient
 from services.errors import LoginThrottled, PortalBusy

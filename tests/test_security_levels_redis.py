@@ -11,9 +11,9 @@ import pytest
 
 from dal.errors import NotFound
 from dal.models import AttendanceRedis, Role, UserSessionRedis
-from dal.redis.checkins import CheckInStatus
 from dal.redis.sessions import AttendanceEnded
 from dal.redis.stores import RedisStores
+from services.checkin_outcomes import CheckInStatus
 from tests.support import open_session, redis_client_fixture, teacher_user  # noqa: F401
 
 TEACHER = teacher_user()
@@ -61,7 +61,7 @@ async def _check_in(redis: RedisStores, telegram_id: int, code: str) -> CheckInS
         now=datetime.now(UTC),
         throttle_key=f"throttle:checkin:{telegram_id}",
     )
-    return result.status
+    return CheckInStatus(result.status)
 
 
 async def test_location_verdict_is_refused_once_the_session_has_ended(

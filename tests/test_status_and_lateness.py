@@ -24,10 +24,10 @@ from dal.models import (
     UserSessionRedis,
 )
 from dal.pg import Postgres
-from dal.redis.checkins import CheckInStatus
 from dal.redis.stores import RedisStores
 from services.accounts import lesson_to_entry
 from services.attendance import AttendanceService, ChooseLesson, Started
+from services.checkin_outcomes import CheckInStatus
 from services.finalize import Finalizer, build_sheet
 from services.lesson_finder import Lesson
 from services.reports import ReportService
@@ -126,6 +126,8 @@ async def check_in_at(
         late_after=LATE_AFTER,
     )
     assert (sheet.records[0].status is RecordStatus.LATE) is late  # finalization agrees
+    # The check-in's answer carries the same status: the reply is told from it alone.
+    assert result.recorded is sheet.records[0].status
     return late
 
 

@@ -174,3 +174,29 @@ async def test_a_location_the_page_would_never_send_changes_nothing(served: Runn
     assert (status, answer["kind"]) == (200, "pending")
     record = await _record(bot)
     assert (record.is_attended, record.fail_reason) == (False, "LOCATION_STALE")
+
+
+@pytest.mark.parametrize("served", [2], indirect=True)
+async def test_a_page_without_a_position_leaves_the_check_in_pending_and_says_why(
+    served: Running,
+) -> None:
+    bot = served
+    code = await _class(bot, anchored=True)
+    denied = {"init_data": _init_data(bot), "error": "denied"}
+    # Before any code: nothing waits for a location, and the page is told so.
+    status, answer = await _post(bot, "/app/api/checkin/location", denied)
+    assert (status, answer["kind"], answer["lesson"]) == (200, "no_wait", "")
+    assert answer["text"].startswith("No check-in is waiting for a location.")
+    status, answer = await _post(
+        bot, "/app/api/checkin", {"init_data": _init_data(bot), "code": code}
+    )
+    assert (status, answer["kind"]) == (200, "location")
+    lesson = answer["lesson"]
+    assert lesson
+    status, answer = await _post(bot, "/app/api/checkin/location", denied)
+    assert (status, answer["kind"], answer["lesson"]) == (200, "pending", lesson)
+    assert answer["text"] == (
+        f"🕓 Recorded for {lesson}, but no location, so your teacher will review it."
+    )
+    record = await _record(bot)
+    assert (record.is_attended, record.fail_reason) == (False, "LOCATION_MISSING")

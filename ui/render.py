@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiogram.filters.callback_data import CallbackData
@@ -25,8 +26,13 @@ from dal.models import (
     RecordStatus,
 )
 from dal.pg import StudentAttendanceRow
-from dal.redis.checkins import CheckInResult, CheckInStatus, LocationResult
 from services.attendance import AttendanceService, Roster
+from services.checkin_outcomes import (
+    CheckInResult,
+    CheckInStatus,
+    LocationOutcome,
+    LocationResult,
+)
 from services.lesson_finder import Lesson
 from ui.callbacks import (
     Act,
@@ -78,43 +84,70 @@ class Answer:
     text: str
 
 
+# What a check-in answers, by its outcome: (the page's `kind`, the catalog key, the values the
+# text names). A recorded check-in (OK_PRESENT, OK_PENDING) is told by the record instead.
+_CHECK_IN_TEXTS: dict[CheckInStatus, tuple[str, str, tuple[str, ...]]] = {
+    CheckInStatus.OK_LOCATION: ("location", "checkin.need_location", ("lesson", "minutes")),
+    CheckInStatus.EXPIRED: ("expired", "checkin.expired", ()),
+    CheckInStatus.DUPLICATE: ("duplicate", "checkin.duplicate", ("lesson", "time")),
+    CheckInStatus.ENDED: ("closed", "checkin.ended", ("lesson",)),
+    CheckInStatus.THROTTLED: ("throttled", "checkin.throttled", ("seconds",)),
+    CheckInStatus.NOT_LINKED: ("not_linked", "auth.not_linked", ()),
+    CheckInStatus.NOT_STUDENT: ("teacher", "checkin.teacher", ()),
+    CheckInStatus.WRONG_CODE: ("wrong", "checkin.wrong", ()),
+}
+_WRONG = _CHECK_IN_TEXTS[CheckInStatus.WRONG_CODE]
+# A recorded check-in, by the record's status; a pending one by its reason.
+_RECORDED_TEXTS: dict[RecordStatus, tuple[str, str]] = {
+    RecordStatus.LATE: ("late", "checkin.ok_late"),
+    RecordStatus.PRESENT: ("ok", "checkin.ok"),
+}
+_PENDING_TEXTS: dict[str | None, tuple[str, str]] = {
+    FailReason.ANOTHER_SECTION: ("pending", "checkin.another_section"),
+    FailReason.OVER_CAP: ("pending", "location.pending"),
+}
+_PENDING = ("pending", "checkin.pending")
+
+
+def _check_in_values(
+    names: tuple[str, ...], result: CheckInResult, service: AttendanceService
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in names:
+        if name == "lesson":
+            values[name] = result.attendance.lesson_name if result.attendance else ""
+        elif name == "time":
+            record = result.record
+            values[name] = hhmm(record.attendance_time, service.tz) if record else ""
+        elif name == "minutes":
+            values[name] = max(1, service.location_wait_seconds // 60)
+        elif name == "seconds":
+            values[name] = result.retry_after or 60
+    return values
+
+
 def check_in_answer(result: CheckInResult, service: AttendanceService) -> Answer:
     """The answer to a check-in code, the same in chat and on the Mini App page."""
-    session, record, tz = result.attendance, result.record, service.tz
-    lesson = session.lesson_name if session else ""
+    session, record, recorded = result.attendance, result.record, result.recorded
+    if (
+        result.status in (CheckInStatus.OK_PRESENT, CheckInStatus.OK_PENDING)
+        and session
+        and record
+        and recorded is not None
+    ):
+        kind, key = _RECORDED_TEXTS.get(recorded) or _PENDING_TEXTS.get(
+            record.fail_reason, _PENDING
+        )
+        extra = {"why": Raw(t("why.OVER_CAP"))} if record.fail_reason == FailReason.OVER_CAP else {}
+        time = hhmm(record.attendance_time, service.tz)
+        return Answer(kind, t(key, lesson=session.lesson_name, time=time, **extra))
     status = result.status
-    if status in (CheckInStatus.OK_PRESENT, CheckInStatus.OK_PENDING) and session and record:
-        # The record's status in the one vocabulary (services.status), as the sheet will say.
-        recorded = service.status_of(session, record)
-        extra: dict[str, Raw] = {}
-        if recorded is RecordStatus.LATE:
-            kind, key = "late", "checkin.ok_late"
-        elif recorded is RecordStatus.PRESENT:
-            kind, key = "ok", "checkin.ok"
-        elif record.fail_reason == FailReason.ANOTHER_SECTION:
-            kind, key = "pending", "checkin.another_section"
-        elif record.fail_reason == FailReason.OVER_CAP:
-            kind, key, extra = "pending", "location.pending", {"why": Raw(t("why.OVER_CAP"))}
-        else:
-            kind, key = "pending", "checkin.pending"
-        return Answer(kind, t(key, lesson=lesson, time=hhmm(record.attendance_time, tz), **extra))
-    if status is CheckInStatus.OK_LOCATION and session:
-        minutes = max(1, service.location_wait_seconds // 60)
-        return Answer("location", t("checkin.need_location", lesson=lesson, minutes=minutes))
-    if status is CheckInStatus.EXPIRED:
-        return Answer("expired", t("checkin.expired"))
-    if status is CheckInStatus.DUPLICATE and record:
-        time = hhmm(record.attendance_time, tz)
-        return Answer("duplicate", t("checkin.duplicate", lesson=lesson, time=time))
-    if status is CheckInStatus.ENDED:
-        return Answer("closed", t("checkin.ended", lesson=lesson))
-    if status is CheckInStatus.THROTTLED:
-        return Answer("throttled", t("checkin.throttled", seconds=result.retry_after or 60))
-    if status is CheckInStatus.NOT_LINKED:
-        return Answer("not_linked", t("auth.not_linked"))
-    if status is CheckInStatus.NOT_STUDENT:
-        return Answer("teacher", t("checkin.teacher"))
-    return Answer("wrong", t("checkin.wrong"))
+    kind, key, names = _CHECK_IN_TEXTS.get(status, _WRONG)
+    if (status is CheckInStatus.OK_LOCATION and session is None) or (
+        status is CheckInStatus.DUPLICATE and record is None
+    ):
+        kind, key, names = _WRONG  # never sent: the script names both
+    return Answer(kind, t(key, **_check_in_values(names, result, service)))
 
 
 def row_mark(row: StudentAttendanceRow) -> tuple[str, str]:
@@ -129,20 +162,39 @@ def row_mark(row: StudentAttendanceRow) -> tuple[str, str]:
     return "❌", t("note.rejected") if row.status is RecordStatus.REJECTED else ""
 
 
+# What a location answers, by its outcome: (the page's `kind`, the catalog key). A pending
+# one names its reason (the record's, or LOCATION_MISSING when the page could not read one).
+_LOCATION_TEXTS: dict[LocationOutcome, tuple[str, str]] = {
+    LocationOutcome.OK_PRESENT: ("ok", "location.present"),
+    LocationOutcome.OK_PENDING: ("pending", "location.pending"),
+    LocationOutcome.MISSING: ("pending", "location.pending"),
+    LocationOutcome.ENDED: ("closed", "checkin.ended"),
+    LocationOutcome.DECIDED: ("decided", "location.decided"),
+    LocationOutcome.NO_WAIT: ("no_wait", "location.no_wait"),
+}
+_NO_WAIT = _LOCATION_TEXTS[LocationOutcome.NO_WAIT]
+
+
 def location_answer(result: LocationResult, service: AttendanceService) -> Answer:
     """What a student's location decided, the same in chat and on the Mini App page."""
-    session, record = result.attendance, result.record
-    if result.outcome == "OK_PRESENT" and session and record:
-        time = hhmm(record.attendance_time, service.tz)
-        return Answer("ok", t("location.present", lesson=session.lesson_name, time=time))
-    if result.outcome == "OK_PENDING" and session and record:
-        why = t(f"why.{record.fail_reason}")
-        return Answer("pending", t("location.pending", lesson=session.lesson_name, why=Raw(why)))
-    if result.outcome == "ENDED":
-        return Answer("closed", t("checkin.ended", lesson=session.lesson_name if session else ""))
-    if result.outcome == "DECIDED":
-        return Answer("decided", t("location.decided"))
-    return Answer("no_wait", t("location.no_wait"))
+    session, record, outcome = result.attendance, result.record, result.outcome
+    if outcome in (LocationOutcome.OK_PRESENT, LocationOutcome.OK_PENDING) and not (
+        session and record
+    ):
+        outcome = LocationOutcome.NO_WAIT  # never sent: the script names both
+    if outcome is LocationOutcome.MISSING and session is None:
+        outcome = LocationOutcome.NO_WAIT
+    kind, key = _LOCATION_TEXTS.get(outcome, _NO_WAIT)
+    values: dict[str, Any] = {}
+    if outcome is not LocationOutcome.DECIDED and outcome is not LocationOutcome.NO_WAIT:
+        values["lesson"] = session.lesson_name if session else ""
+    if outcome is LocationOutcome.OK_PRESENT and record:
+        values["time"] = hhmm(record.attendance_time, service.tz)
+    elif outcome is LocationOutcome.OK_PENDING and record:
+        values["why"] = Raw(t(f"why.{record.fail_reason}"))
+    elif outcome is LocationOutcome.MISSING:
+        values["why"] = Raw(t("why.LOCATION_MISSING"))
+    return Answer(kind, t(key, **values))
 
 
 def level_name(level: int) -> str:

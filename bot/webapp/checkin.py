@@ -34,8 +34,9 @@ from aiohttp import web
 from bot.app import App
 from bot.webapp.initdata import LaunchData
 from bot.webapp.pages import WebAppError, add_page, app_of, launch, locale_of, ok, plain, rate_limit
-from dal.redis.checkins import CheckInStatus
-from ui.i18n import Raw, t, use_locale
+from services.attendance import AttendanceService
+from services.checkin_outcomes import CheckInStatus, LocationResult
+from ui.i18n import use_locale
 from ui.render import Answer, check_in_answer, location_answer
 
 __all__ = [
@@ -118,17 +119,23 @@ async def page_location(app: App, launch: LaunchData, body: dict[str, Any]) -> d
     if location is None:
         # Nothing changes: the record stays LOCATION_MISSING (pending review), as in chat
         # when no location comes; the student may still share one in chat meanwhile.
-        session = await attendance.awaiting_location(telegram_id=launch.user.id)
-        with use_locale(locale):
-            if session is None:
-                return _answer(Answer("no_wait", t("location.no_wait")), None)
-            why = t("why.LOCATION_MISSING")
-            text = t("location.pending", lesson=session.lesson_name, why=Raw(why))
-            return _answer(Answer("pending", text), session.lesson_name)
+        result = await attendance.without_location(telegram_id=launch.user.id)
+    else:
+        result = await _submit(attendance, launch, location)
+    if location is not None and result.attendance is not None:
+        app.board.touch(result.attendance.attendance_id)
+    with use_locale(locale):
+        answer = location_answer(result, attendance)
+        return _answer(answer, result.attendance.lesson_name if result.attendance else None)
+
+
+async def _submit(
+    attendance: AttendanceService, launch: LaunchData, location: Location
+) -> LocationResult:
     # The browser stamps the position with its own clock; its age, not its time, is sent, so a
     # phone whose clock is off is judged by how old the reading is.
     age = timedelta(milliseconds=min(max(location.age_ms, 0.0), MAX_POSITION_AGE_MS))
-    result = await attendance.submit_location(
+    return await attendance.submit_location(
         telegram_id=launch.user.id,
         latitude=location.latitude,
         longitude=location.longitude,
@@ -136,11 +143,6 @@ async def page_location(app: App, launch: LaunchData, body: dict[str, Any]) -> d
         sent_at=attendance.now() - age,
         forwarded=False,
     )
-    if result.attendance is not None:
-        app.board.touch(result.attendance.attendance_id)
-    with use_locale(locale):
-        answer = location_answer(result, attendance)
-        return _answer(answer, result.attendance.lesson_name if result.attendance else None)
 
 
 # --- routes (bot/webapp/pages.py) ----------------------------------------------------

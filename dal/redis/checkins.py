@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +18,7 @@ from dal.models import AttendanceRecordRedis, AttendanceRedis
 from dal.redis import keys, scripts
 from dal.redis.base import Store, epoch, parse_record, text
 
-__all__ = ["CheckInBusy", "CheckInResult", "CheckInStatus", "CheckIns", "LocationResult"]
+__all__ = ["CheckInBusy", "CheckInReply", "CheckIns", "LocationReply"]
 
 
 class CheckInBusy(Exception):
@@ -28,38 +27,30 @@ class CheckInBusy(Exception):
     passed those keys handles the update the long way (bot/fsm.py)."""
 
 
-class CheckInStatus(StrEnum):
-    OK_PRESENT = "OK_PRESENT"  # enrolled: recorded as present
-    OK_PENDING = "OK_PENDING"  # not enrolled (record's reason: not in schedule, another section)
-    DUPLICATE = "DUPLICATE"  # already checked in; `record` is the first record
-    ENDED = "ENDED"  # the code belongs to a session that has ended
-    OK_LOCATION = "OK_LOCATION"  # valid code at level 2/3: pending LOCATION_MISSING, location asked
-    EXPIRED = "EXPIRED"  # level 3: a replaced code of an open session (not counted as wrong)
-    WRONG_CODE = "WRONG_CODE"  # no live session has this code (counts toward the throttle)
-    THROTTLED = "THROTTLED"  # too many wrong codes; `retry_after` seconds to wait
-    NOT_LINKED = "NOT_LINKED"  # no user session in Redis for this Telegram account
-    NOT_STUDENT = "NOT_STUDENT"  # the account is a teacher's
-
-
 @dataclass(frozen=True, slots=True)
-class CheckInResult:
-    status: CheckInStatus
+class CheckInReply:
+    """The check-in script's answer, its word (`status`) raw: the service names the outcome
+    (services/checkin_outcomes.py). The word is one of OK_PRESENT, OK_PENDING, OK_LOCATION,
+    DUPLICATE (`record` the first record), ENDED, EXPIRED (`attendance` only), WRONG_CODE,
+    NOT_LINKED, NOT_STUDENT (nothing else) or THROTTLED (`retry_after` seconds)."""
+
+    status: str
     attendance: AttendanceRedis | None = None
     record: AttendanceRecordRedis | None = None  # the record stored, or the existing one
     retry_after: int | None = None  # seconds, for THROTTLED
 
 
 @dataclass(frozen=True, slots=True)
-class LocationResult:
-    """What a location did: `outcome` OK_PRESENT / OK_PENDING (with the new record), NO_WAIT,
-    ENDED or DECIDED (see `CheckIns.decide_location`)."""
+class LocationReply:
+    """The location script's answer, its word (`outcome`) raw: OK_PRESENT / OK_PENDING (with
+    the new record), NO_WAIT, ENDED or DECIDED (see `CheckIns.decide_location`)."""
 
     outcome: str
     attendance: AttendanceRedis | None = None
     record: AttendanceRecordRedis | None = None
 
 
-_NO_SESSION = (CheckInStatus.WRONG_CODE, CheckInStatus.NOT_LINKED, CheckInStatus.NOT_STUDENT)
+_NO_SESSION = frozenset({"WRONG_CODE", "NOT_LINKED", "NOT_STUDENT"})
 
 
 class CheckIns(Store):
@@ -81,7 +72,7 @@ class CheckIns(Store):
         throttle_window: int = 60,
         location_wait_seconds: int = 300,
         busy_keys: Sequence[str] = (),
-    ) -> CheckInResult:
+    ) -> CheckInReply:
         """Record the check-in of the student linked to `telegram_id`, in one Lua call.
 
         When one of `busy_keys` exists, nothing is done and `CheckInBusy` is raised (read in
@@ -117,20 +108,20 @@ class CheckIns(Store):
         ]
         with self._errors:
             reply: list[Any] = await self._check_in_script(keys=script_keys, args=args)
-        if reply[0] == "BUSY":
+        status = str(reply[0])
+        if status == "BUSY":
             raise CheckInBusy
-        status = CheckInStatus(reply[0])
         if status in _NO_SESSION:
-            return CheckInResult(status=status)
-        if status is CheckInStatus.THROTTLED:
-            return CheckInResult(status=status, retry_after=int(reply[1]))
+            return CheckInReply(status=status)
+        if status == "THROTTLED":
+            return CheckInReply(status=status, retry_after=int(reply[1]))
         attendance = AttendanceRedis.model_validate_json(reply[2])
-        if status in (CheckInStatus.ENDED, CheckInStatus.EXPIRED):
-            return CheckInResult(status=status, attendance=attendance)
+        if status == "ENDED" or status == "EXPIRED":
+            return CheckInReply(status=status, attendance=attendance)
         record = parse_record(UUID(reply[1]), reply[3])
-        return CheckInResult(status=status, attendance=attendance, record=record)
+        return CheckInReply(status=status, attendance=attendance, record=record)
 
-    async def decide_location(self, *, telegram_id: int, reason: str | None) -> LocationResult:
+    async def decide_location(self, *, telegram_id: int, reason: str | None) -> LocationReply:
         """Decide the LOCATION_MISSING record this account's check-in left waiting: present
         (`reason` None; pending OVER_CAP when the cap is reached meanwhile) or pending with
         `reason`. One script: refused once the session has ended by Redis's clock or is
@@ -141,9 +132,9 @@ class CheckIns(Store):
             )
         outcome = str(reply[0])
         if len(reply) < 4:
-            return LocationResult(outcome=outcome)
+            return LocationReply(outcome=outcome)
         attendance = AttendanceRedis.model_validate_json(reply[2])
-        return LocationResult(
+        return LocationReply(
             outcome=outcome, attendance=attendance, record=parse_record(UUID(reply[1]), reply[3])
         )
 
