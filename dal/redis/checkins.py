@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 
 from dal.models import AttendanceRecordRedis, AttendanceRedis
 from dal.redis import keys, scripts
-from dal.redis.base import Store, epoch, parse_record, text
+from dal.redis.base import Store, parse_record, text
 
 __all__ = ["CheckInBusy", "CheckInResult", "CheckInStatus", "CheckIns", "LocationResult"]
 
@@ -106,7 +106,6 @@ class CheckIns(Store):
             keys.location_wait(telegram_id),
         ]
         args = [
-            epoch(now),
             str(throttle_limit),
             str(throttle_window),
             now.isoformat(),
