@@ -31,8 +31,8 @@ import aiohttp
 from pydantic import SecretStr
 
 from bot.build import VERSION
-from bot.config import ConfigError, Settings, load_settings, mask_url
-from dal.errors import DatabaseUnavailable, RedisUnavailable, UnsupportedServer
+from bot.config import ConfigError, Settings, load_settings
+from dal.errors import DatabaseUnavailable, RedisUnavailable, UnsupportedServer, mask_url
 from dal.migrations import apply_migrations, pending_migrations
 from dal.pg import Database, Postgres
 from dal.redis.erasure import RedisErasure

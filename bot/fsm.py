@@ -7,15 +7,15 @@ code-like password typed during /login goes to the login conversation, under the
 
 A code is first tried the short way, with no read in front of it: the handler is called as if
 the user were in no conversation, and the check-in script itself checks, in its one atomic
-call, the three keys that send an update the long way (`checkin_busy_keys`): the FSM state,
-whether the bot last asked this user for a credential (`dal.redis.keys.login_prompt`: a
-six-digit password typed after the login step expired must be deleted, never taken as a
-check-in) and whether the user is marked undeliverable (for
+call, the three keys that send an update the long way (`checkin_busy_keys`): the FSM state and
+the two marks its store names (`UserStore.mark_keys`): whether the bot last asked this user
+for a credential (a six-digit password typed after the login step expired must be deleted,
+never taken as a check-in) and whether the user is marked undeliverable (for
 bot.middlewares.HeardFromMiddleware). When one exists the script changes nothing and raises
-`CheckInBusy`, and the update goes the long way: one MGET reads the three, the answers reach
-the handlers' filters as `login_prompt` (handlers.login.expects_credential) and
-`undeliverable`, and a user in a conversation is handled under the lock. So the usual
-check-in costs one Redis round trip, not two.
+`CheckInBusy`, and the update goes the long way: one MGET reads the three (`UserStore.marks`
+tells the marks' values apart), the answers reach the handlers' filters as `login_prompt`
+(handlers.login.expects_credential) and `undeliverable`, and a user in a conversation is
+handled under the lock. So the usual check-in costs one Redis round trip, not two.
 
 A mark on a linked account (a /login abandoned until it timed out) does not stop its codes: one
 EXISTS on the long way, paid only when the mark is there.
@@ -37,7 +37,7 @@ from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.types import TelegramObject, Update
 
-from dal.redis import keys
+from dal.redis.accounts import UserStore
 from dal.redis.checkins import CheckInBusy
 from services.accounts import AccountService
 from services.text import is_code
@@ -65,7 +65,7 @@ class CodeAwareFSMMiddleware(FSMContextMiddleware):
             if context is not None and context.key.user_id is not None:
                 user_id = context.key.user_id
                 state_key = self.storage.key_builder.build(context.key, "state")
-                busy = (state_key, keys.login_prompt(user_id), keys.undeliverable(user_id))
+                busy = (state_key, *UserStore.mark_keys(user_id))
                 short = {
                     **data,
                     "fsm_storage": self.storage,
@@ -79,13 +79,14 @@ class CodeAwareFSMMiddleware(FSMContextMiddleware):
                     return await handler(event, short)
                 except CheckInBusy:
                     pass  # nothing was changed: the long way
-                raw_state, prompt, blocked = await self.storage.redis.mget(*busy)
-                asked = prompt is not None
+                raw_state, *found = await self.storage.redis.mget(*busy)
+                marks = UserStore.marks(found)
+                asked = marks.login_prompt
                 accounts = data.get("accounts")
                 if asked and raw_state is None and isinstance(accounts, AccountService):
                     asked = await accounts.code_may_be_credential(telegram_id=user_id)
                 data["login_prompt"] = asked
-                data["undeliverable"] = blocked is not None
+                data["undeliverable"] = marks.undeliverable
                 if raw_state is None:
                     data.update(fsm_storage=self.storage, state=context, raw_state=None)
                     return await handler(event, data)

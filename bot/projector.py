@@ -37,7 +37,7 @@ from uuid import UUID
 
 import segno
 
-from dal.models import AttendanceRedis
+from dal.models import AttendanceRedis, Security
 
 POLL_MS = 1000
 SCREEN_URL_SECONDS = 60
@@ -143,7 +143,7 @@ def check_in_payload(attendance: AttendanceRedis) -> str:
     """The Mini App's `start_param` for this session's QR code: the code itself at levels 1
     and 2 (the page fills it in); at level 3 only the screen (the student types the code
     shown, which changes every few seconds)."""
-    return "ci" if attendance.security_option >= 3 else f"ci_{attendance.code}"
+    return "ci" if attendance.security_option >= Security.ROTATING else f"ci_{attendance.code}"
 
 
 def seconds_to_next_code(
@@ -151,7 +151,7 @@ def seconds_to_next_code(
 ) -> int | None:
     """Level 3: about how long the current code has left (the rotation job runs every few
     seconds, so the new code appears within a tick of zero)."""
-    if attendance.security_option < 3:
+    if attendance.security_option < Security.ROTATING:
         return None
     since = attendance.code_changed_at or attendance.start_time
     return max(0, math.ceil((since + rotation - now).total_seconds()))

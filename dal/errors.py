@@ -24,11 +24,8 @@ _SECRET_QUERY_KEYS = frozenset({"password", "pass", "passwd", "sslpassword"})
 
 
 def mask_url(url: str) -> str:
-    """`url` with any password (in the authority or the query string) replaced by ***.
-
-    `dal/` cannot import `bot.config`, so this is its own copy of the helper; it is kept for
-    messages and logs, never for connecting.
-    """
+    """`url` with any password (in the authority or the query string) replaced by ***: the
+    one masking helper, for messages and logs (bot/cli.py's too), never for connecting."""
     parts = urlsplit(url)
     netloc = parts.netloc
     if "@" in netloc:

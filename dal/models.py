@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
-from typing import Annotated, Any
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, Final
 from uuid import UUID
 
 from pydantic import (
@@ -61,6 +61,21 @@ def security_level(value: object) -> object:
 
 
 SecurityLevel = Annotated[int, BeforeValidator(security_level), Field(ge=1, le=3)]
+
+
+class Security(IntEnum):
+    """What each security level adds (a session's `security_option`); the check-in script
+    reads these as `LEVEL_CODE`, ... (dal/redis/scripts.py)."""
+
+    CODE = 1  # the code alone
+    LOCATION = 2  # and, once the teacher's location is known, the student's location
+    ROTATING = 3  # and the code rotates (only the current and the previous one count)
+
+
+# The member of a session's enrolled set that enrols everyone: the lesson has no known
+# enrolment (opened by name). Written by services.attendance, honoured by lua/check_in.lua
+# (as `EVERYONE`), never a student at finalization.
+EVERYONE: Final = "*"
 
 
 class RecordStatus(StrEnum):

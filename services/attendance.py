@@ -20,12 +20,14 @@ from zoneinfo import ZoneInfo
 
 from dal.errors import NotFound
 from dal.models import (
+    EVERYONE,
     AttendanceRecordRedis,
     AttendanceRedis,
     FailReason,
     RecordSource,
     RecordStatus,
     ScheduleEntry,
+    Security,
     UserSessionRedis,
 )
 from dal.pg import AccountStore, ScheduleStore
@@ -56,20 +58,19 @@ from services.text import code_digits, person_key, turkish_casefold
 
 log = logging.getLogger(__name__)
 
-# Enrolment marker for a session whose lesson is in no schedule (opened by a typed name):
-# everyone who sends the code counts as present, since nobody's enrolment is known (the
-# teacher is told so). A scheduled lesson's enrolment is its slot's students: the
-# check-in script also accepts a student whose cached schedule has the slot (one who linked
-# after the opening), and records one who has the course in another section as pending review
-# with the reason ANOTHER_SECTION.
-EVERYONE = "*"
+# `EVERYONE` (dal.models; the check-in script reads it too) is the enrolment of a session whose
+# lesson is in no schedule (opened by a typed name): everyone who sends the code counts as
+# present, since nobody's enrolment is known (the teacher is told so). A scheduled lesson's
+# enrolment is its slot's students: the check-in script also accepts a student whose
+# cached schedule has the slot (one who linked after the opening), and records one who has the
+# course in another section as pending review with the reason ANOTHER_SECTION.
 SCHOOL_NUMBER = re.compile(r"^[A-Za-z0-9]{3,20}$")
 # A teacher's note on a rejection, capped once where it is stored: the stored note is what the
 # student is shown, and 200 characters stay far under Telegram's 4,096 even when every one of
 # them becomes a five-character HTML entity.
 NOTE_MAX_CHARS = 200
 # Security levels: 1 code, 2 code and place, 3 rotating code and place.
-SECURITY_LEVELS = (1, 2, 3)
+SECURITY_LEVELS = tuple(Security)
 # A teacher's decision is told once: its marker outlives any session (they last hours).
 _DECISION_NOTICE_TTL_SECONDS = 2 * 86_400
 

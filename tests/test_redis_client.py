@@ -22,7 +22,7 @@ from dal.models import (
     Role,
     UserSessionRedis,
 )
-from dal.redis.accounts import session_ttl_seconds
+from dal.redis.accounts import AccountMarks, UserStore, session_ttl_seconds
 from dal.redis.checkins import CheckInReply
 from dal.redis.finalization import ClaimOutcome
 from dal.redis.keys import DUE as DUE_KEY
@@ -164,6 +164,26 @@ async def test_user_session_round_trips_turkish_names_with_ttl(
 
     await client.users.delete_user_session(telegram_id=session.telegram_id)
     assert await client.users.get_user_session(telegram_id=session.telegram_id) is None
+
+
+async def test_mark_keys_read_back_the_marks_the_store_writes(
+    client: RedisStores, redis_raw: aioredis.Redis
+) -> None:
+    # The check-in's long way reads these keys in its own MGET (bot/fsm.py): they must be the
+    # ones the store's writes set and clears, or a password typed late becomes a check-in.
+    tid = 6_000_000_000_017
+
+    async def read() -> AccountMarks:
+        return UserStore.marks(await redis_raw.mget(*UserStore.mark_keys(tid)))
+
+    assert await read() == AccountMarks(login_prompt=False, undeliverable=False)
+    await client.users.set_login_prompt(telegram_id=tid, step="password", ttl_seconds=60)
+    assert await read() == AccountMarks(login_prompt=True, undeliverable=False)
+    await client.users.add_undeliverable(telegram_ids=[tid], ttl_seconds=60)
+    assert await read() == AccountMarks(login_prompt=True, undeliverable=True)
+    await client.users.clear_login_prompt(telegram_id=tid)
+    await client.users.remove_undeliverable(telegram_id=tid)
+    assert await read() == AccountMarks(login_prompt=False, undeliverable=False)
 
 
 # --- opening, reading, finishing -------------------------------------------------------------

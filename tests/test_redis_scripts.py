@@ -1,5 +1,6 @@
-"""The Lua scripts of dal/redis/lua: the key builders they are given agree with dal/redis/keys.py,
-every file is loaded by some aggregate, and the files ship with the package."""
+"""The Lua scripts of dal/redis/lua: the key builders and the shared values they are given agree
+with dal/redis/keys.py and dal/models.py, no script spells a shared value itself, every file is
+loaded by some aggregate, and the files ship with the package."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from dal.models import EVERYONE, FailReason, Role, Security
 from dal.redis import keys, scripts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +39,42 @@ async def test_lua_key_builders_name_keys_exactly_as_python_does(
         keys.code(code),
         keys.teacher(teacher),
     ]
+
+
+async def test_lua_constants_are_their_python_owners_values(redis_raw: aioredis.Redis) -> None:
+    shared = scripts.constants()
+    got = await redis_raw.eval(scripts.prelude() + f"return {{{', '.join(shared)}}}", 0)
+    # Redis replies with text as bytes; numbers stay numbers.
+    assert [v.decode() if isinstance(v, bytes) else v for v in got] == list(shared.values())
+    assert shared["EVERYONE"] == EVERYONE
+    assert shared["REASON_OVER_CAP"] == FailReason.OVER_CAP
+    assert shared["ROLE_STUDENT"] == Role.STUDENT
+    assert shared["LEVEL_LOCATION"] == Security.LOCATION
+
+
+def _code_literals(lua: str) -> list[str]:
+    """The quoted string literals of `lua` outside comments, less field names (`s['code']`)
+    and XADD's `'*'` (Redis's "new entry id", not the enrolled-set marker)."""
+    found: list[str] = []
+    for line in lua.splitlines():
+        code = line.split("--", 1)[0] if not re.search(r"'[^']*--", line) else line
+        code = re.sub(r"\[\s*'[^']*'\s*\]", "[]", code)
+        if "'XADD'" in code:
+            code = code.replace("'*'", "")
+        found += re.findall(r"'([^']*)'", code) + re.findall(r'"([^"]*)"', code)
+    return found
+
+
+def test_no_script_spells_a_value_python_owns() -> None:
+    shared = {v for v in scripts.constants().values() if isinstance(v, str)}
+    spelled = {}
+    for name in _lua_names():
+        for literal in _code_literals(LUA.joinpath(f"{name}.lua").read_text()):
+            # Alone, or inside JSON text the script writes or looks for ('"fail_reason":"X"').
+            hits = {v for v in shared if literal == v or f'"{v}"' in literal}
+            if hits:
+                spelled[name] = sorted(hits)
+    assert spelled == {}
 
 
 def test_every_lua_file_is_registered_or_included() -> None:

@@ -24,6 +24,7 @@ from dal.models import (
     FailReason,
     RecordSource,
     RecordStatus,
+    Security,
 )
 from dal.pg import StudentAttendanceRow
 from services.attendance import AttendanceService, Roster
@@ -223,7 +224,7 @@ def session_status(
         else Raw("")
     )
     level = t("session.level", name=level_name(attendance.security_option))
-    if attendance.security_option >= 2 and not ended:
+    if attendance.security_option >= Security.LOCATION and not ended:
         anchored = attendance.anchor_latitude is not None
         level += "\n" + t("session.anchor_set" if anchored else "session.anchor_missing")
     if projector_url and not ended:

@@ -4,13 +4,14 @@ marks of accounts Telegram refuses to deliver to."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from dal.models import Role, UserSessionRedis
 from dal.redis import keys
 from dal.redis.base import Store, text
 
-__all__ = ["UserStore", "session_ttl_seconds"]
+__all__ = ["AccountMarks", "UserStore", "session_ttl_seconds"]
 
 _DAY: Final = 86_400
 
@@ -21,8 +22,32 @@ def session_ttl_seconds(role: Role, *, student_days: int, teacher_days: int) -> 
     return days * _DAY
 
 
+@dataclass(frozen=True, slots=True)
+class AccountMarks:
+    """The marks that send an account's check-in code the long way (bot/fsm.py)."""
+
+    login_prompt: bool  # the bot last asked this account for a credential
+    undeliverable: bool  # Telegram refuses to deliver to the account
+
+
 class UserStore(Store):
     """`keys.user`, `keys.login_prompt` and `keys.undeliverable` of each Telegram account."""
+
+    # --- the marks the check-in reads --------------------------------------------------------
+
+    @staticmethod
+    def mark_keys(telegram_id: int) -> tuple[str, str]:
+        """The keys of the account's marks, in the order `marks` reads their values: the
+        check-in script refuses the short way while one exists, and the long way reads them
+        in the MGET it makes anyway (with the FSM state), so they cost no round trip of
+        their own."""
+        return keys.login_prompt(telegram_id), keys.undeliverable(telegram_id)
+
+    @staticmethod
+    def marks(values: Sequence[object]) -> AccountMarks:
+        """The marks from the values read at `mark_keys` (None: no such key)."""
+        prompt, blocked = values
+        return AccountMarks(login_prompt=prompt is not None, undeliverable=blocked is not None)
 
     # --- user sessions ---------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 
 from dal.models import AttendanceRecordRedis, AttendanceRedis
 from dal.redis import keys, scripts
-from dal.redis.base import Store, epoch, parse_record, text
+from dal.redis.base import Store, parse_record, text
 
 __all__ = ["CheckInBusy", "CheckInReply", "CheckIns", "LocationReply"]
 
@@ -97,7 +97,6 @@ class CheckIns(Store):
             keys.location_wait(telegram_id),
         ]
         args = [
-            epoch(now),
             str(throttle_limit),
             str(throttle_window),
             now.isoformat(),

@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.callback_answer import CallbackAnswer
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from dal.models import Security
 from handlers.deps import StatusBoard
 from handlers.filters import has_text, on_command
 from handlers.replies import Reply
@@ -48,7 +49,7 @@ async def _show_start(
         # Awaited, not returned: the status board keeps the sent message's id to edit it.
         await board.post(outcome.attendance, chat_id=target.chat.id)
         level = outcome.attendance.security_option
-        ask = ask_teacher_location(target, level) if level >= 2 else None
+        ask = ask_teacher_location(target, level) if level >= Security.LOCATION else None
         if not outcome.ad_hoc:
             return ask
         note = target.answer(t("session.ad_hoc"))
@@ -184,7 +185,11 @@ async def session_level(
     name = t(f"level.{session.security_option}")
     callback_answer.text = t("level.changed", name=name)
     message = message_of(query)
-    if message is not None and session.security_option >= 2 and session.anchor_latitude is None:
+    if (
+        message is not None
+        and session.security_option >= Security.LOCATION
+        and session.anchor_latitude is None
+    ):
         return ask_teacher_location(message, session.security_option)
     return None
 

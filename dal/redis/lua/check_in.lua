@@ -5,30 +5,30 @@
 -- path a second round trip and a race with the code's rotation.
 -- KEYS: 1 throttle key, 2 code key, 3 due index, 4 the sender's user session (users:<id>),
 --       5 the sender's location wait key (checkin:location:<id>)
--- ARGV: 1 unused (was the caller's clock), 2 throttle limit, 3 throttle window (s),
---       4 now (ISO 8601, stamps the record), 5 the sender's Telegram id, 6 the code,
---       7 how long a location is waited for (s), 8.. keys that send the update the long way
---       when one exists (bot/fsm.py: the FSM state, the login prompt, the undeliverable mark)
--- Returns {'BUSY'} having changed nothing when one of the ARGV[8..] keys exists.
+-- ARGV: 1 throttle limit, 2 throttle window (s), 3 now (ISO 8601, only stamps the record:
+--       Redis's clock decides "ended"), 4 the sender's Telegram id, 5 the code, 6 how long a
+--       location is waited for (s), 7.. keys that send the update the long way when one
+--       exists (bot/fsm.py: the FSM state, the login prompt, the undeliverable mark)
+-- Returns {'BUSY'} having changed nothing when one of the ARGV[7..] keys exists.
 local function throttled()
   local count = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-  if count < tonumber(ARGV[2]) then
+  if count < tonumber(ARGV[1]) then
     return nil
   end
   local ttl = redis.call('TTL', KEYS[1])
   if ttl < 0 then
-    redis.call('EXPIRE', KEYS[1], ARGV[3])
-    ttl = tonumber(ARGV[3])
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
+    ttl = tonumber(ARGV[2])
   end
   return {'THROTTLED', ttl}
 end
 local function count_failure()
   -- The window starts at the first failure (EXPIRE ... NX without Redis 7's NX).
   if redis.call('INCR', KEYS[1]) == 1 or redis.call('TTL', KEYS[1]) < 0 then
-    redis.call('EXPIRE', KEYS[1], ARGV[3])
+    redis.call('EXPIRE', KEYS[1], ARGV[2])
   end
 end
-for i = 8, #ARGV do
+for i = 7, #ARGV do
   if redis.call('EXISTS', ARGV[i]) == 1 then
     return {'BUSY'}
   end
@@ -45,7 +45,7 @@ if not user then
   return {'NOT_LINKED'}
 end
 local u = cjson.decode(user)
-if u['role'] ~= 'student' then
+if u['role'] ~= ROLE_STUDENT then
   return {'NOT_STUDENT'}
 end
 local number = u['school_number']
@@ -69,7 +69,7 @@ if (not score) or tonumber(score) <= redis_now()
   return {'ENDED', id, session}
 end
 local s = cjson.decode(session)
-local level = tonumber(s['security_option']) or 1
+local level = tonumber(s['security_option']) or LEVEL_CODE
 local records = records_key(id)
 local existing = redis.call('HGET', records, number)
 if existing then
@@ -78,18 +78,18 @@ end
 -- Only the current and the previous code count (level 3 rotates them; a session
 -- switched back to level 1 or 2 keeps its last two). An older code of this session has
 -- expired: not a wrong code (it belonged to an open session), not counted.
-if ARGV[6] ~= s['code'] and ARGV[6] ~= s['previous_code'] then
+if ARGV[5] ~= s['code'] and ARGV[5] ~= s['previous_code'] then
   return {'EXPIRED', id, session}
 end
--- Enrolled: named in the enrolled set, or '*' there (the lesson has no known enrolment), or
--- the session's lesson slot among the student's cached slots (linked after the opening).
+-- Enrolled: named in the enrolled set, or EVERYONE there (the lesson has no known enrolment),
+-- or the session's lesson slot among the student's cached slots (linked after the opening).
 -- Not enrolled but the course among their cached courses: another section (pending review).
 -- A session stored without a slot (opened before slots existed) takes the course as enough.
 -- Cached courses and slots count only when they come from the session's term.
 local enrolled = enrolled_key(id)
 local member = redis.call('SISMEMBER', enrolled, number) == 1
-  or redis.call('SISMEMBER', enrolled, '*') == 1
-local reason = 'NOT_IN_SCHEDULE'
+  or redis.call('SISMEMBER', enrolled, EVERYONE) == 1
+local reason = REASON_NOT_IN_SCHEDULE
 if (not member) and s['term'] == u['term'] then
   local slot = s['slot']
   local has_slot = type(slot) == 'string'
@@ -105,7 +105,7 @@ if (not member) and s['term'] == u['term'] then
     for _, course in ipairs(u['courses']) do
       if course == s['lesson_code'] then
         if has_slot then
-          reason = 'ANOTHER_SECTION'
+          reason = REASON_ANOTHER_SECTION
         else
           member = true
         end
@@ -118,22 +118,23 @@ end
 -- more than 14 digits.
 local head = '{"student_number":' .. cjson.encode(number)
   .. ',"student_full_name":' .. cjson.encode(u['full_name'])
-  .. ',"telegram_id":' .. ARGV[5] .. ',"attendance_time":"' .. ARGV[4] .. '","source":"code",'
+  .. ',"telegram_id":' .. ARGV[4] .. ',"attendance_time":"' .. ARGV[3]
+  .. '","source":"' .. SOURCE_CODE .. '",'
 -- Levels 2 and 3 with the teacher's location known: an enrolled student is asked for theirs;
 -- the record says LOCATION_MISSING until a location decides it (services.location).
-local anchored = level >= 2 and type(s['anchor_latitude']) == 'number'
+local anchored = level >= LEVEL_LOCATION and type(s['anchor_latitude']) == 'number'
 if member and anchored then
-  member, reason = false, 'LOCATION_MISSING'
-  redis.call('SET', KEYS[5], id .. '|' .. number, 'EX', ARGV[7])
+  member, reason = false, REASON_LOCATION_MISSING
+  redis.call('SET', KEYS[5], id .. '|' .. number, 'EX', ARGV[6])
 elseif member and over_cap(records, s) then
-  member, reason = false, 'OVER_CAP'
+  member, reason = false, REASON_OVER_CAP
 end
 local record, status
 if member then
   record, status = head .. '"is_attended":true,"fail_reason":null}', 'OK_PRESENT'
 else
   record, status = head .. '"is_attended":false,"fail_reason":"' .. reason .. '"}', 'OK_PENDING'
-  if reason == 'LOCATION_MISSING' then
+  if reason == REASON_LOCATION_MISSING then
     status = 'OK_LOCATION'
   end
 end

@@ -22,14 +22,14 @@ if (not session) or (not score) or tonumber(score) <= redis_now()
 end
 local records = records_key(id)
 local old = redis.call('HGET', records, number)
-local waiting = '"is_attended":false,"fail_reason":"LOCATION_MISSING"'
+local waiting = '"is_attended":false,"fail_reason":"' .. REASON_LOCATION_MISSING .. '"'
 redis.call('DEL', KEYS[1])
 if (not old) or (not string.find(old, waiting, 1, true)) then
   return {'DECIDED', id}
 end
 local reason = ARGV[1]
 if reason == '' and over_cap(records, cjson.decode(session)) then
-  reason = 'OVER_CAP'
+  reason = REASON_OVER_CAP
 end
 local decided, status = '"is_attended":true,"fail_reason":null', 'OK_PRESENT'
 if reason ~= '' then
