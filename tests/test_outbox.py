@@ -21,6 +21,7 @@ from dal.redis.outbox import Entry, Outbox
 from dal.redis.stores import RedisStores
 from services.notice_codec import Tries, conditions, decode, digest_entry, encode, encode_text
 from services.notify import Attachment, Button, Moment, Notice, Percent, Stale
+from services.pseudonyms import pseudonym
 from tests.support import poll_until, redis_client_fixture  # noqa: F401
 
 
@@ -509,7 +510,8 @@ async def test_a_notice_failing_for_a_day_is_given_up_and_logged(
             await bot.session.close()
     assert fake.sent_messages == []
     assert await outbox.backlog() == 0
-    assert "to 7300 given up after failing" in caplog.text
+    # The chat by its pseudonym only (never the Telegram id) in the log line.
+    assert f"to {pseudonym(7300)} given up after failing" in caplog.text
 
 
 # Entries exactly as the codec wrote them before it moved beside the notice type: entries
