@@ -47,9 +47,6 @@ EVERY = timedelta(seconds=30)
 class _Discard:
     """Notices are dropped, not queued: the loops' own cost is measured."""
 
-    async def notify(self, notices: Sequence[Notice]) -> int:
-        return len(notices)
-
     async def enqueue(
         self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
     ) -> bool:

@@ -68,10 +68,10 @@ async def _until(condition: Callable[[], bool], timeout: float, what: str) -> No
 
 
 async def measure(dsn: str, backlog: int = 1000, n: int = 500) -> dict[str, Any]:
-    from bot.delivery import encode
     from dal.pg import Postgres
     from dal.redis.connection import client as redis_client
     from dal.redis.outbox import Outbox
+    from services.notice_codec import encode
     from services.notify import Notice
     from tests.fakes.telegram_server import FakeTelegram
 

@@ -106,7 +106,7 @@ def _latency(values: Sequence[float]) -> dict[str, float]:
 
 async def _backlog(dsn: str, backlog: int, probes: int) -> dict[str, Any]:
     from bot.app import build_app
-    from bot.delivery import encode
+    from services.notice_codec import encode
     from services.notify import Notice
     from tests.fakes.telegram_server import FakeTelegram
 

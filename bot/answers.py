@@ -35,8 +35,8 @@ from aiogram.exceptions import (
     TelegramServerError,
 )
 
-from bot.delivery import encode_text
 from dal.redis.outbox import Outbox, OutboxLanes
+from services.notice_codec import encode_text
 from services.notify import ANSWER
 
 log = logging.getLogger(__name__)

@@ -37,14 +37,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -60,8 +58,9 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 
 from bot.notifier import callback_data, web_app_url
 from bot.outgoing import BULK, Bulk, NoLongerWanted
-from dal.redis.outbox import Entry, Outbox, OutboxLanes, encode_conditions
-from services.notify import Attachment, Button, Moment, Notice, Percent, Stale
+from dal.redis.outbox import Entry, Outbox, OutboxLanes
+from services.notice_codec import Tries, conditions, decode, digest_entry, encode
+from services.notify import Button, Moment, Notice, Percent
 from services.pseudonyms import pseudonym
 from ui.i18n import date_time_text, percent_number, t, time_text, use_locale
 
@@ -71,86 +70,7 @@ log = logging.getLogger(__name__)
 CAPTION_LIMIT = 1024
 
 
-# --- the payload -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Tries:
-    """How often a notice failed transiently, and since when (epoch seconds of the first)."""
-
-    count: int = 0
-    since: float = 0.0
-
-    def failed(self, now: float) -> Tries:
-        return Tries(self.count + 1, self.since or now)
-
-
-def encode(notice: Notice, tries: Tries | None = None) -> str:
-    if notice.digest and not notice.key:  # the entry that sends a recipient's digest
-        body: dict[str, Any] = {"t": notice.telegram_id, "g": notice.digest}
-    elif not notice.key:
-        body = {"t": notice.telegram_id, "x": notice.values["text"]}
-    else:
-        body = {"t": notice.telegram_id, "l": notice.language, "k": notice.key}
-        if notice.values:
-            body["v"] = notice.values
-        if notice.buttons:
-            body["b"] = [[b.label_key, b.action, list(b.args)] for b in notice.buttons]
-        if notice.drop_if:
-            body["d"] = [[c.kind, *c.args] for c in notice.drop_if]
-        if notice.attachment is not None:
-            body["m"] = [notice.attachment.kind, notice.attachment.file_id]
-    if tries is not None and tries.count:
-        body["a"] = tries.count
-        body["f"] = round(tries.since, 3)
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=_typed)
-
-
-def _typed(value: object) -> object:
-    """A value JSON has no type for: times and percentages keep theirs, to be written in the
-    recipient's locale when the notice is delivered (`render`)."""
-    if isinstance(value, Moment):
-        typed: dict[str, object] = {"$m": value.at.isoformat(), "z": value.tz}
-        if value.time_only:
-            typed["o"] = 1
-        return typed
-    if isinstance(value, Percent):
-        return {"$p": value.value}
-    return str(value)
-
-
-def _untyped(value: object) -> object:
-    if isinstance(value, dict):
-        if "$m" in value:
-            at = datetime.fromisoformat(str(value["$m"]))
-            return Moment(at, str(value["z"]), time_only=bool(value.get("o")))
-        if "$p" in value:
-            return Percent(float(value["$p"]))
-    return value
-
-
-def encode_text(chat_id: int, text: str) -> str:
-    """An already rendered answer (bot/answers.py moves unsent ones here at shutdown)."""
-    return json.dumps({"t": chat_id, "x": text}, ensure_ascii=False, separators=(",", ":"))
-
-
-def decode(payload: str) -> tuple[Notice, Tries]:
-    body = json.loads(payload)
-    tries = Tries(int(body.get("a", 0)), float(body.get("f", 0.0)))
-    if "g" in body:  # a digest: the notices waiting in it are read when it is sent
-        return Notice(int(body["t"]), "", "", digest=str(body["g"])), tries
-    if "x" in body:  # rendered text: no key, sent as is
-        return Notice(int(body["t"]), "", "", {"text": str(body["x"])}), tries
-    notice = Notice(
-        telegram_id=int(body["t"]),
-        language=str(body["l"]),
-        key=str(body["k"]),
-        values={k: _untyped(v) for k, v in (body.get("v") or {}).items()},
-        buttons=tuple(Button(b[0], b[1], tuple(b[2])) for b in body.get("b") or ()),
-        drop_if=tuple(Stale(c[0], tuple(c[1:])) for c in body.get("d") or ()),
-        attachment=Attachment(str(body["m"][0]), str(body["m"][1])) if body.get("m") else None,
-    )
-    return notice, tries
+# --- rendering ------------------------------------------------------------------------
 
 
 def render(
@@ -208,15 +128,15 @@ class OutboxNotifier:
     ) -> bool:
         """Each notice into its lane (`Notice.lane`); with `once`, all of them atomically."""
         return await self._outbox.add(
-            [(n.lane, encode(n), (n.digest, n.telegram_id) if n.digest else None) for n in notices],
+            [(n.lane, encode(n), _digest(n) if n.digest else None) for n in notices],
             once=once,
             once_ttl=once_ttl,
         )
 
-    async def notify(self, notices: Sequence[Notice]) -> int:
-        """Queued durably (the caller does not wait for Telegram); the count queued."""
-        await self.enqueue(notices)
-        return len(notices)
+
+def _digest(notice: Notice) -> tuple[str, int, str]:
+    """The outbox's digest of a notice: its kind, its recipient, the entry that sends it."""
+    return (notice.digest, notice.telegram_id, digest_entry(notice.digest, notice.telegram_id))
 
 
 # --- the worker ------------------------------------------------------------------------
@@ -438,9 +358,7 @@ class DeliveryWorker:
         conditional = [(e, n) for e, n, _a in decoded if n.drop_if]
         stale: list[Entry] = []
         if conditional:
-            verdicts = await self._outbox.stale(
-                [encode_conditions([(c.kind, *c.args) for c in n.drop_if]) for _e, n in conditional]
-            )
+            verdicts = await self._outbox.stale([conditions(n.drop_if) for _e, n in conditional])
             stale = [e for (e, _n), gone in zip(conditional, verdicts, strict=True) if gone]
         if broken or stale:
             await self._outbox.ack([*broken, *stale])
@@ -474,16 +392,12 @@ class DeliveryWorker:
         self, entry_key: tuple[str, str], notice: Notice
     ) -> Callable[[], Awaitable[bool]]:
         """Asked by the outgoing middleware just before each request goes to Telegram."""
-        conditions = (
-            encode_conditions([(c.kind, *c.args) for c in notice.drop_if])
-            if notice.drop_if
-            else None
-        )
+        drop_if = conditions(notice.drop_if) if notice.drop_if else None
 
         async def still_wanted() -> bool:
             if self._stopping.is_set():
                 raise _Abandoned  # never reached Telegram: left pending for the next consumer
-            if conditions is not None and (await self._outbox.stale([conditions]))[0]:
+            if drop_if is not None and (await self._outbox.stale([drop_if]))[0]:
                 return False
             if self._stopping.is_set():
                 raise _Abandoned
@@ -511,7 +425,7 @@ class DeliveryWorker:
     async def _settle(self, entry: Entry, notice: Notice, count: int) -> None:
         """Done with the entry; a digest's notices that it covered are done too."""
         if notice.digest and not notice.key:
-            await self._outbox.digest_sent(entry, notice.digest, notice.telegram_id, count)
+            await self._outbox.digest_sent(entry, _digest(notice), count)
         await self._outbox.ack([entry])
 
     async def _send(self, entry: Entry, notice: Notice, tries: Tries) -> None:

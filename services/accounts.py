@@ -326,7 +326,7 @@ class AccountService:
             await self._guards.reset_counter(key=key)
         if previous is not None and previous != telegram_id:
             await self._user_store.delete_user_session(telegram_id=previous)
-            await self._notifier.notify(
+            await self._notifier.enqueue(
                 [
                     Notice(
                         telegram_id=previous,

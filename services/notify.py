@@ -3,11 +3,13 @@
 Services decide *who* hears *what* (a message key and its values); the bot layer renders the
 text in the user's language and sends it through the paced outgoing path.
 
-`enqueue` is the durable way: once it returns, the notices are in the Redis outbox
-(dal/redis/outbox.py) and are delivered at least once, across crashes and restarts. With `once`, a
-dedupe marker is written in the same atomic step, so a step that is retried after a crash
-enqueues its notices exactly once. A notice may carry `drop_if` conditions (`Stale`), checked
-at delivery time: when one holds, the notice no longer applies and is dropped, not sent.
+`Notifier.enqueue` is the only way: once it returns, the notices are in the Redis outbox
+(dal/redis/outbox.py) and are delivered later, at least once, across crashes and restarts.
+With `once`, a dedupe marker is written in the same atomic step, so a step that is retried
+after a crash enqueues its notices exactly once. A notice may carry `drop_if` conditions
+(`Stale`), checked at delivery time: when one holds, the notice no longer applies and is
+dropped, not sent. How a notice is written into an outbox entry is services/notice_codec.py's
+alone.
 """
 
 from __future__ import annotations
@@ -106,16 +108,19 @@ class Notice:
 
 
 class Notifier(Protocol):
-    async def notify(self, notices: Sequence[Notice]) -> int:
-        """Send every notice now; return how many were delivered."""
-        ...
+    """Where services leave notices. Nothing is sent while the caller waits: `enqueue` only
+    queues them durably, and the delivery worker (bot/delivery.py) sends each one later, at
+    least once, in its lane's turn and within the flood budget, unless a `drop_if` condition
+    holds by then. A service therefore never learns whether, or when, a notice was delivered.
+    """
 
     async def enqueue(
         self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
     ) -> bool:
-        """Put the notices in the durable outbox; they go out in the background.
+        """Queue the notices durably (each into its `lane`); once this returns they survive a
+        crash or restart and are delivered later by the worker.
 
         With `once`, the marker key is set (for `once_ttl` seconds) in the same atomic step;
-        when it was already set nothing is enqueued and the answer is False.
+        when it was already set nothing is queued and the answer is False. Otherwise True.
         """
         ...

@@ -85,14 +85,8 @@ class RecordingNotifier:
 
     sent: list[Notice] = field(default_factory=list)
     later_calls: int = 0
-    now_calls: int = 0
     markers: set[str] = field(default_factory=set)
     redis: aioredis.Redis | None = None
-
-    async def notify(self, notices: Sequence[Notice]) -> int:
-        self.now_calls += 1
-        self.sent.extend(notices)
-        return len(notices)
 
     async def enqueue(
         self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0

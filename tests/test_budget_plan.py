@@ -13,11 +13,12 @@ from uuid import UUID, uuid4
 
 import redis.asyncio as aioredis
 
-from bot.delivery import DeliveryWorker, OutboxNotifier, decode, encode
+from bot.delivery import DeliveryWorker, OutboxNotifier
 from bot.flood import RedisFloodBudget
 from bot.outgoing import OutgoingMiddleware
 from bot.status import StatusBoard
 from dal.redis.outbox import OutboxLanes
+from services.notice_codec import decode, encode
 from services.notify import ANSWER, RESULT, URGENT, Notice
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import poll_until

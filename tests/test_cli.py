@@ -14,9 +14,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from bot.build import VERSION
-from bot.delivery import encode_text
 from dal.migrations import MIGRATIONS_LOCK_KEY, load_migrations
 from dal.redis.outbox import Outbox
+from services.notice_codec import encode_text
 from tests.fakes.aksis_server import FakeAksis
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import BotProcess, bot_env, free_port

@@ -16,9 +16,9 @@ import openpyxl
 import pytest
 import redis.asyncio as aioredis
 
-from bot.delivery import encode_text
 from dal.pg import ExcuseStatus
 from dal.redis.outbox import Outbox
+from services.notice_codec import encode_text
 from services.text import person_key
 from tests.fakes.aksis_server import FakeAksis
 from tests.harness import reply, running_bot

@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.delivery import decode, encode, render
+from bot.delivery import render
 from dal.models import Attendance, AttendanceRecord, FailReason, Role, ScheduleEntry
 from dal.pg import LinkedUser, Postgres
 from dal.pg.counts import COUNT_COLUMNS, RECOUNT_SQL
+from services.notice_codec import decode, encode
 from services.reports import ReportService
 from services.status import AttendanceRate, StatusCounts
 from services.warnings import AttendanceWarnings, WarningRule, planned_sessions

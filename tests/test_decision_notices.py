@@ -21,7 +21,7 @@ from dal.redis.outbox import Outbox
 from dal.redis.stores import RedisStores
 from services.accounts import AccountService
 from services.attendance import AttendanceService
-from services.demo_aksis import DemoAksisClient
+from services.demo_aksis import DemoAksisClient, demo_school_number
 from services.errors import AlreadyOnList
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import (  # noqa: F401
@@ -208,3 +208,36 @@ async def test_the_new_term_notice_survives_a_restart_and_a_retry_once_each(
 
     text = t("term.login_again", locale="en")
     assert got == Counter({(telegram_id, text): 1 for telegram_id in ids.values()})
+
+
+async def test_the_account_moved_notice_is_queued_and_delivered_by_the_worker(
+    pg_client: Postgres, redis_client: RedisStores, telegram: FakeTelegram
+) -> None:
+    """Signing in from a second Telegram account tells the first one. The service only queues
+    the notice (nothing reaches Telegram while it signs in); the worker delivers it."""
+    outbox = Outbox(redis_client.redis)
+    accounts = AccountService(
+        accounts=pg_client.accounts,
+        schedules=pg_client.schedules,
+        retention=pg_client.retention,
+        user_store=redis_client.users,
+        guards=redis_client.guards,
+        aksis=DemoAksisClient(IST, staff_id_key="k" * 32),
+        notifier=OutboxNotifier(outbox),
+        throttle_key=b"t" * 32,
+        student_ttl_days=120,
+        teacher_ttl_days=30,
+    )
+    first, second = 801, 802
+    telegram.user(first, "first")
+    for telegram_id in (first, second):
+        await accounts.login(
+            telegram_id=telegram_id, language="en", username="demo_student_7", password="password"
+        )
+    assert telegram.sent_messages == []
+    assert await outbox.backlog() == 1
+
+    got = await _deliver_after_a_failed_round(telegram, outbox, expected=1)
+
+    text = t("login.moved", locale="en", number=demo_school_number(7))
+    assert got == Counter({(first, text): 1})

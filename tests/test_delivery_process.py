@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from bot.delivery import encode
 from dal.models import AttendanceRecordRedis, AttendanceRedis
 from dal.redis.outbox import Outbox
 from dal.redis.stores import RedisStores
+from services.notice_codec import encode
 from services.notify import Notice, Stale
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import (

@@ -11,12 +11,12 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from bot.delivery import decode, encode
 from dal.models import Attendance, AttendanceRecord, FailReason, RecordStatus, ScheduleEntry
 from dal.pg import ExcuseStatus, Postgres
 from services.errors import AlreadyDecided, ExcuseRefused, InvalidInput, NotOwner
 from services.excuses import MAX_PDF_BYTES, ExcuseService, check_attachment
 from services.members import Member
+from services.notice_codec import decode, encode
 from services.notify import Attachment, Notice
 from services.reports import ReportService
 from tests.support import (

@@ -14,13 +14,13 @@ import redis.asyncio as aioredis
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.redis import DefaultKeyBuilder
 
-from bot.delivery import decode, encode
 from bot.flood import RedisFloodBudget
 from bot.locks import RenewingRedisEventIsolation
 from dal.models import AttendanceRecordRedis, AttendanceRedis
-from dal.redis.outbox import Entry, Outbox, encode_conditions
+from dal.redis.outbox import Entry, Outbox
 from dal.redis.stores import RedisStores
-from services.notify import Button, Notice, Stale
+from services.notice_codec import Tries, conditions, decode, digest_entry, encode, encode_text
+from services.notify import Attachment, Button, Moment, Notice, Percent, Stale
 from services.pseudonyms import pseudonym
 from tests.support import poll_until, redis_client_fixture  # noqa: F401
 
@@ -149,9 +149,7 @@ async def test_stale_conditions_are_evaluated_in_one_call(redis_client: RedisSto
         ((Stale.lesson_opened("T2", "MAT101"),), False),  # ended, not open
         ((Stale.lesson_opened("T9", "FIZ101"),), False),
     ]
-    verdicts = await outbox.stale(
-        [encode_conditions([(c.kind, *c.args) for c in conds]) for conds, _ in cases]
-    )
+    verdicts = await outbox.stale([conditions(conds) for conds, _ in cases])
     assert verdicts == [expected for _, expected in cases]
 
 
@@ -512,4 +510,72 @@ async def test_a_notice_failing_for_a_day_is_given_up_and_logged(
             await bot.session.close()
     assert fake.sent_messages == []
     assert await outbox.backlog() == 0
-    assert f"to {pseudonym(7300)} given up after failing" in caplog.text  # never the raw id
+    # The chat by its pseudonym only (never the Telegram id) in the log line.
+    assert f"to {pseudonym(7300)} given up after failing" in caplog.text
+
+
+# Entries exactly as the codec wrote them before it moved beside the notice type: entries
+# queued by a running bot must still be read the same after a deploy.
+_SESSION = "0b7e4c2a-1f6e-4a57-9d1c-3f1c2b9a8e01"
+_QUEUED_NOTICE = (
+    '{"t":4711,"l":"tr","k":"result.absent","v":{"lesson":"FİZ101 - Fizik I",'
+    '"date":{"$m":"2025-03-10T06:00:00+00:00","z":"Europe/Istanbul"},'
+    '"time":{"$m":"2025-03-10T06:00:00+00:00","z":"Europe/Istanbul","o":1},'
+    '"rate":{"$p":12.5},"left":2},'
+    '"b":[["button.excuse","excuse",["0b7e4c2a-1f6e-4a57-9d1c-3f1c2b9a8e01",3]],'
+    '["button.open","web_app",[]]],'
+    '"d":[["checked_in","0b7e4c2a-1f6e-4a57-9d1c-3f1c2b9a8e01","S2"],'
+    '["session_over","0b7e4c2a-1f6e-4a57-9d1c-3f1c2b9a8e01"],["lesson_opened","T1","FIZ101"]],'
+    '"m":["pdf","BQACAgIAAxkB"],"a":2,"f":1741586400.123}'
+)
+
+
+def _queued_notice() -> Notice:
+    at = datetime(2025, 3, 10, 6, 0, tzinfo=UTC)
+    return Notice(
+        telegram_id=4711,
+        language="tr",
+        key="result.absent",
+        values={
+            "lesson": "FİZ101 - Fizik I",
+            "date": Moment(at, "Europe/Istanbul"),
+            "time": Moment(at, "Europe/Istanbul", time_only=True),
+            "rate": Percent(12.5),
+            "left": 2,
+        },
+        buttons=(
+            Button("button.excuse", "excuse", (_SESSION, 3)),
+            Button("button.open", "web_app", ()),
+        ),
+        drop_if=(
+            Stale.checked_in(_SESSION, "S2"),
+            Stale.session_over(_SESSION),
+            Stale.lesson_opened("T1", "FIZ101"),
+        ),
+        attachment=Attachment("pdf", "BQACAgIAAxkB"),
+    )
+
+
+async def test_an_entry_queued_by_the_previous_codec_is_read_the_same(
+    redis_raw: aioredis.Redis,
+) -> None:
+    outbox = Outbox(redis_raw)
+    await outbox.ensure_group()
+    await outbox.add([_QUEUED_NOTICE, '{"t":4711,"g":"results"}', '{"t":4711,"x":"Yoklama açık"}'])
+    entries = await outbox.read("c1", 10, block_ms=None, own=False)
+
+    notice, tries = decode(entries[0].payload)
+    assert notice == _queued_notice()
+    assert tries == Tries(2, 1741586400.123)
+    # A transient failure puts it back re-encoded: byte for byte what was queued.
+    assert encode(notice, tries) == _QUEUED_NOTICE
+    assert decode(entries[1].payload)[0] == Notice(4711, "", "", digest="results")
+    assert encode(Notice(4711, "", "", digest="results")) == digest_entry("results", 4711)
+    assert digest_entry("results", 4711) == entries[1].payload
+    assert decode(entries[2].payload)[0] == Notice(4711, "", "", {"text": "Yoklama açık"})
+    assert encode_text(4711, "Yoklama açık") == entries[2].payload
+    # Its conditions, as the staleness script reads them: the session is gone, so it is dropped;
+    # a lesson of another teacher alone does not drop it.
+    assert await outbox.stale(
+        [conditions(notice.drop_if), conditions((Stale.lesson_opened("T9", "FIZ101"),))]
+    ) == [True, False]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 
-from bot.delivery import decode, encode, render
+from bot.delivery import render
 from dal.models import ScheduleEntry, User, UserSessionRedis
 from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService, Started
 from services.checkin_outcomes import CheckInStatus
+from services.notice_codec import decode, encode
 from services.notify import Button
 from services.reminders import ReminderService
 from tests.support import (  # noqa: F401

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import openpyxl
 import pytest
 
-from bot.delivery import decode, encode, render
+from bot.delivery import render
 from dal.models import (
     Attendance,
     AttendanceRecord,
@@ -40,6 +40,7 @@ from services.errors import (
 )
 from services.exports import CSV_HEADER, MATRIX_LEFT, MATRIX_RIGHT, ROW_ATTENDED, ROW_RECORDS
 from services.finalize import Finalizer
+from services.notice_codec import decode, encode
 from services.notify import Percent
 from services.reports import ReportService, course_token
 from services.warnings import AttendanceWarnings, WarningRule

@@ -1,6 +1,7 @@
 """The durable outbox: notices waiting to be sent, in a Redis Stream read by a consumer group.
 
-    outbox                      stream; each entry `n` = one notice as JSON (see bot/delivery.py)
+    outbox                      stream; each entry `n` = one notice, an opaque string (its
+                                form is services/notice_codec.py's; this module never reads it)
     outbox group `delivery`     one consumer per bot process; an entry read by a consumer stays
                                 in the group's pending list (PEL) until that consumer acks it
     outbox:alive:<consumer>     heartbeat of a live consumer (PX expiry, renewed every second)
@@ -22,14 +23,13 @@ or deliberately dropped (stale, undeliverable, or past its attempts).
 `add(..., once=key)` sets a dedupe marker and appends the entries in one Lua script, so a step
 that is retried after a crash enqueues its notices exactly once.
 
-Staleness conditions (`services.notify.Stale`, stored with the entry as `[kind, args...]`) are
-evaluated for a whole batch in one script (lua/outbox_check_stale.lua), against the session
-keys of dal/redis/keys.py.
+Staleness conditions are handed in by the caller as opaque strings too (one per entry, spelled
+by services/notice_codec.py), and evaluated for a whole batch in one script
+(lua/outbox_check_stale.lua), against the session keys of dal/redis/keys.py.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -270,8 +270,9 @@ class Outbox:
         return int(summary["pending"])
 
 
-Digest = tuple[str, int]
-"""(kind, telegram id): notices of one kind to one recipient that go out as one message."""
+Digest = tuple[str, int, str]
+"""(kind, telegram id, the payload of the entry that sends it): notices of one kind to one
+recipient that go out as one message."""
 Item = tuple[str, str] | tuple[str, str, Digest | None]
 """(lane, payload) or (lane, payload, digest) for `OutboxLanes.add`."""
 DIGEST_HOLD_MS: Final = 3_600_000
@@ -356,7 +357,7 @@ class OutboxLanes:
         """Append the items, each to its lane; with `once`, only if that marker was not set (and
         set it), every lane in the same atomic step.
 
-        An item with a digest (kind, telegram id) joins that recipient's digest instead: the
+        An item with a digest (kind, telegram id, sender) joins that recipient's digest instead: the
         notices of one kind waiting for one person go out as one message (`digest_items`), and
         after one has gone, the next waits until `digest_hold_ms` has passed (one result
         message per student per hour, however many of their sessions ended)."""
@@ -376,16 +377,9 @@ class OutboxLanes:
                 if digest is None:
                     args += [stream, payload, 0, 0, 0, ""]
                     continue
-                kind, telegram_id = digest
+                kind, telegram_id, sender = digest
                 listed, marker, hold = keys.digest(kind, telegram_id)
-                args += [
-                    stream,
-                    payload,
-                    index(listed),
-                    index(marker),
-                    index(hold),
-                    digest_entry(kind, telegram_id),
-                ]
+                args += [stream, payload, index(listed), index(marker), index(hold), sender]
             added = await self._add_lanes(keys=script_keys, args=args)
             return bool(added)
         if items:
@@ -500,27 +494,20 @@ class OutboxLanes:
         raw: list[Any] = await self._redis.lrange(listed, 0, -1)
         return [_text(x) for x in raw]
 
-    async def digest_sent(self, entry: Entry, kind: str, telegram_id: int, count: int) -> None:
+    async def digest_sent(self, entry: Entry, digest: Digest, count: int) -> None:
         """The first `count` notices of the digest went out (0: there was nothing to send):
-        the hold starts, and whatever joined meanwhile is due when it ends."""
+        the hold starts, and whatever joined meanwhile is due when it ends (its sender entry,
+        `digest[2]`, is queued again then)."""
+        kind, telegram_id, sender = digest
         listed, marker, hold = keys.digest(kind, telegram_id)
         await self._digest_sent(
             keys=[listed, marker, hold, keys.OUTBOX_LATER],
-            args=[count, self.digest_hold_ms, entry.stream, digest_entry(kind, telegram_id)],
+            args=[count, self.digest_hold_ms, entry.stream, sender],
         )
 
     async def release_due(self, *, batch: int = 500) -> int:
         """Delayed entries whose time has come into their lanes (one script call)."""
         return int(await self._release(keys=[keys.OUTBOX_LATER], args=[batch]))
-
-
-def digest_entry(kind: str, telegram_id: int) -> str:
-    """The outbox entry that sends a recipient's digest (bot/delivery.py reads it)."""
-    return json.dumps({"t": telegram_id, "g": kind}, separators=(",", ":"))
-
-
-def encode_conditions(conditions: Sequence[Sequence[str]]) -> str:
-    return json.dumps([list(c) for c in conditions], ensure_ascii=False)
 
 
 def _group_gone(exc: ResponseError) -> bool:

@@ -1,6 +1,8 @@
 -- Staleness of outbox entries (dal/redis/outbox.py: Outbox.stale). One answer per entry: 1 when
--- any of its conditions holds (drop it), else 0. Conditions (JSON arrays): ["checked_in", id,
--- number], ["session_over", id], ["lesson_opened", teacher_school_number, lesson_code].
+-- any of its conditions holds (drop it), else 0. Conditions (JSON arrays, spelled by
+-- services/notice_codec.py `conditions`; each kind means what its `services.notify.Stale`
+-- constructor says): ["checked_in", id, number], ["session_over", id],
+-- ["lesson_opened", teacher_school_number, lesson_code].
 -- Derived keys (single server only): session_key, records_key and teacher_key of the ids and
 -- teachers named in the conditions, which are stored with each entry as opaque JSON.
 -- KEYS: 1 due index; ARGV: one JSON array of conditions per entry
