@@ -47,7 +47,7 @@ from dal.models import AttendanceRecordRedis, AttendanceRedis, RecordSource, Rol
 from dal.pg import Postgres
 from dal.redis.keys import records as records_key
 from dal.redis.stores import RedisStores
-from services.notify import Notice
+from services.notify import Notice, Notifier
 from tests.fakes.telegram_server import FakeTelegram
 from tests.harness import flush_redis, reset_database
 
@@ -133,7 +133,7 @@ def demo_settings(**overrides: object) -> Settings:
 def build_test_services(
     pg: Postgres,
     redis: RedisStores,
-    notifier: RecordingNotifier | None = None,
+    notifier: Notifier | None = None,
     *,
     settings: Settings | None = None,
     clock: Callable[[], datetime] | None = None,

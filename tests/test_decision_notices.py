@@ -20,11 +20,11 @@ from dal.pg import Postgres
 from dal.redis.outbox import Outbox
 from dal.redis.stores import RedisStores
 from services.accounts import AccountService
-from services.attendance import AttendanceService
 from services.demo_aksis import DemoAksisClient
 from services.errors import AlreadyOnList
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import (  # noqa: F401
+    build_test_services,
     link,
     open_session,
     pg_client_fixture,
@@ -103,18 +103,7 @@ async def test_accept_reject_and_add_notices_survive_a_restart_and_a_retry_once_
         enrolled=list(students),
     )
     outbox = Outbox(redis_client.redis)
-    service = AttendanceService(
-        accounts=pg_client.accounts,
-        schedules=pg_client.schedules,
-        sessions=redis_client.sessions,
-        checkins=redis_client.checkins,
-        user_store=redis_client.users,
-        notifier=OutboxNotifier(outbox),
-        tz=IST,
-        early_margin=timedelta(minutes=10),
-        late_after=timedelta(minutes=15),
-        default_duration=timedelta(minutes=50),
-    )
+    service = build_test_services(pg_client, redis_client, OutboxNotifier(outbox)).attendance
     who = UserSessionRedis(
         telegram_id=9,
         school_number=teacher.user_school_number,

@@ -31,6 +31,7 @@ from tests.fakes.aksis_server import FakeAksis
 from tests.support import (
     IST,
     RecordingNotifier,
+    build_test_services,
     link,
     open_session,
     pg_behind_proxy,
@@ -78,20 +79,10 @@ def _attendance(
     notifier: RecordingNotifier | None = None,
     accounts: AccountService | None = None,
 ) -> AttendanceService:
-    loader = accounts.current_user if accounts is not None else None
-    return AttendanceService(
-        accounts=pg.accounts,
-        schedules=pg.schedules,
-        sessions=redis.sessions,
-        checkins=redis.checkins,
-        user_store=redis.users,
-        notifier=notifier or RecordingNotifier(),
-        tz=IST,
-        early_margin=timedelta(minutes=10),
-        late_after=timedelta(minutes=15),
-        default_duration=timedelta(minutes=50),
-        user_loader=(lambda telegram_id: loader(telegram_id=telegram_id)) if loader else None,
-    )
+    """The bot's attendance service; a cold account cache is re-read through `accounts` only
+    when one is given."""
+    services = build_test_services(pg, redis, notifier, attendance={"linked_accounts": accounts})
+    return services.attendance
 
 
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
