@@ -47,6 +47,7 @@ from dal.models import AttendanceRecordRedis, AttendanceRedis, RecordSource, Rol
 from dal.pg import Postgres
 from dal.redis.keys import records as records_key
 from dal.redis.stores import RedisStores
+from services.aksis import AksisClient
 from services.notify import Notice, Notifier
 from tests.fakes.telegram_server import FakeTelegram
 from tests.harness import flush_redis, reset_database
@@ -136,19 +137,22 @@ def build_test_services(
     notifier: Notifier | None = None,
     *,
     settings: Settings | None = None,
+    aksis: AksisClient | None = None,
     clock: Callable[[], datetime] | None = None,
     owner: str | None = None,
     **overrides: Mapping[str, Any],
 ) -> Services:
     """Every service as bot/compose.py wires it, over the test stores and `notifier` (a fresh
-    RecordingNotifier by default), with the settings' defaults (`demo_settings()`). A test that
-    needs other constructor arguments names them by service:
-    `build_test_services(pg, redis, finalizer={"concurrency": 1})`."""
+        RecordingNotifier by default), with the settings' defaults (`demo_settings()`) and the
+    portal client they ask for unless `aksis` is given. A test that
+        needs other constructor arguments names them by service:
+        `build_test_services(pg, redis, finalizer={"concurrency": 1})`."""
     return build_services(
         settings or demo_settings(),
         pg=pg,
         redis=redis,
         notifier=notifier if notifier is not None else RecordingNotifier(),
+        aksis=aksis,
         clock=clock,
         owner=owner,
         overrides=overrides,

@@ -23,7 +23,6 @@ from services.accounts import AccountService
 from services.aksis import AksisClient, InvalidCredentials
 from services.attendance import NOTE_MAX_CHARS, AttendanceService
 from services.csv_export import safe_cell
-from services.demo_aksis import DemoAksisClient
 from services.errors import LoginThrottled, PortalBusy
 from services.reports import ReportService
 from services.text import code_digits
@@ -58,19 +57,7 @@ def _session(user_number: str, role: Role, telegram_id: int = 1) -> UserSessionR
 def _accounts(
     pg: Postgres, redis: RedisStores, aksis: AksisClient | None = None, **limits: int
 ) -> AccountService:
-    return AccountService(
-        accounts=pg.accounts,
-        schedules=pg.schedules,
-        retention=pg.retention,
-        user_store=redis.users,
-        guards=redis.guards,
-        aksis=aksis or DemoAksisClient(IST, staff_id_key="k" * 32),
-        notifier=RecordingNotifier(),
-        throttle_key=b"t" * 32,
-        student_ttl_days=120,
-        teacher_ttl_days=30,
-        **limits,
-    )
+    return build_test_services(pg, redis, aksis=aksis, accounts=limits).accounts
 
 
 def _attendance(
