@@ -15,11 +15,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -30,6 +30,12 @@ from aiogram.methods.base import TelegramType
 from aiogram.types import InputFile
 
 from dal.redis.connection import client as redis_client
+
+if TYPE_CHECKING:
+    from bot.compose import Services
+    from dal.pg import Postgres
+    from dal.redis.stores import RedisStores
+    from services.notify import Notifier
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -304,6 +310,32 @@ def project_settings(dsn: str, redis: str, **overrides: Any) -> Any:
         "aksis_logins_per_minute": 1_000_000,
     }
     return load_settings(**{**values, **overrides})
+
+
+def bench_services(
+    pg: Postgres,
+    redis: RedisStores,
+    notifier: Notifier,
+    *,
+    clock: Callable[[], datetime],
+    owner: str | None = None,
+    **overrides: Mapping[str, Any],
+) -> Services:
+    """Every service as the bot wires it (bot/compose.py), from the settings' defaults with the
+    demo portal; what a benchmark changes is named by service, as `build_services` takes it."""
+    from bot.compose import build_services
+    from bot.config import Settings
+
+    settings = Settings(_env_file=None, aksis_mode="demo")  # type: ignore[call-arg]
+    return build_services(
+        settings,
+        pg=pg,
+        redis=redis,
+        notifier=notifier,
+        clock=clock,
+        owner=owner,
+        overrides=overrides,
+    )
 
 
 class ProjectBot:

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from bench.common import bench_services
 from bot.delivery import OutboxNotifier
 from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, Role, User
 from dal.pg import Postgres
@@ -36,7 +37,7 @@ from dal.redis.keys import DUE as DUE_KEY
 from dal.redis.keys import records as records_key
 from dal.redis.outbox import Outbox
 from dal.redis.stores import RedisStores
-from services.finalize import Finalizer, FinalizeReport
+from services.finalize import FinalizeReport
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -111,20 +112,16 @@ async def _once(
     concurrency: int,
 ) -> tuple[float, FinalizeReport]:
     now = await _seed(pg, redis, sessions, per_session)
-    finalizer = Finalizer(
-        db=pg.db,
-        accounts=pg.accounts,
-        attendance=pg.attendance,
-        sessions=redis.sessions,
-        finalization=redis.finalization,
+    finalizer = bench_services(
+        pg,
+        redis,
         # The real durable outbox: the finalizer's marker + XADD step is part of the cost.
-        notifier=OutboxNotifier(Outbox(redis.redis)),
-        tz=TZ,
-        late_after=timedelta(minutes=15),
-        owner="bench",
-        concurrency=concurrency,
+        OutboxNotifier(Outbox(redis.redis)),
         clock=lambda: now,
-    )
+        owner="bench",
+        # Without warnings and receipts, as this benchmark has always been measured.
+        finalizer={"concurrency": concurrency, "warnings": None, "receipts": None},
+    ).finalizer
     began = time.perf_counter()
     report = await finalizer.run_once()
     elapsed = time.perf_counter() - began

@@ -28,14 +28,13 @@ from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 
-from bench.common import flush_redis, redis_url, throwaway_database
+from bench.common import bench_services, flush_redis, redis_url, throwaway_database
 from dal.errors import NotFound
 from dal.models import AttendanceRecordRedis, AttendanceRedis, Role, User
 from dal.pg import Postgres
 from dal.redis import keys
 from dal.redis.sessions import AttendanceEnded
 from dal.redis.stores import RedisStores
-from services.attendance import AttendanceService
 from services.finalize import Finalizer
 from services.notify import Notice, Notifier
 
@@ -140,18 +139,16 @@ async def _old_rotation_tick(redis: RedisStores, now: datetime) -> int:
 
 
 def _finalizer(pg: Postgres, redis: RedisStores, owner: str, now: datetime) -> Finalizer:
-    return Finalizer(
-        db=pg.db,
-        accounts=pg.accounts,
-        attendance=pg.attendance,
-        sessions=redis.sessions,
-        finalization=redis.finalization,
-        notifier=_notifier(),
-        tz=TZ,
-        late_after=timedelta(minutes=15),
-        owner=owner,
+    # Without warnings and receipts, as this loop has always been measured.
+    services = bench_services(
+        pg,
+        redis,
+        _notifier(),
         clock=lambda: now,
+        owner=owner,
+        finalizer={"warnings": None, "receipts": None},
     )
+    return services.finalizer
 
 
 def _row(label: str, commands: int, seconds: float, note: str = "") -> None:
@@ -169,20 +166,13 @@ async def run(open_count: int, level3: int, ended: int) -> None:
             now = await _seed(pg, redis, open_count=open_count, level3=level3, ended=ended)
             print(f"{open_count} open sessions ({level3} at level 3), {ended} ended awaiting")
             clock_now = now
-            attendance = AttendanceService(
-                accounts=pg.accounts,
-                schedules=pg.schedules,
-                sessions=redis.sessions,
-                checkins=redis.checkins,
-                user_store=redis.users,
-                notifier=_notifier(),
-                tz=TZ,
-                early_margin=timedelta(minutes=10),
-                late_after=timedelta(minutes=15),
-                default_duration=timedelta(minutes=50),
-                code_rotation_seconds=int(EVERY.total_seconds()),
+            attendance = bench_services(
+                pg,
+                redis,
+                _notifier(),
                 clock=lambda: clock_now,
-            )
+                attendance={"code_rotation_seconds": int(EVERY.total_seconds())},
+            ).attendance
             print("code rotation tick (bot/status.py, every second on every replica):")
             # Started 5 minutes ago: every level-3 code is due on the first tick.
             rotated, n, s = await _measure(raw, attendance.rotate_codes)

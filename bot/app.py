@@ -1,7 +1,9 @@
 """The composition root: builds every object from settings and wires them together.
 
-Nothing else in the project knows how the pieces connect. Application-wide objects reach
-handlers and startup/shutdown hooks as Dispatcher keyword arguments (workflow data).
+Nothing else in the project knows how the pieces connect; the services among them are built
+by `bot.compose.build_services`, the same for the scheduler, the tests and the benches.
+Application-wide objects reach handlers and startup/shutdown hooks as Dispatcher keyword
+arguments (workflow data).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -28,6 +30,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from redis.asyncio import Redis
 
 from bot.answers import AnswerQueue
+from bot.compose import build_aksis_client, build_services
 from bot.config import Settings
 from bot.delivery import DeliveryWorker, OutboxNotifier
 from bot.flood import RedisFloodBudget
@@ -54,14 +57,11 @@ from dal.redis.stores import RedisStores
 from handlers import build_router
 from handlers.deps import HandlerDeps
 from services.accounts import AccountService
-from services.aksis import AksisClient, LiveAksisClient
+from services.aksis import AksisClient
 from services.attendance import AttendanceService
-from services.demo_aksis import DemoAksisClient
-from services.excuses import ExcuseService
 from services.login_queue import LoginQueue
 from services.pseudonyms import pseudonym, use_key
 from services.reports import ReportService
-from services.warnings import warning_rule
 from ui.i18n import COMMANDS, DEFAULT_LOCALE, LocaleMiddleware, default_catalogs, t
 
 log = logging.getLogger(__name__)
@@ -115,20 +115,6 @@ def build_bot(settings: Settings, *, session: AiohttpSession | None = None) -> B
         token=settings.bot_token.get_secret_value(),
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
-    )
-
-
-def build_aksis_client(settings: Settings) -> AksisClient:
-    """The portal client `AKSIS_MODE` asks for: the live portal or the built-in demo."""
-    if settings.aksis_mode == "demo":
-        return DemoAksisClient(settings.tz, staff_id_key=settings.key("staff_id_key"))
-    return LiveAksisClient(
-        login_url=settings.aksis_login_url,
-        obs_url=settings.aksis_obs_url,
-        schedule_url=settings.aksis_schedule_url,
-        timeout_seconds=settings.aksis_timeout_seconds,
-        staff_id_key=settings.key("staff_id_key"),
-        tz=settings.tz,
     )
 
 
@@ -198,10 +184,6 @@ def _wrap_updates(
                 manager.register(inner)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @contextlib.asynccontextmanager
 async def build_app(
     settings: Settings,
@@ -249,38 +231,19 @@ async def build_app(
         )
         # Check-in answers are handed off, not awaited by their handlers (bot/answers.py).
         answers = AnswerQueue(bot, outbox)
-        tz = settings.tz
         secret = settings.key("secret_key")
         # Log lines name people by a pseudonym keyed like the log context's `user=`.
         use_key(secret.encode())
-        accounts = AccountService(
-            accounts=pg.accounts,
-            schedules=pg.schedules,
-            retention=pg.retention,
-            user_store=redis.users,
-            guards=redis.guards,
-            aksis=MeteredAksis(aksis or build_aksis_client(settings), metrics),
+        services = build_services(
+            settings,
+            pg=pg,
+            redis=redis,
             notifier=notifier,
-            throttle_key=secret.encode(),
-            student_ttl_days=settings.student_session_ttl_days,
-            teacher_ttl_days=settings.teacher_session_ttl_days,
-            max_failures=settings.login_max_failures,
-            max_failures_per_username=settings.login_max_failures_per_username,
-            failure_window_seconds=settings.login_failure_window_seconds,
-            portal_logins_per_minute=settings.aksis_logins_per_minute,
-            signons_per_hour=settings.login_signons_per_hour,
-            undeliverable_ttl_days=settings.retention_days,
-            tz=tz,
+            aksis=MeteredAksis(aksis or build_aksis_client(settings), metrics),
+            clock=clock,
         )
-        # Sign-ons beyond the portal's pace wait in Redis, credentials sealed (for at most
-        # the ticket's lifetime), until a replica's worker signs them on.
-        login_queue = LoginQueue(
-            accounts=accounts,
-            store=redis.login_queue,
-            guards=redis.guards,
-            sealer=Sealer(secret, ttl_seconds=7200, purpose="login-queue"),
-            ticket_ttl_seconds=7200,
-        )
+        accounts, attendance = services.accounts, services.attendance
+        login_queue = services.login_queue
         login_worker = LoginWorker(queue=login_queue, bot=bot, notifier=notifier)
         bot.session.middleware(
             OutgoingMiddleware(
@@ -292,47 +255,12 @@ async def build_app(
         )
         # Inside the outgoing middleware: sees each attempt, retried ones included.
         bot.session.middleware(TelegramMetrics(metrics))
-        attendance = AttendanceService(
-            accounts=pg.accounts,
-            schedules=pg.schedules,
-            sessions=redis.sessions,
-            checkins=redis.checkins,
-            user_store=redis.users,
-            notifier=notifier,
-            tz=tz,
-            early_margin=timedelta(minutes=settings.lesson_early_margin_minutes),
-            late_after=timedelta(minutes=settings.late_after_minutes),
-            default_duration=timedelta(minutes=settings.default_session_minutes),
-            security_level_default=settings.security_level_default,
-            location_radius_meters=settings.location_radius_meters,
-            code_rotation_seconds=settings.code_rotation_seconds,
-            clock=clock or _utc_now,
-            user_loader=lambda telegram_id: accounts.current_user(telegram_id=telegram_id),
-        )
         # Level-3 sessions open across an upgrade from a version without the rotation schedule
         # are put on it, or their codes would stop rotating (one read when nothing is open).
         missed = await attendance.schedule_missed_rotations()
         if missed:
             log.info("rotation schedule: %d open level-3 session(s) added", missed)
-        reports = ReportService(
-            accounts=pg.accounts,
-            attendance=pg.attendance,
-            corrections=pg.corrections,
-            reports=pg.reports,
-            tz=tz,
-            rule=warning_rule(settings),
-        )
-        excuses = ExcuseService(
-            excuses=pg.excuses,
-            attendance=pg.attendance,
-            accounts=pg.accounts,
-            reports=pg.reports,
-            report_service=reports,
-            notifier=notifier,
-            tz=tz,
-            deadline_days=settings.excuse_deadline_days,
-            clock=clock or _utc_now,
-        )
+        reports, excuses = services.reports, services.excuses
         board = StatusBoard(
             bot=bot,
             attendance=attendance,
@@ -385,13 +313,7 @@ async def build_app(
             inside_errors=[StoreErrorsMiddleware()],
         )
         scheduler = build_scheduler(
-            settings=settings,
-            pg=pg,
-            redis=redis,
-            notifier=notifier,
-            attendance=attendance,
-            metrics=metrics,
-            excuses=excuses,
+            settings=settings, services=services, guards=redis.guards, metrics=metrics
         )
         app = App(
             settings=settings,

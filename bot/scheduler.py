@@ -1,7 +1,8 @@
 """APScheduler wiring: finalize, purge and reminder jobs.
 
-`build_scheduler()` returns an AsyncIOScheduler that is not started; the composition root
-(bot/app.py) starts it at dispatcher startup and shuts it down at shutdown.
+`build_scheduler()` returns an AsyncIOScheduler that is not started, over services it is
+given and never builds (bot/compose.py does); the composition root (bot/app.py) starts it at
+dispatcher startup and shuts it down at shutdown.
 
 Finalization runs on every replica at every tick, with no job lock: the finalizer claims each
 session before touching it (services/finalize.py), so replicas draining the due index together
@@ -22,9 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,21 +32,15 @@ from typing import Final, TypeVar
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.compose import Services, replica_id
 from bot.config import Settings
 from bot.logs import job_context
 from bot.metrics import Metrics
 from dal.errors import RedisUnavailable
-from dal.pg import Postgres
 from dal.redis.guards import Guards
-from dal.redis.stores import RedisStores
-from services.attendance import AttendanceService
-from services.excuses import ExcuseService
 from services.finalize import Finalizer, FinalizeReport, OutageLog
-from services.notify import Notifier
 from services.purge import Purger, PurgeReport
 from services.reminders import ReminderReport, ReminderService
-from services.warnings import AttendanceWarnings, warning_rule
-from ui.states import login_states
 
 __all__ = ["JOB_IDS", "LockTimes", "ScheduledJobs", "build_scheduler", "replica_id"]
 
@@ -60,9 +52,6 @@ JOB_IDS: Final = ("finalize", "purge", "reminders")
 # Reminders are due to the minute (lead and closing times are whole minutes): a 30 s tick
 # delivers each within half a minute of its time.
 REMINDER_INTERVAL_SECONDS: Final = 30
-# How long after its end a session is left alone: claims are judged by Redis's clock, so this
-# only spares refused claims when a replica's clock runs ahead (services/finalize.py).
-SETTLE_SECONDS: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +66,6 @@ class LockTimes:
     def for_settings(cls, settings: Settings) -> LockTimes:
         seconds = settings.job_lock_seconds
         return cls(finalize=seconds, purge=seconds, reminders=seconds)
-
-
-def replica_id() -> str:
-    """Who this process is, for lock owners and claims: host, pid and a random part."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class ScheduledJobs:
@@ -217,67 +201,23 @@ class ScheduledJobs:
 def build_scheduler(
     *,
     settings: Settings,
-    pg: Postgres,
-    redis: RedisStores,
-    notifier: Notifier,
-    attendance: AttendanceService,
-    clock: Callable[[], datetime] | None = None,
+    services: Services,
+    guards: Guards,
     metrics: Metrics | None = None,
-    excuses: ExcuseService | None = None,
 ) -> AsyncIOScheduler:
-    """A scheduler (not started) with the finalize, purge and reminders jobs.
-
-    `clock` gives the jobs' notion of now (tests move it); by default the attendance
-    service's, so that sessions and the jobs that end them agree on the time.
-    """
-    now = clock or attendance.now
-    tz = attendance.tz
-    owner = replica_id()
+    """A scheduler (not started) running the finalize, purge and reminders jobs of the
+    services it is given (bot/compose.py builds them); the jobs' locks are taken in `guards`
+    under the services' replica name."""
+    tz = services.attendance.tz
     jobs = ScheduledJobs(
-        guards=redis.guards,
-        finalizer=Finalizer(
-            db=pg.db,
-            accounts=pg.accounts,
-            attendance=pg.attendance,
-            sessions=redis.sessions,
-            finalization=redis.finalization,
-            notifier=notifier,
-            tz=tz,
-            late_after=timedelta(minutes=settings.late_after_minutes),
-            owner=owner,
-            claim_ttl_seconds=settings.finalize_claim_seconds,
-            settle_seconds=SETTLE_SECONDS,
-            clock=now,
-            warnings=AttendanceWarnings(
-                reports=pg.reports, notifier=notifier, rule=warning_rule(settings), tz=tz
-            ),
-            receipts=redis.users,
-        ),
-        purger=Purger(
-            db=pg.db,
-            retention=pg.retention,
-            purge=redis.purge,
-            user_store=redis.users,
-            # An unlinked account may be half-way through /login; any other state it has is
-            # a leftover (of a logout, or of a link moved to another account).
-            keep_fsm_states=login_states(),
-            retention_days=settings.retention_days,
-            excuses=pg.excuses,
-        ),
-        reminders=ReminderService(
-            accounts=pg.accounts,
-            schedules=pg.schedules,
-            sessions=redis.sessions,
-            notifier=notifier,
-            tz=tz,
-            lead=timedelta(minutes=settings.reminder_lead_minutes),
-            closing=timedelta(minutes=settings.closing_reminder_minutes),
-            clock=now,
-        ),
-        owner=owner,
+        guards=guards,
+        finalizer=services.finalizer,
+        purger=services.purger,
+        reminders=services.reminders,
+        owner=services.owner,
         locks=LockTimes.for_settings(settings),
         metrics=metrics,
-        after_finalize=excuses.apply_waiting if excuses is not None else None,
+        after_finalize=services.excuses.apply_waiting,
     )
     # coalesce=True: ticks missed while the loop was busy or the process suspended collapse
     #   into one run; each job catches up on everything due anyway, so a burst of catch-up

@@ -12,9 +12,10 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from typing import Protocol
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -159,6 +160,13 @@ def entry_to_lesson(entry: ScheduleEntry) -> Lesson:
     )
 
 
+class LinkedAccounts(Protocol):
+    """Where a chat's linked account is read when its Redis cache has expired
+    (services.accounts.AccountService): re-caches it and returns it, None when unlinked."""
+
+    async def current_user(self, *, telegram_id: int) -> UserSessionRedis | None: ...
+
+
 class AttendanceService:
     def __init__(
         self,
@@ -180,7 +188,7 @@ class AttendanceService:
         code_rotation_seconds: int = 30,
         location_wait_seconds: int = 180,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        user_loader: Callable[[int], Awaitable[UserSessionRedis | None]] | None = None,
+        linked_accounts: LinkedAccounts | None = None,
     ) -> None:
         self._accounts = accounts
         self._schedules = schedules
@@ -188,7 +196,7 @@ class AttendanceService:
         self._checkins = checkins
         self._user_store = user_store
         self._notifier = notifier
-        self._user_loader = user_loader
+        self._linked_accounts = linked_accounts
         self._tz = tz
         self._early_margin = early_margin
         self._late_after = late_after
@@ -636,7 +644,7 @@ class AttendanceService:
     ) -> CheckInResult:
         """Record a check-in with the code a student sent: one atomic Redis script that also
         reads the sender's linked account. When that account's Redis session has expired but
-        the link still holds in PostgreSQL, `user_loader` re-caches it and the script runs
+        the link still holds in PostgreSQL, `linked_accounts` re-caches it and the script runs
         once more. The code may be written in any script's decimal digits; text that cannot
         be a code is refused without counting as a wrong code. `busy_keys`: see
         `CheckIns.check_in` (raises `CheckInBusy`, nothing changed)."""
@@ -645,11 +653,11 @@ class AttendanceService:
             return CheckInResult(status=CheckInStatus.WRONG_CODE)
         code = digits
         reply = await self._check_in(telegram_id, code, busy_keys)
-        loader = self._user_loader
+        linked = self._linked_accounts
         if (
             reply.status == CheckInStatus.NOT_LINKED
-            and loader is not None
-            and await loader(telegram_id) is not None
+            and linked is not None
+            and await linked.current_user(telegram_id=telegram_id) is not None
         ):
             reply = await self._check_in(telegram_id, code, busy_keys)
         result = self._check_in_result(reply)

@@ -9,8 +9,10 @@ every test that takes them):
 - `pg_client`: a `Postgres` (dal.pg) on the run's database, tables truncated per test;
 - `redis_client`: a `RedisStores` on the flushed test Redis database (ATTN_TEST_REDIS_DB).
 
-Plus a `RecordingNotifier` (a `services.notify.Notifier` that keeps every notice), a `Clock`
-the tests move by hand, a `TcpProxy` that can cut PostgreSQL off for real, seeding
+Plus `build_test_services` (every service wired as the bot wires it, bot/compose.py, over the
+test stores; non-default constructor arguments as overrides), `demo_settings`, a
+`RecordingNotifier` (a `services.notify.Notifier` that keeps every notice), a `Clock` the
+tests move by hand, a `TcpProxy` that can cut PostgreSQL off for real, seeding
 helpers that go through the real clients, and `BotProcess` (`python -m bot` in a subprocess,
 with `bot_env`, `prepare_stores`, `round_robin` in front of webhook replicas, `poll_until`).
 """
@@ -26,10 +28,11 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
@@ -38,11 +41,14 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from bot.compose import Services, build_services
+from bot.config import Settings
 from dal.models import AttendanceRecordRedis, AttendanceRedis, RecordSource, Role, User
 from dal.pg import Postgres
 from dal.redis.keys import records as records_key
 from dal.redis.stores import RedisStores
-from services.notify import Notice
+from services.aksis import AksisClient
+from services.notify import Notice, Notifier
 from tests.fakes.telegram_server import FakeTelegram
 from tests.harness import flush_redis, reset_database
 
@@ -112,6 +118,39 @@ class RecordingNotifier:
 
     def clear(self) -> None:
         self.sent.clear()
+
+
+def demo_settings(**overrides: object) -> Settings:
+    """Settings from their defaults only (no .env), with the demo portal (its keys generated)."""
+    return Settings(_env_file=None, **{"aksis_mode": "demo", **overrides})  # type: ignore[arg-type]
+
+
+def build_test_services(
+    pg: Postgres,
+    redis: RedisStores,
+    notifier: Notifier | None = None,
+    *,
+    settings: Settings | None = None,
+    aksis: AksisClient | None = None,
+    clock: Callable[[], datetime] | None = None,
+    owner: str | None = None,
+    **overrides: Mapping[str, Any],
+) -> Services:
+    """Every service as bot/compose.py wires it, over the test stores and `notifier` (a fresh
+        RecordingNotifier by default), with the settings' defaults (`demo_settings()`) and the
+    portal client they ask for unless `aksis` is given. A test that
+        needs other constructor arguments names them by service:
+        `build_test_services(pg, redis, finalizer={"concurrency": 1})`."""
+    return build_services(
+        settings or demo_settings(),
+        pg=pg,
+        redis=redis,
+        notifier=notifier if notifier is not None else RecordingNotifier(),
+        aksis=aksis,
+        clock=clock,
+        owner=owner,
+        overrides=overrides,
+    )
 
 
 class Clock:

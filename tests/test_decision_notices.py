@@ -20,11 +20,11 @@ from dal.pg import Postgres
 from dal.redis.outbox import Outbox
 from dal.redis.stores import RedisStores
 from services.accounts import AccountService
-from services.attendance import AttendanceService
 from services.demo_aksis import DemoAksisClient, demo_school_number
 from services.errors import AlreadyOnList
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import (  # noqa: F401
+    build_test_services,
     link,
     open_session,
     pg_client_fixture,
@@ -112,18 +112,7 @@ async def test_accept_reject_and_add_notices_survive_a_restart_and_a_retry_once_
         enrolled=list(students),
     )
     outbox = Outbox(redis_client.redis)
-    service = AttendanceService(
-        accounts=pg_client.accounts,
-        schedules=pg_client.schedules,
-        sessions=redis_client.sessions,
-        checkins=redis_client.checkins,
-        user_store=redis_client.users,
-        notifier=OutboxNotifier(outbox),
-        tz=IST,
-        early_margin=timedelta(minutes=10),
-        late_after=timedelta(minutes=15),
-        default_duration=timedelta(minutes=50),
-    )
+    service = build_test_services(pg_client, redis_client, OutboxNotifier(outbox)).attendance
     who = UserSessionRedis(
         telegram_id=9,
         school_number=teacher.user_school_number,
@@ -168,18 +157,7 @@ async def test_the_new_term_notice_survives_a_restart_and_a_retry_once_each(
     pg_client: Postgres, redis_client: RedisStores, telegram: FakeTelegram
 ) -> None:
     outbox = Outbox(redis_client.redis)
-    accounts = AccountService(
-        accounts=pg_client.accounts,
-        schedules=pg_client.schedules,
-        retention=pg_client.retention,
-        user_store=redis_client.users,
-        guards=redis_client.guards,
-        aksis=DemoAksisClient(IST, staff_id_key="k" * 32),
-        notifier=OutboxNotifier(outbox),
-        throttle_key=b"t" * 32,
-        student_ttl_days=120,
-        teacher_ttl_days=30,
-    )
+    accounts = build_test_services(pg_client, redis_client, OutboxNotifier(outbox)).accounts
     ids = {f"20240{i:02d}": 700 + i for i in range(1, 6)}
     for number, telegram_id in ids.items():
         await link(pg_client, student_user(number), telegram_id)

@@ -17,12 +17,12 @@ from dal.pg import Postgres
 from dal.redis.connection import client
 from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService
-from services.finalize import Finalizer
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import (  # noqa: F401
     IST,
     Clock,
     RecordingNotifier,
+    build_test_services,
     open_session,
     pg_client_fixture,
     put_records,
@@ -47,20 +47,7 @@ ROTATIONS = "attendances:rotations"
 
 
 def service(redis: RedisStores, pg: Postgres, clock: Clock) -> AttendanceService:
-    return AttendanceService(
-        accounts=pg.accounts,
-        schedules=pg.schedules,
-        sessions=redis.sessions,
-        checkins=redis.checkins,
-        user_store=redis.users,
-        notifier=RecordingNotifier(),
-        tz=IST,
-        early_margin=timedelta(minutes=10),
-        late_after=timedelta(minutes=15),
-        default_duration=timedelta(minutes=50),
-        code_rotation_seconds=30,
-        clock=clock,
-    )
+    return build_test_services(pg, redis, clock=clock).attendance
 
 
 async def calls(raw: aioredis.Redis, command: str) -> int:
@@ -165,20 +152,14 @@ async def test_one_finalize_tick_drains_every_ended_session_page_by_page(
         sessions.append(attendance)
     notifier = RecordingNotifier()
     notifier.redis = redis_client.redis
-    finalizer = Finalizer(
-        db=pg_client.db,
-        accounts=pg_client.accounts,
-        attendance=pg_client.attendance,
-        sessions=redis_client.sessions,
-        finalization=redis_client.finalization,
-        notifier=notifier,
-        tz=IST,
-        late_after=timedelta(minutes=15),
-        owner="replica-a",
-        page_sessions=5,
-        batch_sessions=2,
+    finalizer = build_test_services(
+        pg_client,
+        redis_client,
+        notifier,
         clock=lambda: now,
-    )
+        owner="replica-a",
+        finalizer={"page_sessions": 5, "batch_sessions": 2},
+    ).finalizer
 
     report = await finalizer.run_once()
 

@@ -25,6 +25,7 @@ from tests.support import (  # noqa: F401
     IST,
     Clock,
     RecordingNotifier,
+    build_test_services,
     link,
     open_session,
     pg_behind_proxy,
@@ -55,22 +56,19 @@ def finalizer(
 ) -> Finalizer:
     notifier = notifier or RecordingNotifier()
     notifier.redis = redis.redis  # dedupe markers in Redis, as the outbox keeps them
-    return Finalizer(
-        db=pg.db,
-        accounts=pg.accounts,
-        attendance=pg.attendance,
-        sessions=redis.sessions,
-        finalization=redis.finalization,
-        notifier=notifier,
-        tz=IST,
-        late_after=LATE_AFTER,
-        owner=owner,
-        claim_ttl_seconds=60,
-        concurrency=concurrency,
-        batch_sessions=batch_sessions,
+    services = build_test_services(
+        pg,
+        redis,
+        notifier,
         clock=clock,
-        receipts=redis.users,
+        owner=owner,
+        finalizer={
+            "claim_ttl_seconds": 60,
+            "concurrency": concurrency,
+            "batch_sessions": batch_sessions,
+        },
     )
+    return services.finalizer
 
 
 async def pg_records(pg: Postgres, attendance_id: UUID) -> dict[str, dict[str, object]]:

@@ -28,6 +28,7 @@ from services.finalize import Finalizer
 from tests.support import (  # noqa: F401
     IST,
     RecordingNotifier,
+    build_test_services,
     open_session,
     pg_behind_proxy,
     pg_client_fixture,
@@ -45,36 +46,15 @@ def real_clock(offset: timedelta = timedelta(0)) -> Callable[[], datetime]:
 
 
 def service(pg: Postgres, redis: RedisStores, clock: Callable[[], datetime]) -> AttendanceService:
-    return AttendanceService(
-        accounts=pg.accounts,
-        schedules=pg.schedules,
-        sessions=redis.sessions,
-        checkins=redis.checkins,
-        user_store=redis.users,
-        notifier=RecordingNotifier(),
-        tz=IST,
-        early_margin=timedelta(minutes=10),
-        late_after=timedelta(minutes=15),
-        default_duration=timedelta(minutes=50),
-        wrong_code_limit=1_000,
-        clock=clock,
-    )
+    services = build_test_services(pg, redis, clock=clock, attendance={"wrong_code_limit": 1_000})
+    return services.attendance
 
 
 def finalizer(pg: Postgres, redis: RedisStores, clock: Callable[[], datetime]) -> Finalizer:
-    return Finalizer(
-        db=pg.db,
-        accounts=pg.accounts,
-        attendance=pg.attendance,
-        sessions=redis.sessions,
-        finalization=redis.finalization,
-        notifier=RecordingNotifier(),
-        tz=IST,
-        late_after=timedelta(minutes=15),
-        owner="race",
-        settle_seconds=0,
-        clock=clock,
+    services = build_test_services(
+        pg, redis, clock=clock, owner="race", finalizer={"settle_seconds": 0}
     )
+    return services.finalizer
 
 
 async def link_students(redis: RedisStores, numbers: list[str]) -> dict[str, int]:

@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from bot.app import build_aksis_client
 from bot.config import load_settings
 from bot.secrets import Sealer
 from dal.pg import Postgres
@@ -27,7 +26,7 @@ from services.login_queue import LoginQueue, Queued, SignOnResult
 from tests.fakes.aksis_server import FakeAksis
 from tests.harness import PASSWORD
 from tests.support import (
-    RecordingNotifier,
+    build_test_services,
     pg_client_fixture,  # noqa: F401
     redis_client_fixture,  # noqa: F401
 )
@@ -46,21 +45,13 @@ async def portal() -> AsyncIterator[FakeAksis]:
 
 
 def _accounts(pg: Postgres, redis: RedisStores, portal: FakeAksis) -> AccountService:
-    settings = load_settings(**portal.settings_overrides())
-    return AccountService(
-        accounts=pg.accounts,
-        schedules=pg.schedules,
-        retention=pg.retention,
-        user_store=redis.users,
-        guards=redis.guards,
-        aksis=build_aksis_client(settings),
-        notifier=RecordingNotifier(),
-        throttle_key=b"t" * 32,
-        student_ttl_days=120,
-        teacher_ttl_days=30,
-        portal_logins_per_minute=PER_WINDOW,
-        portal_window_seconds=WINDOW,
+    services = build_test_services(
+        pg,
+        redis,
+        settings=load_settings(**portal.settings_overrides()),
+        accounts={"portal_logins_per_minute": PER_WINDOW, "portal_window_seconds": WINDOW},
     )
+    return services.accounts
 
 
 def _queue(accounts: AccountService, redis: RedisStores, **kwargs: int) -> LoginQueue:

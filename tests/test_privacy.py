@@ -18,11 +18,11 @@ from dal.redis.connection import client as redis_client
 from dal.redis.stores import RedisStores
 from services.accounts import AccountService
 from services.demo_aksis import DemoAksisClient
-from services.purge import Purger
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, reply, running_bot
 from tests.support import (  # noqa: F401
     RecordingNotifier,
+    build_test_services,
     link,
     pg_client_fixture,
     redis_client_fixture,
@@ -249,14 +249,7 @@ async def test_purge_forgets_accounts_inactive_for_the_retention_period(
         telegram_ids=[t for _, t in users.values()], ttl_seconds=10 * 365 * 86_400
     )
 
-    report = await Purger(
-        db=pg_client.db,
-        retention=pg_client.retention,
-        purge=redis_client.purge,
-        user_store=redis_client.users,
-        retention_days=365,
-        excuses=pg_client.excuses,
-    ).run_once()
+    report = await build_test_services(pg_client, redis_client).purger.run_once()
     kept = await pg_client.db.pool.fetch("SELECT reason FROM excuse_requests")
     assert [r["reason"] for r in kept] == ["yeni rapor"]
 
@@ -327,13 +320,7 @@ async def test_undeliverable_mark_expires_with_retention_and_goes_with_a_forgott
         datetime.now(UTC) - timedelta(days=400),
     )
     await redis_client.redis.set("users:9001", "{}")
-    report = await Purger(
-        db=pg_client.db,
-        retention=pg_client.retention,
-        purge=redis_client.purge,
-        user_store=redis_client.users,
-        retention_days=365,
-    ).run_once()
+    report = await build_test_services(pg_client, redis_client).purger.run_once()
 
     assert report.inactive == 1
     assert await redis_client.redis.exists("users:9001", "users:9001:undeliverable") == 0

@@ -11,8 +11,8 @@ from dal.models import AttendanceRedis
 from dal.pg import Postgres
 from dal.redis.keys import claim as claim_key
 from dal.redis.stores import RedisStores
-from services.purge import Purger
 from tests.support import (  # noqa: F401
+    build_test_services,
     link,
     open_session,
     pg_behind_proxy,
@@ -25,7 +25,6 @@ from tests.support import (  # noqa: F401
     teacher_user,
 )
 
-LOGIN_STATES = ("LoginForm:username", "LoginForm:password")
 NOW = datetime.now(UTC)
 
 
@@ -99,14 +98,7 @@ async def test_stale_keys_of_each_kind_are_removed_and_live_sessions_survive(
     live_keys = [await session_keys(redis_raw, a) for a in live]
     await seed_stale(redis_raw)
     kept_fsm = await seed_fsm(pg_client, redis_raw)
-    purger = Purger(
-        db=pg_client.db,
-        retention=pg_client.retention,
-        purge=redis_client.purge,
-        user_store=redis_client.users,
-        keep_fsm_states=LOGIN_STATES,
-        batch=3,
-    )
+    purger = build_test_services(pg_client, redis_client, purger={"batch": 3}).purger
 
     report = await purger.run_once()
 
@@ -149,13 +141,7 @@ async def test_without_postgres_fsm_keys_are_left_alone_and_the_rest_is_purged(
     fsm_before = sorted(await redis_raw.keys("fsm:*"))
     async with pg_behind_proxy(pg_dsn) as (pg, proxy):
         await proxy.cut()
-        report = await Purger(
-            db=pg.db,
-            retention=pg.retention,
-            purge=redis_client.purge,
-            user_store=redis_client.users,
-            keep_fsm_states=LOGIN_STATES,
-        ).run_once()
+        report = await build_test_services(pg, redis_client).purger.run_once()
 
     assert report.fsm_skipped
     assert report.fsm == 0
@@ -173,12 +159,7 @@ async def test_a_live_session_is_never_purged_even_with_nothing_else_pointing_at
     await redis_raw.delete(f"attendances:code:{attendance.code}")
     before = sorted(await redis_raw.keys("*"))
 
-    report = await Purger(
-        db=pg_client.db,
-        retention=pg_client.retention,
-        purge=redis_client.purge,
-        user_store=redis_client.users,
-    ).run_once()
+    report = await build_test_services(pg_client, redis_client).purger.run_once()
 
     assert report.total == 0
     assert sorted(await redis_raw.keys("*")) == before

@@ -17,6 +17,7 @@ from tests.support import (  # noqa: F401
     IST,
     Clock,
     RecordingNotifier,
+    build_test_services,
     link,
     open_session,
     pg_client_fixture,
@@ -48,34 +49,13 @@ def reminders(
     pg: Postgres, redis: RedisStores, clock: Clock, notifier: RecordingNotifier
 ) -> ReminderService:
     notifier.redis = redis.redis  # dedupe markers in Redis, as the outbox keeps them
-    return ReminderService(
-        accounts=pg.accounts,
-        schedules=pg.schedules,
-        sessions=redis.sessions,
-        notifier=notifier,
-        tz=IST,
-        lead=LEAD,
-        closing=CLOSING,
-        clock=clock,
-    )
+    return build_test_services(pg, redis, notifier, clock=clock).reminders
 
 
 def attendance_service(
     pg: Postgres, redis: RedisStores, clock: Clock, notifier: RecordingNotifier
 ) -> AttendanceService:
-    return AttendanceService(
-        accounts=pg.accounts,
-        schedules=pg.schedules,
-        sessions=redis.sessions,
-        checkins=redis.checkins,
-        user_store=redis.users,
-        notifier=notifier,
-        tz=IST,
-        early_margin=timedelta(minutes=10),
-        late_after=timedelta(minutes=15),
-        default_duration=timedelta(minutes=50),
-        clock=clock,
-    )
+    return build_test_services(pg, redis, notifier, clock=clock).attendance
 
 
 def session_of(user: User, telegram_id: int) -> UserSessionRedis:

@@ -12,16 +12,16 @@ import redis.asyncio as aioredis
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.config import Settings
 from bot.scheduler import JOB_IDS, ScheduledJobs, build_scheduler
 from dal.models import AttendanceRedis
 from dal.pg import Postgres
 from dal.redis.stores import RedisStores
-from services.attendance import AttendanceService
 from services.finalize import FinalizeReport
 from tests.support import (  # noqa: F401
     Clock,
     RecordingNotifier,
+    build_test_services,
+    demo_settings,
     open_session,
     pg_client_fixture,
     put_records,
@@ -35,10 +35,6 @@ from tests.support import (  # noqa: F401
 NOW = datetime.now(UTC)
 
 
-def settings(**overrides: object) -> Settings:
-    return Settings(_env_file=None, **{"aksis_mode": "demo", **overrides})  # type: ignore[arg-type]
-
-
 def make_scheduler(
     pg: Postgres,
     redis: RedisStores,
@@ -47,32 +43,10 @@ def make_scheduler(
     clock: Clock | None = None,
     **overrides: object,
 ) -> AsyncIOScheduler:
-    config = settings(**overrides)
-    attendance = AttendanceService(
-        accounts=pg.accounts,
-        schedules=pg.schedules,
-        sessions=redis.sessions,
-        checkins=redis.checkins,
-        user_store=redis.users,
-        notifier=notifier,
-        tz=config.tz,
-        early_margin=timedelta(minutes=10),
-        late_after=timedelta(minutes=config.late_after_minutes),
-        default_duration=timedelta(minutes=50),
-    )
-    # Exactly the keyword arguments bot/app.py passes (plus the optional clock).
-    if clock is None:
-        return build_scheduler(
-            settings=config, pg=pg, redis=redis, notifier=notifier, attendance=attendance
-        )
-    return build_scheduler(
-        settings=config,
-        pg=pg,
-        redis=redis,
-        notifier=notifier,
-        attendance=attendance,
-        clock=clock,
-    )
+    config = demo_settings(**overrides)
+    services = build_test_services(pg, redis, notifier, settings=config, clock=clock)
+    # Exactly the keyword arguments bot/app.py passes (but the metrics).
+    return build_scheduler(settings=config, services=services, guards=redis.guards)
 
 
 def jobs_of(scheduler: AsyncIOScheduler) -> ScheduledJobs:

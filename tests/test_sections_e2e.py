@@ -11,10 +11,10 @@ from uuid import UUID
 import pytest
 
 from dal.models import FailReason, RecordStatus
-from services.finalize import Finalizer
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.fakes.telegram_server import FakeUser
 from tests.harness import Running, reply, running_bot
+from tests.support import build_test_services
 
 ELIF = "Doç. Dr. ELİF KARTAL"
 MEHMET = "Dr. Öğr. Üyesi MEHMET DEMİR"
@@ -49,19 +49,15 @@ async def _only_session_id(bot: Running) -> UUID:
 
 async def _finalize(bot: Running) -> None:
     """End-of-session work as the scheduler does it, without waiting for its tick."""
-    job = Finalizer(
-        db=bot.app.pg.db,
-        accounts=bot.app.pg.accounts,
-        attendance=bot.app.pg.attendance,
-        sessions=bot.app.redis.sessions,
-        finalization=bot.app.redis.finalization,
-        notifier=bot.app.notifier,
-        tz=bot.settings.tz,
-        late_after=timedelta(minutes=15),
+    services = build_test_services(
+        bot.app.pg,
+        bot.app.redis,
+        bot.app.notifier,
+        settings=bot.settings,
         owner="test",
-        settle_seconds=0,
+        finalizer={"settle_seconds": 0},
     )
-    await job.run_once()
+    await services.finalizer.run_once()
 
 
 async def _quiet(user: FakeUser, seconds: float = 1.0) -> list[str]:

@@ -23,7 +23,6 @@ from services.aksis import AksisClient, InvalidCredentials
 from services.attendance import NOTE_MAX_CHARS, AttendanceService
 from services.checkin_outcomes import CheckInStatus
 from services.csv_export import safe_cell
-from services.demo_aksis import DemoAksisClient
 from services.errors import LoginThrottled, PortalBusy
 from services.reports import ReportService
 from services.text import code_digits
@@ -31,6 +30,7 @@ from tests.fakes.aksis_server import FakeAksis
 from tests.support import (
     IST,
     RecordingNotifier,
+    build_test_services,
     link,
     open_session,
     pg_behind_proxy,
@@ -57,19 +57,7 @@ def _session(user_number: str, role: Role, telegram_id: int = 1) -> UserSessionR
 def _accounts(
     pg: Postgres, redis: RedisStores, aksis: AksisClient | None = None, **limits: int
 ) -> AccountService:
-    return AccountService(
-        accounts=pg.accounts,
-        schedules=pg.schedules,
-        retention=pg.retention,
-        user_store=redis.users,
-        guards=redis.guards,
-        aksis=aksis or DemoAksisClient(IST, staff_id_key="k" * 32),
-        notifier=RecordingNotifier(),
-        throttle_key=b"t" * 32,
-        student_ttl_days=120,
-        teacher_ttl_days=30,
-        **limits,
-    )
+    return build_test_services(pg, redis, aksis=aksis, accounts=limits).accounts
 
 
 def _attendance(
@@ -78,20 +66,10 @@ def _attendance(
     notifier: RecordingNotifier | None = None,
     accounts: AccountService | None = None,
 ) -> AttendanceService:
-    loader = accounts.current_user if accounts is not None else None
-    return AttendanceService(
-        accounts=pg.accounts,
-        schedules=pg.schedules,
-        sessions=redis.sessions,
-        checkins=redis.checkins,
-        user_store=redis.users,
-        notifier=notifier or RecordingNotifier(),
-        tz=IST,
-        early_margin=timedelta(minutes=10),
-        late_after=timedelta(minutes=15),
-        default_duration=timedelta(minutes=50),
-        user_loader=(lambda telegram_id: loader(telegram_id=telegram_id)) if loader else None,
-    )
+    """The bot's attendance service; a cold account cache is re-read through `accounts` only
+    when one is given."""
+    services = build_test_services(pg, redis, notifier, attendance={"linked_accounts": accounts})
+    return services.attendance
 
 
 ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")

@@ -28,7 +28,7 @@ from dal.redis.stores import RedisStores
 from services.accounts import lesson_to_entry
 from services.attendance import AttendanceService, ChooseLesson, Started
 from services.checkin_outcomes import CheckInStatus
-from services.finalize import Finalizer, build_sheet
+from services.finalize import build_sheet
 from services.lesson_finder import Lesson
 from services.reports import ReportService
 from services.text import teacher_keys
@@ -36,6 +36,7 @@ from tests.support import (  # noqa: F401
     IST,
     Clock,
     RecordingNotifier,
+    build_test_services,
     link,
     open_session,
     pg_client_fixture,
@@ -52,19 +53,7 @@ HOCALAR = "Doç. Dr. ELİF KARTAL"
 
 
 def service(pg: Postgres, redis: RedisStores, clock: Clock) -> AttendanceService:
-    return AttendanceService(
-        accounts=pg.accounts,
-        schedules=pg.schedules,
-        sessions=redis.sessions,
-        checkins=redis.checkins,
-        user_store=redis.users,
-        notifier=RecordingNotifier(),
-        tz=IST,
-        early_margin=timedelta(minutes=10),
-        late_after=LATE_AFTER,
-        default_duration=timedelta(minutes=50),
-        clock=clock,
-    )
+    return build_test_services(pg, redis, clock=clock).attendance
 
 
 def session_of(number: str, name: str, role: Role, telegram_id: int) -> UserSessionRedis:
@@ -272,18 +261,9 @@ async def test_summary_history_export_and_my_attendance_give_the_same_counts(
         ],
     )  # S3: enrolled, never came: absent
     notifier = RecordingNotifier()
-    job = Finalizer(
-        db=pg_client.db,
-        accounts=pg_client.accounts,
-        attendance=pg_client.attendance,
-        sessions=redis_client.sessions,
-        finalization=redis_client.finalization,
-        notifier=notifier,
-        tz=IST,
-        late_after=LATE_AFTER,
-        owner="t",
-        settle_seconds=0,
-    )
+    job = build_test_services(
+        pg_client, redis_client, notifier, owner="t", finalizer={"settle_seconds": 0}
+    ).finalizer
     assert (await job.run_once()).finalized == 1
     expected = {"present": 1, "late": 1, "absent": 1, "pending": 1, "rejected": 1}
 

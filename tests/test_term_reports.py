@@ -39,7 +39,6 @@ from services.errors import (
     SessionGone,
 )
 from services.exports import CSV_HEADER, MATRIX_LEFT, MATRIX_RIGHT, ROW_ATTENDED, ROW_RECORDS
-from services.finalize import Finalizer
 from services.notice_codec import decode, encode
 from services.notify import Percent
 from services.reports import ReportService, course_token
@@ -48,6 +47,7 @@ from tests.support import (
     IST,
     Clock,
     RecordingNotifier,
+    build_test_services,
     open_session,
     pg_client_fixture,  # noqa: F401
     put_records,
@@ -433,23 +433,14 @@ async def test_finalization_warns_a_student_who_falls_below_once(
             enrolled=["S1", "S2"],
         )
         await put_records(redis_client, [record(attendance, "S1", minutes=2)])
-        job = Finalizer(
-            db=pg_client.db,
-            accounts=pg_client.accounts,
-            attendance=pg_client.attendance,
-            sessions=redis_client.sessions,
-            finalization=redis_client.finalization,
-            notifier=notifier,
-            tz=IST,
-            late_after=timedelta(minutes=15),
-            owner="replica-a",
+        # The bot's warnings, under its default rule: below 70 % after 3 sessions.
+        job = build_test_services(
+            pg_client,
+            redis_client,
+            notifier,
             clock=Clock(start + timedelta(hours=1)),
-            warnings=AttendanceWarnings(
-                reports=pg_client.reports,
-                notifier=notifier,
-                rule=WarningRule(percent=70, min_sessions=3),
-            ),
-        )
+            owner="replica-a",
+        ).finalizer
         assert (await job.run_once()).finalized == 1
         warned.append(len(notifier.keys("warning.below")))
     assert warned == [0, 0, 1, 1]
