@@ -9,8 +9,8 @@ import pytest
 
 from bot.scheduler import ScheduledJobs, build_scheduler
 from dal.pg import Postgres
-from dal.redis.checkins import CheckInStatus
 from dal.redis.stores import RedisStores
+from services.checkin_outcomes import CheckInStatus
 from tests.support import (  # noqa: F401
     build_test_services,
     demo_settings,

@@ -340,6 +340,13 @@ async def test_figures_page_shows_the_students_own_percentage(
             await teacher.send("/end_session")
             await reply(teacher)
             await _finalized(bot, 1)
+            # The teacher's summary comes through the outbox after the sheet is saved: taken
+            # first, so the next /start_session's answer is the next message.
+            await teacher.wait_until(
+                lambda: any("📊" in str(m.get("text", "")) for m in teacher.messages),
+                timeout=10,
+                what="the teacher's summary",
+            )
             await bot.start_session(teacher)  # a second session Ayşe misses
             await teacher.send("/end_session")
             await reply(teacher)
