@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import itertools
 import os
+import secrets
 import signal
 import sys
 import tempfile
@@ -128,6 +129,8 @@ async def measure(
                 "PUBLIC_URL": base,
                 "AKSIS_LOGINS_PER_MINUTE": str(pace),
                 "LOG_LEVEL": "WARNING",
+                # Live mode serves /metrics only behind a token.
+                "METRICS_TOKEN": secrets.token_urlsafe(24),
             }
             proc = await _spawn(env, log)
             sign_ons: list[float] = []  # when the portal saw each sign-on POST
