@@ -346,14 +346,7 @@ class ExcuseService:
     async def approve(self, *, teacher: Identity, request_id: int) -> Decision:
         request = await self.pending(teacher=teacher, request_id=request_id)
         if request.attendance_id is None:
-            decided = await self._excuses.decide(
-                request_id=request_id,
-                status=ExcuseStatus.APPROVED,
-                decided_by=teacher.school_number,
-                reason=None,
-            )
-            if decided is None:
-                raise AlreadyDecided
+            decided = await self._mark_approved(teacher=teacher, request_id=request_id)
             await self._tell_student(decided, applied=False)
             await self.apply_waiting()  # its session may have been saved already
             return Decision(decided, applied=False)
@@ -378,6 +371,13 @@ class ExcuseService:
             if again.status is not ExcuseStatus.PENDING or now_excused:
                 raise AlreadyDecided from None
             raise ExcuseRefused("excreq.record_changed") from None
+        decided = await self._mark_approved(teacher=teacher, request_id=request_id)
+        await self._tell_student(decided, applied=True)
+        return Decision(decided, applied=True)
+
+    async def _mark_approved(self, *, teacher: Identity, request_id: int) -> ExcuseRequest:
+        """The request decided as approved by `teacher`; `AlreadyDecided` when another decision
+        came first (the store decides a request once)."""
         decided = await self._excuses.decide(
             request_id=request_id,
             status=ExcuseStatus.APPROVED,
@@ -386,8 +386,7 @@ class ExcuseService:
         )
         if decided is None:
             raise AlreadyDecided
-        await self._tell_student(decided, applied=True)
-        return Decision(decided, applied=True)
+        return decided
 
     async def reject(self, *, teacher: Identity, request_id: int, reason: str) -> ExcuseRequest:
         await self.pending(teacher=teacher, request_id=request_id)
