@@ -7,7 +7,6 @@ and the fake portal. (tests/test_login_queue.py proves the same at a 10 s window
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -53,8 +52,6 @@ async def test_sixty_students_at_twenty_a_minute_are_all_linked_within_four_minu
         base = f"http://127.0.0.1:{runner.addresses[0][1]}"
         answers: list[dict[str, Any]] = []
         linked_at: dict[int, float] = {}
-        # Per student, the moments they were promised while in line (poll time + estimate).
-        promised: dict[int, list[float]] = {}
         started = time.monotonic()
 
         async def student(http: aiohttp.ClientSession, i: int) -> None:
@@ -68,9 +65,6 @@ async def test_sixty_students_at_twenty_a_minute_are_all_linked_within_four_minu
                 data = await response.json()
             answers.append(data)
             while data.get("state") == "queued":
-                if data["place"] > 0:
-                    at = time.monotonic() - started
-                    promised.setdefault(i, []).append(at + data["wait_seconds"])
                 await asyncio.sleep(2)  # the page's poll
                 status = {"init_data": init_data, "ticket": data["ticket"]}
                 async with http.post(f"{base}/app/api/login/status", json=status) as response:
@@ -95,11 +89,3 @@ async def test_sixty_students_at_twenty_a_minute_are_all_linked_within_four_minu
         assert sum(1 for at in linked_at.values() if at < 55) <= PACE
         for i in range(CLASS):
             assert await bot.app.pg.accounts.get_linked_user(telegram_id=7000 + i) is not None
-        # Each waiting student's estimate held: the promised moment moved by seconds between
-        # polls, never by a window (60 s: "any moment now" to the second window was a bug), and
-        # they were linked within seconds of the first promise. The bounds leave room for a
-        # loaded test machine; `make bench` (login wave) prints the figures at real pace.
-        assert len(promised) == CLASS - PACE
-        for i, moments in promised.items():
-            assert all(abs(b - a) <= 15 for a, b in itertools.pairwise(moments)), moments
-            assert abs(linked_at[i] - moments[0]) <= 20, (linked_at[i], moments)
