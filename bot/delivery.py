@@ -50,6 +50,7 @@ from zoneinfo import ZoneInfo
 from aiogram import Bot
 from aiogram.exceptions import (
     TelegramAPIError,
+    TelegramBadRequest,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
@@ -57,7 +58,7 @@ from aiogram.exceptions import (
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 
 from bot.notifier import callback_data, web_app_url
-from bot.outgoing import BULK, Bulk, NoLongerWanted
+from bot.outgoing import BULK, Bulk, NoLongerWanted, is_undeliverable
 from dal.redis.outbox import Entry, Outbox, OutboxLanes
 from services.notice_codec import Tries, conditions, decode, digest_entry, encode
 from services.notify import Button, Moment, Notice, Percent
@@ -150,6 +151,8 @@ class _Abandoned(BaseException):
 
 # Lanes whose notices may go as paid broadcasts (bulk notices, not waiting direct answers).
 PAID_LANES = ("urgent", "result", "bulk")
+# How long paid broadcasts stay off after Telegram refused one.
+PAID_REFUSAL_PAUSE_SECONDS = 600
 
 
 def lanes_of(outbox: Outbox | OutboxLanes) -> OutboxLanes:
@@ -183,6 +186,9 @@ class DeliveryWorker:
         # is re-read by the watch loop every second.
         self._paid_after = paid_broadcast_after
         self._paid = False
+        # After Telegram refuses a paid broadcast (the bot is not allowed them, or its Stars ran
+        # out), no paid sends until this moment (`clock` time).
+        self._paid_refused_until = 0.0
         self._outbox = lanes_of(outbox)
         self._window = window
         self._heartbeat_ms = heartbeat_ms
@@ -288,7 +294,7 @@ class DeliveryWorker:
                 await self._outbox.heartbeat(self.name, self._heartbeat_ms)
                 await self._outbox.release_due()  # digests whose hold has ended
                 if self._paid_after > 0:
-                    self._paid = await self._behind()
+                    self._paid = self._clock() >= self._paid_refused_until and await self._behind()
                 if await self._outbox.take_over_dead(self.name):
                     self._mark_own_pending()
                 if rounds % 30 == 0 and await self._outbox.take_over_idle(
@@ -491,9 +497,17 @@ class DeliveryWorker:
         file = notice.attachment
         paid = True if self._paid else None  # a paid broadcast (see `paid_broadcast_after`)
         if file is None:
-            await self._bot.send_message(
-                notice.telegram_id, text, reply_markup=markup, allow_paid_broadcast=paid
-            )
+            try:
+                await self._bot.send_message(
+                    notice.telegram_id, text, reply_markup=markup, allow_paid_broadcast=paid
+                )
+            except TelegramBadRequest as exc:
+                if not paid or is_undeliverable(exc):
+                    raise
+                # Refused as a paid broadcast, not as a message: sent again within the free
+                # budget, and no paid sends for a while.
+                self._refuse_paid(exc)
+                await self._bot.send_message(notice.telegram_id, text, reply_markup=markup)
             return
         fits = len(text) <= CAPTION_LIMIT
         caption, caption_markup = (text, markup) if fits else (None, None)
@@ -514,6 +528,16 @@ class DeliveryWorker:
         """The oldest notice waiting (answers aside) is older than `paid_broadcast_after`."""
         oldest = await self._outbox.oldest_ms(PAID_LANES)
         return oldest is not None and self._clock() - oldest / 1000.0 > self._paid_after
+
+    def _refuse_paid(self, exc: TelegramBadRequest) -> None:
+        if self._paid:
+            log.warning(
+                "Telegram refused a paid broadcast (%s); notices go at the free rate for %d s",
+                exc.message,
+                PAID_REFUSAL_PAUSE_SECONDS,
+            )
+        self._paid = False
+        self._paid_refused_until = self._clock() + PAID_REFUSAL_PAUSE_SECONDS
 
     def _mark_own_pending(self) -> None:
         self._own_pending = True

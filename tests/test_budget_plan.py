@@ -250,3 +250,37 @@ async def test_paid_broadcast_once_the_oldest_notice_waited_too_long(
             await worker.stop()
             await bot.session.close()
         assert not any(c.params.get("allow_paid_broadcast") for c in fake.calls)
+
+
+async def test_a_refused_paid_broadcast_is_sent_free_and_paid_sends_stop(
+    redis_raw: aioredis.Redis,
+) -> None:
+    """A bot Telegram does not allow paid broadcasts (or whose Stars ran out) loses nothing by
+    setting TELEGRAM_PAID_BROADCAST_AFTER_SECONDS: each refused notice goes again at the free
+    rate, every student gets their result once, and the worker stops asking to pay."""
+    async with FakeTelegram() as fake:
+        chats = [fake.user(7300 + i, f"Q{i}").id for i in range(40)]
+        fake.rate_limit(per_second=10, global_burst=2)
+        fake.refuse_paid_broadcasts()
+        bot = fake.bot()
+        budget = RedisFloodBudget(redis_raw, bot_id=fake.bot_id, global_rate=10)
+        bot.session.middleware(OutgoingMiddleware(pacer=budget))
+        lanes = OutboxLanes(redis_raw)
+        await OutboxNotifier(lanes).enqueue([_result(chat) for chat in chats])
+        worker = DeliveryWorker(bot, lanes, paid_broadcast_after=0.5)
+        await worker.start()
+        try:
+            await poll_until(lambda: len(fake.sent_messages) >= 40, 15, "every result")
+            await asyncio.sleep(0.5)  # nothing further on its way
+        finally:
+            await worker.stop()
+            await bot.session.close()
+        sends = [c for c in fake.calls if c.method.lower() == "sendmessage"]
+        refused = [c for c in sends if c.params.get("allow_paid_broadcast")]
+        delivered = sorted(c.params["chat_id"] for c in sends if c.ok)
+        assert delivered == sorted(chats)  # each once, none lost
+        assert refused, "the worker never tried a paid broadcast"
+        assert not any(c.ok for c in refused)
+        # Once refused, the rest went free: at most the sends already in flight were refused.
+        assert len(refused) <= 16
+        assert await lanes.backlog() == 0

@@ -274,6 +274,7 @@ class FakeTelegram:
         self._chats: dict[int | str, _Chat] = {}
         self._users: dict[int, FakeUser] = {}
         self._forbidden: dict[int | str, str] = {}
+        self._paid_refusal: str | None = None
         self._faults: dict[str, list[_Fault]] = {}
         self._rate: _RateLimit | None = None
         self._global_bucket: _Bucket | None = None
@@ -502,6 +503,11 @@ class FakeTelegram:
     def no_rate_limit(self) -> None:
         self._rate = None
 
+    def refuse_paid_broadcasts(self, description: str = "Bad Request: not enough stars") -> None:
+        """Answer every message sent with `allow_paid_broadcast` with a 400, as Telegram does
+        for a bot that may not use paid broadcasts or whose Stars balance is too low."""
+        self._paid_refusal = description
+
     # ------------------------------------------------------------------ assertions
 
     def calls_to(self, method: str, *, chat_id: int | str | None = None) -> list[Call]:
@@ -626,7 +632,10 @@ class FakeTelegram:
             chat_id = params.get("chat_id")
             if chat_id is not None:
                 self._check_chat(chat_id)
-            self._check_rate(chat_id, paid=bool(params.get("allow_paid_broadcast")))
+            paid = bool(params.get("allow_paid_broadcast"))
+            if paid and self._paid_refusal is not None:
+                raise ApiError(400, self._paid_refusal)
+            self._check_rate(chat_id, paid=paid)
         handler = self._methods.get(method)
         if handler is None:
             return True  # unknown to the fake: recorded, answered like a plain success
