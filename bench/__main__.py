@@ -26,6 +26,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -142,30 +143,52 @@ async def _export(dsn: str) -> list[Row]:
     ]
 
 
+async def _section(name: str, dsn: str, quick: bool) -> list[Row]:
+    """The rows of one section."""
+    if name == "checkin":
+        n = 1500 if quick else 3000
+        return await asyncio.to_thread(checkin.run, dsn, n=n, repeat=3, concurrency=100)
+    if name == "delivery":
+        return delivery.rows(await delivery.measure(dsn, 500))
+    if name == "university":
+        return university.rows(await university.measure(dsn))
+    if name == "outbox":
+        return outbox.rows(await outbox.measure(dsn))
+    if name == "finalize":
+        return await _finalize(dsn)
+    if name == "export":
+        return await _export(dsn)
+    if name == "webapp":
+        n, seconds = (1500, 20.0) if quick else (5000, 60.0)
+        return webapp.rows(await webapp.measure(dsn, n=n, seconds=seconds))
+    if name == "login_wave":
+        # At the portal's real pace (a minute's window): about two minutes however --quick.
+        return login_wave.rows(await login_wave.measure(dsn))
+    if name == "memory":
+        return await asyncio.to_thread(memory.run, dsn)
+    raise ValueError(f"unknown section {name!r}")
+
+
 async def _run(sections: set[str], quick: bool) -> list[Row]:
+    """Every chosen section in order, each printed as soon as it is measured. A section that
+    fails becomes one missed row naming the error, and the others still run: one broken
+    benchmark must not hide every other figure."""
     rows: list[Row] = []
     async with throwaway_database(database_url()) as dsn:
-        if "checkin" in sections:
-            n = 1500 if quick else 3000
-            rows += await asyncio.to_thread(checkin.run, dsn, n=n, repeat=3, concurrency=100)
-        if "delivery" in sections:
-            rows += delivery.rows(await delivery.measure(dsn, 500))
-        if "university" in sections:
-            rows += university.rows(await university.measure(dsn))
-        if "outbox" in sections:
-            rows += outbox.rows(await outbox.measure(dsn))
-        if "finalize" in sections:
-            rows += await _finalize(dsn)
-        if "export" in sections:
-            rows += await _export(dsn)
-        if "webapp" in sections:
-            n, seconds = (1500, 20.0) if quick else (5000, 60.0)
-            rows += webapp.rows(await webapp.measure(dsn, n=n, seconds=seconds))
-        if "login_wave" in sections:
-            # At the portal's real pace (a minute's window): about two minutes however --quick.
-            rows += login_wave.rows(await login_wave.measure(dsn))
-        if "memory" in sections:
-            rows += await asyncio.to_thread(memory.run, dsn)
+        for name in SECTIONS:
+            if name not in sections:
+                continue
+            began = time.perf_counter()
+            try:
+                measured = await _section(name, dsn, quick)
+            except Exception as exc:  # reported as a row, the run goes on
+                traceback.print_exc()
+                measured = [
+                    Row(name, f"failed: {type(exc).__name__}: {exc}"[:120], 0.0, "", "runs", False)
+                ]
+            sys.stdout.write(f"[{name}: {time.perf_counter() - began:.0f} s]\n")
+            print_table(measured, header=False)
+            rows += measured
         await flush_redis(redis_url())
     return rows
 
@@ -196,6 +219,7 @@ def main() -> None:
     began = time.perf_counter()
     rows = asyncio.run(_run(set(SECTIONS) - skip, args.quick))
     elapsed = time.perf_counter() - began
+    sys.stdout.write("\n=== all sections ===\n")
     print_table(rows)
     _write(rows, elapsed)
     missed = [f"{r.section}: {r.name}" for r in rows if r.met is False]

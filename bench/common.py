@@ -259,9 +259,12 @@ def format_value(value: float, unit: str) -> str:
     return f"{value:,.0f}"
 
 
-def print_table(rows: Sequence[Row]) -> None:
-    cores = os.cpu_count()
-    sys.stdout.write(f"ATTN benchmarks on {cores} CPU cores ({sys.version.split()[0]})\n")
+def print_table(rows: Sequence[Row], *, header: bool = True) -> None:
+    if not rows:
+        return
+    if header:
+        cores = os.cpu_count()
+        sys.stdout.write(f"ATTN benchmarks on {cores} CPU cores ({sys.version.split()[0]})\n")
     width = max(len(r.name) for r in rows) + 2
     section = ""
     for row in rows:
