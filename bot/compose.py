@@ -174,6 +174,11 @@ def build_services(
             linked_accounts=accounts,
         )
     )
+    warnings = AttendanceWarnings(
+        **args(
+            "warnings", reports=pg.reports, notifier=notifier, rule=warning_rule(settings), tz=tz
+        )
+    )
     reports = ReportService(
         **args(
             "reports",
@@ -183,6 +188,7 @@ def build_services(
             reports=pg.reports,
             tz=tz,
             rule=warning_rule(settings),
+            warnings=warnings,
         )
     )
     excuses = ExcuseService(
@@ -197,11 +203,6 @@ def build_services(
             tz=tz,
             deadline_days=settings.excuse_deadline_days,
             clock=now,
-        )
-    )
-    warnings = AttendanceWarnings(
-        **args(
-            "warnings", reports=pg.reports, notifier=notifier, rule=warning_rule(settings), tz=tz
         )
     )
     finalizer = Finalizer(

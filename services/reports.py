@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -38,7 +39,9 @@ from services.exports import CourseData, StudentLine, course_csv, course_xlsx, d
 from services.members import Identity, require_teacher
 from services.moodle import gradebook_csv, mod_attendance_csv
 from services.status import AttendanceRate, StatusCounts
-from services.warnings import WarningRule, planned_sessions, rate_of
+from services.warnings import AttendanceWarnings, WarningRule, planned_sessions, rate_of
+
+log = logging.getLogger(__name__)
 
 MAX_REASON_LENGTH = 300
 
@@ -123,6 +126,7 @@ class ReportService:
         reports: ReportStore,
         tz: ZoneInfo,
         rule: WarningRule | None = None,
+        warnings: AttendanceWarnings | None = None,
     ) -> None:
         self._accounts = accounts
         self._attendance = attendance
@@ -130,6 +134,8 @@ class ReportService:
         self._reports = reports
         self._tz = tz
         self._rule = rule or WarningRule()
+        # A correction changes a student's figures as a finalization does: the same check.
+        self._warnings = warnings
 
     @property
     def rule(self) -> WarningRule:
@@ -155,14 +161,14 @@ class ReportService:
         self, *, teacher: Identity, attendance_id: UUID, student_number: str
     ) -> AttendanceRecord:
         """Switch a saved record between present and absent (a historical correction)."""
-        await self._owned(teacher, attendance_id)
+        attendance = await self._owned(teacher, attendance_id)
         records = await self._attendance.get_attendance_records(attendance_id=attendance_id)
         current = next((r for r in records if r.student_number == student_number), None)
         if current is None:
             raise RecordNotFound(student_number)
         attended = not current.is_attended
         try:
-            return await self._corrections.set_record_attended(
+            record = await self._corrections.set_record_attended(
                 attendance_id=attendance_id,
                 student_number=student_number,
                 is_attended=attended,
@@ -172,6 +178,8 @@ class ReportService:
             )
         except NotFound:
             raise RecordNotFound(student_number) from None
+        await self._recheck(attendance, student_number)
+        return record
 
     async def excuse(
         self,
@@ -183,12 +191,12 @@ class ReportService:
     ) -> AttendanceRecord:
         """Mark a saved absent record excused (a medical report...), with the teacher's
         reason; the audit trail keeps who, when and why. Only an absent record can be."""
-        await self._owned(teacher, attendance_id)
+        attendance = await self._owned(teacher, attendance_id)
         reason = " ".join(reason.split())
         if not reason or len(reason) > MAX_REASON_LENGTH:
             raise InvalidInput("excuse.reason_invalid")
         try:
-            return await self._corrections.set_record_attended(
+            record = await self._corrections.set_record_attended(
                 attendance_id=attendance_id,
                 student_number=student_number,
                 is_attended=False,
@@ -200,6 +208,8 @@ class ReportService:
             )
         except NotFound:
             raise RecordNotFound(student_number) from None
+        await self._recheck(attendance, student_number)
+        return record
 
     async def add_to_saved(
         self, *, teacher: Identity, attendance_id: UUID, student_number: str, at: datetime
@@ -208,9 +218,9 @@ class ReportService:
         number = student_number.strip()
         if not SCHOOL_NUMBER.fullmatch(number):
             raise InvalidInput("add.bad_number")
-        await self._owned(teacher, attendance_id)
+        attendance = await self._owned(teacher, attendance_id)
         try:
-            return await self._corrections.add_saved_record(
+            record = await self._corrections.add_saved_record(
                 attendance_id=attendance_id,
                 student_number=number,
                 changed_by=teacher.school_number,
@@ -220,6 +230,24 @@ class ReportService:
             raise AlreadyOnList(number) from None
         except NotFound:
             raise SessionGone from None
+        await self._recheck(attendance, number)
+        return record
+
+    async def _recheck(self, attendance: Attendance, student_number: str) -> None:
+        """The student's warning level in the course after a correction: a record made absent
+        can take them below the limit (warned now, not at the course's next finalization), one
+        made present lowers the level so a later fall is warned again. The correction is
+        saved whatever happens here; a failure is logged and the next finalization looks
+        again."""
+        if self._warnings is None:
+            return
+        try:
+            contacts = await self._accounts.get_contacts(school_numbers=[student_number])
+            await self._warnings.check(
+                [(attendance, [student_number])], {c.school_number: c for c in contacts}
+            )
+        except Exception:
+            log.exception("low-attendance check after a correction failed")
 
     # --- term figures ---------------------------------------------------------
 

@@ -544,3 +544,45 @@ async def test_my_attendance_counts_only_the_current_terms_sessions(pg_client: P
 
     assert old not in {row.attendance_id for row in standing.rows}
     assert RecordStatus.ABSENT not in {row.status for row in standing.rows}
+
+
+async def test_a_correction_that_takes_a_student_below_the_limit_warns_at_once(
+    pg_client: Postgres, redis_client: RedisStores
+) -> None:
+    """A teacher correcting saved sessions to absent takes a student below 70 %: the student is
+    warned when the correction is saved, not at the course's next finalization (which might
+    be a week away, or never, at the end of term). Corrected back and down again, they are
+    warned again; a correction that keeps them above warns nobody."""
+    teacher = teacher_user()
+    student = student_user("S7", "Selin Ak")
+    await pg_client.accounts.add_users(users=[teacher, student])
+    await pg_client.accounts.link_telegram(user=student, telegram_id=9007, language="en")
+    notifier = RecordingNotifier()
+    ids = []
+    for week in range(4):
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30 - week)
+        attendance = await open_session(
+            redis_client,
+            teacher=teacher,
+            start=start,
+            end=start + timedelta(minutes=50),
+            enrolled=["S7"],
+        )
+        await put_records(redis_client, [record(attendance, "S7", minutes=2)])
+        services = build_test_services(
+            pg_client, redis_client, notifier, clock=Clock(start + timedelta(hours=1))
+        )
+        assert (await services.finalizer.run_once()).finalized == 1
+        ids.append(attendance.attendance_id)
+    reports = services.reports
+    me = _session(teacher.user_school_number, Role.TEACHER)
+
+    await reports.toggle(teacher=me, attendance_id=ids[0], student_number="S7")  # 3 of 4
+    assert notifier.keys("warning.below") == []
+    await reports.toggle(teacher=me, attendance_id=ids[1], student_number="S7")  # 2 of 4
+    (warning,) = notifier.keys("warning.below")
+    assert warning.telegram_id == 9007
+    assert (warning.values["attended"], warning.values["held"]) == (2, 4)
+    await reports.toggle(teacher=me, attendance_id=ids[1], student_number="S7")  # 3 of 4
+    await reports.toggle(teacher=me, attendance_id=ids[1], student_number="S7")  # 2 of 4
+    assert len(notifier.keys("warning.below")) == 2
