@@ -82,11 +82,15 @@ class ScheduledJobs:
         locks: LockTimes,
         metrics: Metrics | None = None,
         after_finalize: Callable[[], Awaitable[int]] | None = None,
+        after_reminders: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         self._guards = guards
         # Runs after a tick that saved sessions: approved apologies in advance whose session
         # is now saved become excused (services.excuses.ExcuseService.apply_waiting).
         self._after_finalize = after_finalize
+        # Runs after a reminders tick of the replica holding its lock: excuse requests whose
+        # teacher's notice was never queued get it (ExcuseService.announce_pending).
+        self._after_reminders = after_reminders
         self._finalizer = finalizer
         self._purger = purger
         self._reminders = reminders
@@ -115,7 +119,13 @@ class ScheduledJobs:
         return await self._guarded("purge", self._locks.purge, self._purger.run_once)
 
     async def reminders(self) -> ReminderReport | None:
-        return await self._guarded("reminders", self._locks.reminders, self._reminders.run_once)
+        report = await self._guarded("reminders", self._locks.reminders, self._reminders.run_once)
+        if report is not None and self._after_reminders is not None:
+            try:
+                await self._after_reminders()
+            except Exception:
+                log.exception("announcing excuse requests failed; the next tick retries")
+        return report
 
     async def _unlocked(self, name: str, run: Callable[[], Awaitable[T]]) -> T | None:
         with job_context(name):
@@ -218,6 +228,7 @@ def build_scheduler(
         locks=LockTimes.for_settings(settings),
         metrics=metrics,
         after_finalize=services.excuses.apply_waiting,
+        after_reminders=services.excuses.announce_pending,
     )
     # coalesce=True: ticks missed while the loop was busy or the process suspended collapse
     #   into one run; each job catches up on everything due anyway, so a burst of catch-up

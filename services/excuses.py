@@ -120,6 +120,14 @@ def clean_reason(text: str) -> str:
     return reason
 
 
+# The teacher's notice of a request is queued once: its marker lives a week, and the sweep
+# (`announce_pending`) looks at requests younger than that, old enough for their own submit
+# to have queued the notice.
+ANNOUNCED_MARKER_SECONDS = 7 * 86400
+ANNOUNCE_WITHIN = timedelta(days=6)
+ANNOUNCE_AFTER = timedelta(minutes=2)
+
+
 class ExcuseService:
     def __init__(
         self,
@@ -296,7 +304,8 @@ class ExcuseService:
                     else "excreq.already_excused"
                 )
 
-    async def _tell_teacher(self, request: ExcuseRequest, teacher: LinkedUser) -> None:
+    async def _tell_teacher(self, request: ExcuseRequest, teacher: LinkedUser) -> bool:
+        """Queue the teacher's notice of the request, once (False: queued before)."""
         rid = request.request_id
         notice = Notice(
             telegram_id=teacher.telegram_id,
@@ -320,7 +329,32 @@ class ExcuseService:
                 else None
             ),
         )
-        await self._notifier.enqueue([notice], once=f"excuse:{rid}", once_ttl=7 * 86400)
+        return await self._notifier.enqueue(
+            [notice], once=f"excuse:{rid}", once_ttl=ANNOUNCED_MARKER_SECONDS
+        )
+
+    async def announce_pending(self) -> int:
+        """Queue the teacher's notice of every pending request of the last days again. Its
+        `once` marker makes this a no-op for a request already announced; a request stored
+        by a process that stopped before it queued the notice (a crash between the two) is
+        announced now instead of waiting unseen. Returns how many were queued."""
+        now = self._clock()
+        requests = await self._excuses.get_pending_created(
+            since=now - ANNOUNCE_WITHIN, until=now - ANNOUNCE_AFTER
+        )
+        if not requests:
+            return 0
+        numbers = sorted({r.teacher_school_number for r in requests if r.teacher_school_number})
+        contacts = await self._accounts.get_contacts(school_numbers=numbers)
+        teachers = {c.school_number: c for c in contacts}
+        queued = 0
+        for request in requests:
+            teacher = teachers.get(request.teacher_school_number or "")
+            if teacher is not None and await self._tell_teacher(request, teacher):
+                queued += 1
+        if queued:
+            log.warning("%d excuse requests had no teacher's notice; queued now", queued)
+        return queued
 
     # --- the teacher's side ------------------------------------------------------------
 

@@ -209,3 +209,45 @@ def test_a_notice_keeps_its_attachment_through_the_outbox() -> None:
     assert decoded.attachment == Attachment("photo", "Ag1")
     plain, _tries = decode(encode(Notice(100, "tr", "excreq.notice", {"id": 3})))
     assert plain.attachment is None
+
+
+async def test_a_request_whose_notice_was_never_queued_reaches_the_teacher_once(
+    pg_client: Postgres,
+) -> None:
+    """A process that stored the request and stopped before queuing the teacher's notice (a
+    crash between the two steps) left the request pending unseen; the student waited for a
+    decision that could not come. The reminders tick now queues the notice of such a
+    request, once, and never a second notice of a request already announced."""
+    clock = Clock(LESSON_AT - timedelta(days=2))
+    service, notifier = await _service(pg_client, clock)
+    student = _member(student_user("2024001", "Çağrı Şahin"), 201)
+    announced = await service.submit(
+        student=student, reason="Sınav", lesson_code="YBS101", lesson_start=LESSON_AT
+    )
+    clock.now = datetime.now(IST) + timedelta(
+        minutes=5
+    )  # the requests' own clock is the database's
+    assert [n.values["id"] for n in notifier.to(100)] == [announced.request_id]
+    # Stored, but the process stopped before the notice: as `submit` leaves it then.
+    lost = await pg_client.excuses.add_request(
+        student_number="2024001",
+        attendance_id=None,
+        lesson_code="YBS101",
+        lesson_name="Veri Yapıları",
+        lesson_start=LESSON_AT + timedelta(days=7),
+        teacher_school_number="T0001",
+        reason="Rapor",
+        file_id=None,
+        file_kind=None,
+    )
+    assert await service.announce_pending() == 1
+    assert await service.announce_pending() == 0
+    notices = notifier.to(100)
+    assert [n.values["id"] for n in notices] == [announced.request_id, lost.request_id]
+    assert notices[1].key == "excreq.notice_advance"
+    assert [b.action for b in notices[1].buttons] == ["excuse_approve", "excuse_reject"]
+    # A decided request is not announced again, nor one too old for its marker to be trusted.
+    await service.approve(teacher=_member(TEACHER, 100), request_id=lost.request_id)
+    notifier.markers.clear()
+    clock.now = datetime.now(IST) + timedelta(days=8)
+    assert await service.announce_pending() == 0

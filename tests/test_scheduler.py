@@ -22,6 +22,7 @@ from tests.support import (  # noqa: F401
     RecordingNotifier,
     build_test_services,
     demo_settings,
+    link,
     open_session,
     pg_client_fixture,
     put_records,
@@ -222,3 +223,33 @@ async def test_the_jobs_follow_the_injected_clock(
     report = await jobs.finalize()
     assert report is not None and report.finalized == 1
     assert await session_keys(redis_raw, attendance) == []
+
+
+async def test_the_reminders_tick_announces_an_excuse_request_left_without_its_notice(
+    pg_client: Postgres, redis_client: RedisStores
+) -> None:
+    """Wired as `python -m bot` runs it: a request stored by a replica that stopped before it
+    queued the teacher's notice is announced by the next reminders tick, once."""
+    teacher, student = teacher_user("T0900", "Hoca"), student_user("S0900")
+    await pg_client.accounts.add_users(users=[teacher, student])
+    await link(pg_client, teacher, 900)
+    request = await pg_client.excuses.add_request(
+        student_number="S0900",
+        attendance_id=None,
+        lesson_code="FIZ101",
+        lesson_name="Fizik I",
+        lesson_start=NOW + timedelta(days=2),
+        teacher_school_number="T0900",
+        reason="Rapor",
+        file_id=None,
+        file_kind=None,
+    )
+    notifier = RecordingNotifier()
+    jobs = jobs_of(
+        make_scheduler(pg_client, redis_client, notifier, clock=Clock(NOW + timedelta(minutes=5)))
+    )
+    assert await jobs.reminders() is not None
+    await jobs.reminders()
+    assert [(n.key, n.values["id"]) for n in notifier.to(900)] == [
+        ("excreq.notice_advance", request.request_id)
+    ]

@@ -123,6 +123,20 @@ class ExcuseStore(Store):
         )
         return [_request(row) for row in rows]
 
+    async def get_pending_created(
+        self, *, since: datetime, until: datetime, limit: int = 500
+    ) -> list[ExcuseRequest]:
+        """Pending requests created in [since, until), oldest first (at most `limit`)."""
+        rows = await self._pool.fetch(
+            f"SELECT {_COLUMNS}{_FROM} WHERE e.status = 'pending'"
+            " AND e.created_at >= $1 AND e.created_at < $2"
+            " ORDER BY e.created_at, e.request_id LIMIT $3",
+            since,
+            until,
+            limit,
+        )
+        return [_request(row) for row in rows]
+
     async def get_pending_for_sessions(self, *, attendance_ids: list[UUID]) -> list[ExcuseRequest]:
         """The pending requests about these saved sessions, oldest first."""
         if not attendance_ids:
