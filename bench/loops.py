@@ -47,7 +47,12 @@ class _Discard:
     """Notices are dropped, not queued: the loops' own cost is measured."""
 
     async def enqueue(
-        self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
+        self,
+        notices: Sequence[Notice],
+        *,
+        once: str | None = None,
+        once_ttl: int = 0,
+        once_state: str | None = None,
     ) -> bool:
         return True
 

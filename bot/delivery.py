@@ -125,13 +125,19 @@ class OutboxNotifier:
         self._outbox = lanes_of(outbox)
 
     async def enqueue(
-        self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
+        self,
+        notices: Sequence[Notice],
+        *,
+        once: str | None = None,
+        once_ttl: int = 0,
+        once_state: str | None = None,
     ) -> bool:
         """Each notice into its lane (`Notice.lane`); with `once`, all of them atomically."""
         return await self._outbox.add(
             [(n.lane, encode(n), _digest(n) if n.digest else None) for n in notices],
             once=once,
             once_ttl=once_ttl,
+            once_state=once_state,
         )
 
 

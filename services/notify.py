@@ -115,12 +115,20 @@ class Notifier(Protocol):
     """
 
     async def enqueue(
-        self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
+        self,
+        notices: Sequence[Notice],
+        *,
+        once: str | None = None,
+        once_ttl: int = 0,
+        once_state: str | None = None,
     ) -> bool:
         """Queue the notices durably (each into its `lane`); once this returns they survive a
         crash or restart and are delivered later by the worker.
 
         With `once`, the marker key is set (for `once_ttl` seconds) in the same atomic step;
         when it was already set nothing is queued and the answer is False. Otherwise True.
+        With `once_state` too, the marker remembers that state: nothing is queued only when it
+        holds the same state already, so a step retried after a crash tells its state once,
+        and a later, different state (a teacher changing their mind) is told as well.
         """
         ...

@@ -91,21 +91,29 @@ class RecordingNotifier:
 
     sent: list[Notice] = field(default_factory=list)
     later_calls: int = 0
-    markers: set[str] = field(default_factory=set)
+    markers: dict[str, str] = field(default_factory=dict)  # once-marker -> its state
     redis: aioredis.Redis | None = None
 
     async def enqueue(
-        self, notices: Sequence[Notice], *, once: str | None = None, once_ttl: int = 0
+        self,
+        notices: Sequence[Notice],
+        *,
+        once: str | None = None,
+        once_ttl: int = 0,
+        once_state: str | None = None,
     ) -> bool:
-        """Like the outbox: the `once` marker and the notices in one step. The marker is set in
-        `redis` when given (as the outbox does), else remembered here."""
+        """Like the outbox: the `once` marker (holding `once_state`) and the notices in one
+        step. The marker is set in `redis` when given (as the outbox does), else remembered
+        here."""
         if once is not None:
+            state = once_state or "1"
             if self.redis is not None:
-                if not await self.redis.set(once, "1", nx=True, ex=max(1, once_ttl)):
+                if await self.redis.get(once) == state:
                     return False
-            elif once in self.markers:
+                await self.redis.set(once, state, ex=max(1, once_ttl))
+            elif self.markers.get(once) == state:
                 return False
-            self.markers.add(once)
+            self.markers[once] = state
         self.later_calls += 1
         self.sent.extend(notices)
         return True

@@ -17,7 +17,7 @@ from aiogram.fsm.storage.redis import DefaultKeyBuilder
 from bot.flood import RedisFloodBudget
 from bot.locks import RenewingRedisEventIsolation
 from dal.models import AttendanceRecordRedis, AttendanceRedis
-from dal.redis.outbox import Entry, Outbox
+from dal.redis.outbox import Entry, Outbox, OutboxLanes
 from dal.redis.stores import RedisStores
 from services.notice_codec import Tries, conditions, decode, digest_entry, encode, encode_text
 from services.notify import Attachment, Button, Moment, Notice, Percent, Stale
@@ -48,6 +48,26 @@ async def test_marker_and_entries_are_enqueued_together_once(redis_raw: aioredis
     await outbox.ensure_group()
     entries = await outbox.read("c1", 10, block_ms=None, own=False)
     assert [decode(e.payload)[0] for e in entries] == [_notice(i) for i in range(3)]
+
+
+async def test_a_marker_with_a_state_tells_each_new_state_and_a_repeated_one_never(
+    redis_raw: aioredis.Redis,
+) -> None:
+    """A teacher accepts, the step is retried (after a crash, or a second click), then they
+    reject, then accept again: the student hears accepted, rejected, accepted; never the same
+    decision twice in a row, and the retry of a decision that was not queued yet is queued."""
+    lanes = OutboxLanes(redis_raw)
+    marker = "once:review:x"
+    told = [
+        await lanes.add([("result", state)], once=marker, once_ttl=60, once_state=state)
+        for state in ("accepted", "accepted", "rejected", "accepted", "accepted")
+    ]
+    assert told == [True, False, True, True, False]
+    assert await lanes.backlog() == 3
+    assert await redis_raw.get(marker) == "accepted"
+    # A plain marker still means once, whatever was queued under it.
+    assert await lanes.add([("result", "x")], once="once:plain", once_ttl=60) is True
+    assert await lanes.add([("result", "x")], once="once:plain", once_ttl=60) is False
 
 
 async def test_a_dead_consumers_entries_are_taken_over_and_nothing_else(

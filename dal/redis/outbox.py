@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 STREAM: Final = keys.OUTBOX_STREAM
 GROUP: Final = keys.OUTBOX_GROUP
+# The value of a plain once-marker (`add(..., once=...)` without a state).
+ONCE_MARKED: Final = "1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,9 +355,12 @@ class OutboxLanes:
         *,
         once: str | None = None,
         once_ttl: int = 0,
+        once_state: str | None = None,
     ) -> bool:
-        """Append the items, each to its lane; with `once`, only if that marker was not set (and
-        set it), every lane in the same atomic step.
+        """Append the items, each to its lane; with `once`, only if that marker does not hold
+        `once_state` already (and set it to that), every lane in the same atomic step. With the
+        default state this is "only once"; with a state that names what the notices tell
+        (a teacher's decision), a retried step tells it once and a new state is told.
 
         An item with a digest (kind, telegram id, sender) joins that recipient's digest instead: the
         notices of one kind waiting for one person go out as one message (`digest_items`), and
@@ -363,7 +368,7 @@ class OutboxLanes:
         message per student per hour, however many of their sessions ended)."""
         if once is not None or any(len(item) > 2 and item[2] for item in items):
             script_keys: list[str] = [once or "", keys.OUTBOX_LATER]
-            args: list[str | int] = [max(1, once_ttl)]
+            args: list[str | int] = [max(1, once_ttl), once_state or ONCE_MARKED]
 
             def index(key: str) -> int:
                 if key not in script_keys:
