@@ -16,7 +16,7 @@ in this order:
   summaries, and a result for each student whose result is news (the `late` share: late or
   absent; a student present on time was told so by the check-in answer and gets none);
 - the students of the new sessions get "attendance is open" (each new session enqueues them as
-  `AttendanceService._announce_open` does: urgent lane, dropped once the student is in);
+  `SessionService._announce_open` does: urgent lane, dropped once the student is in);
 - the new sessions' students send their codes through the Dispatcher, in shuffled order, spread
   evenly over the first `spread` seconds (by default twice what the opens need at 30/s); each
   answer is a direct answer (first on the budget).

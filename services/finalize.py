@@ -47,6 +47,7 @@ from zoneinfo import ZoneInfo
 
 from dal.errors import DalError, DatabaseUnavailable, RedisUnavailable
 from dal.models import (
+    EVERYONE,
     Attendance,
     AttendanceRecordRedis,
     AttendanceRedis,
@@ -61,7 +62,6 @@ from dal.pg import AccountStore, AttendanceStore, Database, LinkedUser
 from dal.redis import keys
 from dal.redis.finalization import ClaimOutcome, FinalizationStore
 from dal.redis.sessions import LiveSessions
-from services.attendance import EVERYONE
 from services.notify import RESULT, Moment, Notice, Notifier
 from services.status import StatusCounts, split_reason, status_rule
 from services.warnings import AttendanceWarnings

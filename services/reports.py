@@ -25,7 +25,7 @@ from dal.pg import (
     ReportStore,
     StudentAttendanceRow,
 )
-from services.attendance import SCHOOL_NUMBER
+from services.attendance.review import SCHOOL_NUMBER
 from services.csv_export import csv_document
 from services.errors import (
     AlreadyOnList,

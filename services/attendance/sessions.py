@@ -431,8 +431,9 @@ class SessionService:
     async def live_session(self, *, teacher: Identity, attendance_id: UUID) -> AttendanceRedis:
         """The teacher's session, still open by this replica's clock: a quick first answer.
         The write itself is what decides: Redis refuses it once the session has ended by
-        Redis's clock or the finalizer has claimed it (`_write`), so that no change is
-        confirmed and then lost; changes after the end go through /history."""
+        Redis's clock or the finalizer has claimed it (`ReviewService._write`; a setting's write
+        here), so that no change is confirmed and then lost; changes after the end go through
+        /history."""
         attendance = await self.owned_session(teacher=teacher, attendance_id=attendance_id)
         end = attendance.end_time or attendance.planned_end_time
         if end <= self._clock():
