@@ -8,8 +8,8 @@ planned end) the finalizer
    teacher's change can reach the session (the invariant in `dal.redis.sessions`), so what
    step 2 reads is final;
 2. reads the session, its records and its enrolled set from Redis;
-3. builds the sheet: every Redis record plus an ABSENT record for each enrolled student who
-   never checked in;
+3. builds the sheet (services/final_sheet.py): every Redis record plus an ABSENT record for
+   each enrolled student who never checked in;
 4. writes users, the attendance and every record in ONE PostgreSQL transaction
    (idempotent: the attendance and each record are inserted only if new). Sessions go in
    batches: a batch's users are looked up in one query and the whole batch is stored in one
@@ -27,9 +27,11 @@ idempotent write still leaves one copy). With PostgreSQL down nothing is removed
 and the tick ends at the first failure: the outage is logged once, when it starts, and once
 more when it is over.
 
-Why one file of ~700 lines: the six steps above are one exactly-once pipeline, and its
+Why one file of ~600 lines: the six steps above are one exactly-once pipeline, and its
 crash-safety argument is read across all of them (what each step leaves behind for the next
-run); split over modules, that argument would have no single place to be checked.
+run); split over modules, that argument would have no single place to be checked. Only the
+sheet is built elsewhere (services/final_sheet.py): it is pure, so building it again after a
+crash gives the same rows, and it takes no part in that argument.
 """
 
 from __future__ import annotations
@@ -67,7 +69,6 @@ __all__ = [
     "FinalSheet",
     "FinalizeReport",
     "Finalizer",
-    "OutageLog",
     "build_sheet",
     "final_dedupe_key",
 ]

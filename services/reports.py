@@ -87,7 +87,7 @@ class SavedSheetRow:
 @dataclass(frozen=True, slots=True)
 class SavedSheet:
     """A session saved in PostgreSQL with its records and the students' names (/history, the
-    one-session CSV). The sheet written at finalization is services.finalize.FinalSheet."""
+    one-session CSV). The sheet written at finalization is services.final_sheet.FinalSheet."""
 
     attendance: Attendance
     rows: list[SavedSheetRow]
