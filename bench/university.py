@@ -66,7 +66,8 @@ async def measure(
     """With `baseline`, the plan is off as before it: one first-in-first-out outbox, and a
     result for every student (present on time too)."""
     from bot.app import build_app
-    from bot.delivery import DeliveryWorker, OutboxNotifier
+    from bot.delivery import DeliveryWorker
+    from bot.notifier import OutboxNotifier
     from dal.redis.outbox import Outbox, OutboxLanes
     from services.notify import RESULT, URGENT, Moment, Notice, Stale
     from tests.fakes.telegram_server import FakeTelegram
