@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from bench.common import bench_services
-from bot.delivery import OutboxNotifier
+from bot.notifier import OutboxNotifier
 from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, Role, User
 from dal.pg import Postgres
 from dal.redis.keys import DUE as DUE_KEY

@@ -176,7 +176,7 @@ async def run(open_count: int, level3: int, ended: int) -> None:
                 redis,
                 _notifier(),
                 clock=lambda: clock_now,
-                attendance={"code_rotation_seconds": int(EVERY.total_seconds())},
+                rotation={"code_rotation_seconds": int(EVERY.total_seconds())},
             ).attendance
             print("code rotation tick (bot/status.py, every second on every replica):")
             # Started 5 minutes ago: every level-3 code is due on the first tick.

@@ -16,7 +16,7 @@ in this order:
   summaries, and a result for each student whose result is news (the `late` share: late or
   absent; a student present on time was told so by the check-in answer and gets none);
 - the students of the new sessions get "attendance is open" (each new session enqueues them as
-  `AttendanceService._announce_open` does: urgent lane, dropped once the student is in);
+  `SessionService._announce_open` does: urgent lane, dropped once the student is in);
 - the new sessions' students send their codes through the Dispatcher, in shuffled order, spread
   evenly over the first `spread` seconds (by default twice what the opens need at 30/s); each
   answer is a direct answer (first on the budget).
@@ -66,7 +66,8 @@ async def measure(
     """With `baseline`, the plan is off as before it: one first-in-first-out outbox, and a
     result for every student (present on time too)."""
     from bot.app import build_app
-    from bot.delivery import DeliveryWorker, OutboxNotifier
+    from bot.delivery import DeliveryWorker
+    from bot.notifier import OutboxNotifier
     from dal.redis.outbox import Outbox, OutboxLanes
     from services.notify import RESULT, URGENT, Moment, Notice, Stale
     from tests.fakes.telegram_server import FakeTelegram

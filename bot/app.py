@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 from bot.answers import AnswerQueue
 from bot.compose import build_aksis_client, build_services
 from bot.config import Settings
-from bot.delivery import DeliveryWorker, OutboxNotifier
+from bot.delivery import DeliveryWorker
 from bot.flood import RedisFloodBudget
 from bot.fsm import CodeAwareFSMMiddleware
 from bot.locks import RenewingRedisEventIsolation
@@ -45,6 +45,7 @@ from bot.middlewares import (
     LinkedAccountMiddleware,
     StoreErrorsMiddleware,
 )
+from bot.notifier import OutboxNotifier
 from bot.outgoing import OutgoingMiddleware
 from bot.projector import projector_url
 from bot.scheduler import build_scheduler

@@ -24,7 +24,13 @@ from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from services.accounts import AccountService
 from services.aksis import AksisClient, LiveAksisClient
-from services.attendance import AttendanceService
+from services.attendance import (
+    AttendanceService,
+    CheckInService,
+    CodeRotation,
+    ReviewService,
+    SessionService,
+)
 from services.demo_aksis import DemoAksisClient
 from services.excuses import ExcuseService
 from services.finalize import Finalizer
@@ -62,7 +68,10 @@ class Services:
     owner: str
 
 
-SERVICE_NAMES: Final = frozenset(f.name for f in fields(Services)) - {"owner"}
+# The parts of the attendance service (services/attendance/), built here and overridable by
+# name like a service.
+ATTENDANCE_PARTS: Final = frozenset({"sessions", "checkins", "reviews", "rotation"})
+SERVICE_NAMES: Final = (frozenset(f.name for f in fields(Services)) - {"owner"}) | ATTENDANCE_PARTS
 
 
 def replica_id() -> str:
@@ -105,7 +114,9 @@ def build_services(
     services' notion of now, the same for sessions and the jobs that end them (tests move
     it). `owner`: this replica's name (default: a fresh `replica_id()`). `overrides`:
     constructor arguments that replace the settings' ones, by service name, e.g.
-    `{"finalizer": {"concurrency": 1}}`; an unknown service name is refused.
+    `{"finalizer": {"concurrency": 1}}`, or by the name of a part of the attendance service
+    (`ATTENDANCE_PARTS`), e.g. `{"checkins": {"wrong_code_limit": 3}}`; an unknown name is
+    refused.
     """
     overrides = overrides or {}
     unknown = set(overrides) - SERVICE_NAMES
@@ -153,25 +164,61 @@ def build_services(
             ticket_ttl_seconds=LOGIN_TICKET_SECONDS,
         )
     )
-    attendance = AttendanceService(
+    # The attendance service is four parts over one live session, each given only the
+    # stores it uses (services/attendance/__init__.py); their overrides go by part name.
+    sessions = SessionService(
         **args(
-            "attendance",
+            "sessions",
             accounts=pg.accounts,
             schedules=pg.schedules,
             sessions=redis.sessions,
-            checkins=redis.checkins,
-            user_store=redis.users,
             notifier=notifier,
             tz=tz,
             early_margin=timedelta(minutes=settings.lesson_early_margin_minutes),
             late_after=timedelta(minutes=settings.late_after_minutes),
             default_duration=timedelta(minutes=settings.default_session_minutes),
             security_level_default=settings.security_level_default,
+            clock=now,
+        )
+    )
+    checkins = CheckInService(
+        **args(
+            "checkins",
+            sessions=redis.sessions,
+            checkins=redis.checkins,
+            late_after=timedelta(minutes=settings.late_after_minutes),
             location_radius_meters=settings.location_radius_meters,
-            code_rotation_seconds=settings.code_rotation_seconds,
             clock=now,
             # A check-in whose account's cache has expired re-reads the link through it.
             linked_accounts=accounts,
+        )
+    )
+    reviews = ReviewService(
+        **args(
+            "reviews",
+            accounts=pg.accounts,
+            sessions=redis.sessions,
+            live=sessions,
+            user_store=redis.users,
+            notifier=notifier,
+            clock=now,
+        )
+    )
+    rotation = CodeRotation(
+        **args(
+            "rotation",
+            sessions=redis.sessions,
+            code_rotation_seconds=settings.code_rotation_seconds,
+            clock=now,
+        )
+    )
+    attendance = AttendanceService(
+        **args(
+            "attendance",
+            sessions=sessions,
+            checkins=checkins,
+            reviews=reviews,
+            rotation=rotation,
         )
     )
     warnings = AttendanceWarnings(

@@ -1,4 +1,5 @@
-"""Durable notices: `OutboxNotifier` puts them in the Redis outbox, `DeliveryWorker` sends them.
+"""Durable notices: `DeliveryWorker` sends what `OutboxNotifier` (bot/notifier.py) put in the
+Redis outbox.
 
 Every message that is not the direct answer to an update (results, teacher summaries,
 "attendance is open" / "closing soon", reminders, account-moved notices) goes through here:
@@ -57,10 +58,10 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 
-from bot.notifier import callback_data, web_app_url
+from bot.notifier import callback_data, lanes_of, outbox_digest, web_app_url
 from bot.outgoing import BULK, Bulk, NoLongerWanted, is_undeliverable
 from dal.redis.outbox import Entry, Outbox, OutboxLanes
-from services.notice_codec import Tries, conditions, decode, digest_entry, encode
+from services.notice_codec import Tries, conditions, decode, encode
 from services.notify import Button, Moment, Notice, Percent
 from services.pseudonyms import pseudonym
 from ui.i18n import date_time_text, percent_number, t, time_text, use_locale
@@ -115,37 +116,6 @@ def _shown(value: object) -> object:
     return value
 
 
-# --- the Notifier ----------------------------------------------------------------------
-
-
-class OutboxNotifier:
-    """`services.notify.Notifier` over the durable outbox."""
-
-    def __init__(self, outbox: Outbox | OutboxLanes) -> None:
-        self._outbox = lanes_of(outbox)
-
-    async def enqueue(
-        self,
-        notices: Sequence[Notice],
-        *,
-        once: str | None = None,
-        once_ttl: int = 0,
-        once_state: str | None = None,
-    ) -> bool:
-        """Each notice into its lane (`Notice.lane`); with `once`, all of them atomically."""
-        return await self._outbox.add(
-            [(n.lane, encode(n), _digest(n) if n.digest else None) for n in notices],
-            once=once,
-            once_ttl=once_ttl,
-            once_state=once_state,
-        )
-
-
-def _digest(notice: Notice) -> tuple[str, int, str]:
-    """The outbox's digest of a notice: its kind, its recipient, the entry that sends it."""
-    return (notice.digest, notice.telegram_id, digest_entry(notice.digest, notice.telegram_id))
-
-
 # --- the worker ------------------------------------------------------------------------
 
 
@@ -159,11 +129,6 @@ class _Abandoned(BaseException):
 PAID_LANES = ("urgent", "result", "bulk")
 # How long paid broadcasts stay off after Telegram refused one.
 PAID_REFUSAL_PAUSE_SECONDS = 600
-
-
-def lanes_of(outbox: Outbox | OutboxLanes) -> OutboxLanes:
-    """The lanes; a bare `Outbox` is one lane for everything (first in, first out)."""
-    return outbox if isinstance(outbox, OutboxLanes) else OutboxLanes.single(outbox)
 
 
 def consumer_name() -> str:
@@ -437,7 +402,7 @@ class DeliveryWorker:
     async def _settle(self, entry: Entry, notice: Notice, count: int) -> None:
         """Done with the entry; a digest's notices that it covered are done too."""
         if notice.digest and not notice.key:
-            await self._outbox.digest_sent(entry, _digest(notice), count)
+            await self._outbox.digest_sent(entry, outbox_digest(notice), count)
         await self._outbox.ack([entry])
 
     async def _send(self, entry: Entry, notice: Notice, tries: Tries) -> None:

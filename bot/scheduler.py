@@ -38,7 +38,8 @@ from bot.logs import job_context
 from bot.metrics import Metrics
 from dal.errors import RedisUnavailable
 from dal.redis.guards import Guards
-from services.finalize import Finalizer, FinalizeReport, OutageLog
+from services.finalize import Finalizer, FinalizeReport
+from services.outage import OutageLog
 from services.purge import Purger, PurgeReport
 from services.reminders import ReminderReport, ReminderService
 

@@ -73,7 +73,7 @@ class Security(IntEnum):
 
 
 # The member of a session's enrolled set that enrols everyone: the lesson has no known
-# enrolment (opened by name). Written by services.attendance, honoured by lua/check_in.lua
+# enrolment (opened by name). Written by services.attendance.sessions, honoured by lua/check_in.lua
 # (as `EVERYONE`), never a student at finalization.
 EVERYONE: Final = "*"
 

@@ -1,9 +1,10 @@
 """What a check-in and a student's location decided: the outcome types the service returns.
 
 The scripts (dal/redis/lua/check_in.lua, location.lua) answer with a word; the store hands it
-over raw (dal/redis/checkins.py) and `AttendanceService` turns it into these types, with the
-record's status (present or late, in services.status's vocabulary) worked out once, so the
-handler and the Mini App page read the answer without asking the service again.
+over raw (dal/redis/checkins.py) and `CheckInService` (services/attendance/checkins.py) turns
+it into these types, with the record's status (present or late, in services.status's
+vocabulary) worked out once, so the handler and the Mini App page read the answer without
+asking the service again.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ planned end) the finalizer
    teacher's change can reach the session (the invariant in `dal.redis.sessions`), so what
    step 2 reads is final;
 2. reads the session, its records and its enrolled set from Redis;
-3. builds the sheet: every Redis record plus an ABSENT record for each enrolled student who
-   never checked in;
+3. builds the sheet (services/final_sheet.py): every Redis record plus an ABSENT record for
+   each enrolled student who never checked in;
 4. writes users, the attendance and every record in ONE PostgreSQL transaction
    (idempotent: the attendance and each record are inserted only if new). Sessions go in
    batches: a batch's users are looked up in one query and the whole batch is stored in one
@@ -27,9 +27,11 @@ idempotent write still leaves one copy). With PostgreSQL down nothing is removed
 and the tick ends at the first failure: the outage is logged once, when it starts, and once
 more when it is over.
 
-Why one file of ~700 lines: the six steps above are one exactly-once pipeline, and its
+Why one file of ~600 lines: the six steps above are one exactly-once pipeline, and its
 crash-safety argument is read across all of them (what each step leaves behind for the next
-run); split over modules, that argument would have no single place to be checked.
+run); split over modules, that argument would have no single place to be checked. Only the
+sheet is built elsewhere (services/final_sheet.py): it is pure, so building it again after a
+crash gives the same rows, and it takes no part in that argument.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
@@ -47,12 +49,9 @@ from zoneinfo import ZoneInfo
 
 from dal.errors import DalError, DatabaseUnavailable, RedisUnavailable
 from dal.models import (
-    Attendance,
+    EVERYONE,
     AttendanceRecordRedis,
     AttendanceRedis,
-    FailReason,
-    RecordRow,
-    RecordSource,
     RecordStatus,
     Role,
     User,
@@ -61,23 +60,20 @@ from dal.pg import AccountStore, AttendanceStore, Database, LinkedUser
 from dal.redis import keys
 from dal.redis.finalization import ClaimOutcome, FinalizationStore
 from dal.redis.sessions import LiveSessions
-from services.attendance import EVERYONE
+from services.final_sheet import FinalSheet, build_sheet
 from services.notify import RESULT, Moment, Notice, Notifier
-from services.status import StatusCounts, split_reason, status_rule
+from services.outage import OutageLog
 from services.warnings import AttendanceWarnings
 
 __all__ = [
     "FinalSheet",
     "FinalizeReport",
     "Finalizer",
-    "OutageLog",
     "build_sheet",
     "final_dedupe_key",
 ]
 
 log = logging.getLogger(__name__)
-
-_NAME_MAX: Final = 200  # users.user_full_name, as validated by dal.models.User
 
 
 _RESULT_KEYS: Final = {
@@ -99,156 +95,6 @@ class Receipts(Protocol):
     """Who wants a result notice that repeats their check-in answer (dal UserStore)."""
 
     async def receipts_wanted(self, *, school_numbers: Sequence[str]) -> set[str]: ...
-
-
-class OutageLog:
-    """Logs an outage once when it starts and once when it ends, not on every failed try."""
-
-    def __init__(self, what: str, logger: logging.Logger) -> None:
-        self._what = what
-        self._log = logger
-        self._since: float | None = None
-        self._tries = 0
-
-    @property
-    def down(self) -> bool:
-        return self._since is not None
-
-    def failed(self, exc: BaseException) -> None:
-        self._tries += 1
-        if self._since is None:
-            self._since = time.monotonic()
-            self._log.warning("%s unavailable, will retry every tick: %s", self._what, exc)
-        else:
-            self._log.debug("%s still unavailable: %s", self._what, exc)
-
-    def succeeded(self) -> None:
-        if self._since is not None:
-            self._log.warning(
-                "%s available again after %.0f s (%d failed tries)",
-                self._what,
-                time.monotonic() - self._since,
-                self._tries,
-            )
-        self._since = None
-        self._tries = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FinalSheet:
-    """What one ended session becomes in PostgreSQL, before it is written. Read back for
-    /history it is services.reports.SavedSheet."""
-
-    attendance: Attendance
-    records: list[RecordRow]
-    users: list[User]  # to upsert: students first, the teacher last
-    counts: StatusCounts  # the one status vocabulary (services.status)
-
-
-def _name(raw: str, fallback: str) -> str:
-    name = " ".join(raw.split())[:_NAME_MAX]
-    return name or fallback
-
-
-def build_sheet(
-    *,
-    attendance: AttendanceRedis,
-    records: Sequence[AttendanceRecordRedis],
-    enrolled: Iterable[str],
-    known_users: Mapping[str, User],
-    late_after: timedelta,
-) -> FinalSheet:
-    """The PostgreSQL rows for an ended session (pure: no I/O).
-
-    Records keep their state, with the status of services.status (one lateness rule: after
-    the later of the scheduled start and the opening, plus `late_after`; a teacher-added
-    record is never late); every enrolled student without a record gets an ABSENT one.
-    `EVERYONE` in `enrolled` names nobody. Users to upsert: students not yet known,
-    and known students who checked in by code under a new name (their Redis name comes from
-    the portal at login); a teacher-added record for a known user, or any record naming a
-    known teacher, leaves that user's row alone, so a typed school number can never rename or
-    demote anyone. Unchanged users are left out: no row locks for nothing.
-    """
-    attendance_id = attendance.attendance_id
-    rows: list[RecordRow] = []
-    users: dict[str, User] = {}
-    status_of = status_rule(attendance, late_after)
-    new_row = RecordRow  # values from validated models: not validated again (see RecordRow)
-    for record in records:
-        number = record.student_number
-        known = known_users.get(number)
-        name = _name(record.student_full_name, number)
-        if known is None or (
-            record.source is RecordSource.CODE
-            and known.role is Role.STUDENT
-            and known.user_full_name != name
-        ):
-            users[number] = User(user_school_number=number, user_full_name=name, role=Role.STUDENT)
-        status = status_of(record)
-        reason, note = split_reason(record.fail_reason, record.teacher_note)
-        rows.append(
-            new_row(
-                attendance_id=attendance_id,
-                student_number=number,
-                is_attended=record.is_attended,
-                attendance_time=record.attendance_time,
-                fail_reason=None if record.is_attended else reason,
-                is_late=status is RecordStatus.LATE,
-                source=record.source,
-                status=status,
-                teacher_note=note,
-            )
-        )
-    recorded = {record.student_number for record in records}
-    unknown = 0
-    for number in sorted(set(enrolled) - recorded - {EVERYONE}):
-        if number not in known_users:
-            # Enrolment comes from cached schedules, whose rows need a user row; should one be
-            # missing all the same, the sheet stays complete under the number (which is not
-            # logged: a line names no person by number).
-            unknown += 1
-            users[number] = User(
-                user_school_number=number, user_full_name=number, role=Role.STUDENT
-            )
-        rows.append(
-            new_row(
-                attendance_id=attendance_id,
-                student_number=number,
-                is_attended=False,
-                attendance_time=None,
-                fail_reason=FailReason.ABSENT.value,
-                is_late=False,
-                source=RecordSource.CODE,
-                status=RecordStatus.ABSENT,
-                teacher_note=None,
-            )
-        )
-    if unknown:
-        log.warning("%d absent student(s) of %s have no user row", unknown, attendance_id)
-    teacher = attendance.teacher_school_number
-    users.pop(teacher, None)
-    user_list = [
-        *users.values(),
-        User(
-            user_school_number=teacher,
-            user_full_name=_name(attendance.teacher_full_name, teacher),
-            role=Role.TEACHER,
-        ),
-    ]
-    row = Attendance(
-        attendance_id=attendance_id,
-        teacher_school_number=teacher,
-        lesson_name=attendance.lesson_name,
-        lesson_code=attendance.lesson_code,
-        lesson_slot=attendance.slot,
-        scheduled_start=attendance.scheduled_start,
-        term=attendance.term,
-        start_time=attendance.start_time,
-        end_time=attendance.end_time or attendance.planned_end_time,
-        security_option=attendance.security_option,
-    )
-    counts = StatusCounts.of(row.status for row in rows)
-    return FinalSheet(attendance=row, records=rows, users=user_list, counts=counts)
 
 
 @dataclass(slots=True)

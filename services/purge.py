@@ -44,7 +44,7 @@ from dal.pg import Database, ExcuseStore, RetentionStore
 from dal.redis import keys
 from dal.redis.accounts import UserStore
 from dal.redis.purge import PurgeStore
-from services.finalize import OutageLog
+from services.outage import OutageLog
 
 __all__ = ["PurgeReport", "Purger"]
 

@@ -6,7 +6,7 @@
 - Closing reminder: `closing` before an open session's planned end, each enrolled student who
   has not checked in and has a linked account gets `remind.closing`, once per session.
 - (The "attendance is open" message goes out when a session opens:
-  `AttendanceService._announce_open`.)
+  `SessionService._announce_open`, services/attendance/sessions.py.)
 
 Every reminder respects `users.reminders_enabled` (the /reminders switch) and is sent at most
 once: a `once:remind:*` marker (SET NX with an expiry) is set before the notices are queued,
@@ -25,11 +25,11 @@ from typing import Final
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from dal.models import Role, ScheduleEntry
+from dal.models import EVERYONE, Role, ScheduleEntry
 from dal.pg import AccountStore, ScheduleStore
 from dal.redis import keys
 from dal.redis.sessions import LiveSessions
-from services.attendance import EVERYONE, entry_to_lesson
+from services.attendance.sessions import entry_to_lesson
 from services.notify import URGENT, Button, Moment, Notice, Notifier, Stale
 
 __all__ = [

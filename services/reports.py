@@ -26,7 +26,7 @@ from dal.pg import (
     ReportStore,
     StudentAttendanceRow,
 )
-from services.attendance import SCHOOL_NUMBER
+from services.attendance.review import SCHOOL_NUMBER
 from services.csv_export import csv_document
 from services.errors import (
     AlreadyOnList,
@@ -90,7 +90,7 @@ class SavedSheetRow:
 @dataclass(frozen=True, slots=True)
 class SavedSheet:
     """A session saved in PostgreSQL with its records and the students' names (/history, the
-    one-session CSV). The sheet written at finalization is services.finalize.FinalSheet."""
+    one-session CSV). The sheet written at finalization is services.final_sheet.FinalSheet."""
 
     attendance: Attendance
     rows: list[SavedSheetRow]

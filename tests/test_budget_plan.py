@@ -13,8 +13,9 @@ from uuid import UUID, uuid4
 
 import redis.asyncio as aioredis
 
-from bot.delivery import DeliveryWorker, OutboxNotifier
+from bot.delivery import DeliveryWorker
 from bot.flood import RedisFloodBudget
+from bot.notifier import OutboxNotifier
 from bot.outgoing import OutgoingMiddleware
 from bot.status import StatusBoard
 from dal.redis.outbox import OutboxLanes

@@ -66,4 +66,4 @@ async def test_an_override_for_a_service_that_does_not_exist_is_refused(
         build_test_services(pg_client, redis_client, finaliser={"concurrency": 1})
     # Spelled right, it reaches the constructor (which refuses a level the bot has not).
     with pytest.raises(ValueError, match="security level"):
-        build_test_services(pg_client, redis_client, attendance={"security_level_default": 4})
+        build_test_services(pg_client, redis_client, sessions={"security_level_default": 4})

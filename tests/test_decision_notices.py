@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.delivery import DeliveryWorker, OutboxNotifier
+from bot.delivery import DeliveryWorker
+from bot.notifier import OutboxNotifier
 from bot.outgoing import OutgoingMiddleware
 from dal.models import Role, ScheduleEntry, UserSessionRedis
 from dal.pg import Postgres

@@ -6,7 +6,9 @@ left. Only the composition root (`bot.app`, `bot.__main__`) imports `handlers`; 
 objects through the Dispatcher's workflow data (handlers/deps.py), never by import.
 
 Every import counts: at module level, inside functions, under `if TYPE_CHECKING:`, relative
-ones. The check reads the source with `ast`; nothing is imported.
+ones. Every module counts, sub-packages' too (`services/attendance/`, `dal/redis/`,
+`handlers/teacher/`, `bot/webapp/`). The check reads the source with `ast`; nothing is
+imported.
 """
 
 from __future__ import annotations
@@ -76,38 +78,66 @@ def _allowed(
     return None
 
 
+def scanned(root: Path) -> list[tuple[str, Path]]:
+    """(layer, file) of every module the contract checks: each layer's whole tree, its
+    sub-packages at any depth included."""
+    return [(layer, path) for layer in LAYERS for path in sorted((root / layer).rglob("*.py"))]
+
+
 def violations(
     root: Path, allowed: frozenset[tuple[str, str]] = ALLOWED
 ) -> tuple[list[Violation], set[tuple[str, str]]]:
     """The contract's violations under `root`, and the allowed exceptions that were used."""
     found: list[Violation] = []
     used: set[tuple[str, str]] = set()
-    for layer in LAYERS:
-        for path in sorted((root / layer).rglob("*.py")):
-            module = module_name(root, path)
-            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-            rel = str(path.relative_to(root))
-            for line, imported in imported_modules(tree, module, path.name == "__init__.py"):
-                target = imported.split(".")[0]
-                if target not in LAYERS or target == layer:
-                    continue
-                exception = _allowed(layer, imported, allowed)
-                if exception is not None:
-                    used.add(exception)
-                    continue
-                if LAYERS.index(target) < LAYERS.index(layer):
-                    rule = f"{layer} is below {target}"
-                elif target == "handlers" and layer == "bot" and module not in COMPOSITION_ROOT:
-                    rule = "only the composition root (bot.app, bot.__main__) imports handlers"
-                else:
-                    continue
-                found.append(Violation(rel, line, module, imported, rule))
+    for layer, path in scanned(root):
+        module = module_name(root, path)
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        rel = str(path.relative_to(root))
+        for line, imported in imported_modules(tree, module, path.name == "__init__.py"):
+            target = imported.split(".")[0]
+            if target not in LAYERS or target == layer:
+                continue
+            exception = _allowed(layer, imported, allowed)
+            if exception is not None:
+                used.add(exception)
+                continue
+            if LAYERS.index(target) < LAYERS.index(layer):
+                rule = f"{layer} is below {target}"
+            elif target == "handlers" and layer == "bot" and module not in COMPOSITION_ROOT:
+                rule = "only the composition root (bot.app, bot.__main__) imports handlers"
+            else:
+                continue
+            found.append(Violation(rel, line, module, imported, rule))
     return found, used
 
 
 def test_imports_point_one_way() -> None:
     found, _ = violations(ROOT)
     assert not found, "\n".join(str(v) for v in found)
+
+
+def test_every_sub_package_is_checked() -> None:
+    # A package split into modules (services/attendance/: sessions, check-ins, review, code
+    # rotation) stays under its layer's rules, module by module.
+    checked = {module_name(ROOT, path) for _, path in scanned(ROOT)}
+    sub_packages = {
+        init.parent
+        for layer in LAYERS
+        for init in (ROOT / layer).rglob("__init__.py")
+        if init.parent != ROOT / layer
+    }
+    assert ROOT / "services" / "attendance" in sub_packages
+    for package in sub_packages:
+        modules = {module_name(ROOT, path) for path in package.glob("*.py")}
+        assert modules <= checked, f"not checked: {sorted(modules - checked)}"
+    assert {
+        "services.attendance",
+        "services.attendance.sessions",
+        "services.attendance.checkins",
+        "services.attendance.review",
+        "services.attendance.rotation",
+    } <= checked
 
 
 def test_every_allowed_exception_is_still_needed() -> None:
@@ -143,6 +173,14 @@ def test_the_check_flags_every_kind_of_violation(tmp_path: Path) -> None:
             "services/aksis.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
             "    from bot.config import Settings\n",
             "services/sub/deep.py": "from ...ui import render\n",
+            # a split service: its parts import each other and the layers below, nothing above
+            "services/attendance/__init__.py": "from .checkins import CheckInService\n"
+            "from services.attendance.review import ReviewService\n",
+            "services/attendance/checkins.py": "from dal.redis.checkins import CheckIns\n"
+            "from bot.metrics import Metrics\n",
+            "services/attendance/review.py": "from .sessions import SessionService\n"
+            "from ...handlers.replies import Reply\n",
+            "services/attendance/rotation.py": "def tick():\n    from ui.i18n import t\n",
             "dal/outbox.py": "import services.notify as n\n",
         },
     )
@@ -158,6 +196,9 @@ def test_the_check_flags_every_kind_of_violation(tmp_path: Path) -> None:
         ("ui.callbacks", "handlers.teacher"),
         ("services.aksis", "bot.config.Settings"),
         ("services.sub.deep", "ui.render"),
+        ("services.attendance.checkins", "bot.metrics.Metrics"),
+        ("services.attendance.review", "handlers.replies.Reply"),
+        ("services.attendance.rotation", "ui.i18n.t"),
         ("dal.outbox", "services.notify"),
     }
     assert used == {("ui", "bot.i18n")}
@@ -172,6 +213,13 @@ def test_the_check_flags_every_kind_of_violation(tmp_path: Path) -> None:
         ("ui.render", False, "from . import callbacks", "ui.callbacks"),
         ("ui", True, "from .render import t", "ui.render.t"),
         ("services.sub.deep", False, "from ..text import is_code", "services.text.is_code"),
+        (
+            "services.attendance",
+            True,
+            "from .sessions import Started",
+            "services.attendance.sessions.Started",
+        ),
+        ("services.attendance.review", False, "from ...bot import config", "bot.config"),
         ("bot.app", False, "import handlers.deps, dal", "handlers.deps"),
     ],
 )

@@ -46,7 +46,7 @@ def real_clock(offset: timedelta = timedelta(0)) -> Callable[[], datetime]:
 
 
 def service(pg: Postgres, redis: RedisStores, clock: Callable[[], datetime]) -> AttendanceService:
-    services = build_test_services(pg, redis, clock=clock, attendance={"wrong_code_limit": 1_000})
+    services = build_test_services(pg, redis, clock=clock, checkins={"wrong_code_limit": 1_000})
     return services.attendance
 
 

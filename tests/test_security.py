@@ -68,7 +68,7 @@ def _attendance(
 ) -> AttendanceService:
     """The bot's attendance service; a cold account cache is re-read through `accounts` only
     when one is given."""
-    services = build_test_services(pg, redis, notifier, attendance={"linked_accounts": accounts})
+    services = build_test_services(pg, redis, notifier, checkins={"linked_accounts": accounts})
     return services.attendance
 
 

@@ -9,12 +9,12 @@ the screen) or by the web_app button of the "attendance is open" notice. Its cal
   code the launch payload carries (`start_param` `ci_<code>`), which the server checks like
   any typed code;
 - `POST /app/api/checkin`: the code. The same Lua check-in as a code sent in chat runs
-  (`AttendanceService.check_in`, dal/redis/checkins.py), with the same wrong-code throttle
+  (`CheckInService.check_in`, services/attendance/checkins.py), with the same wrong-code throttle
   (the same Redis key), so chat and page mix in one class. At levels 2 and 3 the answer is
   `location`: the record waits, LOCATION_MISSING, as it does in chat;
 - `POST /app/api/checkin/location`: the position the page read with `navigator.geolocation`
   (or why it could not), decided by the same rule as a shared location
-  (`AttendanceService.submit_location`, services/location.py): fresh (its age as the browser
+  (`CheckInService.submit_location`, services/location.py): fresh (its age as the browser
   reports it), accurate enough, within the radius. A page that could not get one leaves the
   record pending, LOCATION_MISSING, as a student who never shares one in chat.
 

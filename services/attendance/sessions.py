@@ -1,21 +1,18 @@
-"""Live attendance: teachers open, watch, correct and end sessions; students check in.
+"""Live sessions, the teacher's side: find today's lesson, open it, watch it, change its
+settings (security level, the teacher's location, the head-count cap) and end it.
 
-Why one file of ~750 lines: every use case here reads, checks and writes the same live session
-through the same few helpers (`_live_session`, `_write`, the lateness rule), and the teacher's
-changes and the students' check-ins must keep one reading of that session. Splitting it into a
-teacher-side and a student-side service is the next step if it grows.
+Part of the attendance service (services/attendance/__init__.py): the check-ins, the
+teacher's review and the code rotation read and write the same live session through
+dal/redis/sessions.py; this part decides what a session is and who owns it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Protocol
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -24,38 +21,18 @@ from dal.models import (
     EVERYONE,
     AttendanceRecordRedis,
     AttendanceRedis,
-    FailReason,
-    RecordSource,
     RecordStatus,
     ScheduleEntry,
     Security,
-    UserSessionRedis,
 )
 from dal.pg import AccountStore, ScheduleStore
-from dal.redis import keys
-from dal.redis.accounts import UserStore
-from dal.redis.checkins import CheckInReply, CheckIns, LocationReply
 from dal.redis.sessions import AttendanceAlreadyOpen, AttendanceEnded, LiveSessions
-from services.checkin_outcomes import (
-    CheckInResult,
-    CheckInStatus,
-    LocationOutcome,
-    LocationResult,
-)
-from services.errors import (
-    AlreadyOnList,
-    InvalidInput,
-    NotOwner,
-    RecordNotFound,
-    SessionClosed,
-    SessionGone,
-)
+from services.errors import InvalidInput, NotOwner, SessionClosed, SessionGone
 from services.lesson_finder import Lesson, current_lesson, lesson_slot
-from services.location import location_verdict
 from services.members import Identity, require_teacher
-from services.notify import RESULT, URGENT, Button, Notice, Notifier, Stale
+from services.notify import URGENT, Button, Notice, Notifier, Stale
 from services.status import StatusCounts, is_late, live_status
-from services.text import code_digits, person_key, turkish_casefold
+from services.text import person_key, turkish_casefold
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +42,8 @@ log = logging.getLogger(__name__)
 # enrolment is its slot's students: the check-in script also accepts a student whose
 # cached schedule has the slot (one who linked after the opening), and records one who has the
 # course in another section as pending review with the reason ANOTHER_SECTION.
-SCHOOL_NUMBER = re.compile(r"^[A-Za-z0-9]{3,20}$")
-# A teacher's note on a rejection, capped once where it is stored: the stored note is what the
-# student is shown, and 200 characters stay far under Telegram's 4,096 even when every one of
-# them becomes a five-character HTML entity.
-NOTE_MAX_CHARS = 200
 # Security levels: 1 code, 2 code and place, 3 rotating code and place.
 SECURITY_LEVELS = tuple(Security)
-# A teacher's decision is told once: its marker outlives any session (they last hours).
-_DECISION_NOTICE_TTL_SECONDS = 2 * 86_400
-
-
-def clean_note(text: str | None) -> str:
-    """A teacher-typed note as stored and shown: whitespace collapsed, at most
-    NOTE_MAX_CHARS characters (an ellipsis marks a cut)."""
-    note = " ".join((text or "").split())
-    if len(note) > NOTE_MAX_CHARS:
-        note = note[: NOTE_MAX_CHARS - 1].rstrip() + "…"
-    return note
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,56 +121,33 @@ def entry_to_lesson(entry: ScheduleEntry) -> Lesson:
     )
 
 
-class LinkedAccounts(Protocol):
-    """Where a chat's linked account is read when its Redis cache has expired
-    (services.accounts.AccountService): re-caches it and returns it, None when unlinked."""
-
-    async def current_user(self, *, telegram_id: int) -> UserSessionRedis | None: ...
-
-
-class AttendanceService:
+class SessionService:
     def __init__(
         self,
         *,
         accounts: AccountStore,
         schedules: ScheduleStore,
         sessions: LiveSessions,
-        checkins: CheckIns,
-        user_store: UserStore,
         notifier: Notifier,
         tz: ZoneInfo,
         early_margin: timedelta,
         late_after: timedelta,
         default_duration: timedelta,
-        wrong_code_limit: int = 5,
-        wrong_code_window_seconds: int = 60,
         security_level_default: int = 1,
-        location_radius_meters: float = 150.0,
-        code_rotation_seconds: int = 30,
-        location_wait_seconds: int = 180,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        linked_accounts: LinkedAccounts | None = None,
     ) -> None:
         self._accounts = accounts
         self._schedules = schedules
         self._sessions = sessions
-        self._checkins = checkins
-        self._user_store = user_store
         self._notifier = notifier
-        self._linked_accounts = linked_accounts
         self._tz = tz
         self._early_margin = early_margin
         self._late_after = late_after
         self._default_duration = default_duration
-        self._wrong_limit = wrong_code_limit
-        self._wrong_window = wrong_code_window_seconds
         self._clock = clock
         if security_level_default not in SECURITY_LEVELS:
             raise ValueError(f"security level must be 1, 2 or 3, got {security_level_default}")
         self._level_default = security_level_default
-        self._radius = location_radius_meters
-        self._rotation = timedelta(seconds=code_rotation_seconds)
-        self._location_wait = location_wait_seconds
 
     @property
     def tz(self) -> ZoneInfo:
@@ -430,7 +368,7 @@ class AttendanceService:
         already written."""
         if level not in SECURITY_LEVELS:
             raise InvalidInput("level.bad")
-        await self._live_session(teacher=teacher, attendance_id=attendance_id)
+        await self.live_session(teacher=teacher, attendance_id=attendance_id)
         try:
             return await self._sessions.set_security_level(attendance_id=attendance_id, level=level)
         except AttendanceEnded:
@@ -490,284 +428,17 @@ class AttendanceService:
             rejected=counts.rejected,
         )
 
-    # --- corrections during the session --------------------------------------------------
-
-    async def _live_session(self, *, teacher: Identity, attendance_id: UUID) -> AttendanceRedis:
+    async def live_session(self, *, teacher: Identity, attendance_id: UUID) -> AttendanceRedis:
         """The teacher's session, still open by this replica's clock: a quick first answer.
         The write itself is what decides: Redis refuses it once the session has ended by
-        Redis's clock or the finalizer has claimed it (`_write`), so that no change is
-        confirmed and then lost; changes after the end go through /history."""
+        Redis's clock or the finalizer has claimed it (`ReviewService._write`; a setting's write
+        here), so that no change is confirmed and then lost; changes after the end go through
+        /history."""
         attendance = await self.owned_session(teacher=teacher, attendance_id=attendance_id)
         end = attendance.end_time or attendance.planned_end_time
         if end <= self._clock():
             raise SessionClosed
         return attendance
-
-    async def review(
-        self,
-        *,
-        teacher: Identity,
-        attendance_id: UUID,
-        student_number: str,
-        accept: bool,
-        reason: str | None = None,
-    ) -> AttendanceRecordRedis:
-        attendance = await self._live_session(teacher=teacher, attendance_id=attendance_id)
-        record = await self._sessions.get_attendance_record(
-            attendance_id=attendance_id, student_number=student_number
-        )
-        if record is None:
-            raise RecordNotFound(student_number)
-        note: str | None = None
-        if accept:
-            fail_reason = None
-        else:
-            note = clean_note(reason) or None
-            fail_reason = str(FailReason.REJECTED)
-        updated = record.model_copy(
-            update={"is_attended": accept, "fail_reason": fail_reason, "teacher_note": note}
-        )
-        await self._write(updated, replace=True)
-        if record.telegram_id is not None and updated != record:
-            key = "student.accepted" if accept else "student.rejected"
-            values: dict[str, object] = {"lesson": attendance.lesson_name}
-            if not accept:
-                values["reason"] = f" ({note})" if note else ""
-            language = await self.language_of(record.telegram_id)
-            # Durable before the teacher hears "done"; the marker names this change (from the
-            # record as it was to the one written), so a retried call sends it once, while a
-            # later different decision is a new change and is told.
-            change = hashlib.sha256(
-                f"{record.model_dump_json()}\n{updated.model_dump_json()}".encode()
-            ).hexdigest()[:16]
-            await self._notifier.enqueue(
-                [
-                    Notice(
-                        telegram_id=record.telegram_id,
-                        language=language,
-                        key=key,
-                        values=values,
-                        lane=RESULT,  # the answer to a check-in left for review
-                    )
-                ],
-                once=keys.once("review", attendance_id, student_number, change),
-                once_ttl=_DECISION_NOTICE_TTL_SECONDS,
-            )
-        return updated
-
-    async def add_student(
-        self, *, teacher: Identity, attendance_id: UUID, student_number: str
-    ) -> AttendanceRecordRedis:
-        number = student_number.strip()
-        if not SCHOOL_NUMBER.fullmatch(number):
-            raise InvalidInput("add.bad_number")
-        attendance = await self._live_session(teacher=teacher, attendance_id=attendance_id)
-        existing = await self._sessions.get_attendance_record(
-            attendance_id=attendance_id, student_number=number
-        )
-        if existing is not None:
-            if existing.is_attended:
-                if existing.source == RecordSource.TEACHER:
-                    # Added by the teacher already: a call retried after a crash that came
-                    # between the write and the notice; the marker keeps it to one notice.
-                    await self._tell_added(attendance, existing.telegram_id, number)
-                raise AlreadyOnList(number)
-            return await self.review(
-                teacher=teacher, attendance_id=attendance_id, student_number=number, accept=True
-            )
-        known = await self._accounts.get_users(school_numbers=[number])
-        contacts = await self._accounts.get_contacts(school_numbers=[number])
-        contact = contacts[0] if contacts else None
-        record = AttendanceRecordRedis(
-            attendance_id=attendance_id,
-            student_number=number,
-            student_full_name=known[0].user_full_name if known else number,
-            telegram_id=contact.telegram_id if contact else None,
-            is_attended=True,
-            attendance_time=self._clock(),
-            source=RecordSource.TEACHER,
-        )
-        if not await self._write(record, replace=False):
-            raise AlreadyOnList(number)
-        language = contact.language if contact is not None else None
-        await self._tell_added(attendance, record.telegram_id, number, language)
-        return record
-
-    async def _tell_added(
-        self,
-        attendance: AttendanceRedis,
-        telegram_id: int | None,
-        student_number: str,
-        language: str | None = None,
-    ) -> None:
-        """ "The teacher added you": durable before the teacher hears "done", once per
-        student and session."""
-        if telegram_id is None:
-            return
-        await self._notifier.enqueue(
-            [
-                Notice(
-                    telegram_id=telegram_id,
-                    language=language or await self.language_of(telegram_id),
-                    key="student.checked_in_by_teacher",
-                    values={"lesson": attendance.lesson_name},
-                    lane=RESULT,
-                )
-            ],
-            once=keys.once("added", attendance.attendance_id, student_number),
-            once_ttl=_DECISION_NOTICE_TTL_SECONDS,
-        )
-
-    async def _write(self, record: AttendanceRecordRedis, *, replace: bool) -> bool:
-        """A teacher's write into the live session; SessionClosed when Redis refuses it."""
-        try:
-            if replace:
-                await self._sessions.update_attendance_record(record=record)
-                return True
-            return await self._sessions.add_attendance_record(record=record)
-        except AttendanceEnded:
-            raise SessionClosed from None
-        except NotFound:
-            raise SessionGone from None
-
-    async def language_of(self, telegram_id: int | None) -> str:
-        """The reply language of a linked account; English when unknown."""
-        if telegram_id is None:
-            return "en"
-        session = await self._user_store.get_user_session(telegram_id=telegram_id)
-        return session.language if session else "en"
-
-    # --- students ------------------------------------------------------------------------
-
-    async def check_in(
-        self, *, telegram_id: int, code: str, busy_keys: Sequence[str] = ()
-    ) -> CheckInResult:
-        """Record a check-in with the code a student sent: one atomic Redis script that also
-        reads the sender's linked account. When that account's Redis session has expired but
-        the link still holds in PostgreSQL, `linked_accounts` re-caches it and the script runs
-        once more. The code may be written in any script's decimal digits; text that cannot
-        be a code is refused without counting as a wrong code. `busy_keys`: see
-        `CheckIns.check_in` (raises `CheckInBusy`, nothing changed)."""
-        digits = code_digits(code)
-        if digits is None:
-            return CheckInResult(status=CheckInStatus.WRONG_CODE)
-        code = digits
-        reply = await self._check_in(telegram_id, code, busy_keys)
-        linked = self._linked_accounts
-        if (
-            reply.status == CheckInStatus.NOT_LINKED
-            and linked is not None
-            and await linked.current_user(telegram_id=telegram_id) is not None
-        ):
-            reply = await self._check_in(telegram_id, code, busy_keys)
-        result = self._check_in_result(reply)
-        # The outcome, in the update's log context (update id, sender's pseudonym): what an
-        # operator reads first when a student says "the bot did not take my code".
-        log.debug("check-in: %s", result.status.name)
-        return result
-
-    def _check_in_result(self, reply: CheckInReply) -> CheckInResult:
-        """The script's word named, with the record's status (present, late or pending) in
-        the one vocabulary (services.status), as the sheet will say it."""
-        session, record = reply.attendance, reply.record
-        recorded = (
-            None
-            if session is None or record is None
-            else live_status(record, session, self._late_after)
-        )
-        return CheckInResult(
-            status=CheckInStatus(reply.status),
-            attendance=session,
-            record=record,
-            retry_after=reply.retry_after,
-            recorded=recorded,
-        )
-
-    async def _check_in(
-        self, telegram_id: int, code: str, busy_keys: Sequence[str]
-    ) -> CheckInReply:
-        return await self._checkins.check_in(
-            telegram_id=telegram_id,
-            code=code,
-            now=self._clock(),
-            throttle_key=keys.throttle("checkin", telegram_id),
-            throttle_limit=self._wrong_limit,
-            throttle_window=self._wrong_window,
-            location_wait_seconds=self._location_wait,
-            busy_keys=busy_keys,
-        )
-
-    async def awaiting_location(self, *, telegram_id: int) -> AttendanceRedis | None:
-        """The session whose check-in by this account still waits for a location, if any."""
-        attendance_id = await self._checkins.location_wait(telegram_id=telegram_id)
-        if attendance_id is None:
-            return None
-        return await self._sessions.get_attendance(attendance_id=attendance_id)
-
-    @property
-    def location_wait_seconds(self) -> int:
-        return self._location_wait
-
-    @property
-    def location_radius_meters(self) -> float:
-        return self._radius
-
-    async def submit_location(
-        self,
-        *,
-        telegram_id: int,
-        latitude: float,
-        longitude: float,
-        accuracy: float | None,
-        sent_at: datetime,
-        forwarded: bool,
-        via_bot: bool = False,
-    ) -> LocationResult:
-        """A student's location after a valid code at level 2 or 3 (services.location): the
-        waiting record becomes present, or pending review with the reason. NO_WAIT when no
-        check-in waits for one (never asked, or asked longer ago than the wait: the record
-        stays LOCATION_MISSING)."""
-        attendance_id = await self._checkins.location_wait(telegram_id=telegram_id)
-        if attendance_id is None:
-            return LocationResult(outcome=LocationOutcome.NO_WAIT)
-        session = await self._sessions.get_attendance(attendance_id=attendance_id)
-        reason: FailReason | None = FailReason.LOCATION_TOO_FAR
-        if (
-            session is not None
-            and session.anchor_latitude is not None
-            and session.anchor_longitude is not None
-        ):
-            reason = location_verdict(
-                anchor=(session.anchor_latitude, session.anchor_longitude),
-                latitude=latitude,
-                longitude=longitude,
-                accuracy=accuracy,
-                sent_at=sent_at,
-                now=self._clock(),
-                forwarded=forwarded,
-                radius=self._radius,
-                via_bot=via_bot,
-            )
-        reply: LocationReply = await self._checkins.decide_location(
-            telegram_id=telegram_id, reason=None if reason is None else str(reason)
-        )
-        if reply.record is not None:
-            log.info(
-                "location for session %s: %s", attendance_id, reply.record.fail_reason or "present"
-            )
-        return LocationResult(
-            outcome=LocationOutcome(reply.outcome), attendance=reply.attendance, record=reply.record
-        )
-
-    async def without_location(self, *, telegram_id: int) -> LocationResult:
-        """A student whose device could not read a position (the Mini App): nothing changes,
-        the waiting record stays pending, LOCATION_MISSING, as when no location comes in chat
-        (the student may still share one there meanwhile). MISSING with the session waited
-        on, or NO_WAIT when no check-in waits."""
-        session = await self.awaiting_location(telegram_id=telegram_id)
-        if session is None:
-            return LocationResult(outcome=LocationOutcome.NO_WAIT)
-        return LocationResult(outcome=LocationOutcome.MISSING, attendance=session)
 
     # --- security levels, the teacher's location, the head-count cap -------------------
 
@@ -793,37 +464,13 @@ class AttendanceService:
         """The number of students in the room: check-ins beyond it are pending (OVER_CAP)."""
         if cap is not None and not 1 <= cap <= 10_000:
             raise InvalidInput("cap.bad")
-        await self._live_session(teacher=teacher, attendance_id=attendance_id)
+        await self.live_session(teacher=teacher, attendance_id=attendance_id)
         try:
             return await self._sessions.set_head_count_cap(attendance_id=attendance_id, cap=cap)
         except AttendanceEnded:
             raise SessionClosed from None
         except NotFound:
             raise SessionGone from None
-
-    async def schedule_missed_rotations(self) -> int:
-        """Level 3: put on the rotation schedule the open sessions missing from it (opened by
-        a version before the schedule existed); run once at start-up, so that the codes of
-        sessions open across an upgrade keep rotating. Returns how many were added."""
-        return await self._sessions.schedule_missed_rotations(now=self._clock())
-
-    async def rotate_codes(self) -> list[AttendanceRedis]:
-        """Level 3: new codes for the open sessions whose code is CODE_ROTATION_SECONDS old.
-        Safe on every replica at once (the rotation is a compare-and-set). Reads only the
-        sessions the rotation schedule says are due, not every open session."""
-        now = self._clock()
-        rotated: list[AttendanceRedis] = []
-        for attendance_id in await self._sessions.rotations_due(changed_by=now - self._rotation):
-            try:
-                session = await self._sessions.rotate_code(
-                    attendance_id=attendance_id, now=now, every=self._rotation
-                )
-            except (AttendanceEnded, NotFound):
-                # The scripts drop the schedule entry of a session gone or closed.
-                continue
-            if session is not None:
-                rotated.append(session)
-        return rotated
 
 
 def _log_choice(lesson: Lesson, how: str) -> None:
@@ -858,12 +505,13 @@ __all__ = [
     "EVERYONE",
     "SECURITY_LEVELS",
     "AlreadyOpen",
-    "AttendanceService",
     "ChooseLesson",
     "NoLessons",
     "Roster",
+    "SessionService",
     "StartOutcome",
     "Started",
     "Tally",
     "TeacherLessons",
+    "entry_to_lesson",
 ]
