@@ -139,14 +139,28 @@ async def test_accept_reject_and_add_notices_survive_a_restart_and_a_retry_once_
     await review("2024001", False)
     with pytest.raises(AlreadyOnList):
         await service.add_student(teacher=who, attendance_id=aid, student_number="2024003")
-    assert await outbox.backlog() == 4  # no process has delivered anything yet
+    # The process dies between writing an acceptance and queuing its notice: the record says
+    # accepted, nothing was queued. The teacher's retry finds nothing to change, and tells.
+    rejected = await redis_client.sessions.get_attendance_record(
+        attendance_id=aid, student_number="2024001"
+    )
+    assert rejected is not None
+    await redis_client.sessions.update_attendance_record(
+        record=rejected.model_copy(
+            update={"is_attended": True, "fail_reason": None, "teacher_note": None}
+        )
+    )
+    await review("2024001", True)
+    await review("2024001", True)  # and a second click tells nothing more
+    assert await outbox.backlog() == 5  # no process has delivered anything yet
 
-    got = await _deliver_after_a_failed_round(telegram, outbox, expected=4)
+    got = await _deliver_after_a_failed_round(telegram, outbox, expected=5)
 
     lesson = session.lesson_name
     assert got == Counter(
         {
             (601, t("student.rejected", locale="en", lesson=lesson, reason=" (late)")): 1,
+            (601, t("student.accepted", locale="en", lesson=lesson)): 1,
             (602, t("student.rejected", locale="en", lesson=lesson, reason=" (late)")): 1,
             (602, t("student.accepted", locale="en", lesson=lesson)): 1,
             (603, t("student.checked_in_by_teacher", locale="en", lesson=lesson)): 1,

@@ -99,18 +99,17 @@ class ReviewService:
             update={"is_attended": accept, "fail_reason": fail_reason, "teacher_note": note}
         )
         await self._write(updated, replace=True)
-        if record.telegram_id is not None and updated != record:
+        if record.telegram_id is not None:
             key = "student.accepted" if accept else "student.rejected"
             values: dict[str, object] = {"lesson": attendance.lesson_name}
             if not accept:
                 values["reason"] = f" ({note})" if note else ""
             language = await self.language_of(record.telegram_id)
-            # Durable before the teacher hears "done"; the marker names this change (from the
-            # record as it was to the one written), so a retried call sends it once, while a
-            # later different decision is a new change and is told.
-            change = hashlib.sha256(
-                f"{record.model_dump_json()}\n{updated.model_dump_json()}".encode()
-            ).hexdigest()[:16]
+            # Durable before the teacher hears "done". The marker holds the decision last told
+            # (the record as written), so a call retried after a crash between the write and
+            # this step tells it now, a repeated one (a second click) tells nothing, and a
+            # later different decision is told.
+            told = hashlib.sha256(updated.model_dump_json().encode()).hexdigest()[:16]
             await self._notifier.enqueue(
                 [
                     Notice(
@@ -121,8 +120,9 @@ class ReviewService:
                         lane=RESULT,  # the answer to a check-in left for review
                     )
                 ],
-                once=keys.once("review", attendance_id, student_number, change),
+                once=keys.once("review", attendance_id, student_number),
                 once_ttl=_DECISION_NOTICE_TTL_SECONDS,
+                once_state=told,
             )
         return updated
 
