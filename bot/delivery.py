@@ -56,7 +56,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 
-from bot.notifier import callback_data, web_app_url
+from bot.notice_buttons import callback_data, web_app_url
 from bot.outgoing import BULK, Bulk, NoLongerWanted
 from dal.redis.outbox import Entry, Outbox, OutboxLanes
 from services.notice_codec import Tries, conditions, decode, digest_entry, encode

@@ -93,7 +93,7 @@ async def excuse_start(
                 date=date_time_text(missed.start_time, excuses.tz, year=False),
                 lesson=missed.lesson_name[:28],
             ),
-            callback_data=ExcuseSession(aid=missed.attendance_id),
+            callback_data=ExcuseSession(attendance_id=missed.attendance_id),
         )
     for lesson in found.planned:
         builder.button(
@@ -145,8 +145,8 @@ async def pick_session(
 ) -> Reply:
     """Checked now (the student's own absent record, within the deadline) and again when the
     request is sent."""
-    target = await excuses.session_target(student=user, attendance_id=callback_data.aid)
-    data: dict[str, object] = {"aid": callback_data.aid.hex}
+    target = await excuses.session_target(student=user, attendance_id=callback_data.attendance_id)
+    data: dict[str, object] = {"aid": callback_data.attendance_id.hex}
     return await _ask_reason(query, state, excuses, data, target.lesson_name, target.lesson_start)
 
 

@@ -200,7 +200,7 @@ async def my_course(
         builder.row(
             InlineKeyboardButton(
                 text=t("button.excuse_session", date=date_time_text(row.start_time, reports.tz)),
-                callback_data=ExcuseSession(aid=row.attendance_id).pack(),
+                callback_data=ExcuseSession(attendance_id=row.attendance_id).pack(),
             )
         )
     nav = page_row(

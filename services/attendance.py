@@ -22,20 +22,21 @@ from zoneinfo import ZoneInfo
 from dal.errors import NotFound
 from dal.models import (
     EVERYONE,
-    AttendanceRecordRedis,
-    AttendanceRedis,
+    CachedAccount,
     FailReason,
+    LiveRecord,
+    LiveSession,
     RecordSource,
     RecordStatus,
     ScheduleEntry,
     Security,
-    UserSessionRedis,
 )
 from dal.pg import AccountStore, ScheduleStore
 from dal.redis import keys
 from dal.redis.accounts import UserStore
 from dal.redis.checkins import CheckInReply, CheckIns, LocationReply
 from dal.redis.sessions import AttendanceAlreadyOpen, AttendanceEnded, LiveSessions
+from services.attendance_status import StatusCounts, is_late, live_status
 from services.checkin_outcomes import (
     CheckInResult,
     CheckInStatus,
@@ -54,7 +55,6 @@ from services.lesson_finder import Lesson, current_lesson, lesson_slot
 from services.location import location_verdict
 from services.members import Identity, require_teacher
 from services.notify import RESULT, URGENT, Button, Notice, Notifier, Stale
-from services.status import StatusCounts, is_late, live_status
 from services.text import code_digits, person_key, turkish_casefold
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def clean_note(text: str | None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Started:
-    attendance: AttendanceRedis
+    attendance: LiveSession
     enrolled: int
 
     @property
@@ -98,7 +98,7 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class AlreadyOpen:
-    attendance: AttendanceRedis
+    attendance: LiveSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +125,7 @@ StartOutcome = Started | AlreadyOpen | ChooseLesson | NoLessons
 
 @dataclass(frozen=True, slots=True)
 class Tally:
-    """Live counts by status (services.status): `present` is on time, `late` apart."""
+    """Live counts by status (services.attendance_status): `present` is on time, `late` apart."""
 
     present: int
     late: int
@@ -143,8 +143,8 @@ class Tally:
 
 @dataclass(frozen=True, slots=True)
 class Roster:
-    attendance: AttendanceRedis
-    records: list[AttendanceRecordRedis]
+    attendance: LiveSession
+    records: list[LiveRecord]
     tally: Tally
 
 
@@ -164,7 +164,7 @@ class LinkedAccounts(Protocol):
     """Where a chat's linked account is read when its Redis cache has expired
     (services.accounts.AccountService): re-caches it and returns it, None when unlinked."""
 
-    async def current_user(self, *, telegram_id: int) -> UserSessionRedis | None: ...
+    async def current_user(self, *, telegram_id: int) -> CachedAccount | None: ...
 
 
 class AttendanceService:
@@ -337,7 +337,7 @@ class AttendanceService:
                 }
             )
         planned_end = max(lesson.end, now + timedelta(minutes=5))
-        draft = AttendanceRedis(
+        draft = LiveSession(
             attendance_id=uuid.uuid4(),
             teacher_school_number=teacher.school_number,
             teacher_full_name=teacher.full_name,
@@ -373,7 +373,7 @@ class AttendanceService:
         await self._announce_open(attendance, enrolled)
         return Started(attendance, len(enrolled))
 
-    async def _announce_open(self, attendance: AttendanceRedis, enrolled: Sequence[str]) -> None:
+    async def _announce_open(self, attendance: LiveSession, enrolled: Sequence[str]) -> None:
         if not enrolled:
             return
         contacts = await self._accounts.get_contacts(school_numbers=list(enrolled))
@@ -399,13 +399,13 @@ class AttendanceService:
 
     # --- the teacher's session -----------------------------------------------------------
 
-    async def open_session(self, *, teacher: Identity) -> AttendanceRedis | None:
+    async def open_session(self, *, teacher: Identity) -> LiveSession | None:
         require_teacher(teacher)
         return await self._sessions.get_open_attendance(
             teacher_school_number=teacher.school_number, now=self._clock()
         )
 
-    async def owned_session(self, *, teacher: Identity, attendance_id: UUID) -> AttendanceRedis:
+    async def owned_session(self, *, teacher: Identity, attendance_id: UUID) -> LiveSession:
         """The live session `attendance_id`, checked to belong to this teacher."""
         require_teacher(teacher)
         attendance = await self._sessions.get_attendance(attendance_id=attendance_id)
@@ -416,7 +416,7 @@ class AttendanceService:
         return attendance
 
     async def set_status_message(
-        self, *, attendance: AttendanceRedis, chat_id: int, message_id: int
+        self, *, attendance: LiveSession, chat_id: int, message_id: int
     ) -> None:
         await self._sessions.set_status_message(
             attendance_id=attendance.attendance_id, chat_id=chat_id, message_id=message_id
@@ -424,7 +424,7 @@ class AttendanceService:
 
     async def set_security_level(
         self, *, teacher: Identity, attendance_id: UUID, level: int
-    ) -> AttendanceRedis:
+    ) -> LiveSession:
         """Change the level of the teacher's open session (its owner only; refused by Redis
         once the session has ended or is claimed). Lowering the level never touches records
         already written."""
@@ -470,18 +470,18 @@ class AttendanceService:
         attendance = await self._sessions.get_attendance(attendance_id=attendance_id)
         return None if attendance is None else await self._roster(attendance)
 
-    async def _roster(self, attendance: AttendanceRedis) -> Roster:
+    async def _roster(self, attendance: LiveSession) -> Roster:
         aid = attendance.attendance_id
         records = await self._sessions.get_attendance_records(attendance_id=aid)
         return Roster(attendance, records, self.tally(attendance, records))
 
-    def is_late(self, attendance: AttendanceRedis, record: AttendanceRecordRedis) -> bool:
+    def is_late(self, attendance: LiveSession, record: LiveRecord) -> bool:
         return is_late(record, attendance, self._late_after)
 
-    def status_of(self, attendance: AttendanceRedis, record: AttendanceRecordRedis) -> RecordStatus:
+    def status_of(self, attendance: LiveSession, record: LiveRecord) -> RecordStatus:
         return live_status(record, attendance, self._late_after)
 
-    def tally(self, attendance: AttendanceRedis, records: Sequence[AttendanceRecordRedis]) -> Tally:
+    def tally(self, attendance: LiveSession, records: Sequence[LiveRecord]) -> Tally:
         counts = StatusCounts.of(self.status_of(attendance, r) for r in records)
         return Tally(
             present=counts.present,
@@ -492,7 +492,7 @@ class AttendanceService:
 
     # --- corrections during the session --------------------------------------------------
 
-    async def _live_session(self, *, teacher: Identity, attendance_id: UUID) -> AttendanceRedis:
+    async def _live_session(self, *, teacher: Identity, attendance_id: UUID) -> LiveSession:
         """The teacher's session, still open by this replica's clock: a quick first answer.
         The write itself is what decides: Redis refuses it once the session has ended by
         Redis's clock or the finalizer has claimed it (`_write`), so that no change is
@@ -511,7 +511,7 @@ class AttendanceService:
         student_number: str,
         accept: bool,
         reason: str | None = None,
-    ) -> AttendanceRecordRedis:
+    ) -> LiveRecord:
         attendance = await self._live_session(teacher=teacher, attendance_id=attendance_id)
         record = await self._sessions.get_attendance_record(
             attendance_id=attendance_id, student_number=student_number
@@ -557,7 +557,7 @@ class AttendanceService:
 
     async def add_student(
         self, *, teacher: Identity, attendance_id: UUID, student_number: str
-    ) -> AttendanceRecordRedis:
+    ) -> LiveRecord:
         number = student_number.strip()
         if not SCHOOL_NUMBER.fullmatch(number):
             raise InvalidInput("add.bad_number")
@@ -578,7 +578,7 @@ class AttendanceService:
         known = await self._accounts.get_users(school_numbers=[number])
         contacts = await self._accounts.get_contacts(school_numbers=[number])
         contact = contacts[0] if contacts else None
-        record = AttendanceRecordRedis(
+        record = LiveRecord(
             attendance_id=attendance_id,
             student_number=number,
             student_full_name=known[0].user_full_name if known else number,
@@ -595,7 +595,7 @@ class AttendanceService:
 
     async def _tell_added(
         self,
-        attendance: AttendanceRedis,
+        attendance: LiveSession,
         telegram_id: int | None,
         student_number: str,
         language: str | None = None,
@@ -618,7 +618,7 @@ class AttendanceService:
             once_ttl=_DECISION_NOTICE_TTL_SECONDS,
         )
 
-    async def _write(self, record: AttendanceRecordRedis, *, replace: bool) -> bool:
+    async def _write(self, record: LiveRecord, *, replace: bool) -> bool:
         """A teacher's write into the live session; SessionClosed when Redis refuses it."""
         try:
             if replace:
@@ -668,7 +668,7 @@ class AttendanceService:
 
     def _check_in_result(self, reply: CheckInReply) -> CheckInResult:
         """The script's word named, with the record's status (present, late or pending) in
-        the one vocabulary (services.status), as the sheet will say it."""
+        the one vocabulary (services.attendance_status), as the sheet will say it."""
         session, record = reply.attendance, reply.record
         recorded = (
             None
@@ -697,7 +697,7 @@ class AttendanceService:
             busy_keys=busy_keys,
         )
 
-    async def awaiting_location(self, *, telegram_id: int) -> AttendanceRedis | None:
+    async def awaiting_location(self, *, telegram_id: int) -> LiveSession | None:
         """The session whose check-in by this account still waits for a location, if any."""
         attendance_id = await self._checkins.location_wait(telegram_id=telegram_id)
         if attendance_id is None:
@@ -773,7 +773,7 @@ class AttendanceService:
 
     async def share_teacher_location(
         self, *, teacher: Identity, latitude: float, longitude: float
-    ) -> AttendanceRedis | None:
+    ) -> LiveSession | None:
         """Anchor the teacher's open session at their location; None when none is open."""
         session = await self.open_session(teacher=teacher)
         if session is None:
@@ -789,7 +789,7 @@ class AttendanceService:
 
     async def set_head_count_cap(
         self, *, teacher: Identity, attendance_id: UUID, cap: int | None
-    ) -> AttendanceRedis:
+    ) -> LiveSession:
         """The number of students in the room: check-ins beyond it are pending (OVER_CAP)."""
         if cap is not None and not 1 <= cap <= 10_000:
             raise InvalidInput("cap.bad")
@@ -807,12 +807,12 @@ class AttendanceService:
         sessions open across an upgrade keep rotating. Returns how many were added."""
         return await self._sessions.schedule_missed_rotations(now=self._clock())
 
-    async def rotate_codes(self) -> list[AttendanceRedis]:
+    async def rotate_codes(self) -> list[LiveSession]:
         """Level 3: new codes for the open sessions whose code is CODE_ROTATION_SECONDS old.
         Safe on every replica at once (the rotation is a compare-and-set). Reads only the
         sessions the rotation schedule says are due, not every open session."""
         now = self._clock()
-        rotated: list[AttendanceRedis] = []
+        rotated: list[LiveSession] = []
         for attendance_id in await self._sessions.rotations_due(changed_by=now - self._rotation):
             try:
                 session = await self._sessions.rotate_code(

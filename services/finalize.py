@@ -48,9 +48,9 @@ from zoneinfo import ZoneInfo
 from dal.errors import DalError, DatabaseUnavailable, RedisUnavailable
 from dal.models import (
     Attendance,
-    AttendanceRecordRedis,
-    AttendanceRedis,
     FailReason,
+    LiveRecord,
+    LiveSession,
     RecordRow,
     RecordSource,
     RecordStatus,
@@ -62,8 +62,8 @@ from dal.redis import keys
 from dal.redis.finalization import ClaimOutcome, FinalizationStore
 from dal.redis.sessions import LiveSessions
 from services.attendance import EVERYONE
+from services.attendance_status import StatusCounts, split_reason, status_rule
 from services.notify import RESULT, Moment, Notice, Notifier
-from services.status import StatusCounts, split_reason, status_rule
 from services.warnings import AttendanceWarnings
 
 __all__ = [
@@ -142,7 +142,7 @@ class FinalSheet:
     attendance: Attendance
     records: list[RecordRow]
     users: list[User]  # to upsert: students first, the teacher last
-    counts: StatusCounts  # the one status vocabulary (services.status)
+    counts: StatusCounts  # the one status vocabulary (services.attendance_status)
 
 
 def _name(raw: str, fallback: str) -> str:
@@ -152,15 +152,15 @@ def _name(raw: str, fallback: str) -> str:
 
 def build_sheet(
     *,
-    attendance: AttendanceRedis,
-    records: Sequence[AttendanceRecordRedis],
+    attendance: LiveSession,
+    records: Sequence[LiveRecord],
     enrolled: Iterable[str],
     known_users: Mapping[str, User],
     late_after: timedelta,
 ) -> FinalSheet:
     """The PostgreSQL rows for an ended session (pure: no I/O).
 
-    Records keep their state, with the status of services.status (one lateness rule: after
+    Records keep their state, with the status of services.attendance_status (one lateness rule: after
     the later of the scheduled start and the opening, plus `late_after`; a teacher-added
     record is never late); every enrolled student without a record gets an ABSENT one.
     `EVERYONE` in `enrolled` names nobody. Users to upsert: students not yet known,
@@ -284,8 +284,8 @@ class FinalizeReport:
 class _Loaded:
     """An ended session as read from Redis."""
 
-    attendance: AttendanceRedis
-    records: list[AttendanceRecordRedis]
+    attendance: LiveSession
+    records: list[LiveRecord]
     enrolled: set[str]
 
     @property

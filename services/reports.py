@@ -26,6 +26,7 @@ from dal.pg import (
     StudentAttendanceRow,
 )
 from services.attendance import SCHOOL_NUMBER
+from services.attendance_status import AttendanceRate, StatusCounts
 from services.csv_export import csv_document
 from services.errors import (
     AlreadyOnList,
@@ -37,7 +38,6 @@ from services.errors import (
 from services.exports import CourseData, StudentLine, course_csv, course_xlsx, document_name
 from services.members import Identity, require_teacher
 from services.moodle import gradebook_csv, mod_attendance_csv
-from services.status import AttendanceRate, StatusCounts
 from services.warnings import WarningRule, planned_sessions, rate_of
 
 MAX_REASON_LENGTH = 300
@@ -94,7 +94,7 @@ class SavedSheet:
 
     @property
     def counts(self) -> StatusCounts:
-        """By the stored status (services.status): the numbers every view shows."""
+        """By the stored status (services.attendance_status): the numbers every view shows."""
         return StatusCounts.of(r.record.status for r in self.rows)
 
 

@@ -12,7 +12,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from bot.status import StatusBoard
+from bot.status_message import StatusBoard
 from dal.models import FailReason, RecordSource, Role, User
 from dal.redis.connection import client as redis_client
 from tests.fakes.aksis_server import FakeAksis, portal_lesson

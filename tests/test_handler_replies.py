@@ -201,17 +201,17 @@ def test_the_longest_callback_data_fits_64_bytes() -> None:
     page = 999  # 24 rows a page: a sheet of 24,000 students
     payloads = [
         LessonPick(code="X" * 24, start=4_102_444_800),
-        SessionAction(action=Act.LIST, aid=aid),
-        SessionLevel(aid=aid, level=3),
-        AttendeesPage(aid=aid, page=page),
-        Review(action=Verdict.REJECT, aid=aid, sn=longest_number),
-        HistoryOpen(aid=aid, page=page),
-        HistoryToggle(aid=aid, sn=longest_number, page=page),
-        HistoryCsv(aid=aid),
+        SessionAction(action=Act.LIST, attendance_id=aid),
+        SessionLevel(attendance_id=aid, level=3),
+        AttendeesPage(attendance_id=aid, page=page),
+        Review(action=Verdict.REJECT, attendance_id=aid, student_number=longest_number),
+        HistoryOpen(attendance_id=aid, page=page),
+        HistoryToggle(attendance_id=aid, student_number=longest_number, page=page),
+        HistoryCsv(attendance_id=aid),
         HistoryList(page=page),
-        HistoryExcuseList(aid=aid),
-        HistoryExcuse(aid=aid, sn=longest_number),
-        HistoryAdd(aid=aid),
+        HistoryExcuseList(attendance_id=aid),
+        HistoryExcuse(attendance_id=aid, student_number=longest_number),
+        HistoryAdd(attendance_id=aid),
         MyCourse(token=course_token("YBSB1008")),
         MyCourses(),
         ExportCourse(token=course_token("YBSB1008")),
@@ -225,9 +225,11 @@ def test_the_longest_callback_data_fits_64_bytes() -> None:
 def test_buttons_already_in_chats_still_parse() -> None:
     """The typed fields read the payloads earlier releases wrote (ids as 32 hex digits)."""
     aid = uuid.uuid4()
-    assert SessionAction.unpack(f"sa:end:{aid.hex}") == SessionAction(action=Act.END, aid=aid)
+    assert SessionAction.unpack(f"sa:end:{aid.hex}") == SessionAction(
+        action=Act.END, attendance_id=aid
+    )
     assert Review.unpack(f"rv:a:{aid.hex}:2024001").action is Verdict.ACCEPT
-    assert HistoryToggle.unpack(f"ht:{aid.hex}:2024001:2").aid == aid
+    assert HistoryToggle.unpack(f"ht:{aid.hex}:2024001:2").attendance_id == aid
     assert ExportFormat.unpack("ef:abc:both").fmt is Fmt.BOTH
 
 

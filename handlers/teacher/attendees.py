@@ -68,7 +68,12 @@ async def attendees_paged(
     if message is None:
         return None
     return await send_attendees(
-        message, user, attendance, aid=callback_data.aid, page=callback_data.page, edit=True
+        message,
+        user,
+        attendance,
+        aid=callback_data.attendance_id,
+        page=callback_data.page,
+        edit=True,
     )
 
 
@@ -82,16 +87,21 @@ async def accept(
     board: StatusBoard,
 ) -> Reply:
     record = await attendance.review(
-        teacher=user, attendance_id=callback_data.aid, student_number=callback_data.sn, accept=True
+        teacher=user,
+        attendance_id=callback_data.attendance_id,
+        student_number=callback_data.student_number,
+        accept=True,
     )
-    board.touch(callback_data.aid)
+    board.touch(callback_data.attendance_id)
     callback_answer.text = t(
         "review.accepted", name=record.student_full_name, number=record.student_number
     )
     message = message_of(query)
     if message is None:
         return None
-    return await send_attendees(message, user, attendance, aid=callback_data.aid, edit=True)
+    return await send_attendees(
+        message, user, attendance, aid=callback_data.attendance_id, edit=True
+    )
 
 
 @router.callback_query(Review.filter(F.action == Verdict.REJECT))
@@ -102,15 +112,17 @@ async def reject_ask(
     attendance: AttendanceService,
     state: FSMContext,
 ) -> Reply:
-    roster = await attendance.roster(teacher=user, attendance_id=callback_data.aid)
+    roster = await attendance.roster(teacher=user, attendance_id=callback_data.attendance_id)
     record = (
-        next((r for r in roster.records if r.student_number == callback_data.sn), None)
+        next((r for r in roster.records if r.student_number == callback_data.student_number), None)
         if roster
         else None
     )
     if record is None:
-        raise RecordNotFound(callback_data.sn)
-    await remember_aid(state, RejectForm.reason, callback_data.aid, sn=callback_data.sn)
+        raise RecordNotFound(callback_data.student_number)
+    await remember_aid(
+        state, RejectForm.reason, callback_data.attendance_id, sn=callback_data.student_number
+    )
     message = message_of(query)
     if message is None:
         return None

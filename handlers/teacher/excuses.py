@@ -30,19 +30,23 @@ class ExcuseRejectForm(StatesGroup):
 
 
 def decision_keyboard(request_id: int) -> InlineKeyboardMarkup:
-    """Approve / Reject of one request, as under its notice (bot/notifier.py)."""
+    """Approve / Reject of one request, as under its notice (bot/notice_buttons.py)."""
     return InlineKeyboardMarkup(
         inline_keyboard=[
             [
                 InlineKeyboardButton(
                     text=t("button.excuse_approve"),
-                    callback_data=ExcuseDecision(action=Verdict.ACCEPT, rid=request_id).pack(),
+                    callback_data=ExcuseDecision(
+                        action=Verdict.ACCEPT, request_id=request_id
+                    ).pack(),
                 )
             ],
             [
                 InlineKeyboardButton(
                     text=t("button.excuse_reject"),
-                    callback_data=ExcuseDecision(action=Verdict.REJECT, rid=request_id).pack(),
+                    callback_data=ExcuseDecision(
+                        action=Verdict.REJECT, request_id=request_id
+                    ).pack(),
                 )
             ],
         ]
@@ -60,7 +64,7 @@ async def decide(
 ) -> Reply:
     message = message_of(query)
     if callback_data.action is Verdict.ACCEPT:
-        decision = await excuses.approve(teacher=user, request_id=callback_data.rid)
+        decision = await excuses.approve(teacher=user, request_id=callback_data.request_id)
         request = decision.request
         callback_answer.text = t(
             "excreq.approved_teacher" if decision.applied else "excreq.approved_advance_teacher",
@@ -70,7 +74,7 @@ async def decide(
         if message is None:
             return None
         return message.edit_reply_markup(reply_markup=None)
-    request = await excuses.pending(teacher=user, request_id=callback_data.rid)
+    request = await excuses.pending(teacher=user, request_id=callback_data.request_id)
     await state.set_state(ExcuseRejectForm.reason)
     await state.set_data({"rid": request.request_id})
     if message is None:

@@ -80,27 +80,35 @@ def _sheet_view(
         icon = "✅" if status.attended else "🩺" if status is RecordStatus.EXCUSED else "❌"
         builder.button(
             text=f"{icon} {row.student_number} {row.full_name}"[:40],
-            callback_data=HistoryToggle(aid=aid, sn=row.student_number, page=page),
+            callback_data=HistoryToggle(
+                attendance_id=aid, student_number=row.student_number, page=page
+            ),
         )
     builder.adjust(2)
-    nav = page_row(page, has_next=page < pages - 1, to=lambda n: HistoryOpen(aid=aid, page=n))
+    nav = page_row(
+        page, has_next=page < pages - 1, to=lambda n: HistoryOpen(attendance_id=aid, page=n)
+    )
     if nav:
         builder.row(*nav)
     builder.row(
         InlineKeyboardButton(
-            text=t("button.excuse"), callback_data=HistoryExcuseList(aid=aid).pack()
+            text=t("button.excuse"), callback_data=HistoryExcuseList(attendance_id=aid).pack()
         ),
-        InlineKeyboardButton(text=t("button.add_saved"), callback_data=HistoryAdd(aid=aid).pack()),
+        InlineKeyboardButton(
+            text=t("button.add_saved"), callback_data=HistoryAdd(attendance_id=aid).pack()
+        ),
     )
     if requests:  # students' excuse requests waiting for a decision
         builder.row(
             InlineKeyboardButton(
                 text=t("button.excuse_requests", count=requests),
-                callback_data=HistoryRequests(aid=aid).pack(),
+                callback_data=HistoryRequests(attendance_id=aid).pack(),
             )
         )
     builder.row(
-        InlineKeyboardButton(text=t("button.csv"), callback_data=HistoryCsv(aid=aid).pack()),
+        InlineKeyboardButton(
+            text=t("button.csv"), callback_data=HistoryCsv(attendance_id=aid).pack()
+        ),
         InlineKeyboardButton(text=t("button.back"), callback_data=HistoryList().pack()),
     )
     return text, builder.as_markup()
@@ -130,7 +138,7 @@ async def _history_list(
                 present=sheet.counts.attended,
                 total=len(sheet.rows),
             ),
-            callback_data=HistoryOpen(aid=attendance.attendance_id),
+            callback_data=HistoryOpen(attendance_id=attendance.attendance_id),
         )
     builder.adjust(1)
     nav = page_row(page, has_next=len(sheets) > HISTORY_PAGE, to=lambda n: HistoryList(page=n))
@@ -169,7 +177,7 @@ async def history_open(
     excuses: ExcuseService,
 ) -> Reply:
     return await _show_sheet(
-        query, user, reports, callback_data.aid, callback_data.page, excuses=excuses
+        query, user, reports, callback_data.attendance_id, callback_data.page, excuses=excuses
     )
 
 
@@ -204,8 +212,8 @@ async def history_requests(
 ) -> Reply:
     """The session's pending excuse requests, one message each with Approve / Reject (the
     same buttons as the notice, handlers/teacher/excuses.py)."""
-    await reports.sheet(teacher=user, attendance_id=callback_data.aid)  # ownership
-    waiting = await excuses.waiting_for(teacher=user, attendance_id=callback_data.aid)
+    await reports.sheet(teacher=user, attendance_id=callback_data.attendance_id)  # ownership
+    waiting = await excuses.waiting_for(teacher=user, attendance_id=callback_data.attendance_id)
     message = message_of(query)
     if message is None:
         return None
@@ -240,9 +248,9 @@ async def history_toggle(
     reports: ReportService,
     excuses: ExcuseService,
 ) -> Reply:
-    attendance_id = callback_data.aid
+    attendance_id = callback_data.attendance_id
     record = await reports.toggle(
-        teacher=user, attendance_id=attendance_id, student_number=callback_data.sn
+        teacher=user, attendance_id=attendance_id, student_number=callback_data.student_number
     )
     state_word = t("state.present" if record.is_attended else "state.absent")
     callback_answer.text = t("history.corrected", number=record.student_number, state=state_word)
@@ -255,7 +263,7 @@ async def history_toggle(
 async def history_csv(
     query: CallbackQuery, callback_data: HistoryCsv, user: Member, reports: ReportService
 ) -> Reply:
-    name, data = await reports.export_csv(teacher=user, attendance_id=callback_data.aid)
+    name, data = await reports.export_csv(teacher=user, attendance_id=callback_data.attendance_id)
     message = message_of(query)
     if message is None:
         return None
@@ -272,7 +280,7 @@ async def excuse_list(
     user: Member,
     reports: ReportService,
 ) -> Reply:
-    sheet = await reports.sheet(teacher=user, attendance_id=callback_data.aid)
+    sheet = await reports.sheet(teacher=user, attendance_id=callback_data.attendance_id)
     message = message_of(query)
     if message is None:
         return None
@@ -283,7 +291,9 @@ async def excuse_list(
     for row in absent[:90]:
         builder.button(
             text=f"❌ {row.student_number} {row.full_name}"[:40],
-            callback_data=HistoryExcuse(aid=callback_data.aid, sn=row.student_number),
+            callback_data=HistoryExcuse(
+                attendance_id=callback_data.attendance_id, student_number=row.student_number
+            ),
         )
     builder.adjust(2)
     return message.answer(t("excuse.choose"), reply_markup=builder.as_markup())
@@ -298,12 +308,14 @@ async def excuse_pick(
     state: FSMContext,
 ) -> Reply:
     """Ask for the reason; ownership is checked now and again when the reason arrives."""
-    await reports.sheet(teacher=user, attendance_id=callback_data.aid)
-    await remember_aid(state, ExcuseForm.reason, callback_data.aid, sn=callback_data.sn)
+    await reports.sheet(teacher=user, attendance_id=callback_data.attendance_id)
+    await remember_aid(
+        state, ExcuseForm.reason, callback_data.attendance_id, sn=callback_data.student_number
+    )
     message = message_of(query)
     if message is None:
         return None
-    return message.answer(t("excuse.ask_reason", number=callback_data.sn))
+    return message.answer(t("excuse.ask_reason", number=callback_data.student_number))
 
 
 @router.message(StateFilter(ExcuseForm.reason), has_text, ~on_command(*COMMANDS))
@@ -342,8 +354,8 @@ async def saved_add_ask(
 ) -> Reply:
     """Add a student to a saved session: ask for the number (ownership checked now and when
     the number arrives)."""
-    await reports.sheet(teacher=user, attendance_id=callback_data.aid)
-    await remember_aid(state, SavedAddForm.number, callback_data.aid)
+    await reports.sheet(teacher=user, attendance_id=callback_data.attendance_id)
+    await remember_aid(state, SavedAddForm.number, callback_data.attendance_id)
     message = message_of(query)
     if message is None:
         return None

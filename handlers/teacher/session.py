@@ -154,7 +154,7 @@ async def session_action(
     message = message_of(query)
     if message is None:
         return None
-    action, aid = callback_data.action, callback_data.aid
+    action, aid = callback_data.action, callback_data.attendance_id
     if action is Act.END:
         return await _end(message, user, attendance, board, attendance_id=aid)
     if action is Act.LIST:
@@ -179,9 +179,9 @@ async def session_level(
     """A level button on the status message: the service checks that the presser owns the
     open session (forged or stale data changes nothing)."""
     session = await attendance.set_security_level(
-        teacher=user, attendance_id=callback_data.aid, level=callback_data.level
+        teacher=user, attendance_id=callback_data.attendance_id, level=callback_data.level
     )
-    await board.refresh(callback_data.aid)
+    await board.refresh(callback_data.attendance_id)
     name = t(f"level.{session.security_option}")
     callback_answer.text = t("level.changed", name=name)
     message = message_of(query)
