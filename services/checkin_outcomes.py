@@ -2,8 +2,8 @@
 
 The scripts (dal/redis/lua/check_in.lua, location.lua) answer with a word; the store hands it
 over raw (dal/redis/checkins.py) and `AttendanceService` turns it into these types, with the
-record's status (present or late, in services.attendance_status's vocabulary) worked out once, so the
-handler and the Mini App page read the answer without asking the service again.
+record's status (present or late, in services.attendance_status's vocabulary) worked out
+once, so the handler and the Mini App page read the answer without asking the service again.
 """
 
 from __future__ import annotations

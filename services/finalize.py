@@ -160,8 +160,8 @@ def build_sheet(
 ) -> FinalSheet:
     """The PostgreSQL rows for an ended session (pure: no I/O).
 
-    Records keep their state, with the status of services.attendance_status (one lateness rule: after
-    the later of the scheduled start and the opening, plus `late_after`; a teacher-added
+    Records keep their state, with the status of services.attendance_status (one lateness rule:
+    after the later of the scheduled start and the opening, plus `late_after`; a teacher-added
     record is never late); every enrolled student without a record gets an ABSENT one.
     `EVERYONE` in `enrolled` names nobody. Users to upsert: students not yet known,
     and known students who checked in by code under a new name (their Redis name comes from
