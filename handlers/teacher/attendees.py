@@ -22,8 +22,6 @@ from ui.callbacks import AttendeesPage, Review, Verdict
 from ui.i18n import COMMANDS, t
 from ui.render import attendees_page
 
-router = Router(name="teacher.attendees")
-
 
 class RejectForm(StatesGroup):
     reason = State()
@@ -52,12 +50,10 @@ async def send_attendees(
     return target.answer(text, reply_markup=keyboard)
 
 
-@router.message(on_command("attendees"))
 async def attendees(message: Message, user: Member, attendance: AttendanceService) -> Reply:
     return await send_attendees(message, user, attendance)
 
 
-@router.callback_query(AttendeesPage.filter())
 async def attendees_paged(
     query: CallbackQuery,
     callback_data: AttendeesPage,
@@ -77,7 +73,6 @@ async def attendees_paged(
     )
 
 
-@router.callback_query(Review.filter(F.action == Verdict.ACCEPT))
 async def accept(
     query: CallbackQuery,
     callback_data: Review,
@@ -104,7 +99,6 @@ async def accept(
     )
 
 
-@router.callback_query(Review.filter(F.action == Verdict.REJECT))
 async def reject_ask(
     query: CallbackQuery,
     callback_data: Review,
@@ -131,7 +125,6 @@ async def reject_ask(
     )
 
 
-@router.message(StateFilter(RejectForm.reason), has_text, ~on_command(*COMMANDS))
 async def reject_reason(
     message: Message,
     user: Member,
@@ -155,7 +148,6 @@ async def reject_reason(
     )
 
 
-@router.message(StateFilter(AddForm.number), has_text, ~on_command(*COMMANDS))
 async def add_number(
     message: Message,
     user: Member,
@@ -175,3 +167,19 @@ async def add_number(
     await state.clear()
     board.touch(attendance_id)
     return message.answer(t("add.ok", number=record.student_number, name=record.student_full_name))
+
+
+def router() -> Router:
+    """The live session's list: pages, accept, reject, add; a new router each call."""
+    routes = Router(name="teacher.attendees")
+    routes.message.register(attendees, on_command("attendees"))
+    routes.callback_query.register(attendees_paged, AttendeesPage.filter())
+    routes.callback_query.register(accept, Review.filter(F.action == Verdict.ACCEPT))
+    routes.callback_query.register(reject_ask, Review.filter(F.action == Verdict.REJECT))
+    routes.message.register(
+        reject_reason, StateFilter(RejectForm.reason), has_text, ~on_command(*COMMANDS)
+    )
+    routes.message.register(
+        add_number, StateFilter(AddForm.number), has_text, ~on_command(*COMMANDS)
+    )
+    return routes

@@ -22,8 +22,6 @@ from services.members import Member
 from ui.callbacks import ExcuseDecision, Verdict
 from ui.i18n import COMMANDS, date_time_text, t
 
-router = Router(name="teacher.excuses")
-
 
 class ExcuseRejectForm(StatesGroup):
     reason = State()
@@ -53,7 +51,6 @@ def decision_keyboard(request_id: int) -> InlineKeyboardMarkup:
     )
 
 
-@router.callback_query(ExcuseDecision.filter())
 async def decide(
     query: CallbackQuery,
     callback_data: ExcuseDecision,
@@ -84,7 +81,6 @@ async def decide(
     )
 
 
-@router.message(StateFilter(ExcuseRejectForm.reason), has_text, ~on_command(*COMMANDS))
 async def reject_reason(
     message: Message, user: Member, excuses: ExcuseService, state: FSMContext
 ) -> Reply:
@@ -103,3 +99,13 @@ async def reject_reason(
     return message.answer(
         t("excreq.rejected_teacher", id=request.request_id, name=request.student_name)
     )
+
+
+def router() -> Router:
+    """The teacher's decision on a student's excuse request; a new router each call."""
+    routes = Router(name="teacher.excuses")
+    routes.callback_query.register(decide, ExcuseDecision.filter())
+    routes.message.register(
+        reject_reason, StateFilter(ExcuseRejectForm.reason), has_text, ~on_command(*COMMANDS)
+    )
+    return routes

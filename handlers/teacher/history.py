@@ -41,8 +41,6 @@ from ui.callbacks import (
 from ui.i18n import COMMANDS, date_time_text, t
 from ui.render import page_row
 
-router = Router(name="teacher.history")
-
 HISTORY_PAGE = 8
 SHEET_PAGE = 24
 
@@ -150,12 +148,10 @@ async def _history_list(
     return target.answer(text, reply_markup=builder.as_markup())
 
 
-@router.message(on_command("history"))
 async def history(message: Message, user: Member, reports: ReportService) -> Reply:
     return await _history_list(message, user, reports)
 
 
-@router.callback_query(HistoryList.filter())
 async def history_list(
     query: CallbackQuery,
     callback_data: HistoryList,
@@ -168,7 +164,6 @@ async def history_list(
     return await _history_list(message, user, reports, page=callback_data.page, edit=True)
 
 
-@router.callback_query(HistoryOpen.filter())
 async def history_open(
     query: CallbackQuery,
     callback_data: HistoryOpen,
@@ -202,7 +197,6 @@ async def _show_sheet(
     return message.edit_text(text, reply_markup=keyboard)
 
 
-@router.callback_query(HistoryRequests.filter())
 async def history_requests(
     query: CallbackQuery,
     callback_data: HistoryRequests,
@@ -239,7 +233,6 @@ async def history_requests(
     return None
 
 
-@router.callback_query(HistoryToggle.filter())
 async def history_toggle(
     query: CallbackQuery,
     callback_data: HistoryToggle,
@@ -259,7 +252,6 @@ async def history_toggle(
     )
 
 
-@router.callback_query(HistoryCsv.filter())
 async def history_csv(
     query: CallbackQuery, callback_data: HistoryCsv, user: Member, reports: ReportService
 ) -> Reply:
@@ -273,7 +265,6 @@ async def history_csv(
 # --- excused absences ------------------------------------------------------------
 
 
-@router.callback_query(HistoryExcuseList.filter())
 async def excuse_list(
     query: CallbackQuery,
     callback_data: HistoryExcuseList,
@@ -299,7 +290,6 @@ async def excuse_list(
     return message.answer(t("excuse.choose"), reply_markup=builder.as_markup())
 
 
-@router.callback_query(HistoryExcuse.filter())
 async def excuse_pick(
     query: CallbackQuery,
     callback_data: HistoryExcuse,
@@ -318,7 +308,6 @@ async def excuse_pick(
     return message.answer(t("excuse.ask_reason", number=callback_data.student_number))
 
 
-@router.message(StateFilter(ExcuseForm.reason), has_text, ~on_command(*COMMANDS))
 async def excuse_reason(
     message: Message,
     user: Member,
@@ -344,7 +333,6 @@ async def excuse_reason(
     )
 
 
-@router.callback_query(HistoryAdd.filter())
 async def saved_add_ask(
     query: CallbackQuery,
     callback_data: HistoryAdd,
@@ -362,7 +350,6 @@ async def saved_add_ask(
     return message.answer(t("add.ask_number"))
 
 
-@router.message(StateFilter(SavedAddForm.number), has_text, ~on_command(*COMMANDS))
 async def saved_add_number(
     message: Message,
     user: Member,
@@ -388,3 +375,24 @@ async def saved_add_number(
         raise
     await state.clear()
     return message.answer(t("history.added", number=record.student_number))
+
+
+def router() -> Router:
+    """/history: saved sessions, corrections, excuses, CSV; a new router each call."""
+    routes = Router(name="teacher.history")
+    routes.message.register(history, on_command("history"))
+    routes.callback_query.register(history_list, HistoryList.filter())
+    routes.callback_query.register(history_open, HistoryOpen.filter())
+    routes.callback_query.register(history_requests, HistoryRequests.filter())
+    routes.callback_query.register(history_toggle, HistoryToggle.filter())
+    routes.callback_query.register(history_csv, HistoryCsv.filter())
+    routes.callback_query.register(excuse_list, HistoryExcuseList.filter())
+    routes.callback_query.register(excuse_pick, HistoryExcuse.filter())
+    routes.message.register(
+        excuse_reason, StateFilter(ExcuseForm.reason), has_text, ~on_command(*COMMANDS)
+    )
+    routes.callback_query.register(saved_add_ask, HistoryAdd.filter())
+    routes.message.register(
+        saved_add_number, StateFilter(SavedAddForm.number), has_text, ~on_command(*COMMANDS)
+    )
+    return routes
