@@ -361,7 +361,7 @@ class ProjectBot:
     async def link_students(self, count: int) -> None:
         """Students linked as `AccountService.login` leaves them: a users row in PostgreSQL and
         the Redis user session the middleware reads first (written in one pipeline)."""
-        from dal.models import Role, User, UserSessionRedis
+        from dal.models import CachedAccount, Role, User
         from dal.redis.accounts import session_ttl_seconds
         from dal.redis.keys import user as user_key
 
@@ -384,7 +384,7 @@ class ProjectBot:
         )
         async with self.app.redis.redis.pipeline(transaction=False) as pipe:
             for n in range(count):
-                session = UserSessionRedis(
+                session = CachedAccount(
                     telegram_id=STUDENT_BASE + n,
                     school_number=self.number(n),
                     full_name=self.name(n),
@@ -411,11 +411,11 @@ class ProjectBot:
     async def open_session(self) -> tuple[str, uuid.UUID]:
         """A new teacher opens a session for an unscheduled lesson (everyone who sends the code
         is present); returns (code, attendance id)."""
-        from dal.models import Role, UserSessionRedis
+        from dal.models import CachedAccount, Role
         from services.attendance import Started
 
         self.teachers += 1
-        teacher = UserSessionRedis(
+        teacher = CachedAccount(
             telegram_id=TEACHER_BASE + self.teachers,
             school_number=f"T{self.teachers:015d}",
             full_name=f"Hoca {self.teachers}",

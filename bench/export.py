@@ -14,7 +14,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from dal.models import Attendance, AttendanceRecord, FailReason, Role, User, UserSessionRedis
+from dal.models import Attendance, AttendanceRecord, CachedAccount, FailReason, Role, User
 from dal.pg import Postgres
 
 COURSE = "BENCH400"
@@ -89,7 +89,7 @@ async def measure(
             reports=pg.reports,
             tz=ZoneInfo("Europe/Istanbul"),
         )
-        teacher = UserSessionRedis(
+        teacher = CachedAccount(
             telegram_id=1,
             school_number=TEACHER,
             full_name="Öğretmen Bench",

@@ -30,8 +30,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from bench.common import bench_services
-from bot.notifier import OutboxNotifier
-from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, Role, User
+from bot.notice_buttons import OutboxNotifier
+from dal.models import FailReason, LiveRecord, LiveSession, Role, User
 from dal.pg import Postgres
 from dal.redis.keys import DUE as DUE_KEY
 from dal.redis.keys import records as records_key
@@ -68,7 +68,7 @@ async def _seed(pg: Postgres, redis: RedisStores, sessions: int, per_session: in
     start = datetime.now(UTC) - timedelta(days=1)
     for n, teacher in enumerate(teachers):
         began = start + timedelta(minutes=n)
-        draft = AttendanceRedis(
+        draft = LiveSession(
             attendance_id=uuid.uuid4(),
             teacher_school_number=teacher.user_school_number,
             teacher_full_name=teacher.user_full_name,
@@ -86,7 +86,7 @@ async def _seed(pg: Postgres, redis: RedisStores, sessions: int, per_session: in
                 pending = i >= len(enrolled)
                 if not pending and i % 10 == 9:
                     continue  # absent: written by the finalizer
-                rec = AttendanceRecordRedis(
+                rec = LiveRecord(
                     attendance_id=attendance.attendance_id,
                     student_number=number,
                     student_full_name=students[i].user_full_name,

@@ -7,7 +7,7 @@ ones (10 students each) into Redis database 8 (flushed) and a throwaway PostgreS
 then measures, by the server's own `INFO commandstats` (every command, those run inside Lua
 scripts included; the INFO calls themselves left out):
 
-- the code-rotation tick of bot/status.py (`AttendanceService.rotate_codes`), with no code
+- the code-rotation tick of bot/status_message.py (`AttendanceService.rotate_codes`), with no code
   due and with every level-3 code due, beside the loop it replaced (every open session read
   each second: the due index's open range, then each session) run on the same data;
 - the closing-reminders read, beside the old read of the due range shared with the finalizer;
@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 
 from bench.common import bench_services, flush_redis, redis_url, throwaway_database
 from dal.errors import NotFound
-from dal.models import AttendanceRecordRedis, AttendanceRedis, Role, User
+from dal.models import LiveRecord, LiveSession, Role, User
 from dal.pg import Postgres
 from dal.redis import keys
 from dal.redis.sessions import AttendanceEnded
@@ -91,7 +91,7 @@ async def _seed(
     for n, teacher in enumerate(teachers):
         is_open = n < open_count
         start = now - timedelta(minutes=5 if is_open else 80)
-        draft = AttendanceRedis(
+        draft = LiveSession(
             attendance_id=uuid.uuid4(),
             teacher_school_number=teacher.user_school_number,
             teacher_full_name=teacher.user_full_name,
@@ -107,7 +107,7 @@ async def _seed(
         if not is_open:  # ended: its records written straight in, as bench/finalize.py does
             async with redis.redis.pipeline(transaction=False) as pipe:
                 for number in numbers[:8]:
-                    rec = AttendanceRecordRedis(
+                    rec = LiveRecord(
                         attendance_id=attendance.attendance_id,
                         student_number=number,
                         student_full_name="Öğrenci",
@@ -131,7 +131,7 @@ async def _old_rotation_tick(redis: RedisStores, now: datetime) -> int:
         raw = await redis.redis.get(keys.attendance(attendance_id))
         if raw is None:
             continue
-        session = AttendanceRedis.model_validate_json(raw)
+        session = LiveSession.model_validate_json(raw)
         changed = session.code_changed_at or session.start_time
         if session.security_option != 3 or session.end_time is not None or now - changed < EVERY:
             continue
@@ -178,7 +178,7 @@ async def run(open_count: int, level3: int, ended: int) -> None:
                 clock=lambda: clock_now,
                 rotation={"code_rotation_seconds": int(EVERY.total_seconds())},
             ).attendance
-            print("code rotation tick (bot/status.py, every second on every replica):")
+            print("code rotation tick (bot/status_message.py, every second on every replica):")
             # Started 5 minutes ago: every level-3 code is due on the first tick.
             rotated, n, s = await _measure(raw, attendance.rotate_codes)
             _row("schedule, every level-3 code due", n, s, f"{len(rotated)} rotated")

@@ -45,12 +45,12 @@ from bot.middlewares import (
     LinkedAccountMiddleware,
     StoreErrorsMiddleware,
 )
-from bot.notifier import OutboxNotifier
+from bot.notice_buttons import OutboxNotifier
 from bot.outgoing import OutgoingMiddleware
 from bot.projector import projector_url
 from bot.scheduler import build_scheduler
 from bot.secrets import Sealer
-from bot.status import StatusBoard
+from bot.status_message import StatusBoard
 from dal.pg import Postgres
 from dal.redis.connection import blocking_pool
 from dal.redis.outbox import OutboxLanes

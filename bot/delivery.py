@@ -1,4 +1,4 @@
-"""Durable notices: `DeliveryWorker` sends what `OutboxNotifier` (bot/notifier.py) put in the
+"""Durable notices: `DeliveryWorker` sends what `OutboxNotifier` (bot/notice_buttons.py) put in the
 Redis outbox.
 
 Every message that is not the direct answer to an update (results, teacher summaries,
@@ -58,7 +58,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 
-from bot.notifier import callback_data, lanes_of, outbox_digest, web_app_url
+from bot.notice_buttons import callback_data, lanes_of, outbox_digest, web_app_url
 from bot.outgoing import BULK, Bulk, NoLongerWanted, is_undeliverable
 from dal.redis.outbox import Entry, Outbox, OutboxLanes
 from services.notice_codec import Tries, conditions, decode, encode

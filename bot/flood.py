@@ -145,7 +145,7 @@ class RedisFloodBudget:
 
     async def booked_ahead(self) -> float:
         """Seconds until the budget's next free slot (0: room now). The status board backs its
-        edits off while this stays high (bot/status.py)."""
+        edits off while this stays high (bot/status_message.py)."""
         try:
             return await self._cells.booked_ms() / 1000.0
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:

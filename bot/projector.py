@@ -7,7 +7,7 @@ Two kinds of address:
   the session id and an expiry followed by a 128-bit HMAC of both under SECRET_KEY (unguessable
   without the key, checkable without storing anything). It is valid for `LAUNCH_LINK_SECONDS`
   and shows nothing itself: it redirects to a screen address. The status message is edited
-  at least once a minute while the session is open (bot/status.py), each time with a fresh
+  at least once a minute while the session is open (bot/status_message.py), each time with a fresh
   link, so the link the teacher taps always works, while a photograph of the teacher's
   message (or of the address bar before the redirect) stops working minutes later. An
   expired link of an open session asks for the status message to be edited at once, so a
@@ -37,7 +37,7 @@ from uuid import UUID
 
 import segno
 
-from dal.models import AttendanceRedis, Security
+from dal.models import LiveSession, Security
 
 POLL_MS = 1000
 SCREEN_URL_SECONDS = 60
@@ -139,7 +139,7 @@ def qr_svg(link: str) -> str:
     return str(qr.svg_inline(scale=12, border=4, dark="#000", light="#fff"))
 
 
-def check_in_payload(attendance: AttendanceRedis) -> str:
+def check_in_payload(attendance: LiveSession) -> str:
     """The Mini App's `start_param` for this session's QR code: the code itself at levels 1
     and 2 (the page fills it in); at level 3 only the screen (the student types the code
     shown, which changes every few seconds)."""
@@ -147,7 +147,7 @@ def check_in_payload(attendance: AttendanceRedis) -> str:
 
 
 def seconds_to_next_code(
-    attendance: AttendanceRedis, *, now: datetime, rotation: timedelta
+    attendance: LiveSession, *, now: datetime, rotation: timedelta
 ) -> int | None:
     """Level 3: about how long the current code has left (the rotation job runs every few
     seconds, so the new code appears within a tick of zero)."""
@@ -158,7 +158,7 @@ def seconds_to_next_code(
 
 
 def page_state(
-    attendance: AttendanceRedis,
+    attendance: LiveSession,
     *,
     present: int,
     now: datetime,

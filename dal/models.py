@@ -222,7 +222,7 @@ class ScheduleEntry(_Model):
 # --- Redis ------------------------------------------------------------------------------
 
 
-class UserSessionRedis(_Model):
+class CachedAccount(_Model):
     """A linked Telegram account: who this chat is, cached with a role-based TTL."""
 
     telegram_id: int
@@ -237,7 +237,7 @@ class UserSessionRedis(_Model):
     term: str | None = None  # the term `courses` and `slots` came from
 
 
-class AttendanceRedis(_Model):
+class LiveSession(_Model):
     """A live attendance session."""
 
     attendance_id: UUID
@@ -266,7 +266,7 @@ class AttendanceRedis(_Model):
     head_count_cap: int | None = Field(default=None, ge=1)
 
 
-class AttendanceRecordRedis(_Model):
+class LiveRecord(_Model):
     """One student's record in a live session.
 
     Stored in the session's hash without `attendance_id` (the key carries it). Lateness is not

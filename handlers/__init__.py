@@ -1,4 +1,11 @@
-"""aiogram routers. Each module exports one `router`; `build_router()` assembles them."""
+"""aiogram routers. Each module has `router()`, which builds a new router of its handlers on
+every call; `build_router()` assembles them.
+
+A router joins one parent for good (aiogram refuses a second `include_router`) and keeps the
+middlewares put on it, so nothing here lives at module level: every build (each Dispatcher, and
+a process that builds the bot twice, like the test suite) gets routers, gates and middlewares
+of its own.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +14,7 @@ from aiogram.filters import StateFilter
 from aiogram.utils.callback_answer import CallbackAnswerMiddleware
 
 from handlers.access import RefusalAnswers
-from handlers.aiogram_compat import detach
 from handlers.filters import check_in_code, private_chat, private_query
-
-
-def _adopt(parent: Router, *children: Router) -> None:
-    """Include module-level routers, detaching them from a previous build first (a process
-    that builds the bot twice, like the test suite, would otherwise be refused by aiogram)."""
-    for child in children:
-        detach(child)
-        parent.include_router(child)
 
 
 def build_router(user_context: BaseMiddleware) -> Router:
@@ -52,22 +50,19 @@ def build_router(user_context: BaseMiddleware) -> Router:
     private.callback_query.outer_middleware(user_context)
     private.callback_query.middleware(CallbackAnswerMiddleware())
     private.callback_query.middleware(RefusalAnswers())
-    _adopt(
-        private,
-        student.router,
-        excuse.router,
-        login.router,
-        teacher.router,
-        privacy.router,
-        account.router,
-        common.router,
+    private.include_routers(
+        student.router(),
+        excuse.router(),
+        login.router(),
+        teacher.router(),
+        privacy.router(),
+        account.router(),
+        common.router(),
     )
     root.include_router(private)
-    # The context middleware goes on a router made here, not on the module-level one, which
-    # would keep the middleware (and the stores) of every earlier build.
     group = Router(name="group")
     group.message.outer_middleware(user_context)
-    _adopt(group, groups.router)
+    group.include_router(groups.router())
     root.include_router(group)
-    _adopt(root, errors.router)
+    root.include_router(errors.router())
     return root

@@ -17,11 +17,7 @@ from services.attendance import AttendanceService
 from services.members import Member
 from ui.i18n import t
 
-router = Router(name="account")
-router.message.middleware(MemberGate())
 
-
-@router.message(on_start(deep_link=True, magic=F.args.regexp(r"^ci_\d{6}$")))
 async def start_check_in(
     message: Message,
     command: CommandObject,
@@ -36,7 +32,6 @@ async def start_check_in(
     return await reply_check_in(message, code, attendance=attendance, board=board, metrics=metrics)
 
 
-@router.message(on_command("me"))
 async def me(message: Message, user: Member) -> Reply:
     return message.answer(
         t(
@@ -49,15 +44,26 @@ async def me(message: Message, user: Member) -> Reply:
     )
 
 
-@router.message(on_command("reminders"))
 async def reminders(message: Message, user: Member, accounts: AccountService) -> Reply:
     updated = await accounts.set_reminders(member=user, enabled=not user.reminders_enabled)
     return message.answer(t("reminders.now", state=t("on" if updated.reminders_enabled else "off")))
 
 
-@router.message(on_command("receipts"))
 async def receipts(message: Message, user: Member, accounts: AccountService) -> Reply:
     """Whether a result that only repeats the check-in answer (present, on time) is sent too."""
     enabled = not await accounts.receipts_enabled(member=user)
     await accounts.set_receipts(member=user, enabled=enabled)
     return message.answer(t("receipts.now", state=t("on" if enabled else "off")))
+
+
+def router() -> Router:
+    """A linked user's own account: /me, /reminders, /receipts; a new router each call."""
+    routes = Router(name="account")
+    routes.message.middleware(MemberGate())
+    routes.message.register(
+        start_check_in, on_start(deep_link=True, magic=F.args.regexp(r"^ci_\d{6}$"))
+    )
+    routes.message.register(me, on_command("me"))
+    routes.message.register(reminders, on_command("reminders"))
+    routes.message.register(receipts, on_command("receipts"))
+    return routes

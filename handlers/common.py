@@ -14,8 +14,6 @@ from services.members import Member
 from ui.i18n import t
 from ui.login import sign_in_keyboard
 
-router = Router(name="common")
-
 
 def _help_key(user: Member | None) -> str:
     if user is None:
@@ -23,7 +21,6 @@ def _help_key(user: Member | None) -> str:
     return "help.teacher" if user.is_teacher else "help.student"
 
 
-@router.message(on_start())
 async def start(message: Message, user: Member | None, settings: Settings) -> Reply:
     if user is None:
         if settings.public_url is not None and message.chat.type == "private":
@@ -34,12 +31,10 @@ async def start(message: Message, user: Member | None, settings: Settings) -> Re
     return message.answer(t("start.linked", name=user.full_name, role=t(f"role.{user.role}")))
 
 
-@router.message(on_command("help"))
 async def help_(message: Message, user: Member | None) -> Reply:
     return message.answer(t(_help_key(user)))
 
 
-@router.message(on_command("cancel"))
 async def cancel(message: Message, state: FSMContext) -> Reply:
     if await state.get_state() is None:
         return message.answer(t("cancel.nothing"))
@@ -47,24 +42,33 @@ async def cancel(message: Message, state: FSMContext) -> Reply:
     return message.answer(t("cancel.done"))
 
 
-@router.message(too_long)
 async def text_too_long(message: Message) -> Reply:
     return message.answer(t("text.too_long"))
 
 
-@router.message(has_text)
 async def unknown_text(message: Message) -> Reply:
     return message.answer(t("text.unknown"))
 
 
-@router.message()
 async def non_text(message: Message) -> Reply:
     return message.answer(t("text.non_text"))
 
 
-@router.callback_query()
 async def outdated_button(query: CallbackQuery, callback_answer: CallbackAnswer) -> None:
     """A button no handler takes: its data no longer parses (an older release's button, or a
     forged one). The presser is told, instead of a spinner that never stops."""
     callback_answer.text = t("button.outdated")
     callback_answer.show_alert = True
+
+
+def router() -> Router:
+    """/start, /help, /cancel, then the catch-alls; a new router each call."""
+    routes = Router(name="common")
+    routes.message.register(start, on_start())
+    routes.message.register(help_, on_command("help"))
+    routes.message.register(cancel, on_command("cancel"))
+    routes.message.register(text_too_long, too_long)
+    routes.message.register(unknown_text, has_text)
+    routes.message.register(non_text)
+    routes.callback_query.register(outdated_button)
+    return routes

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Protocol, TypedDict
 from uuid import UUID
 
-from dal.models import AttendanceRedis
+from dal.models import LiveSession
 from services.accounts import AccountService
 from services.attendance import AttendanceService
 from services.excuses import ExcuseService
@@ -24,9 +24,9 @@ from services.reports import ReportService
 
 
 class StatusBoard(Protocol):
-    """The teacher's live session message (bot.status.StatusBoard)."""
+    """The teacher's live session message (bot.status_message.StatusBoard)."""
 
-    async def post(self, attendance: AttendanceRedis, *, chat_id: int) -> None: ...
+    async def post(self, attendance: LiveSession, *, chat_id: int) -> None: ...
 
     def touch(self, attendance_id: UUID) -> None:
         """A check-in changed the counts: edit the message soon (batched)."""

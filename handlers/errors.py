@@ -31,7 +31,6 @@ from services.errors import (
 from services.excuses import MAX_EXCUSE_REASON, MAX_PDF_BYTES, ExcuseService
 from ui.i18n import Raw, date_time_text, t, tn
 
-router = Router(name="errors")
 log = logging.getLogger(__name__)
 
 
@@ -60,19 +59,16 @@ _REFUSALS: dict[type[Exception], str] = {
 }
 
 
-@router.error(ExceptionTypeFilter(*_REFUSALS))
 async def refused(event: ErrorEvent, bot: Bot) -> None:
     key = next(k for cls, k in _REFUSALS.items() if isinstance(event.exception, cls))
     await _tell(event, bot, key)
 
 
-@router.error(ExceptionTypeFilter(InvalidInput))
 async def invalid(event: ErrorEvent, bot: Bot) -> None:
     assert isinstance(event.exception, InvalidInput)
     await _tell(event, bot, event.exception.key)
 
 
-@router.error(ExceptionTypeFilter(ExcuseRefused))
 async def excuse_refused(event: ErrorEvent, bot: Bot, excuses: ExcuseService) -> None:
     exc = event.exception
     assert isinstance(exc, ExcuseRefused)
@@ -88,19 +84,16 @@ async def excuse_refused(event: ErrorEvent, bot: Bot, excuses: ExcuseService) ->
     )
 
 
-@router.error(ExceptionTypeFilter(RecordNotFound))
 async def no_record(event: ErrorEvent, bot: Bot) -> None:
     assert isinstance(event.exception, RecordNotFound)
     await _tell(event, bot, "review.no_record", number=event.exception.student_number)
 
 
-@router.error(ExceptionTypeFilter(AlreadyOnList))
 async def already(event: ErrorEvent, bot: Bot) -> None:
     assert isinstance(event.exception, AlreadyOnList)
     await _tell(event, bot, "add.already", number=event.exception.student_number)
 
 
-@router.error(ExceptionTypeFilter(DatabaseUnavailable, RedisUnavailable, ConnectionError))
 async def unavailable(event: ErrorEvent, bot: Bot, metrics: Metrics | None = None) -> None:
     if metrics is not None:
         metrics.store_error(event.exception)
@@ -115,7 +108,6 @@ async def unavailable(event: ErrorEvent, bot: Bot, metrics: Metrics | None = Non
     await _tell(event, bot, "error.unavailable")
 
 
-@router.error()
 async def unexpected(event: ErrorEvent, bot: Bot) -> None:
     error_id = secrets.token_hex(4)
     log.error(
@@ -125,3 +117,18 @@ async def unexpected(event: ErrorEvent, bot: Bot) -> None:
         exc_info=event.exception,
     )
     await _tell(event, bot, "error.generic", error_id=error_id)
+
+
+def router() -> Router:
+    """The refusals, then the catch-all; a new router each call."""
+    routes = Router(name="errors")
+    routes.errors.register(refused, ExceptionTypeFilter(*_REFUSALS))
+    routes.errors.register(invalid, ExceptionTypeFilter(InvalidInput))
+    routes.errors.register(excuse_refused, ExceptionTypeFilter(ExcuseRefused))
+    routes.errors.register(no_record, ExceptionTypeFilter(RecordNotFound))
+    routes.errors.register(already, ExceptionTypeFilter(AlreadyOnList))
+    routes.errors.register(
+        unavailable, ExceptionTypeFilter(DatabaseUnavailable, RedisUnavailable, ConnectionError)
+    )
+    routes.errors.register(unexpected)
+    return routes

@@ -41,10 +41,6 @@ from services.notify import Attachment
 from ui.callbacks import ExcuseCancel, ExcuseNoFile, ExcusePlanned, ExcuseSession
 from ui.i18n import COMMANDS, Raw, date_time_text, t, tn
 
-router = Router(name="excuse")
-router.message.middleware(MemberGate())
-router.callback_query.middleware(MemberGate())
-
 
 class ExcuseRequestForm(StatesGroup):
     reason = State()
@@ -75,7 +71,6 @@ def _message(query: CallbackQuery) -> Message | None:
     return query.message if isinstance(query.message, Message) else None
 
 
-@router.message(on_command("excuse"))
 async def excuse_start(
     message: Message, user: Member, excuses: ExcuseService, state: FSMContext
 ) -> Reply:
@@ -93,7 +88,7 @@ async def excuse_start(
                 date=date_time_text(missed.start_time, excuses.tz, year=False),
                 lesson=missed.lesson_name[:28],
             ),
-            callback_data=ExcuseSession(aid=missed.attendance_id),
+            callback_data=ExcuseSession(attendance_id=missed.attendance_id),
         )
     for lesson in found.planned:
         builder.button(
@@ -135,7 +130,6 @@ async def _ask_reason(
     )
 
 
-@router.callback_query(ExcuseSession.filter())
 async def pick_session(
     query: CallbackQuery,
     callback_data: ExcuseSession,
@@ -145,12 +139,11 @@ async def pick_session(
 ) -> Reply:
     """Checked now (the student's own absent record, within the deadline) and again when the
     request is sent."""
-    target = await excuses.session_target(student=user, attendance_id=callback_data.aid)
-    data: dict[str, object] = {"aid": callback_data.aid.hex}
+    target = await excuses.session_target(student=user, attendance_id=callback_data.attendance_id)
+    data: dict[str, object] = {"aid": callback_data.attendance_id.hex}
     return await _ask_reason(query, state, excuses, data, target.lesson_name, target.lesson_start)
 
 
-@router.callback_query(ExcusePlanned.filter())
 async def pick_planned(
     query: CallbackQuery,
     callback_data: ExcusePlanned,
@@ -164,7 +157,6 @@ async def pick_planned(
     return await _ask_reason(query, state, excuses, data, target.lesson_name, target.lesson_start)
 
 
-@router.callback_query(ExcuseCancel.filter())
 async def cancel_button(
     query: CallbackQuery, state: FSMContext, callback_answer: CallbackAnswer
 ) -> Reply:
@@ -178,7 +170,6 @@ async def cancel_button(
     return message.answer(t("excreq.cancelled"))
 
 
-@router.message(StateFilter(*_STEPS), check_in_code)
 async def code_mid_excuse(
     message: Message,
     attendance: AttendanceService,
@@ -190,7 +181,6 @@ async def code_mid_excuse(
     return await reply_check_in(message, code, attendance=attendance, board=board, metrics=metrics)
 
 
-@router.message(StateFilter(ExcuseRequestForm.reason), has_text, ~on_command(*COMMANDS))
 async def reason_text(message: Message, state: FSMContext) -> Reply:
     reason = clean_reason(message.text or "")  # refused: the step stays for another try
     await state.update_data(reason=reason)
@@ -204,7 +194,6 @@ async def reason_text(message: Message, state: FSMContext) -> Reply:
     )
 
 
-@router.message(StateFilter(ExcuseRequestForm.reason), ~on_command(*COMMANDS))
 async def reason_not_text(message: Message) -> Reply:
     return message.answer(t("excreq.reason_text_only"), reply_markup=_cancel_only())
 
@@ -224,14 +213,12 @@ def _attachment(message: Message) -> Attachment:
     raise ExcuseRefused("excreq.bad_file")
 
 
-@router.message(StateFilter(ExcuseRequestForm.document), has_text, ~on_command(*COMMANDS))
 async def document_text(message: Message) -> Reply:
     return message.answer(
         t("excreq.file_or_skip", mb=MAX_PDF_BYTES // (1024 * 1024)), reply_markup=_cancel_only()
     )
 
 
-@router.message(StateFilter(ExcuseRequestForm.document), ~on_command(*COMMANDS))
 async def document_file(
     message: Message, user: Member, excuses: ExcuseService, state: FSMContext
 ) -> Reply:
@@ -239,7 +226,6 @@ async def document_file(
     return await _submit(message, user, excuses, state, attachment)
 
 
-@router.callback_query(ExcuseNoFile.filter())
 async def no_file(
     query: CallbackQuery, user: Member, excuses: ExcuseService, state: FSMContext
 ) -> Reply:
@@ -291,3 +277,29 @@ async def _submit(
             date=date_time_text(request.lesson_start, excuses.tz),
         )
     )
+
+
+def router() -> Router:
+    """A student's excuse request, from the lesson to the document; a new router each call."""
+    routes = Router(name="excuse")
+    routes.message.middleware(MemberGate())
+    routes.callback_query.middleware(MemberGate())
+    routes.message.register(excuse_start, on_command("excuse"))
+    routes.callback_query.register(pick_session, ExcuseSession.filter())
+    routes.callback_query.register(pick_planned, ExcusePlanned.filter())
+    routes.callback_query.register(cancel_button, ExcuseCancel.filter())
+    routes.message.register(code_mid_excuse, StateFilter(*_STEPS), check_in_code)
+    routes.message.register(
+        reason_text, StateFilter(ExcuseRequestForm.reason), has_text, ~on_command(*COMMANDS)
+    )
+    routes.message.register(
+        reason_not_text, StateFilter(ExcuseRequestForm.reason), ~on_command(*COMMANDS)
+    )
+    routes.message.register(
+        document_text, StateFilter(ExcuseRequestForm.document), has_text, ~on_command(*COMMANDS)
+    )
+    routes.message.register(
+        document_file, StateFilter(ExcuseRequestForm.document), ~on_command(*COMMANDS)
+    )
+    routes.callback_query.register(no_file, ExcuseNoFile.filter())
+    return routes

@@ -18,12 +18,9 @@ from handlers.replies import Reply
 from services.pseudonyms import pseudonym
 from ui.i18n import t
 
-router = Router(name="groups")
-router.message.filter(group_chat)
 log = logging.getLogger(__name__)
 
 
-@router.message(on_command("login"))
 async def group_login(message: Message, command: CommandObject, bot: Bot) -> Reply:
     if not (command.args or "").strip():
         return message.answer(t("text.private_only"))
@@ -38,6 +35,14 @@ async def group_login(message: Message, command: CommandObject, bot: Bot) -> Rep
     return message.answer(t(key))
 
 
-@router.message(command_text)
 async def group_command(message: Message) -> Reply:
     return message.answer(t("text.private_only"))
+
+
+def router() -> Router:
+    """Group chats: a command gets the pointer, /login deleted first; a new router each call."""
+    routes = Router(name="groups")
+    routes.message.filter(group_chat)
+    routes.message.register(group_login, on_command("login"))
+    routes.message.register(group_command, command_text)
+    return routes

@@ -38,7 +38,6 @@ from ui.i18n import COMMANDS, current_locale, t
 from ui.login import queued_text, result_text, sign_in_keyboard
 from ui.states import LoginForm
 
-router = Router(name="login")
 log = logging.getLogger(__name__)
 
 
@@ -99,7 +98,6 @@ def _use_the_page(message: Message, settings: Settings) -> SendMessage | None:
     return message.answer(t("login.use_button"), reply_markup=sign_in_keyboard(settings.public_url))
 
 
-@router.message(on_command("login"))
 async def login_start(
     message: Message,
     command: CommandObject,
@@ -130,7 +128,6 @@ async def login_start(
     return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password"))
 
 
-@router.message(StateFilter(LoginForm.username), has_text, ~on_command(*COMMANDS))
 async def login_username(
     message: Message,
     state: FSMContext,
@@ -146,7 +143,6 @@ async def login_username(
     return await _ask(message, state, accounts, LoginForm.password, t("login.ask_password"))
 
 
-@router.message(StateFilter(LoginForm.password), has_text, ~on_command(*COMMANDS))
 async def login_password(
     message: Message,
     state: FSMContext,
@@ -209,7 +205,6 @@ async def expects_credential(
     return await accounts.awaits_credential(telegram_id=message.from_user.id)
 
 
-@router.message(StateFilter(LoginForm.username, LoginForm.password), no_text)
 async def login_not_text(message: Message, bot: Bot) -> Reply:
     """Anything but text at a credential step: a caption may be the password itself, and a
     photo a screenshot of it, so it is deleted before the answer."""
@@ -217,9 +212,25 @@ async def login_not_text(message: Message, bot: Bot) -> Reply:
     return message.answer(t("login.text_only"))
 
 
-@router.message(on_command("logout"))
 async def logout(message: Message, state: FSMContext, accounts: AccountService) -> Reply:
     await state.clear()
     assert message.from_user is not None
     unlinked = await accounts.logout(telegram_id=message.from_user.id)
     return message.answer(t("logout.ok" if unlinked else "auth.not_linked"))
+
+
+def router() -> Router:
+    """/login, its two steps and /logout; a new router each call."""
+    routes = Router(name="login")
+    routes.message.register(login_start, on_command("login"))
+    routes.message.register(
+        login_username, StateFilter(LoginForm.username), has_text, ~on_command(*COMMANDS)
+    )
+    routes.message.register(
+        login_password, StateFilter(LoginForm.password), has_text, ~on_command(*COMMANDS)
+    )
+    routes.message.register(
+        login_not_text, StateFilter(LoginForm.username, LoginForm.password), no_text
+    )
+    routes.message.register(logout, on_command("logout"))
+    return routes

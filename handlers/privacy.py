@@ -15,14 +15,11 @@ from handlers.filters import on_command
 from handlers.replies import Reply
 from ui.i18n import Raw, t, tn
 
-router = Router(name="privacy")
-
 
 def _days(count: int) -> Raw:
     return Raw(tn("count.days", count, count=count))
 
 
-@router.message(on_command("privacy"))
 async def privacy(message: Message, settings: Settings) -> Reply:
     return message.answer(
         t(
@@ -32,3 +29,10 @@ async def privacy(message: Message, settings: Settings) -> Reply:
             retention_days=_days(settings.retention_days),
         )
     )
+
+
+def router() -> Router:
+    """/privacy; a new router each call."""
+    routes = Router(name="privacy")
+    routes.message.register(privacy, on_command("privacy"))
+    return routes

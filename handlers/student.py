@@ -37,10 +37,6 @@ from ui.render import (
     row_mark,
 )
 
-router = Router(name="student")
-router.message.middleware(MemberGate())
-router.callback_query.middleware(MemberGate())
-
 _RECORDED = (CheckInStatus.OK_PRESENT, CheckInStatus.OK_PENDING)
 
 
@@ -161,7 +157,6 @@ def _status_line(row: StudentAttendanceRow, reports: ReportService) -> str:
     )
 
 
-@router.message(on_command("my_attendance"))
 async def my_attendance(
     message: Message, user: Member, reports: ReportService, settings: Settings
 ) -> Reply:
@@ -174,7 +169,6 @@ async def my_attendance(
     return message.answer(text, reply_markup=keyboard)
 
 
-@router.callback_query(MyCourse.filter())
 async def my_course(
     query: CallbackQuery,
     callback_data: MyCourse,
@@ -200,7 +194,7 @@ async def my_course(
         builder.row(
             InlineKeyboardButton(
                 text=t("button.excuse_session", date=date_time_text(row.start_time, reports.tz)),
-                callback_data=ExcuseSession(aid=row.attendance_id).pack(),
+                callback_data=ExcuseSession(attendance_id=row.attendance_id).pack(),
             )
         )
     nav = page_row(
@@ -216,7 +210,6 @@ async def my_course(
     return query.message.edit_text(pages[page], reply_markup=builder.as_markup())
 
 
-@router.callback_query(MyCourses.filter())
 async def my_courses_again(
     query: CallbackQuery, user: Member, reports: ReportService, settings: Settings
 ) -> Reply:
@@ -227,7 +220,6 @@ async def my_courses_again(
     return query.message.edit_text(text, reply_markup=keyboard)
 
 
-@router.message(F.location)
 async def location_message(
     message: Message,
     user: Member,
@@ -264,3 +256,15 @@ async def location_message(
     if session is not None:
         board.touch(session.attendance_id)
     return message.answer(text, reply_markup=done)
+
+
+def router() -> Router:
+    """A student's /my_attendance pages and a shared location; a new router each call."""
+    routes = Router(name="student")
+    routes.message.middleware(MemberGate())
+    routes.callback_query.middleware(MemberGate())
+    routes.message.register(my_attendance, on_command("my_attendance"))
+    routes.callback_query.register(my_course, MyCourse.filter())
+    routes.callback_query.register(my_courses_again, MyCourses.filter())
+    routes.message.register(location_message, F.location)
+    return routes

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dal.models import Role, ScheduleEntry, User, UserSessionRedis
+from dal.models import CachedAccount, Role, ScheduleEntry, User
 from dal.pg import AccountStore, RetentionStore, ScheduleStore
 from dal.redis import keys
 from dal.redis.accounts import UserStore, session_ttl_seconds
@@ -47,7 +47,7 @@ def valid_username(text: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class LoginOutcome:
-    session: UserSessionRedis
+    session: CachedAccount
     lessons: int
     previous_telegram_id: int | None
 
@@ -307,7 +307,7 @@ class AccountService:
         if result.term is not None and begun and (term_before is None or result.term > term_before):
             await self._ask_stale_users_to_login(result.term)
         linked = await self._accounts.get_linked_user(telegram_id=telegram_id)
-        session = UserSessionRedis(
+        session = CachedAccount(
             telegram_id=telegram_id,
             school_number=user.user_school_number,
             full_name=user.user_full_name,
@@ -363,7 +363,7 @@ class AccountService:
             role, student_days=self._student_days, teacher_days=self._teacher_days
         )
 
-    async def current_user(self, *, telegram_id: int) -> UserSessionRedis | None:
+    async def current_user(self, *, telegram_id: int) -> CachedAccount | None:
         """The linked account of this chat: Redis first, PostgreSQL when the cache is cold.
 
         A link older than the role's session lifetime has expired: the user logs in again.
@@ -378,7 +378,7 @@ class AccountService:
         remaining = linked.linked_at + timedelta(seconds=ttl) - self._clock()
         if remaining.total_seconds() <= 0:
             return None
-        session = UserSessionRedis(
+        session = CachedAccount(
             telegram_id=telegram_id,
             school_number=linked.school_number,
             full_name=linked.full_name,

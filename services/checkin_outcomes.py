@@ -2,7 +2,7 @@
 
 The scripts (dal/redis/lua/check_in.lua, location.lua) answer with a word; the store hands it
 over raw (dal/redis/checkins.py) and `CheckInService` (services/attendance/checkins.py) turns
-it into these types, with the record's status (present or late, in services.status's
+it into these types, with the record's status (present or late, in services.attendance_status's
 vocabulary) worked out once, so the handler and the Mini App page read the answer without
 asking the service again.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from dal.models import AttendanceRecordRedis, AttendanceRedis, RecordStatus
+from dal.models import LiveRecord, LiveSession, RecordStatus
 
 __all__ = ["CheckInResult", "CheckInStatus", "LocationOutcome", "LocationResult"]
 
@@ -33,8 +33,8 @@ class CheckInStatus(StrEnum):
 @dataclass(frozen=True, slots=True)
 class CheckInResult:
     status: CheckInStatus
-    attendance: AttendanceRedis | None = None
-    record: AttendanceRecordRedis | None = None  # the record stored, or the existing one
+    attendance: LiveSession | None = None
+    record: LiveRecord | None = None  # the record stored, or the existing one
     retry_after: int | None = None  # seconds, for THROTTLED
     # The record's status as the sheet will say it (PRESENT, LATE, PENDING), when there is one.
     recorded: RecordStatus | None = None
@@ -53,5 +53,5 @@ class LocationOutcome(StrEnum):
 @dataclass(frozen=True, slots=True)
 class LocationResult:
     outcome: LocationOutcome
-    attendance: AttendanceRedis | None = None
-    record: AttendanceRecordRedis | None = None
+    attendance: LiveSession | None = None
+    record: LiveRecord | None = None

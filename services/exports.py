@@ -1,8 +1,9 @@
 """A course's term documents for /export: the XLSX a teacher hands in and a flat CSV.
 
 Built from one read of the course (`CourseData`): the same records, the same status
-vocabulary (dal.models.RecordStatus) and the same rate rule (services.status.AttendanceRate)
-as /my_attendance and /history, so the figures agree everywhere.
+vocabulary (dal.models.RecordStatus) and the same rate rule
+(services.attendance_status.AttendanceRate) as /my_attendance and /history, so the figures agree
+everywhere.
 
 XLSX (XlsxWriter): sheet 1 is the students × sessions matrix, one letter per record
 (`P` present, `L` late, `A` absent, `E` excused, `?` pending review, `R` rejected, empty: no
@@ -32,8 +33,8 @@ from xlsxwriter.worksheet import Worksheet
 
 from dal.models import Attendance, FailReason, RecordStatus
 from dal.pg import Correction, CourseRecordRow
+from services.attendance_status import AttendanceRate, StatusCounts
 from services.csv_export import csv_document
-from services.status import AttendanceRate, StatusCounts
 
 __all__ = [
     "CELL_LETTERS",

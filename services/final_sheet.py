@@ -17,16 +17,16 @@ from typing import Final
 from dal.models import (
     EVERYONE,
     Attendance,
-    AttendanceRecordRedis,
-    AttendanceRedis,
     FailReason,
+    LiveRecord,
+    LiveSession,
     RecordRow,
     RecordSource,
     RecordStatus,
     Role,
     User,
 )
-from services.status import StatusCounts, split_reason, status_rule
+from services.attendance_status import StatusCounts, split_reason, status_rule
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class FinalSheet:
     attendance: Attendance
     records: list[RecordRow]
     users: list[User]  # to upsert: students first, the teacher last
-    counts: StatusCounts  # the one status vocabulary (services.status)
+    counts: StatusCounts  # the one status vocabulary (services.attendance_status)
 
 
 def _name(raw: str, fallback: str) -> str:
@@ -51,17 +51,17 @@ def _name(raw: str, fallback: str) -> str:
 
 def build_sheet(
     *,
-    attendance: AttendanceRedis,
-    records: Sequence[AttendanceRecordRedis],
+    attendance: LiveSession,
+    records: Sequence[LiveRecord],
     enrolled: Iterable[str],
     known_users: Mapping[str, User],
     late_after: timedelta,
 ) -> FinalSheet:
     """The PostgreSQL rows for an ended session (pure: no I/O).
 
-    Records keep their state, with the status of services.status (one lateness rule: after
-    the later of the scheduled start and the opening, plus `late_after`; a teacher-added
-    record is never late); every enrolled student without a record gets an ABSENT one.
+    Records keep their state, with the status of services.attendance_status (one lateness
+    rule: after the later of the scheduled start and the opening, plus `late_after`; a
+    teacher-added record is never late); every enrolled student without a record gets an ABSENT one.
     `EVERYONE` in `enrolled` names nobody. Users to upsert: students not yet known,
     and known students who checked in by code under a new name (their Redis name comes from
     the portal at login); a teacher-added record for a known user, or any record naming a

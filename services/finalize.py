@@ -50,8 +50,8 @@ from zoneinfo import ZoneInfo
 from dal.errors import DalError, DatabaseUnavailable, RedisUnavailable
 from dal.models import (
     EVERYONE,
-    AttendanceRecordRedis,
-    AttendanceRedis,
+    LiveRecord,
+    LiveSession,
     RecordStatus,
     Role,
     User,
@@ -130,8 +130,8 @@ class FinalizeReport:
 class _Loaded:
     """An ended session as read from Redis."""
 
-    attendance: AttendanceRedis
-    records: list[AttendanceRecordRedis]
+    attendance: LiveSession
+    records: list[LiveRecord]
     enrolled: set[str]
 
     @property

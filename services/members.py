@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from dal.models import Role, UserSessionRedis
+from dal.models import CachedAccount, Role
 from services.errors import NotTeacher
 
 
@@ -46,7 +46,7 @@ class Member:
         return self.role is Role.TEACHER
 
     @classmethod
-    def of(cls, account: UserSessionRedis) -> Member:
+    def of(cls, account: CachedAccount) -> Member:
         return cls(
             telegram_id=account.telegram_id,
             school_number=account.school_number,

@@ -27,6 +27,7 @@ from dal.pg import (
     StudentAttendanceRow,
 )
 from services.attendance.review import SCHOOL_NUMBER
+from services.attendance_status import AttendanceRate, StatusCounts
 from services.csv_export import csv_document
 from services.errors import (
     AlreadyOnList,
@@ -38,7 +39,6 @@ from services.errors import (
 from services.exports import CourseData, StudentLine, course_csv, course_xlsx, document_name
 from services.members import Identity, require_teacher
 from services.moodle import gradebook_csv, mod_attendance_csv
-from services.status import AttendanceRate, StatusCounts
 from services.warnings import AttendanceWarnings, WarningRule, planned_sessions, rate_of
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class SavedSheet:
 
     @property
     def counts(self) -> StatusCounts:
-        """By the stored status (services.status): the numbers every view shows."""
+        """By the stored status (services.attendance_status): the numbers every view shows."""
         return StatusCounts.of(r.record.status for r in self.rows)
 
 

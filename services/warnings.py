@@ -11,7 +11,7 @@ level and reports the old one: a student is told when theirs rises, not again wh
 and again only after it has fallen (an excuse, a correction) and risen anew. The figures are
 the per-(student, course, term) counts kept at finalization (`attendance_course_counts`), so
 the check reads one row per student, not their records of every year. Excused absences do
-not count against a student (services.status.AttendanceRate).
+not count against a student (services.attendance_status.AttendanceRate).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from zoneinfo import ZoneInfo
 
 from dal.models import Attendance, RecordStatus
 from dal.pg import LinkedUser, ReportStore
+from services.attendance_status import AttendanceRate, StatusCounts
 from services.notify import Notice, Notifier, Percent
-from services.status import AttendanceRate, StatusCounts
 
 logger = logging.getLogger(__name__)
 

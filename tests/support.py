@@ -43,7 +43,7 @@ from aiohttp import web
 
 from bot.compose import Services, build_services
 from bot.config import Settings
-from dal.models import AttendanceRecordRedis, AttendanceRedis, RecordSource, Role, User
+from dal.models import LiveRecord, LiveSession, RecordSource, Role, User
 from dal.pg import Postgres
 from dal.redis.keys import records as records_key
 from dal.redis.stores import RedisStores
@@ -319,9 +319,9 @@ async def open_session(
     lesson_name: str = "FIZ101 - Fizik I",
     lesson_code: str | None = "FIZ101",
     teacher_telegram_id: int | None = None,
-) -> AttendanceRedis:
+) -> LiveSession:
     """A live session opened through the real script, as of `start`."""
-    draft = AttendanceRedis(
+    draft = LiveSession(
         attendance_id=uuid.uuid4(),
         teacher_school_number=teacher.user_school_number,
         teacher_full_name=teacher.user_full_name,
@@ -338,7 +338,7 @@ async def open_session(
 
 
 def record(
-    attendance: AttendanceRedis,
+    attendance: LiveSession,
     number: str,
     *,
     minutes: float = 2,
@@ -347,8 +347,8 @@ def record(
     fail_reason: str | None = None,
     source: RecordSource = RecordSource.CODE,
     telegram_id: int | None = None,
-) -> AttendanceRecordRedis:
-    return AttendanceRecordRedis(
+) -> LiveRecord:
+    return LiveRecord(
         attendance_id=attendance.attendance_id,
         student_number=number,
         student_full_name=name or f"Öğrenci {number}",
@@ -360,7 +360,7 @@ def record(
     )
 
 
-async def put_records(redis: RedisStores, records: Sequence[AttendanceRecordRedis]) -> None:
+async def put_records(redis: RedisStores, records: Sequence[LiveRecord]) -> None:
     """Store records in bulk, in the client's own encoding (one pipeline)."""
     async with redis.redis.pipeline(transaction=False) as pipe:
         for rec in records:
@@ -372,7 +372,7 @@ async def put_records(redis: RedisStores, records: Sequence[AttendanceRecordRedi
         await pipe.execute()
 
 
-async def session_keys(raw: aioredis.Redis, attendance: AttendanceRedis) -> list[str]:
+async def session_keys(raw: aioredis.Redis, attendance: LiveSession) -> list[str]:
     """Every Redis key (and index entry) that still refers to the session."""
     aid = attendance.attendance_id
     found = [

@@ -12,7 +12,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from bot.status import StatusBoard
+from bot.status_message import StatusBoard
 from dal.models import FailReason, RecordSource, Role, User
 from dal.redis.connection import client as redis_client
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
@@ -421,3 +421,25 @@ def _teacher_id(bot: Running) -> str:
     from services.aksis import staff_identifier
 
     return staff_identifier("teacher1", bot.settings.key("staff_id_key"))
+
+
+async def test_two_bots_built_in_one_process_both_answer(
+    bot: Running, pg_dsn: str, redis_url: str, portal: FakeAksis
+) -> None:
+    """Every build gets routers, gates and middlewares of its own (handlers.build_router): a
+    second bot in the same process, as tests and benches build them, takes nothing from the
+    first, and the first still answers once the second is gone."""
+    student = bot.user(201, "Ayşe")
+    await bot.login(student, "student1")
+    async with running_bot(
+        pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal, keep_data=True
+    ) as second:
+        # the same stores: the account linked through the first bot is linked for the second
+        for running in (bot, second, bot):
+            user = running.user(201, "Ayşe")
+            await user.send("/start_session")
+            assert "Only teachers" in _text(await reply(user))  # the teachers' gate
+            await user.send("hello")
+            assert "did not understand" in _text(await reply(user))  # the catch-all
+    await student.send("/start_session")
+    assert "Only teachers" in _text(await reply(student))

@@ -15,9 +15,9 @@ import redis.asyncio as aioredis
 
 from bot.delivery import DeliveryWorker
 from bot.flood import RedisFloodBudget
-from bot.notifier import OutboxNotifier
+from bot.notice_buttons import OutboxNotifier
 from bot.outgoing import OutgoingMiddleware
-from bot.status import StatusBoard
+from bot.status_message import StatusBoard
 from dal.redis.outbox import OutboxLanes
 from services.notice_codec import decode, encode
 from services.notify import ANSWER, RESULT, URGENT, Notice

@@ -15,9 +15,9 @@ from bot.delivery import render
 from dal.models import Attendance, AttendanceRecord, FailReason, Role, ScheduleEntry
 from dal.pg import LinkedUser, Postgres
 from dal.pg.counts import COUNT_COLUMNS, RECOUNT_SQL
+from services.attendance_status import AttendanceRate, StatusCounts
 from services.notice_codec import decode, encode
 from services.reports import ReportService
-from services.status import AttendanceRate, StatusCounts
 from services.warnings import AttendanceWarnings, WarningRule, planned_sessions
 from tests.support import (
     IST,

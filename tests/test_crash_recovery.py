@@ -16,7 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from dal.models import AttendanceRecordRedis, AttendanceRedis
+from dal.models import LiveRecord, LiveSession
 from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from tests.fakes.telegram_server import FakeTelegram
@@ -33,7 +33,7 @@ async def _seed(redis: RedisStores) -> set[tuple[uuid.UUID, str]]:
     expected: set[tuple[uuid.UUID, str]] = set()
     for s in range(SESSIONS):
         session = await redis.sessions.open_attendance(
-            attendance=AttendanceRedis(
+            attendance=LiveSession(
                 attendance_id=uuid.uuid4(),
                 teacher_school_number=f"T{s:04d}",
                 teacher_full_name=f"ÖĞRETMEN {s}",
@@ -46,7 +46,7 @@ async def _seed(redis: RedisStores) -> set[tuple[uuid.UUID, str]]:
             enrolled=[],
         )
         records = [
-            AttendanceRecordRedis(
+            LiveRecord(
                 attendance_id=session.attendance_id,
                 student_number=f"{s:03d}{r:04d}",
                 student_full_name=f"ÖĞRENCİ {s}-{r}",

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.delivery import DeliveryWorker
-from bot.notifier import OutboxNotifier
+from bot.notice_buttons import OutboxNotifier
 from bot.outgoing import OutgoingMiddleware
-from dal.models import Role, ScheduleEntry, UserSessionRedis
+from dal.models import CachedAccount, Role, ScheduleEntry
 from dal.pg import Postgres
 from dal.redis.outbox import Outbox
 from dal.redis.stores import RedisStores
@@ -96,7 +96,7 @@ async def test_accept_reject_and_add_notices_survive_a_restart_and_a_retry_once_
         await link(pg_client, user, ids[number])
         telegram.user(ids[number], number)
         await redis_client.users.save_user_session(
-            session=UserSessionRedis(
+            session=CachedAccount(
                 telegram_id=ids[number],
                 school_number=number,
                 full_name=user.user_full_name,
@@ -114,7 +114,7 @@ async def test_accept_reject_and_add_notices_survive_a_restart_and_a_retry_once_
     )
     outbox = Outbox(redis_client.redis)
     service = build_test_services(pg_client, redis_client, OutboxNotifier(outbox)).attendance
-    who = UserSessionRedis(
+    who = CachedAccount(
         telegram_id=9,
         school_number=teacher.user_school_number,
         full_name=teacher.user_full_name,

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from dal.models import AttendanceRecordRedis, AttendanceRedis
+from dal.models import LiveRecord, LiveSession
 from dal.redis.outbox import Outbox
 from dal.redis.stores import RedisStores
 from services.notice_codec import encode
@@ -243,7 +243,7 @@ async def test_kill_9_while_a_handler_runs_does_not_lock_the_user_out(
 async def _open_session(redis: RedisStores, numbers: list[str]) -> uuid.UUID:
     now = datetime.now(UTC)
     session = await redis.sessions.open_attendance(
-        attendance=AttendanceRedis(
+        attendance=LiveSession(
             attendance_id=uuid.uuid4(),
             teacher_school_number="T1",
             teacher_full_name="ÖĞRETMEN",
@@ -273,7 +273,7 @@ async def test_two_webhook_replicas_share_the_flood_budget_and_drop_stale_notice
             # Half the class checked in before their "attendance is open" notice went out.
             for i in range(0, students, 2):
                 await redis.sessions.add_attendance_record(
-                    record=AttendanceRecordRedis(
+                    record=LiveRecord(
                         attendance_id=attendance_id,
                         student_number=numbers[i],
                         student_full_name=f"S{i}",

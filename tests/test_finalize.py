@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from bot.delivery import render
 from dal.errors import DatabaseUnavailable, NotFound
-from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, RecordSource, User
+from dal.models import FailReason, LiveRecord, LiveSession, RecordSource, User
 from dal.pg import Postgres
 from dal.redis.keys import records as records_key
 from dal.redis.stores import RedisStores
@@ -88,7 +88,7 @@ async def count_rows(pg: Postgres) -> tuple[int, int]:
 
 async def mixed_session(
     pg: Postgres, redis: RedisStores, *, teacher: User = TEACHER
-) -> AttendanceRedis:
+) -> LiveSession:
     """S1 on time, S2 late, S3 added by the teacher late in the lesson, S4 pending review,
     S5 rejected, S6 and S7 enrolled and absent. S4 is not enrolled."""
     enrolled = ["S1", "S2", "S3", "S5", "S6", "S7"]
@@ -251,7 +251,7 @@ async def test_100_sessions_of_300_records_move_all_30000_records(
     teachers = [teacher_user(f"T{t:03d}", f"Hoca {t}") for t in range(100)]
     await pg_client.accounts.add_users(users=[*teachers, *students])
     numbers = [s.user_school_number for s in students]
-    sessions: list[AttendanceRedis] = []
+    sessions: list[LiveSession] = []
     for t, teacher in enumerate(teachers):
         start = START + timedelta(minutes=t)
         attendance = await open_session(
@@ -262,7 +262,7 @@ async def test_100_sessions_of_300_records_move_all_30000_records(
             enrolled=numbers[:280],
         )
         sessions.append(attendance)
-        batch: list[AttendanceRecordRedis] = []
+        batch: list[LiveRecord] = []
         for i, number in enumerate(numbers):
             if i >= 280:  # not enrolled: pending review
                 batch.append(
@@ -695,7 +695,7 @@ async def test_a_teacher_named_in_another_session_of_the_batch_stays_a_teacher(
 
 
 def test_build_sheet_counts_and_never_lists_the_everyone_marker() -> None:
-    attendance = AttendanceRedis(
+    attendance = LiveSession(
         attendance_id=UUID(int=1),
         teacher_school_number="T1",
         teacher_full_name="Hoca",
@@ -705,7 +705,7 @@ def test_build_sheet_counts_and_never_lists_the_everyone_marker() -> None:
         planned_end_time=PLANNED_END,
     )
     records = [
-        AttendanceRecordRedis(
+        LiveRecord(
             attendance_id=attendance.attendance_id,
             student_number="S1",
             student_full_name="  Ali   Veli ",

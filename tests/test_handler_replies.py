@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.fsm.storage.redis import RedisStorage
@@ -29,6 +30,8 @@ from tests.harness import PASSWORD, Running, reply, running_bot
 from ui.callbacks import (
     Act,
     AttendeesPage,
+    ExcuseDecision,
+    ExcuseSession,
     ExportCourse,
     ExportFormat,
     Fmt,
@@ -38,6 +41,7 @@ from ui.callbacks import (
     HistoryExcuseList,
     HistoryList,
     HistoryOpen,
+    HistoryRequests,
     HistoryToggle,
     LessonPick,
     MyCourse,
@@ -193,6 +197,8 @@ async def test_a_reply_is_sent_once_after_the_lock_in_webhook_mode(
 
 # --- buttons ---------------------------------------------------------------------------------
 
+_AID = uuid.UUID("0b6f3c1e-8a51-4d2e-9b0c-5f1d2e3a4b5c")
+
 
 def test_the_longest_callback_data_fits_64_bytes() -> None:
     longest_number = "9" * 20
@@ -201,17 +207,20 @@ def test_the_longest_callback_data_fits_64_bytes() -> None:
     page = 999  # 24 rows a page: a sheet of 24,000 students
     payloads = [
         LessonPick(code="X" * 24, start=4_102_444_800),
-        SessionAction(action=Act.LIST, aid=aid),
-        SessionLevel(aid=aid, level=3),
-        AttendeesPage(aid=aid, page=page),
-        Review(action=Verdict.REJECT, aid=aid, sn=longest_number),
-        HistoryOpen(aid=aid, page=page),
-        HistoryToggle(aid=aid, sn=longest_number, page=page),
-        HistoryCsv(aid=aid),
+        SessionAction(action=Act.LIST, attendance_id=aid),
+        SessionLevel(attendance_id=aid, level=3),
+        AttendeesPage(attendance_id=aid, page=page),
+        Review(action=Verdict.REJECT, attendance_id=aid, student_number=longest_number),
+        HistoryOpen(attendance_id=aid, page=page),
+        HistoryToggle(attendance_id=aid, student_number=longest_number, page=page),
+        HistoryCsv(attendance_id=aid),
         HistoryList(page=page),
-        HistoryExcuseList(aid=aid),
-        HistoryExcuse(aid=aid, sn=longest_number),
-        HistoryAdd(aid=aid),
+        HistoryExcuseList(attendance_id=aid),
+        HistoryExcuse(attendance_id=aid, student_number=longest_number),
+        HistoryAdd(attendance_id=aid),
+        HistoryRequests(attendance_id=aid),
+        ExcuseSession(attendance_id=aid),
+        ExcuseDecision(action=Verdict.REJECT, request_id=2**63 - 1),
         MyCourse(token=course_token("YBSB1008")),
         MyCourses(),
         ExportCourse(token=course_token("YBSB1008")),
@@ -225,10 +234,45 @@ def test_the_longest_callback_data_fits_64_bytes() -> None:
 def test_buttons_already_in_chats_still_parse() -> None:
     """The typed fields read the payloads earlier releases wrote (ids as 32 hex digits)."""
     aid = uuid.uuid4()
-    assert SessionAction.unpack(f"sa:end:{aid.hex}") == SessionAction(action=Act.END, aid=aid)
+    assert SessionAction.unpack(f"sa:end:{aid.hex}") == SessionAction(
+        action=Act.END, attendance_id=aid
+    )
     assert Review.unpack(f"rv:a:{aid.hex}:2024001").action is Verdict.ACCEPT
-    assert HistoryToggle.unpack(f"ht:{aid.hex}:2024001:2").aid == aid
+    assert HistoryToggle.unpack(f"ht:{aid.hex}:2024001:2").attendance_id == aid
     assert ExportFormat.unpack("ef:abc:both").fmt is Fmt.BOTH
+
+
+# Buttons as the release before the field renames (aid, sn, rid) packed them, literally: the
+# packed form carries values only, so a button sent then still means the same now.
+_PACKED_BEFORE_THE_RENAMES = {
+    "sa:end:0b6f3c1e8a514d2e9b0c5f1d2e3a4b5c": SessionAction(action=Act.END, attendance_id=_AID),
+    "sl:0b6f3c1e8a514d2e9b0c5f1d2e3a4b5c:2": SessionLevel(attendance_id=_AID, level=2),
+    "ap:0b6f3c1e8a514d2e9b0c5f1d2e3a4b5c:3": AttendeesPage(attendance_id=_AID, page=3),
+    "rv:r:0b6f3c1e8a514d2e9b0c5f1d2e3a4b5c:2024001": Review(
+        action=Verdict.REJECT, attendance_id=_AID, student_number="2024001"
+    ),
+    "ho:0b6f3c1e8a514d2e9b0c5f1d2e3a4b5c:1": HistoryOpen(attendance_id=_AID, page=1),
+    "ht:0b6f3c1e8a514d2e9b0c5f1d2e3a4b5c:2024001:2": HistoryToggle(
+        attendance_id=_AID, student_number="2024001", page=2
+    ),
+    "hc:0b6f3c1e8a514d2e9b0c5f1d2e3a4b5c": HistoryCsv(attendance_id=_AID),
+    "hx:0b6f3c1e8a514d2e9b0c5f1d2e3a4b5c": HistoryExcuseList(attendance_id=_AID),
+    "he:0b6f3c1e8a514d2e9b0c5f1d2e3a4b5c:2024001": HistoryExcuse(
+        attendance_id=_AID, student_number="2024001"
+    ),
+    "hd:0b6f3c1e8a514d2e9b0c5f1d2e3a4b5c": HistoryAdd(attendance_id=_AID),
+    "hq:0b6f3c1e8a514d2e9b0c5f1d2e3a4b5c": HistoryRequests(attendance_id=_AID),
+    "xs:0b6f3c1e8a514d2e9b0c5f1d2e3a4b5c": ExcuseSession(attendance_id=_AID),
+    "xd:a:42": ExcuseDecision(action=Verdict.ACCEPT, request_id=42),
+}
+
+
+@pytest.mark.parametrize(("packed", "meant"), _PACKED_BEFORE_THE_RENAMES.items())
+def test_a_button_packed_before_the_field_renames_means_the_same(
+    packed: str, meant: CallbackData
+) -> None:
+    assert type(meant).unpack(packed) == meant
+    assert meant.pack() == packed  # and new buttons are packed the same way
 
 
 @pytest.fixture

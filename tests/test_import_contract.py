@@ -165,7 +165,7 @@ def test_the_check_flags_every_kind_of_violation(tmp_path: Path) -> None:
             "ui/render.py": "from services.attendance import Roster\nfrom bot.i18n import t\n",
             # violations
             "ui/i18n.py": "from bot.config import Settings\n",
-            "bot/status.py": "from handlers.render import session_status\n",
+            "bot/status_message.py": "from handlers.render import session_status\n",
             "bot/fsm.py": "def f():\n    from handlers.filters import is_code\n",
             "handlers/common.py": "from bot.metrics import Metrics\n",
             "handlers/student.py": "from ..bot import answers\n",
@@ -189,7 +189,7 @@ def test_the_check_flags_every_kind_of_violation(tmp_path: Path) -> None:
     flagged = {(v.importer, v.imported) for v in found}
     assert flagged == {
         ("ui.i18n", "bot.config.Settings"),
-        ("bot.status", "handlers.render.session_status"),
+        ("bot.status_message", "handlers.render.session_status"),
         ("bot.fsm", "handlers.filters.is_code"),
         ("handlers.common", "bot.metrics.Metrics"),
         ("handlers.student", "bot.answers"),

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dal.models import AttendanceRedis, Role, UserSessionRedis
+from dal.models import CachedAccount, LiveSession, Role
 from dal.pg import Postgres
 from dal.redis.finalization import ClaimOutcome
 from dal.redis.stores import RedisStores
@@ -63,7 +63,7 @@ async def link_students(redis: RedisStores, numbers: list[str]) -> dict[str, int
     for n, number in enumerate(numbers):
         telegram_id = 7_000_000_000 + n
         await redis.users.save_user_session(
-            session=UserSessionRedis(
+            session=CachedAccount(
                 telegram_id=telegram_id,
                 school_number=number,
                 full_name=f"Öğrenci {number}",
@@ -77,9 +77,7 @@ async def link_students(redis: RedisStores, numbers: list[str]) -> dict[str, int
     return ids
 
 
-async def open_ending_in(
-    redis: RedisStores, seconds: float, enrolled: list[str]
-) -> AttendanceRedis:
+async def open_ending_in(redis: RedisStores, seconds: float, enrolled: list[str]) -> LiveSession:
     now = datetime.now(UTC)
     return await open_session(
         redis,
@@ -139,7 +137,7 @@ async def test_teacher_add_after_the_claim_is_refused_even_with_the_clock_behind
         attendance_id=attendance.attendance_id, owner="worker", ttl_seconds=60
     )
     assert claim is ClaimOutcome.CLAIMED
-    teacher = UserSessionRedis(
+    teacher = CachedAccount(
         telegram_id=1,
         school_number=TEACHER.user_school_number,
         full_name=TEACHER.user_full_name,
@@ -199,7 +197,7 @@ async def test_teacher_add_with_a_slow_postgresql_racing_the_finalizer_lands_or_
 ) -> None:
     numbers = [f"A{n:03d}" for n in range(RACES)]
     await pg_client.accounts.add_users(users=[TEACHER, *(student_user(n) for n in numbers)])
-    teacher = UserSessionRedis(
+    teacher = CachedAccount(
         telegram_id=1,
         school_number=TEACHER.user_school_number,
         full_name=TEACHER.user_full_name,

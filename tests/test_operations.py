@@ -121,8 +121,8 @@ async def test_json_logs_at_debug_carry_context_and_no_secret(
             _teacher, students, code = await _login_class(bot)
             await students[0].send(code)  # a check-in through long polling
             assert "checked in" in str((await reply(students[0])).get("text")).lower()
-        # The same stores, now served by a webhook replica. One Dispatcher per process at a
-        # time (the handler routers are module-level), so polling stops first.
+        # The same stores, now served by a webhook replica. Polling stops first: Telegram
+        # serves no getUpdates while a webhook is set.
         await bot.app.dispatcher.stop_polling()
         webhook_settings = load_settings(
             **{

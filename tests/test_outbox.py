@@ -16,7 +16,7 @@ from aiogram.fsm.storage.redis import DefaultKeyBuilder
 
 from bot.flood import RedisFloodBudget
 from bot.locks import RenewingRedisEventIsolation
-from dal.models import AttendanceRecordRedis, AttendanceRedis
+from dal.models import LiveRecord, LiveSession
 from dal.redis.outbox import Entry, Outbox, OutboxLanes
 from dal.redis.stores import RedisStores
 from services.notice_codec import Tries, conditions, decode, digest_entry, encode, encode_text
@@ -127,7 +127,7 @@ async def test_stale_conditions_are_evaluated_in_one_call(redis_client: RedisSto
 
     async def open_session(teacher: str, lesson: str) -> uuid.UUID:
         session = await redis_client.sessions.open_attendance(
-            attendance=AttendanceRedis(
+            attendance=LiveSession(
                 attendance_id=uuid.uuid4(),
                 teacher_school_number=teacher,
                 teacher_full_name="ÖĞRETMEN",
@@ -147,7 +147,7 @@ async def test_stale_conditions_are_evaluated_in_one_call(redis_client: RedisSto
         attendance_id=ended, end_time=now - timedelta(seconds=1)
     )
     await redis_client.sessions.add_attendance_record(
-        record=AttendanceRecordRedis(
+        record=LiveRecord(
             attendance_id=running,
             student_number="S1",
             student_full_name="ÖĞRENCİ",
@@ -311,7 +311,7 @@ async def test_an_open_notice_is_dropped_when_its_student_checks_in_while_it_wai
 
     now = datetime.now(UTC)
     session = await redis_client.sessions.open_attendance(
-        attendance=AttendanceRedis(
+        attendance=LiveSession(
             attendance_id=uuid.uuid4(),
             teacher_school_number="T1",
             teacher_full_name="ÖĞRETMEN",
@@ -349,7 +349,7 @@ async def test_an_open_notice_is_dropped_when_its_student_checks_in_while_it_wai
             await fake.wait_for_sent(1, timeout=5)
             for i in range(12):  # the whole class checks in
                 await redis_client.sessions.add_attendance_record(
-                    record=AttendanceRecordRedis(
+                    record=LiveRecord(
                         attendance_id=running,
                         student_number=f"S{i}",
                         student_full_name="ÖĞRENCİ",

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 
-from dal.models import AttendanceRedis
+from dal.models import LiveSession
 from dal.pg import Postgres
 from dal.redis.keys import claim as claim_key
 from dal.redis.stores import RedisStores
@@ -28,9 +28,9 @@ from tests.support import (  # noqa: F401
 NOW = datetime.now(UTC)
 
 
-async def seed_live(redis: RedisStores) -> list[AttendanceRedis]:
+async def seed_live(redis: RedisStores) -> list[LiveSession]:
     """An open session and one ended but not yet finalized, each with records and a claim."""
-    live: list[AttendanceRedis] = []
+    live: list[LiveSession] = []
     for n, (start, end) in enumerate(
         [
             (NOW - timedelta(minutes=5), NOW + timedelta(hours=1)),  # open

@@ -16,11 +16,11 @@ import redis.asyncio as aioredis
 
 from dal.errors import Conflict, NotFound, RedisUnavailable
 from dal.models import (
-    AttendanceRecordRedis,
-    AttendanceRedis,
+    CachedAccount,
+    LiveRecord,
+    LiveSession,
     RecordSource,
     Role,
-    UserSessionRedis,
 )
 from dal.redis.accounts import AccountMarks, UserStore, session_ttl_seconds
 from dal.redis.checkins import CheckInReply
@@ -49,8 +49,8 @@ async def client(redis_url: str, redis_raw: aioredis.Redis) -> AsyncIterator[Red
 
 def make_attendance(
     *, teacher: str = "T001", start: datetime = NOW, minutes: int = 50
-) -> AttendanceRedis:
-    return AttendanceRedis(
+) -> LiveSession:
+    return LiveSession(
         attendance_id=uuid4(),
         teacher_school_number=teacher,
         teacher_full_name="Doç. Dr. Gökçe Öztürk",
@@ -76,7 +76,7 @@ async def open_session(
     code: str | None = None,
     start: datetime = NOW,
     minutes: int = 50,
-) -> AttendanceRedis:
+) -> LiveSession:
     return await client.sessions.open_attendance(
         attendance=make_attendance(teacher=teacher, start=start, minutes=minutes),
         enrolled=enrolled,
@@ -99,7 +99,7 @@ async def check_in(
     """Link `student` (a user session in Redis, as a login leaves it), then check in."""
     tid = telegram_id if telegram_id is not None else zlib.crc32(student.encode()) + 1
     await client.users.save_user_session(
-        session=UserSessionRedis(
+        session=CachedAccount(
             telegram_id=tid,
             school_number=student,
             full_name=name,
@@ -148,7 +148,7 @@ def test_session_ttl_depends_on_role() -> None:
 async def test_user_session_round_trips_turkish_names_with_ttl(
     client: RedisStores, redis_raw: aioredis.Redis
 ) -> None:
-    session = UserSessionRedis(
+    session = CachedAccount(
         telegram_id=6_123_456_789_012,
         school_number="1306190001",
         full_name=TURKISH,
@@ -266,7 +266,7 @@ async def test_concurrent_opens_by_one_teacher_open_exactly_one(client: RedisSto
     results = await asyncio.gather(
         *(open_session(client) for _ in range(5)), return_exceptions=True
     )
-    opened = [r for r in results if isinstance(r, AttendanceRedis)]
+    opened = [r for r in results if isinstance(r, LiveSession)]
     refused = [r for r in results if isinstance(r, AttendanceAlreadyOpen)]
     assert len(opened) == 1
     assert len(refused) == 4
@@ -347,10 +347,8 @@ async def test_status_message_is_remembered_with_large_chat_ids(client: RedisSto
 # --- records -------------------------------------------------------------------------------
 
 
-def make_record(
-    aid: UUID, student: str, minute: int, *, attended: bool = True
-) -> AttendanceRecordRedis:
-    return AttendanceRecordRedis(
+def make_record(aid: UUID, student: str, minute: int, *, attended: bool = True) -> LiveRecord:
+    return LiveRecord(
         attendance_id=aid,
         student_number=student,
         student_full_name=TURKISH,
@@ -856,7 +854,7 @@ async def test_check_in_of_an_unlinked_account_records_nothing_and_is_throttled(
 async def test_a_teacher_cannot_check_in(client: RedisStores) -> None:
     opened = await open_session(client)
     await client.users.save_user_session(
-        session=UserSessionRedis(
+        session=CachedAccount(
             telegram_id=43,
             school_number="T1",
             full_name="Hoca",
@@ -911,7 +909,7 @@ async def test_check_in_tells_the_slot_from_another_section_and_another_term(
     async def send(student: str, slots: list[str], term: str | None) -> CheckInReply:
         tid = zlib.crc32(student.encode()) + 1
         await client.users.save_user_session(
-            session=UserSessionRedis(
+            session=CachedAccount(
                 telegram_id=tid,
                 school_number=student,
                 full_name=TURKISH,

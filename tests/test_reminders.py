@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 
 from bot.delivery import render
-from dal.models import ScheduleEntry, User, UserSessionRedis
+from dal.models import CachedAccount, ScheduleEntry, User
 from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService, Started
@@ -58,8 +58,8 @@ def attendance_service(
     return build_test_services(pg, redis, notifier, clock=clock).attendance
 
 
-def session_of(user: User, telegram_id: int) -> UserSessionRedis:
-    return UserSessionRedis(
+def session_of(user: User, telegram_id: int) -> CachedAccount:
+    return CachedAccount(
         telegram_id=telegram_id,
         school_number=user.user_school_number,
         full_name=user.user_full_name,

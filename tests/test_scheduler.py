@@ -13,7 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.scheduler import JOB_IDS, ScheduledJobs, build_scheduler
-from dal.models import AttendanceRedis
+from dal.models import LiveSession
 from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from services.finalize import FinalizeReport
@@ -56,8 +56,8 @@ def jobs_of(scheduler: AsyncIOScheduler) -> ScheduledJobs:
     return owner
 
 
-async def ended_sessions(pg: Postgres, redis: RedisStores, count: int) -> list[AttendanceRedis]:
-    sessions: list[AttendanceRedis] = []
+async def ended_sessions(pg: Postgres, redis: RedisStores, count: int) -> list[LiveSession]:
+    sessions: list[LiveSession] = []
     for n in range(count):
         teacher = teacher_user(f"T{n:03d}", f"Hoca {n}")
         await pg.accounts.add_users(users=[teacher, student_user("S1"), student_user("S2")])

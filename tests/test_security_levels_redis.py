@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dal.errors import NotFound
-from dal.models import AttendanceRedis, Role, UserSessionRedis
+from dal.models import CachedAccount, LiveSession, Role
 from dal.redis.sessions import AttendanceEnded
 from dal.redis.stores import RedisStores
 from services.checkin_outcomes import CheckInStatus
@@ -22,7 +22,7 @@ ANCHOR = (41.0122, 28.9760)
 
 async def _student(redis: RedisStores, number: str, telegram_id: int) -> None:
     await redis.users.save_user_session(
-        session=UserSessionRedis(
+        session=CachedAccount(
             telegram_id=telegram_id,
             school_number=number,
             full_name=f"Öğrenci {number}",
@@ -35,7 +35,7 @@ async def _student(redis: RedisStores, number: str, telegram_id: int) -> None:
 
 async def _open(
     redis: RedisStores, enrolled: list[str], *, level: int, seconds: float = 3_600
-) -> AttendanceRedis:
+) -> LiveSession:
     now = datetime.now(UTC)
     session = await open_session(
         redis,

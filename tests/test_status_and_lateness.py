@@ -17,11 +17,11 @@ from datetime import UTC, datetime, time, timedelta
 import pytest
 
 from dal.models import (
-    AttendanceRedis,
+    CachedAccount,
     FailReason,
+    LiveSession,
     RecordStatus,
     Role,
-    UserSessionRedis,
 )
 from dal.pg import Postgres
 from dal.redis.stores import RedisStores
@@ -56,8 +56,8 @@ def service(pg: Postgres, redis: RedisStores, clock: Clock) -> AttendanceService
     return build_test_services(pg, redis, clock=clock).attendance
 
 
-def session_of(number: str, name: str, role: Role, telegram_id: int) -> UserSessionRedis:
-    return UserSessionRedis(
+def session_of(number: str, name: str, role: Role, telegram_id: int) -> CachedAccount:
+    return CachedAccount(
         telegram_id=telegram_id,
         school_number=number,
         full_name=name,
@@ -92,7 +92,7 @@ async def check_in_at(
     svc: AttendanceService,
     redis: RedisStores,
     clock: Clock,
-    attendance: AttendanceRedis,
+    attendance: LiveSession,
     number: str,
     moment: datetime,
 ) -> bool:

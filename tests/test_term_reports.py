@@ -19,13 +19,13 @@ from bot.delivery import render
 from dal.models import (
     Attendance,
     AttendanceRecord,
+    CachedAccount,
     FailReason,
     RecordSource,
     RecordStatus,
     Role,
     ScheduleEntry,
     User,
-    UserSessionRedis,
 )
 from dal.pg import LinkedUser, Postgres
 from dal.pg.counts import REBUILD_SQL
@@ -98,7 +98,7 @@ def _record(aid: uuid.UUID, number: str, letter: str, when: datetime) -> Attenda
 
 async def _documents(
     reports: ReportService,
-    teacher: UserSessionRedis,
+    teacher: CachedAccount,
     *,
     course_key: str,
     formats: tuple[str, ...],

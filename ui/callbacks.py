@@ -3,7 +3,10 @@
 Fields are typed: aiogram packs a `UUID` as its 32 hex digits and an `Enum` as its value, and
 unpacks both with validation, so a forged or mangled payload matches no handler (it gets the
 "outdated button" answer, handlers.common.outdated_button). The wire format is the one older
-buttons already in chats carry (`sa:end:<32 hex>`), so they keep working.
+buttons already in chats carry (`sa:end:<32 hex>`), so they keep working. It is the prefix and
+the values in field order, never the field names: a field may be renamed, but moving, adding or
+removing one changes what the buttons already sent mean (tests/test_handler_replies.py keeps
+the packed forms of earlier releases).
 
 Every handler that receives one of these re-checks on the server that the presser may act
 (role and ownership), so forged data changes nothing.
@@ -45,38 +48,38 @@ class LessonPick(CallbackData, prefix="lp"):
 
 class SessionAction(CallbackData, prefix="sa"):
     action: Act
-    aid: UUID
+    attendance_id: UUID
 
 
 class SessionLevel(CallbackData, prefix="sl"):
-    aid: UUID  # "sl:<32 hex>:<1>": 37 bytes
+    attendance_id: UUID  # "sl:<32 hex>:<1>": 37 bytes
     level: int
 
 
 class AttendeesPage(CallbackData, prefix="ap"):
-    aid: UUID
+    attendance_id: UUID
     page: int
 
 
 class Review(CallbackData, prefix="rv"):
     action: Verdict
-    aid: UUID
-    sn: str
+    attendance_id: UUID
+    student_number: str
 
 
 class HistoryOpen(CallbackData, prefix="ho"):
-    aid: UUID
+    attendance_id: UUID
     page: int = 0
 
 
 class HistoryToggle(CallbackData, prefix="ht"):
-    aid: UUID
-    sn: str
+    attendance_id: UUID
+    student_number: str
     page: int = 0
 
 
 class HistoryCsv(CallbackData, prefix="hc"):
-    aid: UUID
+    attendance_id: UUID
 
 
 class HistoryList(CallbackData, prefix="hl"):
@@ -84,16 +87,16 @@ class HistoryList(CallbackData, prefix="hl"):
 
 
 class HistoryExcuseList(CallbackData, prefix="hx"):
-    aid: UUID
+    attendance_id: UUID
 
 
 class HistoryExcuse(CallbackData, prefix="he"):
-    aid: UUID
-    sn: str
+    attendance_id: UUID
+    student_number: str
 
 
 class HistoryAdd(CallbackData, prefix="hd"):
-    aid: UUID
+    attendance_id: UUID
 
 
 class MyCourse(CallbackData, prefix="mc"):
@@ -117,7 +120,7 @@ class ExportFormat(CallbackData, prefix="ef"):
 class ExcuseSession(CallbackData, prefix="xs"):
     """A student asks to have a saved session excused (/excuse, /my_attendance)."""
 
-    aid: UUID
+    attendance_id: UUID
 
 
 class ExcusePlanned(CallbackData, prefix="xp"):
@@ -139,10 +142,10 @@ class ExcuseDecision(CallbackData, prefix="xd"):
     """The teacher's Approve / Reject under an excuse request's notice."""
 
     action: Verdict
-    rid: int
+    request_id: int
 
 
 class HistoryRequests(CallbackData, prefix="hq"):
     """A saved session's pending excuse requests (/history)."""
 
-    aid: UUID
+    attendance_id: UUID

@@ -19,9 +19,9 @@ from aiogram.types import (
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from dal.models import (
-    AttendanceRecordRedis,
-    AttendanceRedis,
     FailReason,
+    LiveRecord,
+    LiveSession,
     RecordSource,
     RecordStatus,
     Security,
@@ -243,17 +243,23 @@ def session_status(
     )
 
 
-def session_keyboard(attendance: AttendanceRedis) -> InlineKeyboardMarkup:
+def session_keyboard(attendance: LiveSession) -> InlineKeyboardMarkup:
     aid = attendance.attendance_id
     builder = InlineKeyboardBuilder()
     builder.button(
-        text=t("button.attendees"), callback_data=SessionAction(action=Act.LIST, aid=aid)
+        text=t("button.attendees"), callback_data=SessionAction(action=Act.LIST, attendance_id=aid)
     )
-    builder.button(text=t("button.end"), callback_data=SessionAction(action=Act.END, aid=aid))
-    builder.button(text=t("button.cap"), callback_data=SessionAction(action=Act.CAP, aid=aid))
+    builder.button(
+        text=t("button.end"), callback_data=SessionAction(action=Act.END, attendance_id=aid)
+    )
+    builder.button(
+        text=t("button.cap"), callback_data=SessionAction(action=Act.CAP, attendance_id=aid)
+    )
     for level in (1, 2, 3):
         key = "button.level_on" if level == attendance.security_option else "button.level"
-        builder.button(text=t(key, level=level), callback_data=SessionLevel(aid=aid, level=level))
+        builder.button(
+            text=t(key, level=level), callback_data=SessionLevel(attendance_id=aid, level=level)
+        )
     builder.adjust(3, 3)
     return builder.as_markup()
 
@@ -270,8 +276,8 @@ def lesson_label(lesson: Lesson, tz: ZoneInfo) -> str:
 
 def record_line(
     service: AttendanceService,
-    attendance: AttendanceRedis,
-    record: AttendanceRecordRedis,
+    attendance: LiveSession,
+    record: LiveRecord,
     *,
     tz: ZoneInfo,
 ) -> str:
@@ -375,25 +381,33 @@ def attendees_page(
             if record.is_attended:
                 builder.button(
                     text=t("button.reject", number=record.student_number),
-                    callback_data=Review(action=Verdict.REJECT, aid=aid, sn=record.student_number),
+                    callback_data=Review(
+                        action=Verdict.REJECT,
+                        attendance_id=aid,
+                        student_number=record.student_number,
+                    ),
                 )
             else:
                 builder.button(
                     text=t("button.accept", number=record.student_number),
-                    callback_data=Review(action=Verdict.ACCEPT, aid=aid, sn=record.student_number),
+                    callback_data=Review(
+                        action=Verdict.ACCEPT,
+                        attendance_id=aid,
+                        student_number=record.student_number,
+                    ),
                 )
         builder.adjust(3)
     nav = page_row(
         page,
         has_next=page < pages - 1,
-        to=lambda n: AttendeesPage(aid=aid, page=n),
+        to=lambda n: AttendeesPage(attendance_id=aid, page=n),
     )
     if nav:
         builder.row(*nav)
     builder.row(
         InlineKeyboardButton(
             text=t("button.add"),
-            callback_data=SessionAction(action=Act.ADD, aid=aid).pack(),
+            callback_data=SessionAction(action=Act.ADD, attendance_id=aid).pack(),
         )
     )
     return text, builder.as_markup()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from dal.models import Role, UserSessionRedis
+from dal.models import CachedAccount, Role
 from dal.redis import keys
 from dal.redis.base import Store, text
 
@@ -51,16 +51,16 @@ class UserStore(Store):
 
     # --- user sessions ---------------------------------------------------------------------
 
-    async def save_user_session(self, *, session: UserSessionRedis, ttl_seconds: int) -> None:
+    async def save_user_session(self, *, session: CachedAccount, ttl_seconds: int) -> None:
         with self._errors:
             await self._redis.set(
                 keys.user(session.telegram_id), session.model_dump_json(), ex=ttl_seconds
             )
 
-    async def get_user_session(self, *, telegram_id: int) -> UserSessionRedis | None:
+    async def get_user_session(self, *, telegram_id: int) -> CachedAccount | None:
         with self._errors:
             raw = await self._redis.get(keys.user(telegram_id))
-        return None if raw is None else UserSessionRedis.model_validate_json(raw)
+        return None if raw is None else CachedAccount.model_validate_json(raw)
 
     async def delete_user_session(self, *, telegram_id: int) -> None:
         with self._errors:

@@ -19,7 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dal.errors import RedisUnavailable
-from dal.models import AttendanceRecordRedis
+from dal.models import LiveRecord
 
 __all__ = ["Store", "TranslateErrors"]
 
@@ -79,18 +79,16 @@ async def batched(items: AsyncIterator[str], size: int) -> AsyncIterator[list[st
         yield chunk
 
 
-def parse_record(attendance_id: UUID, raw: bytes | str) -> AttendanceRecordRedis:
+def parse_record(attendance_id: UUID, raw: bytes | str) -> LiveRecord:
     data = json.loads(raw)
     data["attendance_id"] = attendance_id
-    return AttendanceRecordRedis.model_validate(data)
+    return LiveRecord.model_validate(data)
 
 
-_RECORD_LIST: Final = TypeAdapter(list[AttendanceRecordRedis])
+_RECORD_LIST: Final = TypeAdapter(list[LiveRecord])
 
 
-def parse_records(
-    attendance_id: UUID, values: Sequence[bytes | str]
-) -> list[AttendanceRecordRedis]:
+def parse_records(attendance_id: UUID, values: Sequence[bytes | str]) -> list[LiveRecord]:
     """Many stored records of one session at once: the session id is spliced into each JSON
     object (stored without it) and the array is validated in one pydantic-core call."""
     if not values:
@@ -100,5 +98,5 @@ def parse_records(
     return _RECORD_LIST.validate_json("[" + ",".join(parts) + "]")
 
 
-def record_json(record: AttendanceRecordRedis) -> str:
+def record_json(record: LiveRecord) -> str:
     return record.model_dump_json(exclude={"attendance_id"})

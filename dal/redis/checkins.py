@@ -14,7 +14,7 @@ from uuid import UUID
 
 import redis.asyncio as aioredis
 
-from dal.models import AttendanceRecordRedis, AttendanceRedis
+from dal.models import LiveRecord, LiveSession
 from dal.redis import keys, scripts
 from dal.redis.base import Store, parse_record, text
 
@@ -35,8 +35,8 @@ class CheckInReply:
     NOT_LINKED, NOT_STUDENT (nothing else) or THROTTLED (`retry_after` seconds)."""
 
     status: str
-    attendance: AttendanceRedis | None = None
-    record: AttendanceRecordRedis | None = None  # the record stored, or the existing one
+    attendance: LiveSession | None = None
+    record: LiveRecord | None = None  # the record stored, or the existing one
     retry_after: int | None = None  # seconds, for THROTTLED
 
 
@@ -46,8 +46,8 @@ class LocationReply:
     the new record), NO_WAIT, ENDED or DECIDED (see `CheckIns.decide_location`)."""
 
     outcome: str
-    attendance: AttendanceRedis | None = None
-    record: AttendanceRecordRedis | None = None
+    attendance: LiveSession | None = None
+    record: LiveRecord | None = None
 
 
 _NO_SESSION = frozenset({"WRONG_CODE", "NOT_LINKED", "NOT_STUDENT"})
@@ -114,7 +114,7 @@ class CheckIns(Store):
             return CheckInReply(status=status)
         if status == "THROTTLED":
             return CheckInReply(status=status, retry_after=int(reply[1]))
-        attendance = AttendanceRedis.model_validate_json(reply[2])
+        attendance = LiveSession.model_validate_json(reply[2])
         if status == "ENDED" or status == "EXPIRED":
             return CheckInReply(status=status, attendance=attendance)
         record = parse_record(UUID(reply[1]), reply[3])
@@ -132,7 +132,7 @@ class CheckIns(Store):
         outcome = str(reply[0])
         if len(reply) < 4:
             return LocationReply(outcome=outcome)
-        attendance = AttendanceRedis.model_validate_json(reply[2])
+        attendance = LiveSession.model_validate_json(reply[2])
         return LocationReply(
             outcome=outcome, attendance=attendance, record=parse_record(UUID(reply[1]), reply[3])
         )

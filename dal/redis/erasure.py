@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from dal.models import AttendanceRedis, UserSessionRedis
+from dal.models import CachedAccount, LiveSession
 from dal.pg.erasure import erase_slot_key
 from dal.redis import keys
 from dal.redis.outbox import Outbox, OutboxLanes
@@ -51,7 +51,7 @@ class RedisErasure:
                 data, checked_in, enrolled = await pipe.execute()
             teaches = (
                 data is not None
-                and AttendanceRedis.model_validate_json(data).teacher_school_number == school_number
+                and LiveSession.model_validate_json(data).teacher_school_number == school_number
             )
             if teaches or checked_in or enrolled:
                 found.append(session_id)
@@ -90,7 +90,7 @@ class RedisErasure:
         data = await self._redis.get(key)
         if data is None or name_key not in _text(data):
             return
-        user = UserSessionRedis.model_validate_json(data)
+        user = CachedAccount.model_validate_json(data)
         slots = [erase_slot_key(slot, name_key) for slot in user.slots]
         if slots != user.slots:
             updated = user.model_copy(update={"slots": slots}).model_dump_json()

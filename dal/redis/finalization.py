@@ -13,7 +13,7 @@ from uuid import UUID
 
 import redis.asyncio as aioredis
 
-from dal.models import AttendanceRecordRedis, AttendanceRedis
+from dal.models import LiveRecord, LiveSession
 from dal.redis import keys, scripts
 from dal.redis.base import Store, parse_records, text
 
@@ -28,7 +28,7 @@ class ClaimOutcome(StrEnum):
 
 # A session as the finalizer reads it: (session, records, enrolled), None when the session key
 # is gone, or the error that kept it from being decoded.
-SessionRead = tuple[AttendanceRedis, list[AttendanceRecordRedis], set[str]] | None | ValueError
+SessionRead = tuple[LiveSession, list[LiveRecord], set[str]] | None | ValueError
 
 
 class FinalizationStore(Store):
@@ -84,7 +84,7 @@ class FinalizationStore(Store):
                 out.append(None)
                 continue
             try:
-                attendance = AttendanceRedis.model_validate_json(raw)
+                attendance = LiveSession.model_validate_json(raw)
                 records = parse_records(aid, values)
             except ValueError as exc:  # pydantic's ValidationError is a ValueError
                 out.append(exc)

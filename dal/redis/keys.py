@@ -1,10 +1,10 @@
 """Every Redis key name ATTN uses, built (and, for the purge, read back) in this one place.
 
-    users:<telegram_id>                  UserSessionRedis JSON, TTL by role
+    users:<telegram_id>                  CachedAccount JSON, TTL by role
     users:<telegram_id>:undeliverable    present while Telegram refuses to deliver to the account
                                          (expiry: RETENTION_DAYS; purged with the account)
     login:prompt:<telegram_id>           the bot asked this account for a credential (expiry)
-    attendances:{<id>}                   AttendanceRedis JSON
+    attendances:{<id>}                   LiveSession JSON
     attendance_records:{<id>}            hash student_number -> record JSON without attendance_id
     attendances:{<id>}:enrolled          set of enrolled student numbers (written at open)
     attendances:{<id>}:claim             finalization claim (owner token, with expiry)

@@ -29,7 +29,7 @@ from uuid import UUID
 import redis.asyncio as aioredis
 
 from dal.errors import Conflict, NotFound
-from dal.models import AttendanceRecordRedis, AttendanceRedis
+from dal.models import LiveRecord, LiveSession
 from dal.redis import keys, scripts
 from dal.redis.base import Store, epoch, parse_record, record_json, text
 
@@ -59,7 +59,7 @@ def generate_code() -> str:
     return f"{secrets.randbelow(1_000_000):06d}"
 
 
-def _rotation_score(attendance: AttendanceRedis) -> str:
+def _rotation_score(attendance: LiveSession) -> str:
     """The session's place in the rotation schedule: when its code last changed, or '' when
     it does not rotate (not level 3, or ended)."""
     if attendance.security_option != 3 or attendance.end_time is not None:
@@ -77,7 +77,7 @@ def _compare_and_set_done(done: int, attendance_id: UUID) -> bool:
     return done == 1
 
 
-Mutation = Callable[[AttendanceRedis], tuple[AttendanceRedis, str] | None]
+Mutation = Callable[[LiveSession], tuple[LiveSession, str] | None]
 
 
 class LiveSessions(Store):
@@ -97,12 +97,12 @@ class LiveSessions(Store):
     async def open_attendance(
         self,
         *,
-        attendance: AttendanceRedis,
+        attendance: LiveSession,
         enrolled: Iterable[str],
         code_factory: Callable[[], str] | None = None,
         max_tries: int = 20,
         now: datetime | None = None,
-    ) -> AttendanceRedis:
+    ) -> LiveSession:
         """Store a new session under a fresh unique code; return it with that code.
 
         The incoming `attendance.code` is replaced. Raises `AttendanceAlreadyOpen` when the
@@ -147,14 +147,14 @@ class LiveSessions(Store):
             logger.debug("check-in code collision, drawing another")
         raise Conflict(f"no free check-in code after {max_tries} attempts")
 
-    async def get_attendance(self, *, attendance_id: UUID) -> AttendanceRedis | None:
+    async def get_attendance(self, *, attendance_id: UUID) -> LiveSession | None:
         with self._errors:
             raw = await self._redis.get(keys.attendance(attendance_id))
-        return None if raw is None else AttendanceRedis.model_validate_json(raw)
+        return None if raw is None else LiveSession.model_validate_json(raw)
 
     async def get_open_attendance(
         self, *, teacher_school_number: str, now: datetime | None = None
-    ) -> AttendanceRedis | None:
+    ) -> LiveSession | None:
         """The teacher's session that has not ended (at `now`, default: the current time)."""
         moment = float(epoch(now or datetime.now(UTC)))
         with self._errors:
@@ -163,7 +163,7 @@ class LiveSessions(Store):
             )
         if not reply or not reply[1] or not reply[2] or float(reply[2]) <= moment:
             return None
-        attendance = AttendanceRedis.model_validate_json(reply[1])
+        attendance = LiveSession.model_validate_json(reply[1])
         return attendance if attendance.end_time is None else None
 
     async def get_attendance_id_by_code(self, *, code: str) -> UUID | None:
@@ -237,7 +237,7 @@ class LiveSessions(Store):
             for attendance_id, raw in zip(ids, raws, strict=True):
                 if raw is None:
                     continue
-                score = _rotation_score(AttendanceRedis.model_validate_json(raw))
+                score = _rotation_score(LiveSession.model_validate_json(raw))
                 if score:
                     script_keys.append(keys.attendance(attendance_id))
                     args += [str(attendance_id), text(raw), score]
@@ -279,9 +279,7 @@ class LiveSessions(Store):
 
     # --- the teacher's changes (compare-and-set, refused once ended) -----------------------
 
-    async def finish_attendance(
-        self, *, attendance_id: UUID, end_time: datetime
-    ) -> AttendanceRedis:
+    async def finish_attendance(self, *, attendance_id: UUID, end_time: datetime) -> LiveSession:
         """End the session at `end_time`: nothing is deleted (finalization does that).
 
         The due score moves to `end_time` and the teacher's open-session pointer is cleared.
@@ -292,7 +290,7 @@ class LiveSessions(Store):
         """
         due_score = epoch(end_time)
 
-        def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
+        def mutate(current: LiveSession) -> tuple[LiveSession, str] | None:
             if current.end_time is not None:
                 return None
             return current.model_copy(update={"end_time": end_time}), due_score
@@ -309,21 +307,21 @@ class LiveSessions(Store):
 
     async def set_status_message(
         self, *, attendance_id: UUID, chat_id: int, message_id: int
-    ) -> AttendanceRedis:
+    ) -> LiveSession:
         """Remember the teacher's live status message. Raises `NotFound` if the session is gone."""
 
-        def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
+        def mutate(current: LiveSession) -> tuple[LiveSession, str] | None:
             update = {"status_chat_id": chat_id, "status_message_id": message_id}
             return current.model_copy(update=update), ""
 
         return await self._update_attendance(attendance_id, mutate)
 
-    async def set_security_level(self, *, attendance_id: UUID, level: int) -> AttendanceRedis:
+    async def set_security_level(self, *, attendance_id: UUID, level: int) -> LiveSession:
         """Change an open session's security level. `NotFound` if gone, `AttendanceEnded` once
         ended (by Redis's clock) or claimed: the compare-and-set script checks, like every
         write into a live session."""
 
-        def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
+        def mutate(current: LiveSession) -> tuple[LiveSession, str] | None:
             if current.end_time is not None:
                 raise AttendanceEnded(attendance_id)
             if current.security_option == level:
@@ -334,10 +332,10 @@ class LiveSessions(Store):
 
     async def set_anchor(
         self, *, attendance_id: UUID, latitude: float, longitude: float
-    ) -> AttendanceRedis:
+    ) -> LiveSession:
         """Anchor an open session at the teacher's location (`AttendanceEnded` once ended)."""
 
-        def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
+        def mutate(current: LiveSession) -> tuple[LiveSession, str] | None:
             if current.end_time is not None:
                 raise AttendanceEnded(attendance_id)
             update = {"anchor_latitude": latitude, "anchor_longitude": longitude}
@@ -345,10 +343,10 @@ class LiveSessions(Store):
 
         return await self._update_attendance(attendance_id, mutate, require_open=True)
 
-    async def set_head_count_cap(self, *, attendance_id: UUID, cap: int | None) -> AttendanceRedis:
+    async def set_head_count_cap(self, *, attendance_id: UUID, cap: int | None) -> LiveSession:
         """Set (or clear) an open session's head-count cap (`AttendanceEnded` once ended)."""
 
-        def mutate(current: AttendanceRedis) -> tuple[AttendanceRedis, str] | None:
+        def mutate(current: LiveSession) -> tuple[LiveSession, str] | None:
             if current.end_time is not None:
                 raise AttendanceEnded(attendance_id)
             return current.model_copy(update={"head_count_cap": cap}), ""
@@ -363,7 +361,7 @@ class LiveSessions(Store):
         every: timedelta,
         code_factory: Callable[[], str] | None = None,
         max_tries: int = 20,
-    ) -> AttendanceRedis | None:
+    ) -> LiveSession | None:
         """Level 3: give the open session a new code when its current one is `every` old (by
         `now`); the current code becomes the previous one. Returns the session when the code
         changed, None when nothing was due (or another replica rotated first). Raises
@@ -376,7 +374,7 @@ class LiveSessions(Store):
             if raw is None:
                 await self.unschedule_rotation(attendance_id=attendance_id)
                 raise NotFound(f"attendance {attendance_id} not found in Redis")
-            current = AttendanceRedis.model_validate_json(raw)
+            current = LiveSession.model_validate_json(raw)
             changed = current.code_changed_at or current.start_time
             if current.security_option != 3 or current.end_time is not None:
                 await self.unschedule_rotation(attendance_id=attendance_id)
@@ -413,7 +411,7 @@ class LiveSessions(Store):
         require_open: bool = False,
         ending: bool = False,
         max_tries: int = 10,
-    ) -> AttendanceRedis:
+    ) -> LiveSession:
         """Read, change in Python, compare-and-set in Lua; retry if someone wrote meanwhile.
 
         `mutate` returns the new session and its new due score ('' keeps it), or None for
@@ -425,7 +423,7 @@ class LiveSessions(Store):
                 raw = await self._redis.get(key)
             if raw is None:
                 raise NotFound(f"attendance {attendance_id} not found in Redis")
-            current = AttendanceRedis.model_validate_json(raw)
+            current = LiveSession.model_validate_json(raw)
             change = mutate(current)
             if change is None:
                 return current
@@ -455,7 +453,7 @@ class LiveSessions(Store):
 
     # --- records ---------------------------------------------------------------------------
 
-    async def add_attendance_record(self, *, record: AttendanceRecordRedis) -> bool:
+    async def add_attendance_record(self, *, record: LiveRecord) -> bool:
         """Store the record unless the student has one; False if already there.
 
         Raises `NotFound` when the session is gone and `AttendanceEnded` when it has ended by
@@ -464,11 +462,11 @@ class LiveSessions(Store):
         """
         return await self._write_record(record, mode="nx")
 
-    async def update_attendance_record(self, *, record: AttendanceRecordRedis) -> None:
+    async def update_attendance_record(self, *, record: LiveRecord) -> None:
         """Replace (or add) the student's record; refused like `add_attendance_record`."""
         await self._write_record(record, mode="set")
 
-    async def _write_record(self, record: AttendanceRecordRedis, *, mode: str) -> bool:
+    async def _write_record(self, record: LiveRecord, *, mode: str) -> bool:
         aid = record.attendance_id
         script_keys = [keys.attendance(aid), keys.records(aid), keys.DUE, keys.claim(aid)]
         args = [record.student_number, record_json(record), mode, str(aid)]
@@ -482,12 +480,12 @@ class LiveSessions(Store):
 
     async def get_attendance_record(
         self, *, attendance_id: UUID, student_number: str
-    ) -> AttendanceRecordRedis | None:
+    ) -> LiveRecord | None:
         with self._errors:
             raw = await self._redis.hget(keys.records(attendance_id), student_number)
         return None if raw is None else parse_record(attendance_id, raw)
 
-    async def get_attendance_records(self, *, attendance_id: UUID) -> list[AttendanceRecordRedis]:
+    async def get_attendance_records(self, *, attendance_id: UUID) -> list[LiveRecord]:
         """Every record of the session, earliest check-in first."""
         with self._errors:
             raw = await self._redis.hgetall(keys.records(attendance_id))

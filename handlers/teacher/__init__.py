@@ -11,9 +11,13 @@ from aiogram import Router
 from handlers.access import MemberGate
 from handlers.teacher import attendees, excuses, export, history, session
 
-router = Router(name="teacher")
-router.message.middleware(MemberGate(teachers=True))
-router.callback_query.middleware(MemberGate(teachers=True))
-router.include_routers(
-    session.router, attendees.router, history.router, export.router, excuses.router
-)
+
+def router() -> Router:
+    """The teachers' router behind its gate; a new router (and gate) each call."""
+    routes = Router(name="teacher")
+    routes.message.middleware(MemberGate(teachers=True))
+    routes.callback_query.middleware(MemberGate(teachers=True))
+    routes.include_routers(
+        session.router(), attendees.router(), history.router(), export.router(), excuses.router()
+    )
+    return routes

@@ -22,8 +22,6 @@ from ui.callbacks import AttendeesPage, Review, Verdict
 from ui.i18n import COMMANDS, t
 from ui.render import attendees_page
 
-router = Router(name="teacher.attendees")
-
 
 class RejectForm(StatesGroup):
     reason = State()
@@ -52,12 +50,10 @@ async def send_attendees(
     return target.answer(text, reply_markup=keyboard)
 
 
-@router.message(on_command("attendees"))
 async def attendees(message: Message, user: Member, attendance: AttendanceService) -> Reply:
     return await send_attendees(message, user, attendance)
 
 
-@router.callback_query(AttendeesPage.filter())
 async def attendees_paged(
     query: CallbackQuery,
     callback_data: AttendeesPage,
@@ -68,11 +64,15 @@ async def attendees_paged(
     if message is None:
         return None
     return await send_attendees(
-        message, user, attendance, aid=callback_data.aid, page=callback_data.page, edit=True
+        message,
+        user,
+        attendance,
+        aid=callback_data.attendance_id,
+        page=callback_data.page,
+        edit=True,
     )
 
 
-@router.callback_query(Review.filter(F.action == Verdict.ACCEPT))
 async def accept(
     query: CallbackQuery,
     callback_data: Review,
@@ -82,19 +82,23 @@ async def accept(
     board: StatusBoard,
 ) -> Reply:
     record = await attendance.review(
-        teacher=user, attendance_id=callback_data.aid, student_number=callback_data.sn, accept=True
+        teacher=user,
+        attendance_id=callback_data.attendance_id,
+        student_number=callback_data.student_number,
+        accept=True,
     )
-    board.touch(callback_data.aid)
+    board.touch(callback_data.attendance_id)
     callback_answer.text = t(
         "review.accepted", name=record.student_full_name, number=record.student_number
     )
     message = message_of(query)
     if message is None:
         return None
-    return await send_attendees(message, user, attendance, aid=callback_data.aid, edit=True)
+    return await send_attendees(
+        message, user, attendance, aid=callback_data.attendance_id, edit=True
+    )
 
 
-@router.callback_query(Review.filter(F.action == Verdict.REJECT))
 async def reject_ask(
     query: CallbackQuery,
     callback_data: Review,
@@ -102,15 +106,17 @@ async def reject_ask(
     attendance: AttendanceService,
     state: FSMContext,
 ) -> Reply:
-    roster = await attendance.roster(teacher=user, attendance_id=callback_data.aid)
+    roster = await attendance.roster(teacher=user, attendance_id=callback_data.attendance_id)
     record = (
-        next((r for r in roster.records if r.student_number == callback_data.sn), None)
+        next((r for r in roster.records if r.student_number == callback_data.student_number), None)
         if roster
         else None
     )
     if record is None:
-        raise RecordNotFound(callback_data.sn)
-    await remember_aid(state, RejectForm.reason, callback_data.aid, sn=callback_data.sn)
+        raise RecordNotFound(callback_data.student_number)
+    await remember_aid(
+        state, RejectForm.reason, callback_data.attendance_id, sn=callback_data.student_number
+    )
     message = message_of(query)
     if message is None:
         return None
@@ -119,7 +125,6 @@ async def reject_ask(
     )
 
 
-@router.message(StateFilter(RejectForm.reason), has_text, ~on_command(*COMMANDS))
 async def reject_reason(
     message: Message,
     user: Member,
@@ -143,7 +148,6 @@ async def reject_reason(
     )
 
 
-@router.message(StateFilter(AddForm.number), has_text, ~on_command(*COMMANDS))
 async def add_number(
     message: Message,
     user: Member,
@@ -163,3 +167,19 @@ async def add_number(
     await state.clear()
     board.touch(attendance_id)
     return message.answer(t("add.ok", number=record.student_number, name=record.student_full_name))
+
+
+def router() -> Router:
+    """The live session's list: pages, accept, reject, add; a new router each call."""
+    routes = Router(name="teacher.attendees")
+    routes.message.register(attendees, on_command("attendees"))
+    routes.callback_query.register(attendees_paged, AttendeesPage.filter())
+    routes.callback_query.register(accept, Review.filter(F.action == Verdict.ACCEPT))
+    routes.callback_query.register(reject_ask, Review.filter(F.action == Verdict.REJECT))
+    routes.message.register(
+        reject_reason, StateFilter(RejectForm.reason), has_text, ~on_command(*COMMANDS)
+    )
+    routes.message.register(
+        add_number, StateFilter(AddForm.number), has_text, ~on_command(*COMMANDS)
+    )
+    return routes

@@ -22,34 +22,35 @@ from services.members import Member
 from ui.callbacks import ExcuseDecision, Verdict
 from ui.i18n import COMMANDS, date_time_text, t
 
-router = Router(name="teacher.excuses")
-
 
 class ExcuseRejectForm(StatesGroup):
     reason = State()
 
 
 def decision_keyboard(request_id: int) -> InlineKeyboardMarkup:
-    """Approve / Reject of one request, as under its notice (bot/notifier.py)."""
+    """Approve / Reject of one request, as under its notice (bot/notice_buttons.py)."""
     return InlineKeyboardMarkup(
         inline_keyboard=[
             [
                 InlineKeyboardButton(
                     text=t("button.excuse_approve"),
-                    callback_data=ExcuseDecision(action=Verdict.ACCEPT, rid=request_id).pack(),
+                    callback_data=ExcuseDecision(
+                        action=Verdict.ACCEPT, request_id=request_id
+                    ).pack(),
                 )
             ],
             [
                 InlineKeyboardButton(
                     text=t("button.excuse_reject"),
-                    callback_data=ExcuseDecision(action=Verdict.REJECT, rid=request_id).pack(),
+                    callback_data=ExcuseDecision(
+                        action=Verdict.REJECT, request_id=request_id
+                    ).pack(),
                 )
             ],
         ]
     )
 
 
-@router.callback_query(ExcuseDecision.filter())
 async def decide(
     query: CallbackQuery,
     callback_data: ExcuseDecision,
@@ -60,7 +61,7 @@ async def decide(
 ) -> Reply:
     message = message_of(query)
     if callback_data.action is Verdict.ACCEPT:
-        decision = await excuses.approve(teacher=user, request_id=callback_data.rid)
+        decision = await excuses.approve(teacher=user, request_id=callback_data.request_id)
         request = decision.request
         callback_answer.text = t(
             "excreq.approved_teacher" if decision.applied else "excreq.approved_advance_teacher",
@@ -70,7 +71,7 @@ async def decide(
         if message is None:
             return None
         return message.edit_reply_markup(reply_markup=None)
-    request = await excuses.pending(teacher=user, request_id=callback_data.rid)
+    request = await excuses.pending(teacher=user, request_id=callback_data.request_id)
     await state.set_state(ExcuseRejectForm.reason)
     await state.set_data({"rid": request.request_id})
     if message is None:
@@ -80,7 +81,6 @@ async def decide(
     )
 
 
-@router.message(StateFilter(ExcuseRejectForm.reason), has_text, ~on_command(*COMMANDS))
 async def reject_reason(
     message: Message, user: Member, excuses: ExcuseService, state: FSMContext
 ) -> Reply:
@@ -99,3 +99,13 @@ async def reject_reason(
     return message.answer(
         t("excreq.rejected_teacher", id=request.request_id, name=request.student_name)
     )
+
+
+def router() -> Router:
+    """The teacher's decision on a student's excuse request; a new router each call."""
+    routes = Router(name="teacher.excuses")
+    routes.callback_query.register(decide, ExcuseDecision.filter())
+    routes.message.register(
+        reject_reason, StateFilter(ExcuseRejectForm.reason), has_text, ~on_command(*COMMANDS)
+    )
+    return routes

@@ -15,7 +15,6 @@ from services.reports import ReportService, course_token
 from ui.callbacks import ExportCourse, ExportFormat, Fmt
 from ui.i18n import Raw, percent_number, t, tn
 
-router = Router(name="teacher.export")
 # The documents each format button sends; MOODLE: the mod_attendance import and the gradebook.
 _FORMATS: dict[Fmt, tuple[str, ...]] = {
     Fmt.BOTH: (Fmt.XLSX.value, Fmt.CSV.value),
@@ -23,7 +22,6 @@ _FORMATS: dict[Fmt, tuple[str, ...]] = {
 }
 
 
-@router.message(on_command("export"))
 async def export(message: Message, user: Member, reports: ReportService) -> Reply:
     courses = await reports.export_courses(teacher=user)
     if not courses:
@@ -43,7 +41,6 @@ async def export(message: Message, user: Member, reports: ReportService) -> Repl
     return message.answer(t("export.choose_course"), reply_markup=builder.as_markup())
 
 
-@router.callback_query(ExportCourse.filter())
 async def export_course(
     query: CallbackQuery,
     callback_data: ExportCourse,
@@ -67,7 +64,6 @@ async def export_course(
     )
 
 
-@router.callback_query(ExportFormat.filter())
 async def export_format(
     query: CallbackQuery,
     callback_data: ExportFormat,
@@ -109,3 +105,12 @@ async def export_format(
     for earlier, payload in first:
         await message.answer_document(BufferedInputFile(payload, filename=earlier))
     return message.answer_document(BufferedInputFile(content, filename=name))
+
+
+def router() -> Router:
+    """/export: course, then format; a new router each call."""
+    routes = Router(name="teacher.export")
+    routes.message.register(export, on_command("export"))
+    routes.callback_query.register(export_course, ExportCourse.filter())
+    routes.callback_query.register(export_format, ExportFormat.filter())
+    return routes

@@ -41,8 +41,6 @@ from ui.callbacks import (
 from ui.i18n import COMMANDS, date_time_text, t
 from ui.render import page_row
 
-router = Router(name="teacher.history")
-
 HISTORY_PAGE = 8
 SHEET_PAGE = 24
 
@@ -80,27 +78,35 @@ def _sheet_view(
         icon = "✅" if status.attended else "🩺" if status is RecordStatus.EXCUSED else "❌"
         builder.button(
             text=f"{icon} {row.student_number} {row.full_name}"[:40],
-            callback_data=HistoryToggle(aid=aid, sn=row.student_number, page=page),
+            callback_data=HistoryToggle(
+                attendance_id=aid, student_number=row.student_number, page=page
+            ),
         )
     builder.adjust(2)
-    nav = page_row(page, has_next=page < pages - 1, to=lambda n: HistoryOpen(aid=aid, page=n))
+    nav = page_row(
+        page, has_next=page < pages - 1, to=lambda n: HistoryOpen(attendance_id=aid, page=n)
+    )
     if nav:
         builder.row(*nav)
     builder.row(
         InlineKeyboardButton(
-            text=t("button.excuse"), callback_data=HistoryExcuseList(aid=aid).pack()
+            text=t("button.excuse"), callback_data=HistoryExcuseList(attendance_id=aid).pack()
         ),
-        InlineKeyboardButton(text=t("button.add_saved"), callback_data=HistoryAdd(aid=aid).pack()),
+        InlineKeyboardButton(
+            text=t("button.add_saved"), callback_data=HistoryAdd(attendance_id=aid).pack()
+        ),
     )
     if requests:  # students' excuse requests waiting for a decision
         builder.row(
             InlineKeyboardButton(
                 text=t("button.excuse_requests", count=requests),
-                callback_data=HistoryRequests(aid=aid).pack(),
+                callback_data=HistoryRequests(attendance_id=aid).pack(),
             )
         )
     builder.row(
-        InlineKeyboardButton(text=t("button.csv"), callback_data=HistoryCsv(aid=aid).pack()),
+        InlineKeyboardButton(
+            text=t("button.csv"), callback_data=HistoryCsv(attendance_id=aid).pack()
+        ),
         InlineKeyboardButton(text=t("button.back"), callback_data=HistoryList().pack()),
     )
     return text, builder.as_markup()
@@ -130,7 +136,7 @@ async def _history_list(
                 present=sheet.counts.attended,
                 total=len(sheet.rows),
             ),
-            callback_data=HistoryOpen(aid=attendance.attendance_id),
+            callback_data=HistoryOpen(attendance_id=attendance.attendance_id),
         )
     builder.adjust(1)
     nav = page_row(page, has_next=len(sheets) > HISTORY_PAGE, to=lambda n: HistoryList(page=n))
@@ -142,12 +148,10 @@ async def _history_list(
     return target.answer(text, reply_markup=builder.as_markup())
 
 
-@router.message(on_command("history"))
 async def history(message: Message, user: Member, reports: ReportService) -> Reply:
     return await _history_list(message, user, reports)
 
 
-@router.callback_query(HistoryList.filter())
 async def history_list(
     query: CallbackQuery,
     callback_data: HistoryList,
@@ -160,7 +164,6 @@ async def history_list(
     return await _history_list(message, user, reports, page=callback_data.page, edit=True)
 
 
-@router.callback_query(HistoryOpen.filter())
 async def history_open(
     query: CallbackQuery,
     callback_data: HistoryOpen,
@@ -169,7 +172,7 @@ async def history_open(
     excuses: ExcuseService,
 ) -> Reply:
     return await _show_sheet(
-        query, user, reports, callback_data.aid, callback_data.page, excuses=excuses
+        query, user, reports, callback_data.attendance_id, callback_data.page, excuses=excuses
     )
 
 
@@ -194,7 +197,6 @@ async def _show_sheet(
     return message.edit_text(text, reply_markup=keyboard)
 
 
-@router.callback_query(HistoryRequests.filter())
 async def history_requests(
     query: CallbackQuery,
     callback_data: HistoryRequests,
@@ -204,8 +206,8 @@ async def history_requests(
 ) -> Reply:
     """The session's pending excuse requests, one message each with Approve / Reject (the
     same buttons as the notice, handlers/teacher/excuses.py)."""
-    await reports.sheet(teacher=user, attendance_id=callback_data.aid)  # ownership
-    waiting = await excuses.waiting_for(teacher=user, attendance_id=callback_data.aid)
+    await reports.sheet(teacher=user, attendance_id=callback_data.attendance_id)  # ownership
+    waiting = await excuses.waiting_for(teacher=user, attendance_id=callback_data.attendance_id)
     message = message_of(query)
     if message is None:
         return None
@@ -231,7 +233,6 @@ async def history_requests(
     return None
 
 
-@router.callback_query(HistoryToggle.filter())
 async def history_toggle(
     query: CallbackQuery,
     callback_data: HistoryToggle,
@@ -240,9 +241,9 @@ async def history_toggle(
     reports: ReportService,
     excuses: ExcuseService,
 ) -> Reply:
-    attendance_id = callback_data.aid
+    attendance_id = callback_data.attendance_id
     record = await reports.toggle(
-        teacher=user, attendance_id=attendance_id, student_number=callback_data.sn
+        teacher=user, attendance_id=attendance_id, student_number=callback_data.student_number
     )
     state_word = t("state.present" if record.is_attended else "state.absent")
     callback_answer.text = t("history.corrected", number=record.student_number, state=state_word)
@@ -251,11 +252,10 @@ async def history_toggle(
     )
 
 
-@router.callback_query(HistoryCsv.filter())
 async def history_csv(
     query: CallbackQuery, callback_data: HistoryCsv, user: Member, reports: ReportService
 ) -> Reply:
-    name, data = await reports.export_csv(teacher=user, attendance_id=callback_data.aid)
+    name, data = await reports.export_csv(teacher=user, attendance_id=callback_data.attendance_id)
     message = message_of(query)
     if message is None:
         return None
@@ -265,14 +265,13 @@ async def history_csv(
 # --- excused absences ------------------------------------------------------------
 
 
-@router.callback_query(HistoryExcuseList.filter())
 async def excuse_list(
     query: CallbackQuery,
     callback_data: HistoryExcuseList,
     user: Member,
     reports: ReportService,
 ) -> Reply:
-    sheet = await reports.sheet(teacher=user, attendance_id=callback_data.aid)
+    sheet = await reports.sheet(teacher=user, attendance_id=callback_data.attendance_id)
     message = message_of(query)
     if message is None:
         return None
@@ -283,13 +282,14 @@ async def excuse_list(
     for row in absent[:90]:
         builder.button(
             text=f"❌ {row.student_number} {row.full_name}"[:40],
-            callback_data=HistoryExcuse(aid=callback_data.aid, sn=row.student_number),
+            callback_data=HistoryExcuse(
+                attendance_id=callback_data.attendance_id, student_number=row.student_number
+            ),
         )
     builder.adjust(2)
     return message.answer(t("excuse.choose"), reply_markup=builder.as_markup())
 
 
-@router.callback_query(HistoryExcuse.filter())
 async def excuse_pick(
     query: CallbackQuery,
     callback_data: HistoryExcuse,
@@ -298,15 +298,16 @@ async def excuse_pick(
     state: FSMContext,
 ) -> Reply:
     """Ask for the reason; ownership is checked now and again when the reason arrives."""
-    await reports.sheet(teacher=user, attendance_id=callback_data.aid)
-    await remember_aid(state, ExcuseForm.reason, callback_data.aid, sn=callback_data.sn)
+    await reports.sheet(teacher=user, attendance_id=callback_data.attendance_id)
+    await remember_aid(
+        state, ExcuseForm.reason, callback_data.attendance_id, sn=callback_data.student_number
+    )
     message = message_of(query)
     if message is None:
         return None
-    return message.answer(t("excuse.ask_reason", number=callback_data.sn))
+    return message.answer(t("excuse.ask_reason", number=callback_data.student_number))
 
 
-@router.message(StateFilter(ExcuseForm.reason), has_text, ~on_command(*COMMANDS))
 async def excuse_reason(
     message: Message,
     user: Member,
@@ -332,7 +333,6 @@ async def excuse_reason(
     )
 
 
-@router.callback_query(HistoryAdd.filter())
 async def saved_add_ask(
     query: CallbackQuery,
     callback_data: HistoryAdd,
@@ -342,15 +342,14 @@ async def saved_add_ask(
 ) -> Reply:
     """Add a student to a saved session: ask for the number (ownership checked now and when
     the number arrives)."""
-    await reports.sheet(teacher=user, attendance_id=callback_data.aid)
-    await remember_aid(state, SavedAddForm.number, callback_data.aid)
+    await reports.sheet(teacher=user, attendance_id=callback_data.attendance_id)
+    await remember_aid(state, SavedAddForm.number, callback_data.attendance_id)
     message = message_of(query)
     if message is None:
         return None
     return message.answer(t("add.ask_number"))
 
 
-@router.message(StateFilter(SavedAddForm.number), has_text, ~on_command(*COMMANDS))
 async def saved_add_number(
     message: Message,
     user: Member,
@@ -376,3 +375,24 @@ async def saved_add_number(
         raise
     await state.clear()
     return message.answer(t("history.added", number=record.student_number))
+
+
+def router() -> Router:
+    """/history: saved sessions, corrections, excuses, CSV; a new router each call."""
+    routes = Router(name="teacher.history")
+    routes.message.register(history, on_command("history"))
+    routes.callback_query.register(history_list, HistoryList.filter())
+    routes.callback_query.register(history_open, HistoryOpen.filter())
+    routes.callback_query.register(history_requests, HistoryRequests.filter())
+    routes.callback_query.register(history_toggle, HistoryToggle.filter())
+    routes.callback_query.register(history_csv, HistoryCsv.filter())
+    routes.callback_query.register(excuse_list, HistoryExcuseList.filter())
+    routes.callback_query.register(excuse_pick, HistoryExcuse.filter())
+    routes.message.register(
+        excuse_reason, StateFilter(ExcuseForm.reason), has_text, ~on_command(*COMMANDS)
+    )
+    routes.callback_query.register(saved_add_ask, HistoryAdd.filter())
+    routes.message.register(
+        saved_add_number, StateFilter(SavedAddForm.number), has_text, ~on_command(*COMMANDS)
+    )
+    return routes

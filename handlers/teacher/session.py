@@ -26,8 +26,6 @@ from ui.callbacks import Act, LessonPick, SessionAction, SessionLevel
 from ui.i18n import COMMANDS, Raw, t
 from ui.render import lesson_label, location_keyboard
 
-router = Router(name="teacher.session")
-
 
 class CapForm(StatesGroup):
     count = State()
@@ -79,7 +77,6 @@ async def _show_start(
     return target.answer(t("session.no_lessons"))
 
 
-@router.message(on_command("start_session"))
 async def start_session(
     message: Message,
     command: CommandObject,
@@ -93,7 +90,6 @@ async def start_session(
     return await _show_start(message, outcome, attendance=attendance, board=board)
 
 
-@router.callback_query(LessonPick.filter())
 async def lesson_picked(
     query: CallbackQuery,
     callback_data: LessonPick,
@@ -135,14 +131,12 @@ async def _end(
     )
 
 
-@router.message(on_command("end_session"))
 async def end_session(
     message: Message, user: Member, attendance: AttendanceService, board: StatusBoard
 ) -> Reply:
     return await _end(message, user, attendance, board)
 
 
-@router.callback_query(SessionAction.filter())
 async def session_action(
     query: CallbackQuery,
     callback_data: SessionAction,
@@ -154,7 +148,7 @@ async def session_action(
     message = message_of(query)
     if message is None:
         return None
-    action, aid = callback_data.action, callback_data.aid
+    action, aid = callback_data.action, callback_data.attendance_id
     if action is Act.END:
         return await _end(message, user, attendance, board, attendance_id=aid)
     if action is Act.LIST:
@@ -167,7 +161,6 @@ async def session_action(
     return message.answer(t("add.ask_number"))
 
 
-@router.callback_query(SessionLevel.filter())
 async def session_level(
     query: CallbackQuery,
     callback_data: SessionLevel,
@@ -179,9 +172,9 @@ async def session_level(
     """A level button on the status message: the service checks that the presser owns the
     open session (forged or stale data changes nothing)."""
     session = await attendance.set_security_level(
-        teacher=user, attendance_id=callback_data.aid, level=callback_data.level
+        teacher=user, attendance_id=callback_data.attendance_id, level=callback_data.level
     )
-    await board.refresh(callback_data.aid)
+    await board.refresh(callback_data.attendance_id)
     name = t(f"level.{session.security_option}")
     callback_answer.text = t("level.changed", name=name)
     message = message_of(query)
@@ -194,7 +187,6 @@ async def session_level(
     return None
 
 
-@router.message(StateFilter(CapForm.count), has_text, ~on_command(*COMMANDS))
 async def cap_count(
     message: Message,
     user: Member,
@@ -213,3 +205,15 @@ async def cap_count(
     await state.clear()
     board.touch(attendance_id)
     return message.answer(t("cap.set", cap=count) if count else t("cap.cleared"))
+
+
+def router() -> Router:
+    """Opening, changing and ending a live session; a new router each call."""
+    routes = Router(name="teacher.session")
+    routes.message.register(start_session, on_command("start_session"))
+    routes.callback_query.register(lesson_picked, LessonPick.filter())
+    routes.message.register(end_session, on_command("end_session"))
+    routes.callback_query.register(session_action, SessionAction.filter())
+    routes.callback_query.register(session_level, SessionLevel.filter())
+    routes.message.register(cap_count, StateFilter(CapForm.count), has_text, ~on_command(*COMMANDS))
+    return routes

@@ -21,7 +21,7 @@ from datetime import datetime
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from dal.models import AttendanceRecordRedis, AttendanceRedis, RecordStatus
+from dal.models import LiveRecord, LiveSession, RecordStatus
 from services.attendance.checkins import CheckInService, LinkedAccounts
 from services.attendance.review import NOTE_MAX_CHARS, SCHOOL_NUMBER, ReviewService, clean_note
 from services.attendance.rotation import CodeRotation
@@ -85,14 +85,14 @@ class AttendanceService:
             teacher=teacher, chat_id=chat_id, course_code=course_code, start_epoch=start_epoch
         )
 
-    async def open_session(self, *, teacher: Identity) -> AttendanceRedis | None:
+    async def open_session(self, *, teacher: Identity) -> LiveSession | None:
         return await self._sessions.open_session(teacher=teacher)
 
-    async def owned_session(self, *, teacher: Identity, attendance_id: UUID) -> AttendanceRedis:
+    async def owned_session(self, *, teacher: Identity, attendance_id: UUID) -> LiveSession:
         return await self._sessions.owned_session(teacher=teacher, attendance_id=attendance_id)
 
     async def set_status_message(
-        self, *, attendance: AttendanceRedis, chat_id: int, message_id: int
+        self, *, attendance: LiveSession, chat_id: int, message_id: int
     ) -> None:
         await self._sessions.set_status_message(
             attendance=attendance, chat_id=chat_id, message_id=message_id
@@ -100,21 +100,21 @@ class AttendanceService:
 
     async def set_security_level(
         self, *, teacher: Identity, attendance_id: UUID, level: int
-    ) -> AttendanceRedis:
+    ) -> LiveSession:
         return await self._sessions.set_security_level(
             teacher=teacher, attendance_id=attendance_id, level=level
         )
 
     async def share_teacher_location(
         self, *, teacher: Identity, latitude: float, longitude: float
-    ) -> AttendanceRedis | None:
+    ) -> LiveSession | None:
         return await self._sessions.share_teacher_location(
             teacher=teacher, latitude=latitude, longitude=longitude
         )
 
     async def set_head_count_cap(
         self, *, teacher: Identity, attendance_id: UUID, cap: int | None
-    ) -> AttendanceRedis:
+    ) -> LiveSession:
         return await self._sessions.set_head_count_cap(
             teacher=teacher, attendance_id=attendance_id, cap=cap
         )
@@ -132,13 +132,13 @@ class AttendanceService:
     async def status(self, *, attendance_id: UUID) -> Roster | None:
         return await self._sessions.status(attendance_id=attendance_id)
 
-    def is_late(self, attendance: AttendanceRedis, record: AttendanceRecordRedis) -> bool:
+    def is_late(self, attendance: LiveSession, record: LiveRecord) -> bool:
         return self._sessions.is_late(attendance, record)
 
-    def status_of(self, attendance: AttendanceRedis, record: AttendanceRecordRedis) -> RecordStatus:
+    def status_of(self, attendance: LiveSession, record: LiveRecord) -> RecordStatus:
         return self._sessions.status_of(attendance, record)
 
-    def tally(self, attendance: AttendanceRedis, records: Sequence[AttendanceRecordRedis]) -> Tally:
+    def tally(self, attendance: LiveSession, records: Sequence[LiveRecord]) -> Tally:
         return self._sessions.tally(attendance, records)
 
     # --- checkins.py ---------------------------------------------------------------------
@@ -150,7 +150,7 @@ class AttendanceService:
             telegram_id=telegram_id, code=code, busy_keys=busy_keys
         )
 
-    async def awaiting_location(self, *, telegram_id: int) -> AttendanceRedis | None:
+    async def awaiting_location(self, *, telegram_id: int) -> LiveSession | None:
         return await self._checkins.awaiting_location(telegram_id=telegram_id)
 
     @property
@@ -195,7 +195,7 @@ class AttendanceService:
         student_number: str,
         accept: bool,
         reason: str | None = None,
-    ) -> AttendanceRecordRedis:
+    ) -> LiveRecord:
         return await self._reviews.review(
             teacher=teacher,
             attendance_id=attendance_id,
@@ -206,7 +206,7 @@ class AttendanceService:
 
     async def add_student(
         self, *, teacher: Identity, attendance_id: UUID, student_number: str
-    ) -> AttendanceRecordRedis:
+    ) -> LiveRecord:
         return await self._reviews.add_student(
             teacher=teacher, attendance_id=attendance_id, student_number=student_number
         )
@@ -219,7 +219,7 @@ class AttendanceService:
     async def schedule_missed_rotations(self) -> int:
         return await self._rotation.schedule_missed_rotations()
 
-    async def rotate_codes(self) -> list[AttendanceRedis]:
+    async def rotate_codes(self) -> list[LiveSession]:
         return await self._rotation.rotate_codes()
 
 

@@ -1,6 +1,6 @@
 """Check-ins, the student's side: the code a student sends, then the location when the
 session's level asks for one; the record's status (present, late or pending) in the one
-vocabulary of services/status.py.
+vocabulary of services/attendance_status.py.
 
 Part of the attendance service (services/attendance/__init__.py). One Redis script
 (dal/redis/checkins.py) checks the code, the enrolment and the head-count cap and writes the
@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from dal.models import AttendanceRedis, FailReason, UserSessionRedis
+from dal.models import CachedAccount, FailReason, LiveSession
 from dal.redis import keys
 from dal.redis.checkins import CheckInReply, CheckIns, LocationReply
 from dal.redis.sessions import LiveSessions
+from services.attendance_status import live_status
 from services.checkin_outcomes import (
     CheckInResult,
     CheckInStatus,
@@ -25,7 +26,6 @@ from services.checkin_outcomes import (
     LocationResult,
 )
 from services.location import location_verdict
-from services.status import live_status
 from services.text import code_digits
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class LinkedAccounts(Protocol):
     """Where a chat's linked account is read when its Redis cache has expired
     (services.accounts.AccountService): re-caches it and returns it, None when unlinked."""
 
-    async def current_user(self, *, telegram_id: int) -> UserSessionRedis | None: ...
+    async def current_user(self, *, telegram_id: int) -> CachedAccount | None: ...
 
 
 class CheckInService:
@@ -91,7 +91,7 @@ class CheckInService:
 
     def _check_in_result(self, reply: CheckInReply) -> CheckInResult:
         """The script's word named, with the record's status (present, late or pending) in
-        the one vocabulary (services.status), as the sheet will say it."""
+        the one vocabulary (services.attendance_status), as the sheet will say it."""
         session, record = reply.attendance, reply.record
         recorded = (
             None
@@ -120,7 +120,7 @@ class CheckInService:
             busy_keys=busy_keys,
         )
 
-    async def awaiting_location(self, *, telegram_id: int) -> AttendanceRedis | None:
+    async def awaiting_location(self, *, telegram_id: int) -> LiveSession | None:
         """The session whose check-in by this account still waits for a location, if any."""
         attendance_id = await self._checkins.location_wait(telegram_id=telegram_id)
         if attendance_id is None:

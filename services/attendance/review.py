@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 from dal.errors import NotFound
-from dal.models import AttendanceRecordRedis, AttendanceRedis, FailReason, RecordSource
+from dal.models import FailReason, LiveRecord, LiveSession, RecordSource
 from dal.pg import AccountStore
 from dal.redis import keys
 from dal.redis.accounts import UserStore
@@ -70,7 +70,7 @@ class ReviewService:
 
     # --- corrections during the session --------------------------------------------------
 
-    async def _live_session(self, *, teacher: Identity, attendance_id: UUID) -> AttendanceRedis:
+    async def _live_session(self, *, teacher: Identity, attendance_id: UUID) -> LiveSession:
         """The teacher's session, still open (`SessionService.live_session`)."""
         return await self._live.live_session(teacher=teacher, attendance_id=attendance_id)
 
@@ -82,7 +82,7 @@ class ReviewService:
         student_number: str,
         accept: bool,
         reason: str | None = None,
-    ) -> AttendanceRecordRedis:
+    ) -> LiveRecord:
         attendance = await self._live_session(teacher=teacher, attendance_id=attendance_id)
         record = await self._sessions.get_attendance_record(
             attendance_id=attendance_id, student_number=student_number
@@ -128,7 +128,7 @@ class ReviewService:
 
     async def add_student(
         self, *, teacher: Identity, attendance_id: UUID, student_number: str
-    ) -> AttendanceRecordRedis:
+    ) -> LiveRecord:
         number = student_number.strip()
         if not SCHOOL_NUMBER.fullmatch(number):
             raise InvalidInput("add.bad_number")
@@ -149,7 +149,7 @@ class ReviewService:
         known = await self._accounts.get_users(school_numbers=[number])
         contacts = await self._accounts.get_contacts(school_numbers=[number])
         contact = contacts[0] if contacts else None
-        record = AttendanceRecordRedis(
+        record = LiveRecord(
             attendance_id=attendance_id,
             student_number=number,
             student_full_name=known[0].user_full_name if known else number,
@@ -166,7 +166,7 @@ class ReviewService:
 
     async def _tell_added(
         self,
-        attendance: AttendanceRedis,
+        attendance: LiveSession,
         telegram_id: int | None,
         student_number: str,
         language: str | None = None,
@@ -189,7 +189,7 @@ class ReviewService:
             once_ttl=_DECISION_NOTICE_TTL_SECONDS,
         )
 
-    async def _write(self, record: AttendanceRecordRedis, *, replace: bool) -> bool:
+    async def _write(self, record: LiveRecord, *, replace: bool) -> bool:
         """A teacher's write into the live session; SessionClosed when Redis refuses it."""
         try:
             if replace:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from dal.errors import NotFound
-from dal.models import AttendanceRedis
+from dal.models import LiveSession
 from dal.redis.sessions import AttendanceEnded, LiveSessions
 
 
@@ -33,12 +33,12 @@ class CodeRotation:
         sessions open across an upgrade keep rotating. Returns how many were added."""
         return await self._sessions.schedule_missed_rotations(now=self._clock())
 
-    async def rotate_codes(self) -> list[AttendanceRedis]:
+    async def rotate_codes(self) -> list[LiveSession]:
         """Level 3: new codes for the open sessions whose code is CODE_ROTATION_SECONDS old.
         Safe on every replica at once (the rotation is a compare-and-set). Reads only the
         sessions the rotation schedule says are due, not every open session."""
         now = self._clock()
-        rotated: list[AttendanceRedis] = []
+        rotated: list[LiveSession] = []
         for attendance_id in await self._sessions.rotations_due(changed_by=now - self._rotation):
             try:
                 session = await self._sessions.rotate_code(

@@ -19,19 +19,19 @@ from zoneinfo import ZoneInfo
 from dal.errors import NotFound
 from dal.models import (
     EVERYONE,
-    AttendanceRecordRedis,
-    AttendanceRedis,
+    LiveRecord,
+    LiveSession,
     RecordStatus,
     ScheduleEntry,
     Security,
 )
 from dal.pg import AccountStore, ScheduleStore
 from dal.redis.sessions import AttendanceAlreadyOpen, AttendanceEnded, LiveSessions
+from services.attendance_status import StatusCounts, is_late, live_status
 from services.errors import InvalidInput, NotOwner, SessionClosed, SessionGone
 from services.lesson_finder import Lesson, current_lesson, lesson_slot
 from services.members import Identity, require_teacher
 from services.notify import URGENT, Button, Notice, Notifier, Stale
-from services.status import StatusCounts, is_late, live_status
 from services.text import person_key, turkish_casefold
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ SECURITY_LEVELS = tuple(Security)
 
 @dataclass(frozen=True, slots=True)
 class Started:
-    attendance: AttendanceRedis
+    attendance: LiveSession
     enrolled: int
 
     @property
@@ -59,7 +59,7 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class AlreadyOpen:
-    attendance: AttendanceRedis
+    attendance: LiveSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,7 @@ StartOutcome = Started | AlreadyOpen | ChooseLesson | NoLessons
 
 @dataclass(frozen=True, slots=True)
 class Tally:
-    """Live counts by status (services.status): `present` is on time, `late` apart."""
+    """Live counts by status (services.attendance_status): `present` is on time, `late` apart."""
 
     present: int
     late: int
@@ -104,8 +104,8 @@ class Tally:
 
 @dataclass(frozen=True, slots=True)
 class Roster:
-    attendance: AttendanceRedis
-    records: list[AttendanceRecordRedis]
+    attendance: LiveSession
+    records: list[LiveRecord]
     tally: Tally
 
 
@@ -275,7 +275,7 @@ class SessionService:
                 }
             )
         planned_end = max(lesson.end, now + timedelta(minutes=5))
-        draft = AttendanceRedis(
+        draft = LiveSession(
             attendance_id=uuid.uuid4(),
             teacher_school_number=teacher.school_number,
             teacher_full_name=teacher.full_name,
@@ -311,7 +311,7 @@ class SessionService:
         await self._announce_open(attendance, enrolled)
         return Started(attendance, len(enrolled))
 
-    async def _announce_open(self, attendance: AttendanceRedis, enrolled: Sequence[str]) -> None:
+    async def _announce_open(self, attendance: LiveSession, enrolled: Sequence[str]) -> None:
         if not enrolled:
             return
         contacts = await self._accounts.get_contacts(school_numbers=list(enrolled))
@@ -337,13 +337,13 @@ class SessionService:
 
     # --- the teacher's session -----------------------------------------------------------
 
-    async def open_session(self, *, teacher: Identity) -> AttendanceRedis | None:
+    async def open_session(self, *, teacher: Identity) -> LiveSession | None:
         require_teacher(teacher)
         return await self._sessions.get_open_attendance(
             teacher_school_number=teacher.school_number, now=self._clock()
         )
 
-    async def owned_session(self, *, teacher: Identity, attendance_id: UUID) -> AttendanceRedis:
+    async def owned_session(self, *, teacher: Identity, attendance_id: UUID) -> LiveSession:
         """The live session `attendance_id`, checked to belong to this teacher."""
         require_teacher(teacher)
         attendance = await self._sessions.get_attendance(attendance_id=attendance_id)
@@ -354,7 +354,7 @@ class SessionService:
         return attendance
 
     async def set_status_message(
-        self, *, attendance: AttendanceRedis, chat_id: int, message_id: int
+        self, *, attendance: LiveSession, chat_id: int, message_id: int
     ) -> None:
         await self._sessions.set_status_message(
             attendance_id=attendance.attendance_id, chat_id=chat_id, message_id=message_id
@@ -362,7 +362,7 @@ class SessionService:
 
     async def set_security_level(
         self, *, teacher: Identity, attendance_id: UUID, level: int
-    ) -> AttendanceRedis:
+    ) -> LiveSession:
         """Change the level of the teacher's open session (its owner only; refused by Redis
         once the session has ended or is claimed). Lowering the level never touches records
         already written."""
@@ -408,18 +408,18 @@ class SessionService:
         attendance = await self._sessions.get_attendance(attendance_id=attendance_id)
         return None if attendance is None else await self._roster(attendance)
 
-    async def _roster(self, attendance: AttendanceRedis) -> Roster:
+    async def _roster(self, attendance: LiveSession) -> Roster:
         aid = attendance.attendance_id
         records = await self._sessions.get_attendance_records(attendance_id=aid)
         return Roster(attendance, records, self.tally(attendance, records))
 
-    def is_late(self, attendance: AttendanceRedis, record: AttendanceRecordRedis) -> bool:
+    def is_late(self, attendance: LiveSession, record: LiveRecord) -> bool:
         return is_late(record, attendance, self._late_after)
 
-    def status_of(self, attendance: AttendanceRedis, record: AttendanceRecordRedis) -> RecordStatus:
+    def status_of(self, attendance: LiveSession, record: LiveRecord) -> RecordStatus:
         return live_status(record, attendance, self._late_after)
 
-    def tally(self, attendance: AttendanceRedis, records: Sequence[AttendanceRecordRedis]) -> Tally:
+    def tally(self, attendance: LiveSession, records: Sequence[LiveRecord]) -> Tally:
         counts = StatusCounts.of(self.status_of(attendance, r) for r in records)
         return Tally(
             present=counts.present,
@@ -428,7 +428,7 @@ class SessionService:
             rejected=counts.rejected,
         )
 
-    async def live_session(self, *, teacher: Identity, attendance_id: UUID) -> AttendanceRedis:
+    async def live_session(self, *, teacher: Identity, attendance_id: UUID) -> LiveSession:
         """The teacher's session, still open by this replica's clock: a quick first answer.
         The write itself is what decides: Redis refuses it once the session has ended by
         Redis's clock or the finalizer has claimed it (`ReviewService._write`; a setting's write
@@ -444,7 +444,7 @@ class SessionService:
 
     async def share_teacher_location(
         self, *, teacher: Identity, latitude: float, longitude: float
-    ) -> AttendanceRedis | None:
+    ) -> LiveSession | None:
         """Anchor the teacher's open session at their location; None when none is open."""
         session = await self.open_session(teacher=teacher)
         if session is None:
@@ -460,7 +460,7 @@ class SessionService:
 
     async def set_head_count_cap(
         self, *, teacher: Identity, attendance_id: UUID, cap: int | None
-    ) -> AttendanceRedis:
+    ) -> LiveSession:
         """The number of students in the room: check-ins beyond it are pending (OVER_CAP)."""
         if cap is not None and not 1 <= cap <= 10_000:
             raise InvalidInput("cap.bad")

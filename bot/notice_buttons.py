@@ -23,7 +23,9 @@ def callback_data(button: Button) -> str:
         return LessonPick(code=str(code)[:24], start=int(start)).pack()
     if button.action in _EXCUSE_VERDICTS:
         (request_id,) = button.args
-        return ExcuseDecision(action=_EXCUSE_VERDICTS[button.action], rid=int(request_id)).pack()
+        return ExcuseDecision(
+            action=_EXCUSE_VERDICTS[button.action], request_id=int(request_id)
+        ).pack()
     raise ValueError(f"unknown button action {button.action!r}")
 
 

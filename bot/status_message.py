@@ -27,7 +27,7 @@ from uuid import UUID
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 
-from dal.models import AttendanceRedis
+from dal.models import LiveSession
 from services.attendance import AttendanceService
 from ui.i18n import current_locale, use_locale
 from ui.render import session_keyboard, session_status
@@ -68,7 +68,7 @@ class StatusBoard:
         me = await self._bot.me()
         return me.username or "bot"
 
-    async def post(self, attendance: AttendanceRedis, *, chat_id: int) -> None:
+    async def post(self, attendance: LiveSession, *, chat_id: int) -> None:
         """Send the status message of a newly opened session and remember where it is."""
         lang = current_locale()
         roster = await self._attendance.status(attendance_id=attendance.attendance_id)

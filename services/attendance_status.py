@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from dal.models import (
-    AttendanceRecordRedis,
-    AttendanceRedis,
     FailReason,
+    LiveRecord,
+    LiveSession,
     RecordSource,
     RecordStatus,
     record_status,
@@ -55,9 +55,7 @@ def late_after_moment(
     return base + late_after
 
 
-def is_late(
-    record: AttendanceRecordRedis, attendance: AttendanceRedis, late_after: timedelta
-) -> bool:
+def is_late(record: LiveRecord, attendance: LiveSession, late_after: timedelta) -> bool:
     if record.source is not RecordSource.CODE:
         return False
     threshold = late_after_moment(
@@ -68,16 +66,14 @@ def is_late(
     return record.attendance_time > threshold
 
 
-def live_status(
-    record: AttendanceRecordRedis, attendance: AttendanceRedis, late_after: timedelta
-) -> RecordStatus:
+def live_status(record: LiveRecord, attendance: LiveSession, late_after: timedelta) -> RecordStatus:
     """The status of a live record (what finalization will store for it)."""
     return status_rule(attendance, late_after)(record)
 
 
 def status_rule(
-    attendance: AttendanceRedis, late_after: timedelta
-) -> Callable[[AttendanceRecordRedis], RecordStatus]:
+    attendance: LiveSession, late_after: timedelta
+) -> Callable[[LiveRecord], RecordStatus]:
     """`live_status` for many records of one session: the late moment is worked out once."""
     threshold = late_after_moment(
         opened=attendance.start_time,
@@ -86,7 +82,7 @@ def status_rule(
     )
     code = RecordSource.CODE
 
-    def status(record: AttendanceRecordRedis) -> RecordStatus:
+    def status(record: LiveRecord) -> RecordStatus:
         if record.is_attended:
             late = record.source is code and record.attendance_time > threshold
             return RecordStatus.LATE if late else RecordStatus.PRESENT

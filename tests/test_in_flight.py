@@ -1,46 +1,16 @@
-"""What the bot needs from aiogram beyond its documented API, pinned.
-
-handlers/aiogram_compat.py is the one module that touches an aiogram internal; these tests fail
-when aiogram changes it. The in-flight middleware (bot/middlewares.py) replaces reading the
-Dispatcher's private polling task set at shutdown; it is tested here through a real Dispatcher.
+"""Shutdown waits for the updates in flight (bot/middlewares.py `InFlightMiddleware`), through a
+real Dispatcher: the middleware counts them itself instead of reading the Dispatcher's private
+polling task set.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from aiogram import Bot, Dispatcher, Router
+from aiogram import Bot, Dispatcher
 from aiogram.types import Chat, Message, Update, User
 
 from bot.middlewares import InFlightMiddleware
-from handlers.aiogram_compat import detach
-
-
-def test_a_detached_router_joins_a_new_parent() -> None:
-    first, second, child = Router(name="first"), Router(name="second"), Router(name="child")
-    first.include_router(child)
-
-    detach(child)
-
-    assert child.parent_router is None
-    assert child not in first.sub_routers
-    second.include_router(child)  # aiogram refuses a router that still has a parent
-    assert child.parent_router is second
-    assert second.sub_routers == [child]
-
-
-def test_aiogram_still_keeps_the_parent_in_the_attribute_detach_clears() -> None:
-    parent, child = Router(), Router()
-    assert vars(child)["_parent_router"] is None
-    parent.include_router(child)
-    assert vars(child)["_parent_router"] is parent
-    assert parent.sub_routers == [child]
-
-
-def test_detaching_a_router_without_a_parent_changes_nothing() -> None:
-    child = Router()
-    detach(child)
-    assert child.parent_router is None
 
 
 def _update(update_id: int) -> Update:
