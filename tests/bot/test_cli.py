@@ -20,12 +20,11 @@ from services.notice_codec import encode_text
 from tests.fakes.aksis_server import FakeAksis
 from tests.fakes.telegram_server import FakeTelegram
 from tests.support import BotProcess, bot_env, free_port
-from tests.test_migrations import empty_dsn  # noqa: F401 - a fresh, unmigrated database
 from tests.throwaway import ThrowawayRedis
 
 pytestmark = [pytest.mark.stores]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LIVE_KEYS = {
     "STAFF_ID_KEY": "cli-test-staff-key-0123456789abcdefghij",
     "SECRET_KEY": "cli-test-secret-key-0123456789abcdefghi",
@@ -60,7 +59,7 @@ def test_an_unknown_command_is_a_usage_error(tmp_path: Path) -> None:
 
 
 async def test_migrate_applies_the_schema_then_nothing(
-    empty_dsn: str,  # noqa: F811
+    empty_dsn: str,
     tmp_path: Path,
 ) -> None:
     env = {"DATABASE_URL": empty_dsn, "AKSIS_MODE": "demo"}
@@ -93,7 +92,7 @@ def test_migrate_reports_an_unreachable_database_in_one_line(tmp_path: Path) -> 
 
 
 def test_run_refuses_an_old_schema_when_migrations_run_as_a_job(
-    empty_dsn: str,  # noqa: F811
+    empty_dsn: str,
     tmp_path: Path,
 ) -> None:
     done = attn(
@@ -111,7 +110,7 @@ def test_run_refuses_an_old_schema_when_migrations_run_as_a_job(
 
 @pytest.mark.slow
 async def test_liveness_answers_while_a_migration_runs(
-    empty_dsn: str,  # noqa: F811
+    empty_dsn: str,
     redis_url: str,
     tmp_path: Path,
 ) -> None:

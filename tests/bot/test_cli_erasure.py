@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,25 @@ from dal.pg import ExcuseStatus
 from dal.redis.outbox import Outbox
 from services.notice_codec import encode_text
 from services.text import person_key
+from tests.bot.test_cli import attn
+from tests.bot.test_operations import (
+    STUDENT_IDS,
+    STUDENTS,
+    TEACHER_ID,
+    _login_class,
+    class_portal,
+)
 from tests.fakes.aksis_server import FakeAksis
 from tests.harness import reply, running_bot
-from tests.test_cli import attn
-from tests.test_operations import STUDENT_IDS, STUDENTS, TEACHER_ID, _login_class, portal
 
 pytestmark = [pytest.mark.slow, pytest.mark.stores]
-_ = portal  # the fixture: a teacher and three students with a lesson now
+
+
+@pytest.fixture
+async def portal() -> AsyncIterator[FakeAksis]:
+    """A teacher and three students with a lesson now (the class of test_operations)."""
+    async with class_portal() as fake:
+        yield fake
 
 
 async def _pg_rows(dsn: str) -> dict[str, list[str]]:

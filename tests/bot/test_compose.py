@@ -11,13 +11,11 @@ from bot.scheduler import ScheduledJobs, build_scheduler
 from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from services.checkin_outcomes import CheckInStatus
-from tests.support import (  # noqa: F401
+from tests.support import (
     build_test_services,
     demo_settings,
     link,
     open_session,
-    pg_client_fixture,
-    redis_client_fixture,
     student_user,
     teacher_user,
 )

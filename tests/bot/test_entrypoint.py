@@ -11,7 +11,7 @@ import pytest
 
 from bot.config import ConfigError, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:

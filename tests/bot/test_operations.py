@@ -43,14 +43,21 @@ WEBHOOK_SECRET = "webhook-secret-of-the-logging-test_0123456789"
 METRICS_TOKEN = "metrics-token-4f9c2e"
 
 
-@pytest.fixture
-async def portal() -> AsyncIterator[FakeAksis]:
+@contextlib.asynccontextmanager
+async def class_portal() -> AsyncIterator[FakeAksis]:
+    """The local Aksis with TEACHER's lesson on now and STUDENTS enrolled in it."""
     async with FakeAksis() as fake:
         now = datetime.now(UTC)
         lesson = portal_lesson(now - timedelta(minutes=5), minutes=60, hocalar=TEACHER[1])
         fake.add_teacher(TEACHER[0], PASSWORD, TEACHER[1], lessons=[lesson])
         for username, name, number in STUDENTS:
             fake.add_student(username, PASSWORD, name, number, lessons=[lesson])
+        yield fake
+
+
+@pytest.fixture
+async def portal() -> AsyncIterator[FakeAksis]:
+    async with class_portal() as fake:
         yield fake
 
 

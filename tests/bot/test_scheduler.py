@@ -17,16 +17,14 @@ from dal.models import AttendanceRedis
 from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from services.finalize import FinalizeReport
-from tests.support import (  # noqa: F401
+from tests.support import (
     Clock,
     RecordingNotifier,
     build_test_services,
     demo_settings,
     open_session,
-    pg_client_fixture,
     put_records,
     record,
-    redis_client_fixture,
     session_keys,
     student_user,
     teacher_user,

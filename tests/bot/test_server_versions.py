@@ -20,7 +20,7 @@ from dal.redis.stores import RedisStores
 from tests.fakes.old_servers import OldPostgresProxy, OldRedisServer
 from tests.throwaway import ThrowawayRedis
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _run_bot(tmp_path: Path, **env: str) -> tuple[int, str]:

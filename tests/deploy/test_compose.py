@@ -21,7 +21,7 @@ import yaml
 
 from tests.fakes.aksis_server import FakeAksis
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 SECRETS = ("bot_token", "staff_id_key", "secret_key", "webhook_secret", "metrics_token")
 KEY_A = "k" * 40

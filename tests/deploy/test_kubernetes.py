@@ -12,7 +12,7 @@ import yaml
 
 from bot.config import SECRET_FILE_SETTINGS, Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 SETTINGS = {name.upper() for name in Settings.model_fields}
 # The routes bot/web.py registers (also those of the start-up probe server, bot/__main__.py).

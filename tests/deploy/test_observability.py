@@ -20,7 +20,7 @@ from bot.config import load_settings
 from bot.web import build_web
 from tests.harness import flush_redis, reset_database
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "rules.test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "attn.json"

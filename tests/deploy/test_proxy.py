@@ -20,7 +20,7 @@ from tests.fakes.telegram_server import DEFAULT_TOKEN, FakeTelegram
 from tests.harness import flush_redis, reset_database
 from tests.support import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CADDYFILE = ROOT / "deploy" / "caddy" / "Caddyfile"
 CADDY = shutil.which("caddy")
 SECRET = "webhook-secret-of-the-proxy-test_0123456789"

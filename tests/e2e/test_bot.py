@@ -15,47 +15,17 @@ import pytest
 from bot.status import StatusBoard
 from dal.models import FailReason, RecordSource, Role, User
 from dal.redis.connection import client as redis_client
-from tests.fakes.aksis_server import FakeAksis, portal_lesson
+from tests.e2e.classroom import STUDENTS
+from tests.e2e.classroom import teacher_id as _teacher_id
+from tests.e2e.classroom import text as _text
+from tests.fakes.aksis_server import FakeAksis
 from tests.harness import PASSWORD, Running, reply, running_bot
-
-TEACHER_NAME = "Doç. Dr. ELİF KARTAL"
-STUDENTS = [
-    ("student1", "AYŞE YILDIZ", "2024001"),
-    ("student2", "İSMAİL IŞIK", "2024002"),
-    ("student3", "ÇAĞRI ÖZGÜR", "2024003"),
-]
-
-
-def _lesson(now: datetime) -> object:
-    return portal_lesson(now - timedelta(minutes=5), minutes=60, hocalar=TEACHER_NAME)
-
-
-@pytest.fixture
-async def portal() -> AsyncIterator[FakeAksis]:
-    async with FakeAksis() as fake:
-        now = datetime.now(UTC)
-        fake.add_teacher("teacher1", PASSWORD, TEACHER_NAME, lessons=[_lesson(now)])
-        for username, name, number in STUDENTS:
-            fake.add_student(username, PASSWORD, name, number, lessons=[_lesson(now)])
-        # Enrolled in another lesson only: a check-in to ELİF KARTAL's lesson needs review.
-        fake.add_student(
-            "student4",
-            PASSWORD,
-            "DENİZ AK",
-            "2024004",
-            lessons=[portal_lesson(now, code="MATH101", name="CALCULUS", hocalar="Dr. X Y")],
-        )
-        yield fake
 
 
 @pytest.fixture
 async def bot(pg_dsn: str, redis_url: str, portal: FakeAksis) -> AsyncIterator[Running]:
     async with running_bot(pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal) as running:
         yield running
-
-
-def _text(message: dict[str, object]) -> str:
-    return str(message.get("text") or "")
 
 
 async def test_a_class_from_login_to_end_session(
@@ -415,9 +385,3 @@ async def test_history_correction_and_csv_after_finalization(
         while "🗂" not in mine:  # skip the finalization result if it comes late
             mine = _text(await reply(absent))
         assert "1/1" in mine and "YBSB1008" in mine  # the correction reached the student's view
-
-
-def _teacher_id(bot: Running) -> str:
-    from services.aksis import staff_identifier
-
-    return staff_identifier("teacher1", bot.settings.key("staff_id_key"))

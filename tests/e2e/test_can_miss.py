@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.classroom import teacher_id as _teacher_id
+from tests.e2e.classroom import text as _text
 from tests.fakes.aksis_server import FakeAksis
 from tests.harness import Running, reply, running_bot
-from tests.test_bot_e2e import _teacher_id, _text, portal  # noqa: F401
 from ui.i18n import t
 
 pytestmark = [pytest.mark.slow, pytest.mark.stores]
@@ -64,7 +65,7 @@ def _count(bot: Running, needle: str) -> int:
 async def test_you_can_miss_k_more_and_the_warnings_fire_once(
     pg_dsn: str,
     redis_url: str,
-    portal: FakeAksis,  # noqa: F811
+    portal: FakeAksis,
 ) -> None:
     async with running_bot(pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal, **SETTINGS) as bot:
         await bot.login(bot.user(100, "Elif"), "teacher1")

@@ -24,7 +24,7 @@ from tests.harness import flush_redis, reset_database
 
 SESSIONS = 80
 RECORDS = 300
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _seed(redis: RedisStores) -> set[tuple[uuid.UUID, str]]:

@@ -17,7 +17,7 @@ from tests.harness import PASSWORD, Running, reply, running_bot
 from tests.throwaway import ThrowawayRedis
 from ui.i18n import t
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

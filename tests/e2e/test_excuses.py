@@ -15,10 +15,12 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.e2e.classroom import STUDENTS, TEACHER_NAME
+from tests.e2e.classroom import teacher_id as _teacher_id
+from tests.e2e.classroom import text as _text
+from tests.e2e.test_term import _finalized
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, reply, running_bot
-from tests.test_bot_e2e import STUDENTS, TEACHER_NAME, _teacher_id, _text
-from tests.test_term_e2e import _finalized
 from ui.i18n import t
 
 pytestmark = [pytest.mark.slow, pytest.mark.stores]

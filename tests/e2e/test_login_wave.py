@@ -2,7 +2,8 @@
 send their credentials through the sign-in page's endpoint at once and then wait (polling as
 the page does); all are linked within about 4 minutes (N / R = 3), none told to try again, and
 the portal never saw more than 20 sign-ons a minute. Against the running bot, its login worker
-and the fake portal. (tests/test_login_queue.py proves the same at a 10 s window in seconds.)"""
+and the fake portal. (tests/services/test_login_queue.py proves the same at a 10 s window in
+seconds.)"""
 
 from __future__ import annotations
 

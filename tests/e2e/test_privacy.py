@@ -20,12 +20,10 @@ from services.accounts import AccountService
 from services.demo_aksis import DemoAksisClient
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, reply, running_bot
-from tests.support import (  # noqa: F401
+from tests.support import (
     RecordingNotifier,
     build_test_services,
     link,
-    pg_client_fixture,
-    redis_client_fixture,
     student_user,
     teacher_user,
 )

@@ -15,9 +15,10 @@ import openpyxl
 import pytest
 
 from services.reports import course_token
+from tests.e2e.classroom import teacher_id as _teacher_id
+from tests.e2e.classroom import text as _text
 from tests.fakes.aksis_server import FakeAksis
 from tests.harness import Running, reply, running_bot
-from tests.test_bot_e2e import _teacher_id, _text, portal  # noqa: F401
 from ui.i18n import t
 
 pytestmark = [pytest.mark.slow, pytest.mark.stores]
@@ -41,7 +42,7 @@ async def _wait_text(user: Any, needle: str) -> dict[str, Any]:
 async def test_export_excuse_and_my_attendance_through_the_bot(
     pg_dsn: str,
     redis_url: str,
-    portal: FakeAksis,  # noqa: F811
+    portal: FakeAksis,
 ) -> None:
     async with running_bot(
         pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal, finalize_interval_seconds=1

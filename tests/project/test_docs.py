@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("bot", "handlers", "ui", "services", "dal", "tests", "bench", "scripts", "deploy")
 SKIP_DIRS = frozenset(
     {".venv", ".git", "__pycache__", ".ruff_cache", ".mypy_cache", "node_modules"}
@@ -155,7 +155,7 @@ def test_the_scan_reads_the_code_and_the_documents() -> None:
         "Dockerfile",
         "bot/config.py",
         "dal/redis/lua/check_in.lua",
-        "tests/test_docs.py",
+        "tests/project/test_docs.py",
     ):
         assert expected in names
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ("bot", "handlers", "ui", "services", "dal")
 COMPOSITION_ROOT = frozenset({"bot.app", "bot.__main__"})
 

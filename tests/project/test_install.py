@@ -15,7 +15,7 @@ import pytest
 
 from tests.throwaway import services_script
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHECK = ROOT / "scripts" / "check_python.py"
 PYTHON_310 = Path("/root/.pyenv/versions/3.10.13/bin/python")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # What the Dockerfile copies into its build stage: the project, its catalogs, the compiler.
 SOURCES = ("pyproject.toml", "README.md", "bot", "handlers", "dal", "services", "ui", "locales")
 

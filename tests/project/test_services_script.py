@@ -25,7 +25,7 @@ import redis.exceptions
 from dal.redis.connection import client as redis_client
 from tests.fakes.old_servers import OldRedisServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "services.py"
 CLOSED_PG = "postgresql://postgres@127.0.0.1:1/postgres"
 CLOSED_REDIS = "redis://127.0.0.1:1/0"

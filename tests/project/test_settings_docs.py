@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from bot.config import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SETTING_NAMES = {name.upper() for name in Settings.model_fields}
 # `.env.example` lines: "NAME=value" (to fill in) or "# NAME=value" (the default, commented).
 ENV_LINE = re.compile(r"^#?\s?([A-Z][A-Z0-9_]+)=(.*)$")

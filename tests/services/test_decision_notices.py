@@ -23,12 +23,10 @@ from services.accounts import AccountService
 from services.demo_aksis import DemoAksisClient, demo_school_number
 from services.errors import AlreadyOnList
 from tests.fakes.telegram_server import FakeTelegram
-from tests.support import (  # noqa: F401
+from tests.support import (
     build_test_services,
     link,
     open_session,
-    pg_client_fixture,
-    redis_client_fixture,
     student_user,
     teacher_user,
 )

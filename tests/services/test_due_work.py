@@ -18,21 +18,7 @@ from dal.redis.connection import client
 from dal.redis.stores import RedisStores
 from services.attendance import AttendanceService
 from tests.fakes.telegram_server import FakeTelegram
-from tests.support import (  # noqa: F401
-    IST,
-    Clock,
-    RecordingNotifier,
-    build_test_services,
-    open_session,
-    pg_client_fixture,
-    put_records,
-    record,
-    redis_client_fixture,
-    session_keys,
-    student_user,
-    teacher_user,
-)
-from tests.test_reminders import (
+from tests.services.test_reminders import (
     CLOSING,
     LESSON,
     TEACHER,
@@ -40,7 +26,18 @@ from tests.test_reminders import (
     seed_class,
     session_of,
 )
-from tests.test_reminders import attendance_service as reminder_attendance
+from tests.services.test_reminders import attendance_service as reminder_attendance
+from tests.support import (
+    Clock,
+    RecordingNotifier,
+    build_test_services,
+    open_session,
+    put_records,
+    record,
+    session_keys,
+    student_user,
+    teacher_user,
+)
 from tests.throwaway import ThrowawayRedis
 
 ROTATIONS = "attendances:rotations"

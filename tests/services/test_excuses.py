@@ -24,7 +24,6 @@ from tests.support import (
     Clock,
     RecordingNotifier,
     link,
-    pg_client_fixture,  # noqa: F401
     student_user,
     teacher_user,
 )

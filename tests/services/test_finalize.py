@@ -21,7 +21,7 @@ from services.attendance import EVERYONE
 from services.finalize import Finalizer, build_sheet, final_dedupe_key
 from services.notice_codec import decode, encode
 from services.notify import Moment
-from tests.support import (  # noqa: F401
+from tests.support import (
     IST,
     Clock,
     RecordingNotifier,
@@ -29,10 +29,8 @@ from tests.support import (  # noqa: F401
     link,
     open_session,
     pg_behind_proxy,
-    pg_client_fixture,
     put_records,
     record,
-    redis_client_fixture,
     session_keys,
     student_user,
     teacher_user,

@@ -25,14 +25,10 @@ from services.attendance import AttendanceService
 from services.checkin_outcomes import CheckInStatus
 from services.errors import SessionClosed, SessionGone
 from services.finalize import Finalizer
-from tests.support import (  # noqa: F401
-    IST,
-    RecordingNotifier,
+from tests.support import (
     build_test_services,
     open_session,
     pg_behind_proxy,
-    pg_client_fixture,
-    redis_client_fixture,
     student_user,
     teacher_user,
 )

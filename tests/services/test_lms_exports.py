@@ -22,9 +22,8 @@ import pytest
 from dal.models import Role
 from dal.pg import Postgres
 from services.moodle import GRADEBOOK_ID_HEADER, MOD_ATTENDANCE_HEADER
-from tests.support import pg_client_fixture  # noqa: F401
-from tests.test_security import _session
-from tests.test_term_reports import COURSE, START, _course, _documents
+from tests.services.test_security import _session
+from tests.services.test_term_reports import COURSE, START, _course, _documents
 
 pytestmark = pytest.mark.stores
 
@@ -33,7 +32,7 @@ needs_office = pytest.mark.skipif(
     SOFFICE is None, reason="no LibreOffice (Debian: apt-get install libreoffice-calc)"
 )
 
-# The hand-written plan of tests/test_term_reports.py in Moodle's acronyms: pending (?) is
+# The hand-written plan of tests/services/test_term_reports.py in Moodle's acronyms: pending (?) is
 # left out, rejected (R) goes in as absent, the excused absence as E with its reason.
 SESSION_DAYS = ["2026-02-16", "2026-02-23", "2026-03-02", "2026-03-09", "2026-03-16"]
 EXPECTED_MOODLE = {

@@ -5,7 +5,7 @@ restart; the sealed credentials are gone once it is done.
 
 The portal's window is shortened here (20 sign-ons per 10 s, a pace of 120 a minute) so that the
 line's pace shows in seconds; the class at the real minute window runs in
-tests/test_login_wave.py (slow) and, against `python -m bot`, in bench/login_wave.py."""
+tests/e2e/test_login_wave.py (slow) and, against `python -m bot`, in bench/login_wave.py."""
 
 from __future__ import annotations
 
@@ -27,8 +27,6 @@ from tests.fakes.aksis_server import FakeAksis
 from tests.harness import PASSWORD
 from tests.support import (
     build_test_services,
-    pg_client_fixture,  # noqa: F401
-    redis_client_fixture,  # noqa: F401
 )
 
 CLASS = 60

@@ -11,15 +11,13 @@ from dal.models import AttendanceRedis
 from dal.pg import Postgres
 from dal.redis.keys import claim as claim_key
 from dal.redis.stores import RedisStores
-from tests.support import (  # noqa: F401
+from tests.support import (
     build_test_services,
     link,
     open_session,
     pg_behind_proxy,
-    pg_client_fixture,
     put_records,
     record,
-    redis_client_fixture,
     session_keys,
     student_user,
     teacher_user,

@@ -13,15 +13,13 @@ from services.checkin_outcomes import CheckInStatus
 from services.notice_codec import decode, encode
 from services.notify import Button
 from services.reminders import ReminderService
-from tests.support import (  # noqa: F401
+from tests.support import (
     IST,
     Clock,
     RecordingNotifier,
     build_test_services,
     link,
     open_session,
-    pg_client_fixture,
-    redis_client_fixture,
     student_user,
     teacher_user,
 )

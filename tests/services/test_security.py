@@ -2,7 +2,8 @@
 capped teacher text, cheap abuse throttled before PostgreSQL, login throttles that cannot lock a
 victim out, a global cap on portal sign-ons, and deliverability that recovers.
 
-The conversation paths (credentials deleted from the chat) are end to end in test_security_e2e.
+The conversation paths (credentials deleted from the chat) are end to end in
+tests/e2e/test_security.py.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from tests.support import (
     link,
     open_session,
     pg_behind_proxy,
-    pg_client_fixture,  # noqa: F401
-    redis_client_fixture,  # noqa: F401
     student_user,
     teacher_user,
 )

@@ -32,17 +32,15 @@ from services.finalize import build_sheet
 from services.lesson_finder import Lesson
 from services.reports import ReportService
 from services.text import teacher_keys
-from tests.support import (  # noqa: F401
+from tests.support import (
     IST,
     Clock,
     RecordingNotifier,
     build_test_services,
     link,
     open_session,
-    pg_client_fixture,
     put_records,
     record,
-    redis_client_fixture,
     student_user,
     teacher_user,
 )

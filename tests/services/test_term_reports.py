@@ -43,20 +43,18 @@ from services.notice_codec import decode, encode
 from services.notify import Percent
 from services.reports import ReportService, course_token
 from services.warnings import AttendanceWarnings, WarningRule
+from tests.services.test_security import _session
 from tests.support import (
     IST,
     Clock,
     RecordingNotifier,
     build_test_services,
     open_session,
-    pg_client_fixture,  # noqa: F401
     put_records,
     record,
-    redis_client_fixture,  # noqa: F401
     student_user,
     teacher_user,
 )
-from tests.test_security import _session
 
 pytestmark = pytest.mark.stores
 

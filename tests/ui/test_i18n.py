@@ -36,7 +36,7 @@ from ui.i18n import (
     use_locale,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "i18n.py"
 
 

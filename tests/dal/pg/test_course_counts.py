@@ -19,14 +19,13 @@ from services.notice_codec import decode, encode
 from services.reports import ReportService
 from services.status import AttendanceRate, StatusCounts
 from services.warnings import AttendanceWarnings, WarningRule, planned_sessions
+from tests.services.test_security import _session
 from tests.support import (
     IST,
     RecordingNotifier,
-    pg_client_fixture,  # noqa: F401
     student_user,
     teacher_user,
 )
-from tests.test_security import _session
 
 pytestmark = pytest.mark.stores
 

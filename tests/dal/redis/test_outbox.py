@@ -22,7 +22,7 @@ from dal.redis.stores import RedisStores
 from services.notice_codec import Tries, conditions, decode, digest_entry, encode, encode_text
 from services.notify import Attachment, Button, Moment, Notice, Percent, Stale
 from services.pseudonyms import pseudonym
-from tests.support import poll_until, redis_client_fixture  # noqa: F401
+from tests.support import poll_until
 
 
 def _notice(i: int, *drop_if: Stale) -> Notice:

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from dal.models import EVERYONE, FailReason, Role, Security
 from dal.redis import keys, scripts
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 LUA = files("dal.redis").joinpath("lua")
 HELPERS = {"now"}  # the prelude, prepended to every script by scripts.source
 

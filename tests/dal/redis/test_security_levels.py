@@ -14,7 +14,7 @@ from dal.models import AttendanceRedis, Role, UserSessionRedis
 from dal.redis.sessions import AttendanceEnded
 from dal.redis.stores import RedisStores
 from services.checkin_outcomes import CheckInStatus
-from tests.support import open_session, redis_client_fixture, teacher_user  # noqa: F401
+from tests.support import open_session, teacher_user
 
 TEACHER = teacher_user()
 ANCHOR = (41.0122, 28.9760)
