@@ -3,7 +3,9 @@
 
 - `pg_client`: a `Postgres` (dal.pg) on the run's database, tables truncated per test;
 - `redis_client`: a `RedisStores` on the flushed test Redis database (ATTN_TEST_REDIS_DB);
-- `empty_dsn`: a brand-new, unmigrated PostgreSQL database of the test's own.
+- `empty_dsn`: a brand-new, unmigrated PostgreSQL database of the test's own;
+- `portal`: the local Aksis with the class of tests/classroom.py (a module that needs another
+  class defines its own `portal`, which pytest takes over this one).
 
 The servers and the run's database (`pg_dsn`, `redis_url`, `redis_raw`) are in conftest.py.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -20,6 +23,8 @@ import redis.asyncio as aioredis
 
 from dal.pg import Postgres
 from dal.redis.stores import RedisStores
+from tests.classroom import seat_class
+from tests.fakes.aksis_server import FakeAksis
 
 
 @pytest.fixture
@@ -65,3 +70,10 @@ async def empty_dsn(pg_dsn: str) -> AsyncIterator[str]:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+@pytest.fixture
+async def portal() -> AsyncIterator[FakeAksis]:
+    async with FakeAksis() as fake:
+        seat_class(fake, datetime.now(UTC))
+        yield fake

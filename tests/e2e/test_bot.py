@@ -15,9 +15,9 @@ import pytest
 from bot.status import StatusBoard
 from dal.models import FailReason, RecordSource, Role, User
 from dal.redis.connection import client as redis_client
-from tests.e2e.classroom import STUDENTS
-from tests.e2e.classroom import teacher_id as _teacher_id
-from tests.e2e.classroom import text as _text
+from tests.classroom import STUDENTS
+from tests.classroom import teacher_id as _teacher_id
+from tests.classroom import text as _text
 from tests.fakes.aksis_server import FakeAksis
 from tests.harness import PASSWORD, Running, reply, running_bot
 
@@ -135,90 +135,6 @@ async def _only_session_id(bot: Running) -> UUID:
     )
     assert len(ids) == 1
     return ids[0]
-
-
-async def test_a_student_cannot_act_as_a_teacher(bot: Running) -> None:
-    teacher = bot.user(100, "Elif")
-    student = bot.user(201, "Ayşe")
-    intruder = bot.user(202, "İsmail")
-    await bot.login(teacher, "teacher1")
-    await bot.login(student, "student1")
-    await bot.login(intruder, "student2")
-    code = await bot.start_session(teacher)
-    await student.send(code)
-    await reply(student)
-    aid = (await _only_session_id(bot)).hex
-
-    await intruder.send("/start_session")
-    assert "Only teachers" in _text(await reply(intruder))
-    await intruder.send("/end_session")
-    assert "Only teachers" in _text(await reply(intruder))
-
-    # Forged buttons: reject the student, end the session, open another teacher's history.
-    status = teacher.messages[-1]
-    for data in (f"rv:r:{aid}:2024001", f"sa:end:{aid}", f"ho:{aid}:0", "rv:a:zz:1"):
-        query = await intruder.click(status, data)
-        answer = await intruder.callback_answer(query)
-        assert answer.get("show_alert"), data
-
-    roster = await bot.app.attendance.status(attendance_id=UUID(hex=aid))
-    assert roster is not None and roster.attendance.end_time is None
-    assert [r.is_attended for r in roster.records] == [True]
-
-
-async def test_a_pending_check_in_and_a_deep_link(bot: Running) -> None:
-    teacher = bot.user(100, "Elif")
-    outsider = bot.user(204, "Deniz")
-    await bot.login(teacher, "teacher1")
-    await bot.login(outsider, "student4")
-    code = await bot.start_session(teacher)
-    await outsider.send(f"/start ci_{code}")
-    text = _text(await reply(outsider))
-    assert "not in your Aksis schedule" in text
-    roster = await bot.app.attendance.status(attendance_id=await _only_session_id(bot))
-    assert roster is not None
-    assert roster.records[0].fail_reason == FailReason.NOT_IN_SCHEDULE
-
-
-async def test_wrong_codes_are_throttled_without_a_lookup(bot: Running) -> None:
-    teacher = bot.user(100, "Elif")
-    student = bot.user(201, "Ayşe")
-    await bot.login(teacher, "teacher1")
-    await bot.login(student, "student1")
-    code = await bot.start_session(teacher)
-    wrong = [f"{(int(code) + i) % 1_000_000:06d}" for i in range(1, 6)]
-    for guess in wrong:
-        await student.send(guess)
-        assert "does not match" in _text(await reply(student))
-    await student.send(code)  # the sixth try within a minute, even with the right code
-    assert "Too many wrong codes" in _text(await reply(student))
-    roster = await bot.app.attendance.status(attendance_id=await _only_session_id(bot))
-    assert roster is not None and roster.records == []
-
-
-async def test_failed_logins_are_throttled_with_the_wait_time(bot: Running) -> None:
-    user = bot.user(300, "Mallory")
-    for _ in range(5):
-        answer = await bot.login(user, "student1", password="wrong")
-        assert "did not accept" in _text(answer)
-    user.mark_read()
-    await user.send("/login")
-    assert "wait" in _text(await user.next_message())
-    sign_ons = len(bot.aksis.requests_to("/Account/LogOn", "POST"))
-    assert sign_ons == 5
-
-
-async def test_second_account_takes_over_the_link(bot: Running) -> None:
-    first = bot.user(201, "Ayşe")
-    second = bot.user(211, "Ayşe (new phone)")
-    await bot.login(first, "student1")
-    await bot.login(second, "student1")
-    notice = await first.next_message()
-    assert "linked to another Telegram account" in _text(notice)
-    await first.send("/me")
-    assert "/login" in _text(await first.next_message())
-    await second.send("/me")
-    assert "2024001" in _text(await second.next_message())
 
 
 async def test_burst_of_300_check_ins_with_429s(bot: Running) -> None:

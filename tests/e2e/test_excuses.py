@@ -15,9 +15,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.e2e.classroom import STUDENTS, TEACHER_NAME
-from tests.e2e.classroom import teacher_id as _teacher_id
-from tests.e2e.classroom import text as _text
+from tests.classroom import STUDENTS, TEACHER_NAME
+from tests.classroom import teacher_id as _teacher_id
+from tests.classroom import text as _text
 from tests.e2e.test_term import _finalized
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.harness import PASSWORD, reply, running_bot

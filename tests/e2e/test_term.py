@@ -15,8 +15,8 @@ import openpyxl
 import pytest
 
 from services.reports import course_token
-from tests.e2e.classroom import teacher_id as _teacher_id
-from tests.e2e.classroom import text as _text
+from tests.classroom import teacher_id as _teacher_id
+from tests.classroom import text as _text
 from tests.fakes.aksis_server import FakeAksis
 from tests.harness import Running, reply, running_bot
 from ui.i18n import t

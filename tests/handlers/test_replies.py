@@ -23,9 +23,10 @@ from bot.config import load_settings
 from bot.web import build_web
 from services.attendance import SCHOOL_NUMBER
 from services.reports import course_token
+from tests.client import ChatClient
 from tests.fakes.aksis_server import FakeAksis, portal_lesson
 from tests.fakes.telegram_server import FakeTelegram
-from tests.harness import PASSWORD, Running, reply, running_bot
+from tests.harness import PASSWORD, reply, running_bot
 from ui.callbacks import (
     Act,
     AttendeesPage,
@@ -231,45 +232,41 @@ def test_buttons_already_in_chats_still_parse() -> None:
     assert ExportFormat.unpack("ef:abc:both").fmt is Fmt.BOTH
 
 
-@pytest.fixture
-async def bot(pg_dsn: str, redis_url: str, portal: FakeAksis) -> AsyncIterator[Running]:
-    async with running_bot(pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal) as running:
-        yield running
-
-
-async def test_an_outdated_button_gets_a_clear_answer(bot: Running) -> None:
-    teacher = bot.user(100, "Elif")
-    await bot.login(teacher, "teacher1")
-    code = await bot.start_session(teacher)
-    status = next(m for m in teacher.messages if code in _text(m))
+async def test_an_outdated_button_gets_a_clear_answer(client: ChatClient) -> None:
+    teacher = client.user(100, "Elif")
+    await client.login(teacher, "teacher1")
+    _, status = await client.start_session(teacher)
     outdated = t("button.outdated", locale="en")
     for data in ("sa:end:not-an-id", "sa:pause:" + uuid.uuid4().hex, "ef:abc:pdf", "zz:1", "rv"):
-        answer = await teacher.callback_answer(await teacher.click(status, data))
-        assert answer.get("text") == outdated and answer.get("show_alert"), data
+        pressed = await teacher.click(data, on=status)
+        assert pressed.answer is not None, data
+        assert pressed.answer.text == outdated and pressed.answer.alert, data
     # Still open: none of them did anything.
-    session = await bot.app.redis.sessions.get_open_attendance(
-        teacher_school_number=(await bot.app.accounts.current_user(telegram_id=100)).school_number
+    session = await client.app.redis.sessions.get_open_attendance(
+        teacher_school_number=(
+            await client.app.accounts.current_user(telegram_id=100)
+        ).school_number
     )
     assert session is not None and session.end_time is None
 
 
-async def test_a_refused_press_is_answered_once_with_its_reason(bot: Running) -> None:
+async def test_a_refused_press_is_answered_once_with_its_reason(client: ChatClient) -> None:
     """The automatic callback answer steps aside for the error router's alert."""
-    teacher = bot.user(100, "Elif")
-    student = bot.user(201, "Ayşe")
-    await bot.login(teacher, "teacher1")
-    await bot.login(student, "student1")
-    code = await bot.start_session(teacher)
-    status = next(m for m in teacher.messages if code in _text(m))
+    teacher = client.user(100, "Elif")
+    student = client.user(201, "Ayşe")
+    await client.login(teacher, "teacher1")
+    await client.login(student, "student1")
+    _, status = await client.start_session(teacher)
     gone = uuid.uuid4().hex  # a well-formed id of no session
-    answer = await teacher.callback_answer(await teacher.click(status, f"rv:a:{gone}:2024001"))
-    assert answer.get("text") == t("review.session_gone", locale="en") and answer.get("show_alert")
-    answer = await student.callback_answer(await student.click(status, f"sa:end:{gone}"))
-    assert answer.get("text") == t("auth.teachers_only", locale="en") and answer.get("show_alert")
-    stranger = bot.user(999, "Nobody")
-    answer = await stranger.callback_answer(await stranger.click(status, f"sa:end:{gone}"))
-    assert answer.get("text") == t("auth.not_linked", locale="en") and answer.get("show_alert")
+    stranger = client.user(999, "Nobody")
+    for user, data, reason in (
+        (teacher, f"rv:a:{gone}:2024001", "review.session_gone"),
+        (student, f"sa:end:{gone}", "auth.teachers_only"),
+        (stranger, f"sa:end:{gone}", "auth.not_linked"),
+    ):
+        pressed = await user.click(data, on=status)
+        assert pressed.answer is not None, data
+        assert pressed.answer.text == t(reason, locale="en") and pressed.answer.alert, data
     # One answerCallbackQuery per press (a second would be refused by Telegram).
-    answered = bot.telegram.calls_to("answerCallbackQuery")
-    assert len(answered) == len({c.params["callback_query_id"] for c in answered}) == 3
-    assert all(c.ok for c in answered)
+    answered = [m for name, m in client.session.calls if name == "answerCallbackQuery"]
+    assert len(answered) == len({m.callback_query_id for m in answered}) == 3  # type: ignore[attr-defined]

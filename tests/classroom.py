@@ -1,6 +1,6 @@
 """The class most end-to-end tests play: ELİF KARTAL teaching a lesson that is on now, three
-students enrolled in it and a fourth enrolled in another lesson only. tests/e2e/conftest.py
-serves it as the `portal` fixture; a module that needs another class defines its own."""
+students enrolled in it and a fourth enrolled in another lesson only. tests/fixtures.py serves
+it as the `portal` fixture; a module that needs another class defines its own `portal`."""
 
 from __future__ import annotations
 
