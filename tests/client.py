@@ -7,12 +7,15 @@ answers it as Telegram would (a `Message` for sendMessage and editMessageText, `
 answerCallbackQuery and deleteMessage, ...). Nothing goes over HTTP to a Bot API:
 
     async with chat_client(pg_dsn=pg_dsn, redis_url=redis_url, aksis=portal) as client:
-        teacher = client.user(100, "Elif")
+        teacher, student = client.user(100, "Elif"), client.user(201, "Ayşe")
         await client.login(teacher, "teacher1")
-        replies = await teacher.send("/start_session")
-        status = replies.with_text("BIL301")
-        pressed = await teacher.click("⏹ End", on=status)
-        assert pressed.answer is not None and not pressed.answer.alert
+        await client.login(student, "student1")
+        code, status = await client.start_session(teacher)  # status: the message with the code
+        assert "checked in" in (await student.send(code)).text
+        closed = await teacher.click("🔒 End session", on=status)
+        assert "is closed" in closed.text
+
+(tests/handlers/conftest.py serves it as the `client` fixture.)
 
 `send`, `click` and `location` return the `Replies` the user got for that update: the messages
 sent to their chat, the messages edited there, and the answer to their button press. The answer

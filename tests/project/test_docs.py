@@ -4,6 +4,7 @@ Comments and docstrings (Python: every comment and string token; Lua, SQL, Makef
 Dockerfile, YAML and the rest: the whole text) and Markdown files are read for
 
 - a document path (a name ending in `.md`) that no file of the repository answers;
+- a test module's path (`tests/....py`) that is not there, say after the tests moved;
 - a reference to a numbered issue, whose number a reader of the code cannot resolve: the
   reason belongs in the sentence, or a link to the section of docs/ that gives it;
 - in Markdown, a relative link whose file, or whose `#anchor` heading, is not there.
@@ -32,6 +33,7 @@ ROOT_FILES = ("Makefile", "Dockerfile", "docker-compose.yml", "pyproject.toml", 
 
 ISSUE = re.compile(r"\b[Ii]ssues?\s+#?\d+")
 DOCUMENT = re.compile(r"(?<![\w./-])((?:\.{1,2}/)?[\w./-]*\w\.md)\b")
+TEST_PATH = re.compile(r"(?<![\w./-])(tests/[\w/-]*\w\.py)\b")
 LINK = re.compile(r"\[[^\]\n]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
@@ -69,7 +71,7 @@ def _prose(path: Path) -> list[tuple[int, str]]:
         text = path.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError):
         return []
-    if not (ISSUE.search(text) or ".md" in text):
+    if not (ISSUE.search(text) or ".md" in text or "tests/" in text):
         return []  # nothing to look at (most files): no need to tokenize
     if path.suffix == ".py":
         tokens = tokenize.generate_tokens(io.StringIO(text).readline)
@@ -108,6 +110,10 @@ def _problems(path: Path) -> Iterator[str]:
             if not _document_exists(name, path):
                 line = _line(start, text, match.start())
                 yield f"{rel}:{line}: names {name}, which the repository does not have"
+        for match in TEST_PATH.finditer(text):
+            if not (ROOT / match.group(1)).is_file():
+                line = _line(start, text, match.start())
+                yield f"{rel}:{line}: names {match.group(1)}, which the repository does not have"
 
 
 def _slug(heading: str) -> str:
