@@ -53,7 +53,8 @@ async def command_text(message: Message) -> bool:
 
 # Commands are case-insensitive everywhere: a phone that capitalises the first word turns
 # `/login 12345678901` into `/Login 12345678901`, which must still be read (and deleted) as the
-# command. Every handler builds its command filters here; tests/test_credentials_in_chat.py checks.
+# command. Every handler builds its command filters here; tests/e2e/test_credentials_in_chat.py
+# checks.
 
 
 def on_command(*names: str, magic: MagicFilter | None = None) -> Command:

@@ -4,7 +4,7 @@ Schedule entries are dated occurrences (docs/portal.md §3): `Start`/`End` as Mi
 dates, `Title` as "CODE - NAME", `Hocalar` as the teachers with their titles. Every datetime
 here is timezone-aware; lessons are kept in the university's local zone.
 
-Decisions pinned by tests/test_lesson_finder.py:
+Decisions pinned by tests/services/test_lesson_finder.py:
 - A lesson belongs to the local day on which it starts. A lesson running past midnight is not
   listed for the next day by `lessons_on_day()`; `current_lesson()` still finds it while it runs.
 - A lesson is on from `start` (inclusive) to `end` (exclusive).

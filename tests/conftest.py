@@ -4,6 +4,9 @@ The servers are the ones at DATABASE_URL / REDIS_URL (the Makefile's `scripts/se
 starts embedded ones when nothing answers there). Each test run creates its own database and
 drops it at the end; Redis tests use the database number ATTN_TEST_REDIS_DB (15 unless told)
 and flush it before each test that asks for it.
+
+The fixtures built on these (`pg_client`, `redis_client`, `empty_dsn`) are in tests/fixtures.py,
+registered here by `pytest_plugins`: a test asks for a fixture by name, never imports one.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from dal.redis.connection import blocking_pool
+
+pytest_plugins = ["tests.fixtures"]
 
 ADMIN_DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BASE_REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

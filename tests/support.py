@@ -1,15 +1,10 @@
 """Shared helpers for the background-job tests (finalize, purge, reminders, scheduler) and the
-process-level ones (test_delivery_process, test_replicas_class).
+process-level ones (tests/e2e: test_delivery_process, test_replicas_class).
 
-Fixtures, registered under the names `pg_client` and `redis_client` (import the functions into
-a test module: `from tests.support import pg_client_fixture, redis_client_fixture  # noqa:
-F401`; the function names differ from the fixture names so that ruff's F811 does not flag
-every test that takes them):
+The fixtures they take (`pg_client`, `redis_client`) are in tests/fixtures.py, registered for
+the whole suite; a test asks for them by name.
 
-- `pg_client`: a `Postgres` (dal.pg) on the run's database, tables truncated per test;
-- `redis_client`: a `RedisStores` on the flushed test Redis database (ATTN_TEST_REDIS_DB).
-
-Plus `build_test_services` (every service wired as the bot wires it, bot/compose.py, over the
+Here: `build_test_services` (every service wired as the bot wires it, bot/compose.py, over the
 test stores; non-default constructor arguments as overrides), `demo_settings`, a
 `RecordingNotifier` (a `services.notify.Notifier` that keeps every notice), a `Clock` the
 tests move by hand, a `TcpProxy` that can cut PostgreSQL off for real, seeding
@@ -37,7 +32,6 @@ from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp
-import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
@@ -53,33 +47,6 @@ from tests.fakes.telegram_server import FakeTelegram
 from tests.harness import flush_redis, reset_database
 
 IST = ZoneInfo("Europe/Istanbul")
-
-
-# --- fixtures -----------------------------------------------------------------------------
-
-
-@pytest.fixture(name="pg_client")
-async def pg_client_fixture(pg_dsn: str) -> AsyncIterator[Postgres]:
-    client = await Postgres.connect(pg_dsn, max_size=8)
-    await client.db.pool.execute(
-        "TRUNCATE users, attendances, attendance_records, schedule_entries CASCADE"
-    )
-    try:
-        yield client
-    finally:
-        await client.db.close()
-
-
-@pytest.fixture(name="redis_client")
-async def redis_client_fixture(
-    redis_url: str, redis_raw: aioredis.Redis
-) -> AsyncIterator[RedisStores]:
-    """`redis_raw` flushes the test database before and after the test."""
-    client = RedisStores.from_url(redis_url, max_connections=32)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 # --- fakes --------------------------------------------------------------------------------

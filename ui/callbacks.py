@@ -5,7 +5,7 @@ unpacks both with validation, so a forged or mangled payload matches no handler 
 "outdated button" answer, handlers.common.outdated_button). The wire format is the one older
 buttons already in chats carry (`sa:end:<32 hex>`), so they keep working. It is the prefix and
 the values in field order, never the field names: a field may be renamed, but moving, adding or
-removing one changes what the buttons already sent mean (tests/test_handler_replies.py keeps
+removing one changes what the buttons already sent mean (tests/handlers/test_replies.py keeps
 the packed forms of earlier releases).
 
 Every handler that receives one of these re-checks on the server that the presser may act

@@ -7,7 +7,7 @@ derive a key from an id it read names it exactly as Python does, and the values 
 with Python spelled as Lua locals from their one Python owner in dal/models.py: every reason code
 (`REASON_OVER_CAP`, ...), role (`ROLE_STUDENT`), record source (`SOURCE_CODE`), security level
 (`LEVEL_LOCATION`, ...) and the enrolled-set marker `EVERYONE`. A script never spells one of
-them as a literal (tests/test_redis_scripts.py checks). A script whose first line is
+them as a literal (tests/dal/redis/test_scripts.py checks). A script whose first line is
 `--! uses: a, b` also gets the helpers `lua/a.lua`, `lua/b.lua` prepended.
 
 `register` wraps redis-py's `register_script`: EVALSHA, and SCRIPT LOAD + retry on NOSCRIPT
