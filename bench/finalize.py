@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from bench.common import bench_services
-from bot.notice_buttons import OutboxNotifier
+from bot.notifier import OutboxNotifier
 from dal.models import FailReason, LiveRecord, LiveSession, Role, User
 from dal.pg import Postgres
 from dal.redis.keys import DUE as DUE_KEY

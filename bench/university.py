@@ -67,7 +67,7 @@ async def measure(
     result for every student (present on time too)."""
     from bot.app import build_app
     from bot.delivery import DeliveryWorker
-    from bot.notice_buttons import OutboxNotifier
+    from bot.notifier import OutboxNotifier
     from dal.redis.outbox import Outbox, OutboxLanes
     from services.notify import RESULT, URGENT, Moment, Notice, Stale
     from tests.fakes.telegram_server import FakeTelegram

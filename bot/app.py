@@ -45,7 +45,7 @@ from bot.middlewares import (
     LinkedAccountMiddleware,
     StoreErrorsMiddleware,
 )
-from bot.notice_buttons import OutboxNotifier
+from bot.notifier import OutboxNotifier
 from bot.outgoing import OutgoingMiddleware
 from bot.projector import projector_url
 from bot.scheduler import build_scheduler

@@ -58,7 +58,8 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, WebAppInfo
 
-from bot.notice_buttons import callback_data, lanes_of, outbox_digest, web_app_url
+from bot.notice_buttons import callback_data, web_app_url
+from bot.notifier import lanes_of, outbox_digest
 from bot.outgoing import BULK, Bulk, NoLongerWanted, is_undeliverable
 from dal.redis.outbox import Entry, Outbox, OutboxLanes
 from services.notice_codec import Tries, conditions, decode, encode

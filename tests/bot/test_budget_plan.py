@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 
 from bot.delivery import DeliveryWorker
 from bot.flood import RedisFloodBudget
-from bot.notice_buttons import OutboxNotifier
+from bot.notifier import OutboxNotifier
 from bot.outgoing import OutgoingMiddleware
 from bot.status_message import StatusBoard
 from dal.redis.outbox import OutboxLanes

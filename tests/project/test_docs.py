@@ -206,3 +206,31 @@ def test_no_comment_docstring_or_document_cites_what_is_not_there() -> None:
 def test_relative_markdown_links_resolve() -> None:
     broken = [problem for path in FILES if path.suffix == ".md" for problem in _broken_links(path)]
     assert not broken, "\n".join(broken)
+
+
+def _walks() -> dict[str, list[str]]:
+    """ARCHITECTURE.md's walks: each `### Walk:` section's numbered hops, by the file each
+    hop names first."""
+    walks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            current = walks.setdefault(line, []) if line.startswith("### Walk:") else None
+            continue
+        hop = re.match(r"\d+\. `([^`]+)`", line)
+        if current is not None and hop:
+            current.append(hop.group(1))
+    return walks
+
+
+def test_the_architecture_walks_name_real_files_and_never_go_back() -> None:
+    """A newcomer follows a check-in and a result notice hop by hop: every hop names a file the
+    repository has, and no walk returns to a file it has left."""
+    walks = _walks()
+    assert len(walks) >= 2, "the check-in and the result-notice walks are missing"
+    for title, hops in walks.items():
+        assert len(hops) >= 8, f"{title}: {hops}"
+        missing = [hop for hop in hops if not (ROOT / hop).is_file()]
+        assert not missing, f"{title} names files the repository does not have: {missing}"
+        again = sorted({hop for hop in hops if hops.count(hop) > 1})
+        assert not again, f"{title} goes back to {again}"

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.delivery import DeliveryWorker
-from bot.notice_buttons import OutboxNotifier
+from bot.notifier import OutboxNotifier
 from bot.outgoing import OutgoingMiddleware
 from dal.models import CachedAccount, Role, ScheduleEntry
 from dal.pg import Postgres
