@@ -34,8 +34,9 @@ class RenewingRedisEventIsolation(RedisEventIsolation):
         name = self.key_builder.build(key, "lock")
         lock = Lock(self.redis, name, timeout=self.ttl, sleep=0.05)
         await lock.acquire()
-        # The lock's name holds the raw ids; lines name the user by pseudonym.
-        who = pseudonym(key.user_id)
+        # The lock's name holds the raw ids; lines name the user by pseudonym (worked out only
+        # for a line that is written: most locked updates log nothing).
+        who = key.user_id
         renewal = asyncio.create_task(self._renew(lock, who))
         try:
             yield None
@@ -51,15 +52,19 @@ class RenewingRedisEventIsolation(RedisEventIsolation):
                 # The handler is done; its returned reply is sent after this (handlers/replies.py)
                 # and must not be lost because the store went away (e.g. closed at shutdown).
                 # The lock expires by itself within `ttl`.
-                log.warning("could not release the per-user lock of %s: %s", who, exc)
+                log.warning("could not release the per-user lock of %s: %s", pseudonym(who), exc)
 
-    async def _renew(self, lock: Lock, who: str) -> None:
+    async def _renew(self, lock: Lock, who: int) -> None:
         while True:
             await asyncio.sleep(self.ttl / 3)
             try:
                 await lock.reacquire()
             except LockError:
-                log.warning("the per-user lock of %s was lost while its handler ran", who)
+                log.warning(
+                    "the per-user lock of %s was lost while its handler ran", pseudonym(who)
+                )
                 return
             except Exception:  # a Redis hiccup: try again at the next beat
-                log.warning("could not renew the per-user lock of %s", who, exc_info=True)
+                log.warning(
+                    "could not renew the per-user lock of %s", pseudonym(who), exc_info=True
+                )

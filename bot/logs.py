@@ -44,7 +44,9 @@ __all__ = [
 ]
 
 _UPDATE_ID: ContextVar[int | None] = ContextVar("attn_update_id", default=None)
-_USER: ContextVar[str | None] = ContextVar("attn_user", default=None)
+# The sender of the update being handled and the key of its pseudonym: the HMAC is worked out
+# only when a line is written (`_ContextFilter`), not for every update (most log nothing).
+_USER: ContextVar[tuple[int, bytes] | None] = ContextVar("attn_user", default=None)
 _JOB: ContextVar[str | None] = ContextVar("attn_job", default=None)
 
 # `<bot id>:<35 characters>`: the shape of every Telegram bot token.
@@ -85,7 +87,8 @@ class _ContextFilter(logging.Filter):
     """Copies the context variables onto each record (as attributes) for the formatters."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        update_id, user, job = _UPDATE_ID.get(), _USER.get(), _JOB.get()
+        update_id, sender, job = _UPDATE_ID.get(), _USER.get(), _JOB.get()
+        user = None if sender is None else user_hash(*sender)
         record.update_id = update_id
         record.user = user
         record.job = job
@@ -246,7 +249,7 @@ class LogContextMiddleware(BaseMiddleware):
             return await handler(event, data)
         sender = _sender_id(event)
         update_token = _UPDATE_ID.set(event.update_id)
-        user_token = _USER.set(None if sender is None else user_hash(sender, self._key))
+        user_token = _USER.set(None if sender is None else (sender, self._key))
         try:
             return await handler(event, data)
         finally:

@@ -120,6 +120,9 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        # The labelled child per outcome, looked up once: a check-in counts on the hot path,
+        # and labels() takes a lock and checks the values on every call.
+        self._checkin_counts: dict[str, Counter] = {}
         self.open_sessions = Gauge(
             "attn_open_sessions", "Attendance sessions open now", registry=registry
         )
@@ -208,7 +211,10 @@ class Metrics:
     # --- hooks ----------------------------------------------------------------------------
 
     def check_in(self, outcome: str) -> None:
-        self.checkins.labels(outcome=outcome.lower()).inc()
+        child = self._checkin_counts.get(outcome)
+        if child is None:
+            child = self._checkin_counts[outcome] = self.checkins.labels(outcome=outcome.lower())
+        child.inc()
 
     def store_error(self, exc: BaseException) -> None:
         if isinstance(exc, DatabaseUnavailable):

@@ -28,10 +28,9 @@ local function count_failure()
     redis.call('EXPIRE', KEYS[1], ARGV[2])
   end
 end
-for i = 7, #ARGV do
-  if redis.call('EXISTS', ARGV[i]) == 1 then
-    return {'BUSY'}
-  end
+-- One EXISTS for all of them: it counts those that exist (one command, not one per key).
+if #ARGV >= 7 and redis.call('EXISTS', unpack(ARGV, 7)) > 0 then
+  return {'BUSY'}
 end
 local user = redis.call('GET', KEYS[4])
 if not user then
