@@ -243,9 +243,9 @@ async def test_the_reminders_tick_announces_an_excuse_request_left_without_its_n
         file_kind=None,
     )
     notifier = RecordingNotifier()
-    jobs = jobs_of(
-        make_scheduler(pg_client, redis_client, notifier, clock=Clock(NOW + timedelta(minutes=5)))
-    )
+    # The request's time is the database's, now: the tick comes five minutes after it.
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    jobs = jobs_of(make_scheduler(pg_client, redis_client, notifier, clock=Clock(later)))
     assert await jobs.reminders() is not None
     await jobs.reminders()
     assert [(n.key, n.values["id"]) for n in notifier.to(900)] == [
