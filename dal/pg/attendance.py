@@ -23,7 +23,7 @@ from dal.pg.common import (
     translated_integrity_errors,
     upsert_users,
 )
-from dal.pg.counts import add_new_sessions, add_stored_records
+from dal.pg.counts import add_stored_records
 from dal.pg.pool import Conn
 
 __all__ = ["DEFAULT_RECORD_METHOD", "AttendanceStore", "RecordMethod"]
@@ -203,10 +203,8 @@ class AttendanceStore(Store):
                     await _copy_new_records(conn, fresh)
                     # The per-course counts follow in the same transaction, for the new
                     # attendances only: a re-run adds nothing (exactly once).
-                    await add_new_sessions(
-                        conn,
-                        attendances=[a for a in attendances if a.attendance_id in created],
-                        records=fresh,
+                    await add_stored_records(
+                        conn, attendance_ids=sorted({r.attendance_id for r in fresh})
                     )
         return created
 

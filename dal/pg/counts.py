@@ -10,18 +10,16 @@ from the records themselves (the migration's backfill, and what the tests compar
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from typing import Final
 from uuid import UUID
 
-from dal.models import Attendance, AttendanceRecord, RecordRow, RecordStatus
+from dal.models import RecordStatus
 from dal.pg.pool import Conn
 
 __all__ = [
     "COUNT_COLUMNS",
     "REBUILD_SQL",
     "RECOUNT_SQL",
-    "add_new_sessions",
     "add_stored_records",
     "move_record",
     "remove_records",
@@ -87,20 +85,6 @@ _SHIFT = (
 )
 
 
-# Counts computed by the caller from the rows it has just written (`add_new_sessions`): one
-# row per key, in key order (the same lock order as `_ADD_RECORDS`).
-_ADD_COUNTED = (
-    "INSERT INTO attendance_course_counts AS k"
-    f" (student_number, term, course_key, lesson_name, {_COLUMNS})"
-    f" SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
-    f" {', '.join(f'${i + 5}::integer[]' for i in range(len(COUNT_COLUMNS)))})"
-    f" AS i (n, t, c, l, {_COLUMNS})"
-    " ORDER BY 1, 2, 3"
-    f" ON CONFLICT (student_number, term, course_key) DO UPDATE SET {_ADD},"
-    " lesson_name = excluded.lesson_name"
-)
-
-
 async def add_stored_records(
     conn: Conn,
     *,
@@ -114,54 +98,6 @@ async def add_stored_records(
         await conn.execute(_BY_ATTENDANCES, list(attendance_ids))
     if keys:
         await conn.execute(_BY_KEYS, [k[0] for k in keys], [k[1] for k in keys])
-
-
-async def add_new_sessions(
-    conn: Conn,
-    *,
-    attendances: Sequence[Attendance],
-    records: Sequence[AttendanceRecord | RecordRow],
-) -> None:
-    """Count the records of attendances this transaction has just inserted, with all their
-    records (finalization: `records` are exactly the rows it wrote for `attendances`).
-
-    The same figures as `add_stored_records(attendance_ids=...)`, which reads the rows back,
-    joins them with their attendances and groups them in PostgreSQL: here they are grouped
-    from the values in hand and go in as one row per (student, term, course), so that the
-    statement, and the time the counts' rows stay locked against the next batch, is short."""
-    sessions = {a.attendance_id: a for a in attendances if not a.is_deleted}
-    column = {status: i for i, status in enumerate(RecordStatus)}
-    counts: dict[tuple[str, str, str], list[int]] = {}
-    # The course's latest session of the batch names it, as in `_ADD_RECORDS`.
-    latest: dict[tuple[str, str, str], tuple[datetime, str]] = {}
-    for record in records:
-        attendance = sessions.get(record.attendance_id)
-        if attendance is None or record.is_deleted:
-            continue
-        code = attendance.lesson_code
-        key = (
-            record.student_number,
-            attendance.term or "",
-            attendance.lesson_name if code is None else code,
-        )
-        row = counts.get(key)
-        if row is None:
-            row = counts[key] = [0] * len(COUNT_COLUMNS)
-            latest[key] = (attendance.start_time, attendance.lesson_name)
-        elif attendance.start_time > latest[key][0]:
-            latest[key] = (attendance.start_time, attendance.lesson_name)
-        row[column[RecordStatus(record.status)]] += 1
-    if not counts:
-        return
-    ordered = sorted(counts)
-    await conn.execute(
-        _ADD_COUNTED,
-        [k[0] for k in ordered],
-        [k[1] for k in ordered],
-        [k[2] for k in ordered],
-        [latest[k][1] for k in ordered],
-        *([counts[k][i] for k in ordered] for i in range(len(COUNT_COLUMNS))),
-    )
 
 
 async def move_record(
