@@ -26,6 +26,13 @@ hosts agree.
 Pacing is set a little under the nominal rate (`margin`): Telegram and the local Bot API
 server count arrivals, and network jitter can bring two sends closer than the reserved
 spacing; 3 % headroom keeps a strict 30/s bucket from answering 429.
+
+A reserved slot is a moment, not a right to send later. When a replica's event loop stalls
+(a long garbage collection, a CPU-bound step, an overloaded host) while its senders sleep
+towards their slots, they all wake together after the stall: sending then would put every
+missed slot on top of the slots the other replicas hold now, a burst the budget never
+granted. So a slot found more than one interval late is given up and a fresh one reserved
+(at most `MAX_REBOOKS` times per message; the past slot simply went unused).
 """
 
 from __future__ import annotations
@@ -43,6 +50,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from dal.redis.flood import ChatId, FloodCells
 
 log = logging.getLogger(__name__)
+
+# How often one message may give up a slot it woke too late for before it is sent anyway (a
+# host so loaded that every wake-up is late still delivers, a little bunched).
+MAX_REBOOKS = 3
 
 
 class BudgetUnavailable(Exception):
@@ -93,6 +104,10 @@ class RedisFloodBudget:
         self._group = (1000.0 / group_rate, 1000.0 / group_rate * (group_burst - 1))
         self.poll_max = poll_max
         self._poll_max = poll_max
+        # A slot woken up for later than this is past (see the module docstring): one global
+        # interval, and never under 20 ms so that ordinary wake-up jitter does not rebook.
+        self._late = max(self._global[0] / 1000.0, 0.020)
+        self.rebooked = 0  # slots given up because the loop woke too late for them
         # Bulk reserves only a slot that is (nearly) free now; "nearly" (10 ms) so that its
         # own wake-up lateness does not push the budget's schedule back slot after slot.
         self._answers = _Asker(self, horizon, batch=64)
@@ -131,17 +146,23 @@ class RedisFloodBudget:
 
     async def acquire(self, chat_id: ChatId | None, *, bulk: bool, paid: bool = False) -> float:
         asker = self._paid if paid else self._bulk if bulk else self._answers
-        waited = 0.0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        rebooks = 0
         while True:
-            granted, wait = await asker.ask(chat_id)
+            granted, due = await asker.ask(chat_id)
+            now = loop.time()
             if granted:
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                return waited + wait
+                if due > now:
+                    await asyncio.sleep(due - now)
+                    now = loop.time()
+                if not paid and now - due > self._late and rebooks < MAX_REBOOKS:
+                    rebooks += 1
+                    self.rebooked += 1
+                    continue
+                return now - started
             # This chat is over its own limit: wait for it without holding up other chats.
-            step = min(max(wait - asker.horizon, 0.001), self._poll_max)
-            await asyncio.sleep(step)
-            waited += step
+            await asyncio.sleep(min(max(due - now - asker.horizon, 0.001), self._poll_max))
 
     async def booked_ahead(self) -> float:
         """Seconds until the budget's next free slot (0: room now). The status board backs its
@@ -178,8 +199,9 @@ class _Asker:
         self._driver: asyncio.Task[None] | None = None
 
     def ask(self, chat_id: ChatId | None) -> asyncio.Future[tuple[bool, float]]:
-        """(granted, wait): a slot reserved `wait` s from now, or the chat's own limit makes
-        the caller wait about `wait` before asking again."""
+        """(granted, due): a slot reserved at `due` (the event loop's clock, taken when the
+        budget answered), or the chat's own limit makes the caller wait until about `due`
+        before asking again."""
         future: asyncio.Future[tuple[bool, float]] = asyncio.get_running_loop().create_future()
         self._pending.append((chat_id, future))
         if self._driver is None or self._driver.done():
@@ -201,13 +223,14 @@ class _Asker:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            answered = asyncio.get_running_loop().time()
             later: list[tuple[ChatId | None, asyncio.Future[tuple[bool, float]]]] = []
             soonest = None
             for (chat, future), (granted, wait, by_chat) in zip(batch, answers, strict=True):
                 if future.done():  # the caller gave up (cancelled); a reserved slot is unused
                     continue
                 if granted or by_chat:
-                    future.set_result((granted, wait))
+                    future.set_result((granted, answered + wait))
                 else:
                     later.append((chat, future))
                     soonest = wait if soonest is None else min(soonest, wait)

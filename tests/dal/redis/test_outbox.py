@@ -202,6 +202,38 @@ async def test_two_replicas_share_one_budget_and_bulk_yields(redis_raw: aioredis
     assert direct_done < 40 / rate + 0.5
 
 
+async def test_a_stalled_replica_gives_up_its_past_slots_instead_of_bursting(
+    redis_raw: aioredis.Redis,
+) -> None:
+    # Replica a's senders sleep towards their slots when its event loop stalls (a long GC, an
+    # overloaded host): waking together afterwards, they must not all send at once on top of
+    # the slots replica b holds by then; the budget never granted that burst.
+    rate = 30.0
+    bot = uuid.uuid4().hex
+    a = RedisFloodBudget(redis_raw, bot_id=bot, global_rate=rate, per_chat_rate=1000, margin=0)
+    b = RedisFloodBudget(redis_raw, bot_id=bot, global_rate=rate, per_chat_rate=1000, margin=0)
+    stamps: list[float] = []
+
+    async def send(budget: RedisFloodBudget, chat: int) -> None:
+        await budget.acquire(chat, bulk=False)
+        stamps.append(time.monotonic())
+
+    first = [asyncio.create_task(send(a, i)) for i in range(20)]
+    await asyncio.sleep(0.05)  # a's slots are reserved; its senders sleep towards them
+    time.sleep(0.4)  # the loop stalls past a dozen of them
+    await asyncio.gather(*first, *(send(b, 100 + i) for i in range(20)))
+
+    stamps.sort()
+    assert len(stamps) == 40
+    assert a.rebooked > 0
+    # no more in any 0.2 s than the rate allows (one slot of jitter either side); without
+    # giving past slots up, the dozen woken together are sent in the same millisecond
+    busiest_fifth = max(len([t for t in stamps if s <= t < s + 0.2]) for s in stamps)
+    assert busiest_fifth <= 0.2 * rate + 2
+    busiest_second = max(len([t for t in stamps if s <= t < s + 1.0]) for s in stamps)
+    assert busiest_second <= rate + 2
+
+
 async def test_a_429_pauses_every_replica(redis_raw: aioredis.Redis) -> None:
     a = RedisFloodBudget(redis_raw, bot_id=2, global_rate=1000, per_chat_rate=1000)
     b = RedisFloodBudget(redis_raw, bot_id=2, global_rate=1000, per_chat_rate=1000)
