@@ -83,6 +83,16 @@ async def _drive(
     return time.perf_counter() - began
 
 
+def _freeze_long_lived() -> None:
+    """As `python -m bot` does once it has started (bot/__main__.py): what was built before
+    the first update (modules, routers, pools, the linked students) lives as long as the
+    process and is moved out of the collector's sight. Without it a full collection during a
+    burst walks all of it: measured, 0.22 s of the 500-at-once drain. The worker is its own
+    process, so nothing is unfrozen."""
+    gc.collect()
+    gc.freeze()
+
+
 # --- the project -------------------------------------------------------------------------
 
 
@@ -99,6 +109,7 @@ async def _project(
     async with build_app(settings, bot=bot) as app:
         project = ProjectBot(app)
         await project.link_students(students)
+        _freeze_long_lived()
         yield project, session
 
 
@@ -303,6 +314,7 @@ async def _floor_throughput(
     async def feed(update: dict[str, Any]) -> Any:
         return await dispatcher.feed_raw_update(bot, update)
 
+    _freeze_long_lived()
     try:
         code = await open_session()
         await _drive(feed, updates(code, min(n, 500)), concurrency)
