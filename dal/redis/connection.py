@@ -18,6 +18,14 @@ With a `SentinelTarget` (REDIS_SENTINELS, REDIS_SENTINEL_MASTER) the same pool i
 redis-py's Sentinel classes: a blocking pool whose connections are both `CancelSafe` and
 Sentinel-managed (each asks the sentinels for the master's address when it connects), speaking
 RESP2 to the master and to the sentinels alike.
+
+Waiting for a connection is first come, first served (`FairBlockingPool`). redis-py's
+`BlockingConnectionPool` wakes a waiter when a connection is released, but the waiter must then
+take the pool's lock again, and a task that asks in the meantime (most often the releaser
+itself, on its next command) takes the connection first; the woken waiter goes back to the end
+of the line. Under a burst of more tasks than connections a few of them lost every time, until
+the pool's timeout answered "No connection available": measured in the check-in benchmark, 36
+of 100 concurrent check-ins on a loaded host.
 """
 
 from __future__ import annotations
@@ -45,7 +53,7 @@ from redis.asyncio.sentinel import (
 )
 from redis.backoff import NoBackoff
 
-__all__ = ["RESP_PROTOCOL", "SentinelTarget", "blocking_pool", "client"]
+__all__ = ["RESP_PROTOCOL", "FairBlockingPool", "SentinelTarget", "blocking_pool", "client"]
 
 # The Redis protocol every connection of the project speaks, chosen here rather than by the
 # library: redis-py 8.2 started trying RESP3 first (HELLO 3) and, against a server without
@@ -103,6 +111,46 @@ _SENTINEL_BY_SCHEME: dict[str, type[AbstractConnection]] = {
 }
 
 
+class FairBlockingPool(aioredis.BlockingConnectionPool):
+    """A `BlockingConnectionPool` that serves waiting tasks in the order they asked (see the
+    module docstring). A turn is taken from a FIFO semaphore of `max_connections` before the
+    pool is asked, so the pool itself never makes anyone wait, and given back when the
+    connection is released; `timeout` bounds the wait for a turn as it bounded the pool's."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # asyncio.Semaphore queues a new caller behind every waiter not yet served (3.11.1+),
+        # so a releaser asking again gets in line like everyone else.
+        self._turns = asyncio.Semaphore(self.max_connections)
+        self._holding: set[AbstractConnection] = set()
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> AbstractConnection:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._turns.acquire()
+        except TimeoutError:
+            raise aioredis.ConnectionError("No connection available.") from None
+        try:
+            connection: AbstractConnection = await super().get_connection(  # type: ignore[no-untyped-call]
+                *args, **kwargs
+            )
+        except BaseException:
+            self._turns.release()
+            raise
+        self._holding.add(connection)
+        return connection
+
+    async def release(self, connection: AbstractConnection) -> None:
+        try:
+            await super().release(connection)
+        finally:
+            # Once per connection handed out, whatever redis-py does on the way (a release
+            # finished in the background after a cancellation, a pool reset by Sentinel).
+            if connection in self._holding:
+                self._holding.discard(connection)
+                self._turns.release()
+
+
 @dataclass(frozen=True, slots=True)
 class SentinelTarget:
     """A master found through Redis Sentinel: the sentinels' addresses, the name they monitor
@@ -125,7 +173,7 @@ class SentinelTarget:
         return f"{named} (Sentinel master via {nodes})"
 
 
-class SentinelBlockingPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+class SentinelBlockingPool(SentinelConnectionPool, FairBlockingPool):
     """The master's pool through Sentinel that waits for a free connection like
     `blocking_pool`'s. Each new connection asks the sentinels for the master's address; one
     that finds the old master demoted (READONLY) drops itself, so the next command reconnects
@@ -183,8 +231,8 @@ def _sentinel_pool(
 
 def blocking_pool(
     url: str, *, sentinel: SentinelTarget | None = None, **options: Any
-) -> aioredis.BlockingConnectionPool:
-    """A `BlockingConnectionPool` for `url` (redis://, rediss:// or unix://) whose connections
+) -> FairBlockingPool:
+    """A `FairBlockingPool` for `url` (redis://, rediss:// or unix://) whose connections
     are `CancelSafe` and speak `RESP_PROTOCOL`; `options` as for
     `BlockingConnectionPool.from_url`. With `sentinel`, the pool's connections go to the master
     the sentinels name (and follow it when they promote a replica)."""
@@ -196,9 +244,7 @@ def blocking_pool(
     connection_class = _BY_SCHEME.get(scheme)
     if connection_class is None:
         raise ValueError(f"unsupported Redis URL scheme {scheme!r} (redis, rediss or unix)")
-    return aioredis.BlockingConnectionPool.from_url(
-        url, connection_class=connection_class, **options
-    )
+    return FairBlockingPool.from_url(url, connection_class=connection_class, **options)
 
 
 def client(url: str, *, sentinel: SentinelTarget | None = None, **options: Any) -> aioredis.Redis:
