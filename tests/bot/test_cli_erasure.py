@@ -8,7 +8,7 @@ import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +167,7 @@ async def test_export_then_forget_a_student_and_a_teacher(
             decided_by=teacher_row["user_school_number"],
             reason=f"{student_name} de aynı otobüsteydi ama geldi",
         )
+        tz = bot.settings.tz
     teacher_number, teacher_name = teacher_row["user_school_number"], teacher_row["user_full_name"]
 
     # --- export: the registrar's documents of the course over the term ---------------------
@@ -182,8 +183,13 @@ async def test_export_then_forget_a_student_and_a_teacher(
     assert set(by_number) == {number for _, _, number in STUDENTS}
     statuses = [by_number[number][6] for _, _, number in STUDENTS]
     assert statuses[2] != statuses[0] == statuses[1]  # two checked in, one did not
-    today = datetime.now(UTC).date()
-    span = f"{today - timedelta(days=1)}..{today + timedelta(days=1)}"
+    # Dates are the bot's own (Europe/Istanbul), TO excluded: the span ending on the lesson's
+    # day misses it, the one ending the day after holds it, whatever UTC's date is then.
+    day = saved.start_time.astimezone(tz).date()
+    before = attn("export", "--term", f"{day - timedelta(days=1)}..{day}", "--course", "YBSB1008",
+                  cwd=tmp_path, **env)  # fmt: skip
+    assert before.returncode == 1 and "no saved session" in before.stderr
+    span = f"{day}..{day + timedelta(days=1)}"
     xlsx = attn("export", "--term", span, "--course", "YBSB1008", cwd=tmp_path, **env)
     assert xlsx.returncode == 0, xlsx.stderr
     [written] = list(tmp_path.glob("YBSB1008_*.xlsx"))
