@@ -147,7 +147,7 @@ async def _section(name: str, dsn: str, quick: bool) -> list[Row]:
     """The rows of one section."""
     if name == "checkin":
         n = 1500 if quick else 3000
-        return await asyncio.to_thread(checkin.run, dsn, n=n, repeat=3, concurrency=100)
+        return await asyncio.to_thread(checkin.run, dsn, n=n, rounds=10, concurrency=100)
     if name == "delivery":
         return delivery.rows(await delivery.measure(dsn, 500))
     if name == "university":

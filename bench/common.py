@@ -250,6 +250,71 @@ def emit(result: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+class ServedWorker:
+    """A worker subprocess that stays up and measures one round each time it is asked, so that
+    two variants can be measured turn about on the same core (`python -m <module> --worker
+    ... --serve`; the worker side is `serve_rounds`). A host whose speed drifts by tens of
+    percent within a minute (seen here) then slows both sides of a pair alike.
+
+    Started, it builds what it measures and says it is ready; `round()` returns the JSON the
+    worker printed for one round; closing it ends the worker (its stdin closes)."""
+
+    def __init__(self, module: str, args: Sequence[str], *, timeout: float = 180.0) -> None:
+        self._name = f"{module} {' '.join(args)}"
+        self._timeout = timeout
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", module, "--worker", *args, "--serve"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self._answer()  # {"ready": true}, once built
+
+    def _answer(self) -> dict[str, Any]:
+        assert self._process.stdout is not None
+        while True:
+            line = self._process.stdout.readline()
+            if not line:
+                code = self._process.wait(self._timeout)
+                raise RuntimeError(f"worker {self._name} failed (exit {code})")
+            if line.startswith("{"):
+                answer: dict[str, Any] = json.loads(line)
+                return answer
+
+    def round(self) -> dict[str, Any]:
+        assert self._process.stdin is not None
+        self._process.stdin.write("round\n")
+        self._process.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            self._process.wait(self._timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def __enter__(self) -> ServedWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def serve_rounds(round_: Callable[[], Any]) -> None:
+    """The worker side of `ServedWorker`: ready, then one awaited `round_()` per line on stdin,
+    each answered with the JSON it returns, until stdin closes. Nothing else runs meanwhile:
+    the reads wait in a thread, and the event loop is idle between rounds."""
+    import asyncio
+
+    emit({"ready": True})
+    while await asyncio.to_thread(sys.stdin.readline):
+        emit(await round_())
+
+
 # --- the table ---------------------------------------------------------------------------
 
 
