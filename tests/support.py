@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -37,7 +37,7 @@ from aiohttp import web
 
 from bot.compose import Services, build_services
 from bot.config import Settings
-from dal.models import LiveRecord, LiveSession, RecordSource, Role, User
+from dal.models import CachedAccount, LiveRecord, LiveSession, RecordSource, Role, User
 from dal.pg import Postgres
 from dal.redis.keys import records as records_key
 from dal.redis.stores import RedisStores
@@ -251,6 +251,18 @@ async def pg_behind_proxy(
 
 
 # --- seeding ------------------------------------------------------------------------------
+
+
+def signed_in(user_number: str, role: Role, telegram_id: int = 1) -> CachedAccount:
+    """The account a signed-in user's requests carry into the services (a Redis user session),
+    signed in now."""
+    return CachedAccount(
+        telegram_id=telegram_id,
+        school_number=user_number,
+        full_name="X",
+        role=role,
+        logged_in_at=datetime.now(UTC).replace(microsecond=0),
+    )
 
 
 def teacher_user(number: str = "T0001", name: str = "Ayşe Öğretmen") -> User:

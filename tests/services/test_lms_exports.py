@@ -22,8 +22,8 @@ import pytest
 from dal.models import Role
 from dal.pg import Postgres
 from services.moodle import GRADEBOOK_ID_HEADER, MOD_ATTENDANCE_HEADER
-from tests.services.test_security import _session
 from tests.services.test_term_reports import COURSE, START, _course, _documents
+from tests.support import signed_in
 
 pytestmark = pytest.mark.stores
 
@@ -48,7 +48,7 @@ async def _moodle_files(pg: Postgres) -> dict[str, bytes]:
     _, reports = await _course(pg)
     documents = await _documents(
         reports,
-        _session("T0001", Role.TEACHER),
+        signed_in("T0001", Role.TEACHER),
         course_key=COURSE,
         formats=("moodle", "grades", "xlsx"),
         now=START,

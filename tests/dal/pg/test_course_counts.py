@@ -19,10 +19,10 @@ from services.attendance_status import AttendanceRate, StatusCounts
 from services.notice_codec import decode, encode
 from services.reports import ReportService
 from services.warnings import AttendanceWarnings, WarningRule, planned_sessions
-from tests.services.test_security import _session
 from tests.support import (
     IST,
     RecordingNotifier,
+    signed_in,
     student_user,
     teacher_user,
 )
@@ -130,7 +130,7 @@ async def test_counts_equal_a_recount_after_finalizations_and_corrections(
         reports=pg.reports,
         tz=IST,
     )
-    teacher = _session("T0001", Role.TEACHER)
+    teacher = signed_in("T0001", Role.TEACHER)
     await reports.toggle(
         teacher=teacher, attendance_id=batch[1].attendance_id, student_number="2024001"
     )
@@ -193,7 +193,7 @@ async def test_counts_equal_a_recount_after_finalizations_and_corrections(
             for d in (0, 2, 7)  # Monday and Wednesday, the Monday again: two weekly slots
         ],
     )
-    (standing,) = await reports.my_courses(student=_session("2024002", Role.STUDENT))
+    (standing,) = await reports.my_courses(student=signed_in("2024002", Role.STUDENT))
     assert standing.rate.counts == StatusCounts(present=1, excused=1)
     assert standing.rows == []
     # 2 slots x 14 weeks = 28 planned, 27 counted (one excused): 18.9 to attend; 1 attended
