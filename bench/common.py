@@ -7,12 +7,14 @@ Redis database 8 (flushed by them) and a throwaway PostgreSQL database (created,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -272,15 +274,21 @@ class ServedWorker:
         self._answer()  # {"ready": true}, once built
 
     def _answer(self) -> dict[str, Any]:
+        """The worker's next JSON line; a worker silent for `timeout` seconds is killed."""
         assert self._process.stdout is not None
-        while True:
-            line = self._process.stdout.readline()
-            if not line:
-                code = self._process.wait(self._timeout)
-                raise RuntimeError(f"worker {self._name} failed (exit {code})")
-            if line.startswith("{"):
-                answer: dict[str, Any] = json.loads(line)
-                return answer
+        watchdog = threading.Timer(self._timeout, self._process.kill)
+        watchdog.start()
+        try:
+            while True:
+                line = self._process.stdout.readline()
+                if not line:
+                    code = self._process.wait(self._timeout)
+                    raise RuntimeError(f"worker {self._name} failed (exit {code})")
+                if line.startswith("{"):
+                    answer: dict[str, Any] = json.loads(line)
+                    return answer
+        finally:
+            watchdog.cancel()
 
     def round(self) -> dict[str, Any]:
         assert self._process.stdin is not None
@@ -308,8 +316,6 @@ async def serve_rounds(round_: Callable[[], Any]) -> None:
     """The worker side of `ServedWorker`: ready, then one awaited `round_()` per line on stdin,
     each answered with the JSON it returns, until stdin closes. Nothing else runs meanwhile:
     the reads wait in a thread, and the event loop is idle between rounds."""
-    import asyncio
-
     emit({"ready": True})
     while await asyncio.to_thread(sys.stdin.readline):
         emit(await round_())
