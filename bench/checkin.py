@@ -114,9 +114,12 @@ async def _project(
     settings = project_settings(dsn, redis, telegram_global_rate=1e6, telegram_per_chat_rate=1e6)
     async with build_app(settings, bot=bot) as app:
         project = ProjectBot(app)
-        await project.link_students(students)
-        _freeze_long_lived()
-        yield project, session
+        try:
+            await project.link_students(students)
+            _freeze_long_lived()
+            yield project, session
+        finally:
+            await project.stop()
 
 
 @contextlib.asynccontextmanager

@@ -516,6 +516,13 @@ class ProjectBot:
         if self._send_answers:
             await self.app.answers.join()
 
+    async def stop(self) -> None:
+        """Stop the answer senders started here, as the bot's shutdown does (bot/app.py); left
+        running, they outlived the app, and the event loop's end reported each as a task
+        destroyed while pending."""
+        if self._send_answers:
+            await self.app.answers.stop()
+
     async def feed_answered(self, update: dict[str, Any]) -> Any:
         result = await self.feed(update)
         await self.answered()

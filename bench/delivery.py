@@ -47,8 +47,8 @@ async def measure(dsn: str, n: int = 500) -> dict[str, Any]:
             dsn, redis, bot_token=fake.token, telegram_api_url=fake.base_url
         )
         async with build_app(settings) as app:
+            project = ProjectBot(app)
             try:
-                project = ProjectBot(app)
                 await project.link_students(n)
                 code, attendance_id = await project.open_session()
                 updates = project.updates(code, range(n))
@@ -59,6 +59,7 @@ async def measure(dsn: str, n: int = 500) -> dict[str, Any]:
                 elapsed = time.monotonic() - began
                 recorded = await project.recorded(attendance_id)
             finally:
+                await project.stop()
                 await app.bot.session.close()
             outgoing = next(
                 m for m in app.bot.session.middleware if isinstance(m, OutgoingMiddleware)

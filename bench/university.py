@@ -84,8 +84,8 @@ async def measure(
             dsn, redis, bot_token=fake.token, telegram_api_url=fake.base_url
         )
         async with build_app(settings) as app:
+            project = ProjectBot(app)
             try:
-                project = ProjectBot(app)
                 # Students 0..per_side-1 attend the new sessions; the next per_side those ended.
                 await project.link_students(2 * per_side)
                 opened = [await project.open_session() for _ in range(sessions)]
@@ -178,6 +178,7 @@ async def measure(
 
                 recorded = sum([await project.recorded(aid) for _c, aid in opened])
             finally:
+                await project.stop()
                 await worker.stop()
                 await app.bot.session.close()
     calls = fake.calls[calls_before:]
