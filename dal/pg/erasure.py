@@ -12,6 +12,11 @@ an erasure removes the person from every table, in one transaction:
   other students' cached schedules, sessions' lesson slots, teachers' notes, correction
   reasons and excuse requests' texts; requests the person was to decide (or decided) keep no
   reference to them.
+
+A name is found in those texts as a whole name in any letter case, Turkish i's alike, with any
+spacing between its words (`name_pattern`): the portal spells a teacher "Doç. Dr. ELİF KARTAL"
+where the users row says "Elif Kartal", and a plain `replace` kept that spelling. Only whole
+names: erasing "Ali Can" leaves "Ali Canan" and "Vali Can" in other people's texts as they are.
 """
 
 from __future__ import annotations
@@ -21,9 +26,38 @@ from dataclasses import dataclass
 
 from dal.pg.common import Store
 
-__all__ = ["ERASED_NAME", "ErasedPerson", "ErasureStore", "erase_slot_key"]
+__all__ = ["ERASED_NAME", "ErasedPerson", "ErasureStore", "erase_slot_key", "name_pattern"]
 
 ERASED_NAME = "(erased)"
+
+# Letters that may touch a name inside a word: ASCII, Latin-1 and Latin Extended-A/B (Turkish
+# among them), digits and the underscore. Spelled out, so that a match never depends on the
+# database's locale (under C, PostgreSQL's [[:alpha:]] knows no ş).
+_WORD_CHAR = "A-Za-z0-9_\u00c0-\u024f"
+_I_ALIKE = "iİıI"
+
+
+def name_pattern(name: str) -> str | None:
+    """A PostgreSQL regular expression that finds `name` as a whole name in a text: each letter
+    in either case (i, İ, ı and I all alike, as Turkish and ASCII spellings of one name mix),
+    any run of white space between the words, and no letter or digit right before or after.
+    None for a name without words (nothing to look for)."""
+    words = name.split()
+    if not words:
+        return None
+    parts = []
+    for word in words:
+        chars = []
+        for c in word:
+            if c in _I_ALIKE:
+                chars.append(f"[{_I_ALIKE}]")
+            elif c.isalnum():
+                variants = {c} | {v for v in (c.lower(), c.upper()) if len(v) == 1}
+                chars.append(f"[{''.join(sorted(variants))}]" if len(variants) > 1 else c)
+            else:
+                chars.append("\\" + c)  # a non-alphanumeric character, escaped: itself
+        parts.append("".join(chars))
+    return f"(?<![{_WORD_CHAR}])" + "\\s+".join(parts) + f"(?![{_WORD_CHAR}])"
 
 
 def erase_slot_key(slot: str, name_key: str) -> str:
@@ -136,6 +170,7 @@ class ErasureStore(Store):
                 "DELETE FROM schedule_entries WHERE school_number = $1", school_number
             )
             # Free texts and other people's cached schedules that spell the name.
+            pattern = name_pattern(name)
             for table, column in (
                 ("schedule_entries", "teachers"),
                 ("attendance_records", "teacher_note"),
@@ -144,10 +179,12 @@ class ErasureStore(Store):
                 ("excuse_requests", "reason"),
                 ("excuse_requests", "decision_reason"),
             ):
+                if pattern is None:
+                    break
                 await conn.execute(
-                    f"UPDATE {table} SET {column} = replace({column}, $1, $2)"
-                    f" WHERE strpos({column}, $1) > 0",
-                    name,
+                    f"UPDATE {table} SET {column} = regexp_replace({column}, $1, $2, 'g')"
+                    f" WHERE {column} ~ $1",
+                    pattern,
                     ERASED_NAME,
                 )
             if name_key:

@@ -14,7 +14,7 @@ import pytest
 
 from dal.models import AttendanceRecord, FailReason, RecordStatus
 from dal.pg import ErasedPerson, ExcuseStatus, Postgres
-from dal.pg.erasure import ERASED_NAME, erase_slot_key
+from dal.pg.erasure import ERASED_NAME, erase_slot_key, name_pattern
 from services.text import person_key
 from tests.dal.pg.support import T0, attendance, count, entry, present
 from tests.support import link, student_user, teacher_user
@@ -279,3 +279,51 @@ def test_erase_slot_key_replaces_only_the_exact_key() -> None:
         "FIZ101|1|09:00|ayşe öğretmenoğlu"
     )
     assert erase_slot_key("no slot", "ayşe öğretmen") == "no slot"
+
+
+async def test_the_name_is_erased_in_every_spelling_and_only_as_a_whole_name(
+    pg: Postgres,
+) -> None:
+    """The portal spells names in capitals and with titles, teachers type them as they like:
+    each spelling of the erased person's name goes, while other people's names that merely
+    contain it (or are contained in it) stay as they were written."""
+    await pg.accounts.add_users(users=[OTHER_TEACHER, OTHER])
+    await link(pg, TEACHER, 900)  # Ayşe Öğretmen
+    att = attendance(teacher="T0002", name="Matematik")
+    await pg.attendance.add_attendances(attendances=[att])
+    await pg.attendance.add_attendance_records(records=[present(att, "2")])
+    await pg.corrections.set_record_attended(
+        attendance_id=att.attendance_id,
+        student_number="2",
+        is_attended=True,
+        fail_reason=None,
+        changed_by="T0002",
+        reason="AYŞE  ÖĞRETMEN'in listesinden; Ayşegül Öğretmen değil",
+        note="ayşe öğretmen gönderdi, Hayşe Öğretmen değil",
+    )
+    await pg.schedules.replace_schedule(
+        school_number="2",
+        entries=[
+            entry("2").model_copy(
+                update={
+                    "teachers": "Doç. Dr. AYŞE ÖĞRETMEN, Mehmet Hoca",
+                    "teacher_key": "ayse ogretmen|mehmet hoca",
+                }
+            )
+        ],
+    )
+
+    await pg.erasure.erase_person(school_number="T0001", name_key=person_key("Ayşe Öğretmen"))
+
+    (record,) = await pg.attendance.get_attendance_records(attendance_id=att.attendance_id)
+    assert record.teacher_note == "(erased) gönderdi, Hayşe Öğretmen değil"
+    (correction,) = await pg.corrections.get_corrections(attendance_id=att.attendance_id)
+    assert correction.reason == "(erased)'in listesinden; Ayşegül Öğretmen değil"
+    teachers = await pg.db.pool.fetchval(
+        "SELECT teachers FROM schedule_entries WHERE school_number = '2'"
+    )
+    assert teachers == "Doç. Dr. (erased), Mehmet Hoca"
+
+
+def test_name_pattern_of_a_name_without_words_is_none() -> None:
+    assert name_pattern(" \t") is None
