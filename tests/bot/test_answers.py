@@ -73,3 +73,29 @@ async def test_a_throttled_sender_hears_too_many_attempts_once_per_window(
             await bot.session.close()
         texts = [m["text"] for m in fake.sent_messages]
         assert texts == ["Too many attempts.", "Checked in."]
+
+
+async def test_once_the_quiet_window_has_passed_the_sender_hears_it_again(
+    redis_raw: aioredis.Redis,
+) -> None:
+    """Windows end on time, each chat's own: a chat whose window passed hears the answer again
+    while another chat, still inside its window, does not."""
+    async with FakeTelegram() as fake:
+        early, late = fake.user(7201, "Early"), fake.user(7202, "Late")
+        bot = fake.bot()
+        bot.session.middleware(OutgoingMiddleware(pacer=RedisFloodBudget(redis_raw, bot_id=1)))
+        answers = AnswerQueue(bot, Outbox(redis_raw))
+        answers.start()
+        try:
+            answers.put(early.id, "Too many attempts.", kind="THROTTLED", quiet_seconds=1.0)
+            await asyncio.sleep(0.6)
+            answers.put(late.id, "Too many attempts.", kind="THROTTLED", quiet_seconds=1.0)
+            await asyncio.sleep(0.5)  # early's window is over, late's has 0.5 s to go
+            for user in (early, late):
+                answers.put(user.id, "Too many attempts.", kind="THROTTLED", quiet_seconds=1.0)
+            await asyncio.wait_for(answers.join(), 5)
+        finally:
+            await answers.stop(grace_seconds=0.2)
+            await bot.session.close()
+        sent = Counter(m["chat"]["id"] for m in fake.sent_messages)
+        assert (sent[early.id], sent[late.id]) == (2, 1)
