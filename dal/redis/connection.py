@@ -1,4 +1,4 @@
-"""The Redis connection pool of the process, with cancellation that is never lost.
+"""The Redis connection pool of the process: cancellation never lost, writes without a task each.
 
 Python 3.11's `asyncio.wait_for` returns the inner call's result, and swallows the caller's
 cancellation, when both happen in the same turn of the event loop (CPython gh-86296, fixed in
@@ -9,10 +9,18 @@ returns) carried on as if nothing had happened: measured, a loop of SET and EXIS
 at random moments kept running on the first try. The loops of bot/ would then renew a lock
 forever or keep reading the outbox after their worker stopped.
 
-`CancelSafe` puts the cancellation back: if the task was asked to cancel while the command was
-being sent, the send raises `CancelledError` once it returns. The command has reached Redis by
-then; its reply is left unread and the connection is dropped, as redis-py does for any
-interrupted command, so the next user of the pool never reads a stale reply.
+`CancelSafe` sends without `wait_for`, which on 3.11 runs every write as a task of its own
+that the caller waits two turns of the loop for, with a timer. A write the kernel takes at once
+(nearly all of them: a command is a few hundred bytes) cannot wait, so it needs no timer; only
+when something stays buffered is the drain bounded by `asyncio.timeout(socket_timeout)`, in the
+task itself, which never loses a cancellation. A write that cannot finish (a server that stopped
+reading) still fails after `socket_timeout` with redis-py's own errors, and the connection is
+dropped. Measured in the check-in benchmark (one core, one process, 12 pairs of rounds in turn):
+1,790 check-ins/s against 1,683 with redis-py's send, +5.5 % (median of the pairs' ratios).
+And if the task was asked to cancel while the command was being sent, the send raises
+`CancelledError` once it returns. The command has reached Redis by then; its reply is left
+unread and the connection is dropped, as redis-py does for any interrupted command, so the next
+user of the pool never reads a stale reply.
 
 With a `SentinelTarget` (REDIS_SENTINELS, REDIS_SENTINEL_MASTER) the same pool is built over
 redis-py's Sentinel classes: a blocking pool whose connections are both `CancelSafe` and
@@ -52,7 +60,9 @@ from redis.asyncio.sentinel import (
     SentinelManagedSSLConnection,
 )
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 __all__ = ["RESP_PROTOCOL", "FairBlockingPool", "SentinelTarget", "blocking_pool", "client"]
 
@@ -66,17 +76,56 @@ RESP_PROTOCOL = 2
 
 
 class CancelSafe(AbstractConnection):
-    """Mixin: a cancellation requested while a command was sent is raised, not lost."""
+    """Mixin: a command's write bounded by one timer, not `wait_for`, and a cancellation
+    requested while it was sent raised, not lost (see the module docstring)."""
 
     async def send_packed_command(
         self, command: bytes | str | Iterable[bytes], check_health: bool = True
     ) -> None:
         task = asyncio.current_task()
         asked = task.cancelling() if task is not None else 0
-        await super().send_packed_command(command, check_health)
+        # As redis-py's own send (connect, health check, encoding, errors), with the timer.
+        if not self.is_connected:
+            await self.connect_check_health(check_health=False)
+        if check_health:
+            await self.check_health()  # type: ignore[no-untyped-call]
+        if isinstance(command, str):
+            command = command.encode()
+        if isinstance(command, bytes):
+            command = [command]
+        try:
+            await self._write(command)
+        except TimeoutError as exc:  # asyncio's timer, or the OS's ETIMEDOUT (errno set)
+            await self.disconnect(nowait=True)
+            if exc.errno is not None:  # the connection is dead, not slow
+                raise RedisConnectionError(
+                    f"Error {exc.errno} while writing to socket. {exc.strerror}."
+                ) from exc
+            raise RedisTimeoutError("Timeout writing to socket") from None
+        except OSError as exc:
+            await self.disconnect(nowait=True)
+            number, message = (exc.args[0], exc.args[1]) if len(exc.args) > 1 else ("UNKNOWN", exc)
+            raise RedisConnectionError(
+                f"Error {number} while writing to socket. {message}."
+            ) from exc
+        except BaseException:
+            await self.disconnect(nowait=True)  # part of a command may have been written
+            raise
         if task is not None and task.cancelling() > asked:
             await self.disconnect(nowait=True)  # the reply will not be read
             raise asyncio.CancelledError
+
+    async def _write(self, command: Iterable[bytes]) -> None:
+        writer = self._writer
+        if writer is None or writer.transport.is_closing():
+            raise RedisConnectionError("Connection closed by the server before write")
+        writer.writelines(command)
+        if self.socket_timeout and writer.transport.get_write_buffer_size():
+            # The kernel did not take it all at once: the drain may wait for the server.
+            async with asyncio.timeout(self.socket_timeout):
+                await writer.drain()
+        else:
+            await writer.drain()  # nothing buffered: returns at once (raises if the peer left)
 
 
 class CancelSafeConnection(CancelSafe, Connection):

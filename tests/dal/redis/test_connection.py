@@ -8,6 +8,7 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from dal.errors import RedisUnavailable
 from dal.redis.connection import blocking_pool
@@ -61,3 +62,41 @@ async def test_a_waiting_task_gets_a_connection_in_turn_while_busy_tasks_keep_as
         await client.aclose()
     assert waited < 0.2
     assert min(sent) > 0.25 * max(sent)  # the busy tasks share the connections too
+
+
+async def test_a_write_to_a_server_that_stopped_reading_fails_after_the_socket_timeout() -> None:
+    # The write is bounded by the connection's own timer (not redis-py's wait_for): a server
+    # that accepts but never reads lets the kernel's buffers fill, and the command fails with
+    # redis-py's timeout after socket_timeout instead of hanging the task; the next command
+    # starts on a fresh connection rather than behind the half-written one.
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_reads(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    # No handshake (RESP2, database 0, no name), so connecting itself needs no reply.
+    pool = blocking_pool(
+        f"redis://127.0.0.1:{port}/0",
+        max_connections=1,
+        socket_timeout=0.5,
+        driver_info=None,
+    )
+    stalled = aioredis.Redis.from_pool(pool)
+    try:
+        began = time.monotonic()
+        with pytest.raises(redis.exceptions.TimeoutError, match="writing to socket"):
+            async with asyncio.timeout(10):
+                await stalled.set("big", b"x" * 64_000_000)
+        assert 0.4 < time.monotonic() - began < 5
+        with pytest.raises(redis.exceptions.TimeoutError):  # a read timeout this time
+            async with asyncio.timeout(10):
+                await stalled.get("big")
+        assert len(accepted) == 2  # the timed-out connection was dropped, not reused
+    finally:
+        await stalled.aclose()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
